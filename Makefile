@@ -1,0 +1,65 @@
+# xmppedge — build, run and test.
+#
+#   make build   bin/xmppedge (and a development certificate for the example config)
+#   make run     build and start xmppedge on xmppedge.example.yaml
+#   make test    everything CI runs: deps, vet, unit tests with -race (fuzz seeds included), the e2e suite
+#   make bench   benchmarks
+#   make fuzz    a short coverage-guided fuzz run of every parser
+
+GO       ?= go
+VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -X main.version=$(VERSION)
+DEV      := dev
+APT_PKGS := prosody lua-unbound python3-slixmpp openssl
+
+.PHONY: build run test deps vet unit e2e bench fuzz clean
+
+build: bin/xmppedge $(DEV)/company.test.crt
+
+bin/xmppedge: $(shell find . -name '*.go' -not -path './$(DEV)/*') go.mod go.sum
+	$(GO) build -ldflags "$(LDFLAGS)" -o $@ ./cmd/xmppedge
+
+# A self-signed certificate so that the example config works out of the box.
+$(DEV)/company.test.crt:
+	@mkdir -p $(DEV)
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 365 \
+	  -subj /CN=company.test -addext subjectAltName=DNS:company.test \
+	  -keyout $(DEV)/company.test.key -out $(DEV)/company.test.crt 2>/dev/null
+
+run: build
+	bin/xmppedge run -config xmppedge.example.yaml
+
+# deps installs what the e2e suite needs (Debian packages) when it is
+# missing and we are root; otherwise it says what to install.
+deps:
+	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else \
+	    echo "missing Debian packages:$$missing"; echo "run: sudo apt-get install -y$$missing"; exit 1; \
+	  fi; \
+	fi
+	$(GO) mod download
+
+vet:
+	$(GO) vet ./...
+
+unit:
+	$(GO) test -race -count=1 -timeout 10m $$($(GO) list ./... | grep -v /edge/e2e)
+
+e2e: deps
+	$(GO) test -race -count=1 -timeout 15m -v ./edge/e2e/... 2>&1 | tee /tmp/xmppedge-e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|e2e_test|direct_test|gateway_test' ; exit $${PIPESTATUS[0]}
+
+test: deps vet unit e2e
+
+bench:
+	$(GO) test -run XXX -bench . -benchmem ./...
+
+fuzz:
+	$(GO) test -run XXX -fuzz FuzzNext -fuzztime 30s ./edge/xmlstream/
+	$(GO) test -run XXX -fuzz FuzzParseNode -fuzztime 30s ./edge/xmlstream/
+
+clean:
+	rm -rf bin $(DEV)

@@ -1,0 +1,337 @@
+package edge
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/xmppedge/xmppedge/certs"
+	"github.com/xmppedge/xmppedge/dialback"
+	"github.com/xmppedge/xmppedge/edge/resolve"
+	"github.com/xmppedge/xmppedge/edge/xmlstream"
+)
+
+// dialError is a failure to set up an outgoing stream. opened tells whether
+// the peer's stream header had been received: stanzas queued for a stream
+// that never opened bounce with remote-server-not-found, for one that did,
+// with remote-server-timeout (as Prosody does).
+type dialError struct {
+	opened bool
+	err    error
+}
+
+func (e *dialError) Error() string { return e.err.Error() }
+func (e *dialError) Unwrap() error { return e.err }
+
+// condition is the stanza error condition for stanzas that were waiting.
+func (e *dialError) condition() string {
+	if e.opened {
+		return "remote-server-timeout"
+	}
+	return "remote-server-not-found"
+}
+
+// outStream is a negotiated outgoing stream, ready for authentication.
+type outStream struct {
+	sc       *streamConn
+	leg      Leg
+	from, to string
+	features *xmlstream.Node
+	verdict  *certs.Verdict // the peer certificate checked against `to` (nil without TLS)
+	auth     string         // sasl_external | dialback, once authenticated
+}
+
+// dial connects to the server of `to` on the given leg and negotiates the
+// stream up to authentication (header, features, TLS).
+func (g *Gateway) dial(ctx context.Context, leg Leg, from, to string) (*outStream, error) {
+	if leg == LegInside {
+		c, err := (&net.Dialer{}).DialContext(ctx, "tcp", g.opt.InsideServer)
+		if err != nil {
+			return nil, &dialError{err: fmt.Errorf("connect to the internal server %s: %w", g.opt.InsideServer, err)}
+		}
+		os, err := g.negotiateOut(ctx, c, leg, from, to, false)
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+		return os, nil
+	}
+	targets, err := g.opt.Resolver.LookupS2S(ctx, to)
+	if err != nil {
+		return nil, &dialError{err: fmt.Errorf("resolve %s: %w", to, err)}
+	}
+	var errs []error
+	for _, t := range targets {
+		addrs, err := g.opt.Resolver.LookupHost(ctx, t.Host)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", t.Host, err))
+			continue
+		}
+		for _, a := range addrs {
+			os, err := g.dialTarget(ctx, t, a, from, to)
+			if err == nil {
+				return os, nil
+			}
+			errs = append(errs, err)
+			var de *dialError
+			if errors.As(err, &de) && de.opened {
+				// The server answered and then failed (TLS, auth): trying
+				// another of its addresses would not change that.
+				return nil, err
+			}
+			if ctx.Err() != nil {
+				return nil, &dialError{err: errors.Join(errs...)}
+			}
+		}
+	}
+	if len(errs) == 0 {
+		errs = append(errs, fmt.Errorf("no address for %s", to))
+	}
+	return nil, &dialError{err: fmt.Errorf("connect to %s: %w", to, errors.Join(errs...))}
+}
+
+func (g *Gateway) dialTarget(ctx context.Context, t resolve.Target, a netip.Addr, from, to string) (*outStream, error) {
+	addr := net.JoinHostPort(a.String(), strconv.Itoa(int(t.Port)))
+	c, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, &dialError{err: err}
+	}
+	if t.DirectTLS {
+		tc := tls.Client(c, g.opt.Certificates.ClientConfig(from, to, true))
+		if err := tc.HandshakeContext(ctx); err != nil {
+			c.Close()
+			return nil, &dialError{err: fmt.Errorf("direct TLS with %s: %w", addr, err)}
+		}
+		c = tc
+	}
+	os, err := g.negotiateOut(ctx, c, LegOutside, from, to, t.DirectTLS)
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	return os, nil
+}
+
+// negotiateOut runs the initiating side up to authentication: our header,
+// the peer's header and features, STARTTLS when offered.
+func (g *Gateway) negotiateOut(ctx context.Context, c net.Conn, leg Leg, from, to string, directTLS bool) (*outStream, error) {
+	sc := newStreamConn(c, g.limits)
+	os := &outStream{sc: sc, leg: leg, from: from, to: to}
+	if tc, ok := c.(*tls.Conn); ok && directTLS {
+		st := tc.ConnectionState()
+		sc.tls = &st
+		v := g.opt.Verifier.Verify(st.PeerCertificates, to, time.Now())
+		os.verdict = &v
+	}
+	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Now()) })
+	defer stop()
+	opened := false
+	fail := func(err error) error {
+		if se, ok := err.(*StreamError); ok {
+			sc.streamError(se, from, to)
+		}
+		return &dialError{opened: opened, err: err}
+	}
+	for {
+		if err := sc.writeHeader(from, to, ""); err != nil {
+			return nil, fail(err)
+		}
+		h, err := sc.readHeader(headerTimeout)
+		if err != nil {
+			return nil, fail(fmt.Errorf("read stream header: %w", err))
+		}
+		opened = true
+		sc.streamID = h.ID
+		if h.Version == "" {
+			// A pre-RFC 3920 server: no features, dialback only.
+			if leg == LegOutside && g.opt.RequireTLS && sc.tls == nil {
+				return nil, fail(errors.New("the remote server does not support TLS (no stream version)"))
+			}
+			os.features = &xmlstream.Node{}
+			return os, nil
+		}
+		el, err := sc.next(headerTimeout)
+		if err != nil {
+			return nil, fail(fmt.Errorf("read stream features: %w", err))
+		}
+		if el.Space != xmlstream.NSStream || el.Local != "features" {
+			return nil, fail(&StreamError{Condition: "unsupported-stanza-type", Text: "expected stream features"})
+		}
+		f, err := xmlstream.ParseNode(el.Raw, h.Namespaces)
+		if err != nil {
+			return nil, fail(&StreamError{Condition: "not-well-formed", Text: err.Error()})
+		}
+		if sc.tls == nil && f.Child(xmlstream.NSTLS, "starttls") != nil {
+			if err := sc.writeRaw([]byte("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")); err != nil {
+				return nil, fail(err)
+			}
+			el, err := sc.next(headerTimeout)
+			if err != nil {
+				return nil, fail(fmt.Errorf("read STARTTLS answer: %w", err))
+			}
+			if el.Space != xmlstream.NSTLS || el.Local != "proceed" {
+				return nil, fail(fmt.Errorf("STARTTLS refused by %s (<%s/>)", to, el.Local))
+			}
+			if sc.r.Buffered() != 0 {
+				return nil, fail(&StreamError{Condition: "policy-violation", Text: "data after <proceed/> before the TLS handshake"})
+			}
+			tc := tls.Client(sc.conn, g.opt.Certificates.ClientConfig(from, to, false))
+			if err := tc.HandshakeContext(ctx); err != nil {
+				return nil, fail(fmt.Errorf("TLS handshake with %s: %w", to, err))
+			}
+			sc.upgradeTLS(tc)
+			v := g.opt.Verifier.Verify(sc.tls.PeerCertificates, to, time.Now())
+			os.verdict = &v
+			continue
+		}
+		if leg == LegOutside && g.opt.RequireTLS && sc.tls == nil {
+			return nil, fail(&StreamError{Condition: "policy-violation", Text: "TLS is required and " + to + " does not offer STARTTLS"})
+		}
+		os.features = f
+		return os, nil
+	}
+}
+
+// authenticate authenticates os.from to os.to: SASL EXTERNAL when offered
+// (and we have a certificate), else dialback.
+func (g *Gateway) authenticate(ctx context.Context, os *outStream) error {
+	sc := os.sc
+	stop := context.AfterFunc(ctx, func() { sc.conn.SetDeadline(time.Now()) })
+	defer stop()
+	fail := func(err error) error { return &dialError{opened: true, err: err} }
+	if mechs := os.features.Child(xmlstream.NSSASL, "mechanisms"); mechs != nil && sc.tls != nil && g.opt.Certificates.Certificate(os.from) != nil {
+		offered := false
+		for _, m := range mechs.Children {
+			if m.Local == "mechanism" && strings.TrimSpace(m.Text) == "EXTERNAL" {
+				offered = true
+			}
+		}
+		if offered {
+			auth := "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>" + base64.StdEncoding.EncodeToString([]byte(os.from)) + "</auth>"
+			if err := sc.writeRaw([]byte(auth)); err != nil {
+				return fail(err)
+			}
+			el, err := sc.next(headerTimeout)
+			if err != nil {
+				return fail(fmt.Errorf("read SASL answer: %w", err))
+			}
+			if el.Space == xmlstream.NSSASL && el.Local == "success" {
+				sc.restart()
+				if err := sc.writeHeader(os.from, os.to, ""); err != nil {
+					return fail(err)
+				}
+				h, err := sc.readHeader(headerTimeout)
+				if err != nil {
+					return fail(fmt.Errorf("read stream header after SASL: %w", err))
+				}
+				sc.streamID = h.ID
+				if h.Version != "" {
+					el, err := sc.next(headerTimeout)
+					if err != nil || el.Local != "features" {
+						return fail(fmt.Errorf("read stream features after SASL: %v", err))
+					}
+				}
+				os.auth = "sasl_external"
+				return nil
+			}
+			// <failure/>: fall back to dialback when offered.
+		}
+	}
+	// Dialback, whether or not the feature is announced: many servers
+	// accept it without announcing it.
+	key := dialback.Key(g.opt.DialbackSecret, os.to, os.from, sc.streamID)
+	req := dialbackRequest("result", os.from, os.to, "", key)
+	if err := sc.writeRaw(req); err != nil {
+		return fail(err)
+	}
+	for {
+		el, err := sc.next(3 * g.opt.ConnectTimeout)
+		if err != nil {
+			return fail(fmt.Errorf("wait for the dialback result from %s: %w", os.to, err))
+		}
+		if el.Space != xmlstream.NSDialback || el.Local != "result" {
+			return fail(&StreamError{Condition: "unsupported-stanza-type", Text: "unexpected <" + el.Local + "> while waiting for the dialback result"})
+		}
+		if !strings.EqualFold(el.From, os.to) || !strings.EqualFold(el.To, os.from) {
+			// An answer for a pair we did not ask about is unsolicited.
+			return fail(&StreamError{Condition: "invalid-from", Text: "dialback result for a domain pair that was not requested"})
+		}
+		switch el.Type {
+		case "valid":
+			os.auth = "dialback"
+			return nil
+		case "invalid":
+			return fail(fmt.Errorf("%s refused our dialback key", os.to))
+		case "error":
+			return fail(fmt.Errorf("%s answered dialback with an error: %s", os.to, describeError(el.Raw, sc.peer.Namespaces)))
+		default:
+			return fail(&StreamError{Condition: "bad-format", Text: "dialback result without a valid type"})
+		}
+	}
+}
+
+// describeError returns the condition inside an error child, for logs.
+func describeError(raw []byte, ns map[string]string) string {
+	n, err := xmlstream.ParseNode(raw, ns)
+	if err != nil {
+		return "unparsable"
+	}
+	if e := n.Child(xmlstream.NSServer, "error"); e != nil {
+		for _, c := range e.Children {
+			return c.Local
+		}
+	}
+	for _, c := range n.Children {
+		for _, cc := range c.Children {
+			return cc.Local
+		}
+	}
+	return "unspecified"
+}
+
+// verifyKey asks the authoritative server of originating whether it issued
+// key for (receiving, originating, streamID): the inside leg's authority is
+// the internal server, the outside leg's the server DNS names. It uses a
+// short-lived stream of its own.
+func (g *Gateway) verifyKey(ctx context.Context, leg Leg, originating, receiving, streamID, key string) (bool, error) {
+	os, err := g.dial(ctx, leg, receiving, originating)
+	if err != nil {
+		return false, err
+	}
+	sc := os.sc
+	defer sc.conn.Close()
+	stop := context.AfterFunc(ctx, func() { sc.conn.SetDeadline(time.Now()) })
+	defer stop()
+	req := dialbackRequest("verify", receiving, originating, streamID, key)
+	if err := sc.writeRaw(req); err != nil {
+		return false, err
+	}
+	for {
+		el, err := sc.next(2 * g.opt.ConnectTimeout)
+		if err != nil {
+			return false, fmt.Errorf("wait for db:verify answer from %s: %w", originating, err)
+		}
+		if el.Space != xmlstream.NSDialback || el.Local != "verify" {
+			continue // e.g. a stray element; only our answer matters
+		}
+		if el.ID != streamID || !strings.EqualFold(el.From, originating) || !strings.EqualFold(el.To, receiving) {
+			return false, fmt.Errorf("db:verify answer from %s does not match the request", originating)
+		}
+		sc.closeStream()
+		switch el.Type {
+		case "valid":
+			return true, nil
+		case "invalid":
+			return false, nil
+		default:
+			return false, fmt.Errorf("%s answered db:verify with type %q", originating, el.Type)
+		}
+	}
+}

@@ -1,0 +1,334 @@
+package edge
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/xmppedge/xmppedge/certs"
+	"github.com/xmppedge/xmppedge/edge/resolve"
+	"github.com/xmppedge/xmppedge/edge/xmlstream"
+)
+
+// Leg names the side of the gateway a stream is on.
+type Leg uint8
+
+const (
+	// LegInside is the company's internal server.
+	LegInside Leg = iota
+	// LegOutside is the Internet.
+	LegOutside
+)
+
+func (l Leg) String() string {
+	if l == LegInside {
+		return "inside"
+	}
+	return "outside"
+}
+
+// other returns the opposite leg.
+func (l Leg) other() Leg { return 1 - l }
+
+// Resolver finds the servers of a remote domain. *resolve.Resolver
+// implements it.
+type Resolver interface {
+	LookupS2S(ctx context.Context, domain string) ([]resolve.Target, error)
+	LookupHost(ctx context.Context, host string) ([]netip.Addr, error)
+}
+
+// Options configures a Gateway. Zero durations and sizes take the defaults
+// documented on each field.
+type Options struct {
+	// Domains are the local domains: they live on the internal server.
+	Domains []string
+
+	InsideListen []string       // where the internal server connects to us
+	InsideServer string         // host:port of the internal server's s2s listener
+	InsideAllow  []netip.Prefix // source networks allowed on the inside listeners
+
+	OutsideListen    []string // s2s listeners with STARTTLS
+	OutsideListenTLS []string // s2s listeners with direct TLS (XEP-0368)
+	RequireTLS       bool     // refuse outside streams that do not use TLS
+
+	Certificates *certs.Store    // certificates of the local domains; required for the outside leg
+	Verifier     *certs.Verifier // peer certificate verification
+	Resolver     Resolver        // SRV/A/AAAA lookups for the outside leg
+
+	DialbackSecret string // shared by every node of a deployment
+
+	MaxStanzaSize  int           // default 512 KiB
+	QueueSize      int           // stanzas waiting per outgoing stream, default 10000
+	ConnectTimeout time.Duration // default 10s: connect + negotiate + authenticate one stream
+	IdleTimeout    time.Duration // default 10m: close outgoing streams idle this long
+
+	Logger *slog.Logger
+}
+
+func (o *Options) setDefaults() {
+	if o.MaxStanzaSize == 0 {
+		o.MaxStanzaSize = 512 << 10
+	}
+	if o.QueueSize == 0 {
+		o.QueueSize = 10000
+	}
+	if o.ConnectTimeout == 0 {
+		o.ConnectTimeout = 10 * time.Second
+	}
+	if o.IdleTimeout == 0 {
+		o.IdleTimeout = 10 * time.Minute
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Gateway is one xmppedge node: its listeners, sessions and router.
+type Gateway struct {
+	opt    Options
+	log    *slog.Logger
+	local  map[string]bool
+	limits xmlstream.Limits
+	router *Router
+
+	ctx    context.Context // cancelled by Shutdown
+	cancel context.CancelFunc
+
+	mu        sync.Mutex
+	listeners []net.Listener
+	incoming  map[*inSession]struct{}
+	wg        sync.WaitGroup // accept loops and incoming sessions
+
+	nextID atomic.Uint64
+}
+
+// New checks the options and returns a gateway that is not yet listening.
+func New(opt Options) (*Gateway, error) {
+	opt.setDefaults()
+	if len(opt.Domains) == 0 {
+		return nil, errors.New("edge: no local domains configured")
+	}
+	if opt.DialbackSecret == "" {
+		return nil, errors.New("edge: empty dialback secret")
+	}
+	if opt.Resolver == nil {
+		return nil, errors.New("edge: no resolver")
+	}
+	if opt.Certificates == nil || opt.Verifier == nil {
+		return nil, errors.New("edge: certificates and verifier are required")
+	}
+	g := &Gateway{
+		opt:      opt,
+		log:      opt.Logger,
+		local:    make(map[string]bool),
+		limits:   xmlstream.Limits{MaxElementSize: opt.MaxStanzaSize},
+		incoming: make(map[*inSession]struct{}),
+	}
+	for _, d := range opt.Domains {
+		g.local[strings.ToLower(d)] = true
+	}
+	g.ctx, g.cancel = context.WithCancel(context.Background())
+	g.router = newRouter(g)
+	return g, nil
+}
+
+// isLocal reports whether domain is one of ours.
+func (g *Gateway) isLocal(domain string) bool {
+	return g.local[strings.ToLower(domain)]
+}
+
+// Start binds every listener and starts accepting. If any listener cannot
+// be bound, the ones already bound are closed and the error names it.
+func (g *Gateway) Start() error {
+	type spec struct {
+		addr      string
+		leg       Leg
+		directTLS bool
+	}
+	var specs []spec
+	for _, a := range g.opt.InsideListen {
+		specs = append(specs, spec{a, LegInside, false})
+	}
+	for _, a := range g.opt.OutsideListen {
+		specs = append(specs, spec{a, LegOutside, false})
+	}
+	for _, a := range g.opt.OutsideListenTLS {
+		specs = append(specs, spec{a, LegOutside, true})
+	}
+	var lc net.ListenConfig
+	for _, s := range specs {
+		ln, err := lc.Listen(g.ctx, "tcp", s.addr)
+		if err != nil {
+			g.closeListeners()
+			return fmt.Errorf("edge: listen on %s (%s leg): %w", s.addr, s.leg, err)
+		}
+		g.mu.Lock()
+		g.listeners = append(g.listeners, ln)
+		g.mu.Unlock()
+		g.log.Info("listening", "leg", s.leg.String(), "addr", ln.Addr().String(), "direct_tls", s.directTLS)
+		g.wg.Add(1)
+		go g.acceptLoop(ln, s.leg, s.directTLS)
+	}
+	return nil
+}
+
+// Addrs returns the bound listener addresses, in the order of Start.
+func (g *Gateway) Addrs() []net.Addr {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var out []net.Addr
+	for _, ln := range g.listeners {
+		out = append(out, ln.Addr())
+	}
+	return out
+}
+
+func (g *Gateway) closeListeners() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, ln := range g.listeners {
+		ln.Close()
+	}
+}
+
+func (g *Gateway) acceptLoop(ln net.Listener, leg Leg, directTLS bool) {
+	defer g.wg.Done()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if g.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			g.log.Warn("accept failed", "leg", leg.String(), "err", err)
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		if leg == LegInside && !g.insideAllowed(c.RemoteAddr()) {
+			g.log.Warn("refused inside connection from a source not in inside.allow", "remote_addr", c.RemoteAddr().String())
+			c.Close()
+			continue
+		}
+		s := g.newInSession(c, leg, directTLS)
+		g.mu.Lock()
+		if g.ctx.Err() != nil {
+			g.mu.Unlock()
+			c.Close()
+			return
+		}
+		g.incoming[s] = struct{}{}
+		g.wg.Add(1)
+		g.mu.Unlock()
+		go func() {
+			defer g.wg.Done()
+			s.serve()
+			g.mu.Lock()
+			delete(g.incoming, s)
+			g.mu.Unlock()
+		}()
+	}
+}
+
+func (g *Gateway) insideAllowed(a net.Addr) bool {
+	ta, ok := a.(*net.TCPAddr)
+	if !ok {
+		return false
+	}
+	ip, ok := netip.AddrFromSlice(ta.IP)
+	if !ok {
+		return false
+	}
+	ip = ip.Unmap()
+	return slices.ContainsFunc(g.opt.InsideAllow, func(p netip.Prefix) bool { return p.Contains(ip) })
+}
+
+// Shutdown stops accepting, closes every incoming stream (</stream:stream>,
+// reading until the peer closes or a short bound), then drains and closes
+// every outgoing stream. It returns when all is closed or ctx ends.
+func (g *Gateway) Shutdown(ctx context.Context) error {
+	g.closeListeners()
+	g.mu.Lock()
+	var ins []*inSession
+	for s := range g.incoming {
+		ins = append(ins, s)
+	}
+	g.mu.Unlock()
+	for _, s := range ins {
+		s.beginClose()
+	}
+	done := make(chan struct{})
+	go func() { g.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+	// Incoming streams are closed: nothing new reaches the router. Drain
+	// the outgoing queues, then close.
+	err := g.router.shutdown(ctx)
+	g.cancel()
+	return err
+}
+
+// Close stops everything at once, without draining.
+func (g *Gateway) Close() {
+	g.cancel()
+	g.closeListeners()
+	g.mu.Lock()
+	for s := range g.incoming {
+		s.sc.conn.Close()
+	}
+	g.mu.Unlock()
+	g.router.closeAll()
+	g.wg.Wait()
+}
+
+func (g *Gateway) newSessionID(prefix string) string {
+	return fmt.Sprintf("%s%d", prefix, g.nextID.Add(1))
+}
+
+// serverTLS returns the TLS config for an accepted connection whose stream
+// names toDomain (used when the client sends no SNI, as Prosody does on
+// STARTTLS).
+func (g *Gateway) serverTLS(toDomain string, alpn bool) *tls.Config {
+	fallback := toDomain
+	if fallback == "" || !g.isLocal(fallback) {
+		fallback = g.opt.Domains[0]
+	}
+	return g.opt.Certificates.ServerConfig(fallback, alpn)
+}
+
+// SessionInfo describes one stream, for operators and tests.
+type SessionInfo struct {
+	ID         string
+	Leg        string   // inside | outside
+	Role       string   // incoming (peer connected to us) | outgoing (we connected)
+	Local      []string // our domain(s) on the stream
+	Remote     []string // the authenticated peer domain(s)
+	RemoteAddr string
+	TLSVersion string // "" when the stream is not encrypted
+	Auth       string // sasl_external | dialback | "" (incoming streams: per pair, joined)
+	PeerCert   string // verdict on the peer certificate: "valid" or the reason
+	Stanzas    uint64 // stanzas relayed on this stream
+	Started    time.Time
+}
+
+// Sessions lists the current incoming and outgoing streams.
+func (g *Gateway) Sessions() []SessionInfo {
+	var out []SessionInfo
+	g.mu.Lock()
+	for s := range g.incoming {
+		out = append(out, s.info())
+	}
+	g.mu.Unlock()
+	out = append(out, g.router.infos()...)
+	slices.SortFunc(out, func(a, b SessionInfo) int { return strings.Compare(a.ID, b.ID) })
+	return out
+}

@@ -1,0 +1,554 @@
+package edge
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/xmppedge/xmppedge/certs"
+	"github.com/xmppedge/xmppedge/certs/certstest"
+	"github.com/xmppedge/xmppedge/dialback"
+	"github.com/xmppedge/xmppedge/edge/resolve"
+	"github.com/xmppedge/xmppedge/edge/xmlstream"
+)
+
+// These tests drive the gateway with scripted peers over loopback TCP. The
+// peers are fakes (the end-to-end suite in edge/e2e uses real servers);
+// what is tested is the gateway's side of each exchange.
+
+const testSecret = "test-secret-for-dialback"
+
+// fakeResolver maps domains to loopback addresses.
+type fakeResolver struct {
+	mu      sync.Mutex
+	targets map[string][]resolve.Target
+}
+
+func (r *fakeResolver) set(domain, addr string, directTLS bool) {
+	host, port, _ := net.SplitHostPort(addr)
+	p, _ := strconv.Atoi(port)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.targets[domain] = []resolve.Target{{Host: host, Port: uint16(p), DirectTLS: directTLS}}
+}
+
+func (r *fakeResolver) LookupS2S(ctx context.Context, domain string) ([]resolve.Target, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t, ok := r.targets[domain]
+	if !ok {
+		return nil, fmt.Errorf("%s: %w", domain, resolve.ErrNotFound)
+	}
+	return t, nil
+}
+
+func (r *fakeResolver) LookupHost(ctx context.Context, host string) ([]netip.Addr, error) {
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", host, resolve.ErrNotFound)
+	}
+	return []netip.Addr{a}, nil
+}
+
+type testEnv struct {
+	gw       *Gateway
+	inside   string // inside listener address
+	outside  string // outside STARTTLS listener
+	res      *fakeResolver
+	ca       *certstest.CA
+	caPool   string // CA file
+	internal *fakeServer
+}
+
+func newTestEnv(t *testing.T) *testEnv {
+	t.Helper()
+	dir := t.TempDir()
+	ca, err := certstest.NewCA("xmppedge test CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, keyPEM, err := ca.Issue(certstest.LeafOptions{DNSNames: []string{"company.test"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, kf, err := certstest.WriteFiles(dir, "company.test", certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile := filepath.Join(dir, "ca.crt")
+	if err := os.WriteFile(caFile, ca.CertPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	store, err := certs.LoadStore([]certs.KeyPairFiles{{CertFile: cf, KeyFile: kf}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ver, err := certs.NewVerifier([]string{caFile}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	internal := startFakeServer(t, "company.test")
+	res := &fakeResolver{targets: map[string][]resolve.Target{}}
+	gw, err := New(Options{
+		Domains:        []string{"company.test"},
+		InsideListen:   []string{"127.0.0.1:0"},
+		InsideServer:   internal.addr(),
+		InsideAllow:    []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
+		OutsideListen:  []string{"127.0.0.1:0"},
+		RequireTLS:     true,
+		Certificates:   store,
+		Verifier:       ver,
+		Resolver:       res,
+		DialbackSecret: testSecret,
+		ConnectTimeout: 3 * time.Second,
+		Logger:         slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := gw.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(gw.Close)
+	addrs := gw.Addrs()
+	return &testEnv{gw: gw, inside: addrs[0].String(), outside: addrs[1].String(), res: res, ca: ca, caPool: caFile, internal: internal}
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// peer is a scripted remote end of a stream.
+type peer struct {
+	t    *testing.T
+	conn net.Conn
+	r    *xmlstream.Reader
+	hdr  xmlstream.Header
+}
+
+func dialPeer(t *testing.T, addr string) *peer {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	t.Cleanup(func() { c.Close() })
+	return &peer{t: t, conn: c, r: xmlstream.NewReader(c, xmlstream.Limits{})}
+}
+
+func (p *peer) send(s string) {
+	p.t.Helper()
+	if _, err := io.WriteString(p.conn, s); err != nil {
+		p.t.Fatalf("send: %v", err)
+	}
+}
+
+// open sends a stream header and reads the answer header and features.
+func (p *peer) open(from, to string) *xmlstream.Node {
+	p.t.Helper()
+	p.send(fmt.Sprintf("<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' from='%s' to='%s' version='1.0'>", from, to))
+	h, err := p.r.ReadHeader()
+	if err != nil {
+		p.t.Fatalf("read header: %v", err)
+	}
+	p.hdr = h
+	el, err := p.r.Next()
+	if err != nil {
+		p.t.Fatalf("read features: %v", err)
+	}
+	n, err := xmlstream.ParseNode(el.Raw, h.Namespaces)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return n
+}
+
+// next returns the next element's raw bytes.
+func (p *peer) next() string {
+	p.t.Helper()
+	el, err := p.r.Next()
+	if err != nil {
+		p.t.Fatalf("read: %v", err)
+	}
+	return string(el.Raw)
+}
+
+// expectStreamError reads until a stream error and checks its condition
+// and that the gateway closes the connection.
+func (p *peer) expectStreamError(cond string) {
+	p.t.Helper()
+	if p.hdr.Namespaces == nil {
+		h, err := p.r.ReadHeader()
+		if err != nil {
+			p.t.Fatalf("want stream error %s, got no stream header: %v", cond, err)
+		}
+		p.hdr = h
+	}
+	var seen []string
+	for {
+		el, err := p.r.Next()
+		if err != nil {
+			p.t.Fatalf("want stream error %s, got %q then %v", cond, seen, err)
+		}
+		seen = append(seen, string(el.Raw))
+		if el.Space != xmlstream.NSStream || el.Local != "error" {
+			continue
+		}
+		n, err := xmlstream.ParseNode(el.Raw, p.hdr.Namespaces)
+		if err != nil {
+			p.t.Fatal(err)
+		}
+		if n.Child(xmlstream.NSStreams, cond) == nil {
+			p.t.Fatalf("want stream error %s, got %q", cond, el.Raw)
+		}
+		break
+	}
+	if _, err := p.r.Next(); err != xmlstream.ErrStreamEnd {
+		p.t.Fatalf("stream error not followed by </stream:stream>: %v", err)
+	}
+	if _, err := p.conn.Read(make([]byte, 1)); err != io.EOF && !errors.Is(err, syscall.ECONNRESET) {
+		p.t.Fatalf("connection not closed after the stream error: %v", err)
+	}
+}
+
+// startTLS upgrades the peer's stream and reopens it.
+func (p *peer) startTLS(from, to string) *xmlstream.Node {
+	p.t.Helper()
+	p.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+	if got := p.next(); !strings.Contains(got, "proceed") {
+		p.t.Fatalf("want proceed, got %q", got)
+	}
+	tc := tls.Client(p.conn, &tls.Config{InsecureSkipVerify: true, ServerName: to})
+	if err := tc.Handshake(); err != nil {
+		p.t.Fatal(err)
+	}
+	p.conn = tc
+	p.r.Reset(tc)
+	return p.open(from, to)
+}
+
+// fakeServer is a minimal XMPP server that accepts every dialback key
+// (receiving role), answers db:verify with verify(), and records stanzas.
+type fakeServer struct {
+	t       *testing.T
+	ln      net.Listener
+	domain  string
+	stanzas chan string
+	mu      sync.Mutex
+	verify  func(from, to, id, key string) bool
+}
+
+func startFakeServer(t *testing.T, domain string) *fakeServer {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fakeServer{t: t, ln: ln, domain: domain, stanzas: make(chan string, 100)}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go f.serve(c)
+		}
+	}()
+	return f
+}
+
+func (f *fakeServer) addr() string { return f.ln.Addr().String() }
+
+func (f *fakeServer) setVerify(fn func(from, to, id, key string) bool) {
+	f.mu.Lock()
+	f.verify = fn
+	f.mu.Unlock()
+}
+
+func (f *fakeServer) serve(c net.Conn) {
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	r := xmlstream.NewReader(c, xmlstream.Limits{})
+	h, err := r.ReadHeader()
+	if err != nil {
+		return
+	}
+	fmt.Fprintf(c, "<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' from='%s' to='%s' id='%s' version='1.0'><stream:features><dialback xmlns='urn:xmpp:features:dialback'><errors/></dialback></stream:features>", h.To, h.From, dialback.NewStreamID())
+	for {
+		el, err := r.Next()
+		if err != nil {
+			io.WriteString(c, "</stream:stream>")
+			return
+		}
+		n, _ := xmlstream.ParseNode(el.Raw, h.Namespaces)
+		switch {
+		case el.Local == "result" && el.Type == "":
+			fmt.Fprintf(c, "<db:result from='%s' to='%s' type='valid'/>", el.To, el.From)
+		case el.Local == "verify" && el.Type == "":
+			f.mu.Lock()
+			ok := f.verify != nil && f.verify(el.From, el.To, el.ID, n.Text)
+			f.mu.Unlock()
+			typ := "invalid"
+			if ok {
+				typ = "valid"
+			}
+			fmt.Fprintf(c, "<db:verify from='%s' to='%s' id='%s' type='%s'/>", el.To, el.From, el.ID, typ)
+		default:
+			f.stanzas <- string(el.Raw)
+		}
+	}
+}
+
+func (f *fakeServer) expectStanza(t *testing.T, contains ...string) string {
+	t.Helper()
+	select {
+	case s := <-f.stanzas:
+		for _, c := range contains {
+			if !strings.Contains(s, c) {
+				t.Fatalf("stanza %q does not contain %q", s, c)
+			}
+		}
+		return s
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no stanza arrived (want one containing %q)", contains)
+	}
+	return ""
+}
+
+func TestStreamErrors(t *testing.T) {
+	env := newTestEnv(t)
+	hdr := func(from, to string) string {
+		return fmt.Sprintf("<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' from='%s' to='%s' version='1.0'>", from, to)
+	}
+	tests := []struct {
+		name   string
+		listen func(*testEnv) string
+		input  string
+		cond   string
+	}{
+		{"not well-formed", (*testEnv).outsideAddr, hdr("partner.test", "company.test") + "<message><body></message>", "not-well-formed"},
+		{"comment", (*testEnv).outsideAddr, hdr("partner.test", "company.test") + "<!-- hi -->", "restricted-xml"},
+		{"doctype in element", (*testEnv).outsideAddr, hdr("partner.test", "company.test") + "<message><!DOCTYPE x></message>", "restricted-xml"},
+		{"entity", (*testEnv).outsideAddr, hdr("partner.test", "company.test") + "<message to='&xxe;'/>", "restricted-xml"},
+		{"client namespace", (*testEnv).outsideAddr, "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='company.test' version='1.0'>", "invalid-namespace"},
+		{"wrong stream namespace", (*testEnv).outsideAddr, "<stream:stream xmlns='jabber:server' xmlns:stream='urn:bogus' to='company.test' version='1.0'>", "invalid-namespace"},
+		{"outside to a foreign domain", (*testEnv).outsideAddr, hdr("partner.test", "elsewhere.test"), "host-unknown"},
+		{"inside to a local domain", (*testEnv).insideAddr, hdr("company.test", "company.test"), "host-unknown"},
+		{"dialback before TLS when TLS is required", (*testEnv).outsideAddr, hdr("partner.test", "company.test") + "<db:result from='partner.test' to='company.test'>abc</db:result>", "policy-violation"},
+		{"stanza before authentication", (*testEnv).insideAddr, hdr("company.test", "partner.test") + "<message from='a@company.test' to='b@partner.test'/>", "invalid-from"},
+		{"unsolicited dialback result", (*testEnv).insideAddr, hdr("company.test", "partner.test") + "<db:result from='company.test' to='partner.test' type='valid'/>", "not-authorized"},
+		{"stanza without from", (*testEnv).insideAddr, hdr("company.test", "partner.test") + "<message to='b@partner.test'/>", "improper-addressing"},
+		{"unknown top-level element", (*testEnv).insideAddr, hdr("company.test", "partner.test") + "<foo xmlns='urn:x'/>", "unsupported-stanza-type"},
+		{"too big", (*testEnv).insideAddr, hdr("company.test", "partner.test") + "<message><body>" + strings.Repeat("a", 600<<10) + "</body></message>", "policy-violation"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := dialPeer(t, tt.listen(env))
+			p.send(tt.input)
+			p.expectStreamError(tt.cond)
+		})
+	}
+}
+
+func (e *testEnv) outsideAddr() string { return e.outside }
+func (e *testEnv) insideAddr() string  { return e.inside }
+
+// Data sent in the same packet as <starttls/> must not be read as if it had
+// come over TLS.
+func TestStartTLSInjection(t *testing.T) {
+	env := newTestEnv(t)
+	p := dialPeer(t, env.outside)
+	f := p.open("partner.test", "company.test")
+	if f.Child(xmlstream.NSTLS, "starttls") == nil {
+		t.Fatal("STARTTLS not offered")
+	}
+	p.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/><db:result from='partner.test' to='company.test'>k</db:result>")
+	p.expectStreamError("policy-violation")
+}
+
+func TestOutsideFeatures(t *testing.T) {
+	env := newTestEnv(t)
+	p := dialPeer(t, env.outside)
+	f := p.open("partner.test", "company.test")
+	st := f.Child(xmlstream.NSTLS, "starttls")
+	if st == nil || st.Child(xmlstream.NSTLS, "required") == nil {
+		t.Fatalf("want <starttls><required/></starttls>, got %+v", f)
+	}
+	if f.Child(xmlstream.NSDialbackFeature, "dialback") != nil {
+		t.Fatal("dialback offered before TLS although TLS is required")
+	}
+	f = p.startTLS("partner.test", "company.test")
+	if f.Child(xmlstream.NSDialbackFeature, "dialback") == nil {
+		t.Fatal("dialback not offered after TLS")
+	}
+	if f.Child(xmlstream.NSSASL, "mechanisms") != nil {
+		t.Fatal("SASL EXTERNAL offered to a peer without a certificate")
+	}
+}
+
+// The authoritative role: any listener answers db:verify for keys this
+// deployment issued, and only for its own side's domains.
+func TestDialbackVerifyAnswers(t *testing.T) {
+	env := newTestEnv(t)
+	t.Run("outside, key for a local domain", func(t *testing.T) {
+		p := dialPeer(t, env.outside)
+		p.open("partner.test", "company.test")
+		p.startTLS("partner.test", "company.test")
+		good := dialback.Key(testSecret, "partner.test", "company.test", "S1")
+		p.send("<db:verify from='partner.test' to='company.test' id='S1'>" + good + "</db:verify>")
+		if got := p.next(); !strings.Contains(got, "type='valid'") || !strings.Contains(got, "id='S1'") {
+			t.Fatalf("good key: %q", got)
+		}
+		p.send("<db:verify from='partner.test' to='company.test' id='S2'>" + good + "</db:verify>")
+		if got := p.next(); !strings.Contains(got, "type='invalid'") {
+			t.Fatalf("key for another stream id: %q", got)
+		}
+	})
+	t.Run("inside does not answer for local domains", func(t *testing.T) {
+		p := dialPeer(t, env.inside)
+		p.open("company.test", "partner.test")
+		key := dialback.Key(testSecret, "partner.test", "company.test", "S1")
+		p.send("<db:verify from='partner.test' to='company.test' id='S1'>" + key + "</db:verify>")
+		if got := p.next(); !strings.Contains(got, "type='invalid'") {
+			t.Fatalf("inside leg answered for a local domain: %q", got)
+		}
+		key = dialback.Key(testSecret, "company.test", "partner.test", "S3")
+		p.send("<db:verify from='company.test' to='partner.test' id='S3'>" + key + "</db:verify>")
+		if got := p.next(); !strings.Contains(got, "type='valid'") {
+			t.Fatalf("inside leg refused a key it issued for partner.test: %q", got)
+		}
+	})
+}
+
+// insideStream opens an inside stream as the internal server would and
+// authenticates company.test → each of remotes by dialback; the fake
+// internal server answers db:verify for keys in valid.
+func insideStream(t *testing.T, env *testEnv, remotes ...string) *peer {
+	t.Helper()
+	p := dialPeer(t, env.inside)
+	p.open("company.test", remotes[0])
+	for _, r := range remotes {
+		p.send("<db:result from='company.test' to='" + r + "'>key-" + r + "</db:result>")
+	}
+	return p
+}
+
+// Several domain pairs on one stream, each verified on its own; a wrong
+// key for an additional pair is a dialback error and the stream stays.
+func TestDialbackMultiplexing(t *testing.T) {
+	env := newTestEnv(t)
+	env.internal.setVerify(func(from, to, id, key string) bool {
+		return key == "key-"+from // from = the receiving domain we stand in for
+	})
+	p := dialPeer(t, env.inside)
+	p.open("company.test", "partner.test")
+	p.send("<db:result from='company.test' to='partner.test'>key-partner.test</db:result>")
+	if got := p.next(); !strings.Contains(got, "type='valid'") || !strings.Contains(got, "from='partner.test'") {
+		t.Fatalf("first pair: %q", got)
+	}
+	p.send("<db:result from='company.test' to='other.test'>key-other.test</db:result>")
+	if got := p.next(); !strings.Contains(got, "type='valid'") || !strings.Contains(got, "from='other.test'") {
+		t.Fatalf("second pair: %q", got)
+	}
+	p.send("<db:result from='company.test' to='third.test'>wrong</db:result>")
+	got := p.next()
+	if !strings.Contains(got, "type='error'") || !strings.Contains(got, "<forbidden") {
+		t.Fatalf("wrong key with other pairs verified: want a forbidden dialback error, got %q", got)
+	}
+	// The stream is still up: a stanza for a verified pair is accepted
+	// (it will bounce later: other.test has no server; that is another test).
+	p.send("<iq type='result' id='x' from='company.test' to='other.test'/>")
+	p.send("<db:result from='company.test' to='third.test'>wrong</db:result>")
+	if got := p.next(); !strings.Contains(got, "type='error'") {
+		t.Fatalf("stream should have stayed open: %q", got)
+	}
+}
+
+func TestDialbackInvalidKeyClosesStream(t *testing.T) {
+	env := newTestEnv(t)
+	env.internal.setVerify(func(from, to, id, key string) bool { return false })
+	p := dialPeer(t, env.inside)
+	p.open("company.test", "partner.test")
+	p.send("<db:result from='company.test' to='partner.test'>bad</db:result>")
+	if got := p.next(); !strings.Contains(got, "type='invalid'") {
+		t.Fatalf("want type='invalid', got %q", got)
+	}
+	p.expectStreamError("not-authorized")
+}
+
+// A stanza to a domain whose server cannot be reached comes back to its
+// sender as remote-server-not-found, through an inside stream that the
+// gateway opens (and authenticates by dialback) to the internal server.
+func TestBounceUnreachable(t *testing.T) {
+	env := newTestEnv(t)
+	env.internal.setVerify(func(from, to, id, key string) bool { return true })
+	env.res.set("down.test", "127.0.0.1:1", false) // nothing listens on port 1
+	p := dialPeer(t, env.inside)
+	p.open("company.test", "down.test")
+	p.send("<db:result from='company.test' to='down.test'>k</db:result>")
+	if got := p.next(); !strings.Contains(got, "type='valid'") {
+		t.Fatalf("dialback: %q", got)
+	}
+	p.send("<message from='alice@company.test/r' to='bob@down.test' id='m1' type='chat'><body>hello</body></message>")
+	p.send("<message from='alice@company.test/r' to='bob@down.test' id='m2' type='error'><error type='cancel'><gone xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>")
+	p.send("<message from='alice@company.test/r' to='bob@down.test' id='m3'><body>again</body></message>")
+	env.internal.expectStanza(t, "id='m1'", "type='error'", "<remote-server-not-found", "from='bob@down.test'", "to='alice@company.test/r'")
+	got := env.internal.expectStanza(t, "type='error'", "<remote-server-not-found")
+	if !strings.Contains(got, "id='m3'") {
+		t.Fatalf("the error stanza m2 must not be answered; got %q", got)
+	}
+	select {
+	case s := <-env.internal.stanzas:
+		t.Fatalf("unexpected stanza: %q", s)
+	case <-time.After(200 * time.Millisecond):
+	}
+}
+
+// A full relay, inside → outside: the gateway authenticates to the remote
+// server with SASL EXTERNAL (the fake offers it after TLS) or dialback.
+func TestRelayOutbound(t *testing.T) {
+	env := newTestEnv(t)
+	env.internal.setVerify(func(from, to, id, key string) bool { return true })
+	partner := startFakeServer(t, "partner.test")
+	env.res.set("partner.test", partner.addr(), false)
+	p := dialPeer(t, env.inside)
+	p.open("company.test", "partner.test")
+	p.send("<db:result from='company.test' to='partner.test'>k</db:result>")
+	if got := p.next(); !strings.Contains(got, "type='valid'") {
+		t.Fatalf("dialback: %q", got)
+	}
+	var want []string
+	for i := range 50 {
+		m := fmt.Sprintf("<message from='alice@company.test/r' to='bob@partner.test' id='m%d'><body>n&amp;%d</body></message>", i, i)
+		want = append(want, m)
+		p.send(m)
+	}
+	// The fake partner has no TLS: with require_tls the gateway must not
+	// relay in clear; every stanza bounces.
+	got := env.internal.expectStanza(t, "id='m0'", "type='error'")
+	if !strings.Contains(got, "remote-server") {
+		t.Fatalf("bounce condition: %q", got)
+	}
+	_ = want
+	if bytes.Contains([]byte(got), []byte("<body>")) {
+		t.Fatalf("a bounce must not echo the body: %q", got)
+	}
+}

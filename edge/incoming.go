@@ -1,0 +1,512 @@
+package edge
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/xmppedge/xmppedge/certs"
+	"github.com/xmppedge/xmppedge/dialback"
+	"github.com/xmppedge/xmppedge/edge/xmlstream"
+)
+
+// headerTimeout bounds how long a peer may take to send a stream header or
+// a negotiation element.
+const headerTimeout = 30 * time.Second
+
+// domainPair is an authenticated (remote → local) pair on an incoming
+// stream: stanzas whose from is in Remote and to in Local may pass.
+type domainPair struct{ remote, local string }
+
+// inSession is a stream a peer opened to one of our listeners: we are the
+// receiving server.
+type inSession struct {
+	g         *Gateway
+	id        string
+	leg       Leg
+	directTLS bool
+	sc        *streamConn
+	log       *slog.Logger
+	started   time.Time
+
+	mu       sync.Mutex
+	pairs    map[domainPair]string // authenticated pairs → method
+	pending  map[domainPair]bool   // dialback verifications under way
+	verdict  *certs.Verdict        // the peer certificate, checked against the header's from
+	closing  bool
+	saslDone bool
+
+	stanzas atomic.Uint64
+}
+
+func (g *Gateway) newInSession(c net.Conn, leg Leg, directTLS bool) *inSession {
+	id := g.newSessionID("in-")
+	return &inSession{
+		g: g, id: id, leg: leg, directTLS: directTLS,
+		sc:      newStreamConn(c, g.limits),
+		log:     g.log.With("session", id, "leg", leg.String(), "role", "incoming", "remote_addr", c.RemoteAddr().String()),
+		started: time.Now(),
+		pairs:   make(map[domainPair]string),
+		pending: make(map[domainPair]bool),
+	}
+}
+
+func (s *inSession) info() SessionInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	in := SessionInfo{
+		ID: s.id, Leg: s.leg.String(), Role: "incoming",
+		RemoteAddr: s.sc.conn.RemoteAddr().String(),
+		TLSVersion: s.sc.tlsVersion(),
+		Stanzas:    s.stanzas.Load(),
+		Started:    s.started,
+	}
+	var auths []string
+	for p, m := range s.pairs {
+		in.Local = append(in.Local, p.local)
+		in.Remote = append(in.Remote, p.remote)
+		auths = append(auths, m)
+	}
+	in.Auth = strings.Join(auths, ",")
+	if s.verdict != nil {
+		in.PeerCert = verdictString(*s.verdict)
+	}
+	return in
+}
+
+func verdictString(v certs.Verdict) string {
+	if v.Valid {
+		return "valid"
+	}
+	return v.Reason
+}
+
+// beginClose asks the peer to close: we send </stream:stream> and keep
+// reading until it answers in kind (or the bound passes).
+func (s *inSession) beginClose() {
+	s.mu.Lock()
+	s.closing = true
+	s.mu.Unlock()
+	s.sc.closeStream()
+	s.sc.conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+}
+
+// serve runs the stream until it ends.
+func (s *inSession) serve() {
+	defer s.sc.conn.Close()
+	s.log.Debug("connection accepted")
+	if s.directTLS {
+		tc := tls.Server(s.sc.conn, s.g.serverTLS("", true))
+		ctx, cancel := context.WithTimeout(s.g.ctx, headerTimeout)
+		err := tc.HandshakeContext(ctx)
+		cancel()
+		if err != nil {
+			s.log.Info("direct TLS handshake failed", "err", err)
+			return
+		}
+		s.sc.upgradeTLS(tc)
+	}
+	err := s.run()
+	se := asStreamError(err)
+	switch {
+	case errors.Is(err, xmlstream.ErrStreamEnd):
+		s.log.Info("stream closed by peer")
+		s.sc.closeStream()
+	case se != nil:
+		s.mu.Lock()
+		closing := s.closing
+		s.mu.Unlock()
+		if closing && se.Condition == "connection-timeout" {
+			s.log.Info("stream closed at shutdown")
+		} else {
+			s.log.Warn("stream error", "condition", se.Condition, "text", se.Text)
+			s.sc.streamError(se, s.sc.peer.To, s.sc.peer.From)
+		}
+	case err != nil:
+		s.log.Info("stream ended", "err", err)
+	}
+}
+
+// errRestart tells run that the stream restarts (after STARTTLS or SASL).
+var errRestart = errors.New("stream restart")
+
+func (s *inSession) run() error {
+	for {
+		err := s.negotiate()
+		if err == errRestart {
+			continue
+		}
+		return err
+	}
+}
+
+// negotiate handles one stream (from header to restart or end).
+func (s *inSession) negotiate() error {
+	h, err := s.sc.readHeader(headerTimeout)
+	if err != nil {
+		return err
+	}
+	// Our header answers with the domain the peer asked for.
+	s.sc.streamID = dialback.NewStreamID()
+	to := strings.ToLower(h.To)
+	from := strings.ToLower(h.From)
+	if err := s.sc.writeHeader(to, from, s.sc.streamID); err != nil {
+		return err
+	}
+	if to == "" {
+		return &StreamError{Condition: "host-unknown", Text: "the stream header has no 'to'"}
+	}
+	if s.leg == LegOutside && !s.g.isLocal(to) {
+		return &StreamError{Condition: "host-unknown", Text: "this gateway does not serve " + to}
+	}
+	if s.leg == LegInside && s.g.isLocal(to) {
+		return &StreamError{Condition: "host-unknown", Text: to + " is a local domain: the internal server serves it"}
+	}
+	encrypted := s.sc.tls != nil
+	if encrypted && from != "" && s.sc.tls != nil {
+		v := s.g.opt.Verifier.Verify(s.sc.tls.PeerCertificates, from, time.Now())
+		s.mu.Lock()
+		s.verdict = &v
+		s.mu.Unlock()
+	}
+	offerTLS := !encrypted && s.leg == LegOutside && s.g.opt.Certificates.Certificate(to) != nil
+	tlsRequired := s.leg == LegOutside && s.g.opt.RequireTLS && !encrypted
+	offerSASL := false
+	s.mu.Lock()
+	if encrypted && !s.saslDone && s.verdict != nil && s.verdict.Valid {
+		offerSASL = true
+	}
+	s.mu.Unlock()
+
+	if h.Version != "" {
+		var f []byte
+		f = append(f, "<stream:features>"...)
+		if offerTLS {
+			f = append(f, "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'>"...)
+			if tlsRequired {
+				f = append(f, "<required/>"...)
+			}
+			f = append(f, "</starttls>"...)
+		}
+		if !tlsRequired {
+			if offerSASL {
+				f = append(f, "<mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>EXTERNAL</mechanism></mechanisms>"...)
+			}
+			f = append(f, "<dialback xmlns='urn:xmpp:features:dialback'><errors/></dialback>"...)
+		}
+		f = append(f, "</stream:features>"...)
+		if err := s.sc.writeRaw(f); err != nil {
+			return err
+		}
+	}
+
+	for {
+		s.mu.Lock()
+		authed := len(s.pairs) > 0
+		closing := s.closing
+		s.mu.Unlock()
+		timeout := headerTimeout
+		if authed {
+			timeout = 0 // established streams may stay idle; the peer decides
+		}
+		if closing {
+			timeout = 3 * time.Second
+		}
+		el, err := s.sc.next(timeout)
+		if err != nil {
+			return err
+		}
+		switch {
+		case el.Space == xmlstream.NSServer && (el.Local == "message" || el.Local == "presence" || el.Local == "iq"):
+			if err := s.handleStanza(&el); err != nil {
+				return err
+			}
+		case el.Space == xmlstream.NSDialback && el.Local == "result":
+			if tlsRequired {
+				return &StreamError{Condition: "policy-violation", Text: "TLS is required: use STARTTLS first"}
+			}
+			if err := s.handleDialbackResult(&el); err != nil {
+				return err
+			}
+		case el.Space == xmlstream.NSDialback && el.Local == "verify":
+			if tlsRequired {
+				return &StreamError{Condition: "policy-violation", Text: "TLS is required: use STARTTLS first"}
+			}
+			if err := s.handleDialbackVerify(&el); err != nil {
+				return err
+			}
+		case el.Space == xmlstream.NSTLS && el.Local == "starttls":
+			if !offerTLS {
+				s.sc.writeRaw([]byte("<failure xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"))
+				return &StreamError{Condition: "policy-violation", Text: "STARTTLS was not offered"}
+			}
+			if s.sc.r.Buffered() != 0 {
+				// Bytes sent after <starttls/> before the handshake would be
+				// read as if they came over TLS (CVE-2011-0411 class).
+				return &StreamError{Condition: "policy-violation", Text: "data after <starttls/> before the TLS handshake"}
+			}
+			if err := s.sc.writeRaw([]byte("<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")); err != nil {
+				return err
+			}
+			tc := tls.Server(s.sc.conn, s.g.serverTLS(to, false))
+			ctx, cancel := context.WithTimeout(s.g.ctx, headerTimeout)
+			err := tc.HandshakeContext(ctx)
+			cancel()
+			if err != nil {
+				s.log.Info("TLS handshake failed", "err", err)
+				return err
+			}
+			s.sc.upgradeTLS(tc)
+			s.log.Debug("stream encrypted", "tls", s.sc.tlsVersion())
+			return errRestart
+		case el.Space == xmlstream.NSSASL && el.Local == "auth":
+			if !offerSASL {
+				s.sc.writeRaw([]byte("<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><invalid-mechanism/></failure>"))
+				continue
+			}
+			ok, err := s.handleSASL(&el, from, to)
+			if err != nil {
+				return err
+			}
+			if ok {
+				return errRestart
+			}
+		default:
+			return &StreamError{Condition: "unsupported-stanza-type", Text: "unexpected element <" + el.Local + "> in namespace " + el.Space}
+		}
+	}
+}
+
+// handleSASL runs SASL EXTERNAL (XEP-0178): the peer's certificate was
+// already found valid for the header's from.
+func (s *inSession) handleSASL(el *xmlstream.Element, from, to string) (bool, error) {
+	n, err := xmlstream.ParseNode(el.Raw, s.sc.peer.Namespaces)
+	if err != nil {
+		return false, &StreamError{Condition: "not-well-formed", Text: err.Error()}
+	}
+	if n.Attr("mechanism") != "EXTERNAL" {
+		return false, s.sc.writeRaw([]byte("<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><invalid-mechanism/></failure>"))
+	}
+	authz := strings.TrimSpace(n.Text)
+	if authz != "" && authz != "=" {
+		dec, err := base64.StdEncoding.DecodeString(authz)
+		if err != nil {
+			return false, s.sc.writeRaw([]byte("<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><incorrect-encoding/></failure>"))
+		}
+		if !strings.EqualFold(string(dec), from) {
+			return false, s.sc.writeRaw([]byte("<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><invalid-authzid/></failure>"))
+		}
+	}
+	if err := s.sc.writeRaw([]byte("<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>")); err != nil {
+		return false, err
+	}
+	s.mu.Lock()
+	s.saslDone = true
+	s.pairs[domainPair{remote: from, local: to}] = "sasl_external"
+	s.mu.Unlock()
+	s.log.Info("peer authenticated", "method", "sasl_external", "remote_domain", from, "local_domain", to, "tls", s.sc.tlsVersion())
+	s.sc.restart()
+	return true, nil
+}
+
+// sides reports whether remote may originate and local receive on this leg:
+// on the outside leg remote domains talk to local ones; on the inside leg
+// local domains talk to remote ones.
+func (s *inSession) sides(originating, receiving string) (okOrig, okRecv bool) {
+	if s.leg == LegOutside {
+		return originating != "" && !s.g.isLocal(originating), s.g.isLocal(receiving)
+	}
+	return s.g.isLocal(originating), receiving != "" && !s.g.isLocal(receiving)
+}
+
+// handleDialbackResult is the receiving role of XEP-0220: verify the key
+// with the originating domain's authoritative server.
+func (s *inSession) handleDialbackResult(el *xmlstream.Element) error {
+	if el.Type != "" {
+		// We never send <db:result/> requests on a stream we receive: a
+		// typed result here is unsolicited (the 2012 dialback bypass).
+		return &StreamError{Condition: "not-authorized", Text: "unsolicited dialback result"}
+	}
+	n, err := xmlstream.ParseNode(el.Raw, s.sc.peer.Namespaces)
+	if err != nil {
+		return &StreamError{Condition: "not-well-formed", Text: err.Error()}
+	}
+	orig, recv := strings.ToLower(el.From), strings.ToLower(el.To)
+	key := strings.TrimSpace(n.Text)
+	okOrig, okRecv := s.sides(orig, recv)
+	switch {
+	case !okRecv:
+		return s.sc.writeRaw(dialbackError("result", recv, orig, "", "cancel", "item-not-found"))
+	case !okOrig:
+		return s.sc.writeRaw(dialbackError("result", recv, orig, "", "auth", "forbidden"))
+	case key == "":
+		return &StreamError{Condition: "bad-format", Text: "dialback result without a key"}
+	}
+	p := domainPair{remote: orig, local: recv}
+	s.mu.Lock()
+	if _, done := s.pairs[p]; done {
+		s.mu.Unlock()
+		return s.sc.writeRaw(dialbackResult("result", recv, orig, "", "valid"))
+	}
+	if s.pending[p] {
+		s.mu.Unlock()
+		return nil
+	}
+	s.pending[p] = true
+	s.mu.Unlock()
+	streamID := s.sc.streamID
+	go s.verifyDialback(p, key, streamID)
+	return nil
+}
+
+func (s *inSession) verifyDialback(p domainPair, key, streamID string) {
+	ctx, cancel := context.WithTimeout(s.g.ctx, 2*s.g.opt.ConnectTimeout)
+	defer cancel()
+	valid, err := s.g.verifyKey(ctx, s.leg, p.remote, p.local, streamID, key)
+	s.mu.Lock()
+	delete(s.pending, p)
+	others := len(s.pairs)
+	if err == nil && valid {
+		s.pairs[p] = "dialback"
+	}
+	s.mu.Unlock()
+	log := s.log.With("remote_domain", p.remote, "local_domain", p.local)
+	switch {
+	case err != nil:
+		log.Warn("dialback verification failed", "err", err)
+		s.sc.writeRaw(dialbackError("result", p.local, p.remote, "", "cancel", "remote-server-not-found"))
+	case valid:
+		log.Info("peer authenticated", "method", "dialback", "tls", s.sc.tlsVersion())
+		s.sc.writeRaw(dialbackResult("result", p.local, p.remote, "", "valid"))
+	case others == 0:
+		log.Warn("dialback key invalid: closing the stream")
+		s.sc.writeRaw(dialbackResult("result", p.local, p.remote, "", "invalid"))
+		s.sc.streamError(&StreamError{Condition: "not-authorized", Text: "dialback key invalid"}, p.local, p.remote)
+	default:
+		log.Warn("dialback key invalid for an additional domain pair")
+		s.sc.writeRaw(dialbackError("result", p.local, p.remote, "", "auth", "forbidden"))
+	}
+}
+
+// handleDialbackVerify is the authoritative role: answer whether we issued
+// the key. On the outside leg we answer only for our local domains, on the
+// inside leg only for the remote domains we stand in for.
+func (s *inSession) handleDialbackVerify(el *xmlstream.Element) error {
+	if el.Type != "" {
+		return &StreamError{Condition: "not-authorized", Text: "unsolicited dialback verify response"}
+	}
+	n, err := xmlstream.ParseNode(el.Raw, s.sc.peer.Namespaces)
+	if err != nil {
+		return &StreamError{Condition: "not-well-formed", Text: err.Error()}
+	}
+	recv, orig := strings.ToLower(el.From), strings.ToLower(el.To)
+	// The originating domain (the one that claims to have sent the key) must
+	// be one we issue keys for on this leg.
+	ours := s.g.isLocal(orig)
+	if s.leg == LegInside {
+		ours = orig != "" && !s.g.isLocal(orig)
+	}
+	typ := "invalid"
+	if ours && el.ID != "" && recv != "" {
+		want := dialback.Key(s.g.opt.DialbackSecret, recv, orig, el.ID)
+		if dialback.Equal(want, strings.TrimSpace(n.Text)) {
+			typ = "valid"
+		}
+	}
+	s.log.Info("answered dialback verify", "originating", orig, "receiving", recv, "result", typ)
+	return s.sc.writeRaw(dialbackResult("verify", orig, recv, el.ID, typ))
+}
+
+// handleStanza checks addressing and hands the stanza to the router.
+func (s *inSession) handleStanza(el *xmlstream.Element) error {
+	if el.From == "" || el.To == "" {
+		return &StreamError{Condition: "improper-addressing", Text: "a stanza between servers needs both 'from' and 'to'"}
+	}
+	fromDom, toDom := jidDomain(el.From), jidDomain(el.To)
+	s.mu.Lock()
+	_, ok := s.pairs[domainPair{remote: fromDom, local: toDom}]
+	s.mu.Unlock()
+	if !ok {
+		_, okRecv := s.sides(fromDom, toDom)
+		if !okRecv {
+			return &StreamError{Condition: "host-unknown", Text: toDom + " is not reachable through this stream"}
+		}
+		return &StreamError{Condition: "invalid-from", Text: fromDom + " has not been authenticated on this stream for " + toDom}
+	}
+	s.stanzas.Add(1)
+	st := newStanza(el, s.sc.peer.Namespaces, fromDom, toDom)
+	s.g.router.route(st, s.leg.other())
+	return nil
+}
+
+// jidDomain returns the lowercased domainpart of a JID string: the part
+// after the last '@' before the first '/', or everything before '/'.
+func jidDomain(j string) string {
+	if i := strings.IndexByte(j, '/'); i >= 0 {
+		j = j[:i]
+	}
+	if i := strings.LastIndexByte(j, '@'); i >= 0 {
+		j = j[i+1:]
+	}
+	j = strings.TrimSuffix(j, ".")
+	for i := 0; i < len(j); i++ {
+		if c := j[i]; c >= 'A' && c <= 'Z' {
+			return strings.ToLower(j)
+		}
+	}
+	return j
+}
+
+func dialbackResult(name, from, to, id, typ string) []byte {
+	b := append([]byte(nil), "<db:"...)
+	b = append(b, name...)
+	b = append(b, " from='"...)
+	b = xmlstream.AppendEscapedAttr(b, from)
+	b = append(b, "' to='"...)
+	b = xmlstream.AppendEscapedAttr(b, to)
+	if id != "" {
+		b = append(b, "' id='"...)
+		b = xmlstream.AppendEscapedAttr(b, id)
+	}
+	b = append(b, "' type='"...)
+	b = append(b, typ...)
+	return append(b, "'/>"...)
+}
+
+// dialbackRequest builds a <db:result/> or <db:verify/> request (no type).
+func dialbackRequest(name, from, to, id, key string) []byte {
+	b := append([]byte(nil), "<db:"...)
+	b = append(b, name...)
+	b = append(b, " from='"...)
+	b = xmlstream.AppendEscapedAttr(b, from)
+	b = append(b, "' to='"...)
+	b = xmlstream.AppendEscapedAttr(b, to)
+	if id != "" {
+		b = append(b, "' id='"...)
+		b = xmlstream.AppendEscapedAttr(b, id)
+	}
+	b = append(b, "'>"...)
+	b = xmlstream.AppendEscapedText(b, key)
+	b = append(b, "</db:"...)
+	b = append(b, name...)
+	return append(b, '>')
+}
+
+func dialbackError(name, from, to, id, errType, cond string) []byte {
+	b := dialbackResult(name, from, to, id, "error")
+	b = b[:len(b)-2] // drop "/>"
+	b = append(b, "><error type='"...)
+	b = append(b, errType...)
+	b = append(b, "'><"...)
+	b = append(b, cond...)
+	b = append(b, " xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></db:"...)
+	b = append(b, name...)
+	return append(b, '>')
+}

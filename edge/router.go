@@ -1,0 +1,469 @@
+package edge
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/xmppedge/xmppedge/edge/xmlstream"
+)
+
+// routeKey names one outgoing stream: the leg it goes to and the domain
+// pair it was authenticated for.
+type routeKey struct {
+	leg      Leg
+	from, to string
+}
+
+// Router owns the outgoing streams: one per (leg, from-domain, to-domain),
+// set up on first use and reused.
+type Router struct {
+	g *Gateway
+
+	mu       sync.Mutex
+	sessions map[routeKey]*outSession
+	closed   bool
+}
+
+func newRouter(g *Gateway) *Router {
+	return &Router{g: g, sessions: make(map[routeKey]*outSession)}
+}
+
+var (
+	errSessionClosed = errors.New("outgoing stream closed")
+	errQueueFull     = errors.New("queue full")
+)
+
+// queueWait bounds how long a reader waits for room in a full queue of an
+// established stream (back-pressure) before the stanza is bounced.
+const queueWait = 5 * time.Second
+
+// route hands st to the outgoing stream for its domain pair on leg,
+// creating the stream if needed. A stanza that cannot be queued is bounced.
+func (r *Router) route(st *stanza, leg Leg) {
+	key := routeKey{leg: leg, from: st.fromDomain, to: st.toDomain}
+	for attempt := 0; attempt < 3; attempt++ {
+		s := r.session(key)
+		if s == nil {
+			r.bounce(st, leg, "service-unavailable", "the gateway is shutting down")
+			return
+		}
+		switch err := s.enqueue(st); err {
+		case nil:
+			return
+		case errSessionClosed:
+			continue // it ended just now: the next attempt opens a new one
+		case errQueueFull:
+			r.bounce(st, leg, "resource-constraint", "too many stanzas waiting for "+st.toDomain)
+			return
+		}
+	}
+	r.bounce(st, leg, "remote-server-timeout", "the stream to "+st.toDomain+" keeps closing")
+}
+
+// bounce answers st, which was on its way to leg, with an error stanza to
+// its sender (on the other leg). Errors are never answered.
+func (r *Router) bounce(st *stanza, leg Leg, condition, text string) {
+	b := st.bounce(condition, text)
+	if b == nil {
+		r.g.log.Info("undeliverable stanza dropped (errors and results are not answered)", "kind", st.kind, "type", st.typ, "from", st.from, "to", st.to, "condition", condition)
+		return
+	}
+	r.g.log.Info("stanza bounced", "kind", st.kind, "from", st.from, "to", st.to, "condition", condition, "text", text)
+	r.route(b, leg.other())
+}
+
+// session returns the live outgoing stream for key, starting one if there
+// is none; nil once the router is shut down.
+func (r *Router) session(key routeKey) *outSession {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil
+	}
+	if s := r.sessions[key]; s != nil {
+		return s
+	}
+	s := newOutSession(r, key)
+	r.sessions[key] = s
+	go s.run()
+	return s
+}
+
+func (r *Router) remove(s *outSession) {
+	r.mu.Lock()
+	if r.sessions[s.key] == s {
+		delete(r.sessions, s.key)
+	}
+	r.mu.Unlock()
+}
+
+func (r *Router) infos() []SessionInfo {
+	r.mu.Lock()
+	var ss []*outSession
+	for _, s := range r.sessions {
+		ss = append(ss, s)
+	}
+	r.mu.Unlock()
+	var out []SessionInfo
+	for _, s := range ss {
+		out = append(out, s.info())
+	}
+	return out
+}
+
+// shutdown flushes every outgoing queue, closes the streams and waits for
+// them (or ctx).
+func (r *Router) shutdown(ctx context.Context) error {
+	r.mu.Lock()
+	r.closed = true
+	var ss []*outSession
+	for _, s := range r.sessions {
+		ss = append(ss, s)
+	}
+	r.mu.Unlock()
+	for _, s := range ss {
+		s.drain()
+	}
+	for _, s := range ss {
+		select {
+		case <-s.done:
+		case <-ctx.Done():
+			r.closeAll()
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// closeAll drops every outgoing connection at once.
+func (r *Router) closeAll() {
+	r.mu.Lock()
+	r.closed = true
+	var ss []*outSession
+	for _, s := range r.sessions {
+		ss = append(ss, s)
+	}
+	r.mu.Unlock()
+	for _, s := range ss {
+		s.abort()
+	}
+}
+
+// outSession is an outgoing stream we initiated, with its queue.
+type outSession struct {
+	r       *Router
+	key     routeKey
+	id      string
+	log     *slog.Logger
+	started time.Time
+
+	mu       sync.Mutex
+	queue    []*stanza
+	closed   bool          // no more stanzas accepted
+	ready    bool          // authenticated; stanzas are being written
+	draining bool          // shutdown: flush, then close
+	space    chan struct{} // closed (and replaced) whenever the writer takes the queue
+	os       *outStream
+
+	notify  chan struct{} // wakes the writer (capacity 1)
+	done    chan struct{} // closed when the session has ended
+	stanzas atomic.Uint64
+}
+
+func newOutSession(r *Router, key routeKey) *outSession {
+	id := r.g.newSessionID("out-")
+	return &outSession{
+		r: r, key: key, id: id,
+		log:     r.g.log.With("session", id, "leg", key.leg.String(), "role", "outgoing", "from_domain", key.from, "to_domain", key.to),
+		started: time.Now(),
+		space:   make(chan struct{}),
+		notify:  make(chan struct{}, 1),
+		done:    make(chan struct{}),
+	}
+}
+
+func (s *outSession) info() SessionInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	in := SessionInfo{
+		ID: s.id, Leg: s.key.leg.String(), Role: "outgoing",
+		Local: []string{s.key.from}, Remote: []string{s.key.to},
+		Stanzas: s.stanzas.Load(), Started: s.started,
+	}
+	if s.key.leg == LegInside {
+		in.Local, in.Remote = in.Remote, in.Local
+	}
+	if s.os != nil {
+		in.RemoteAddr = s.os.sc.conn.RemoteAddr().String()
+		in.TLSVersion = s.os.sc.tlsVersion()
+		in.Auth = s.os.auth
+		if s.os.verdict != nil {
+			in.PeerCert = verdictString(*s.os.verdict)
+		}
+	}
+	return in
+}
+
+func (s *outSession) enqueue(st *stanza) error {
+	deadline := time.Now().Add(queueWait)
+	s.mu.Lock()
+	for {
+		if s.closed {
+			s.mu.Unlock()
+			return errSessionClosed
+		}
+		if len(s.queue) < s.r.g.opt.QueueSize {
+			break
+		}
+		if !s.ready {
+			s.mu.Unlock()
+			return errQueueFull
+		}
+		// Established but the peer reads slower than we receive: wait for
+		// the writer (back-pressure on the sending stream), within a bound.
+		wait := s.space
+		s.mu.Unlock()
+		t := time.NewTimer(time.Until(deadline))
+		select {
+		case <-wait:
+			t.Stop()
+		case <-t.C:
+			return errQueueFull
+		}
+		s.mu.Lock()
+	}
+	s.queue = append(s.queue, st)
+	s.mu.Unlock()
+	select {
+	case s.notify <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// drain asks the session to write what it has queued and close.
+func (s *outSession) drain() {
+	s.mu.Lock()
+	s.draining = true
+	s.mu.Unlock()
+	select {
+	case s.notify <- struct{}{}:
+	default:
+	}
+}
+
+func (s *outSession) abort() {
+	s.mu.Lock()
+	s.closed = true
+	os := s.os
+	s.mu.Unlock()
+	if os != nil {
+		os.sc.conn.Close()
+	}
+}
+
+// takeQueue closes the session to new stanzas and returns what waited.
+func (s *outSession) closeAndTake() []*stanza {
+	s.mu.Lock()
+	s.closed = true
+	q := s.queue
+	s.queue = nil
+	close(s.space)
+	s.space = make(chan struct{})
+	s.mu.Unlock()
+	s.r.remove(s)
+	return q
+}
+
+func (s *outSession) run() {
+	defer close(s.done)
+	g := s.r.g
+	ctx, cancel := context.WithTimeout(g.ctx, g.opt.ConnectTimeout)
+	os, err := g.dial(ctx, s.key.leg, s.key.from, s.key.to)
+	if err == nil {
+		err = g.authenticate(ctx, os)
+		if err != nil {
+			os.sc.conn.Close()
+		}
+	}
+	cancel()
+	if err != nil {
+		cond := "remote-server-not-found"
+		var de *dialError
+		if errors.As(err, &de) {
+			cond = de.condition()
+		}
+		q := s.closeAndTake()
+		s.log.Warn("outgoing stream failed", "err", err, "bounced", len(q), "condition", cond)
+		for _, st := range q {
+			s.r.bounce(st, s.key.leg, cond, "xmppedge could not reach "+s.key.to)
+		}
+		return
+	}
+	s.mu.Lock()
+	s.os = os
+	s.ready = true
+	aborted := s.closed
+	s.mu.Unlock()
+	if aborted {
+		os.sc.conn.Close()
+		return
+	}
+	s.log.Info("outgoing stream established", "auth", os.auth, "tls", os.sc.tlsVersion(), "remote_addr", os.sc.conn.RemoteAddr().String(),
+		"peer_cert", func() string {
+			if os.verdict == nil {
+				return "none"
+			}
+			return verdictString(*os.verdict)
+		}())
+	peerGone := make(chan error, 1)
+	go s.readLoop(peerGone)
+	s.writeLoop(peerGone)
+}
+
+// readLoop watches the peer's side of an outgoing stream: it ends the
+// session when the peer closes the stream or sends a stream error.
+func (s *outSession) readLoop(peerGone chan<- error) {
+	sc := s.os.sc
+	for {
+		el, err := sc.next(0)
+		if err != nil {
+			peerGone <- err
+			return
+		}
+		if el.Space == xmlstream.NSStream && el.Local == "error" {
+			s.log.Warn("peer sent a stream error", "condition", describeStreamError(el.Raw, sc.peer.Namespaces))
+			continue // the close follows
+		}
+		s.log.Debug("ignored element on outgoing stream", "element", el.Local, "ns", el.Space)
+	}
+}
+
+func describeStreamError(raw []byte, ns map[string]string) string {
+	n, err := xmlstream.ParseNode(raw, ns)
+	if err != nil || len(n.Children) == 0 {
+		return "unspecified"
+	}
+	return n.Children[0].Local
+}
+
+func (s *outSession) writeLoop(peerGone <-chan error) {
+	g := s.r.g
+	sc := s.os.sc
+	idle := time.NewTimer(g.opt.IdleTimeout)
+	defer idle.Stop()
+	var batch []*stanza
+	for {
+		s.mu.Lock()
+		batch, s.queue = s.queue, batch[:0]
+		draining := s.draining
+		if len(batch) > 0 {
+			close(s.space)
+			s.space = make(chan struct{})
+		}
+		s.mu.Unlock()
+		if len(batch) > 0 {
+			if err := s.writeBatch(batch); err != nil {
+				s.log.Warn("write to peer failed", "err", err)
+				s.failWritten(batch, err)
+				return
+			}
+			if !idle.Stop() {
+				select {
+				case <-idle.C:
+				default:
+				}
+			}
+			idle.Reset(g.opt.IdleTimeout)
+			clear(batch)
+			continue // the queue may have grown meanwhile
+		}
+		if draining {
+			s.closeGracefully("shutdown", peerGone)
+			return
+		}
+		select {
+		case <-s.notify:
+		case <-idle.C:
+			s.closeGracefully("idle", peerGone)
+			return
+		case err := <-peerGone:
+			q := s.closeAndTake()
+			sc.closeStream()
+			sc.conn.Close()
+			s.log.Info("outgoing stream closed by peer", "err", err, "rerouted", len(q))
+			for _, st := range q {
+				s.reroute(st)
+			}
+			return
+		}
+	}
+}
+
+// writeBatch writes every stanza of batch and flushes once.
+func (s *outSession) writeBatch(batch []*stanza) error {
+	sc := s.os.sc
+	sc.wmu.Lock()
+	defer sc.wmu.Unlock()
+	if sc.closed {
+		return errStreamClosed
+	}
+	sc.conn.SetWriteDeadline(time.Now().Add(s.r.g.opt.ConnectTimeout * 3))
+	for _, st := range batch {
+		if _, err := sc.w.Write(st.raw); err != nil {
+			return err
+		}
+	}
+	if err := sc.w.Flush(); err != nil {
+		return err
+	}
+	s.stanzas.Add(uint64(len(batch)))
+	return nil
+}
+
+// failWritten handles a write failure: what was in the failed batch and
+// what still waits is bounced (the peer may or may not have received the
+// batch; a bounce tells the sender so).
+func (s *outSession) failWritten(batch []*stanza, err error) {
+	q := s.closeAndTake()
+	s.os.sc.conn.Close()
+	for _, st := range append(batch, q...) {
+		s.r.bounce(st, s.key.leg, "remote-server-timeout", "the stream to "+s.key.to+" failed")
+	}
+}
+
+// reroute gives a stanza that never reached the wire a second chance on a
+// new stream; one that already had it is bounced.
+func (s *outSession) reroute(st *stanza) {
+	if st.rerouted {
+		s.r.bounce(st, s.key.leg, "remote-server-timeout", "the stream to "+s.key.to+" closed")
+		return
+	}
+	st.rerouted = true
+	s.r.route(st, s.key.leg)
+}
+
+func (s *outSession) closeGracefully(why string, peerGone <-chan error) {
+	q := s.closeAndTake()
+	sc := s.os.sc
+	if len(q) > 0 {
+		if err := s.writeBatch(q); err != nil {
+			s.failWritten(q, err)
+			return
+		}
+	}
+	sc.closeStream()
+	// Give the peer a moment to answer with its own </stream:stream>.
+	t := time.NewTimer(2 * time.Second)
+	select {
+	case <-peerGone:
+	case <-t.C:
+	}
+	t.Stop()
+	sc.conn.Close()
+	s.log.Info("outgoing stream closed", "reason", why, "stanzas", s.stanzas.Load())
+}
