@@ -1,0 +1,358 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/xmppedge/xmppedge/edge/e2e/testbed"
+	"github.com/xmppedge/xmppedge/edge/resolve/resolvetest"
+)
+
+// The gateway's addresses in the end-to-end topology:
+//
+//	company Prosody (127.0.0.2) ──internal DNS view: every remote domain → 127.0.0.4:5269──▶ xmppedge inside
+//	xmppedge outside 127.0.0.5:5269 (STARTTLS), :5270 (direct TLS) ◀──public DNS view── partner Prosody (127.0.0.3)
+const (
+	GatewayOutsideIP = "127.0.0.5"
+	DirectTLSPort    = 5270
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// gatewayBinary builds bin/xmppedge once per test run, with the race
+// detector, into a temporary folder.
+func gatewayBinary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "xmppedge-e2e-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "xmppedge")
+		start := time.Now()
+		out, err := exec.Command("go", "build", "-race", "-o", binPath, "../../cmd/xmppedge").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+		t.Logf("built xmppedge with -race in %v", time.Since(start).Round(time.Millisecond))
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+// gatewayProc is a running bin/xmppedge.
+type gatewayProc struct {
+	t       testing.TB
+	cmd     *exec.Cmd
+	dir     string
+	logFile string
+	done    chan struct{}
+	exitErr error
+	stopped bool
+}
+
+// startGateway writes cfg (YAML) to a temporary folder (with the files in
+// files, relative names) and runs `xmppedge run` on it until the inside
+// listener accepts.
+func startGateway(t testing.TB, cfg string, files map[string][]byte) *gatewayProc {
+	t.Helper()
+	bin := gatewayBinary(t)
+	dir := t.TempDir()
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfgFile := filepath.Join(dir, "xmppedge.yaml")
+	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g := &gatewayProc{t: t, dir: dir, logFile: filepath.Join(dir, "xmppedge.log"), done: make(chan struct{})}
+	logf, err := os.Create(g.logFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.cmd = exec.Command(bin, "run", "-config", cfgFile)
+	g.cmd.Stdout = logf
+	g.cmd.Stderr = logf
+	g.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := g.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		g.exitErr = g.cmd.Wait()
+		logf.Close()
+		close(g.done)
+	}()
+	t.Cleanup(func() {
+		if !g.stopped {
+			g.cmd.Process.Kill()
+			<-g.done
+		}
+		if t.Failed() || os.Getenv("XMPPEDGE_E2E_VERBOSE") != "" {
+			t.Logf("xmppedge log:\n%s", tail(g.log(), 200))
+		}
+	})
+	inside := net.JoinHostPort(GatewayIP, fmt.Sprint(S2SPort))
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", inside, 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+			break
+		}
+		select {
+		case <-g.done:
+			t.Fatalf("xmppedge exited at start: %v\n%s", g.exitErr, g.log())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("xmppedge did not listen on %s: %v\n%s", inside, err, g.log())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return g
+}
+
+func (g *gatewayProc) log() string {
+	b, _ := os.ReadFile(g.logFile)
+	return string(b)
+}
+
+func tail(s string, lines int) string {
+	l := strings.Split(s, "\n")
+	if len(l) > lines {
+		l = l[len(l)-lines:]
+	}
+	return strings.Join(l, "\n")
+}
+
+// records returns the JSON log records whose msg is msg.
+func (g *gatewayProc) records(msg string) []map[string]any {
+	var out []map[string]any
+	sc := bufio.NewScanner(bytes.NewReader([]byte(g.log())))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var rec map[string]any
+		if json.Unmarshal(sc.Bytes(), &rec) != nil {
+			continue
+		}
+		if rec["msg"] == msg {
+			out = append(out, rec)
+		}
+	}
+	return out
+}
+
+// waitRecord waits until a log record with msg matches all of fields.
+func (g *gatewayProc) waitRecord(msg string, fields map[string]string, timeout time.Duration) (map[string]any, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		for _, rec := range g.records(msg) {
+			ok := true
+			for k, v := range fields {
+				if fmt.Sprint(rec[k]) != v {
+					ok = false
+				}
+			}
+			if ok {
+				return rec, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("no xmppedge log record %q with %v", msg, fields)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// stop sends SIGTERM and checks that xmppedge exits cleanly within 10 s.
+func (g *gatewayProc) stop() time.Duration {
+	g.t.Helper()
+	start := time.Now()
+	g.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-g.done:
+	case <-time.After(10 * time.Second):
+		g.cmd.Process.Kill()
+		<-g.done
+		g.t.Errorf("xmppedge did not exit within 10 s of SIGTERM")
+	}
+	g.stopped = true
+	if g.exitErr != nil {
+		g.t.Errorf("xmppedge exited with %v after SIGTERM", g.exitErr)
+	}
+	return time.Since(start)
+}
+
+// gatewayTopology is the DNS of the end-to-end suite with xmppedge in the
+// path: the company's internal view sends every remote domain to the
+// inside listener; the public view (partner, xmppedge) has company.test at
+// the outside listener and the other domains at their own servers.
+func gatewayTopology(t *testing.T, directTLS bool) (internal, public *resolvetest.Server) {
+	internal = startDNSAt(t, DNSAddr)
+	for _, d := range []string{PartnerDomain, DownDomain, BrokenDomain} {
+		addServer(internal, d, GatewayIP, S2SPort)
+	}
+	public = startDNSAt(t, PublicDNSAddr)
+	if directTLS {
+		// XEP-0368: Prosody asks _xmpps-server first.
+		public.AddSRV("_xmpps-server._tcp."+CompanyDomain, "xmpps."+CompanyDomain, DirectTLSPort, 10, 10)
+		public.AddA("xmpps."+CompanyDomain, GatewayOutsideIP)
+	} else {
+		addServer(public, CompanyDomain, GatewayOutsideIP, S2SPort)
+	}
+	addServer(public, PartnerDomain, PartnerIP, S2SPort)
+	addServer(public, DownDomain, DownIP, S2SPort)
+	addServer(public, BrokenDomain, BrokenIP, S2SPort)
+	startStreamErrorServer(t, net.JoinHostPort(BrokenIP, fmt.Sprint(S2SPort)), BrokenDomain, "internal-server-error")
+	return internal, public
+}
+
+func gatewayConfig(caFile string) string {
+	return fmt.Sprintf(`domains: [%[1]s]
+inside:
+  listen: ["%[2]s:%[4]d"]
+  server: "%[3]s:%[4]d"
+  allow: ["127.0.0.0/8"]
+outside:
+  listen: ["%[5]s:%[4]d"]
+  listen_tls: ["%[5]s:%[6]d"]
+  require_tls: true
+dns:
+  servers: ["%[7]s"]
+tls:
+  certificates:
+    - {cert_file: company.crt, key_file: company.key}
+  ca_files: [%[8]s]
+  system_roots: false
+dialback:
+  secret_file: dialback.secret
+limits:
+  connect_timeout: 5s
+log:
+  level: debug
+  format: json
+`, CompanyDomain, GatewayIP, CompanyIP, S2SPort, GatewayOutsideIP, DirectTLSPort, PublicDNSAddr, caFile)
+}
+
+// TestGatewayFederation federates a real company Prosody with a real
+// partner Prosody through xmppedge, and runs every exchange of the direct
+// baseline through it.
+//
+//   - "external": the partner trusts xmppedge's CA and requires certificate
+//     authentication (s2s_secure_auth): the outside leg uses SASL EXTERNAL
+//     both ways; the inside leg uses dialback. Partner → xmppedge uses
+//     STARTTLS.
+//   - "dialback": the partner has a self-signed certificate and does not
+//     trust xmppedge's: the outside leg is TLS with dialback both ways.
+//     Partner → xmppedge uses direct TLS (XEP-0368, _xmpps-server).
+func TestGatewayFederation(t *testing.T) {
+	testbed.Require(t)
+	t.Run("external", func(t *testing.T) { testGateway(t, true, false) })
+	t.Run("dialback", func(t *testing.T) { testGateway(t, false, true) })
+}
+
+func testGateway(t *testing.T, withCA, directTLS bool) {
+	t0 := time.Now()
+	internalDNS, publicDNS := gatewayTopology(t, directTLS)
+
+	ca := newCA(t)
+	gwCert, gwKey := ca.issue(t, CompanyDomain)
+	start := time.Now()
+	gw := startGateway(t, gatewayConfig(ca.file), map[string][]byte{"company.crt": gwCert, "company.key": gwKey})
+	step(t, "start xmppedge", start)
+
+	start = time.Now()
+	companyOpts := testbed.ProsodyOptions{Domain: CompanyDomain, IP: CompanyIP, DNS: internalDNS.Addr(), Users: Users}
+	companyOpts.CertPEM, companyOpts.KeyPEM = ca.issue(t, CompanyDomain)
+	partnerOpts := testbed.ProsodyOptions{Domain: PartnerDomain, IP: PartnerIP, DNS: publicDNS.Addr(), Users: Users, RequireEncryption: true}
+	if withCA {
+		partnerOpts.CertPEM, partnerOpts.KeyPEM = ca.issue(t, PartnerDomain)
+		partnerOpts.CAFile = ca.file
+		partnerOpts.SecureAuth = true
+	}
+	company := testbed.StartProsody(t, companyOpts)
+	partner := testbed.StartProsody(t, partnerOpts)
+	step(t, "start two Prosody servers", start)
+
+	start = time.Now()
+	alice := testbed.StartClient(t, "alice@"+CompanyDomain, Password, company.C2SAddr())
+	bob := testbed.StartClient(t, "bob@"+PartnerDomain, Password, partner.C2SAddr())
+	step(t, "log in two clients", start)
+
+	messageBothWays(t, alice, bob)
+
+	// Each server only ever talked to xmppedge, and the outside leg is TLS
+	// in both directions, authenticated as the variant says.
+	outsideAuth := "dialback"
+	if withCA {
+		outsideAuth = "sasl_external"
+	}
+	rec, err := gw.waitRecord("outgoing stream established", map[string]string{"leg": "outside", "to_domain": PartnerDomain}, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec["tls"] != "TLS 1.3" || rec["auth"] != outsideAuth {
+		t.Errorf("outside outgoing stream: tls=%v auth=%v, want TLS 1.3 and %s", rec["tls"], rec["auth"], outsideAuth)
+	}
+	rec, err = gw.waitRecord("peer authenticated", map[string]string{"leg": "outside", "remote_domain": PartnerDomain}, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec["tls"] != "TLS 1.3" || rec["method"] != outsideAuth {
+		t.Errorf("outside incoming stream: tls=%v method=%v, want TLS 1.3 and %s", rec["tls"], rec["method"], outsideAuth)
+	}
+	if _, err := gw.waitRecord("peer authenticated", map[string]string{"leg": "inside", "remote_domain": CompanyDomain, "method": "dialback"}, 5*time.Second); err != nil {
+		t.Error(err)
+	}
+	if err := partner.WaitLog("Stream encrypted (TLSv1.3", 5*time.Second); err != nil {
+		t.Error(err)
+	}
+	if withCA {
+		if err := partner.WaitLog("Accepting SASL EXTERNAL identity from company.test", time.Second); err != nil {
+			t.Error(err)
+		}
+		if err := partner.WaitLog("SASL EXTERNAL with company.test succeeded", time.Second); err != nil {
+			t.Error(err)
+		}
+	}
+	if directTLS {
+		if _, err := gw.waitRecord("connection accepted", map[string]string{"leg": "outside"}, time.Second); err != nil {
+			t.Error(err)
+		}
+	}
+
+	exerciseFederation(t, alice, bob)
+
+	// SIGTERM: every stream closed cleanly, exit within 10 s.
+	d := gw.stop()
+	t.Logf("xmppedge stopped %v after SIGTERM", d.Round(time.Millisecond))
+	if _, err := gw.waitRecord("stopped", nil, time.Second); err != nil {
+		t.Error(err)
+	}
+	for _, name := range []string{"stream closed by peer", "outgoing stream closed"} {
+		if len(gw.records(name)) == 0 && len(gw.records("stream closed at shutdown")) == 0 {
+			t.Errorf("no %q in the log after SIGTERM", name)
+		}
+	}
+	step(t, "total", t0)
+}
