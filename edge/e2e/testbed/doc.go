@@ -1,0 +1,37 @@
+// Package testbed runs real federation parts on loopback for xmppedge's
+// end-to-end tests: Prosody servers (Debian's prosody with lua-unbound), XMPP
+// clients (Debian's python3-slixmpp, driven by the embedded client.py over
+// JSON lines). Certificates come from the caller (e.g. certs/certstest);
+// without one, a Prosody gets a self-signed certificate and federates by
+// dialback.
+//
+// Every part binds its own 127.0.0.x address, is bounded in time, and is
+// stopped by t.Cleanup (process groups are killed). Nothing reads or writes
+// the machine's own Prosody configuration: each Prosody gets a config file,
+// data, log and certificate folder under t.TempDir().
+//
+// Prosody facts the test bed relies on (Prosody 0.12.3, see
+// shared/TESTBED.md):
+//   - it resolves s2s peers through libunbound, forwarding to the test DNS
+//     server given in ProsodyOptions.DNS ("test." is made transparent, or
+//     libunbound answers NXDOMAIN for it by itself);
+//   - a stanza to a domain whose server cannot be reached bounces with
+//     remote-server-not-found (no stream was ever opened) or
+//     remote-server-timeout (a stream had opened, then failed);
+//   - Nagle is disabled (network_settings) so that the first stanza on a new
+//     s2s path is not delayed by ~150 ms.
+//
+// Clients accept every subscription request automatically and answer it with
+// a subscription request of their own (slixmpp's auto_authorize and
+// auto_subscribe), so one Subscribe call gives presence both ways.
+//
+// Require(t) checks the prerequisites: it fails the test with the apt-get
+// command to run when they are missing, or skips it when XMPPEDGE_E2E=skip.
+//
+// Environment:
+//   - XMPPEDGE_E2E=skip: skip the end-to-end tests;
+//   - XMPPEDGE_E2E_VERBOSE=1: log the Prosody log tails and client logs even
+//     when the test passes (they are always logged when it fails);
+//   - XMPPEDGE_E2E_KEEP=DIR: copy each Prosody's whole log and config to DIR
+//     as TESTNAME-DOMAIN.log / .cfg.lua when it stops.
+package testbed

@@ -1,0 +1,323 @@
+package testbed
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Bounds on the time Prosody gets for each step.
+const (
+	prosodyStartTimeout    = 20 * time.Second
+	prosodyStopTimeout     = 5 * time.Second
+	prosodyctlTimeout      = 20 * time.Second
+	prosodyPortsCheckEvery = 20 * time.Millisecond
+)
+
+// ProsodyOptions configures one Prosody server.
+type ProsodyOptions struct {
+	Domain string            // the VirtualHost, e.g. "company.test"
+	IP     string            // e.g. "127.0.0.2": interfaces = { IP }; c2s on IP:5222, s2s on IP:5269
+	DNS    string            // "IP:PORT" of the DNS server libunbound forwards to ("" = 127.0.0.53:5300)
+	Users  map[string]string // localpart -> password, registered with prosodyctl before start
+
+	// CertPEM and KeyPEM are the certificate (chain) and key for Domain.
+	// Both nil: the test bed makes a self-signed certificate for Domain.
+	CertPEM, KeyPEM []byte
+	// CAFile is a PEM file of extra trusted roots (ssl = { cafile = ... }),
+	// or "". With a root that validates the peer's certificate, Prosody
+	// authenticates s2s with SASL EXTERNAL instead of dialback.
+	CAFile string
+
+	RequireEncryption bool   // s2s_require_encryption
+	SecureAuth        bool   // s2s_secure_auth: refuse peers whose certificate does not validate (no dialback fallback)
+	DialbackSecret    string // dialback_secret; "" = Prosody's default (a random per-process UUID)
+	Extra             string // extra Lua config lines, appended to the global section
+}
+
+// Prosody is one real Prosody server run in the foreground with its own
+// config, data, log and certificate folders under t.TempDir().
+type Prosody struct {
+	Opts    ProsodyOptions
+	Dir     string // the instance's folder
+	Config  string // the config file
+	LogFile string // Prosody's log (debug level)
+
+	t        testing.TB
+	cmd      *exec.Cmd
+	done     chan struct{} // closed when the process has exited
+	waitErr  error
+	stopOnce sync.Once
+}
+
+// StartProsody writes a config for opts, registers opts.Users, starts
+// `prosody --config FILE -F` in its own process group and returns once c2s
+// and s2s accept connections. The server is stopped by t.Cleanup.
+func StartProsody(t testing.TB, opts ProsodyOptions) *Prosody {
+	t.Helper()
+	Require(t)
+	if opts.Domain == "" || opts.IP == "" {
+		t.Fatalf("testbed: StartProsody needs Domain and IP")
+	}
+	if opts.DNS == "" {
+		opts.DNS = "127.0.0.53:5300"
+	}
+	p := &Prosody{Opts: opts, t: t, done: make(chan struct{})}
+	for _, addr := range []string{p.C2SAddr(), p.S2SAddr()} {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Fatalf("testbed: %s is not free for Prosody %s: %v (a Prosody left running? stop it: ss -ltnp)", addr, opts.Domain, err)
+		}
+		l.Close()
+	}
+	p.Dir = filepath.Join(t.TempDir(), "prosody-"+opts.Domain)
+	for _, d := range []string{"data", "certs"} {
+		if err := os.MkdirAll(filepath.Join(p.Dir, d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.LogFile = filepath.Join(p.Dir, "prosody.log")
+	p.Config = filepath.Join(p.Dir, "prosody.cfg.lua")
+
+	certPEM, keyPEM := opts.CertPEM, opts.KeyPEM
+	if certPEM == nil || keyPEM == nil {
+		var err error
+		certPEM, keyPEM, err = selfSigned(opts.Domain)
+		if err != nil {
+			t.Fatalf("testbed: self-signed certificate for %s: %v", opts.Domain, err)
+		}
+	}
+	certFile := filepath.Join(p.Dir, "certs", opts.Domain+".crt")
+	keyFile := filepath.Join(p.Dir, "certs", opts.Domain+".key")
+	if err := os.WriteFile(certFile, certPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := []byte(p.config(certFile, keyFile))
+	if err := os.WriteFile(p.Config, cfg, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	users := make([]string, 0, len(opts.Users))
+	for u := range opts.Users {
+		users = append(users, u)
+	}
+	sort.Strings(users)
+	for _, u := range users {
+		ctx, cancel := context.WithTimeout(context.Background(), prosodyctlTimeout)
+		out, err := exec.CommandContext(ctx, "prosodyctl", "--config", p.Config, "register", u, opts.Domain, opts.Users[u]).CombinedOutput()
+		cancel()
+		if err != nil {
+			t.Fatalf("testbed: prosodyctl register %s@%s: %v\n%s", u, opts.Domain, err, out)
+		}
+	}
+
+	console, err := os.Create(filepath.Join(p.Dir, "console.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.cmd = exec.Command("prosody", "--config", p.Config, "-F")
+	p.cmd.Dir = p.Dir
+	p.cmd.Stdout, p.cmd.Stderr = console, console
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := p.cmd.Start(); err != nil {
+		console.Close()
+		t.Fatalf("testbed: start prosody: %v", err)
+	}
+	go func() {
+		p.waitErr = p.cmd.Wait()
+		console.Close()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		p.Stop()
+		if keep := os.Getenv("XMPPEDGE_E2E_KEEP"); keep != "" {
+			_ = os.MkdirAll(keep, 0o755)
+			_ = os.WriteFile(filepath.Join(keep, sanitize(t.Name())+"-"+opts.Domain+".log"), []byte(p.Log()), 0o644)
+			_ = os.WriteFile(filepath.Join(keep, sanitize(t.Name())+"-"+opts.Domain+".cfg.lua"), cfg, 0o644)
+		}
+		if t.Failed() || os.Getenv("XMPPEDGE_E2E_VERBOSE") != "" {
+			t.Logf("testbed: Prosody %s log tail:\n%s", opts.Domain, p.tail(60))
+		}
+	})
+
+	deadline := time.Now().Add(prosodyStartTimeout)
+	for _, addr := range []string{p.C2SAddr(), p.S2SAddr()} {
+		for {
+			c, err := net.DialTimeout("tcp", addr, time.Second)
+			if err == nil {
+				c.Close()
+				break
+			}
+			select {
+			case <-p.done:
+				t.Fatalf("testbed: Prosody %s exited during start (%v):\n%s", opts.Domain, p.waitErr, p.tail(60))
+			default:
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("testbed: Prosody %s: %s not accepting after %v:\n%s", opts.Domain, addr, prosodyStartTimeout, p.tail(60))
+			}
+			time.Sleep(prosodyPortsCheckEvery)
+		}
+	}
+	return p
+}
+
+func sanitize(name string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '/' || r == ' ' || r == os.PathSeparator {
+			return '_'
+		}
+		return r
+	}, name)
+}
+
+func luaQuote(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`, "\r", `\r`, "\x00", `\0`)
+	return `"` + r.Replace(s) + `"`
+}
+
+func (p *Prosody) config(certFile, keyFile string) string {
+	o := p.Opts
+	dnsIP, dnsPort, err := net.SplitHostPort(o.DNS)
+	if err != nil {
+		p.t.Fatalf("testbed: DNS %q: %v", o.DNS, err)
+	}
+	var b strings.Builder
+	w := func(format string, a ...any) { fmt.Fprintf(&b, format+"\n", a...) }
+	w("-- written by xmppedge's e2e test bed; only this file is read (no conf.d)")
+	w("run_as_root = true")
+	w("daemonize = false")
+	w("pidfile = %s", luaQuote(filepath.Join(p.Dir, "prosody.pid")))
+	w("data_path = %s", luaQuote(filepath.Join(p.Dir, "data")))
+	w("certificates = %s", luaQuote(filepath.Join(p.Dir, "certs")))
+	w("log = { { levels = { min = \"debug\" }, to = \"file\", filename = %s } }", luaQuote(p.LogFile))
+	w("interfaces = { %s }", luaQuote(o.IP))
+	w("c2s_ports = { 5222 }")
+	w("s2s_ports = { 5269 }")
+	w("c2s_direct_tls_ports = { }")
+	w("s2s_direct_tls_ports = { }")
+	w("legacy_ssl_ports = { }")
+	w("use_ipv6 = false")
+	w("network_settings = { nagle = false }")
+	w("unbound = { resolvconf = false; hoststxt = false; forward = { %s }; options = { [\"local-zone:\"] = \"test. transparent\" } }", luaQuote(dnsIP+"@"+dnsPort))
+	w("modules_enabled = { \"roster\", \"saslauth\", \"tls\", \"dialback\", \"disco\", \"ping\", \"version\", \"posix\" }")
+	w("authentication = \"internal_plain\"")
+	w("storage = \"internal\"")
+	w("c2s_require_encryption = false")
+	w("allow_unencrypted_plain_auth = false")
+	w("s2s_require_encryption = %v", o.RequireEncryption)
+	w("s2s_secure_auth = %v", o.SecureAuth)
+	w("s2s_timeout = 10")
+	if o.DialbackSecret != "" {
+		w("dialback_secret = %s", luaQuote(o.DialbackSecret))
+	}
+	if o.CAFile != "" {
+		w("ssl = { certificate = %s; key = %s; cafile = %s }", luaQuote(certFile), luaQuote(keyFile), luaQuote(o.CAFile))
+	} else {
+		w("ssl = { certificate = %s; key = %s }", luaQuote(certFile), luaQuote(keyFile))
+	}
+	if o.Extra != "" {
+		w("%s", o.Extra)
+	}
+	w("")
+	w("VirtualHost %s", luaQuote(o.Domain))
+	return b.String()
+}
+
+// Stop stops the server: SIGTERM to its process group, then SIGKILL if it has
+// not exited within a bound. It is idempotent and also run by t.Cleanup.
+func (p *Prosody) Stop() {
+	p.stopOnce.Do(func() {
+		if p.cmd == nil || p.cmd.Process == nil {
+			return
+		}
+		pgid := p.cmd.Process.Pid
+		_ = syscall.Kill(-pgid, syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(prosodyStopTimeout):
+			_ = syscall.Kill(-pgid, syscall.SIGKILL)
+			<-p.done
+		}
+	})
+}
+
+// Exited reports whether the process has exited.
+func (p *Prosody) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Log returns the whole log so far (debug level).
+func (p *Prosody) Log() string {
+	b, _ := os.ReadFile(p.LogFile)
+	return string(b)
+}
+
+func (p *Prosody) tail(n int) string {
+	b, _ := os.ReadFile(p.LogFile)
+	if c, _ := os.ReadFile(filepath.Join(p.Dir, "console.log")); len(c) > 0 {
+		b = append(append(b, "--- console ---\n"...), c...)
+	}
+	lines := bytes.Split(bytes.TrimRight(b, "\n"), []byte("\n"))
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return string(bytes.Join(lines, []byte("\n")))
+}
+
+// WaitLog waits until the log contains substr, or fails after timeout with
+// an error that quotes the log's tail.
+func (p *Prosody) WaitLog(substr string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		if strings.Contains(p.Log(), substr) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("prosody %s: %q not logged within %v; log tail:\n%s", p.Opts.Domain, substr, timeout, p.tail(30))
+		}
+		if p.Exited() {
+			return errors.New("prosody " + p.Opts.Domain + " has exited; log tail:\n" + p.tail(30))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// LogLines returns the log lines that contain substr.
+func (p *Prosody) LogLines(substr string) []string {
+	var out []string
+	for _, l := range strings.Split(p.Log(), "\n") {
+		if strings.Contains(l, substr) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// CountLog returns how many times substr occurs in the log so far.
+func (p *Prosody) CountLog(substr string) int { return strings.Count(p.Log(), substr) }
+
+// C2SAddr is the client listener, IP:5222.
+func (p *Prosody) C2SAddr() string { return net.JoinHostPort(p.Opts.IP, "5222") }
+
+// S2SAddr is the server listener, IP:5269.
+func (p *Prosody) S2SAddr() string { return net.JoinHostPort(p.Opts.IP, "5269") }
