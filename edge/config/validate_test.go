@@ -1,0 +1,176 @@
+package config
+
+import (
+	"net/netip"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// validConfig returns a valid configuration whose files live in a fresh
+// temporary folder.
+func validConfig(t *testing.T) *Config {
+	t.Helper()
+	dir := t.TempDir()
+	for _, f := range []string{"c.crt", "c.key", "ca.crt"} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte("placeholder\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Mkdir(filepath.Join(dir, "folder"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	return &Config{
+		Domains:  []string{"company.test"},
+		Inside:   InsideConfig{Listen: []string{"127.0.0.10:5269"}, Server: "127.0.0.2:5269"},
+		Outside:  OutsideConfig{Listen: []string{"127.0.0.11:5269"}, ListenTLS: []string{"127.0.0.11:5270"}},
+		DNS:      DNSConfig{Servers: []string{"127.0.0.53:5300"}},
+		TLS:      TLSConfig{Certificates: []CertificateConfig{{CertFile: "c.crt", KeyFile: "c.key"}}, CAFiles: []string{"ca.crt"}},
+		Dialback: DialbackConfig{SecretFile: "dialback.secret"},
+		Dir:      dir,
+	}
+}
+
+func TestValidConfigIsValid(t *testing.T) {
+	if errs := validConfig(t).Validate(); errs != nil {
+		t.Fatalf("base config invalid:\n%v", errs)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name    string
+		change  func(c *Config)
+		field   string // "" means: valid
+		problem string
+	}{
+		// domains
+		{"no domains", func(c *Config) { c.Domains = nil }, "domains", "required"},
+		{"empty domain", func(c *Config) { c.Domains = []string{""} }, "domains[0]", "empty"},
+		{"domain with space", func(c *Config) { c.Domains = []string{"com pany.test"} }, "domains[0]", "not a valid domain name"},
+		{"domain with underscore", func(c *Config) { c.Domains = []string{"my_company.test"} }, "domains[0]", "not a valid domain name"},
+		{"domain label too long", func(c *Config) { c.Domains = []string{strings.Repeat("a", 64) + ".test"} }, "domains[0]", "longer than 63"},
+		{"domain starting with hyphen", func(c *Config) { c.Domains = []string{"-company.test"} }, "domains[0]", "hyphen"},
+		{"domain with bad A-label", func(c *Config) { c.Domains = []string{"xn--zz-.test"} }, "domains[0]", "not a valid"},
+		{"domain as IP", func(c *Config) { c.Domains = []string{"192.0.2.1"} }, "domains[0]", "IP address"},
+		{"duplicate domain after lowercasing", func(c *Config) { c.Domains = []string{"company.test", "Company.Test."} }, "domains[1]", "same domain as domains[0]"},
+		{"duplicate IDN", func(c *Config) { c.Domains = []string{"bücher.test", "xn--bcher-kva.test"} }, "domains[1]", "same domain"},
+		// inside
+		{"no inside listener", func(c *Config) { c.Inside.Listen = nil }, "inside.listen", "required"},
+		{"inside listener without port", func(c *Config) { c.Inside.Listen = []string{"127.0.0.10"} }, "inside.listen[0]", "not host:port"},
+		{"inside listener bad port", func(c *Config) { c.Inside.Listen = []string{"127.0.0.10:99999"} }, "inside.listen[0]", "invalid port"},
+		{"inside listener bad host", func(c *Config) { c.Inside.Listen = []string{"bad host:5269"} }, "inside.listen[0]", "neither an IP address nor a valid host name"},
+		{"no inside server", func(c *Config) { c.Inside.Server = "" }, "inside.server", "required"},
+		{"inside server without host", func(c *Config) { c.Inside.Server = ":5269" }, "inside.server", "no host"},
+		{"inside server port 0", func(c *Config) { c.Inside.Server = "127.0.0.2:0" }, "inside.server", "invalid port"},
+		{"inside server is our listener", func(c *Config) { c.Inside.Server = "127.0.0.10:5269" }, "inside.server", "own listener"},
+		{"inside server by name", func(c *Config) { c.Inside.Server = "xmpp.internal:5269" }, "", ""},
+		{"allow not CIDR", func(c *Config) { c.Inside.Allow = []string{"10.0.0.0/33"} }, "inside.allow[0]", "CIDR"},
+		{"allow with host bits", func(c *Config) { c.Inside.Allow = []string{"10.1.2.3/8"} }, "inside.allow[0]", `did you mean "10.0.0.0/8"`},
+		// outside and listener conflicts
+		{"no outside listener", func(c *Config) { c.Outside.Listen, c.Outside.ListenTLS = nil, nil }, "outside.listen", "required"},
+		{"only direct TLS listener", func(c *Config) { c.Outside.Listen = nil }, "", ""},
+		{"outside listen_tls bad", func(c *Config) { c.Outside.ListenTLS = []string{"127.0.0.11"} }, "outside.listen_tls[0]", "not host:port"},
+		{"same address twice", func(c *Config) { c.Outside.ListenTLS = []string{"127.0.0.11:5269"} }, "outside.listen_tls[0]", "already used by outside.listen[0]"},
+		{"same address spelt differently", func(c *Config) { c.Outside.Listen = []string{"[::ffff:127.0.0.10]:5269"} }, "outside.listen[0]", "already used by inside.listen[0]"},
+		{"wildcard clashes with a specific address", func(c *Config) { c.Outside.Listen = []string{":5269"} }, "outside.listen[0]", "already used by inside.listen[0]"},
+		{"IPv6 wildcard clashes", func(c *Config) { c.Outside.ListenTLS = []string{"[::]:5269"} }, "outside.listen_tls[0]", "already used"},
+		{"port 0 may repeat", func(c *Config) {
+			c.Inside.Listen = []string{"127.0.0.1:0"}
+			c.Outside.Listen = []string{"127.0.0.1:0"}
+			c.Outside.ListenTLS = []string{"127.0.0.1:0"}
+		}, "", ""},
+		// dns
+		{"dns server hostname", func(c *Config) { c.DNS.Servers = []string{"dns.example:53"} }, "dns.servers[0]", "not an IP address"},
+		{"dns server port 0", func(c *Config) { c.DNS.Servers = []string{"127.0.0.53:0"} }, "dns.servers[0]", "port 0"},
+		{"dns server bad port", func(c *Config) { c.DNS.Servers = []string{"127.0.0.53:http"} }, "dns.servers[0]", "not an IP address"},
+		// tls
+		{"certificate without key", func(c *Config) { c.TLS.Certificates[0].KeyFile = "" }, "tls.certificates[0].key_file", "required"},
+		{"certificate without cert", func(c *Config) { c.TLS.Certificates[0].CertFile = "" }, "tls.certificates[0].cert_file", "required"},
+		{"certificate file missing", func(c *Config) { c.TLS.Certificates[0].CertFile = "gone.crt" }, "tls.certificates[0].cert_file", "gone.crt does not exist"},
+		{"key file missing", func(c *Config) { c.TLS.Certificates[0].KeyFile = "gone.key" }, "tls.certificates[0].key_file", "gone.key does not exist"},
+		{"certificate is a folder", func(c *Config) { c.TLS.Certificates[0].CertFile = "folder" }, "tls.certificates[0].cert_file", "not a regular file"},
+		{"ca file missing", func(c *Config) { c.TLS.CAFiles = []string{"ca.crt", "gone-ca.crt"} }, "tls.ca_files[1]", "gone-ca.crt does not exist"},
+		{"no certificates is allowed", func(c *Config) { c.TLS.Certificates = nil }, "", ""},
+		// dialback
+		{"no dialback secret", func(c *Config) { c.Dialback.SecretFile = "" }, "dialback.secret_file", "required"},
+		{"secret folder missing", func(c *Config) { c.Dialback.SecretFile = "nowhere/dialback.secret" }, "dialback.secret_file", "neither does its folder"},
+		{"secret is a folder", func(c *Config) { c.Dialback.SecretFile = "folder" }, "dialback.secret_file", "not a regular file"},
+		{"secret exists", func(c *Config) { c.Dialback.SecretFile = "c.key" }, "", ""},
+		// limits
+		{"stanza size too small", func(c *Config) { c.Limits.MaxStanzaSize = 9999 }, "limits.max_stanza_size", "between 10000 and 16777216"},
+		{"stanza size too large", func(c *Config) { c.Limits.MaxStanzaSize = 16<<20 + 1 }, "limits.max_stanza_size", "out of range"},
+		{"stanza size 16 MiB", func(c *Config) { c.Limits.MaxStanzaSize = 16 << 20 }, "", ""},
+		{"negative queue", func(c *Config) { c.Limits.QueueSize = -5 }, "limits.queue_size", "out of range"},
+		{"huge queue", func(c *Config) { c.Limits.QueueSize = MaxQueueSize + 1 }, "limits.queue_size", "out of range"},
+		{"negative connect timeout", func(c *Config) { c.Limits.ConnectTimeout = Duration(-time.Second) }, "limits.connect_timeout", "out of range"},
+		{"tiny connect timeout", func(c *Config) { c.Limits.ConnectTimeout = Duration(time.Millisecond) }, "limits.connect_timeout", "out of range"},
+		{"idle timeout too short", func(c *Config) { c.Limits.IdleTimeout = Duration(time.Millisecond) }, "limits.idle_timeout", "out of range"},
+		// log
+		{"bad log level", func(c *Config) { c.Log.Level = "trace" }, "log.level", "debug, info, warn, error"},
+		{"bad log format", func(c *Config) { c.Log.Format = "xml" }, "log.format", "text, json"},
+		{"log settings are case-insensitive", func(c *Config) { c.Log.Level, c.Log.Format = "WARN", "JSON" }, "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := validConfig(t)
+			tt.change(c)
+			errs := c.Validate()
+			if tt.field == "" {
+				if errs != nil {
+					t.Fatalf("want valid, got:\n%v", errs)
+				}
+				return
+			}
+			if len(errs) != 1 {
+				t.Fatalf("want exactly one problem (%s), got %d:\n%v", tt.field, len(errs), errs)
+			}
+			if errs[0].Field != tt.field || !strings.Contains(errs[0].Problem, tt.problem) {
+				t.Errorf("got %v; want %s: ...%s...", errs[0], tt.field, tt.problem)
+			}
+		})
+	}
+}
+
+func TestValidateNormalises(t *testing.T) {
+	c := validConfig(t)
+	c.Domains = []string{"Company.Test.", "bücher.test"}
+	c.DNS.Servers = []string{"127.0.0.53", "::1", "[2001:db8::53]:5353"}
+	c.Inside.Allow = []string{"10.0.0.0/8", "192.0.2.7", "2001:db8::/32"}
+	c.Log.Level = " Debug "
+	if errs := c.Validate(); errs != nil {
+		t.Fatal(errs)
+	}
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"domains", c.Domains, []string{"company.test", "xn--bcher-kva.test"}},
+		{"dns servers", c.DNS.Servers, []string{"127.0.0.53:53", "[::1]:53", "[2001:db8::53]:5353"}},
+		{"allow", c.ParsedAllow(), []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.0.2.7/32"), netip.MustParsePrefix("2001:db8::/32")}},
+		{"log level", c.Log.Level, "debug"},
+	}
+	for _, ch := range checks {
+		if !reflect.DeepEqual(ch.got, ch.want) {
+			t.Errorf("%s = %v; want %v", ch.name, ch.got, ch.want)
+		}
+	}
+	// Validating again changes nothing.
+	if errs := c.Validate(); errs != nil {
+		t.Fatalf("second Validate: %v", errs)
+	}
+	if !reflect.DeepEqual(c.Domains, []string{"company.test", "xn--bcher-kva.test"}) {
+		t.Errorf("second Validate changed domains: %v", c.Domains)
+	}
+}
+
+func TestParsedAllowBeforeValidate(t *testing.T) {
+	c := &Config{Inside: InsideConfig{Allow: []string{"10.0.0.0/8", "junk"}}}
+	want := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
+	if got := c.ParsedAllow(); !reflect.DeepEqual(got, want) {
+		t.Errorf("ParsedAllow = %v; want %v", got, want)
+	}
+}
