@@ -1,7 +1,6 @@
 package edge
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -250,6 +249,7 @@ func (p *peer) startTLS(from, to string) *xmlstream.Node {
 type fakeServer struct {
 	t       *testing.T
 	ln      net.Listener
+	tlsConf *tls.Config // direct TLS when set
 	domain  string
 	stanzas chan string
 	mu      sync.Mutex
@@ -257,11 +257,15 @@ type fakeServer struct {
 }
 
 func startFakeServer(t *testing.T, domain string) *fakeServer {
+	return startFakeServerTLS(t, domain, nil)
+}
+
+func startFakeServerTLS(t *testing.T, domain string, tc *tls.Config) *fakeServer {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fakeServer{t: t, ln: ln, domain: domain, stanzas: make(chan string, 100)}
+	f := &fakeServer{t: t, ln: ln, domain: domain, stanzas: make(chan string, 1000), tlsConf: tc}
 	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
@@ -286,6 +290,9 @@ func (f *fakeServer) setVerify(fn func(from, to, id, key string) bool) {
 func (f *fakeServer) serve(c net.Conn) {
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(20 * time.Second))
+	if f.tlsConf != nil {
+		c = tls.Server(c, f.tlsConf)
+	}
 	r := xmlstream.NewReader(c, xmlstream.Limits{})
 	h, err := r.ReadHeader()
 	if err != nil {
@@ -311,7 +318,7 @@ func (f *fakeServer) serve(c net.Conn) {
 				typ = "valid"
 			}
 			fmt.Fprintf(c, "<db:verify from='%s' to='%s' id='%s' type='%s'/>", el.To, el.From, el.ID, typ)
-		default:
+		case el.Local == "message" || el.Local == "presence" || el.Local == "iq":
 			f.stanzas <- string(el.Raw)
 		}
 	}
@@ -366,6 +373,21 @@ func TestStreamErrors(t *testing.T) {
 			p.expectStreamError(tt.cond)
 		})
 	}
+}
+
+// tlsConfig is a server TLS config with a certificate for domain from the
+// test CA.
+func (e *testEnv) tlsConfig(t *testing.T, domain string) *tls.Config {
+	t.Helper()
+	certPEM, keyPEM, err := e.ca.Issue(certstest.LeafOptions{DNSNames: []string{domain}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"xmpp-server"}}
 }
 
 func (e *testEnv) outsideAddr() string { return e.outside }
@@ -522,9 +544,9 @@ func TestBounceUnreachable(t *testing.T) {
 	}
 }
 
-// A full relay, inside → outside: the gateway authenticates to the remote
-// server with SASL EXTERNAL (the fake offers it after TLS) or dialback.
-func TestRelayOutbound(t *testing.T) {
+// Without TLS on the remote side and require_tls, nothing is relayed in
+// clear: the stanza bounces.
+func TestRelayRefusesCleartext(t *testing.T) {
 	env := newTestEnv(t)
 	env.internal.setVerify(func(from, to, id, key string) bool { return true })
 	partner := startFakeServer(t, "partner.test")
@@ -535,20 +557,76 @@ func TestRelayOutbound(t *testing.T) {
 	if got := p.next(); !strings.Contains(got, "type='valid'") {
 		t.Fatalf("dialback: %q", got)
 	}
+	p.send("<message from='alice@company.test/r' to='bob@partner.test' id='m0'><body>secret</body></message>")
+	got := env.internal.expectStanza(t, "id='m0'", "type='error'", "remote-server-timeout")
+	if strings.Contains(got, "<body>") {
+		t.Fatalf("a bounce must not echo the body: %q", got)
+	}
+	select {
+	case s := <-partner.stanzas:
+		t.Fatalf("stanza relayed in clear: %q", s)
+	default:
+	}
+}
+
+// A full relay inside → outside over direct TLS (XEP-0368) with dialback:
+// every stanza arrives, byte for byte, in order.
+func TestRelayOutboundDirectTLS(t *testing.T) {
+	env := newTestEnv(t)
+	env.internal.setVerify(func(from, to, id, key string) bool { return true })
+	partner := startFakeServerTLS(t, "partner.test", env.tlsConfig(t, "partner.test"))
+	env.res.set("partner.test", partner.addr(), true)
+	p := dialPeer(t, env.inside)
+	p.open("company.test", "partner.test")
+	p.send("<db:result from='company.test' to='partner.test'>k</db:result>")
+	if got := p.next(); !strings.Contains(got, "type='valid'") {
+		t.Fatalf("dialback: %q", got)
+	}
 	var want []string
-	for i := range 50 {
-		m := fmt.Sprintf("<message from='alice@company.test/r' to='bob@partner.test' id='m%d'><body>n&amp;%d</body></message>", i, i)
+	for i := range 200 {
+		m := fmt.Sprintf("<message from='alice@company.test/r' to='bob@partner.test' id='m%d' xml:lang='en'><body>n&amp;%d &lt;3</body><x xmlns='urn:example'/></message>", i, i)
 		want = append(want, m)
 		p.send(m)
 	}
-	// The fake partner has no TLS: with require_tls the gateway must not
-	// relay in clear; every stanza bounces.
-	got := env.internal.expectStanza(t, "id='m0'", "type='error'")
-	if !strings.Contains(got, "remote-server") {
-		t.Fatalf("bounce condition: %q", got)
+	for i, w := range want {
+		if got := partner.expectStanza(t); got != w {
+			t.Fatalf("stanza %d: got %q, want %q", i, got, w)
+		}
 	}
-	_ = want
-	if bytes.Contains([]byte(got), []byte("<body>")) {
-		t.Fatalf("a bounce must not echo the body: %q", got)
+	var out *SessionInfo
+	for _, s := range env.gw.Sessions() {
+		if s.Role == "outgoing" && s.Leg == "outside" {
+			out = &s
+		}
 	}
+	if out == nil || out.TLSVersion != "TLS 1.3" || out.Auth != "dialback" || out.PeerCert != "valid" || out.Stanzas != 200 {
+		t.Fatalf("outgoing session: %+v", out)
+	}
+}
+
+// Inbound: a partner connects to the outside listener over STARTTLS and
+// authenticates by dialback; the gateway verifies the key with the
+// partner's authoritative server (found by SRV) and relays to the
+// internal server.
+func TestRelayInbound(t *testing.T) {
+	env := newTestEnv(t)
+	// The authority must speak TLS too (require_tls covers the streams
+	// that verify keys).
+	authority := startFakeServerTLS(t, "partner.test", env.tlsConfig(t, "partner.test"))
+	authority.setVerify(func(from, to, id, key string) bool {
+		return from == "company.test" && to == "partner.test" && key == "partner-key"
+	})
+	env.res.set("partner.test", authority.addr(), true)
+	p := dialPeer(t, env.outside)
+	p.open("partner.test", "company.test")
+	p.startTLS("partner.test", "company.test")
+	p.send("<db:result from='partner.test' to='company.test'>partner-key</db:result>")
+	if got := p.next(); !strings.Contains(got, "type='valid'") {
+		t.Fatalf("dialback: %q", got)
+	}
+	p.send("<message from='bob@partner.test/x' to='alice@company.test' id='in1'><body>hi alice</body></message>")
+	env.internal.expectStanza(t, "id='in1'", "<body>hi alice</body>")
+	// A from that was not authenticated on this stream is refused.
+	p.send("<message from='mallory@evil.test' to='alice@company.test' id='in2'/>")
+	p.expectStreamError("invalid-from")
 }
