@@ -1,0 +1,537 @@
+package xmlstream
+
+import (
+	"bytes"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+	"testing/iotest"
+)
+
+// prosodyHeader is the stream header Prosody sends on s2s streams.
+const prosodyHeader = `<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' to='partner.test' from='company.test' version='1.0' id='' xml:lang='en'>`
+
+var prosodyNamespaces = map[string]string{"": NSServer, "stream": NSStream, "db": NSDialback}
+
+// wantCondition reports whether err is a *StreamError with condition cond.
+func streamCondition(err error) string {
+	var se *StreamError
+	if errors.As(err, &se) {
+		return se.Condition
+	}
+	return ""
+}
+
+func TestReadHeader(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      string
+		want    Header
+		wantErr string // condition, or "EOF" / "unexpected EOF"
+	}{
+		{
+			name: "prosody",
+			in:   prosodyHeader,
+			want: Header{From: "company.test", To: "partner.test", Version: "1.0", Lang: "en",
+				Namespaces: prosodyNamespaces, Space: NSStream, Local: "stream"},
+		},
+		{
+			name: "no declaration, leading whitespace, double quotes, probe without from and db",
+			in:   "\r\n  <stream:stream xmlns=\"jabber:server\" xmlns:stream=\"http://etherx.jabber.org/streams\" to=\"partner.test\" version=\"1.0\">",
+			want: Header{To: "partner.test", Version: "1.0",
+				Namespaces: map[string]string{"": NSServer, "stream": NSStream}, Space: NSStream, Local: "stream"},
+		},
+		{
+			name: "declaration with encoding and standalone",
+			in:   `<?xml version="1.0" encoding="utf-8" standalone='yes' ?>` + "\n" + `<stream:stream xmlns:stream='http://etherx.jabber.org/streams' id='a&amp;b&#x41;'>`,
+			want: Header{ID: "a&bA", Namespaces: map[string]string{"stream": NSStream}, Space: NSStream, Local: "stream"},
+		},
+		{
+			name: "wrong namespace is reported, not rejected",
+			in:   `<stream:stream xmlns:stream='urn:wrong'>`,
+			want: Header{Namespaces: map[string]string{"stream": "urn:wrong"}, Space: "urn:wrong", Local: "stream"},
+		},
+		{name: "undeclared stream prefix", in: `<stream:stream xmlns='jabber:server'>`, wantErr: CondInvalidNamespace},
+		{name: "latin-1 encoding", in: `<?xml version='1.0' encoding='ISO-8859-1'?><stream:stream xmlns:stream='http://etherx.jabber.org/streams'>`, wantErr: CondUnsupportedEncoding},
+		{name: "utf-8 byte order mark", in: "\xEF\xBB\xBF" + `<stream:stream xmlns:stream='http://etherx.jabber.org/streams'>`, wantErr: CondUnsupportedEncoding},
+		{name: "utf-16 byte order mark", in: "\xFE\xFF\x00<", wantErr: CondUnsupportedEncoding},
+		{name: "doctype", in: `<!DOCTYPE stream [<!ENTITY x 'y'>]><stream:stream xmlns:stream='http://etherx.jabber.org/streams'>`, wantErr: CondRestrictedXML},
+		{name: "comment", in: `<!-- hi --><stream:stream xmlns:stream='http://etherx.jabber.org/streams'>`, wantErr: CondRestrictedXML},
+		{name: "other processing instruction", in: `<?xml-stylesheet href='x'?><stream:stream xmlns:stream='http://etherx.jabber.org/streams'>`, wantErr: CondRestrictedXML},
+		{name: "two declarations", in: `<?xml version='1.0'?><?xml version='1.0'?><stream:stream xmlns:stream='http://etherx.jabber.org/streams'>`, wantErr: CondRestrictedXML},
+		{name: "xml 1.1", in: `<?xml version='1.1'?><stream:stream xmlns:stream='http://etherx.jabber.org/streams'>`, wantErr: CondNotWellFormed},
+		{name: "declaration without version", in: `<?xml encoding='UTF-8'?><stream:stream xmlns:stream='http://etherx.jabber.org/streams'>`, wantErr: CondNotWellFormed},
+		{name: "empty stream element", in: `<stream:stream xmlns:stream='http://etherx.jabber.org/streams'/>`, wantErr: CondNotWellFormed},
+		{name: "newline in from", in: "<stream:stream xmlns:stream='http://etherx.jabber.org/streams' from='a\nb'>", wantErr: CondBadFormat},
+		{name: "duplicate to", in: `<stream:stream xmlns:stream='http://etherx.jabber.org/streams' to='a' to='b'>`, wantErr: CondNotWellFormed},
+		{name: "text before header", in: `hello<stream:stream>`, wantErr: CondNotWellFormed},
+		{name: "end tag", in: `</stream:stream>`, wantErr: CondNotWellFormed},
+		{name: "empty input", in: ``, wantErr: "EOF"},
+		{name: "only whitespace", in: "  \n", wantErr: "EOF"},
+		{name: "truncated header", in: `<stream:stream xmlns:stream='http://ether`, wantErr: "unexpected EOF"},
+	}
+	for _, tt := range tests {
+		for _, oneByte := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/onebyte=%v", tt.name, oneByte), func(t *testing.T) {
+				var src io.Reader = strings.NewReader(tt.in)
+				if oneByte {
+					src = iotest.OneByteReader(src)
+				}
+				h, err := NewReader(src, Limits{}).ReadHeader()
+				checkErr(t, err, tt.wantErr)
+				if tt.wantErr != "" {
+					return
+				}
+				if fmt.Sprint(h) != fmt.Sprint(tt.want) {
+					t.Errorf("header\n got %+v\nwant %+v", h, tt.want)
+				}
+			})
+		}
+	}
+}
+
+func checkErr(t *testing.T, err error, want string) {
+	t.Helper()
+	switch want {
+	case "":
+		if err != nil {
+			t.Fatalf("unexpected error: %v", err)
+		}
+	case "EOF":
+		if err != io.EOF {
+			t.Fatalf("error = %v, want io.EOF", err)
+		}
+	case "unexpected EOF":
+		if !errors.Is(err, io.ErrUnexpectedEOF) {
+			t.Fatalf("error = %v, want io.ErrUnexpectedEOF", err)
+		}
+		if streamCondition(err) != "" {
+			t.Fatalf("error = %v, want no StreamError", err)
+		}
+	case "end":
+		if err != ErrStreamEnd {
+			t.Fatalf("error = %v, want ErrStreamEnd", err)
+		}
+	default:
+		if got := streamCondition(err); got != want {
+			t.Fatalf("error = %v, want condition %s", err, want)
+		}
+	}
+}
+
+func TestNextRules(t *testing.T) {
+	type elemWant struct {
+		space, local, from, to, typ, id string
+		headerPrefixes                  string // comma separated
+	}
+	tests := []struct {
+		name    string
+		body    string // after the Prosody header
+		lim     Limits
+		want    []elemWant
+		wantErr string
+		app     string
+	}{
+		{
+			name:    "message with body and child namespace",
+			body:    `<message from='a@company.test/r' to='b@partner.test' type='chat' id='m1' xml:lang='en'><body>Hi &amp; &lt;there&gt; &#233;&#x1F600; ]] &gt; ></body><active xmlns='http://jabber.org/protocol/chatstates'/></message>`,
+			want:    []elemWant{{space: NSServer, local: "message", from: "a@company.test/r", to: "b@partner.test", typ: "chat", id: "m1"}},
+			wantErr: "EOF",
+		},
+		{
+			name:    "keepalives, several elements, stream close",
+			body:    " \n\t<presence/>\r\n <iq type=\"get\" id=\"x&apos;&quot;y\"><ping xmlns='urn:xmpp:ping'/></iq >\n</stream:stream >",
+			want:    []elemWant{{space: NSServer, local: "presence"}, {space: NSServer, local: "iq", typ: "get", id: `x'"y`}},
+			wantErr: "end",
+		},
+		{
+			name:    "escaped head attributes",
+			body:    `<message from='a&#64;b&amp;c' to='&#x62;' id='&lt;&gt;'/>`,
+			want:    []elemWant{{space: NSServer, local: "message", from: "a@b&c", to: "b", id: "<>"}},
+			wantErr: "EOF",
+		},
+		{
+			name:    "dialback prefix from header",
+			body:    `<db:result from='company.test' to='partner.test'>c0ffee</db:result><db:verify from='a' to='b' id='i'>k</db:verify>`,
+			want:    []elemWant{{space: NSDialback, local: "result", from: "company.test", to: "partner.test", headerPrefixes: "db"}, {space: NSDialback, local: "verify", from: "a", to: "b", id: "i", headerPrefixes: "db"}},
+			wantErr: "EOF",
+		},
+		{
+			name:    "header prefix used by a descendant and an attribute",
+			body:    `<message><x xmlns:db='urn:other'><db:y/></x><stream:error db:a='1'/></message>`,
+			want:    []elemWant{{space: NSServer, local: "message", headerPrefixes: "stream,db"}},
+			wantErr: "EOF",
+		},
+		{
+			name:    "own declarations shadow the header",
+			body:    `<db:result xmlns:db='urn:shadow'><db:x/></db:result><features xmlns='http://etherx.jabber.org/streams'/>`,
+			want:    []elemWant{{space: "urn:shadow", local: "result"}, {space: NSStream, local: "features"}},
+			wantErr: "EOF",
+		},
+		{
+			name:    "default namespace undeclared, xml prefix, non-ASCII names",
+			body:    `<message xmlns=''><x xml:lang='de'/></message><mé xmlns='urn:x' xmlns:ñ='urn:y' ñ:à='1'/>`,
+			want:    []elemWant{{space: "", local: "message"}, {space: "urn:x", local: "mé"}},
+			wantErr: "EOF",
+		},
+		{
+			name:    "namespace name with a reference",
+			body:    `<x xmlns='urn:a&amp;b'/>`,
+			want:    []elemWant{{space: "urn:a&b", local: "x"}},
+			wantErr: "EOF",
+		},
+		{name: "comment", body: `<message><!-- hi --></message>`, wantErr: CondRestrictedXML},
+		{name: "top-level comment", body: `<!-- hi -->`, wantErr: CondRestrictedXML},
+		{name: "processing instruction", body: `<message><?php x ?></message>`, wantErr: CondRestrictedXML},
+		{name: "xml declaration inside the stream", body: `<?xml version='1.0'?>`, wantErr: CondRestrictedXML},
+		{name: "doctype", body: `<!DOCTYPE x>`, wantErr: CondRestrictedXML},
+		{name: "cdata section", body: `<message><body><![CDATA[x]]></body></message>`, wantErr: CondRestrictedXML},
+		{name: "internal entity", body: `<message><body>&xxe;</body></message>`, wantErr: CondRestrictedXML},
+		{name: "entity in attribute", body: `<message to='&nbsp;'/>`, wantErr: CondRestrictedXML},
+		{name: "char ref to NUL", body: `<message><body>&#0;</body></message>`, wantErr: CondNotWellFormed},
+		{name: "char ref to surrogate", body: `<message><body>&#xD800;</body></message>`, wantErr: CondNotWellFormed},
+		{name: "char ref to FFFE", body: `<message to='&#xFFFE;'/>`, wantErr: CondNotWellFormed},
+		{name: "char ref out of range", body: `<message><body>&#x110000;</body></message>`, wantErr: CondNotWellFormed},
+		{name: "char ref huge", body: `<message><body>&#99999999999999999999999;</body></message>`, wantErr: CondNotWellFormed},
+		{name: "char ref uppercase X", body: `<message><body>&#X41;</body></message>`, wantErr: CondNotWellFormed},
+		{name: "char ref empty", body: `<message><body>&#;</body></message>`, wantErr: CondNotWellFormed},
+		{name: "reference without semicolon", body: `<message><body>&amp</body></message>`, wantErr: CondNotWellFormed},
+		{name: "bare ampersand", body: `<message><body>a & b</body></message>`, wantErr: CondNotWellFormed},
+		{name: "empty entity", body: `<message><body>&;</body></message>`, wantErr: CondNotWellFormed},
+		{name: "mismatched end tag", body: `<message><body></bodx></message>`, wantErr: CondNotWellFormed},
+		{name: "end tag with other prefix", body: `<db:result></result>`, wantErr: CondNotWellFormed},
+		{name: "undeclared element prefix", body: `<foo:message/>`, wantErr: CondNotWellFormed},
+		{name: "undeclared child prefix", body: `<message><foo:x/></message>`, wantErr: CondNotWellFormed},
+		{name: "undeclared attribute prefix", body: `<message foo:a='1'/>`, wantErr: CondNotWellFormed},
+		{name: "prefix out of scope", body: `<message><a xmlns:p='u'/><p:b/></message>`, wantErr: CondNotWellFormed},
+		{name: "undeclaring a prefix", body: `<message xmlns:p=''/>`, wantErr: CondNotWellFormed},
+		{name: "declaring xmlns", body: `<message xmlns:xmlns='u'/>`, wantErr: CondNotWellFormed},
+		{name: "rebinding xml", body: `<message xmlns:xml='u'/>`, wantErr: CondNotWellFormed},
+		{name: "binding the xml namespace", body: `<message xmlns:p='http://www.w3.org/XML/1998/namespace'/>`, wantErr: CondNotWellFormed},
+		{name: "xmlns element prefix", body: `<xmlns:message/>`, wantErr: CondNotWellFormed},
+		{name: "element named xmlns", body: `<message><xmlns/></message>`, wantErr: CondNotWellFormed},
+		{name: "duplicate attribute", body: `<message to='a' to='b'/>`, wantErr: CondNotWellFormed},
+		{name: "duplicate expanded attribute", body: `<message xmlns:p='u' xmlns:q='u' p:x='1' q:x='2'/>`, wantErr: CondNotWellFormed},
+		{name: "duplicate declaration", body: `<message xmlns:p='u' xmlns:p='u'/>`, wantErr: CondNotWellFormed},
+		{name: "unquoted attribute", body: `<message to=a/>`, wantErr: CondNotWellFormed},
+		{name: "attribute without value", body: `<message to/>`, wantErr: CondNotWellFormed},
+		{name: "lt in attribute", body: `<message to='a<b'/>`, wantErr: CondNotWellFormed},
+		{name: "no space between attributes", body: `<message to='a'from='b'/>`, wantErr: CondNotWellFormed},
+		{name: "space in empty-element close", body: `<message/ >`, wantErr: CondNotWellFormed},
+		{name: "space before end tag name", body: `<message></ message>`, wantErr: CondNotWellFormed},
+		{name: "invalid utf-8 in text", body: "<message><body>\xC3\x28</body></message>", wantErr: CondNotWellFormed},
+		{name: "encoded surrogate", body: "<message><body>\xED\xA0\x80</body></message>", wantErr: CondNotWellFormed},
+		{name: "invalid utf-8 in attribute", body: "<message to='\xFF'/>", wantErr: CondNotWellFormed},
+		{name: "control character in text", body: "<message><body>\x01</body></message>", wantErr: CondNotWellFormed},
+		{name: "control character in attribute", body: "<message to='\x1B'/>", wantErr: CondNotWellFormed},
+		{name: "U+FFFF in text", body: "<message><body>\xEF\xBF\xBF</body></message>", wantErr: CondNotWellFormed},
+		{name: "cdata end in text", body: `<message><body>a]]>b</body></message>`, wantErr: CondNotWellFormed},
+		{name: "name starting with digit", body: `<1message/>`, wantErr: CondNotWellFormed},
+		{name: "two colons", body: `<a:b:c/>`, wantErr: CondNotWellFormed},
+		{name: "leading colon", body: `<:a/>`, wantErr: CondNotWellFormed},
+		{name: "trailing colon", body: `<a:/>`, wantErr: CondNotWellFormed},
+		{name: "non-name character", body: "<a\u00A0b/>", wantErr: CondNotWellFormed},
+		{name: "top-level text", body: `hello`, wantErr: CondNotWellFormed},
+		{name: "top-level end tag", body: `</message>`, wantErr: CondNotWellFormed},
+		{name: "stream close with other prefix", body: `</s:stream>`, wantErr: CondNotWellFormed},
+		{name: "newline in from", body: "<message from='a\nb'/>", wantErr: CondBadFormat},
+		{name: "tab in id", body: "<message id='a\tb'/>", wantErr: CondBadFormat},
+		{name: "carriage return in namespace name", body: "<message xmlns='\r0'/>", wantErr: CondBadFormat},
+		{name: "newline in prefixed namespace name", body: "<message xmlns:p='urn:\nx'/>", wantErr: CondBadFormat},
+		{name: "too big", body: `<message><body>` + strings.Repeat("x", 100) + `</body></message>`, lim: Limits{MaxElementSize: 64}, wantErr: CondPolicyViolation, app: AppStanzaTooBig},
+		{name: "too big by one byte", body: `<message>` + strings.Repeat("x", 64-len("<message></message>")+1) + `</message>`, lim: Limits{MaxElementSize: 64}, wantErr: CondPolicyViolation, app: AppStanzaTooBig},
+		{
+			name:    "exactly at the size limit",
+			body:    `<message>` + strings.Repeat("x", 64-len("<message></message>")) + `</message>`,
+			lim:     Limits{MaxElementSize: 64},
+			want:    []elemWant{{space: NSServer, local: "message"}},
+			wantErr: "EOF",
+		},
+		{name: "too deep", body: `<a><b><c><d/></c></b></a>`, lim: Limits{MaxDepth: 3}, wantErr: CondPolicyViolation},
+		{
+			name:    "at the depth limit",
+			body:    `<a><b><c/></b></a>`,
+			lim:     Limits{MaxDepth: 3},
+			want:    []elemWant{{space: NSServer, local: "a"}},
+			wantErr: "EOF",
+		},
+		{name: "too many attributes", body: `<message` + manyAttrs(maxAttrsPerTag+1) + `/>`, wantErr: CondPolicyViolation},
+		{
+			name:    "many attributes, duplicates found with a map",
+			body:    `<message` + manyAttrs(100) + ` a50='x'/>`,
+			wantErr: CondNotWellFormed,
+		},
+		{
+			name:    "many attributes",
+			body:    `<message` + manyAttrs(maxAttrsPerTag-1) + ` from='x'/>`,
+			want:    []elemWant{{space: NSServer, local: "message", from: "x"}},
+			wantErr: "EOF",
+		},
+		{name: "duplicate expanded names among many attributes", body: `<message` + manyAttrs(40) + ` xmlns:p='u' xmlns:q='u' p:x='1' q:x='2'/>`, wantErr: CondNotWellFormed},
+		{name: "too many namespace declarations", body: `<message>` + strings.Repeat(`<x`+manyDecls(maxDeclsInScope/4)+`>`, 5) + `</message>`, wantErr: CondPolicyViolation},
+		{
+			name:    "many namespace declarations",
+			body:    `<message` + manyDecls(maxDeclsInScope) + `><p0:x/></message>`,
+			want:    []elemWant{{space: NSServer, local: "message"}},
+			wantErr: "EOF",
+		},
+		{name: "eof inside element", body: `<message><body>hi`, wantErr: "unexpected EOF"},
+		{name: "eof inside tag", body: `<message to='x`, wantErr: "unexpected EOF"},
+		{name: "eof inside stream close", body: `</stream:str`, wantErr: "unexpected EOF"},
+		{name: "eof inside reference", body: `<message><body>&am`, wantErr: "unexpected EOF"},
+		{name: "eof inside utf-8 sequence", body: "<message><body>\xE2\x82", wantErr: "unexpected EOF"},
+	}
+	for _, tt := range tests {
+		for _, oneByte := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/onebyte=%v", tt.name, oneByte), func(t *testing.T) {
+				in := prosodyHeader + tt.body
+				var src io.Reader = strings.NewReader(in)
+				if oneByte {
+					src = iotest.OneByteReader(src)
+				}
+				r := NewReader(src, tt.lim)
+				h, err := r.ReadHeader()
+				if err != nil {
+					t.Fatal(err)
+				}
+				var got []elemWant
+				for {
+					el, err := r.Next()
+					if err != nil {
+						checkErr(t, err, tt.wantErr)
+						if tt.app != "" {
+							var se *StreamError
+							if !errors.As(err, &se) || se.App != tt.app {
+								t.Fatalf("error = %v, want app condition %s", err, tt.app)
+							}
+						}
+						// Errors are sticky.
+						if _, err2 := r.Next(); err2 != err && !(err == io.EOF && err2 == io.EOF) {
+							t.Errorf("second Next: %v, want %v", err2, err)
+						}
+						break
+					}
+					checkDifferential(t, el, h.Namespaces)
+					got = append(got, elemWant{el.Space, el.Local, el.From, el.To, el.Type, el.ID, strings.Join(el.HeaderPrefixes, ",")})
+				}
+				if fmt.Sprint(got) != fmt.Sprint(tt.want) {
+					t.Errorf("elements\n got %+v\nwant %+v", got, tt.want)
+				}
+			})
+		}
+	}
+}
+
+// checkDifferential parses el.Raw with encoding/xml inside a wrapper that
+// declares the header namespaces and compares what it reports with el.
+func checkDifferential(t testing.TB, el Element, header map[string]string) {
+	t.Helper()
+	var w bytes.Buffer
+	w.WriteString("<wrapper")
+	for p, u := range header {
+		if p == "" {
+			w.WriteString(" xmlns='")
+		} else {
+			w.WriteString(" xmlns:" + p + "='")
+		}
+		w.Write(AppendEscapedAttr(nil, u))
+		w.WriteString("'")
+	}
+	w.WriteString(">")
+	w.Write(el.Raw)
+	w.WriteString("</wrapper>")
+	d := xml.NewDecoder(&w)
+	depth := 0
+	var root *xml.StartElement
+	for {
+		tok, err := d.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("encoding/xml rejects an accepted element %q: %v", el.Raw, err)
+		}
+		switch tok := tok.(type) {
+		case xml.StartElement:
+			depth++
+			if depth == 2 && root == nil {
+				s := tok.Copy()
+				root = &s
+			} else if depth == 2 {
+				t.Fatalf("encoding/xml sees two top-level elements in %q", el.Raw)
+			}
+		case xml.EndElement:
+			depth--
+		case xml.CharData:
+			if depth == 1 {
+				t.Fatalf("encoding/xml sees text outside the element in %q", el.Raw)
+			}
+		case xml.Comment, xml.ProcInst, xml.Directive:
+			t.Fatalf("accepted element with %T: %q", tok, el.Raw)
+		}
+	}
+	if root == nil {
+		t.Fatalf("encoding/xml sees no element in %q", el.Raw)
+	}
+	if root.Name.Space != el.Space || root.Name.Local != el.Local {
+		t.Fatalf("name of %q: encoding/xml {%s}%s, xmlstream {%s}%s", el.Raw, root.Name.Space, root.Name.Local, el.Space, el.Local)
+	}
+	head := map[string]string{"from": el.From, "to": el.To, "type": el.Type, "id": el.ID}
+	seen := map[string]bool{}
+	for _, a := range root.Attr {
+		if a.Name.Space != "" {
+			continue
+		}
+		want, ok := head[a.Name.Local]
+		if !ok {
+			continue
+		}
+		seen[a.Name.Local] = true
+		if a.Value != want {
+			t.Fatalf("attribute %s of %q: encoding/xml %q, xmlstream %q", a.Name.Local, el.Raw, a.Value, want)
+		}
+	}
+	for k, v := range head {
+		if !seen[k] && v != "" {
+			t.Fatalf("attribute %s of %q: encoding/xml absent, xmlstream %q", k, el.Raw, v)
+		}
+	}
+}
+
+func manyAttrs(n int) string {
+	var b strings.Builder
+	for i := range n {
+		fmt.Fprintf(&b, " a%d='%d'", i, i)
+	}
+	return b.String()
+}
+
+func manyDecls(n int) string {
+	var b strings.Builder
+	for i := range n {
+		fmt.Fprintf(&b, " xmlns:p%d='urn:%d'", i, i)
+	}
+	return b.String()
+}
+
+func TestNextRawIsExact(t *testing.T) {
+	elems := []string{
+		`<message from='a@company.test/r' to='b@partner.test' type='chat' id='1'><body>one</body></message>`,
+		`<presence from="a@company.test/r" to="b@partner.test"><show>away</show><status>&lt;3 — ünïcödé 😀</status></presence>`,
+		`<iq type='get' id='p' to='partner.test' from='company.test'><ping xmlns='urn:xmpp:ping'/></iq>`,
+		`<db:result from='company.test' to='partner.test'>0123456789abcdef</db:result>`,
+	}
+	body := " " + strings.Join(elems, "\n \t") + "\r\n</stream:stream>"
+	for _, src := range []struct {
+		name string
+		r    func(string) io.Reader
+	}{
+		{"whole", func(s string) io.Reader { return strings.NewReader(s) }},
+		{"onebyte", func(s string) io.Reader { return iotest.OneByteReader(strings.NewReader(s)) }},
+		{"halfreader", func(s string) io.Reader { return iotest.HalfReader(strings.NewReader(s)) }},
+		{"dataerr", func(s string) io.Reader { return iotest.DataErrReader(strings.NewReader(s)) }},
+	} {
+		t.Run(src.name, func(t *testing.T) {
+			r := NewReader(src.r(prosodyHeader+body), Limits{})
+			if _, err := r.ReadHeader(); err != nil {
+				t.Fatal(err)
+			}
+			for i, want := range elems {
+				el, err := r.Next()
+				if err != nil {
+					t.Fatalf("element %d: %v", i, err)
+				}
+				if string(el.Raw) != want {
+					t.Fatalf("element %d raw\n got %q\nwant %q", i, el.Raw, want)
+				}
+			}
+			if _, err := r.Next(); err != ErrStreamEnd {
+				t.Fatalf("after the last element: %v, want ErrStreamEnd", err)
+			}
+			if _, err := r.Next(); err != ErrStreamEnd {
+				t.Fatalf("after the stream end: %v, want ErrStreamEnd", err)
+			}
+		})
+	}
+}
+
+func TestNextBeforeReadHeader(t *testing.T) {
+	r := NewReader(strings.NewReader("<message/>"), Limits{})
+	if _, err := r.Next(); err == nil {
+		t.Fatal("Next before ReadHeader succeeded")
+	}
+}
+
+func TestLargeElementsAndBufferShrink(t *testing.T) {
+	big := `<message><body>` + strings.Repeat("0123456789", 50_000) + `</body></message>`
+	small := `<message><body>x</body></message>`
+	in := prosodyHeader + big + small + big
+	r := NewReader(iotest.HalfReader(strings.NewReader(in)), Limits{})
+	if _, err := r.ReadHeader(); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []string{big, small, big} {
+		el, err := r.Next()
+		if err != nil {
+			t.Fatalf("element %d: %v", i, err)
+		}
+		if string(el.Raw) != want {
+			t.Fatalf("element %d differs (len %d, want %d)", i, len(el.Raw), len(want))
+		}
+	}
+	if _, err := r.Next(); err != io.EOF {
+		t.Fatalf("err = %v, want io.EOF", err)
+	}
+	if len(r.buf) > DefaultMaxElementSize+readSlack {
+		t.Errorf("buffer grew to %d", len(r.buf))
+	}
+
+	// A too-big element is refused before the buffer passes the limit.
+	huge := `<message><body>` + strings.Repeat("x", 2<<20)
+	r = NewReader(strings.NewReader(prosodyHeader+huge), Limits{MaxElementSize: 1 << 10})
+	if _, err := r.ReadHeader(); err != nil {
+		t.Fatal(err)
+	}
+	_, err := r.Next()
+	checkErr(t, err, CondPolicyViolation)
+	if len(r.buf) > 1<<10+readSlack {
+		t.Errorf("buffer grew to %d for a 1 KiB limit", len(r.buf))
+	}
+}
+
+// errAfterReader returns its data, then err.
+type errAfterReader struct {
+	data []byte
+	err  error
+}
+
+func (e *errAfterReader) Read(p []byte) (int, error) {
+	if len(e.data) == 0 {
+		return 0, e.err
+	}
+	n := copy(p, e.data)
+	e.data = e.data[n:]
+	return n, nil
+}
+
+func TestReadErrorIsWrapped(t *testing.T) {
+	boom := errors.New("connection reset")
+	r := NewReader(&errAfterReader{data: []byte(prosodyHeader + "<message>"), err: boom}, Limits{})
+	if _, err := r.ReadHeader(); err != nil {
+		t.Fatal(err)
+	}
+	_, err := r.Next()
+	if !errors.Is(err, boom) {
+		t.Fatalf("err = %v, want wrapping %v", err, boom)
+	}
+}
+
+func TestStreamErrorText(t *testing.T) {
+	e := &StreamError{Condition: CondPolicyViolation, App: AppStanzaTooBig, Text: "too big"}
+	if got, want := e.Error(), "xmlstream: policy-violation (stanza-too-big): too big"; got != want {
+		t.Errorf("Error() = %q, want %q", got, want)
+	}
+}
