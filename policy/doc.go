@@ -1,0 +1,119 @@
+// Package policy decides, with an embedded Open Policy Agent, which
+// federated sessions xmppedge establishes and which stanzas cross it.
+//
+// # The model
+//
+// Rego is the one place where the rules live. An Engine loads a policy —
+// a directory of .rego files plus data files (JSON or YAML), or an OPA
+// bundle from a bundle server — compiles it once, and answers two
+// questions whose paths are fixed, so that operators can write their own
+// rules against them:
+//
+//   - the session decision, data.xmppedge.session.decision: may this
+//     remote domain federate with this local domain, in this direction,
+//     over this TLS, authenticated this way? Input: direction
+//     ("inbound" | "outbound"), local_domain, remote_domain, remote_ip,
+//     tls {version, cipher, peer_cert_valid, peer_cert_issuer,
+//     peer_cert_error}, auth ("sasl_external" | "dialback" | "" before
+//     authentication). Result: {allow, reason, require} where require may
+//     list "certificate" (the gateway must authenticate the session by
+//     certificate, SASL EXTERNAL).
+//   - the stanza decision, data.xmppedge.stanza.decision: may this stanza
+//     cross? Input: direction, kind, type, id, from and to {full, bare,
+//     domain}, children [{name, namespace}], body, subject, thread,
+//     security_label {marking, fgcolor, bgcolor, label} (absent when the
+//     stanza has none), session {the session input of its stream}.
+//     Result: {allow, reason, error, audit}: error is the stanza error
+//     condition of the bounce (default "policy-violation"), audit is what
+//     the audit log keeps ("none", "meta" — the default —, "hash", "full").
+//
+// The Go types SessionInput and StanzaInput are those documents; their
+// JSON tags are the Rego field names.
+//
+// # Failing closed
+//
+// A decision that cannot be made is a deny: an evaluation error (a
+// built-in error such as a division by zero or an invalid regular
+// expression, conflicting rule values), a timeout (Config.Timeout, 50ms
+// by default; the evaluation is cancelled, no goroutine per evaluation),
+// an undefined decision, or a malformed one (allow not a boolean, an
+// unknown audit level, …). Each is counted in Stats().Failures and logged
+// at Warn with the reason. Built-in errors are strict: a failing built-in
+// never silently makes a deny rule undefined.
+//
+// In dry-run mode (Config.Mode "dry-run") every decision is computed, and
+// a deny — including a failure — is returned as Allow=true,
+// WouldDeny=true with its reason kept, and logged at Info: a compliance
+// team can roll a rule out and watch what it would do.
+//
+// # Data
+//
+// Data files are objects whose keys are merged under data.xmppedge:
+// partners.yaml's "partners" list becomes data.xmppedge.partners. The
+// keys session and stanza (any first segment of a package under
+// data.xmppedge) are taken by the rules. At load, the engine checks and
+// normalises what the shipped rules rely on: partner domains, audit_full
+// and muc.services are put in lower-case A-label form (data files may
+// use U-labels: bücher.example → xn--bcher-kva.example; the gateway sends
+// A-labels), directions must be inbound, outbound or both, and
+// confidential.patterns must compile.
+//
+// # Built-in functions
+//
+// Content and domain matching are Go functions offered to Rego, declared
+// per engine (per query, nothing is registered globally in OPA):
+//
+//	xmppedge.contains_any(text, keywords) → bool   keywords, ignoring case (Unicode lower-casing), one Aho-Corasick pass
+//	xmppedge.matches_any(text, patterns) → bool    Go (RE2) regular expressions, joined into one
+//	xmppedge.domain_in(domain, patterns) → bool    "a.test", "*.a.test" (one or more whole labels), "*"
+//	xmppedge.partners_for(domain, partners) → array  the entries of the most specific matching pattern
+//
+// A set (the array passed as keywords, patterns, …) is compiled once per
+// load and found again by identity: reading the same data gives the same
+// value, so 10,000 partners or 50 keywords cost one map lookup or one
+// pass over the text per call. RunRegoTests (and "xmppedge policy test")
+// runs the *_test.rego files with OPA's own test runner and the same
+// built-ins.
+//
+// # Speed: the decision cache
+//
+// Queries are prepared once per load and fed an ast input built directly
+// (only the top-level fields the policy reads), with a read transaction
+// held for the life of the load and no metrics. On top of that, decisions
+// are cached. At load the engine walks the compiled rules reachable from
+// each decision and records every input path they refer to (input.from.bare,
+// input.kind, input.session.tls.version, …). The cache key is the exact
+// values of those paths, so a per-user rule caches per user and a rule on
+// from.bare does not key on the resource. A decision is not cacheable when
+// the rules refer to input as a whole or with a variable key (x := input,
+// input[k]) or call a non-deterministic built-in (time.now_ns, http.send).
+// A stanza whose rules read content (body, subject, thread, children,
+// security_label) is cached only when that content is empty in the stanza
+// (presence, iq, chat states): a message with a body is always evaluated.
+// NeedsContent tells the gateway whether to parse payloads at all.
+// The cache belongs to one loaded policy (so a reload starts from empty),
+// is bounded (Config.CacheSize, 100,000 per decision; a full shard is
+// emptied) and safe for concurrent use. Failures are never cached.
+//
+// # Reload
+//
+// Reload re-reads the source; a policy that does not parse or compile is
+// rejected with the file and line to fix, the old one stays active, and
+// Stats().ReloadFailures counts it. Watch polls the files' sizes and
+// modification times every second (or downloads the bundle every
+// BundleConfig.Poll, conditionally with ETag) and reloads on a change.
+// Every successful reload calls the OnReload callbacks with the new
+// revision: the gateway re-decides its established sessions there. The
+// revision is the bundle manifest's revision, or a short hash of all
+// loaded files; every decision carries it.
+//
+// # Bundles
+//
+// BundleConfig.URL names an OPA bundle (.tar.gz with .rego files,
+// data.json, .manifest, optionally .signatures.json). With
+// BundleConfig.PublicKey (a PEM RSA or ECDSA public key, or certificate)
+// bundles must carry a valid signature over all their files (OPA's bundle
+// signing, as made by "opa build --signing-key"); an unsigned, tampered or
+// foreign-signed bundle is rejected and the old policy stays. The first
+// load must succeed: New fails if the bundle server cannot be reached.
+package policy

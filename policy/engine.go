@@ -1,0 +1,545 @@
+package policy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/metrics"
+	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage"
+	"github.com/open-policy-agent/opa/v1/storage/inmem"
+	"github.com/open-policy-agent/opa/v1/topdown"
+)
+
+// Paths of the two decisions.
+var (
+	sessionDecisionRef = ast.MustParseRef("data.xmppedge.session.decision")
+	stanzaDecisionRef  = ast.MustParseRef("data.xmppedge.stanza.decision")
+)
+
+// Engine decides sessions and stanzas with the loaded policy. It is safe
+// for concurrent use; a reload swaps the whole loaded policy at once.
+type Engine struct {
+	cfg     Config
+	log     *slog.Logger
+	current atomic.Pointer[loaded]
+
+	reloadMu sync.Mutex // one load at a time
+	bundle   *bundleSource
+
+	watchInterval time.Duration // file polling; 1s
+
+	hooksMu sync.Mutex
+	hooks   []func(revision string)
+
+	decisions, cacheHits, failures, reloads, reloadFailures atomic.Uint64
+}
+
+// loaded is one compiled policy with its prepared queries and caches.
+type loaded struct {
+	revision     string
+	digest       string
+	session      query[SessionDecision]
+	stanza       query[StanzaDecision]
+	needsContent bool
+	builtins     *builtinSet
+}
+
+// query is one prepared decision query.
+type query[D any] struct {
+	pq        rego.PreparedEvalQuery
+	txn       storage.Transaction // a read transaction held for the life of the load
+	use       inputUse
+	need      uint32 // top-level input fields to build
+	leaves    []leaf // header leaves forming the cache key
+	content   []leaf // content leaves read: the stanza must have them empty to be cached
+	cacheable bool
+	cache     *decisionCache[D]
+}
+
+// New loads the policy named by cfg. An error is a load or compile error
+// that names the file and line (or the bundle) to fix.
+func New(ctx context.Context, cfg Config) (*Engine, error) {
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	switch cfg.Mode {
+	case "":
+		cfg.Mode = ModeEnforce
+	case ModeEnforce, ModeDryRun:
+	default:
+		return nil, fmt.Errorf("policy mode %q: use %q or %q", cfg.Mode, ModeEnforce, ModeDryRun)
+	}
+	if cfg.CacheSize == 0 {
+		cfg.CacheSize = DefaultCacheSize
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	e := &Engine{cfg: cfg, log: cfg.Logger.With("component", "policy"), watchInterval: time.Second}
+	switch {
+	case cfg.Bundle != nil && cfg.Rules != "":
+		return nil, errors.New("policy: rules and bundle are exclusive: configure one source")
+	case cfg.Bundle != nil:
+		if len(cfg.Data) > 0 {
+			return nil, errors.New("policy: data files go with rules, not with a bundle (put data.json in the bundle)")
+		}
+		b, err := newBundleSource(*cfg.Bundle, &http.Client{})
+		if err != nil {
+			return nil, err
+		}
+		e.bundle = b
+	case cfg.Rules == "":
+		return nil, errors.New("policy: no source: set rules (a directory of .rego files) or bundle")
+	}
+	src, err := e.read(ctx)
+	if err != nil {
+		return nil, err
+	}
+	l, err := e.prepare(ctx, src)
+	if err != nil {
+		return nil, err
+	}
+	e.current.Store(l)
+	e.log.Info("policy loaded", "revision", l.revision, "source", src.origin, "mode", cfg.Mode,
+		"needs_content", l.needsContent, "session_cacheable", l.session.cacheable, "stanza_cacheable", l.stanza.cacheable)
+	return e, nil
+}
+
+// read reads the configured source. For a bundle, a nil source with no
+// error means "not modified".
+func (e *Engine) read(ctx context.Context) (*source, error) {
+	if e.bundle != nil {
+		return e.bundle.fetch(ctx)
+	}
+	return loadFiles(e.cfg.Rules, e.cfg.Data, false)
+}
+
+// Reload reads the source again and, if it compiles, makes it active. On
+// error the old policy stays active and the error says what to fix.
+func (e *Engine) Reload(ctx context.Context) error {
+	_, err := e.reload(ctx, true)
+	return err
+}
+
+// reload returns whether a new policy was activated. force: activate and
+// notify even if the revision did not change (an operator's SIGHUP).
+func (e *Engine) reload(ctx context.Context, force bool) (bool, error) {
+	e.reloadMu.Lock()
+	defer e.reloadMu.Unlock()
+	old := e.current.Load()
+	fail := func(err error) (bool, error) {
+		e.reloadFailures.Add(1)
+		e.log.Warn("policy reload rejected; the previous policy stays active", "revision", old.revision, "err", err)
+		return false, err
+	}
+	src, err := e.read(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	if src == nil || (!force && src.digest == old.digest) {
+		return false, nil // unchanged
+	}
+	l, err := e.prepare(ctx, src)
+	if err != nil {
+		return fail(err)
+	}
+	e.current.Store(l)
+	e.reloads.Add(1)
+	e.log.Info("policy reloaded", "revision", l.revision, "previous", old.revision, "needs_content", l.needsContent)
+	e.hooksMu.Lock()
+	hooks := append([]func(string){}, e.hooks...)
+	e.hooksMu.Unlock()
+	for _, fn := range hooks {
+		fn(l.revision)
+	}
+	return true, nil
+}
+
+// Revision is the active policy's revision: the bundle manifest's
+// revision, or a short hash of all loaded files.
+func (e *Engine) Revision() string { return e.current.Load().revision }
+
+// NeedsContent reports whether the active policy reads input.body,
+// subject, thread, children or security_label. When false the gateway
+// need not parse stanza payloads.
+func (e *Engine) NeedsContent() bool { return e.current.Load().needsContent }
+
+// OnReload registers fn, called with the new revision after every
+// successful reload (from Reload, Watch or a bundle poll). Gateways use it
+// to re-decide their established sessions.
+func (e *Engine) OnReload(fn func(revision string)) {
+	e.hooksMu.Lock()
+	e.hooks = append(e.hooks, fn)
+	e.hooksMu.Unlock()
+}
+
+// Stats returns the engine's counters.
+func (e *Engine) Stats() Stats {
+	return Stats{
+		Decisions:      e.decisions.Load(),
+		CacheHits:      e.cacheHits.Load(),
+		Failures:       e.failures.Load(),
+		Reloads:        e.reloads.Load(),
+		ReloadFailures: e.reloadFailures.Load(),
+	}
+}
+
+// capabilities are OPA's, plus the xmppedge built-ins.
+func capabilities() *ast.Capabilities {
+	caps := ast.CapabilitiesForThisVersion()
+	caps.Builtins = append(caps.Builtins, customBuiltinDecls()...)
+	return caps
+}
+
+// compileModules compiles modules with the xmppedge built-ins declared.
+func compileModules(modules map[string]*ast.Module) (*ast.Compiler, error) {
+	c := ast.NewCompiler().WithCapabilities(capabilities()).WithDefaultRegoVersion(ast.RegoV1)
+	if c.Compile(modules); c.Failed() {
+		return nil, fmt.Errorf("policy does not compile (fix the file and line named): %w", c.Errors)
+	}
+	return c, nil
+}
+
+// prepare compiles a source and prepares both decision queries.
+func (e *Engine) prepare(ctx context.Context, src *source) (*loaded, error) {
+	if err := checkDataAgainstPackages(src); err != nil {
+		return nil, err
+	}
+	c, err := compileModules(src.modules)
+	if err != nil {
+		return nil, err
+	}
+	store := inmem.NewFromObjectWithOpts(src.data, inmem.OptRoundTripOnWrite(true), inmem.OptReturnASTValuesOnRead(true))
+	l := &loaded{revision: src.revision, digest: src.digest, builtins: newBuiltinSet()}
+	if err := prepareQuery(ctx, &l.session, c, store, l.builtins, sessionDecisionRef, sessionSchema, sessionFieldBits, e.cfg.CacheSize); err != nil {
+		return nil, err
+	}
+	if err := prepareQuery(ctx, &l.stanza, c, store, l.builtins, stanzaDecisionRef, stanzaSchema, stanzaFieldBits, e.cfg.CacheSize); err != nil {
+		return nil, err
+	}
+	l.needsContent = l.stanza.use.whole || len(l.stanza.content) > 0
+	return l, nil
+}
+
+func prepareQuery[D any](ctx context.Context, q *query[D], c *ast.Compiler, store storage.Store, b *builtinSet,
+	ref ast.Ref, schema []leafPath, bits map[string]uint32, cacheSize int) error {
+	opts := []func(*rego.Rego){
+		rego.Query(ref.String()),
+		rego.Compiler(c),
+		rego.Store(store),
+		rego.StrictBuiltinErrors(true),
+		// Results stay AST terms: the decision is read without a JSON round trip.
+		rego.GenerateJSON(func(t *ast.Term, _ *rego.EvalContext) (any, error) { return t, nil }),
+	}
+	opts = append(opts, b.regoOptions()...)
+	pq, err := rego.New(opts...).PrepareForEval(ctx)
+	if err != nil {
+		return fmt.Errorf("preparing %v: %w", ref, err)
+	}
+	txn, err := store.NewTransaction(ctx)
+	if err != nil {
+		return fmt.Errorf("opening the policy store: %w", err)
+	}
+	q.pq = pq
+	q.txn = txn
+	q.use = analyze(c, ref)
+	q.need = q.use.fieldBits(bits)
+	q.cacheable = cacheSize > 0 && !q.use.whole && !q.use.nondeterministic
+	for _, l := range leavesFor(schema, q.use.paths) {
+		if &schema[0] == &stanzaSchema[0] && isContentLeaf(l) {
+			q.content = append(q.content, l)
+		} else {
+			q.leaves = append(q.leaves, l)
+		}
+	}
+	if q.use.whole && &schema[0] == &stanzaSchema[0] {
+		q.content = []leaf{lfChildren, lfBody, lfSubject, lfThread, lfSecurityLabel}
+	}
+	if q.cacheable {
+		q.cache = newDecisionCache[D](cacheSize)
+	}
+	return nil
+}
+
+// evalCancel cancels an evaluation at a deadline or when ctx ends, without
+// a goroutine per evaluation: the evaluator polls Cancelled, and every
+// 16th poll looks at the clock.
+type evalCancel struct {
+	ctx      context.Context
+	deadline time.Time
+	polls    atomic.Uint32
+	done     atomic.Bool
+	timedOut atomic.Bool
+}
+
+func (c *evalCancel) Cancel() { c.done.Store(true) }
+
+func (c *evalCancel) Cancelled() bool {
+	if c.done.Load() {
+		return true
+	}
+	if c.polls.Add(1)&15 != 0 {
+		return false
+	}
+	if time.Now().After(c.deadline) {
+		c.timedOut.Store(true)
+		c.done.Store(true)
+		return true
+	}
+	if c.ctx.Err() != nil {
+		c.done.Store(true)
+		return true
+	}
+	return false
+}
+
+// eval evaluates a prepared query; the result is the decision term, or
+// nil when undefined.
+func (e *Engine) eval(ctx context.Context, pq rego.PreparedEvalQuery, txn storage.Transaction, input ast.Value) (*ast.Term, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("not evaluated: %w", err)
+	}
+	cancel := &evalCancel{ctx: ctx, deadline: time.Now().Add(e.cfg.Timeout)}
+	rs, err := pq.Eval(ctx,
+		rego.EvalParsedInput(input),
+		rego.EvalTransaction(txn),
+		rego.EvalMetrics(metrics.NoOp()),
+		rego.EvalExternalCancel(cancel),
+	)
+	if err != nil {
+		if topdown.IsCancel(err) && cancel.timedOut.Load() {
+			return nil, fmt.Errorf("evaluation timed out after %v (raise policy timeout or simplify the rules)", e.cfg.Timeout)
+		}
+		return nil, err
+	}
+	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
+		return nil, nil
+	}
+	t, _ := rs[0].Expressions[0].Value.(*ast.Term)
+	return t, nil
+}
+
+// failure counts and logs a failed decision.
+func (e *Engine) failure(kind, revision string, err error, attrs ...any) string {
+	e.failures.Add(1)
+	reason := "policy failure, failing closed: " + err.Error()
+	e.log.Warn("policy decision failed; denied (fail closed)", append([]any{"decision", kind, "revision", revision, "err", err}, attrs...)...)
+	return reason
+}
+
+// DecideSession decides whether a session may be established.
+func (e *Engine) DecideSession(ctx context.Context, in *SessionInput) SessionDecision {
+	e.decisions.Add(1)
+	l := e.current.Load()
+	q := &l.session
+	var keyBuf [256]byte
+	var key []byte
+	if q.cacheable {
+		key = keyBuf[:0]
+		for _, lf := range q.leaves {
+			key = appendSessionLeaf(key, in, lf)
+		}
+		if d, ok := q.cache.get(key); ok {
+			e.cacheHits.Add(1)
+			d.Cached = true
+			return e.applySessionMode(d, in)
+		}
+	}
+	d, ok := e.evalSession(ctx, l, in)
+	if ok && q.cacheable {
+		q.cache.put(key, d)
+	}
+	return e.applySessionMode(d, in)
+}
+
+// evalSession evaluates; ok is false for a failure (not cached).
+func (e *Engine) evalSession(ctx context.Context, l *loaded, in *SessionInput) (SessionDecision, bool) {
+	d := SessionDecision{Revision: l.revision}
+	t, err := e.eval(ctx, l.session.pq, l.session.txn, sessionValue(in, l.session.need))
+	if err == nil && t == nil {
+		err = errors.New("decision undefined: data.xmppedge.session.decision has no value for this input (a policy must define it, e.g. with a default)")
+	}
+	if err == nil {
+		err = parseSessionDecision(t, &d)
+	}
+	if err != nil {
+		d = SessionDecision{Revision: l.revision} // nothing of a malformed decision is kept
+		d.Reason = e.failure("session", l.revision, err, "direction", in.Direction, "local", in.LocalDomain, "remote", in.RemoteDomain)
+		return d, false
+	}
+	return d, true
+}
+
+func (e *Engine) applySessionMode(d SessionDecision, in *SessionInput) SessionDecision {
+	if !d.Allow && e.cfg.Mode == ModeDryRun {
+		d.Allow, d.WouldDeny = true, true
+		e.log.Info("policy would deny session (dry-run)", "reason", d.Reason, "revision", d.Revision,
+			"direction", in.Direction, "local", in.LocalDomain, "remote", in.RemoteDomain)
+	}
+	return d
+}
+
+// DecideStanza decides whether a stanza may cross the edge.
+func (e *Engine) DecideStanza(ctx context.Context, in *StanzaInput) StanzaDecision {
+	e.decisions.Add(1)
+	l := e.current.Load()
+	q := &l.stanza
+	var keyBuf [512]byte
+	var key []byte
+	cacheable := q.cacheable
+	if cacheable {
+		for _, lf := range q.content {
+			if !contentEmpty(in, lf) {
+				cacheable = false
+				break
+			}
+		}
+	}
+	if cacheable {
+		key = keyBuf[:0]
+		for _, lf := range q.leaves {
+			key = appendStanzaLeaf(key, in, lf)
+		}
+		if d, ok := q.cache.get(key); ok {
+			e.cacheHits.Add(1)
+			d.Cached = true
+			return e.applyStanzaMode(d, in)
+		}
+	}
+	d, ok := e.evalStanza(ctx, l, in)
+	if ok && cacheable {
+		q.cache.put(key, d)
+	}
+	return e.applyStanzaMode(d, in)
+}
+
+func (e *Engine) evalStanza(ctx context.Context, l *loaded, in *StanzaInput) (StanzaDecision, bool) {
+	d := StanzaDecision{Revision: l.revision, Audit: AuditMeta}
+	t, err := e.eval(ctx, l.stanza.pq, l.stanza.txn, stanzaValue(in, l.stanza.need))
+	if err == nil && t == nil {
+		err = errors.New("decision undefined: data.xmppedge.stanza.decision has no value for this input (a policy must define it, e.g. with a default)")
+	}
+	if err == nil {
+		err = parseStanzaDecision(t, &d)
+	}
+	if err != nil {
+		d = StanzaDecision{Revision: l.revision, Audit: AuditMeta}
+		d.Reason = e.failure("stanza", l.revision, err, "direction", in.Direction, "kind", in.Kind, "from", in.From.Full, "to", in.To.Full)
+		d.Error = DefaultStanzaError
+		return d, false
+	}
+	return d, true
+}
+
+func (e *Engine) applyStanzaMode(d StanzaDecision, in *StanzaInput) StanzaDecision {
+	if !d.Allow && e.cfg.Mode == ModeDryRun {
+		d.Allow, d.WouldDeny = true, true
+		e.log.Info("policy would deny stanza (dry-run)", "reason", d.Reason, "revision", d.Revision,
+			"direction", in.Direction, "kind", in.Kind, "from", in.From.Full, "to", in.To.Full)
+	}
+	return d
+}
+
+// Decision documents.
+
+func decisionObject(t *ast.Term, path string) (ast.Object, error) {
+	obj, ok := t.Value.(ast.Object)
+	if !ok {
+		return nil, fmt.Errorf("malformed decision: %s is %v, want an object with allow", path, ast.ValueName(t.Value))
+	}
+	at := obj.Get(ast.InternedTerm("allow"))
+	if at == nil {
+		return nil, fmt.Errorf("malformed decision: %s has no allow", path)
+	}
+	if _, ok := at.Value.(ast.Boolean); !ok {
+		return nil, fmt.Errorf("malformed decision: %s.allow is %v, want a boolean", path, ast.ValueName(at.Value))
+	}
+	return obj, nil
+}
+
+func optString(obj ast.Object, key, path string) (string, error) {
+	t := obj.Get(ast.InternedTerm(key))
+	if t == nil {
+		return "", nil
+	}
+	s, ok := t.Value.(ast.String)
+	if !ok {
+		return "", fmt.Errorf("malformed decision: %s.%s is %v, want a string", path, key, ast.ValueName(t.Value))
+	}
+	return string(s), nil
+}
+
+func parseSessionDecision(t *ast.Term, d *SessionDecision) error {
+	const path = "data.xmppedge.session.decision"
+	obj, err := decisionObject(t, path)
+	if err != nil {
+		return err
+	}
+	d.Allow = bool(obj.Get(ast.InternedTerm("allow")).Value.(ast.Boolean))
+	if d.Reason, err = optString(obj, "reason", path); err != nil {
+		return err
+	}
+	if rt := obj.Get(ast.InternedTerm("require")); rt != nil {
+		var list []string
+		add := func(x *ast.Term) error {
+			s, ok := x.Value.(ast.String)
+			if !ok {
+				return fmt.Errorf("malformed decision: %s.require holds %v, want strings", path, x)
+			}
+			list = append(list, string(s))
+			return nil
+		}
+		switch c := rt.Value.(type) {
+		case *ast.Array:
+			err = c.Iter(add)
+		case ast.Set:
+			err = c.Sorted().Iter(add)
+		default:
+			err = fmt.Errorf("malformed decision: %s.require is %v, want an array of strings", path, ast.ValueName(rt.Value))
+		}
+		if err != nil {
+			return err
+		}
+		d.Require = list
+	}
+	return nil
+}
+
+func parseStanzaDecision(t *ast.Term, d *StanzaDecision) error {
+	const path = "data.xmppedge.stanza.decision"
+	obj, err := decisionObject(t, path)
+	if err != nil {
+		return err
+	}
+	d.Allow = bool(obj.Get(ast.InternedTerm("allow")).Value.(ast.Boolean))
+	if d.Reason, err = optString(obj, "reason", path); err != nil {
+		return err
+	}
+	if d.Error, err = optString(obj, "error", path); err != nil {
+		return err
+	}
+	if d.Error == "" && !d.Allow {
+		d.Error = DefaultStanzaError
+	}
+	audit, err := optString(obj, "audit", path)
+	if err != nil {
+		return err
+	}
+	switch audit {
+	case "":
+		d.Audit = AuditMeta
+	case AuditNone, AuditMeta, AuditHash, AuditFull:
+		d.Audit = audit
+	default:
+		return fmt.Errorf("malformed decision: %s.audit is %q, want none, meta, hash or full", path, audit)
+	}
+	return nil
+}

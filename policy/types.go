@@ -1,0 +1,160 @@
+package policy
+
+import (
+	"log/slog"
+	"time"
+)
+
+// TLSInfo is what the gateway knows about the TLS layer of a stream
+// (the outside leg's, for both directions).
+type TLSInfo struct {
+	Version        string `json:"version"` // "TLS 1.3", "" when not encrypted
+	Cipher         string `json:"cipher"`
+	PeerCertValid  bool   `json:"peer_cert_valid"`
+	PeerCertIssuer string `json:"peer_cert_issuer"`
+	PeerCertError  string `json:"peer_cert_error"` // why not valid ("" when valid)
+}
+
+// SessionInput is the input of the session decision. Its JSON form (the
+// tags) is exactly the Rego input document.
+type SessionInput struct {
+	Direction    string  `json:"direction"` // "inbound" (remote → local) | "outbound" (local → remote)
+	LocalDomain  string  `json:"local_domain"`
+	RemoteDomain string  `json:"remote_domain"`
+	RemoteIP     string  `json:"remote_ip"`
+	TLS          TLSInfo `json:"tls"`
+	Auth         string  `json:"auth"` // "sasl_external" | "dialback" | "" (outbound, before authentication)
+}
+
+// SessionDecision is the result of the session decision.
+type SessionDecision struct {
+	Allow     bool     `json:"allow"`
+	Reason    string   `json:"reason,omitempty"`
+	Require   []string `json:"require,omitempty"`    // e.g. ["certificate"]: the session must be authenticated by certificate
+	WouldDeny bool     `json:"would_deny,omitempty"` // dry-run: the policy denied (or failed), but the mode let it pass
+	Revision  string   `json:"revision"`
+	Cached    bool     `json:"cached,omitempty"` // came from the decision cache
+}
+
+// JID is an XMPP address in its three forms. Input: {"full":…, "bare":…, "domain":…}.
+type JID struct {
+	Full   string `json:"full"`
+	Bare   string `json:"bare"`
+	Domain string `json:"domain"`
+}
+
+// Child is a child element of a stanza: its local name and namespace.
+type Child struct {
+	Name      string `json:"name"`
+	Namespace string `json:"namespace"`
+}
+
+// SecurityLabel is a XEP-0258 security label: the displaymarking text and
+// colours, and the raw inner XML of <label/>.
+type SecurityLabel struct {
+	Marking string `json:"marking"`
+	FgColor string `json:"fgcolor"`
+	BgColor string `json:"bgcolor"`
+	Label   string `json:"label"`
+}
+
+// StanzaInput is the input of the stanza decision. Its JSON form (the
+// tags) is exactly the Rego input document; security_label and session
+// are absent from the input when nil.
+type StanzaInput struct {
+	Direction     string         `json:"direction"`
+	Kind          string         `json:"kind"` // message | presence | iq
+	Type          string         `json:"type"`
+	ID            string         `json:"id"`
+	From          JID            `json:"from"`
+	To            JID            `json:"to"`
+	Children      []Child        `json:"children"`
+	Body          string         `json:"body"`
+	Subject       string         `json:"subject"`
+	Thread        string         `json:"thread"`
+	SecurityLabel *SecurityLabel `json:"security_label,omitempty"`
+	Session       *SessionInput  `json:"session,omitempty"` // the facts of the stream it arrived on
+}
+
+// StanzaDecision is the result of the stanza decision.
+type StanzaDecision struct {
+	Allow     bool   `json:"allow"`
+	Reason    string `json:"reason,omitempty"`
+	Error     string `json:"error,omitempty"` // stanza error condition for the bounce; default "policy-violation"
+	Audit     string `json:"audit"`           // "none" | "meta" | "hash" | "full" (default "meta")
+	WouldDeny bool   `json:"would_deny,omitempty"`
+	Revision  string `json:"revision"`
+	Cached    bool   `json:"cached,omitempty"` // came from the decision cache
+}
+
+// Modes of an Engine.
+const (
+	ModeEnforce = "enforce"
+	ModeDryRun  = "dry-run"
+)
+
+// Audit levels of a stanza decision.
+const (
+	AuditNone = "none"
+	AuditMeta = "meta"
+	AuditHash = "hash"
+	AuditFull = "full"
+)
+
+// DefaultStanzaError is the stanza error condition of a deny that names none.
+const DefaultStanzaError = "policy-violation"
+
+// Defaults of Config and BundleConfig.
+const (
+	DefaultTimeout    = 50 * time.Millisecond
+	DefaultBundlePoll = 60 * time.Second
+	// DefaultCacheSize bounds the decision cache (per decision kind); the
+	// cache is emptied when it is full.
+	DefaultCacheSize = 100_000
+)
+
+// Config says where the policy comes from and how it is applied.
+type Config struct {
+	// Rules is a directory of .rego files (read recursively; *_test.rego
+	// files are left out of the engine) …
+	Rules string
+	// … plus data files (JSON or YAML), each an object whose keys are
+	// merged under data.xmppedge (partners.yaml's "partners" list →
+	// data.xmppedge.partners).
+	Data []string
+	// Bundle is an OPA bundle from a bundle server, instead of Rules/Data.
+	Bundle *BundleConfig
+	// Timeout bounds one evaluation; default 50ms.
+	Timeout time.Duration
+	// Mode is "enforce" (default) or "dry-run".
+	Mode string
+	// Logger receives warnings (failures) and, in dry-run, would-deny
+	// notes. Default: discard.
+	Logger *slog.Logger
+	// CacheSize bounds each decision cache; 0 means DefaultCacheSize, a
+	// negative value disables caching.
+	CacheSize int
+}
+
+// BundleConfig names an OPA bundle served over HTTP(S).
+type BundleConfig struct {
+	// URL of the bundle (OPA's bundle format: a .tar.gz with .rego files,
+	// data.json, .manifest and optionally .signatures.json).
+	URL string
+	// Poll is the interval between downloads; default 60s. The download is
+	// conditional (ETag), so an unchanged bundle costs one request.
+	Poll time.Duration
+	// PublicKey is a PEM file (RSA or ECDSA public key, or a certificate).
+	// When set, bundles must be signed with the matching private key
+	// (OPA's bundle signing) or they are rejected.
+	PublicKey string
+}
+
+// Stats are the engine's counters since New.
+type Stats struct {
+	Decisions      uint64 // session and stanza decisions made
+	CacheHits      uint64 // of which answered from the decision cache
+	Failures       uint64 // evaluation errors, timeouts, undefined or malformed decisions
+	Reloads        uint64 // successful reloads (not counting the first load)
+	ReloadFailures uint64 // reloads rejected (the old policy stayed active)
+}

@@ -1,0 +1,86 @@
+package xmppedge.session_test
+
+import data.xmppedge.session
+
+partners := [
+	{"domain": "partner.test", "direction": "both", "require_cert": false},
+	{"domain": "*.partner.test", "direction": "both"},
+	{"domain": "secure.test", "direction": "both", "require_cert": true},
+	{"domain": "news.test", "direction": "inbound"},
+]
+
+good := {
+	"direction": "inbound",
+	"local_domain": "company.test",
+	"remote_domain": "partner.test",
+	"remote_ip": "192.0.2.1",
+	"tls": {"version": "TLS 1.3", "cipher": "TLS_AES_128_GCM_SHA256", "peer_cert_valid": true, "peer_cert_issuer": "CN=CA", "peer_cert_error": ""},
+	"auth": "dialback",
+}
+
+decide(x) := d if {
+	d := session.decision with input as x with data.xmppedge.partners as partners
+}
+
+test_partner_allowed if {
+	d := decide(good)
+	d.allow == true
+	d.require == []
+}
+
+test_unlisted_denied if {
+	d := decide(object.union(good, {"remote_domain": "evil.test"}))
+	d.allow == false
+	contains(d.reason, "evil.test is not a federation partner")
+}
+
+test_wildcard_partner if decide(object.union(good, {"remote_domain": "chat.partner.test"})).allow
+
+test_wildcard_whole_labels if not decide(object.union(good, {"remote_domain": "badpartner.test"})).allow
+
+test_direction_inbound_only if {
+	decide(object.union(good, {"remote_domain": "news.test"})).allow
+	not decide(object.union(good, {"remote_domain": "news.test", "direction": "outbound"})).allow
+}
+
+test_require_cert_dialback_denied if {
+	d := decide(object.union(good, {"remote_domain": "secure.test", "auth": "dialback"}))
+	d.allow == false
+	contains(d.reason, "certificate")
+}
+
+test_require_cert_sasl_external_allowed if {
+	d := decide(object.union(good, {"remote_domain": "secure.test", "auth": "sasl_external"}))
+	d.allow == true
+	d.require == ["certificate"]
+}
+
+test_require_cert_outbound_before_auth if {
+	d := decide(object.union(good, {"remote_domain": "secure.test", "direction": "outbound", "auth": ""}))
+	d.allow == true
+	d.require == ["certificate"]
+}
+
+test_tls_required if {
+	d := decide(object.union(good, {"tls": {"version": ""}}))
+	d.allow == false
+	contains(d.reason, "no TLS")
+}
+
+test_old_tls_denied if {
+	not decide(object.union(good, {"tls": {"version": "TLS 1.0"}})).allow
+	not decide(object.union(good, {"tls": {"version": "TLS 1.1"}})).allow
+	decide(object.union(good, {"tls": {"version": "TLS 1.2"}})).allow
+}
+
+# Outbound sessions are decided before xmppedge connects: no TLS facts yet,
+# and that is not a reason to refuse (xmppedge enforces TLS itself).
+test_outbound_before_connect if {
+	d := decide({"direction": "outbound", "local_domain": "company.test", "remote_domain": "partner.test", "remote_ip": "", "tls": {"version": ""}, "auth": ""})
+	d.allow == true
+	not decide({"direction": "outbound", "local_domain": "company.test", "remote_domain": "stranger.test", "remote_ip": "", "tls": {"version": ""}, "auth": ""}).allow
+}
+
+test_default_deny_without_partners if {
+	not session.decision.allow with input as good with data.xmppedge.partners as []
+}
