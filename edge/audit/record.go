@@ -1,0 +1,290 @@
+package audit
+
+import (
+	"bytes"
+	"errors"
+	"strconv"
+	"time"
+	"unicode/utf8"
+)
+
+// Event names written by the gateway core and by the log itself.
+const (
+	EventSessionOpen  = "session.open"
+	EventSessionAuth  = "session.auth"
+	EventSessionClose = "session.close"
+	EventStanza       = "stanza"
+	// EventLogRecovered is written by Open after it cut a torn last line
+	// (a crash in the middle of a write) away.
+	EventLogRecovered = "log.recovered"
+	// EventLogResumed is written by the log when writing works again after
+	// a failure (disk full, permission).
+	EventLogResumed = "log.resumed"
+)
+
+// Record is one audit event: one line of the audit file. The JSON member
+// names and their order are the schema documented in the package comment;
+// empty members are left out, except seq, time, node, event, prev and hash.
+type Record struct {
+	Seq   uint64    `json:"seq"`   // set by Log.Append
+	Time  time.Time `json:"time"`  // set by Log.Append (UTC, nanoseconds)
+	Node  string    `json:"node"`  // set by Log.Append
+	Event string    `json:"event"` // session.open | session.auth | session.close | stanza | log.recovered | log.resumed
+
+	Session   string `json:"session,omitempty"`   // session id
+	Leg       string `json:"leg,omitempty"`       // inside | outside
+	Direction string `json:"direction,omitempty"` // inbound | outbound
+
+	LocalDomain  string `json:"local_domain,omitempty"`
+	RemoteDomain string `json:"remote_domain,omitempty"`
+	RemoteAddr   string `json:"remote_addr,omitempty"`
+	TLSVersion   string `json:"tls_version,omitempty"`
+	TLSCipher    string `json:"tls_cipher,omitempty"`
+	Auth         string `json:"auth,omitempty"`      // sasl_external | dialback
+	PeerCert     string `json:"peer_cert,omitempty"` // "valid" or why not
+
+	From string `json:"from,omitempty"` // full JID
+	To   string `json:"to,omitempty"`   // full JID
+	Kind string `json:"kind,omitempty"` // message | presence | iq
+	Type string `json:"type,omitempty"` // the stanza's type attribute
+	ID   string `json:"id,omitempty"`   // the stanza's id attribute
+	Size int    `json:"size,omitempty"` // stanza bytes
+
+	Decision       string `json:"decision,omitempty"` // allow | deny | would-deny | bounced | undeliverable | error
+	Reason         string `json:"reason,omitempty"`
+	PolicyRevision string `json:"policy_revision,omitempty"`
+	BodySHA256     string `json:"body_sha256,omitempty"` // policy audit: hash
+	Stanza         string `json:"stanza,omitempty"`      // policy audit: full
+
+	// Set on log.recovered: where the torn bytes were, how many, their
+	// SHA-256 (hex).
+	DroppedOffset int64  `json:"dropped_offset,omitempty"`
+	DroppedBytes  int64  `json:"dropped_bytes,omitempty"`
+	DroppedSHA256 string `json:"dropped_sha256,omitempty"`
+
+	Prev string `json:"prev"` // set by Log.Append: the previous record's hash; "" starts a chain
+	Hash string `json:"hash"` // set by Log.Append
+}
+
+// timeLayout is RFC 3339 with exactly nine fractional digits, so that a
+// decoded time re-encodes to the same bytes and lines sort by time.
+const timeLayout = "2006-01-02T15:04:05.000000000Z07:00"
+
+// appendBody appends the members between time and prev — from node to
+// dropped_sha256 — each with its leading comma.
+func appendBody(b []byte, r *Record) []byte {
+	b = appendMember(b, `,"node":`, r.Node, true)
+	b = appendMember(b, `,"event":`, r.Event, true)
+	b = appendMember(b, `,"session":`, r.Session, false)
+	b = appendMember(b, `,"leg":`, r.Leg, false)
+	b = appendMember(b, `,"direction":`, r.Direction, false)
+	b = appendMember(b, `,"local_domain":`, r.LocalDomain, false)
+	b = appendMember(b, `,"remote_domain":`, r.RemoteDomain, false)
+	b = appendMember(b, `,"remote_addr":`, r.RemoteAddr, false)
+	b = appendMember(b, `,"tls_version":`, r.TLSVersion, false)
+	b = appendMember(b, `,"tls_cipher":`, r.TLSCipher, false)
+	b = appendMember(b, `,"auth":`, r.Auth, false)
+	b = appendMember(b, `,"peer_cert":`, r.PeerCert, false)
+	b = appendMember(b, `,"from":`, r.From, false)
+	b = appendMember(b, `,"to":`, r.To, false)
+	b = appendMember(b, `,"kind":`, r.Kind, false)
+	b = appendMember(b, `,"type":`, r.Type, false)
+	b = appendMember(b, `,"id":`, r.ID, false)
+	if r.Size != 0 {
+		b = append(b, `,"size":`...)
+		b = strconv.AppendInt(b, int64(r.Size), 10)
+	}
+	b = appendMember(b, `,"decision":`, r.Decision, false)
+	b = appendMember(b, `,"reason":`, r.Reason, false)
+	b = appendMember(b, `,"policy_revision":`, r.PolicyRevision, false)
+	b = appendMember(b, `,"body_sha256":`, r.BodySHA256, false)
+	b = appendMember(b, `,"stanza":`, r.Stanza, false)
+	if r.DroppedOffset != 0 {
+		b = append(b, `,"dropped_offset":`...)
+		b = strconv.AppendInt(b, r.DroppedOffset, 10)
+	}
+	if r.DroppedBytes != 0 {
+		b = append(b, `,"dropped_bytes":`...)
+		b = strconv.AppendInt(b, r.DroppedBytes, 10)
+	}
+	b = appendMember(b, `,"dropped_sha256":`, r.DroppedSHA256, false)
+	return b
+}
+
+func appendMember(b []byte, name, value string, always bool) []byte {
+	if value == "" && !always {
+		return b
+	}
+	b = append(b, name...)
+	return appendJSONString(b, value)
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendJSONString appends s as a JSON string. It escapes only what JSON
+// requires — '"', '\\' and control characters below 0x20 (as \n, \r, \t or
+// \u00xx) — plus U+2028 and U+2029; invalid UTF-8 becomes U+FFFD written as
+// its raw UTF-8 bytes. Everything else, '<', '>' and '&' included, is
+// written as is. This makes the encoding a function of the decoded string:
+// decoding a line with encoding/json and encoding it again gives the same
+// bytes.
+func appendJSONString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, "\uFFFD"...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
+// encodeLine appends the whole line of r (with r.Seq, r.Time, r.Prev as
+// they are and the hash computed by c) and returns it; used by tests and
+// tools. Log.Append builds the same bytes in place.
+func encodeLine(b []byte, r *Record, c *chainHasher) []byte {
+	start := len(b)
+	b = appendHead(b, r.Seq, r.Time)
+	b = appendBody(b, r)
+	b = appendPrev(b, r.Prev)
+	sum := c.sum([]byte(r.Prev), b[start:])
+	b = append(b, `,"hash":"`...)
+	b = append(b, sum[:]...)
+	return append(b, '"', '}', '\n')
+}
+
+func appendHead(b []byte, seq uint64, t time.Time) []byte {
+	b = append(b, `{"seq":`...)
+	b = strconv.AppendUint(b, seq, 10)
+	b = append(b, `,"time":"`...)
+	b = t.UTC().AppendFormat(b, timeLayout)
+	return append(b, '"')
+}
+
+func appendPrev(b []byte, prev string) []byte {
+	b = append(b, `,"prev":"`...)
+	b = append(b, prev...)
+	return append(b, '"')
+}
+
+// lineParts are the pieces of a line the chain needs, found by position:
+// the encoder always writes seq first and prev, hash last.
+type lineParts struct {
+	seq  uint64
+	prev []byte // "" or 64 hex digits
+	hash []byte // 64 hex digits
+	// body is the line up to and without the hash member; the canonical
+	// bytes are body + "}".
+	body []byte
+}
+
+const (
+	hashMemberPrefix = `,"hash":"`
+	prevMemberPrefix = `,"prev":"`
+	hashHexLen       = 64
+)
+
+var (
+	errNotRecordLayout = errors.New("not an audit record: it must start with {\"seq\": and end with \"prev\" and \"hash\" members")
+	errBadHashMember   = errors.New(`the "hash" member is not 64 lowercase hex digits`)
+	errBadPrevMember   = errors.New(`the "prev" member is neither empty nor 64 lowercase hex digits`)
+	errBadSeq          = errors.New(`the "seq" member is not a positive integer`)
+)
+
+// splitLine finds seq, prev, hash and the canonical body of one line
+// (without its newline). It checks the layout only, not the hash.
+func splitLine(line []byte) (lineParts, error) {
+	var p lineParts
+	// ... ,"hash":"<64 hex>"}
+	tail := len(hashMemberPrefix) + hashHexLen + 2
+	if len(line) < tail || !bytes.HasSuffix(line, []byte(`"}`)) {
+		return p, errNotRecordLayout
+	}
+	hashStart := len(line) - 2 - hashHexLen
+	if !bytes.Equal(line[hashStart-len(hashMemberPrefix):hashStart], []byte(hashMemberPrefix)) {
+		return p, errNotRecordLayout
+	}
+	p.hash = line[hashStart : hashStart+hashHexLen]
+	if !isLowerHex(p.hash) {
+		return p, errBadHashMember
+	}
+	p.body = line[:hashStart-len(hashMemberPrefix)]
+	// body ends with ,"prev":"" or ,"prev":"<64 hex>"
+	switch {
+	case bytes.HasSuffix(p.body, []byte(prevMemberPrefix+`"`)):
+		p.prev = p.body[len(p.body)-1 : len(p.body)-1]
+	case len(p.body) >= len(prevMemberPrefix)+hashHexLen+1 &&
+		p.body[len(p.body)-1] == '"' &&
+		bytes.Equal(p.body[len(p.body)-1-hashHexLen-len(prevMemberPrefix):len(p.body)-1-hashHexLen], []byte(prevMemberPrefix)):
+		p.prev = p.body[len(p.body)-1-hashHexLen : len(p.body)-1]
+		if !isLowerHex(p.prev) {
+			return p, errBadPrevMember
+		}
+	default:
+		return p, errNotRecordLayout
+	}
+	const seqPrefix = `{"seq":`
+	if !bytes.HasPrefix(line, []byte(seqPrefix)) {
+		return p, errNotRecordLayout
+	}
+	digits := line[len(seqPrefix):]
+	n := 0
+	for n < len(digits) && n < 21 && digits[n] >= '0' && digits[n] <= '9' {
+		n++
+	}
+	if n == 0 || n == len(digits) || digits[n] != ',' || digits[0] == '0' {
+		return p, errBadSeq
+	}
+	seq, err := strconv.ParseUint(string(digits[:n]), 10, 64)
+	if err != nil {
+		return p, errBadSeq
+	}
+	p.seq = seq
+	return p, nil
+}
+
+func isLowerHex(b []byte) bool {
+	for _, c := range b {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,194 @@
+package audit
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+)
+
+// VerifyResult is what Verify found. When OK is false, File, Line, Seq and
+// Reason name the first break.
+type VerifyResult struct {
+	Records uint64 // records that verified before the first break (all, if OK)
+	OK      bool
+	File    string // the file of the first break
+	Line    int    // its line, from 1
+	Seq     uint64 // the seq on that line, or the seq expected there if unreadable
+	Reason  string // e.g. "hash mismatch (record edited?)", "torn last line"
+
+	Files     int    // files read
+	FirstSeq  uint64 // seq of the first record
+	FirstPrev string // prev of the first record: "" if the series starts a chain, else it continues files not given
+	LastSeq   uint64 // seq of the last verified record
+	LastHash  string // hash of the last verified record: publish it to anchor the chain
+	// Recoveries counts log.recovered records: places where a torn last
+	// line (crash) was cut off and the chain continued from the last
+	// complete record.
+	Recoveries uint64
+}
+
+// Verify checks the hash chain over files, in order (the rotated files
+// oldest first, then the current one): every line must be a complete JSON
+// record; its hash must be the hash of its prev and canonical bytes (with
+// hmacKey if the log was written with one); its prev must be the previous
+// record's hash and its seq the previous seq + 1, across file boundaries.
+// The first record's prev is taken as given (the series may start after
+// archived files: see VerifyResult.FirstPrev). A line without its newline
+// at the end is a break ("torn last line").
+//
+// The error is for files that cannot be read; a broken chain is a result
+// with OK false.
+func Verify(files []string, hmacKey []byte) (VerifyResult, error) {
+	if len(files) == 0 {
+		return VerifyResult{}, errors.New("audit: no files to verify: name the audit file(s), oldest first")
+	}
+	v := newChainVerifier(hmacKey)
+	for _, name := range files {
+		f, err := os.Open(name)
+		if err != nil {
+			return v.res, fmt.Errorf("audit: verify: %w", err)
+		}
+		v.res.Files++
+		broken, err := v.verifyFile(name, f)
+		f.Close()
+		if err != nil {
+			return v.res, fmt.Errorf("audit: verify: reading %s: %w", name, err)
+		}
+		if broken {
+			return v.res, nil
+		}
+	}
+	v.res.OK = true
+	return v.res, nil
+}
+
+// chainVerifier checks lines one after the other.
+type chainVerifier struct {
+	hasher  *chainHasher
+	keyed   bool
+	res     VerifyResult
+	started bool
+	last    [hashHexLen]byte
+}
+
+func newChainVerifier(hmacKey []byte) *chainVerifier {
+	return &chainVerifier{hasher: newChainHasher(hmacKey), keyed: len(hmacKey) > 0}
+}
+
+// verifyFile checks the lines of one file; it reports whether the chain
+// broke (and then v.res says where).
+func (v *chainVerifier) verifyFile(name string, r io.Reader) (broken bool, err error) {
+	lineNo := 0
+	err = readLines(r, func(line []byte, complete bool) bool {
+		lineNo++
+		var reason string
+		if !complete {
+			reason = "torn last line (no newline at the end: a crash while writing, or the file was cut; a live file may also be caught mid-write)"
+		} else {
+			reason = v.line(line)
+		}
+		if reason != "" {
+			v.res.File, v.res.Line, v.res.Reason = name, lineNo, reason
+			if p, err := splitLine(line); err == nil && complete {
+				v.res.Seq = p.seq
+			} else {
+				v.res.Seq = v.res.LastSeq + 1
+			}
+			broken = true
+			return false
+		}
+		return true
+	})
+	return broken, err
+}
+
+// line checks one complete line (without its newline) against the chain
+// so far; it returns "" if it continues the chain, else why not.
+func (v *chainVerifier) line(line []byte) string {
+	if len(line) == 0 {
+		return "empty line"
+	}
+	p, err := splitLine(line)
+	if err != nil {
+		if !json.Valid(line) {
+			return "not JSON"
+		}
+		return err.Error()
+	}
+	if !json.Valid(line) {
+		return "not JSON"
+	}
+	if !v.hasher.check(p) {
+		switch {
+		case !v.started && !v.keyed:
+			return "hash mismatch (record edited? or the log is HMAC-keyed and no key was given)"
+		case !v.started:
+			return "hash mismatch (record edited? or the HMAC key is not the log's)"
+		}
+		return "hash mismatch (record edited?)"
+	}
+	if v.started {
+		want := v.res.LastSeq + 1
+		switch {
+		case p.seq < want:
+			return fmt.Sprintf("sequence goes back: expected %d, found %d (record inserted, duplicated or reordered?)", want, p.seq)
+		case p.seq > want:
+			return fmt.Sprintf("sequence gap: expected %d, found %d (record deleted or reordered, or a file missing?)", want, p.seq)
+		}
+		if !bytes.Equal(p.prev, v.last[:]) {
+			return "prev does not match the previous record's hash (record deleted, inserted or reordered?)"
+		}
+	} else {
+		v.started = true
+		v.res.FirstSeq = p.seq
+		v.res.FirstPrev = string(p.prev)
+	}
+	copy(v.last[:], p.hash)
+	v.res.LastSeq = p.seq
+	v.res.LastHash = string(p.hash)
+	v.res.Records++
+	if bytes.Contains(p.body, []byte(`,"event":"`+EventLogRecovered+`"`)) {
+		v.res.Recoveries++
+	}
+	return ""
+}
+
+// readLines calls fn with each line of r without its newline; complete is
+// false for a last line that has no newline. fn returns false to stop.
+// The line is only valid during the call.
+func readLines(r io.Reader, fn func(line []byte, complete bool) bool) error {
+	br := bufio.NewReaderSize(r, 256<<10)
+	var long []byte
+	for {
+		chunk, err := br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			long = append(long, chunk...)
+			continue
+		}
+		line := chunk
+		if len(long) > 0 {
+			line = append(long, chunk...)
+			long = long[:0]
+		}
+		switch {
+		case err == nil:
+			if !fn(line[:len(line)-1], true) {
+				return nil
+			}
+		case errors.Is(err, io.EOF):
+			if len(line) > 0 {
+				fn(line, false)
+			}
+			return nil
+		default:
+			return err
+		}
+		if cap(long) > 16<<20 {
+			long = nil
+		}
+	}
+}
