@@ -6,13 +6,29 @@
 //
 // There are two separate questions, answered by two separate types.
 //
-// Store answers "which certificate do we present?". It is loaded once from
-// certificate and key files and is read-only afterwards, so one Store may
-// serve any number of connections concurrently; reloading means building a
-// new Store and swapping it in. The certificate for an accepted connection
-// is chosen by the TLS server name (SNI) when the peer sends one we hold,
-// else by the `to` domain of the stream (Prosody sends no SNI on s2s
-// STARTTLS).
+// Store answers "which certificate do we present?". LoadStore loads it
+// from certificate and key files, read-only afterwards. NewACMEStore adds,
+// for every local domain no file covers, a certificate obtained and
+// renewed with ACME through certmagic (its own Cache and Config; the
+// package-level certmagic defaults are neither used nor changed). The
+// certmagic storage folder holds certificates, keys, the ACME account and
+// locks, and is the cluster boundary: nodes sharing it share certificates
+// and renew once. Every handshake looks the certificate up afresh
+// (GetCertificate / GetClientCertificate), so a renewal is served to the
+// next connection while established ones keep theirs. HTTP-01 is answered
+// by an HTTP server the Store runs; TLS-ALPN-01 by the direct-TLS
+// listener through ServerConfig(…, true) (which then offers ALPNACMETLS).
+// Expiry and ExpiringSoon feed a metric and a warning (ExpiryWarning).
+// One Store may serve any number of connections concurrently. The
+// certificate for an accepted connection is chosen by the TLS server name
+// (SNI) when the peer sends one we hold, else by the `to` domain of the
+// stream (Prosody sends no SNI on s2s STARTTLS).
+//
+// InternalCA is the inside leg's authority: xmppedge stands in for every
+// remote domain towards the internal server, so it mints short-lived
+// (24h) certificates for those domains on demand, in memory, reused until
+// two thirds of their life; the internal server trusts only this CA for
+// them and can require certificate authentication.
 //
 // Verifier answers "is the peer who it claims to be?". crypto/tls is never
 // allowed to decide this: our TLS configurations request, but do not
@@ -28,7 +44,19 @@
 // either server or client authentication (an initiating server presents
 // its server certificate as a TLS client certificate, and many public
 // server certificates carry only the serverAuth usage), and the leaf
-// carries an identity for the domain (MatchIdentity).
+// carries an identity for the domain (MatchIdentity); Verdict.Method is
+// then "pkix".
+//
+// Two more proofs can authenticate a peer whose PKIX verdict fails, or
+// overrule it. VerifyDANE (RFC 7673) looks up TLSA _PORT._tcp.HOST with
+// the DO bit and trusts the records only when the validating resolver
+// sets AD; DANE-EE matches the leaf, DANE-TA a CA of the presented chain.
+// Authenticated, usable records that match nothing are a failure, not a
+// fallback to PKIX. VerifyPOSH (RFC 7711) fetches the domain's
+// /.well-known/posh/xmpp-server.json over authenticated HTTPS and accepts
+// the leaf whose key fingerprint the domain publishes (for domains
+// hosted by a provider), caching the file for its "expires". The caller
+// combines the results; policy decides what is enough.
 //
 // # Identities
 //

@@ -17,10 +17,13 @@ import (
 type KeyPairFiles struct{ CertFile, KeyFile string }
 
 // Store holds the certificates xmppedge presents for its local domains.
-// It is immutable after LoadStore and safe for concurrent use.
+// It is safe for concurrent use. The certificates from files are fixed
+// after LoadStore; those managed by ACME (NewACMEStore) change when they
+// are renewed, and every lookup returns the current one.
 type Store struct {
 	entries  []storeEntry
 	problems []string
+	acme     *acmeManager // nil without ACME
 }
 
 type storeEntry struct {
@@ -135,7 +138,8 @@ func (s *Store) Problems() []string {
 // Certificate returns a certificate whose identity matches domain (see
 // MatchIdentity), or nil. The comparison is case-insensitive and in
 // A-label form. When several certificates match, a currently valid one
-// is preferred, then the one listed first.
+// from a file is preferred, then the current ACME certificate, then the
+// file listed first.
 func (s *Store) Certificate(domain string) *tls.Certificate {
 	want, err := normalizeDomain(domain)
 	if err != nil {
@@ -154,7 +158,90 @@ func (s *Store) Certificate(domain string) *tls.Certificate {
 			fallback = e.cert
 		}
 	}
+	if c := s.acme.current(want); c != nil {
+		return c
+	}
 	return fallback
+}
+
+// staticCertificate is Certificate limited to the files, for a normalised
+// domain.
+func (s *Store) staticCertificate(domain string) *tls.Certificate {
+	for _, e := range s.entries {
+		if e.identities.matches(domain) {
+			return e.cert
+		}
+	}
+	return nil
+}
+
+// anyCertificate returns the first certificate the Store holds, or nil.
+func (s *Store) anyCertificate() *tls.Certificate {
+	if len(s.entries) > 0 {
+		return s.entries[0].cert
+	}
+	if s.acme != nil {
+		for _, d := range s.acme.domains {
+			if c := s.acme.current(d); c != nil {
+				return c
+			}
+		}
+	}
+	return nil
+}
+
+// Close stops the background work of an ACME Store (renewals, OCSP, the
+// HTTP-01 server) and waits for it; certificates already obtained are
+// still served. It does nothing for a Store from LoadStore, and may be
+// called more than once.
+func (s *Store) Close() {
+	if s.acme != nil {
+		s.acme.close()
+	}
+}
+
+// Expiry returns, for each domain of Domains, the expiry (NotAfter) of
+// the certificate served for it, e.g. for a metric.
+func (s *Store) Expiry() map[string]time.Time {
+	out := make(map[string]time.Time)
+	for _, e := range s.entries {
+		for _, name := range e.identities.covered() {
+			if strings.HasPrefix(name, "*.") {
+				// A wildcard is served from the files only; the latest wins.
+				if e.notAfter.After(out[name]) {
+					out[name] = e.notAfter
+				}
+				continue
+			}
+			if c := s.Certificate(name); c != nil && c.Leaf != nil {
+				out[name] = c.Leaf.NotAfter
+			}
+		}
+	}
+	if s.acme != nil {
+		for _, d := range s.acme.domains {
+			if c := s.acme.current(d); c != nil {
+				out[d] = c.Leaf.NotAfter
+			}
+		}
+	}
+	return out
+}
+
+// ExpiringSoon returns the domains, sorted, whose served certificate
+// expires within the given duration from now (or has expired), for a
+// metric and a log warning (see ExpiryWarning). An ACME Store also logs
+// them itself at start and every few hours.
+func (s *Store) ExpiringSoon(within time.Duration) []string {
+	deadline := time.Now().Add(within)
+	var names []string
+	for d, notAfter := range s.Expiry() {
+		if notAfter.Before(deadline) {
+			names = append(names, d)
+		}
+	}
+	slices.Sort(names)
+	return names
 }
 
 // Domains returns the names the stored certificates cover, lowercase in
@@ -164,6 +251,9 @@ func (s *Store) Domains() []string {
 	var names []string
 	for _, e := range s.entries {
 		names = append(names, e.identities.covered()...)
+	}
+	if s.acme != nil {
+		names = append(names, s.acme.domains...)
 	}
 	slices.Sort(names)
 	return slices.Compact(names)
@@ -185,12 +275,17 @@ const alpnXMPPServer = "xmpp-server"
 // The client's certificate is requested but not verified
 // (tls.RequestClientCert): verify PeerCertificates with a Verifier after
 // the handshake. MinVersion is TLS 1.2; NextProtos is {"xmpp-server"}
-// when alpn is true.
+// when alpn is true (the direct-TLS listener). An ACME Store with
+// TLS-ALPN-01 then also offers "acme-tls/1" (ALPNACMETLS) and answers the
+// CA's validation handshakes; the listener must close such connections.
 func (s *Store) ServerConfig(fallbackDomain string, alpn bool) *tls.Config {
 	cfg := &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		ClientAuth: tls.RequestClientCert,
 		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+			if c, ok, err := s.acme.challengeCertificate(hello); ok {
+				return c, err
+			}
 			if hello.ServerName != "" {
 				if c := s.Certificate(hello.ServerName); c != nil {
 					return c, nil
@@ -199,14 +294,17 @@ func (s *Store) ServerConfig(fallbackDomain string, alpn bool) *tls.Config {
 			if c := s.Certificate(fallbackDomain); c != nil {
 				return c, nil
 			}
-			if len(s.entries) > 0 {
-				return s.entries[0].cert, nil
+			if c := s.anyCertificate(); c != nil {
+				return c, nil
 			}
 			return nil, fmt.Errorf("no certificate is configured (asked for %q, stream to %q)", hello.ServerName, fallbackDomain)
 		},
 	}
 	if alpn {
 		cfg.NextProtos = []string{alpnXMPPServer}
+		if s.acme != nil && s.acme.tlsALPN {
+			cfg.NextProtos = append(cfg.NextProtos, ALPNACMETLS)
+		}
 	}
 	return cfg
 }
@@ -217,7 +315,9 @@ func (s *Store) ServerConfig(fallbackDomain string, alpn bool) *tls.Config {
 // (InsecureSkipVerify): verify PeerCertificates with a Verifier after the
 // handshake and record the verdict. The client certificate is
 // Certificate(localDomain), presented whenever the server asks for one;
-// none when the Store has no certificate for localDomain. MinVersion is
+// none when the Store has no certificate for localDomain. For a domain
+// managed by ACME it is looked up at the handshake, so a renewal is used
+// at once. MinVersion is
 // TLS 1.2; NextProtos is {"xmpp-server"} when alpn is true.
 func (s *Store) ClientConfig(localDomain, remoteDomain string, alpn bool) *tls.Config {
 	serverName := remoteDomain
@@ -229,7 +329,14 @@ func (s *Store) ClientConfig(localDomain, remoteDomain string, alpn bool) *tls.C
 		ServerName:         serverName,
 		InsecureSkipVerify: true, // verified by the caller with a Verifier
 	}
-	if c := s.Certificate(localDomain); c != nil {
+	if local, err := normalizeDomain(localDomain); err == nil && s.acme.manages(local) {
+		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			if c := s.Certificate(local); c != nil {
+				return c, nil
+			}
+			return &tls.Certificate{}, nil // none: the peer may still accept dialback
+		}
+	} else if c := s.Certificate(localDomain); c != nil {
 		// GetClientCertificate, not Certificates: crypto/tls would
 		// otherwise send nothing when the server's list of acceptable CAs
 		// does not include our issuer, and the peer could not even try.

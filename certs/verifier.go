@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"slices"
 	"strings"
@@ -18,12 +19,34 @@ import (
 // safe for concurrent use.
 type Verifier struct {
 	roots *x509.CertPool
+	// POSH (posh.go); the cache is the only mutable state, behind a lock.
+	poshClient *http.Client
+	posh       *poshCache
+	// DANE (dane.go): a resolver given with WithTLSAResolver, else one is
+	// made per call from VerifyDANE's resolver address.
+	tlsa TLSAResolver
+}
+
+// VerifierOption changes a default of NewVerifier.
+type VerifierOption func(*Verifier)
+
+// WithPOSHClient sets the HTTP client VerifyPOSH fetches POSH files with
+// (default: a client with a 10 second timeout and the system roots). Its
+// transport decides which roots the HTTPS server must chain to.
+func WithPOSHClient(c *http.Client) VerifierOption {
+	return func(v *Verifier) { v.poshClient = c }
+}
+
+// WithTLSAResolver sets how VerifyDANE looks up TLSA records; the resolver
+// address passed to VerifyDANE is then ignored.
+func WithTLSAResolver(r TLSAResolver) VerifierOption {
+	return func(v *Verifier) { v.tlsa = r }
 }
 
 // NewVerifier returns a Verifier trusting the system roots when
 // systemRoots is true, plus every certificate in the PEM files caFiles.
 // Each CA file must exist and hold at least one certificate.
-func NewVerifier(caFiles []string, systemRoots bool) (*Verifier, error) {
+func NewVerifier(caFiles []string, systemRoots bool, opts ...VerifierOption) (*Verifier, error) {
 	var roots *x509.CertPool
 	if systemRoots {
 		pool, err := x509.SystemCertPool()
@@ -43,7 +66,14 @@ func NewVerifier(caFiles []string, systemRoots bool) (*Verifier, error) {
 			roots.AddCert(c)
 		}
 	}
-	return &Verifier{roots: roots}, nil
+	v := &Verifier{roots: roots, posh: newPOSHCache()}
+	for _, o := range opts {
+		o(v)
+	}
+	if v.poshClient == nil {
+		v.poshClient = &http.Client{Timeout: 10 * time.Second}
+	}
+	return v, nil
 }
 
 // readCertificatesFile reads every CERTIFICATE block of a PEM file.
@@ -106,7 +136,19 @@ type Verdict struct {
 	// Names are the identities found in the leaf (DNS-IDs, SRV-IDs,
 	// XmppAddrs) as written in it, for logs.
 	Names []string
+	// Method says how a valid verdict was reached: "pkix" (Verify),
+	// "dane-ee" or "dane-ta" (VerifyDANE), "posh" (VerifyPOSH). Empty
+	// when not valid.
+	Method string
 }
+
+// Verification methods of Verdict.Method.
+const (
+	MethodPKIX   = "pkix"
+	MethodDANEEE = "dane-ee"
+	MethodDANETA = "dane-ta"
+	MethodPOSH   = "posh"
+)
 
 // Verify checks chain (leaf first, as in tls.ConnectionState's
 // PeerCertificates) for domain at the time now. The chain must lead to a
@@ -163,6 +205,7 @@ func (v *Verifier) Verify(chain []*x509.Certificate, domain string, now time.Tim
 		return verdict
 	}
 	verdict.Valid = true
+	verdict.Method = MethodPKIX
 	return verdict
 }
 

@@ -1,0 +1,153 @@
+package certs
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/letsencrypt/pebble/v2/ca"
+	"github.com/letsencrypt/pebble/v2/db"
+	"github.com/letsencrypt/pebble/v2/va"
+	"github.com/letsencrypt/pebble/v2/wfe"
+)
+
+// testLog is an io.Writer to t.Log that goes quiet when the test ends
+// (certmagic and Pebble may log from goroutines that outlive a test).
+type testLog struct {
+	mu   sync.Mutex
+	t    testing.TB
+	done bool
+}
+
+func newTestLog(t testing.TB) *testLog {
+	w := &testLog{t: t}
+	t.Cleanup(func() {
+		w.mu.Lock()
+		w.done = true
+		w.mu.Unlock()
+	})
+	return w
+}
+
+func (w *testLog) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done && os.Getenv("CERTS_TEST_VERBOSE") != "" {
+		w.t.Log(string(p))
+	}
+	return len(p), nil
+}
+
+func testLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(newTestLog(t), &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// pebble is a Pebble ACME server running in the test process.
+type pebble struct {
+	DirURL     string         // ACME directory
+	CARootFile string         // PEM of the root of Pebble's own HTTPS certificate
+	IssuerRoot *x509.CertPool // Pebble's issuing root, fetched from its management API
+	RootFile   string         // the same root as a PEM file
+	orders     atomic.Int64   // new-order requests seen
+}
+
+// pebbleOptions configure startPebble.
+type pebbleOptions struct {
+	DNS      string // resolver Pebble's VA uses (TCP), e.g. resolvetest's address
+	HTTPPort int    // where the VA connects for HTTP-01
+	TLSPort  int    // where the VA connects for TLS-ALPN-01
+	Validity time.Duration
+}
+
+// startPebble assembles Pebble's CA, VA and WFE as cmd/pebble does and
+// serves the ACME API and the management API over HTTPS on loopback. Its
+// servers are stopped when the test ends. (Pebble's VA keeps one idle
+// goroutine that it offers no way to stop.)
+func startPebble(t *testing.T, opts pebbleOptions) *pebble {
+	t.Helper()
+	t.Setenv("PEBBLE_VA_NOSLEEP", "1")
+	t.Setenv("PEBBLE_WFE_NONCEREJECT", "0")
+	t.Setenv("PEBBLE_AUTHZREUSE", "0") // every order validates afresh
+	logger := log.New(newTestLog(t), "pebble ", 0)
+	store := db.NewMemoryStore()
+	profiles := map[string]ca.Profile{"default": {Description: "test", ValidityPeriod: uint64(opts.Validity / time.Second)}}
+	authority := ca.New(logger, store, "", "ecdsa", 0, 1, profiles)
+	validator := va.New(logger, opts.HTTPPort, opts.TLSPort, false, opts.DNS, store)
+	front := wfe.New(logger, store, validator, authority, []string{"pebble.letsencrypt.org"}, false, false, 0, 0)
+
+	p := &pebble{}
+	api := front.Handler()
+	acmeSrv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/order-plz" {
+			p.orders.Add(1)
+		}
+		api.ServeHTTP(w, r)
+	}))
+	acmeSrv.Config.ErrorLog = logger
+	acmeSrv.StartTLS()
+	t.Cleanup(acmeSrv.Close)
+	mgmt := httptest.NewUnstartedServer(front.ManagementHandler())
+	mgmt.Config.ErrorLog = logger
+	mgmt.StartTLS()
+	t.Cleanup(mgmt.Close)
+
+	dir := t.TempDir()
+	p.DirURL = acmeSrv.URL + wfe.DirectoryPath
+	p.CARootFile = filepath.Join(dir, "pebble-https-root.pem")
+	if err := os.WriteFile(p.CARootFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: acmeSrv.Certificate().Raw}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	// The issuing root, as an operator would fetch it.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, mgmt.URL+wfe.RootCertPath+"0", nil)
+	resp, err := mgmt.Client().Do(req)
+	if err != nil {
+		t.Fatalf("fetching Pebble's root: %v", err)
+	}
+	defer resp.Body.Close()
+	rootPEM, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("fetching Pebble's root: status %d, %v", resp.StatusCode, err)
+	}
+	roots, err := parseCertificatesPEM(rootPEM)
+	if err != nil {
+		t.Fatalf("Pebble's root: %v", err)
+	}
+	p.IssuerRoot = x509.NewCertPool()
+	for _, r := range roots {
+		p.IssuerRoot.AddCert(r)
+	}
+	p.RootFile = filepath.Join(dir, "pebble-issuer-root.pem")
+	if err := os.WriteFile(p.RootFile, rootPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func loopback(port int) string { return fmt.Sprintf("127.0.0.1:%d", port) }
