@@ -1,0 +1,357 @@
+package metrics
+
+import (
+	"net/http"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+const namespace = "xmppedge"
+
+// Histogram buckets, in seconds.
+var (
+	// Policy decisions: cached ones take a microsecond, OPA evaluations tens
+	// of microseconds, anything near a millisecond is a problem.
+	policyBuckets = []float64{1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 5e-3, 2.5e-2, 0.1}
+	// DNS lookups: cache hits to resolver timeouts.
+	dnsBuckets = []float64{1e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
+	// Audit appends and fsyncs: ~1 µs buffered, ~0.2 ms to several ms
+	// synced.
+	auditBuckets = []float64{1e-6, 1e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 0.1, 0.5, 1}
+)
+
+// Metrics holds xmppedge's metrics and the registry they are served from.
+// Create it with New. It is safe for concurrent use, and every method is a
+// no-op on a nil *Metrics.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	sessions        *lazyVec[prometheus.Gauge]   // leg, role, auth
+	sessionAttempts *lazyVec[prometheus.Counter] // leg, direction
+	sessionFailures *lazyVec[prometheus.Counter] // leg, direction, reason
+	stanzas         *lazyVec[prometheus.Counter] // direction, kind, outcome, reason
+	bytes           *lazyVec[prometheus.Counter] // leg, direction
+	policySeconds   *lazyVec[prometheus.Observer]
+	policyCacheHits *lazyVec[prometheus.Counter]
+	policyFailures  *lazyVec[prometheus.Counter]
+	dnsSeconds      *lazyVec[prometheus.Observer]
+	dnsFailures     *lazyVec[prometheus.Counter]
+	tlsHandshakes   *lazyVec[prometheus.Counter] // leg, result, version
+	dialback        *lazyVec[prometheus.Counter] // role, result
+	queued          *lazyVec[prometheus.Gauge]   // leg
+	reloads         *lazyVec[prometheus.Counter] // result
+
+	auditRecords       prometheus.Counter
+	auditFailures      prometheus.Counter
+	auditRecordSeconds prometheus.Histogram
+	auditFsyncSeconds  prometheus.Histogram
+	reloadClosed       prometheus.Counter
+
+	certExpiry *prometheus.GaugeVec
+
+	policyMu   sync.Mutex
+	policyInfo *prometheus.GaugeVec
+	policyRev  string
+	policySet  bool
+}
+
+// New creates the metrics and registers them, the Go runtime and process
+// collectors and xmppedge_build_info{version} in a new registry.
+func New(version string) *Metrics {
+	if version == "" {
+		version = "unknown"
+	}
+	reg := prometheus.NewRegistry()
+	m := &Metrics{reg: reg}
+
+	counterVec := func(name, help string, labels ...string) *prometheus.CounterVec {
+		v := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: name, Help: help}, labels)
+		reg.MustRegister(v)
+		return v
+	}
+	gaugeVec := func(name, help string, labels ...string) *prometheus.GaugeVec {
+		v := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: name, Help: help}, labels)
+		reg.MustRegister(v)
+		return v
+	}
+	histogramVec := func(name, help string, buckets []float64, labels ...string) *prometheus.HistogramVec {
+		v := prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: namespace, Name: name, Help: help, Buckets: buckets}, labels)
+		reg.MustRegister(v)
+		return v
+	}
+	counter := func(name, help string) prometheus.Counter {
+		c := prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: name, Help: help})
+		reg.MustRegister(c)
+		return c
+	}
+	histogram := func(name, help string, buckets []float64) prometheus.Histogram {
+		h := prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace, Name: name, Help: help, Buckets: buckets})
+		reg.MustRegister(h)
+		return h
+	}
+
+	m.sessions = newLazyVec(gaugeVec("sessions",
+		"Open s2s streams by leg (inside|outside), role (incoming|outgoing) and authentication method.",
+		"leg", "role", "auth").WithLabelValues, legSet, roleSet, authSet)
+	m.sessionAttempts = newLazyVec(counterVec("session_attempts_total",
+		"s2s streams begun, by leg and direction (incoming|outgoing).",
+		"leg", "direction").WithLabelValues, legSet, roleSet)
+	m.sessionFailures = newLazyVec(counterVec("session_failures_total",
+		"s2s streams that failed to establish or ended in error, by leg, direction and reason.",
+		"leg", "direction", "reason").WithLabelValues, legSet, roleSet, failSet)
+	m.stanzas = newLazyVec(counterVec("stanzas_total",
+		"Stanzas by direction (inbound|outbound), kind, outcome (relayed|denied|bounced|undeliverable) and stanza error condition.",
+		"direction", "kind", "outcome", "reason").WithLabelValues, stanzaDirs, kindSet, outcomeSet, reasonSet)
+	m.bytes = newLazyVec(counterVec("bytes_total",
+		"Bytes received from and sent to peers, by leg and direction (received|sent).",
+		"leg", "direction").WithLabelValues, legSet, byteDirs)
+	policySeconds := histogramVec("policy_decision_seconds",
+		"Time to take a policy decision (cached or evaluated), by kind (session|stanza).", policyBuckets, "kind")
+	m.policySeconds = newLazyVec(func(v ...string) prometheus.Observer { return policySeconds.WithLabelValues(v...) }, policyKinds)
+	m.policyCacheHits = newLazyVec(counterVec("policy_decision_cache_hits_total",
+		"Policy decisions answered from the decision cache, by kind.", "kind").WithLabelValues, policyKinds)
+	m.policyFailures = newLazyVec(counterVec("policy_decision_failures_total",
+		"Policy decisions that failed to evaluate (and so denied), by kind.", "kind").WithLabelValues, policyKinds)
+	dnsSeconds := histogramVec("dns_lookup_seconds",
+		"DNS lookup latency by query type (SRV|A|AAAA).", dnsBuckets, "qtype")
+	m.dnsSeconds = newLazyVec(func(v ...string) prometheus.Observer { return dnsSeconds.WithLabelValues(v...) }, qtypeSet)
+	m.dnsFailures = newLazyVec(counterVec("dns_lookup_failures_total",
+		"DNS lookups that failed (timeout, SERVFAIL, REFUSED, ...; not NXDOMAIN), by query type.", "qtype").WithLabelValues, qtypeSet)
+	m.tlsHandshakes = newLazyVec(counterVec("tls_handshakes_total",
+		"TLS handshakes by leg, result (success|failure) and negotiated version.",
+		"leg", "result", "version").WithLabelValues, legSet, resultSet, tlsVersions)
+	m.dialback = newLazyVec(counterVec("dialback_total",
+		"Server Dialback exchanges by our role (originating|receiving|authoritative) and result (valid|invalid|error|timeout).",
+		"role", "result").WithLabelValues, dbRoles, dbResults)
+	m.queued = newLazyVec(gaugeVec("queued_stanzas",
+		"Stanzas waiting in the queues of outgoing streams being set up, by leg.", "leg").WithLabelValues, legSet)
+	m.reloads = newLazyVec(counterVec("reloads_total",
+		"Configuration reloads by result (success|failure).", "result").WithLabelValues, resultSet)
+
+	m.auditRecords = counter("audit_records_total", "Audit records written.")
+	m.auditFailures = counter("audit_write_failures_total", "Audit records that could not be written.")
+	m.auditRecordSeconds = histogram("audit_record_seconds",
+		"Time to append one audit record, including the wait for its group commit in sync durability.", auditBuckets)
+	m.auditFsyncSeconds = histogram("audit_fsync_seconds", "Latency of the audit log's fsync calls.", auditBuckets)
+	m.reloadClosed = counter("reload_closed_sessions_total",
+		"Sessions closed because a reloaded configuration or policy no longer allowed them.")
+
+	m.certExpiry = gaugeVec("certificate_expiry_timestamp_seconds",
+		"Not-after time of the certificate presented for each local domain, in seconds since the epoch.", "domain")
+	m.policyInfo = gaugeVec("policy_info", "The policy revision in force (value 1).", "revision")
+
+	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace:   namespace,
+		Name:        "build_info",
+		Help:        "xmppedge's version and the Go version it was built with (value 1).",
+		ConstLabels: prometheus.Labels{"version": version, "goversion": runtime.Version()},
+	})
+	buildInfo.Set(1)
+	reg.MustRegister(buildInfo)
+	reg.MustRegister(collectors.NewGoCollector())
+	reg.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Registry is the registry the metrics are served from, for components that
+// bring their own collectors.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// Handler serves the registry in the Prometheus exposition format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
+		ErrorHandling:       promhttp.ContinueOnError,
+		MaxRequestsInFlight: 4,
+	})
+}
+
+// SessionOpened counts an established stream in xmppedge_sessions.
+func (m *Metrics) SessionOpened(leg, role, auth string) {
+	if m == nil {
+		return
+	}
+	m.sessions.at(m.sessions.idx3(legSet.index(leg), roleSet.index(role), authIndex(auth))).Inc()
+}
+
+// SessionClosed undoes SessionOpened; pass the same labels.
+func (m *Metrics) SessionClosed(leg, role, auth string) {
+	if m == nil {
+		return
+	}
+	m.sessions.at(m.sessions.idx3(legSet.index(leg), roleSet.index(role), authIndex(auth))).Dec()
+}
+
+// SessionAttempt counts a stream begun (accepted or dialled); direction is
+// incoming or outgoing.
+func (m *Metrics) SessionAttempt(leg, direction string) {
+	if m == nil {
+		return
+	}
+	m.sessionAttempts.at(m.sessionAttempts.idx2(legSet.index(leg), roleSet.index(direction))).Inc()
+}
+
+// SessionFailure counts a stream that failed to establish or ended in
+// error. reason is one of the Fail* constants; anything else counts as
+// "other".
+func (m *Metrics) SessionFailure(leg, direction, reason string) {
+	if m == nil {
+		return
+	}
+	m.sessionFailures.at(m.sessionFailures.idx3(legSet.index(leg), roleSet.index(direction), failSet.index(reason))).Inc()
+}
+
+// Stanza counts one stanza: direction inbound|outbound, kind
+// message|presence|iq, outcome relayed|denied|bounced|undeliverable and
+// reason the stanza error condition ("" or "none" when relayed).
+func (m *Metrics) Stanza(direction, kind, outcome, reason string) {
+	if m == nil {
+		return
+	}
+	m.stanzas.at(m.stanzas.idx4(stanzaDirs.index(direction), kindSet.index(kind), outcomeSet.index(outcome), reasonSet.index(reason))).Inc()
+}
+
+// Bytes counts n bytes received from or sent to a peer on a leg; direction
+// is received|sent.
+func (m *Metrics) Bytes(leg, direction string, n int) {
+	if m == nil || n <= 0 {
+		return
+	}
+	m.bytes.at(m.bytes.idx2(legSet.index(leg), byteDirs.index(direction))).Add(float64(n))
+}
+
+// PolicyDecision records one policy decision of kind session|stanza that
+// took d, whether it came from the cache and whether it failed.
+func (m *Metrics) PolicyDecision(kind string, d time.Duration, cached bool, failed bool) {
+	if m == nil {
+		return
+	}
+	k := policyKinds.index(kind)
+	m.policySeconds.at(k).Observe(d.Seconds())
+	if cached {
+		m.policyCacheHits.at(k).Inc()
+	}
+	if failed {
+		m.policyFailures.at(k).Inc()
+	}
+}
+
+// DNSLookup records one DNS query of qtype (SRV|A|AAAA) that took d; err
+// non-nil counts a failure. Pass nil for an answer that says the name does
+// not exist: that is an answer, not a failure.
+func (m *Metrics) DNSLookup(qtype string, d time.Duration, err error) {
+	if m == nil {
+		return
+	}
+	q := qtypeSet.index(qtype)
+	m.dnsSeconds.at(q).Observe(d.Seconds())
+	if err != nil {
+		m.dnsFailures.at(q).Inc()
+	}
+}
+
+// TLSHandshake counts a TLS handshake on a leg with result success|failure
+// and the negotiated version ("TLS 1.3" as tls.VersionName gives it, or
+// "1.3"; "" when the handshake failed before one was agreed).
+func (m *Metrics) TLSHandshake(leg, result, version string) {
+	if m == nil {
+		return
+	}
+	m.tlsHandshakes.at(m.tlsHandshakes.idx3(legSet.index(leg), resultSet.index(result), tlsVersionIndex(version))).Inc()
+}
+
+// Dialback counts a dialback exchange in our role
+// (originating|receiving|authoritative) with its result
+// (valid|invalid|error|timeout).
+func (m *Metrics) Dialback(role, result string) {
+	if m == nil {
+		return
+	}
+	m.dialback.at(m.dialback.idx2(dbRoles.index(role), dbResults.index(result))).Inc()
+}
+
+// AuditRecord records one audit append that took d; err non-nil counts a
+// write failure instead of a record.
+func (m *Metrics) AuditRecord(d time.Duration, err error) {
+	if m == nil {
+		return
+	}
+	if err != nil {
+		m.auditFailures.Inc()
+		return
+	}
+	m.auditRecords.Inc()
+	m.auditRecordSeconds.Observe(d.Seconds())
+}
+
+// AuditFsync records the latency of one fsync of the audit log.
+func (m *Metrics) AuditFsync(d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.auditFsyncSeconds.Observe(d.Seconds())
+}
+
+// QueueDepth adds delta (positive when a stanza is queued, negative when it
+// leaves the queue) to the queued stanzas of a leg.
+func (m *Metrics) QueueDepth(leg string, delta int) {
+	if m == nil || delta == 0 {
+		return
+	}
+	m.queued.at(legSet.index(leg)).Add(float64(delta))
+}
+
+// CertificateExpiry sets the not-after time of the certificate of a local
+// domain; a zero t removes the domain's series (the domain is no longer
+// configured). Pass only configured local domains: the label is unbounded
+// otherwise.
+func (m *Metrics) CertificateExpiry(domain string, t time.Time) {
+	if m == nil {
+		return
+	}
+	if t.IsZero() {
+		m.certExpiry.DeleteLabelValues(domain)
+		return
+	}
+	m.certExpiry.WithLabelValues(domain).Set(float64(t.Unix()))
+}
+
+// PolicyRevision sets xmppedge_policy_info{revision=rev} to 1 and removes the
+// series of the previous revision.
+func (m *Metrics) PolicyRevision(rev string) {
+	if m == nil {
+		return
+	}
+	m.policyMu.Lock()
+	defer m.policyMu.Unlock()
+	if m.policySet && m.policyRev != rev {
+		m.policyInfo.DeleteLabelValues(m.policyRev)
+	}
+	m.policyInfo.WithLabelValues(rev).Set(1)
+	m.policyRev, m.policySet = rev, true
+}
+
+// Reload counts a configuration reload; err non-nil counts a failure.
+func (m *Metrics) Reload(err error) {
+	if m == nil {
+		return
+	}
+	result := ResultSuccess
+	if err != nil {
+		result = ResultFailure
+	}
+	m.reloads.at(resultSet.index(result)).Inc()
+}
+
+// ReloadClosedSessions counts n sessions closed because a reload no longer
+// allowed them.
+func (m *Metrics) ReloadClosedSessions(n int) {
+	if m == nil || n <= 0 {
+		return
+	}
+	m.reloadClosed.Add(float64(n))
+}
