@@ -66,6 +66,9 @@ type Options struct {
 
 	DialbackSecret string // shared by every node of a deployment
 
+	Policy  Policy  // decides every session and stanza; required
+	Auditor Auditor // records every session and stanza; required
+
 	MaxStanzaSize  int           // default 512 KiB
 	QueueSize      int           // stanzas waiting per outgoing stream, default 10000
 	ConnectTimeout time.Duration // default 10s: connect + negotiate + authenticate one stream
@@ -125,6 +128,9 @@ func New(opt Options) (*Gateway, error) {
 	}
 	if opt.Certificates == nil || opt.Verifier == nil {
 		return nil, errors.New("edge: certificates and verifier are required")
+	}
+	if opt.Policy == nil || opt.Auditor == nil {
+		return nil, errors.New("edge: a policy and an audit log are required (xmppedge fails closed without them)")
 	}
 	g := &Gateway{
 		opt:      opt,
@@ -303,6 +309,29 @@ func (g *Gateway) serverTLS(toDomain string, alpn bool) *tls.Config {
 		fallback = g.opt.Domains[0]
 	}
 	return g.opt.Certificates.ServerConfig(fallback, alpn)
+}
+
+// Recheck asks the policy again about every established session, after a
+// policy reload: a domain pair the new policy refuses is cut at once with
+// a policy-violation stream error. It returns how many streams it closed.
+func (g *Gateway) Recheck() int {
+	closed := 0
+	g.mu.Lock()
+	var ins []*inSession
+	for s := range g.incoming {
+		ins = append(ins, s)
+	}
+	g.mu.Unlock()
+	for _, s := range ins {
+		if s.recheck() {
+			closed++
+		}
+	}
+	closed += g.router.recheck()
+	if closed > 0 {
+		g.log.Warn("policy reload closed sessions it no longer allows", "closed", closed)
+	}
+	return closed
 }
 
 // SessionInfo describes one stream, for operators and tests.

@@ -21,8 +21,10 @@ import (
 	"github.com/xmppedge/xmppedge/certs"
 	"github.com/xmppedge/xmppedge/certs/certstest"
 	"github.com/xmppedge/xmppedge/dialback"
+	"github.com/xmppedge/xmppedge/edge/audit"
 	"github.com/xmppedge/xmppedge/edge/resolve"
 	"github.com/xmppedge/xmppedge/edge/xmlstream"
+	"github.com/xmppedge/xmppedge/policy"
 )
 
 // These tests drive the gateway with scripted peers over loopback TCP. The
@@ -71,6 +73,87 @@ type testEnv struct {
 	ca       *certstest.CA
 	caPool   string // CA file
 	internal *fakeServer
+	pol      *fakePolicy
+	aud      *fakeAuditor
+}
+
+// fakePolicy refuses the domains in deny and the stanzas whose body
+// contains denyBody.
+type fakePolicy struct {
+	mu       sync.Mutex
+	deny     map[string]bool
+	denyBody string
+}
+
+func (p *fakePolicy) setDeny(domain string, on bool) {
+	p.mu.Lock()
+	p.deny[domain] = on
+	p.mu.Unlock()
+}
+
+func (p *fakePolicy) DecideSession(ctx context.Context, in *policy.SessionInput) policy.SessionDecision {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.deny[in.RemoteDomain] {
+		return policy.SessionDecision{Allow: false, Reason: in.RemoteDomain + " is not a partner", Revision: "r1"}
+	}
+	return policy.SessionDecision{Allow: true, Revision: "r1"}
+}
+
+func (p *fakePolicy) DecideStanza(ctx context.Context, in *policy.StanzaInput) policy.StanzaDecision {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.denyBody != "" && strings.Contains(in.Body, p.denyBody) {
+		return policy.StanzaDecision{Allow: false, Reason: "confidential content", Audit: policy.AuditFull, Revision: "r1"}
+	}
+	return policy.StanzaDecision{Allow: true, Audit: policy.AuditMeta, Revision: "r1"}
+}
+
+func (p *fakePolicy) NeedsContent() bool { return true }
+
+// fakeAuditor keeps records in memory; failing makes every call fail.
+type fakeAuditor struct {
+	mu      sync.Mutex
+	records []audit.Record
+	failing bool
+}
+
+func (a *fakeAuditor) Append(r *audit.Record) (uint64, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.failing {
+		return 0, errors.New("disk full")
+	}
+	a.records = append(a.records, *r)
+	return uint64(len(a.records)), nil
+}
+
+func (a *fakeAuditor) WaitDurable(ctx context.Context, seq uint64) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.failing {
+		return errors.New("disk full")
+	}
+	return nil
+}
+
+func (a *fakeAuditor) setFailing(on bool) {
+	a.mu.Lock()
+	a.failing = on
+	a.mu.Unlock()
+}
+
+// find returns the records with event and decision.
+func (a *fakeAuditor) find(event, decision string) []audit.Record {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []audit.Record
+	for _, r := range a.records {
+		if r.Event == event && r.Decision == decision {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 func newTestEnv(t *testing.T) *testEnv {
@@ -102,6 +185,8 @@ func newTestEnv(t *testing.T) *testEnv {
 	}
 	internal := startFakeServer(t, "company.test")
 	res := &fakeResolver{targets: map[string][]resolve.Target{}}
+	pol := &fakePolicy{deny: map[string]bool{}}
+	aud := &fakeAuditor{}
 	gw, err := New(Options{
 		Domains:        []string{"company.test"},
 		InsideListen:   []string{"127.0.0.1:0"},
@@ -113,6 +198,8 @@ func newTestEnv(t *testing.T) *testEnv {
 		Verifier:       ver,
 		Resolver:       res,
 		DialbackSecret: testSecret,
+		Policy:         pol,
+		Auditor:        aud,
 		ConnectTimeout: 3 * time.Second,
 		Logger:         slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
@@ -124,7 +211,7 @@ func newTestEnv(t *testing.T) *testEnv {
 	}
 	t.Cleanup(gw.Close)
 	addrs := gw.Addrs()
-	return &testEnv{gw: gw, inside: addrs[0].String(), outside: addrs[1].String(), res: res, ca: ca, caPool: caFile, internal: internal}
+	return &testEnv{gw: gw, inside: addrs[0].String(), outside: addrs[1].String(), res: res, ca: ca, caPool: caFile, internal: internal, pol: pol, aud: aud}
 }
 
 type testWriter struct{ t *testing.T }
@@ -629,4 +716,107 @@ func TestRelayInbound(t *testing.T) {
 	// A from that was not authenticated on this stream is refused.
 	p.send("<message from='mallory@evil.test' to='alice@company.test' id='in2'/>")
 	p.expectStreamError("invalid-from")
+}
+
+// authedInside opens an inside stream authenticated for company.test →
+// remote (the fake internal server vouches for every key).
+func authedInside(t *testing.T, env *testEnv, remote string) *peer {
+	t.Helper()
+	env.internal.setVerify(func(from, to, id, key string) bool { return true })
+	p := dialPeer(t, env.inside)
+	p.open("company.test", remote)
+	p.send("<db:result from='company.test' to='" + remote + "'>k</db:result>")
+	if got := p.next(); !strings.Contains(got, "type='valid'") {
+		t.Fatalf("dialback: %q", got)
+	}
+	return p
+}
+
+// A domain the policy refuses gets a policy-violation stream error before
+// any key is verified, and the refusal is audited.
+func TestPolicyRefusesSession(t *testing.T) {
+	env := newTestEnv(t)
+	env.pol.setDeny("evil.test", true)
+	verified := false
+	env.internal.setVerify(func(from, to, id, key string) bool { verified = true; return true })
+	p := dialPeer(t, env.inside)
+	p.open("company.test", "evil.test")
+	p.send("<db:result from='company.test' to='evil.test'>k</db:result>")
+	p.expectStreamError("policy-violation")
+	if recs := env.aud.find("session.auth", "deny"); len(recs) != 1 || recs[0].RemoteDomain != "evil.test" || recs[0].Direction != "outbound" {
+		t.Fatalf("audit: %+v", recs)
+	}
+	if verified {
+		t.Fatal("the key of a refused domain was verified anyway")
+	}
+}
+
+// A stanza the policy refuses is bounced to its sender with
+// policy-violation and the reason, never relayed, and audited in full.
+func TestPolicyRefusesStanza(t *testing.T) {
+	env := newTestEnv(t)
+	env.pol.denyBody = "CONFIDENTIAL"
+	partner := startFakeServerTLS(t, "partner.test", env.tlsConfig(t, "partner.test"))
+	env.res.set("partner.test", partner.addr(), true)
+	p := authedInside(t, env, "partner.test")
+	p.send("<message from='alice@company.test/r' to='bob@partner.test' id='c1'><body>this is CONFIDENTIAL</body></message>")
+	p.send("<message from='alice@company.test/r' to='bob@partner.test' id='ok1'><body>lunch?</body></message>")
+	got := env.internal.expectStanza(t, "id='c1'", "type='error'", "<policy-violation", "confidential content", "to='alice@company.test/r'")
+	if strings.Contains(got, "<body>") {
+		t.Fatalf("the bounce echoes the body: %q", got)
+	}
+	partner.expectStanza(t, "id='ok1'")
+	select {
+	case s := <-partner.stanzas:
+		t.Fatalf("partner got %q", s)
+	case <-time.After(100 * time.Millisecond):
+	}
+	deny := env.aud.find("stanza", "deny")
+	if len(deny) != 1 || deny[0].ID != "c1" || !strings.Contains(deny[0].Stanza, "CONFIDENTIAL") || deny[0].Direction != "outbound" {
+		t.Fatalf("deny record: %+v", deny)
+	}
+	if b := env.aud.find("stanza", "bounced"); len(b) != 1 || b[0].ID != "c1" {
+		t.Fatalf("bounce record: %+v", b)
+	}
+	if a := env.aud.find("stanza", "allow"); len(a) != 1 || a[0].ID != "ok1" || a[0].Stanza != "" {
+		t.Fatalf("allow record: %+v", a)
+	}
+}
+
+// If the audit log cannot be written nothing crosses: the stanza is
+// bounced with internal-server-error.
+func TestAuditFailureFailsClosed(t *testing.T) {
+	env := newTestEnv(t)
+	partner := startFakeServerTLS(t, "partner.test", env.tlsConfig(t, "partner.test"))
+	env.res.set("partner.test", partner.addr(), true)
+	p := authedInside(t, env, "partner.test")
+	env.aud.setFailing(true)
+	p.send("<message from='alice@company.test/r' to='bob@partner.test' id='a1'><body>x</body></message>")
+	env.internal.expectStanza(t, "id='a1'", "type='error'", "<internal-server-error")
+	select {
+	case s := <-partner.stanzas:
+		t.Fatalf("relayed without an audit record: %q", s)
+	case <-time.After(200 * time.Millisecond):
+	}
+	// Writing works again: traffic flows again.
+	env.aud.setFailing(false)
+	p.send("<message from='alice@company.test/r' to='bob@partner.test' id='a2'><body>x</body></message>")
+	partner.expectStanza(t, "id='a2'")
+}
+
+// After a policy reload, a session the new policy refuses is cut with a
+// policy-violation stream error; others stay.
+func TestRecheckAfterReload(t *testing.T) {
+	env := newTestEnv(t)
+	p1 := authedInside(t, env, "partner.test")
+	p2 := authedInside(t, env, "other.test")
+	env.pol.setDeny("other.test", true)
+	if n := env.gw.Recheck(); n != 1 {
+		t.Fatalf("Recheck closed %d streams, want 1", n)
+	}
+	p2.expectStreamError("policy-violation")
+	p1.send("<db:result from='company.test' to='partner.test'>k</db:result>")
+	if got := p1.next(); !strings.Contains(got, "type='valid'") {
+		t.Fatalf("the allowed stream was disturbed: %q", got)
+	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/xmppedge/xmppedge/certs"
 	"github.com/xmppedge/xmppedge/dialback"
 	"github.com/xmppedge/xmppedge/edge/xmlstream"
+	"github.com/xmppedge/xmppedge/policy"
 )
 
 // headerTimeout bounds how long a peer may take to send a stream header or
@@ -24,6 +25,13 @@ const headerTimeout = 30 * time.Second
 // domainPair is an authenticated (remote → local) pair on an incoming
 // stream: stanzas whose from is in Remote and to in Local may pass.
 type domainPair struct{ remote, local string }
+
+// pairState is what was established for one authenticated pair: how, and
+// the session facts the policy decided on (re-decided at every reload).
+type pairState struct {
+	method string
+	facts  *policy.SessionInput
+}
 
 // inSession is a stream a peer opened to one of our listeners: we are the
 // receiving server.
@@ -37,9 +45,9 @@ type inSession struct {
 	started   time.Time
 
 	mu       sync.Mutex
-	pairs    map[domainPair]string // authenticated pairs → method
-	pending  map[domainPair]bool   // dialback verifications under way
-	verdict  *certs.Verdict        // the peer certificate, checked against the header's from
+	pairs    map[domainPair]*pairState // authenticated pairs
+	pending  map[domainPair]bool       // dialback verifications under way
+	verdict  *certs.Verdict            // the peer certificate, checked against the header's from
 	closing  bool
 	saslDone bool
 
@@ -53,7 +61,7 @@ func (g *Gateway) newInSession(c net.Conn, leg Leg, directTLS bool) *inSession {
 		sc:      newStreamConn(c, g.limits),
 		log:     g.log.With("session", id, "leg", leg.String(), "role", "incoming", "remote_addr", c.RemoteAddr().String()),
 		started: time.Now(),
-		pairs:   make(map[domainPair]string),
+		pairs:   make(map[domainPair]*pairState),
 		pending: make(map[domainPair]bool),
 	}
 }
@@ -69,10 +77,10 @@ func (s *inSession) info() SessionInfo {
 		Started:    s.started,
 	}
 	var auths []string
-	for p, m := range s.pairs {
+	for p, ps := range s.pairs {
 		in.Local = append(in.Local, p.local)
 		in.Remote = append(in.Remote, p.remote)
-		auths = append(auths, m)
+		auths = append(auths, ps.method)
 	}
 	in.Auth = strings.Join(auths, ",")
 	if s.verdict != nil {
@@ -86,6 +94,35 @@ func verdictString(v certs.Verdict) string {
 		return "valid"
 	}
 	return v.Reason
+}
+
+// recheck re-decides every pair of the stream; if one is now refused, the
+// stream is closed with policy-violation. It reports whether it closed.
+func (s *inSession) recheck() bool {
+	s.mu.Lock()
+	type item struct {
+		p  domainPair
+		ps *pairState
+	}
+	var items []item
+	for p, ps := range s.pairs {
+		items = append(items, item{p, ps})
+	}
+	s.mu.Unlock()
+	for _, it := range items {
+		d, ok := s.g.decideSession(it.ps.facts, it.ps.facts.TLS.PeerCertValid)
+		if ok {
+			continue
+		}
+		s.log.Warn("session no longer allowed by the policy: closing", "remote_domain", it.ps.facts.RemoteDomain, "local_domain", it.ps.facts.LocalDomain, "reason", d.Reason, "policy_revision", d.Revision)
+		s.g.auditSession("session.close", s.id, s.leg, it.ps.facts, s.sc.conn.RemoteAddr().String(), "deny", "policy reload: "+d.Reason, d.Revision)
+		s.mu.Lock()
+		s.closing = true
+		s.mu.Unlock()
+		s.sc.streamError(&StreamError{Condition: "policy-violation", Text: d.Reason}, "", "")
+		return true
+	}
+	return false
 }
 
 // beginClose asks the peer to close: we send </stream:stream> and keep
@@ -304,12 +341,16 @@ func (s *inSession) handleSASL(el *xmlstream.Element, from, to string) (bool, er
 			return false, s.sc.writeRaw([]byte("<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><invalid-authzid/></failure>"))
 		}
 	}
+	facts := s.facts(from, to, "sasl_external")
+	if err := s.authorize(domainPair{remote: from, local: to}, facts, true); err != nil {
+		return false, err
+	}
 	if err := s.sc.writeRaw([]byte("<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>")); err != nil {
 		return false, err
 	}
 	s.mu.Lock()
 	s.saslDone = true
-	s.pairs[domainPair{remote: from, local: to}] = "sasl_external"
+	s.pairs[domainPair{remote: from, local: to}] = &pairState{method: "sasl_external", facts: facts}
 	s.mu.Unlock()
 	s.log.Info("peer authenticated", "method", "sasl_external", "remote_domain", from, "local_domain", to, "tls", s.sc.tlsVersion())
 	s.sc.restart()
@@ -359,14 +400,74 @@ func (s *inSession) handleDialbackResult(el *xmlstream.Element) error {
 		s.mu.Unlock()
 		return nil
 	}
+	others := len(s.pairs) > 0
+	s.mu.Unlock()
+	// Ask the policy before verifying: a domain that may not federate is
+	// refused without us connecting to its server.
+	facts := s.facts(orig, recv, "dialback")
+	if err := s.authorize(p, facts, false); err != nil {
+		if others {
+			return s.sc.writeRaw(dialbackError("result", recv, orig, "", "auth", "forbidden"))
+		}
+		return err
+	}
+	s.mu.Lock()
 	s.pending[p] = true
 	s.mu.Unlock()
 	streamID := s.sc.streamID
-	go s.verifyDialback(p, key, streamID)
+	go s.verifyDialback(p, key, streamID, facts)
 	return nil
 }
 
-func (s *inSession) verifyDialback(p domainPair, key, streamID string) {
+// facts are the session facts of a pair on this stream, as the policy
+// sees them. On the inside leg the pair is local → remote (outbound), and
+// the outside connection is not made yet: tls and auth are left empty.
+func (s *inSession) facts(remote, local, auth string) *policy.SessionInput {
+	if s.leg == LegInside {
+		return &policy.SessionInput{Direction: "outbound", LocalDomain: remote, RemoteDomain: local}
+	}
+	in := &policy.SessionInput{Direction: "inbound", LocalDomain: local, RemoteDomain: remote, RemoteIP: remoteIP(s.sc.conn), Auth: auth}
+	var v *certs.Verdict
+	if s.sc.tls != nil {
+		vv := s.g.opt.Verifier.Verify(s.sc.tls.PeerCertificates, remote, time.Now())
+		v = &vv
+	}
+	in.TLS = tlsInfo(s.sc.tls, v)
+	return in
+}
+
+// authorize asks the policy about a pair and audits the answer. A deny is
+// returned as the policy-violation stream error to close with.
+func (s *inSession) authorize(p domainPair, facts *policy.SessionInput, viaSASL bool) error {
+	d, ok := s.g.decideSession(facts, facts.TLS.PeerCertValid)
+	decision := "allow"
+	switch {
+	case !ok:
+		decision = "deny"
+	case d.WouldDeny:
+		decision = "would-deny"
+	}
+	if err := s.g.auditSession("session.auth", s.id, s.leg, facts, s.sc.conn.RemoteAddr().String(), decision, d.Reason, d.Revision); err != nil {
+		return &StreamError{Condition: "internal-server-error", Text: "the audit log cannot be written"}
+	}
+	if !ok {
+		s.log.Warn("session refused by policy", "remote_domain", facts.RemoteDomain, "local_domain", facts.LocalDomain, "direction", facts.Direction, "reason", d.Reason, "policy_revision", d.Revision)
+		return &StreamError{Condition: "policy-violation", Text: d.Reason}
+	}
+	if d.WouldDeny {
+		s.log.Info("dry-run: the policy would refuse this session", "remote_domain", facts.RemoteDomain, "reason", d.Reason)
+	}
+	return nil
+}
+
+func remoteIP(c net.Conn) string {
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		return a.IP.String()
+	}
+	return ""
+}
+
+func (s *inSession) verifyDialback(p domainPair, key, streamID string, facts *policy.SessionInput) {
 	ctx, cancel := context.WithTimeout(s.g.ctx, 2*s.g.opt.ConnectTimeout)
 	defer cancel()
 	valid, err := s.g.verifyKey(ctx, s.leg, p.remote, p.local, streamID, key)
@@ -374,7 +475,7 @@ func (s *inSession) verifyDialback(p domainPair, key, streamID string) {
 	delete(s.pending, p)
 	others := len(s.pairs)
 	if err == nil && valid {
-		s.pairs[p] = "dialback"
+		s.pairs[p] = &pairState{method: "dialback", facts: facts}
 	}
 	s.mu.Unlock()
 	log := s.log.With("remote_domain", p.remote, "local_domain", p.local)
@@ -431,9 +532,9 @@ func (s *inSession) handleStanza(el *xmlstream.Element) error {
 	}
 	fromDom, toDom := jidDomain(el.From), jidDomain(el.To)
 	s.mu.Lock()
-	_, ok := s.pairs[domainPair{remote: fromDom, local: toDom}]
+	ps := s.pairs[domainPair{remote: fromDom, local: toDom}]
 	s.mu.Unlock()
-	if !ok {
+	if ps == nil {
 		_, okRecv := s.sides(fromDom, toDom)
 		if !okRecv {
 			return &StreamError{Condition: "host-unknown", Text: toDom + " is not reachable through this stream"}
@@ -441,8 +542,44 @@ func (s *inSession) handleStanza(el *xmlstream.Element) error {
 		return &StreamError{Condition: "invalid-from", Text: fromDom + " has not been authenticated on this stream for " + toDom}
 	}
 	s.stanzas.Add(1)
-	st := newStanza(el, s.sc.peer.Namespaces, fromDom, toDom)
-	s.g.router.route(st, s.leg.other())
+	g := s.g
+	ns := s.sc.peer.Namespaces
+	in, content := g.stanzaInput(el, ns, direction(s.leg), ps.facts)
+	ctx, cancel := context.WithTimeout(g.ctx, 5*time.Second)
+	d := g.opt.Policy.DecideStanza(ctx, in)
+	cancel()
+	st := newStanza(el, ns, fromDom, toDom)
+	dest := s.leg.other()
+	decision := "allow"
+	switch {
+	case !d.Allow:
+		decision = "deny"
+	case d.WouldDeny:
+		decision = "would-deny"
+	}
+	if d.Audit == policy.AuditHash && content == nil {
+		content, _ = xmlstream.ParseNode(el.Raw, ns)
+	}
+	if decision != "allow" || d.Audit != policy.AuditNone {
+		seq, err := g.opt.Auditor.Append(stanzaRecord(st, s.id, s.leg, decision, d.Reason, d.Revision, d.Audit, content))
+		if err != nil {
+			// Fail closed: nothing crosses unrecorded.
+			g.log.Error("AUDIT LOG NOT WRITABLE: stanza refused", "session", s.id, "from", st.from, "to", st.to, "err", err)
+			g.router.bounceUnaudited(st, dest, "internal-server-error", "the gateway cannot record this stanza; try again later")
+			return nil
+		}
+		st.auditSeq = seq
+	}
+	if !d.Allow {
+		cond := d.Error
+		if cond == "" {
+			cond = policy.DefaultStanzaError
+		}
+		s.log.Info("stanza refused by policy", "kind", st.kind, "from", st.from, "to", st.to, "reason", d.Reason, "policy_revision", d.Revision)
+		g.router.bounce(st, dest, cond, d.Reason)
+		return nil
+	}
+	g.router.route(st, dest)
 	return nil
 }
 

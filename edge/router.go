@@ -3,12 +3,14 @@ package edge
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/xmppedge/xmppedge/edge/xmlstream"
+	"github.com/xmppedge/xmppedge/policy"
 )
 
 // routeKey names one outgoing stream: the leg it goes to and the domain
@@ -66,14 +68,40 @@ func (r *Router) route(st *stanza, leg Leg) {
 
 // bounce answers st, which was on its way to leg, with an error stanza to
 // its sender (on the other leg). Errors are never answered.
+//
+// Every bounce is audited (decision "bounced", or "undeliverable" when the
+// stanza is not answered).
 func (r *Router) bounce(st *stanza, leg Leg, condition, text string) {
+	r.bounceRecorded(st, leg, condition, text, true)
+}
+
+// bounceUnaudited bounces without writing a record: the audit log is what
+// failed.
+func (r *Router) bounceUnaudited(st *stanza, leg Leg, condition, text string) {
+	r.bounceRecorded(st, leg, condition, text, false)
+}
+
+func (r *Router) bounceRecorded(st *stanza, leg Leg, condition, text string, record bool) {
 	b := st.bounce(condition, text)
+	decision := "bounced"
 	if b == nil {
+		decision = "undeliverable"
 		r.g.log.Info("undeliverable stanza dropped (errors and results are not answered)", "kind", st.kind, "type", st.typ, "from", st.from, "to", st.to, "condition", condition)
-		return
+	} else {
+		r.g.log.Info("stanza bounced", "kind", st.kind, "from", st.from, "to", st.to, "condition", condition, "text", text)
 	}
-	r.g.log.Info("stanza bounced", "kind", st.kind, "from", st.from, "to", st.to, "condition", condition, "text", text)
-	r.route(b, leg.other())
+	if record {
+		rec := stanzaRecord(st, "", leg.other(), decision, condition+": "+text, "", policy.AuditMeta, nil)
+		seq, err := r.g.opt.Auditor.Append(rec)
+		if err != nil {
+			r.g.log.Error("AUDIT LOG NOT WRITABLE: bounce not recorded", "from", st.from, "to", st.to, "err", err)
+		} else if b != nil {
+			b.auditSeq = seq
+		}
+	}
+	if b != nil {
+		r.route(b, leg.other())
+	}
 }
 
 // session returns the live outgoing stream for key, starting one if there
@@ -113,6 +141,32 @@ func (r *Router) infos() []SessionInfo {
 		out = append(out, s.info())
 	}
 	return out
+}
+
+// recheck re-decides the outbound (outside leg) streams after a policy
+// reload and closes those now refused; it returns how many it closed.
+func (r *Router) recheck() int {
+	r.mu.Lock()
+	var ss []*outSession
+	for k, s := range r.sessions {
+		if k.leg == LegOutside {
+			ss = append(ss, s)
+		}
+	}
+	r.mu.Unlock()
+	closed := 0
+	for _, s := range ss {
+		facts := &policy.SessionInput{Direction: "outbound", LocalDomain: s.key.from, RemoteDomain: s.key.to}
+		d, ok := r.g.decideSession(facts, false)
+		if ok {
+			continue
+		}
+		s.log.Warn("outgoing stream no longer allowed by the policy: closing", "reason", d.Reason, "policy_revision", d.Revision)
+		r.g.auditSession("session.close", s.id, s.key.leg, facts, "", "deny", "policy reload: "+d.Reason, d.Revision)
+		s.cut(d.Reason)
+		closed++
+	}
+	return closed
 }
 
 // shutdown flushes every outgoing queue, closes the streams and waits for
@@ -256,6 +310,19 @@ func (s *outSession) drain() {
 	}
 }
 
+// cut closes the stream at once with a policy-violation stream error; what
+// waits in the queue is bounced by the writer when it sees the peer gone.
+func (s *outSession) cut(reason string) {
+	s.mu.Lock()
+	s.closed = true
+	os := s.os
+	s.mu.Unlock()
+	s.r.remove(s)
+	if os != nil {
+		os.sc.streamError(&StreamError{Condition: "policy-violation", Text: reason}, "", "")
+	}
+}
+
 func (s *outSession) abort() {
 	s.mu.Lock()
 	s.closed = true
@@ -282,8 +349,30 @@ func (s *outSession) closeAndTake() []*stanza {
 func (s *outSession) run() {
 	defer close(s.done)
 	g := s.r.g
+	// Outbound: the policy decides before we connect; the outside
+	// connection's facts are checked against its require list after.
+	var decision policy.SessionDecision
+	if s.key.leg == LegOutside {
+		facts := &policy.SessionInput{Direction: "outbound", LocalDomain: s.key.from, RemoteDomain: s.key.to}
+		d, ok := g.decideSession(facts, false)
+		if !ok {
+			s.failAll("policy-violation", d.Reason, fmt.Errorf("refused by policy: %s", d.Reason))
+			return
+		}
+		decision = d
+	}
 	ctx, cancel := context.WithTimeout(g.ctx, g.opt.ConnectTimeout)
 	os, err := g.dial(ctx, s.key.leg, s.key.from, s.key.to)
+	if err == nil && requiresCert(decision) && (os.verdict == nil || !os.verdict.Valid) {
+		reason := "no TLS"
+		if os.verdict != nil {
+			reason = os.verdict.Reason
+		}
+		os.sc.conn.Close()
+		cancel()
+		s.failAll("policy-violation", "the policy requires a valid certificate from "+s.key.to+": "+reason, errors.New("certificate required: "+reason))
+		return
+	}
 	if err == nil {
 		err = g.authenticate(ctx, os)
 		if err != nil {
@@ -297,13 +386,13 @@ func (s *outSession) run() {
 		if errors.As(err, &de) {
 			cond = de.condition()
 		}
-		q := s.closeAndTake()
-		s.log.Warn("outgoing stream failed", "err", err, "bounced", len(q), "condition", cond)
-		for _, st := range q {
-			s.r.bounce(st, s.key.leg, cond, "xmppedge could not reach "+s.key.to)
-		}
+		s.failAll(cond, "xmppedge could not reach "+s.key.to, err)
 		return
 	}
+	// A session record that cannot be written is logged loudly but does
+	// not stop the stream: every stanza on it is recorded (or refused) on
+	// its own, and the stream may be carrying bounces to our own users.
+	g.auditSession("session.open", s.id, s.key.leg, s.facts(os), os.sc.conn.RemoteAddr().String(), "allow", "", decision.Revision)
 	s.mu.Lock()
 	s.os = os
 	s.ready = true
@@ -323,6 +412,27 @@ func (s *outSession) run() {
 	peerGone := make(chan error, 1)
 	go s.readLoop(peerGone)
 	s.writeLoop(peerGone)
+}
+
+// failAll ends a session that could not be set up, bouncing what waited.
+func (s *outSession) failAll(cond, text string, err error) {
+	q := s.closeAndTake()
+	s.log.Warn("outgoing stream failed", "err", err, "bounced", len(q), "condition", cond)
+	for _, st := range q {
+		s.r.bounce(st, s.key.leg, cond, text)
+	}
+}
+
+// facts describe an established outgoing stream for the audit log and
+// the policy.
+func (s *outSession) facts(os *outStream) *policy.SessionInput {
+	in := &policy.SessionInput{Direction: "outbound", LocalDomain: s.key.from, RemoteDomain: s.key.to, Auth: os.auth, RemoteIP: remoteIP(os.sc.conn)}
+	if s.key.leg == LegInside {
+		in.Direction = "inbound"
+		in.LocalDomain, in.RemoteDomain = s.key.to, s.key.from
+	}
+	in.TLS = tlsInfo(os.sc.tls, os.verdict)
+	return in
 }
 
 // readLoop watches the peer's side of an outgoing stream: it ends the
@@ -407,6 +517,20 @@ func (s *outSession) writeLoop(peerGone <-chan error) {
 // writeBatch writes every stanza of batch and flushes once.
 func (s *outSession) writeBatch(batch []*stanza) error {
 	sc := s.os.sc
+	// Nothing reaches the peer before its audit record is durable (in sync
+	// mode; a no-op wait in async mode).
+	var maxSeq uint64
+	for _, st := range batch {
+		maxSeq = max(maxSeq, st.auditSeq)
+	}
+	if maxSeq > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := s.r.g.opt.Auditor.WaitDurable(ctx, maxSeq)
+		cancel()
+		if err != nil {
+			return &auditError{err}
+		}
+	}
 	sc.wmu.Lock()
 	defer sc.wmu.Unlock()
 	if sc.closed {
@@ -430,11 +554,28 @@ func (s *outSession) writeBatch(batch []*stanza) error {
 // batch; a bounce tells the sender so).
 func (s *outSession) failWritten(batch []*stanza, err error) {
 	q := s.closeAndTake()
+	var ae *auditError
+	if errors.As(err, &ae) {
+		// Fail closed: the records could not be made durable.
+		s.log.Error("AUDIT LOG NOT WRITABLE: stanzas refused", "err", err, "bounced", len(batch)+len(q))
+		s.os.sc.closeStream()
+		s.os.sc.conn.Close()
+		for _, st := range append(batch, q...) {
+			s.r.bounceUnaudited(st, s.key.leg, "internal-server-error", "the gateway cannot record this stanza; try again later")
+		}
+		return
+	}
 	s.os.sc.conn.Close()
 	for _, st := range append(batch, q...) {
 		s.r.bounce(st, s.key.leg, "remote-server-timeout", "the stream to "+s.key.to+" failed")
 	}
 }
+
+// auditError is a failure to make audit records durable.
+type auditError struct{ err error }
+
+func (e *auditError) Error() string { return "audit log: " + e.err.Error() }
+func (e *auditError) Unwrap() error { return e.err }
 
 // reroute gives a stanza that never reached the wire a second chance on a
 // new stream; one that already had it is bounced.

@@ -15,7 +15,8 @@ type stanza struct {
 	kind                 string // message | presence | iq
 	from, to, typ, id    string
 	fromDomain, toDomain string
-	rerouted             bool // already moved once from a stream that closed under it
+	rerouted             bool   // already moved once from a stream that closed under it
+	auditSeq             uint64 // its audit record; written to the peer only once durable
 }
 
 func newStanza(el *xmlstream.Element, headerNS map[string]string, fromDomain, toDomain string) *stanza {

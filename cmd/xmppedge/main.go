@@ -2,6 +2,8 @@
 //
 //	xmppedge run   -config FILE   run the gateway
 //	xmppedge check -config FILE   validate a config file: every error with its field; exit 1 on any
+//	xmppedge policy test|eval     run the Rego tests, or evaluate a sample input
+//	xmppedge audit verify|tail|query  check the audit chain, read the audit log
 //	xmppedge version              print the version
 //
 // main owns the process: flags, signals, logging, and the wiring of the
@@ -24,8 +26,10 @@ import (
 	"github.com/xmppedge/xmppedge/certs"
 	"github.com/xmppedge/xmppedge/dialback"
 	"github.com/xmppedge/xmppedge/edge"
+	"github.com/xmppedge/xmppedge/edge/audit"
 	"github.com/xmppedge/xmppedge/edge/config"
 	"github.com/xmppedge/xmppedge/edge/resolve"
+	"github.com/xmppedge/xmppedge/policy"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -43,6 +47,10 @@ func usage(w io.Writer) {
 	fmt.Fprint(w, `usage:
   xmppedge run   -config FILE   run the gateway
   xmppedge check -config FILE   validate a config file
+  xmppedge policy test [-rules DIR] [-data FILE]...       run the policy's Rego tests
+  xmppedge policy eval -input FILE [-kind session|stanza]  print the decision for a sample input
+  xmppedge audit verify FILE...                           check the audit hash chain
+  xmppedge audit tail|query ... FILE...                   read the audit log
   xmppedge version              print the version
 `)
 }
@@ -57,6 +65,10 @@ func runCLI(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "xmppedge %s\n", version)
 		return 0
 	case "run", "check":
+	case "policy":
+		return policyCommand(args[1:], stdout, stderr)
+	case "audit":
+		return auditCommand(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		usage(stdout)
 		return 0
@@ -78,6 +90,10 @@ func runCLI(args []string, stdout, stderr io.Writer) int {
 	}
 	if args[0] == "check" {
 		if _, err := buildOptions(cfg, slog.New(slog.DiscardHandler)); err != nil {
+			printConfigError(stderr, *path, err)
+			return 1
+		}
+		if _, err := newPolicyEngine(context.Background(), cfg, slog.New(slog.DiscardHandler)); err != nil {
 			printConfigError(stderr, *path, err)
 			return 1
 		}
@@ -171,6 +187,54 @@ func buildOptions(cfg *config.Config, log *slog.Logger) (edge.Options, error) {
 	}, nil
 }
 
+// newPolicyEngine loads the configured policy; a compile error is a
+// field error of policy.rules (or policy.bundle).
+func newPolicyEngine(ctx context.Context, cfg *config.Config, log *slog.Logger) (*policy.Engine, error) {
+	pc := policy.Config{Timeout: time.Duration(cfg.Policy.Timeout), Mode: cfg.Policy.Mode, Logger: log}
+	field := "policy.rules"
+	if b := cfg.Policy.Bundle; b != nil {
+		field = "policy.bundle"
+		pc.Bundle = &policy.BundleConfig{URL: b.URL, Poll: time.Duration(b.Poll)}
+		if b.PublicKey != "" {
+			pc.Bundle.PublicKey = cfg.ResolvePath(b.PublicKey)
+		}
+	} else {
+		pc.Rules = cfg.ResolvePath(cfg.Policy.Rules)
+		for _, d := range cfg.Policy.Data {
+			pc.Data = append(pc.Data, cfg.ResolvePath(d))
+		}
+	}
+	eng, err := policy.New(ctx, pc)
+	if err != nil {
+		return nil, config.FieldErrors{{Field: field, Problem: err.Error()}}
+	}
+	return eng, nil
+}
+
+// openAudit opens the audit log the config names.
+func openAudit(cfg *config.Config, log *slog.Logger) (*audit.Log, error) {
+	ac := audit.Config{
+		Path:       cfg.ResolvePath(cfg.Audit.Path),
+		Durability: cfg.Audit.Durability,
+		RotateSize: int64(cfg.Audit.Rotate.Size),
+		RotateAge:  time.Duration(cfg.Audit.Rotate.Age),
+		Node:       cfg.Audit.Node,
+		Logger:     log,
+	}
+	if f := cfg.Audit.HMACKeyFile; f != "" {
+		key, err := os.ReadFile(cfg.ResolvePath(f))
+		if err != nil {
+			return nil, fmt.Errorf("audit.hmac_key_file: %w", err)
+		}
+		ac.HMACKey = []byte(strings.TrimSpace(string(key)))
+	}
+	l, err := audit.Open(ac)
+	if err != nil {
+		return nil, fmt.Errorf("audit.path: %w", err)
+	}
+	return l, nil
+}
+
 func run(cfg *config.Config, path string, stdout, stderr io.Writer) int {
 	log := newLogger(cfg, stderr)
 	opt, err := buildOptions(cfg, log)
@@ -178,6 +242,21 @@ func run(cfg *config.Config, path string, stdout, stderr io.Writer) int {
 		printConfigError(stderr, path, err)
 		return 1
 	}
+	ctx, stopWatch := context.WithCancel(context.Background())
+	defer stopWatch()
+	eng, err := newPolicyEngine(ctx, cfg, log)
+	if err != nil {
+		printConfigError(stderr, path, err)
+		return 1
+	}
+	alog, err := openAudit(cfg, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", path, err)
+		return 1
+	}
+	defer alog.Close()
+	opt.Policy = eng
+	opt.Auditor = alog
 	secret, err := dialback.LoadOrCreateSecret(cfg.ResolvePath(cfg.Dialback.SecretFile))
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: dialback.secret_file: %v\n", path, err)
@@ -197,13 +276,30 @@ func run(cfg *config.Config, path string, stdout, stderr io.Writer) int {
 	for _, a := range gw.Addrs() {
 		addrs = append(addrs, a.String())
 	}
-	fmt.Fprintf(stdout, "xmppedge %s running: domains %s; inside %s -> %s; outside %s (STARTTLS) %s (direct TLS)\n",
+	fmt.Fprintf(stdout, "xmppedge %s running: domains %s; inside %s -> %s; outside %s (STARTTLS) %s (direct TLS); policy %s (%s, revision %s); audit %s (%s)\n",
 		version, strings.Join(cfg.Domains, ","), strings.Join(cfg.Inside.Listen, ","), cfg.Inside.Server,
-		strings.Join(cfg.Outside.Listen, ","), strings.Join(cfg.Outside.ListenTLS, ","))
+		strings.Join(cfg.Outside.Listen, ","), strings.Join(cfg.Outside.ListenTLS, ","),
+		cfg.Policy.Rules, cfg.Policy.Mode, eng.Revision(), cfg.ResolvePath(cfg.Audit.Path), cfg.Audit.Durability)
+
+	// A new policy (file change, bundle, SIGHUP) re-decides every session.
+	eng.OnReload(func(rev string) {
+		log.Info("policy reloaded", "policy_revision", rev)
+		gw.Recheck()
+	})
+	go eng.Watch(ctx)
 
 	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
-	s := <-sig
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	var s os.Signal
+	for s = range sig {
+		if s != syscall.SIGHUP {
+			break
+		}
+		log.Info("SIGHUP: reloading the policy")
+		if err := eng.Reload(ctx); err != nil {
+			log.Error("policy reload rejected: the previous policy stays active", "err", err)
+		}
+	}
 	log.Info("shutting down", "signal", s.String())
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownBound)
 	defer cancel()

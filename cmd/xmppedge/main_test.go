@@ -38,6 +38,11 @@ tls:
     - {cert_file: company.test.crt, key_file: company.test.key}
 dialback:
   secret_file: dialback.secret
+policy:
+  rules: ` + rulesDir(t) + `
+  data: [` + filepath.Join(rulesDir(t), "partners.yaml") + `]
+audit:
+  path: audit.jsonl
 `
 	if edit != nil {
 		cfg = edit(cfg)
@@ -47,6 +52,16 @@ dialback:
 		t.Fatal(err)
 	}
 	return path
+}
+
+// rulesDir is the shipped rules/ folder.
+func rulesDir(t *testing.T) string {
+	t.Helper()
+	d, err := filepath.Abs("../../rules")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
 }
 
 func TestCheck(t *testing.T) {
@@ -63,6 +78,12 @@ func TestCheck(t *testing.T) {
 			1, []string{"tls.certificates[0].key_file", "nope.key"}},
 		{"no certificate for a local domain", func(s string) string { return strings.Replace(s, "[company.test]", "[company.test, other.test]", 1) },
 			1, []string{"tls.certificates", "other.test"}},
+		{"a policy that does not compile", func(s string) string {
+			bad := filepath.Join(t.TempDir(), "bad")
+			os.Mkdir(bad, 0o755)
+			os.WriteFile(filepath.Join(bad, "x.rego"), []byte("package xmppedge.session\n\ndecision := {\n"), 0o644)
+			return strings.Replace(s, "rules: "+rulesDir(t), "rules: "+bad, 1)
+		}, 1, []string{"policy.rules", "x.rego"}},
 		{"several errors at once", func(s string) string {
 			s = strings.Replace(s, `server: "127.0.0.2:5269"`, `server: "nowhere"`, 1)
 			return strings.Replace(s, "listen_tls", "listen_tsl", 1)
@@ -105,6 +126,9 @@ func TestExampleConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, _, err := certstest.WriteFiles(filepath.Join(dir, "dev"), "company.test", c, k); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(rulesDir(t), filepath.Join(dir, "rules")); err != nil {
 		t.Fatal(err)
 	}
 	path := filepath.Join(dir, "xmppedge.example.yaml")

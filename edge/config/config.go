@@ -38,6 +38,8 @@ type Config struct {
 	Dialback DialbackConfig `yaml:"dialback"`
 	Limits   LimitsConfig   `yaml:"limits"`
 	Log      LogConfig      `yaml:"log"`
+	Policy   PolicyConfig   `yaml:"policy"`
+	Audit    AuditConfig    `yaml:"audit"`
 
 	// Dir is the folder of the config file: relative paths in the file are
 	// resolved against it (ResolvePath).
@@ -240,6 +242,7 @@ func checkSingleDocument(dec *yaml.Decoder) *FieldError {
 // ApplyDefaults fills every setting left out (or zero) with its default. Load,
 // Parse and Validate call it; it is idempotent.
 func (c *Config) ApplyDefaults() {
+	c.applyPolicyAuditDefaults()
 	if len(c.Inside.Allow) == 0 {
 		c.Inside.Allow = append([]string(nil), defaultInsideAllow...)
 	}

@@ -110,6 +110,10 @@ outside:
   listen: ["127.0.0.11:5269"]
 dialback:
   secret_file: dialback.secret
+policy:
+  rules: rules
+audit:
+  path: audit.jsonl
 `
 
 func TestUnknownKeys(t *testing.T) {
@@ -122,15 +126,15 @@ func TestUnknownKeys(t *testing.T) {
 		{"typo in a nested key", strings.Replace(minimalYAML, "  server:", "  sever:", 1),
 			"inside.sever", `unknown setting on line 4 (did you mean "server"?)`},
 		{"typo in a section", minimalYAML + "limit:\n  queue_size: 10\n",
-			"limit", `unknown setting on line 9 (did you mean "limits"?)`},
+			"limit", `unknown setting on line 13 (did you mean "limits"?)`},
 		{"dash instead of underscore", minimalYAML + "outside2: 1\n",
-			"outside2", `unknown setting on line 9 (did you mean "outside"?)`},
+			"outside2", `unknown setting on line 13 (did you mean "outside"?)`},
 		{"key of another section", minimalYAML + "log:\n  queue_size: 10\n",
-			"log.queue_size", `unknown setting on line 10 ("queue_size" is a setting of limits.queue_size)`},
+			"log.queue_size", `unknown setting on line 14 ("queue_size" is a setting of limits.queue_size)`},
 		{"inside a list of mappings", minimalYAML + "tls:\n  certificates:\n    - {cert_file: a.crt, keyfile: a.key}\n",
-			"tls.certificates[0].keyfile", `unknown setting on line 11 (did you mean "key_file"?)`},
+			"tls.certificates[0].keyfile", `unknown setting on line 15 (did you mean "key_file"?)`},
 		{"nothing close", minimalYAML + "log:\n  colour: true\n",
-			"log.colour", `unknown setting on line 10 (known settings here: format, level)`},
+			"log.colour", `unknown setting on line 14 (known settings here: format, level)`},
 		{"hyphenated spelling", strings.Replace(minimalYAML, "  secret_file:", "  secret-file:", 1),
 			"dialback.secret-file", `(did you mean "secret_file"?)`},
 	}
@@ -212,7 +216,7 @@ func TestDuplicateKeyAndSecondDocument(t *testing.T) {
 	tests := []struct {
 		name, yaml, field, problem string
 	}{
-		{"key set twice", minimalYAML + "log:\n  level: info\n  level: debug\n", "log.level", `"level" is set twice (first on line 10); keep one`},
+		{"key set twice", minimalYAML + "log:\n  level: info\n  level: debug\n", "log.level", `"level" is set twice (first on line 14); keep one`},
 		{"second document", minimalYAML + "---\ndomains: [other.test]\n", "", "a second YAML document starts here"},
 	}
 	for _, tt := range tests {
@@ -244,6 +248,8 @@ func TestEveryProblemReported(t *testing.T) {
 		"dialback.secret_file",
 		"limits.max_stanza_size", "limits.queue_size", "limits.connect_timeout", "limits.idle_timeout",
 		"log.level", "log.format",
+		"policy.rules", "policy.timeout", "policy.mode",
+		"audit.path", "audit.durability", "audit.rotate.size",
 	}
 	if got := fe.Fields(); !reflect.DeepEqual(got, want) {
 		t.Errorf("fields =\n%q\nwant\n%q", got, want)
@@ -354,7 +360,7 @@ func TestLoadMissingFile(t *testing.T) {
 func TestEmptyFile(t *testing.T) {
 	_, err := Parse(nil, "testdata")
 	fe := requireFieldErrors(t, err)
-	want := []string{"domains", "inside.listen", "outside.listen", "inside.server", "dialback.secret_file"}
+	want := []string{"domains", "inside.listen", "outside.listen", "inside.server", "dialback.secret_file", "policy.rules", "audit.path"}
 	if got := fe.Fields(); !reflect.DeepEqual(got, want) {
 		t.Errorf("fields = %q; want %q", got, want)
 	}

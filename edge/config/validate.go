@@ -47,6 +47,8 @@ func (c *Config) Validate() FieldErrors {
 	c.validateDialback(v)
 	c.validateLimits(v)
 	c.validateLog(v)
+	c.validatePolicy(v)
+	c.validateAudit(v)
 	if len(v.problems) == 0 {
 		return nil
 	}

@@ -30,6 +30,8 @@ func validConfig(t *testing.T) *Config {
 		DNS:      DNSConfig{Servers: []string{"127.0.0.53:5300"}},
 		TLS:      TLSConfig{Certificates: []CertificateConfig{{CertFile: "c.crt", KeyFile: "c.key"}}, CAFiles: []string{"ca.crt"}},
 		Dialback: DialbackConfig{SecretFile: "dialback.secret"},
+		Policy:   PolicyConfig{Rules: "folder"},
+		Audit:    AuditConfig{Path: "audit.jsonl"},
 		Dir:      dir,
 	}
 }

@@ -76,6 +76,16 @@ func startGateway(t testing.TB, cfg string, files map[string][]byte) *gatewayPro
 	t.Helper()
 	bin := gatewayBinary(t)
 	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "audit"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	return runGateway(t, bin, dir, cfg, files)
+}
+
+// runGateway starts xmppedge in dir (a fresh one, or one a stopped gateway
+// used: the audit log continues).
+func runGateway(t testing.TB, bin, dir, cfg string, files map[string][]byte) *gatewayProc {
+	t.Helper()
 	for name, data := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
 			t.Fatal(err)
@@ -85,7 +95,7 @@ func startGateway(t testing.TB, cfg string, files map[string][]byte) *gatewayPro
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	g := &gatewayProc{t: t, dir: dir, logFile: filepath.Join(dir, "xmppedge.log"), done: make(chan struct{})}
+	g := &gatewayProc{t: t, dir: dir, logFile: filepath.Join(dir, fmt.Sprintf("xmppedge-%d.log", time.Now().UnixNano())), done: make(chan struct{})}
 	logf, err := os.Create(g.logFile)
 	if err != nil {
 		t.Fatal(err)
@@ -227,7 +237,13 @@ func gatewayTopology(t *testing.T, directTLS bool) (internal, public *resolvetes
 	return internal, public
 }
 
+// gatewayConfig is xmppedge's configuration in the test bed: the shipped
+// rules with the test's partners.yaml, a sync audit log, both legs.
 func gatewayConfig(caFile string) string {
+	rules, err := filepath.Abs("../../rules")
+	if err != nil {
+		panic(err)
+	}
 	return fmt.Sprintf(`domains: [%[1]s]
 inside:
   listen: ["%[2]s:%[4]d"]
@@ -246,12 +262,37 @@ tls:
   system_roots: false
 dialback:
   secret_file: dialback.secret
+policy:
+  rules: %[9]s
+  data: [partners.yaml]
+audit:
+  path: audit/audit.jsonl
+  durability: sync
 limits:
   connect_timeout: 5s
 log:
   level: debug
   format: json
-`, CompanyDomain, GatewayIP, CompanyIP, S2SPort, GatewayOutsideIP, DirectTLSPort, PublicDNSAddr, caFile)
+`, CompanyDomain, GatewayIP, CompanyIP, S2SPort, GatewayOutsideIP, DirectTLSPort, PublicDNSAddr, caFile, rules)
+}
+
+// partnersYAML is the policy data: the partner domains (both directions)
+// and the confidential keyword.
+func partnersYAML(domains ...string) []byte {
+	var b strings.Builder
+	b.WriteString("partners:\n")
+	for _, d := range domains {
+		fmt.Fprintf(&b, "  - domain: %s\n    direction: both\n    require_cert: false\n", d)
+	}
+	b.WriteString("confidential:\n  keywords: [CONFIDENTIAL, \"INTERNAL ONLY\"]\n  patterns: ['\\b(?:\\d[ -]?){13,16}\\b']\n")
+	return []byte(b.String())
+}
+
+// gatewayFiles are the files of a gateway config: its certificate and the
+// policy data.
+func gatewayFiles(t testing.TB, ca *testCA, partners ...string) map[string][]byte {
+	cert, key := ca.issue(t, CompanyDomain)
+	return map[string][]byte{"company.crt": cert, "company.key": key, "partners.yaml": partnersYAML(partners...)}
 }
 
 // TestGatewayFederation federates a real company Prosody with a real
@@ -276,9 +317,8 @@ func testGateway(t *testing.T, withCA, directTLS bool) {
 	internalDNS, publicDNS := gatewayTopology(t, directTLS)
 
 	ca := newCA(t)
-	gwCert, gwKey := ca.issue(t, CompanyDomain)
 	start := time.Now()
-	gw := startGateway(t, gatewayConfig(ca.file), map[string][]byte{"company.crt": gwCert, "company.key": gwKey})
+	gw := startGateway(t, gatewayConfig(ca.file), gatewayFiles(t, ca, PartnerDomain, DownDomain, BrokenDomain))
 	step(t, "start xmppedge", start)
 
 	start = time.Now()

@@ -1,0 +1,3 @@
+package xmppedge.session
+
+decision := {"allow": false, "reason": "test rules"}

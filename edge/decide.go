@@ -1,0 +1,214 @@
+package edge
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/xmppedge/xmppedge/certs"
+	"github.com/xmppedge/xmppedge/edge/audit"
+	"github.com/xmppedge/xmppedge/edge/xmlstream"
+	"github.com/xmppedge/xmppedge/policy"
+)
+
+// Policy decides who may federate and what may cross. *policy.Engine
+// implements it. The gateway asks it:
+//   - for a session when a remote domain authenticates on the outside leg
+//     (direction inbound), and when the internal server authenticates for a
+//     remote domain on the inside leg and again before connecting out
+//     (direction outbound; the outside connection's facts are not known
+//     yet, so tls and auth are empty);
+//   - for every stanza, in both directions.
+//
+// A decision's require: ["certificate"] is enforced by the gateway: the
+// remote's certificate must be valid for its domain (inbound: SASL EXTERNAL
+// or a valid certificate under dialback; outbound: the certificate of the
+// server we connect to).
+type Policy interface {
+	DecideSession(ctx context.Context, in *policy.SessionInput) policy.SessionDecision
+	DecideStanza(ctx context.Context, in *policy.StanzaInput) policy.StanzaDecision
+	NeedsContent() bool
+}
+
+// Auditor keeps the audit trail. *audit.Log implements it. Append must not
+// block on the disk; WaitDurable blocks until a record is durable (in
+// sync mode) or the log failed.
+type Auditor interface {
+	Append(r *audit.Record) (uint64, error)
+	WaitDurable(ctx context.Context, seq uint64) error
+}
+
+// direction of stanzas arriving on leg: from the outside they go inbound.
+func direction(arrivalLeg Leg) string {
+	if arrivalLeg == LegOutside {
+		return "inbound"
+	}
+	return "outbound"
+}
+
+// requiresCert reports whether a session decision demands certificate
+// authentication.
+func requiresCert(d policy.SessionDecision) bool {
+	return slices.Contains(d.Require, "certificate")
+}
+
+func tlsInfo(st *tls.ConnectionState, v *certs.Verdict) policy.TLSInfo {
+	var ti policy.TLSInfo
+	if st != nil {
+		ti.Version = tls.VersionName(st.Version)
+		ti.Cipher = tls.CipherSuiteName(st.CipherSuite)
+	}
+	if v != nil {
+		ti.PeerCertValid = v.Valid
+		ti.PeerCertIssuer = v.Issuer
+		ti.PeerCertError = v.Reason
+	}
+	return ti
+}
+
+// decideSession asks the policy and applies the require list. cert says
+// whether the remote's certificate is valid for its domain. It returns the
+// decision and whether the session may go on.
+func (g *Gateway) decideSession(in *policy.SessionInput, certValid bool) (policy.SessionDecision, bool) {
+	ctx, cancel := context.WithTimeout(g.ctx, 5*time.Second)
+	defer cancel()
+	d := g.opt.Policy.DecideSession(ctx, in)
+	ok := d.Allow
+	if ok && requiresCert(d) && in.Auth != "" && !certValid {
+		ok = false
+		d.Allow = false
+		d.Reason = "the policy requires certificate authentication for " + in.RemoteDomain + " and its certificate is not valid"
+	}
+	return d, ok
+}
+
+// auditSession writes a session event. A failure to write is logged; the
+// caller decides whether it stops the session.
+func (g *Gateway) auditSession(event, sessionID string, leg Leg, in *policy.SessionInput, remoteAddr, decision, reason, revision string) error {
+	r := &audit.Record{
+		Event: event, Session: sessionID, Leg: leg.String(),
+		RemoteAddr: remoteAddr, Decision: decision, Reason: reason, PolicyRevision: revision,
+	}
+	if in != nil {
+		r.Direction = in.Direction
+		r.LocalDomain, r.RemoteDomain = in.LocalDomain, in.RemoteDomain
+		r.TLSVersion, r.TLSCipher = in.TLS.Version, in.TLS.Cipher
+		r.Auth = in.Auth
+		if in.TLS.Version != "" {
+			r.PeerCert = "valid"
+			if !in.TLS.PeerCertValid {
+				r.PeerCert = in.TLS.PeerCertError
+			}
+		}
+	}
+	_, err := g.opt.Auditor.Append(r)
+	if err != nil {
+		g.log.Error("AUDIT LOG NOT WRITABLE: session event not recorded", "event", event, "session", sessionID, "err", err)
+	}
+	return err
+}
+
+// stanzaInput builds the policy input of a stanza; content fields only
+// when the loaded policy reads them.
+func (g *Gateway) stanzaInput(el *xmlstream.Element, ns map[string]string, dir string, facts *policy.SessionInput) (*policy.StanzaInput, *xmlstream.Node) {
+	in := &policy.StanzaInput{
+		Direction: dir, Kind: el.Local, Type: el.Type, ID: el.ID,
+		From: jidForms(el.From), To: jidForms(el.To), Session: facts,
+	}
+	if !g.opt.Policy.NeedsContent() {
+		return in, nil
+	}
+	n, err := xmlstream.ParseNode(el.Raw, ns)
+	if err != nil {
+		return in, nil
+	}
+	fillContent(in, n)
+	return in, n
+}
+
+// fillContent copies what a content policy reads from the parsed stanza.
+func fillContent(in *policy.StanzaInput, n *xmlstream.Node) {
+	for _, c := range n.Children {
+		in.Children = append(in.Children, policy.Child{Name: c.Local, Namespace: c.Space})
+		switch {
+		case c.Space == xmlstream.NSServer && c.Local == "body" && in.Body == "":
+			in.Body = c.Text
+		case c.Space == xmlstream.NSServer && c.Local == "subject" && in.Subject == "":
+			in.Subject = c.Text
+		case c.Space == xmlstream.NSServer && c.Local == "thread" && in.Thread == "":
+			in.Thread = c.Text
+		case c.Space == "urn:xmpp:sec-label:0" && c.Local == "securitylabel":
+			l := &policy.SecurityLabel{}
+			if dm := c.Child("urn:xmpp:sec-label:0", "displaymarking"); dm != nil {
+				l.Marking, l.FgColor, l.BgColor = dm.Text, dm.Attr("fgcolor"), dm.Attr("bgcolor")
+			}
+			if lb := c.Child("urn:xmpp:sec-label:0", "label"); lb != nil {
+				l.Label = labelText(lb)
+			}
+			in.SecurityLabel = l
+		}
+	}
+}
+
+// labelText flattens a <label/>'s content (the label formats vary, e.g.
+// ESS security labels as base64): its text and its children's names.
+func labelText(n *xmlstream.Node) string {
+	var b strings.Builder
+	b.WriteString(n.Text)
+	for _, c := range n.Children {
+		b.WriteString(" ")
+		b.WriteString(c.Local)
+		b.WriteString(":")
+		b.WriteString(labelText(c))
+	}
+	return strings.TrimSpace(b.String())
+}
+
+// jidForms splits a JID string into its full, bare and domain forms
+// (domain lowercased).
+func jidForms(j string) policy.JID {
+	bare := j
+	if i := strings.IndexByte(bare, '/'); i >= 0 {
+		bare = bare[:i]
+	}
+	dom := jidDomain(j)
+	if i := strings.LastIndexByte(bare, '@'); i >= 0 {
+		bare = bare[:i+1] + dom
+	} else {
+		bare = dom
+	}
+	return policy.JID{Full: j, Bare: bare, Domain: dom}
+}
+
+// stanzaRecord is the audit record of a stanza, with what the policy
+// asked to keep.
+func stanzaRecord(st *stanza, sessionID string, arrival Leg, decision, reason, revision, keep string, content *xmlstream.Node) *audit.Record {
+	r := &audit.Record{
+		Event: "stanza", Session: sessionID, Leg: arrival.String(), Direction: direction(arrival),
+		From: st.from, To: st.to, Kind: st.kind, Type: st.typ, ID: st.id, Size: len(st.raw),
+		Decision: decision, Reason: reason, PolicyRevision: revision,
+	}
+	if arrival == LegOutside {
+		r.LocalDomain, r.RemoteDomain = st.toDomain, st.fromDomain
+	} else {
+		r.LocalDomain, r.RemoteDomain = st.fromDomain, st.toDomain
+	}
+	switch keep {
+	case policy.AuditFull:
+		r.Stanza = string(st.raw)
+	case policy.AuditHash:
+		body := ""
+		if content != nil {
+			if b := content.Child(xmlstream.NSServer, "body"); b != nil {
+				body = b.Text
+			}
+		}
+		sum := sha256.Sum256([]byte(body))
+		r.BodySHA256 = hex.EncodeToString(sum[:])
+	}
+	return r
+}
