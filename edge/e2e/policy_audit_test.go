@@ -190,7 +190,22 @@ func TestGatewayPolicyAndAudit(t *testing.T) {
 		t.Errorf("record of c1: %v", r)
 	}
 	find("c1", "bounced")
-	find("s1-out", "bounced") // refused at session level: the internal server's stream was refused, nothing crossed
+	// stranger.test was refused at session level: no stanza crossed, and
+	// each refusal is a session record.
+	for _, dir := range []string{"inbound", "outbound"} {
+		found := false
+		for _, r := range recs {
+			if r["event"] == "session.auth" && r["decision"] == "deny" && r["remote_domain"] == StrangerDomain && r["direction"] == dir {
+				found = true
+			}
+			if r["event"] == "stanza" && (r["from"] == carol.JID || strings.HasPrefix(fmt.Sprint(r["id"]), "s1-")) {
+				t.Errorf("a stanza of a refused session has a record: %v", r)
+			}
+		}
+		if !found {
+			t.Errorf("no session.auth deny record for %s (%s)", StrangerDomain, dir)
+		}
+	}
 	auditVerify(t, gw)
 }
 

@@ -26,6 +26,20 @@ from slixmpp.exceptions import IqError, IqTimeout
 log = logging.getLogger("client")
 
 
+STANZAS_NS = "{urn:ietf:params:xml:ns:xmpp-stanzas}"
+
+
+def error_condition(stanza):
+    """The defined condition of an error stanza, read from the XML itself:
+    slixmpp 1.8 only knows RFC 3920's conditions (no policy-violation)."""
+    for err in stanza.xml:
+        if err.tag.endswith("}error"):
+            for child in err:
+                if child.tag.startswith(STANZAS_NS) and child.tag != STANZAS_NS + "text":
+                    return child.tag[len(STANZAS_NS):]
+    return ""
+
+
 def emit(kind, stanza=None, **kw):
     ev = {"kind": kind}
     if stanza is not None:
@@ -34,7 +48,7 @@ def emit(kind, stanza=None, **kw):
         ev["type"] = stanza["type"] or ""
         ev["id"] = stanza["id"] or ""
         if stanza["type"] == "error":
-            ev["error"] = stanza["error"]["condition"] or ""
+            ev["error"] = error_condition(stanza)
             ev["error_text"] = stanza["error"]["text"] or ""
     ev.update({k: v for k, v in kw.items() if v is not None})
     sys.stdout.write(json.dumps(ev) + "\n")
