@@ -40,6 +40,7 @@ type Config struct {
 	Log      LogConfig      `yaml:"log"`
 	Policy   PolicyConfig   `yaml:"policy"`
 	Audit    AuditConfig    `yaml:"audit"`
+	Metrics  MetricsConfig  `yaml:"metrics"`
 
 	// Dir is the folder of the config file: relative paths in the file are
 	// resolved against it (ResolvePath).
@@ -59,6 +60,20 @@ type InsideConfig struct {
 	// Allow are the source networks (CIDR) allowed on the inside listener;
 	// default loopback only.
 	Allow []string `yaml:"allow"`
+	// TLS on the inside leg: off (default), optional (offered and used
+	// when the internal server offers it) or required. xmppedge presents
+	// certificates minted by its internal CA for the remote domains it
+	// stands in for.
+	TLS string `yaml:"tls"`
+	// CA is the internal CA (PEM files; generated on first start when
+	// missing, and its certificate printed for the operator to install in
+	// the internal server's trust store). Required unless tls is off.
+	CA CertificateConfig `yaml:"ca"`
+	// DNSListen, when set, runs a DNS responder there that answers
+	// _xmpp-server._tcp for every non-local domain with the inside
+	// listener, so the internal server finds xmppedge through its resolver
+	// setting alone.
+	DNSListen string `yaml:"dns_listen"`
 }
 
 // OutsideConfig is the leg towards the Internet.
@@ -94,6 +109,9 @@ type TLSConfig struct {
 	// SystemRoots trusts the system's roots too; nil means true. Read it with
 	// SystemRootsTrusted.
 	SystemRoots *bool `yaml:"system_roots"`
+	// ACME obtains and renews the certificates of the local domains that
+	// have no certificate file.
+	ACME *ACMEConfig `yaml:"acme"`
 }
 
 // SystemRootsTrusted reports whether the system's roots are trusted (default
@@ -243,6 +261,7 @@ func checkSingleDocument(dec *yaml.Decoder) *FieldError {
 // Parse and Validate call it; it is idempotent.
 func (c *Config) ApplyDefaults() {
 	c.applyPolicyAuditDefaults()
+	c.applyOpsDefaults()
 	if len(c.Inside.Allow) == 0 {
 		c.Inside.Allow = append([]string(nil), defaultInsideAllow...)
 	}

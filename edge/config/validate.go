@@ -49,6 +49,7 @@ func (c *Config) Validate() FieldErrors {
 	c.validateLog(v)
 	c.validatePolicy(v)
 	c.validateAudit(v)
+	c.validateOps(v)
 	if len(v.problems) == 0 {
 		return nil
 	}
