@@ -11,6 +11,7 @@ import (
 
 	"github.com/xmppedge/xmppedge/certs"
 	"github.com/xmppedge/xmppedge/edge/audit"
+	"github.com/xmppedge/xmppedge/edge/metrics"
 	"github.com/xmppedge/xmppedge/edge/xmlstream"
 	"github.com/xmppedge/xmppedge/policy"
 )
@@ -76,7 +77,9 @@ func tlsInfo(st *tls.ConnectionState, v *certs.Verdict) policy.TLSInfo {
 func (g *Gateway) decideSession(in *policy.SessionInput, certValid bool) (policy.SessionDecision, bool) {
 	ctx, cancel := context.WithTimeout(g.ctx, 5*time.Second)
 	defer cancel()
+	start := time.Now()
 	d := g.opt.Policy.DecideSession(ctx, in)
+	g.m.PolicyDecision(metrics.PolicyKindSession, time.Since(start), d.Cached, false)
 	ok := d.Allow
 	if ok && requiresCert(d) && in.Auth != "" && !certValid {
 		ok = false
@@ -105,11 +108,45 @@ func (g *Gateway) auditSession(event, sessionID string, leg Leg, in *policy.Sess
 			}
 		}
 	}
-	_, err := g.opt.Auditor.Append(r)
+	_, err := g.audit(r)
 	if err != nil {
 		g.log.Error("AUDIT LOG NOT WRITABLE: session event not recorded", "event", event, "session", sessionID, "err", err)
 	}
 	return err
+}
+
+// audit appends a record, timing it for the metrics.
+func (g *Gateway) audit(r *audit.Record) (uint64, error) {
+	start := time.Now()
+	seq, err := g.opt.Auditor.Append(r)
+	g.m.AuditRecord(time.Since(start), err)
+	return seq, err
+}
+
+// failureReason maps a bounce condition and error to a bounded metric
+// label.
+func failureReason(cond string, err error) string {
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	}
+	switch {
+	case cond == "policy-violation":
+		return metrics.FailPolicy
+	case strings.Contains(msg, "resolve "):
+		return metrics.FailDNS
+	case strings.Contains(msg, "TLS"):
+		return metrics.FailTLS
+	case strings.Contains(msg, "dialback") || strings.Contains(msg, "SASL"):
+		return metrics.FailAuth
+	case strings.Contains(msg, "stream error"):
+		return metrics.FailStreamError
+	case strings.Contains(msg, "timeout") || strings.Contains(msg, "deadline"):
+		return metrics.FailTimeout
+	case strings.Contains(msg, "connect"):
+		return metrics.FailConnect
+	}
+	return metrics.Other
 }
 
 // stanzaInput builds the policy input of a stanza; content fields only

@@ -14,6 +14,7 @@ import (
 
 	"github.com/xmppedge/xmppedge/certs"
 	"github.com/xmppedge/xmppedge/dialback"
+	"github.com/xmppedge/xmppedge/edge/metrics"
 	"github.com/xmppedge/xmppedge/edge/resolve"
 	"github.com/xmppedge/xmppedge/edge/xmlstream"
 )
@@ -63,13 +64,17 @@ func (g *Gateway) dial(ctx context.Context, leg Leg, from, to string) (*outStrea
 		}
 		return os, nil
 	}
+	start := time.Now()
 	targets, err := g.opt.Resolver.LookupS2S(ctx, to)
+	g.m.DNSLookup(metrics.QTypeSRV, time.Since(start), err)
 	if err != nil {
 		return nil, &dialError{err: fmt.Errorf("resolve %s: %w", to, err)}
 	}
 	var errs []error
 	for _, t := range targets {
+		start := time.Now()
 		addrs, err := g.opt.Resolver.LookupHost(ctx, t.Host)
+		g.m.DNSLookup(metrics.QTypeA, time.Since(start), err)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", t.Host, err))
 			continue
@@ -106,9 +111,11 @@ func (g *Gateway) dialTarget(ctx context.Context, t resolve.Target, a netip.Addr
 	if t.DirectTLS {
 		tc := tls.Client(c, g.opt.Certificates.ClientConfig(from, to, true))
 		if err := tc.HandshakeContext(ctx); err != nil {
+			g.m.TLSHandshake(LegOutside.String(), metrics.ResultFailure, "")
 			c.Close()
 			return nil, &dialError{err: fmt.Errorf("direct TLS with %s: %w", addr, err)}
 		}
+		g.m.TLSHandshake(LegOutside.String(), metrics.ResultSuccess, tls.VersionName(tc.ConnectionState().Version))
 		c = tc
 	}
 	os, err := g.negotiateOut(ctx, c, LegOutside, from, to, t.DirectTLS)
@@ -168,7 +175,7 @@ func (g *Gateway) negotiateOut(ctx context.Context, c net.Conn, leg Leg, from, t
 		if err != nil {
 			return nil, fail(&StreamError{Condition: "not-well-formed", Text: err.Error()})
 		}
-		if sc.tls == nil && f.Child(xmlstream.NSTLS, "starttls") != nil {
+		if sc.tls == nil && f.Child(xmlstream.NSTLS, "starttls") != nil && (leg == LegOutside || g.opt.InsideTLS != "off") {
 			if err := sc.writeRaw([]byte("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")); err != nil {
 				return nil, fail(err)
 			}
@@ -182,16 +189,18 @@ func (g *Gateway) negotiateOut(ctx context.Context, c net.Conn, leg Leg, from, t
 			if sc.r.Buffered() != 0 {
 				return nil, fail(&StreamError{Condition: "policy-violation", Text: "data after <proceed/> before the TLS handshake"})
 			}
-			tc := tls.Client(sc.conn, g.opt.Certificates.ClientConfig(from, to, false))
+			tc := tls.Client(sc.conn, g.clientTLS(leg, from, to))
 			if err := tc.HandshakeContext(ctx); err != nil {
+				g.m.TLSHandshake(leg.String(), metrics.ResultFailure, "")
 				return nil, fail(fmt.Errorf("TLS handshake with %s: %w", to, err))
 			}
+			g.m.TLSHandshake(leg.String(), metrics.ResultSuccess, tls.VersionName(tc.ConnectionState().Version))
 			sc.upgradeTLS(tc)
 			v := g.opt.Verifier.Verify(sc.tls.PeerCertificates, to, time.Now())
 			os.verdict = &v
 			continue
 		}
-		if leg == LegOutside && g.opt.RequireTLS && sc.tls == nil {
+		if sc.tls == nil && ((leg == LegOutside && g.opt.RequireTLS) || (leg == LegInside && g.opt.InsideTLS == "required")) {
 			return nil, fail(&StreamError{Condition: "policy-violation", Text: "TLS is required and " + to + " does not offer STARTTLS"})
 		}
 		os.features = f
@@ -206,7 +215,7 @@ func (g *Gateway) authenticate(ctx context.Context, os *outStream) error {
 	stop := context.AfterFunc(ctx, func() { sc.conn.SetDeadline(time.Now()) })
 	defer stop()
 	fail := func(err error) error { return &dialError{opened: true, err: err} }
-	if mechs := os.features.Child(xmlstream.NSSASL, "mechanisms"); mechs != nil && sc.tls != nil && g.opt.Certificates.Certificate(os.from) != nil {
+	if mechs := os.features.Child(xmlstream.NSSASL, "mechanisms"); mechs != nil && sc.tls != nil && g.haveClientCert(os.leg, os.from) {
 		offered := false
 		for _, m := range mechs.Children {
 			if m.Local == "mechanism" && strings.TrimSpace(m.Text) == "EXTERNAL" {
@@ -265,16 +274,38 @@ func (g *Gateway) authenticate(ctx context.Context, os *outStream) error {
 		}
 		switch el.Type {
 		case "valid":
+			g.m.Dialback(metrics.DialbackOriginating, metrics.DialbackValid)
 			os.auth = "dialback"
 			return nil
 		case "invalid":
+			g.m.Dialback(metrics.DialbackOriginating, metrics.DialbackInvalid)
 			return fail(fmt.Errorf("%s refused our dialback key", os.to))
 		case "error":
+			g.m.Dialback(metrics.DialbackOriginating, metrics.DialbackError)
 			return fail(fmt.Errorf("%s answered dialback with an error: %s", os.to, describeError(el.Raw, sc.peer.Namespaces)))
 		default:
 			return fail(&StreamError{Condition: "bad-format", Text: "dialback result without a valid type"})
 		}
 	}
+}
+
+// clientTLS is the TLS config for an outgoing stream on leg: on the inside
+// leg xmppedge presents a certificate of its internal CA for the remote
+// domain it stands in for (from).
+func (g *Gateway) clientTLS(leg Leg, from, to string) *tls.Config {
+	if leg == LegInside && g.opt.InsideCA != nil {
+		return g.opt.InsideCA.ClientConfig(from, to)
+	}
+	return g.opt.Certificates.ClientConfig(from, to, false)
+}
+
+// haveClientCert reports whether we present a certificate for domain on
+// leg (and so may try SASL EXTERNAL).
+func (g *Gateway) haveClientCert(leg Leg, domain string) bool {
+	if leg == LegInside {
+		return g.opt.InsideCA != nil
+	}
+	return g.opt.Certificates.Certificate(domain) != nil
 }
 
 // describeError returns the condition inside an error child, for logs.

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/xmppedge/xmppedge/certs"
+	"github.com/xmppedge/xmppedge/edge/metrics"
 	"github.com/xmppedge/xmppedge/edge/resolve"
 	"github.com/xmppedge/xmppedge/edge/xmlstream"
 )
@@ -69,6 +70,15 @@ type Options struct {
 	Policy  Policy  // decides every session and stanza; required
 	Auditor Auditor // records every session and stanza; required
 
+	// InsideTLS is the inside leg's TLS: "off" (default), "optional" or
+	// "required". InsideCA mints the certificates xmppedge presents there
+	// for the remote domains it stands in for.
+	InsideTLS string
+	InsideCA  *certs.InternalCA
+
+	// Metrics receives the gateway's counters; nil records nothing.
+	Metrics *metrics.Metrics
+
 	MaxStanzaSize  int           // default 512 KiB
 	QueueSize      int           // stanzas waiting per outgoing stream, default 10000
 	ConnectTimeout time.Duration // default 10s: connect + negotiate + authenticate one stream
@@ -99,6 +109,7 @@ func (o *Options) setDefaults() {
 type Gateway struct {
 	opt    Options
 	log    *slog.Logger
+	m      *metrics.Metrics // nil-safe
 	local  map[string]bool
 	limits xmlstream.Limits
 	router *Router
@@ -129,12 +140,19 @@ func New(opt Options) (*Gateway, error) {
 	if opt.Certificates == nil || opt.Verifier == nil {
 		return nil, errors.New("edge: certificates and verifier are required")
 	}
+	if opt.InsideTLS == "" {
+		opt.InsideTLS = "off"
+	}
+	if opt.InsideTLS != "off" && opt.InsideCA == nil {
+		return nil, errors.New("edge: inside TLS needs the internal CA")
+	}
 	if opt.Policy == nil || opt.Auditor == nil {
 		return nil, errors.New("edge: a policy and an audit log are required (xmppedge fails closed without them)")
 	}
 	g := &Gateway{
 		opt:      opt,
 		log:      opt.Logger,
+		m:        opt.Metrics,
 		local:    make(map[string]bool),
 		limits:   xmlstream.Limits{MaxElementSize: opt.MaxStanzaSize},
 		incoming: make(map[*inSession]struct{}),
@@ -300,10 +318,14 @@ func (g *Gateway) newSessionID(prefix string) string {
 	return fmt.Sprintf("%s%d", prefix, g.nextID.Add(1))
 }
 
-// serverTLS returns the TLS config for an accepted connection whose stream
-// names toDomain (used when the client sends no SNI, as Prosody does on
-// STARTTLS).
-func (g *Gateway) serverTLS(toDomain string, alpn bool) *tls.Config {
+// serverTLS returns the TLS config for an accepted connection on leg whose
+// stream names toDomain (used when the client sends no SNI, as Prosody does
+// on STARTTLS). On the inside leg xmppedge presents a certificate of its
+// internal CA for the remote domain it stands in for.
+func (g *Gateway) serverTLS(leg Leg, toDomain string, alpn bool) *tls.Config {
+	if leg == LegInside {
+		return g.opt.InsideCA.ServerConfig(toDomain)
+	}
 	fallback := toDomain
 	if fallback == "" || !g.isLocal(fallback) {
 		fallback = g.opt.Domains[0]
@@ -328,10 +350,29 @@ func (g *Gateway) Recheck() int {
 		}
 	}
 	closed += g.router.recheck()
+	g.m.ReloadClosedSessions(closed)
 	if closed > 0 {
 		g.log.Warn("policy reload closed sessions it no longer allows", "closed", closed)
 	}
 	return closed
+}
+
+// CloseSession closes the stream with id at once (policy-violation stream
+// error, "closed by an administrator"). It reports whether it existed.
+func (g *Gateway) CloseSession(id string) bool {
+	g.mu.Lock()
+	var in *inSession
+	for s := range g.incoming {
+		if s.id == id {
+			in = s
+		}
+	}
+	g.mu.Unlock()
+	if in != nil {
+		in.sc.streamError(&StreamError{Condition: "policy-violation", Text: "closed by an administrator"}, "", "")
+		return true
+	}
+	return g.router.closeByID(id)
 }
 
 // SessionInfo describes one stream, for operators and tests.

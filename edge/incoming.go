@@ -14,6 +14,7 @@ import (
 
 	"github.com/xmppedge/xmppedge/certs"
 	"github.com/xmppedge/xmppedge/dialback"
+	"github.com/xmppedge/xmppedge/edge/metrics"
 	"github.com/xmppedge/xmppedge/edge/xmlstream"
 	"github.com/xmppedge/xmppedge/policy"
 )
@@ -50,6 +51,7 @@ type inSession struct {
 	verdict  *certs.Verdict            // the peer certificate, checked against the header's from
 	closing  bool
 	saslDone bool
+	opened   string // the auth label the session was counted open with ("" = not yet)
 
 	stanzas atomic.Uint64
 }
@@ -140,16 +142,31 @@ func (s *inSession) serve() {
 	defer s.sc.conn.Close()
 	s.log.Debug("connection accepted")
 	if s.directTLS {
-		tc := tls.Server(s.sc.conn, s.g.serverTLS("", true))
+		tc := tls.Server(s.sc.conn, s.g.serverTLS(s.leg, "", true))
 		ctx, cancel := context.WithTimeout(s.g.ctx, headerTimeout)
 		err := tc.HandshakeContext(ctx)
 		cancel()
 		if err != nil {
+			s.g.m.TLSHandshake(s.leg.String(), metrics.ResultFailure, "")
 			s.log.Info("direct TLS handshake failed", "err", err)
 			return
 		}
+		if tc.ConnectionState().NegotiatedProtocol == certs.ALPNACMETLS {
+			// An ACME CA validating TLS-ALPN-01: the handshake was all.
+			s.log.Info("answered an ACME TLS-ALPN-01 challenge")
+			return
+		}
+		s.g.m.TLSHandshake(s.leg.String(), metrics.ResultSuccess, tls.VersionName(tc.ConnectionState().Version))
 		s.sc.upgradeTLS(tc)
 	}
+	defer func() {
+		s.mu.Lock()
+		opened := s.opened
+		s.mu.Unlock()
+		if opened != "" {
+			s.g.m.SessionClosed(s.leg.String(), metrics.RoleIncoming, opened)
+		}
+	}()
 	err := s.run()
 	se := asStreamError(err)
 	switch {
@@ -213,8 +230,14 @@ func (s *inSession) negotiate() error {
 		s.verdict = &v
 		s.mu.Unlock()
 	}
-	offerTLS := !encrypted && s.leg == LegOutside && s.g.opt.Certificates.Certificate(to) != nil
-	tlsRequired := s.leg == LegOutside && s.g.opt.RequireTLS && !encrypted
+	var offerTLS, tlsRequired bool
+	if s.leg == LegOutside {
+		offerTLS = !encrypted && s.g.opt.Certificates.Certificate(to) != nil
+		tlsRequired = s.g.opt.RequireTLS && !encrypted
+	} else {
+		offerTLS = !encrypted && s.g.opt.InsideTLS != "off"
+		tlsRequired = s.g.opt.InsideTLS == "required" && !encrypted
+	}
 	offerSASL := false
 	s.mu.Lock()
 	if encrypted && !s.saslDone && s.verdict != nil && s.verdict.Valid {
@@ -292,14 +315,16 @@ func (s *inSession) negotiate() error {
 			if err := s.sc.writeRaw([]byte("<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")); err != nil {
 				return err
 			}
-			tc := tls.Server(s.sc.conn, s.g.serverTLS(to, false))
+			tc := tls.Server(s.sc.conn, s.g.serverTLS(s.leg, to, false))
 			ctx, cancel := context.WithTimeout(s.g.ctx, headerTimeout)
 			err := tc.HandshakeContext(ctx)
 			cancel()
 			if err != nil {
+				s.g.m.TLSHandshake(s.leg.String(), metrics.ResultFailure, "")
 				s.log.Info("TLS handshake failed", "err", err)
 				return err
 			}
+			s.g.m.TLSHandshake(s.leg.String(), metrics.ResultSuccess, tls.VersionName(tc.ConnectionState().Version))
 			s.sc.upgradeTLS(tc)
 			s.log.Debug("stream encrypted", "tls", s.sc.tlsVersion())
 			return errRestart
@@ -352,6 +377,7 @@ func (s *inSession) handleSASL(el *xmlstream.Element, from, to string) (bool, er
 	s.saslDone = true
 	s.pairs[domainPair{remote: from, local: to}] = &pairState{method: "sasl_external", facts: facts}
 	s.mu.Unlock()
+	s.markOpened("sasl_external")
 	s.log.Info("peer authenticated", "method", "sasl_external", "remote_domain", from, "local_domain", to, "tls", s.sc.tlsVersion())
 	s.sc.restart()
 	return true, nil
@@ -436,6 +462,19 @@ func (s *inSession) facts(remote, local, auth string) *policy.SessionInput {
 	return in
 }
 
+// markOpened counts the session open when its first pair authenticates.
+func (s *inSession) markOpened(auth string) {
+	s.mu.Lock()
+	first := s.opened == ""
+	if first {
+		s.opened = auth
+	}
+	s.mu.Unlock()
+	if first {
+		s.g.m.SessionOpened(s.leg.String(), metrics.RoleIncoming, auth)
+	}
+}
+
 // authorize asks the policy about a pair and audits the answer. A deny is
 // returned as the policy-violation stream error to close with.
 func (s *inSession) authorize(p domainPair, facts *policy.SessionInput, viaSASL bool) error {
@@ -451,6 +490,7 @@ func (s *inSession) authorize(p domainPair, facts *policy.SessionInput, viaSASL 
 		return &StreamError{Condition: "internal-server-error", Text: "the audit log cannot be written"}
 	}
 	if !ok {
+		s.g.m.SessionFailure(s.leg.String(), metrics.RoleIncoming, metrics.FailPolicy)
 		s.log.Warn("session refused by policy", "remote_domain", facts.RemoteDomain, "local_domain", facts.LocalDomain, "direction", facts.Direction, "reason", d.Reason, "policy_revision", d.Revision)
 		return &StreamError{Condition: "policy-violation", Text: d.Reason}
 	}
@@ -478,6 +518,17 @@ func (s *inSession) verifyDialback(p domainPair, key, streamID string, facts *po
 		s.pairs[p] = &pairState{method: "dialback", facts: facts}
 	}
 	s.mu.Unlock()
+	switch {
+	case err != nil:
+		s.g.m.Dialback(metrics.DialbackReceiving, metrics.DialbackError)
+		s.g.m.SessionFailure(s.leg.String(), metrics.RoleIncoming, failureReason("", err))
+	case valid:
+		s.g.m.Dialback(metrics.DialbackReceiving, metrics.DialbackValid)
+		s.markOpened("dialback")
+	default:
+		s.g.m.Dialback(metrics.DialbackReceiving, metrics.DialbackInvalid)
+		s.g.m.SessionFailure(s.leg.String(), metrics.RoleIncoming, metrics.FailAuth)
+	}
 	log := s.log.With("remote_domain", p.remote, "local_domain", p.local)
 	switch {
 	case err != nil:
@@ -521,6 +572,7 @@ func (s *inSession) handleDialbackVerify(el *xmlstream.Element) error {
 			typ = "valid"
 		}
 	}
+	s.g.m.Dialback(metrics.DialbackAuthoritative, typ)
 	s.log.Info("answered dialback verify", "originating", orig, "receiving", recv, "result", typ)
 	return s.sc.writeRaw(dialbackResult("verify", orig, recv, el.ID, typ))
 }
@@ -543,10 +595,13 @@ func (s *inSession) handleStanza(el *xmlstream.Element) error {
 	}
 	s.stanzas.Add(1)
 	g := s.g
+	g.m.Bytes(s.leg.String(), metrics.BytesReceived, len(el.Raw))
 	ns := s.sc.peer.Namespaces
 	in, content := g.stanzaInput(el, ns, direction(s.leg), ps.facts)
 	ctx, cancel := context.WithTimeout(g.ctx, 5*time.Second)
+	start := time.Now()
 	d := g.opt.Policy.DecideStanza(ctx, in)
+	g.m.PolicyDecision(metrics.PolicyKindStanza, time.Since(start), d.Cached, false)
 	cancel()
 	st := newStanza(el, ns, fromDom, toDom)
 	dest := s.leg.other()
@@ -561,7 +616,7 @@ func (s *inSession) handleStanza(el *xmlstream.Element) error {
 		content, _ = xmlstream.ParseNode(el.Raw, ns)
 	}
 	if decision != "allow" || d.Audit != policy.AuditNone {
-		seq, err := g.opt.Auditor.Append(stanzaRecord(st, s.id, s.leg, decision, d.Reason, d.Revision, d.Audit, content))
+		seq, err := g.audit(stanzaRecord(st, s.id, s.leg, decision, d.Reason, d.Revision, d.Audit, content))
 		if err != nil {
 			// Fail closed: nothing crosses unrecorded.
 			g.log.Error("AUDIT LOG NOT WRITABLE: stanza refused", "session", s.id, "from", st.from, "to", st.to, "err", err)
@@ -575,6 +630,7 @@ func (s *inSession) handleStanza(el *xmlstream.Element) error {
 		if cond == "" {
 			cond = policy.DefaultStanzaError
 		}
+		g.m.Stanza(direction(s.leg), st.kind, metrics.OutcomeDenied, cond)
 		s.log.Info("stanza refused by policy", "kind", st.kind, "from", st.from, "to", st.to, "reason", d.Reason, "policy_revision", d.Revision)
 		g.router.bounce(st, dest, cond, d.Reason)
 		return nil

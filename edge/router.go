@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/xmppedge/xmppedge/edge/metrics"
 	"github.com/xmppedge/xmppedge/edge/xmlstream"
 	"github.com/xmppedge/xmppedge/policy"
 )
@@ -90,9 +91,14 @@ func (r *Router) bounceRecorded(st *stanza, leg Leg, condition, text string, rec
 	} else {
 		r.g.log.Info("stanza bounced", "kind", st.kind, "from", st.from, "to", st.to, "condition", condition, "text", text)
 	}
+	outcome := metrics.OutcomeBounced
+	if b == nil {
+		outcome = metrics.OutcomeUndeliverable
+	}
+	r.g.m.Stanza(direction(leg.other()), st.kind, outcome, condition)
 	if record {
 		rec := stanzaRecord(st, "", leg.other(), decision, condition+": "+text, "", policy.AuditMeta, nil)
-		seq, err := r.g.opt.Auditor.Append(rec)
+		seq, err := r.g.audit(rec)
 		if err != nil {
 			r.g.log.Error("AUDIT LOG NOT WRITABLE: bounce not recorded", "from", st.from, "to", st.to, "err", err)
 		} else if b != nil {
@@ -141,6 +147,23 @@ func (r *Router) infos() []SessionInfo {
 		out = append(out, s.info())
 	}
 	return out
+}
+
+// closeByID cuts the outgoing stream with id; it reports whether it existed.
+func (r *Router) closeByID(id string) bool {
+	r.mu.Lock()
+	var found *outSession
+	for _, s := range r.sessions {
+		if s.id == id {
+			found = s
+		}
+	}
+	r.mu.Unlock()
+	if found == nil {
+		return false
+	}
+	found.cut("closed by an administrator")
+	return true
 }
 
 // recheck re-decides the outbound (outside leg) streams after a policy
@@ -292,6 +315,7 @@ func (s *outSession) enqueue(st *stanza) error {
 	}
 	s.queue = append(s.queue, st)
 	s.mu.Unlock()
+	s.r.g.m.QueueDepth(s.key.leg.String(), 1)
 	select {
 	case s.notify <- struct{}{}:
 	default:
@@ -339,6 +363,7 @@ func (s *outSession) closeAndTake() []*stanza {
 	s.closed = true
 	q := s.queue
 	s.queue = nil
+	s.r.g.m.QueueDepth(s.key.leg.String(), -len(q))
 	close(s.space)
 	s.space = make(chan struct{})
 	s.mu.Unlock()
@@ -349,6 +374,7 @@ func (s *outSession) closeAndTake() []*stanza {
 func (s *outSession) run() {
 	defer close(s.done)
 	g := s.r.g
+	g.m.SessionAttempt(s.key.leg.String(), metrics.RoleOutgoing)
 	// Outbound: the policy decides before we connect; the outside
 	// connection's facts are checked against its require list after.
 	var decision policy.SessionDecision
@@ -398,6 +424,8 @@ func (s *outSession) run() {
 	s.ready = true
 	aborted := s.closed
 	s.mu.Unlock()
+	g.m.SessionOpened(s.key.leg.String(), metrics.RoleOutgoing, os.auth)
+	defer g.m.SessionClosed(s.key.leg.String(), metrics.RoleOutgoing, os.auth)
 	if aborted {
 		os.sc.conn.Close()
 		return
@@ -416,6 +444,7 @@ func (s *outSession) run() {
 
 // failAll ends a session that could not be set up, bouncing what waited.
 func (s *outSession) failAll(cond, text string, err error) {
+	s.r.g.m.SessionFailure(s.key.leg.String(), metrics.RoleOutgoing, failureReason(cond, err))
 	q := s.closeAndTake()
 	s.log.Warn("outgoing stream failed", "err", err, "bounced", len(q), "condition", cond)
 	for _, st := range q {
@@ -470,6 +499,7 @@ func (s *outSession) writeLoop(peerGone <-chan error) {
 	for {
 		s.mu.Lock()
 		batch, s.queue = s.queue, batch[:0]
+		g.m.QueueDepth(s.key.leg.String(), -len(batch))
 		draining := s.draining
 		if len(batch) > 0 {
 			close(s.space)
@@ -546,6 +576,17 @@ func (s *outSession) writeBatch(batch []*stanza) error {
 		return err
 	}
 	s.stanzas.Add(uint64(len(batch)))
+	m := s.r.g.m
+	dir := "outbound"
+	if s.key.leg == LegInside {
+		dir = "inbound"
+	}
+	n := 0
+	for _, st := range batch {
+		m.Stanza(dir, st.kind, metrics.OutcomeRelayed, metrics.None)
+		n += len(st.raw)
+	}
+	m.Bytes(s.key.leg.String(), metrics.BytesSent, n)
 	return nil
 }
 

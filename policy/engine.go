@@ -50,6 +50,8 @@ type loaded struct {
 	stanza       query[StanzaDecision]
 	needsContent bool
 	builtins     *builtinSet
+	compiler     *ast.Compiler
+	store        storage.Store
 }
 
 // query is one prepared decision query.
@@ -218,7 +220,7 @@ func (e *Engine) prepare(ctx context.Context, src *source) (*loaded, error) {
 		return nil, err
 	}
 	store := inmem.NewFromObjectWithOpts(src.data, inmem.OptRoundTripOnWrite(true), inmem.OptReturnASTValuesOnRead(true))
-	l := &loaded{revision: src.revision, digest: src.digest, builtins: newBuiltinSet()}
+	l := &loaded{revision: src.revision, digest: src.digest, builtins: newBuiltinSet(), compiler: c, store: store}
 	if err := prepareQuery(ctx, &l.session, c, store, l.builtins, sessionDecisionRef, sessionSchema, sessionFieldBits, e.cfg.CacheSize); err != nil {
 		return nil, err
 	}

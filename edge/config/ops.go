@@ -28,6 +28,9 @@ type ACMEConfig struct {
 	HTTPListen  string     `yaml:"http_listen"`  // HTTP-01 challenge listener (port 80 in production); "" = TLS-ALPN-01 only, on outside.listen_tls
 	EAB         *EABConfig `yaml:"eab"`          // external account binding, when the CA asks for one
 	RenewBefore Duration   `yaml:"renew_before"` // renew this long before expiry (default: certmagic's, a third of the lifetime)
+	// CheckInterval is how often certificates are checked for renewal
+	// (default 10m).
+	CheckInterval Duration `yaml:"check_interval"`
 }
 
 // EABConfig is an ACME external account binding.
@@ -100,6 +103,9 @@ func (c *Config) validateOps(v *validator) {
 		}
 		if a.EAB != nil && (a.EAB.KeyID == "" || a.EAB.MACKey == "") {
 			v.add("tls.acme.eab", "give both key_id and mac_key, or leave eab out")
+		}
+		if a.CheckInterval < 0 || (a.CheckInterval > 0 && a.CheckInterval < Duration(time.Second)) {
+			v.add("tls.acme.check_interval", "%s: give at least 1s, or leave it out (default 10m)", a.CheckInterval)
 		}
 		if a.RenewBefore < 0 || (a.RenewBefore > 0 && a.RenewBefore < Duration(time.Minute)) {
 			v.add("tls.acme.renew_before", "%s: give at least 1m, or leave it out", a.RenewBefore)

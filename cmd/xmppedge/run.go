@@ -1,0 +1,388 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/xmppedge/xmppedge/certs"
+	"github.com/xmppedge/xmppedge/dialback"
+	"github.com/xmppedge/xmppedge/edge"
+	"github.com/xmppedge/xmppedge/edge/admin"
+	"github.com/xmppedge/xmppedge/edge/audit"
+	"github.com/xmppedge/xmppedge/edge/config"
+	"github.com/xmppedge/xmppedge/edge/dnsresponder"
+	"github.com/xmppedge/xmppedge/edge/metrics"
+	"github.com/xmppedge/xmppedge/edge/resolve"
+	"github.com/xmppedge/xmppedge/policy"
+)
+
+// buildOptions turns a validated config into the gateway's options,
+// loading what the config points at. With obtain false (xmppedge check)
+// nothing is contacted or created: ACME certificates are not ordered and
+// the internal CA is not generated. Its errors are FieldErrors where a
+// field is to blame.
+func buildOptions(ctx context.Context, cfg *config.Config, log *slog.Logger, obtain bool) (edge.Options, error) {
+	var fe config.FieldErrors
+	var pairs []certs.KeyPairFiles
+	for _, c := range cfg.TLS.Certificates {
+		pairs = append(pairs, certs.KeyPairFiles{CertFile: cfg.ResolvePath(c.CertFile), KeyFile: cfg.ResolvePath(c.KeyFile)})
+	}
+	store, err := certs.LoadStore(pairs)
+	if err != nil {
+		fe = append(fe, config.FieldError{Field: "tls.certificates", Problem: err.Error()})
+	}
+	// The local domains no certificate file covers are ACME's, if
+	// configured.
+	var acmeDomains []string
+	if store != nil {
+		for _, d := range cfg.Domains {
+			if store.Certificate(d) != nil {
+				continue
+			}
+			if cfg.TLS.ACME == nil {
+				fe = append(fe, config.FieldError{Field: "tls.certificates", Problem: "no certificate covers the local domain " + d + ": outside peers need one for STARTTLS; add a cert_file/key_file pair for it, or configure tls.acme"})
+			}
+			acmeDomains = append(acmeDomains, d)
+		}
+	}
+	if a := cfg.TLS.ACME; a != nil && obtain && len(fe) == 0 && len(acmeDomains) > 0 {
+		ac := certs.ACMEConfig{
+			CA: a.CA, Email: a.Email, Storage: cfg.ResolvePath(a.Storage),
+			HTTPListen: a.HTTPListen, RenewBefore: time.Duration(a.RenewBefore),
+			CheckInterval: time.Duration(a.CheckInterval),
+		}
+		if a.CARoot != "" {
+			ac.CARoot = cfg.ResolvePath(a.CARoot)
+		}
+		if a.EAB != nil {
+			ac.EAB = &certs.EAB{KeyID: a.EAB.KeyID, MACKey: a.EAB.MACKey}
+		}
+		if len(cfg.Outside.ListenTLS) > 0 {
+			ac.TLSALPNListen = cfg.Outside.ListenTLS[0]
+		}
+		store, err = certs.NewACMEStore(ctx, acmeDomains, ac, pairs, log)
+		if err != nil {
+			fe = append(fe, config.FieldError{Field: "tls.acme", Problem: err.Error()})
+		}
+	}
+	var cas []string
+	for _, f := range cfg.TLS.CAFiles {
+		cas = append(cas, cfg.ResolvePath(f))
+	}
+	verifier, err := certs.NewVerifier(cas, cfg.TLS.SystemRootsTrusted())
+	if err != nil {
+		fe = append(fe, config.FieldError{Field: "tls.ca_files", Problem: err.Error()})
+	}
+	res, err := resolve.New(resolve.Config{Servers: cfg.DNS.Servers})
+	if err != nil {
+		fe = append(fe, config.FieldError{Field: "dns.servers", Problem: err.Error()})
+	}
+	var ica *certs.InternalCA
+	if cfg.Inside.TLS != config.InsideTLSOff && obtain {
+		var created bool
+		ica, created, err = certs.LoadOrCreateInternalCA(cfg.ResolvePath(cfg.Inside.CA.CertFile), cfg.ResolvePath(cfg.Inside.CA.KeyFile))
+		if err != nil {
+			fe = append(fe, config.FieldError{Field: "inside.ca", Problem: err.Error()})
+		} else if created {
+			log.Warn("created the internal CA for the inside leg: install its certificate in the internal server's trust store",
+				"cert_file", cfg.ResolvePath(cfg.Inside.CA.CertFile))
+		}
+	}
+	if len(fe) > 0 {
+		return edge.Options{}, fe
+	}
+	return edge.Options{
+		Domains:          cfg.Domains,
+		InsideListen:     cfg.Inside.Listen,
+		InsideServer:     cfg.Inside.Server,
+		InsideAllow:      cfg.ParsedAllow(),
+		InsideTLS:        cfg.Inside.TLS,
+		InsideCA:         ica,
+		OutsideListen:    cfg.Outside.Listen,
+		OutsideListenTLS: cfg.Outside.ListenTLS,
+		RequireTLS:       cfg.Outside.TLSRequired(),
+		Certificates:     store,
+		Verifier:         verifier,
+		Resolver:         res,
+		MaxStanzaSize:    cfg.Limits.MaxStanzaSize,
+		QueueSize:        cfg.Limits.QueueSize,
+		ConnectTimeout:   time.Duration(cfg.Limits.ConnectTimeout),
+		IdleTimeout:      time.Duration(cfg.Limits.IdleTimeout),
+		Logger:           log,
+	}, nil
+}
+
+// node is a running xmppedge: the gateway and what surrounds it.
+type node struct {
+	cfgPath string
+	cfg     *config.Config
+	log     *slog.Logger
+	level   *slog.LevelVar
+	gw      *edge.Gateway
+	eng     *policy.Engine
+	alog    *audit.Log
+	store   *certs.Store
+	m       *metrics.Metrics
+}
+
+func run(cfg *config.Config, path string, stdout, stderr io.Writer) int {
+	log, level := newLogger(cfg, stderr)
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	n := &node{cfgPath: path, cfg: cfg, log: log, level: level, m: metrics.New(version)}
+	fail := func(err error) int {
+		printConfigError(stderr, path, err)
+		return 1
+	}
+
+	opt, err := buildOptions(ctx, cfg, log, true)
+	if err != nil {
+		return fail(err)
+	}
+	n.store = opt.Certificates
+	if n.eng, err = newPolicyEngine(ctx, cfg, log); err != nil {
+		return fail(err)
+	}
+	if n.alog, err = openAudit(cfg, log); err != nil {
+		return fail(err)
+	}
+	defer n.alog.Close()
+	secret, err := dialback.LoadOrCreateSecret(cfg.ResolvePath(cfg.Dialback.SecretFile))
+	if err != nil {
+		return fail(fmt.Errorf("dialback.secret_file: %w", err))
+	}
+	opt.DialbackSecret = secret
+	opt.Policy = n.eng
+	opt.Auditor = n.alog
+	opt.Metrics = n.m
+	if n.gw, err = edge.New(opt); err != nil {
+		return fail(err)
+	}
+	if err := n.gw.Start(); err != nil {
+		return fail(err)
+	}
+	n.m.PolicyRevision(n.eng.Revision())
+
+	if cfg.Metrics.Listen != "" {
+		srv, addr, err := n.serveHTTP()
+		if err != nil {
+			n.gw.Close()
+			return fail(fmt.Errorf("metrics.listen: %w", err))
+		}
+		defer srv.Close()
+		log.Info("metrics and health listening", "addr", addr, "admin", cfg.Metrics.Admin)
+	}
+	if cfg.Inside.DNSListen != "" {
+		dnsSrv, err := n.startDNSResponder(ctx)
+		if err != nil {
+			n.gw.Close()
+			return fail(fmt.Errorf("inside.dns_listen: %w", err))
+		}
+		defer dnsSrv.Close()
+	}
+	go n.watchCertificates(ctx)
+
+	// A new policy (file change, bundle, SIGHUP) re-decides every session.
+	n.eng.OnReload(func(rev string) {
+		log.Info("policy reloaded", "policy_revision", rev)
+		n.m.PolicyRevision(rev)
+		n.gw.Recheck()
+	})
+	go n.eng.Watch(ctx)
+	n.printSummary(stdout)
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	var s os.Signal
+	for s = range sig {
+		if s != syscall.SIGHUP {
+			break
+		}
+		log.Info("SIGHUP: reloading")
+		if err := n.reload(ctx); err != nil {
+			log.Error("reload rejected: the running configuration stays active", "err", err)
+		}
+	}
+	log.Info("shutting down", "signal", s.String())
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownBound)
+	defer cancel()
+	if err := n.gw.Shutdown(sctx); err != nil {
+		log.Warn("shutdown did not finish in time: connections dropped", "err", err)
+		n.gw.Close()
+	}
+	if n.store != nil {
+		n.store.Close()
+	}
+	log.Info("stopped")
+	return 0
+}
+
+// printSummary prints the start-up summary an operator reads first.
+func (n *node) printSummary(w io.Writer) {
+	cfg := n.cfg
+	fmt.Fprintf(w, "xmppedge %s running\n", version)
+	fmt.Fprintf(w, "  local domains: %s\n", strings.Join(cfg.Domains, ", "))
+	for _, a := range n.gw.Addrs() {
+		fmt.Fprintf(w, "  listening: %s\n", a)
+	}
+	fmt.Fprintf(w, "  inside server: %s (inside TLS: %s)\n", cfg.Inside.Server, cfg.Inside.TLS)
+	src := cfg.Policy.Rules
+	if cfg.Policy.Bundle != nil {
+		src = cfg.Policy.Bundle.URL
+	}
+	fmt.Fprintf(w, "  policy: %s, revision %s, mode %s\n", src, n.eng.Revision(), cfg.Policy.Mode)
+	exp := n.store.Expiry()
+	for _, d := range cfg.Domains {
+		if t, ok := exp[d]; ok {
+			fmt.Fprintf(w, "  certificate %s: valid until %s\n", d, t.UTC().Format(time.RFC3339))
+		} else {
+			fmt.Fprintf(w, "  certificate %s: MISSING\n", d)
+		}
+	}
+	fmt.Fprintf(w, "  audit: %s (%s)\n", cfg.ResolvePath(cfg.Audit.Path), cfg.Audit.Durability)
+	if cfg.Metrics.Listen != "" {
+		fmt.Fprintf(w, "  metrics: http://%s/metrics\n", cfg.Metrics.Listen)
+	}
+}
+
+// reload re-reads the configuration file: a file with errors is rejected
+// as a whole; otherwise the policy and the log level are reloaded, and
+// established sessions stay (those the new policy refuses are cut).
+// Listeners, certificates files and limits take effect at the next start.
+func (n *node) reload(ctx context.Context) error {
+	cfg, err := config.Load(n.cfgPath)
+	if err != nil {
+		return err
+	}
+	n.level.Set(logLevel(cfg.Log.Level))
+	err = n.eng.Reload(ctx)
+	n.m.Reload(err)
+	return err
+}
+
+// ready lists what keeps the node from serving: nothing when ready.
+func (n *node) ready() []string {
+	var problems []string
+	if n.eng.Revision() == "" {
+		problems = append(problems, "policy: not loaded")
+	}
+	if err := n.alog.Healthy(); err != nil {
+		problems = append(problems, "audit: "+err.Error())
+	}
+	// Healthy only knows of failed writes; a folder that became
+	// unwritable is found by trying.
+	dir := filepath.Dir(n.cfg.ResolvePath(n.cfg.Audit.Path))
+	if f, err := os.CreateTemp(dir, ".readyz-*"); err != nil {
+		problems = append(problems, "audit: the folder "+dir+" is not writable: "+err.Error())
+	} else {
+		f.Close()
+		os.Remove(f.Name())
+	}
+	for _, d := range n.cfg.Domains {
+		if n.store.Certificate(d) == nil {
+			problems = append(problems, "certificate: none for "+d)
+		}
+	}
+	if len(n.gw.Addrs()) == 0 {
+		problems = append(problems, "listeners: none bound")
+	}
+	return problems
+}
+
+// serveHTTP serves /metrics, /healthz, /readyz and, when enabled, the
+// admin API.
+func (n *node) serveHTTP() (*http.Server, string, error) {
+	mux := n.m.Mux(n.ready)
+	if n.cfg.Metrics.Admin {
+		admin.RegisterLogged(mux, admin.Funcs{
+			Sessions: func() any { return adminSessions(n.gw.Sessions()) },
+			Close:    n.gw.CloseSession,
+			ReloadFn: func() error { return n.reload(context.Background()) },
+		}, n.log)
+	}
+	ln, err := net.Listen("tcp", n.cfg.Metrics.Listen)
+	if err != nil {
+		return nil, "", err
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.log.Error("metrics listener stopped", "err", err)
+		}
+	}()
+	return srv, ln.Addr().String(), nil
+}
+
+func adminSessions(in []edge.SessionInfo) []admin.Session {
+	out := make([]admin.Session, 0, len(in))
+	for _, s := range in {
+		a := admin.Session{
+			ID: s.ID, Leg: s.Leg, Direction: s.Role, Local: s.Local, Remote: s.Remote,
+			RemoteAddr: s.RemoteAddr, TLSVersion: s.TLSVersion, Auth: s.Auth, PeerCert: s.PeerCert,
+			Started: s.Started, AgeSeconds: time.Since(s.Started).Seconds(),
+		}
+		if s.Role == "incoming" {
+			a.StanzasIn = s.Stanzas
+		} else {
+			a.StanzasOut = s.Stanzas
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+// startDNSResponder answers the internal server's SRV queries for remote
+// domains with the inside listener.
+func (n *node) startDNSResponder(ctx context.Context) (*dnsresponder.Server, error) {
+	var inside []netip.AddrPort
+	for i, a := range n.gw.Addrs() {
+		if i >= len(n.cfg.Inside.Listen) {
+			break
+		}
+		ap, err := netip.ParseAddrPort(a.String())
+		if err != nil {
+			return nil, err
+		}
+		inside = append(inside, ap)
+	}
+	srv, err := dnsresponder.Start(ctx, dnsresponder.Config{
+		Listen: n.cfg.Inside.DNSListen, Local: n.cfg.Domains, InsideAddrs: inside, Logger: n.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	n.log.Info("internal DNS responder listening", "addr", srv.Addr())
+	return srv, nil
+}
+
+// watchCertificates keeps the certificate expiry metric current and warns
+// about certificates that expire within 14 days.
+func (n *node) watchCertificates(ctx context.Context) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		for d, exp := range n.store.Expiry() {
+			n.m.CertificateExpiry(d, exp)
+		}
+		for _, d := range n.store.ExpiringSoon(certs.ExpiryWarning) {
+			n.log.Warn("certificate expires soon", "domain", d, "not_after", n.store.Expiry()[d])
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
