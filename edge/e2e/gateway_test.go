@@ -26,6 +26,12 @@ import (
 const (
 	GatewayOutsideIP = "127.0.0.5"
 	DirectTLSPort    = 5270
+	// InsideDNSAddr is xmppedge's internal DNS responder: the company
+	// Prosody's only resolver, so it finds xmppedge for every remote
+	// domain with no other routing setting.
+	InsideDNSAddr = "127.0.0.4:5300"
+	// MetricsAddr serves /metrics, /healthz, /readyz and the admin API.
+	MetricsAddr = "127.0.0.4:9269"
 )
 
 var (
@@ -213,16 +219,12 @@ func (g *gatewayProc) stop() time.Duration {
 	return time.Since(start)
 }
 
-// gatewayTopology is the DNS of the end-to-end suite with xmppedge in the
-// path: the company's internal view sends every remote domain to the
-// inside listener; the public view (partner, xmppedge) has company.test at
-// the outside listener and the other domains at their own servers.
-func gatewayTopology(t *testing.T, directTLS bool) (internal, public *resolvetest.Server) {
-	internal = startDNSAt(t, DNSAddr)
-	for _, d := range []string{PartnerDomain, DownDomain, BrokenDomain} {
-		addServer(internal, d, GatewayIP, S2SPort)
-	}
-	public = startDNSAt(t, PublicDNSAddr)
+// publicDNS is the Internet's DNS view in the end-to-end suite (used by
+// the partner Prosody and by xmppedge): company.test at the outside
+// listener, the other domains at their own servers. The company Prosody
+// uses xmppedge's internal DNS responder instead (InsideDNSAddr).
+func publicDNS(t *testing.T, directTLS bool) *resolvetest.Server {
+	public := startDNSAt(t, PublicDNSAddr)
 	if directTLS {
 		// XEP-0368: Prosody asks _xmpps-server first.
 		public.AddSRV("_xmpps-server._tcp."+CompanyDomain, "xmpps."+CompanyDomain, DirectTLSPort, 10, 10)
@@ -234,7 +236,30 @@ func gatewayTopology(t *testing.T, directTLS bool) (internal, public *resolvetes
 	addServer(public, DownDomain, DownIP, S2SPort)
 	addServer(public, BrokenDomain, BrokenIP, S2SPort)
 	startStreamErrorServer(t, net.JoinHostPort(BrokenIP, fmt.Sprint(S2SPort)), BrokenDomain, "internal-server-error")
-	return internal, public
+	return public
+}
+
+// companyProsody starts the company server: its only resolver is
+// xmppedge's internal DNS responder. With insideTLS it requires encryption
+// and certificate authentication (s2s_secure_auth) on the inside leg and
+// trusts xmppedge's internal CA (created by xmppedge at its first start,
+// so start xmppedge first).
+func companyProsody(t *testing.T, ca *testCA, gw *gatewayProc, insideTLS bool) *testbed.Prosody {
+	t.Helper()
+	opts := testbed.ProsodyOptions{Domain: CompanyDomain, IP: CompanyIP, DNS: InsideDNSAddr, Users: Users}
+	opts.CertPEM, opts.KeyPEM = ca.issue(t, CompanyDomain)
+	if insideTLS {
+		internalCA, err := os.ReadFile(filepath.Join(gw.dir, "inside-ca.crt"))
+		if err != nil {
+			t.Fatalf("xmppedge did not create its internal CA: %v", err)
+		}
+		bundle := filepath.Join(t.TempDir(), "trusted.pem")
+		if err := os.WriteFile(bundle, internalCA, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		opts.CAFile, opts.SecureAuth, opts.RequireEncryption = bundle, true, true
+	}
+	return testbed.StartProsody(t, opts)
 }
 
 // gatewayConfig is xmppedge's configuration in the test bed: the shipped
@@ -249,6 +274,7 @@ inside:
   listen: ["%[2]s:%[4]d"]
   server: "%[3]s:%[4]d"
   allow: ["127.0.0.0/8"]
+  dns_listen: "%[10]s"
 outside:
   listen: ["%[5]s:%[4]d"]
   listen_tls: ["%[5]s:%[6]d"]
@@ -270,10 +296,19 @@ audit:
   durability: sync
 limits:
   connect_timeout: 5s
+metrics:
+  listen: "%[11]s"
+  admin: true
 log:
   level: debug
   format: json
-`, CompanyDomain, GatewayIP, CompanyIP, S2SPort, GatewayOutsideIP, DirectTLSPort, PublicDNSAddr, caFile, rules)
+`, CompanyDomain, GatewayIP, CompanyIP, S2SPort, GatewayOutsideIP, DirectTLSPort, PublicDNSAddr, caFile, rules, InsideDNSAddr, MetricsAddr)
+}
+
+// withInsideTLS turns on TLS with certificate authentication on the inside
+// leg (xmppedge creates its internal CA at first start).
+func withInsideTLS(cfg string) string {
+	return strings.Replace(cfg, "  allow: [\"127.0.0.0/8\"]\n", "  allow: [\"127.0.0.0/8\"]\n  tls: required\n  ca: {cert_file: inside-ca.crt, key_file: inside-ca.key}\n", 1)
 }
 
 // partnersYAML is the policy data: the partner domains (both directions)
@@ -314,23 +349,25 @@ func TestGatewayFederation(t *testing.T) {
 
 func testGateway(t *testing.T, withCA, directTLS bool) {
 	t0 := time.Now()
-	internalDNS, publicDNS := gatewayTopology(t, directTLS)
+	public := publicDNS(t, directTLS)
 
 	ca := newCA(t)
 	start := time.Now()
-	gw := startGateway(t, gatewayConfig(ca.file), gatewayFiles(t, ca, PartnerDomain, DownDomain, BrokenDomain))
+	cfg := gatewayConfig(ca.file)
+	if withCA {
+		cfg = withInsideTLS(cfg)
+	}
+	gw := startGateway(t, cfg, gatewayFiles(t, ca, PartnerDomain, DownDomain, BrokenDomain))
 	step(t, "start xmppedge", start)
 
 	start = time.Now()
-	companyOpts := testbed.ProsodyOptions{Domain: CompanyDomain, IP: CompanyIP, DNS: internalDNS.Addr(), Users: Users}
-	companyOpts.CertPEM, companyOpts.KeyPEM = ca.issue(t, CompanyDomain)
-	partnerOpts := testbed.ProsodyOptions{Domain: PartnerDomain, IP: PartnerIP, DNS: publicDNS.Addr(), Users: Users, RequireEncryption: true}
+	partnerOpts := testbed.ProsodyOptions{Domain: PartnerDomain, IP: PartnerIP, DNS: public.Addr(), Users: Users, RequireEncryption: true}
 	if withCA {
 		partnerOpts.CertPEM, partnerOpts.KeyPEM = ca.issue(t, PartnerDomain)
 		partnerOpts.CAFile = ca.file
 		partnerOpts.SecureAuth = true
 	}
-	company := testbed.StartProsody(t, companyOpts)
+	company := companyProsody(t, ca, gw, withCA)
 	partner := testbed.StartProsody(t, partnerOpts)
 	step(t, "start two Prosody servers", start)
 
@@ -361,8 +398,24 @@ func testGateway(t *testing.T, withCA, directTLS bool) {
 	if rec["tls"] != "TLS 1.3" || rec["method"] != outsideAuth {
 		t.Errorf("outside incoming stream: tls=%v method=%v, want TLS 1.3 and %s", rec["tls"], rec["method"], outsideAuth)
 	}
-	if _, err := gw.waitRecord("peer authenticated", map[string]string{"leg": "inside", "remote_domain": CompanyDomain, "method": "dialback"}, 5*time.Second); err != nil {
+	// The inside leg: with inside TLS the company server (s2s_secure_auth)
+	// and xmppedge authenticate each other by certificate both ways.
+	insideAuth := "dialback"
+	if withCA {
+		insideAuth = "sasl_external"
+	}
+	if _, err := gw.waitRecord("peer authenticated", map[string]string{"leg": "inside", "remote_domain": CompanyDomain, "method": insideAuth}, 5*time.Second); err != nil {
 		t.Error(err)
+	}
+	if rec, err := gw.waitRecord("outgoing stream established", map[string]string{"leg": "inside", "to_domain": CompanyDomain}, 5*time.Second); err != nil {
+		t.Error(err)
+	} else if rec["auth"] != insideAuth || (withCA && rec["tls"] != "TLS 1.3") {
+		t.Errorf("inside outgoing stream: auth=%v tls=%v, want %s", rec["auth"], rec["tls"], insideAuth)
+	}
+	if withCA {
+		if n := company.CountLog("Initiating dialback"); n != 0 {
+			t.Errorf("the company server used dialback %d times with inside TLS", n)
+		}
 	}
 	if err := partner.WaitLog("Stream encrypted (TLSv1.3", 5*time.Second); err != nil {
 		t.Error(err)
@@ -382,6 +435,7 @@ func testGateway(t *testing.T, withCA, directTLS bool) {
 	}
 
 	exerciseFederation(t, alice, bob)
+	checkProbe(t, gw, withCA)
 
 	// SIGTERM: every stream closed cleanly, exit within 10 s.
 	d := gw.stop()

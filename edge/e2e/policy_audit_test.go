@@ -38,18 +38,14 @@ const (
 //     naming the position, after any record is edited, deleted or swapped.
 func TestGatewayPolicyAndAudit(t *testing.T) {
 	testbed.Require(t)
-	internalDNS, publicDNS := gatewayTopology(t, false)
-	addServer(internalDNS, StrangerDomain, GatewayIP, S2SPort)
-	addServer(publicDNS, StrangerDomain, StrangerIP, S2SPort)
+	public := publicDNS(t, false)
+	addServer(public, StrangerDomain, StrangerIP, S2SPort)
 
 	ca := newCA(t)
 	gw := startGateway(t, gatewayConfig(ca.file), gatewayFiles(t, ca, PartnerDomain))
-	companyOpts := testbed.ProsodyOptions{Domain: CompanyDomain, IP: CompanyIP, DNS: internalDNS.Addr(), Users: Users}
-	companyOpts.CertPEM, companyOpts.KeyPEM = ca.issue(t, CompanyDomain)
-	company := testbed.StartProsody(t, companyOpts)
-	testbed.StartProsody(t, testbed.ProsodyOptions{Domain: PartnerDomain, IP: PartnerIP, DNS: publicDNS.Addr(), Users: Users, RequireEncryption: true})
-	testbed.StartProsody(t, testbed.ProsodyOptions{Domain: StrangerDomain, IP: StrangerIP, DNS: publicDNS.Addr(), Users: map[string]string{"carol": Password}, RequireEncryption: true})
-	_ = company
+	companyProsody(t, ca, gw, false)
+	testbed.StartProsody(t, testbed.ProsodyOptions{Domain: PartnerDomain, IP: PartnerIP, DNS: public.Addr(), Users: Users, RequireEncryption: true})
+	testbed.StartProsody(t, testbed.ProsodyOptions{Domain: StrangerDomain, IP: StrangerIP, DNS: public.Addr(), Users: map[string]string{"carol": Password}, RequireEncryption: true})
 	alice := testbed.StartClient(t, "alice@"+CompanyDomain, Password, CompanyIP+":5222")
 	bob := testbed.StartClient(t, "bob@"+PartnerDomain, Password, PartnerIP+":5222")
 	carol := testbed.StartClient(t, "carol@"+StrangerDomain, Password, StrangerIP+":5222")
@@ -190,6 +186,12 @@ func TestGatewayPolicyAndAudit(t *testing.T) {
 		t.Errorf("record of c1: %v", r)
 	}
 	find("c1", "bounced")
+	// Outbound messages relayed: m1, ok1, s2-out, after-reload-alice,
+	// after-removal-alice; inbound: m2, s2-in, after-reload-bob,
+	// after-removal-bob (and the bounces xmppedge made).
+	checkMetrics(t, 5, 4)
+	checkAdmin(t)
+	checkReadiness(t, gw)
 	// stranger.test was refused at session level: no stanza crossed, and
 	// each refusal is a session record.
 	for _, dir := range []string{"inbound", "outbound"} {
@@ -344,14 +346,12 @@ func auditVerify(t *testing.T, g *gatewayProc) {
 // SIGKILL alone rarely tears one) and continues the chain.
 func TestAuditSurvivesKill(t *testing.T) {
 	testbed.Require(t)
-	internalDNS, publicDNS := gatewayTopology(t, false)
+	public := publicDNS(t, false)
 	ca := newCA(t)
 	files := gatewayFiles(t, ca, PartnerDomain)
 	gw := startGateway(t, gatewayConfig(ca.file), files)
-	companyOpts := testbed.ProsodyOptions{Domain: CompanyDomain, IP: CompanyIP, DNS: internalDNS.Addr(), Users: Users}
-	companyOpts.CertPEM, companyOpts.KeyPEM = ca.issue(t, CompanyDomain)
-	testbed.StartProsody(t, companyOpts)
-	testbed.StartProsody(t, testbed.ProsodyOptions{Domain: PartnerDomain, IP: PartnerIP, DNS: publicDNS.Addr(), Users: Users, RequireEncryption: true})
+	companyProsody(t, ca, gw, false)
+	testbed.StartProsody(t, testbed.ProsodyOptions{Domain: PartnerDomain, IP: PartnerIP, DNS: public.Addr(), Users: Users, RequireEncryption: true})
 	alice := testbed.StartClient(t, "alice@"+CompanyDomain, Password, CompanyIP+":5222")
 	bob := testbed.StartClient(t, "bob@"+PartnerDomain, Password, PartnerIP+":5222")
 	messageBothWays(t, alice, bob)
