@@ -156,7 +156,7 @@ func (a *fakeAuditor) find(event, decision string) []audit.Record {
 	return out
 }
 
-func newTestEnv(t *testing.T) *testEnv {
+func newTestEnv(t testing.TB, mods ...func(*Options)) *testEnv {
 	t.Helper()
 	dir := t.TempDir()
 	ca, err := certstest.NewCA("xmppedge test CA")
@@ -187,7 +187,7 @@ func newTestEnv(t *testing.T) *testEnv {
 	res := &fakeResolver{targets: map[string][]resolve.Target{}}
 	pol := &fakePolicy{deny: map[string]bool{}}
 	aud := &fakeAuditor{}
-	gw, err := New(Options{
+	opt := Options{
 		Domains:        []string{"company.test"},
 		InsideListen:   []string{"127.0.0.1:0"},
 		InsideServer:   internal.addr(),
@@ -202,7 +202,11 @@ func newTestEnv(t *testing.T) *testEnv {
 		Auditor:        aud,
 		ConnectTimeout: 3 * time.Second,
 		Logger:         slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
-	})
+	}
+	for _, m := range mods {
+		m(&opt)
+	}
+	gw, err := New(opt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,7 +218,7 @@ func newTestEnv(t *testing.T) *testEnv {
 	return &testEnv{gw: gw, inside: addrs[0].String(), outside: addrs[1].String(), res: res, ca: ca, caPool: caFile, internal: internal, pol: pol, aud: aud}
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
@@ -223,13 +227,13 @@ func (w testWriter) Write(p []byte) (int, error) {
 
 // peer is a scripted remote end of a stream.
 type peer struct {
-	t    *testing.T
+	t    testing.TB
 	conn net.Conn
 	r    *xmlstream.Reader
 	hdr  xmlstream.Header
 }
 
-func dialPeer(t *testing.T, addr string) *peer {
+func dialPeer(t testing.TB, addr string) *peer {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
 	if err != nil {
@@ -334,7 +338,7 @@ func (p *peer) startTLS(from, to string) *xmlstream.Node {
 // fakeServer is a minimal XMPP server that accepts every dialback key
 // (receiving role), answers db:verify with verify(), and records stanzas.
 type fakeServer struct {
-	t       *testing.T
+	t       testing.TB
 	ln      net.Listener
 	tlsConf *tls.Config // direct TLS when set
 	domain  string
@@ -343,11 +347,11 @@ type fakeServer struct {
 	verify  func(from, to, id, key string) bool
 }
 
-func startFakeServer(t *testing.T, domain string) *fakeServer {
+func startFakeServer(t testing.TB, domain string) *fakeServer {
 	return startFakeServerTLS(t, domain, nil)
 }
 
-func startFakeServerTLS(t *testing.T, domain string, tc *tls.Config) *fakeServer {
+func startFakeServerTLS(t testing.TB, domain string, tc *tls.Config) *fakeServer {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -411,7 +415,7 @@ func (f *fakeServer) serve(c net.Conn) {
 	}
 }
 
-func (f *fakeServer) expectStanza(t *testing.T, contains ...string) string {
+func (f *fakeServer) expectStanza(t testing.TB, contains ...string) string {
 	t.Helper()
 	select {
 	case s := <-f.stanzas:
@@ -464,7 +468,7 @@ func TestStreamErrors(t *testing.T) {
 
 // tlsConfig is a server TLS config with a certificate for domain from the
 // test CA.
-func (e *testEnv) tlsConfig(t *testing.T, domain string) *tls.Config {
+func (e *testEnv) tlsConfig(t testing.TB, domain string) *tls.Config {
 	t.Helper()
 	certPEM, keyPEM, err := e.ca.Issue(certstest.LeafOptions{DNSNames: []string{domain}})
 	if err != nil {
@@ -550,7 +554,7 @@ func TestDialbackVerifyAnswers(t *testing.T) {
 // insideStream opens an inside stream as the internal server would and
 // authenticates company.test → each of remotes by dialback; the fake
 // internal server answers db:verify for keys in valid.
-func insideStream(t *testing.T, env *testEnv, remotes ...string) *peer {
+func insideStream(t testing.TB, env *testEnv, remotes ...string) *peer {
 	t.Helper()
 	p := dialPeer(t, env.inside)
 	p.open("company.test", remotes[0])
@@ -720,7 +724,7 @@ func TestRelayInbound(t *testing.T) {
 
 // authedInside opens an inside stream authenticated for company.test →
 // remote (the fake internal server vouches for every key).
-func authedInside(t *testing.T, env *testEnv, remote string) *peer {
+func authedInside(t testing.TB, env *testEnv, remote string) *peer {
 	t.Helper()
 	env.internal.setVerify(func(from, to, id, key string) bool { return true })
 	p := dialPeer(t, env.inside)

@@ -1,0 +1,616 @@
+package e2e
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/xmppedge/xmppedge/certs/certstest"
+	"github.com/xmppedge/xmppedge/edge/e2e/testbed"
+)
+
+// The ACME test's own addresses, apart from the rest of the suite so that
+// it can run while the other gateway tests run:
+//
+//	company Prosody 127.0.0.32 ──internal DNS (127.0.0.37): partner.test → 127.0.0.34:5269──▶ xmppedge inside
+//	xmppedge outside 127.0.0.35:5269 / :5270, HTTP-01 on :5002 ◀──public DNS (127.0.0.36)── partner Prosody 127.0.0.33
+//	Pebble 127.0.0.38:14000 (ACME) / :15000 (management), validating through the public DNS
+const (
+	acmeCompanyIP     = "127.0.0.32"
+	acmePartnerIP     = "127.0.0.33"
+	acmeInsideIP      = "127.0.0.34"
+	acmeOutsideIP     = "127.0.0.35"
+	acmePublicDNS     = "127.0.0.36:5300"
+	acmeInternalDNS   = "127.0.0.37:5300"
+	acmePebbleIP      = "127.0.0.38"
+	acmePebblePort    = 14000
+	acmePebbleMgmt    = 15000
+	acmeHTTPPort      = 5002 // Pebble's httpPort: where its VA connects for HTTP-01
+	acmeDirectTLSPort = 5270 // xmppedge's direct-TLS listener, Pebble's tlsPort (TLS-ALPN-01)
+
+	// acmeValidity is the lifetime of the certificates Pebble issues;
+	// acmeRenewBefore is longer, so every check renews.
+	acmeValidity      = 120 * time.Second
+	acmeRenewBefore   = "5m"
+	acmeCheckInterval = "3s"
+)
+
+// TestACMEFederation runs a real Pebble (a separate process) and shows:
+//   - xmppedge obtains company.test's certificate from Pebble at start
+//     (HTTP-01 through the public DNS view) and serves it on the outside
+//     listeners;
+//   - a partner Prosody that trusts only Pebble's issuing root and runs
+//     with s2s_secure_auth federates with company.test through xmppedge,
+//     authenticated by certificate (SASL EXTERNAL) both ways, no dialback;
+//   - a renewal (short-lived certificates, renew_before longer than their
+//     validity) swaps the served certificate without dropping the
+//     established sessions.
+func TestACMEFederation(t *testing.T) {
+	testbed.Require(t)
+	t0 := time.Now()
+
+	// DNS: the public view (Pebble, partner, xmppedge) and the company's
+	// internal view.
+	public := startDNSAt(t, acmePublicDNS)
+	public.AddA(CompanyDomain, acmeOutsideIP) // Pebble's HTTP-01 validation
+	addServer(public, CompanyDomain, acmeOutsideIP, S2SPort)
+	addServer(public, PartnerDomain, acmePartnerIP, S2SPort)
+	internal := startDNSAt(t, acmeInternalDNS)
+	addServer(internal, PartnerDomain, acmeInsideIP, S2SPort)
+
+	start := time.Now()
+	peb := startPebbleProcess(t, acmePublicDNS)
+	step(t, "start Pebble (process) and fetch its root", start)
+
+	ca := newCA(t) // signs partner.test's certificate
+	start = time.Now()
+	gw := startACMEGateway(t, acmeGatewayConfig(ca.file), map[string][]byte{
+		"partners.yaml":     partnersYAML(PartnerDomain),
+		"pebble-https.pem":  peb.httpsCAPEM,
+		"pebble-issuer.pem": peb.rootPEM,
+	})
+	step(t, "start xmppedge (ACME order included)", start)
+
+	// The certificate came from Pebble, and the start-up log says so.
+	rec, err := gw.waitRecord("serving ACME certificate", map[string]string{"domain": CompanyDomain}, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if iss := fmt.Sprint(rec["issuer"]); !strings.Contains(iss, "Pebble") {
+		t.Errorf("serving ACME certificate: issuer %q, want Pebble's", iss)
+	}
+	t.Logf("xmppedge: serving ACME certificate for %s, issuer %v, not_after %v", CompanyDomain, rec["issuer"], rec["not_after"])
+	if _, err := gw.waitRecord("answering ACME HTTP-01 challenges", map[string]string{"listen": net.JoinHostPort(acmeOutsideIP, fmt.Sprint(acmeHTTPPort))}, time.Second); err != nil {
+		t.Error(err)
+	}
+	first, err := acmeServedCert(peb.roots)
+	if err != nil {
+		t.Fatalf("direct TLS to xmppedge: %v", err)
+	}
+	if d := first.NotAfter.Sub(first.NotBefore); d > acmeValidity+time.Minute {
+		t.Errorf("served certificate is valid for %v, want Pebble's short validity %v", d, acmeValidity)
+	}
+	t.Logf("served on %s:%d: serial %x, issuer %q, valid %v", acmeOutsideIP, acmeDirectTLSPort, first.SerialNumber, first.Issuer.CommonName, first.NotAfter.Sub(first.NotBefore).Round(time.Second))
+	// The start-up summary names the same certificate (by its expiry).
+	if want := fmt.Sprintf("certificate %s: valid until %s", CompanyDomain, first.NotAfter.UTC().Format(time.RFC3339)); !strings.Contains(gw.log(), want) {
+		t.Errorf("start-up summary lacks %q", want)
+	}
+
+	start = time.Now()
+	companyOpts := testbed.ProsodyOptions{Domain: CompanyDomain, IP: acmeCompanyIP, DNS: acmeInternalDNS, Users: Users}
+	companyOpts.CertPEM, companyOpts.KeyPEM = ca.issue(t, CompanyDomain)
+	partnerOpts := testbed.ProsodyOptions{Domain: PartnerDomain, IP: acmePartnerIP, DNS: acmePublicDNS, Users: Users,
+		RequireEncryption: true, SecureAuth: true, CAFile: peb.rootFile}
+	partnerOpts.CertPEM, partnerOpts.KeyPEM = ca.issue(t, PartnerDomain)
+	company := testbed.StartProsody(t, companyOpts)
+	partner := testbed.StartProsody(t, partnerOpts)
+	step(t, "start two Prosody servers", start)
+
+	start = time.Now()
+	alice := testbed.StartClient(t, "alice@"+CompanyDomain, Password, company.C2SAddr())
+	bob := testbed.StartClient(t, "bob@"+PartnerDomain, Password, partner.C2SAddr())
+	step(t, "log in two clients", start)
+
+	messageBothWays(t, alice, bob)
+
+	// The outside leg: certificates both ways, no dialback.
+	rec, err = gw.waitRecord("outgoing stream established", map[string]string{"leg": "outside", "to_domain": PartnerDomain}, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec["auth"] != "sasl_external" || rec["tls"] != "TLS 1.3" {
+		t.Errorf("outside outgoing stream: auth=%v tls=%v, want sasl_external over TLS 1.3", rec["auth"], rec["tls"])
+	}
+	rec, err = gw.waitRecord("peer authenticated", map[string]string{"leg": "outside", "remote_domain": PartnerDomain}, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec["method"] != "sasl_external" || rec["tls"] != "TLS 1.3" {
+		t.Errorf("outside incoming stream: method=%v tls=%v, want sasl_external over TLS 1.3", rec["method"], rec["tls"])
+	}
+	for _, want := range []string{"Accepting SASL EXTERNAL identity from company.test", "SASL EXTERNAL with company.test succeeded"} {
+		if err := partner.WaitLog(want, 5*time.Second); err != nil {
+			t.Error(err)
+		}
+	}
+	if n := partner.CountLog("Initiating dialback"); n != 0 {
+		t.Errorf("partner Prosody used dialback %d times with company.test's ACME certificate", n)
+	}
+	for _, r := range gw.records("peer authenticated") {
+		if r["leg"] == "outside" && r["method"] != "sasl_external" {
+			t.Errorf("outside peer authenticated with %v: %v", r["method"], r)
+		}
+	}
+
+	// Renewal: the served certificate changes, the sessions stay.
+	sessions := acmePartnerSessions(gw)
+	partnerIn := partner.CountLog("Incoming s2s connection company.test->partner.test complete")
+	partnerOut := partner.CountLog("Outgoing s2s connection partner.test->company.test complete")
+	t.Logf("partner sessions before the renewal: %v", sessions)
+	start = time.Now()
+	before, err := acmeServedCert(peb.roots)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var renewed *x509.Certificate
+	for deadline := time.Now().Add(60 * time.Second); ; {
+		c, err := acmeServedCert(peb.roots)
+		if err != nil {
+			t.Fatalf("after a renewal: %v", err)
+		}
+		if c.SerialNumber.Cmp(before.SerialNumber) != 0 {
+			renewed = c
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the served certificate (serial %x) was not renewed within 60 s", before.SerialNumber)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	step(t, "served certificate renewed", start)
+	t.Logf("renewed: serial %x -> %x, not_after %v -> %v", before.SerialNumber, renewed.SerialNumber, before.NotAfter.Format(time.TimeOnly), renewed.NotAfter.Format(time.TimeOnly))
+	if _, err := gw.waitRecord("certificate renewed", map[string]string{"domain": CompanyDomain}, 5*time.Second); err != nil {
+		t.Error(err)
+	}
+
+	acmeMessageBothWays(t, alice, bob, "renewed")
+	if after := acmePartnerSessions(gw); !slices.Equal(after, sessions) {
+		t.Errorf("partner sessions changed across the renewal: %v before, %v after", sessions, after)
+	}
+	if n := partner.CountLog("Incoming s2s connection company.test->partner.test complete"); n != partnerIn {
+		t.Errorf("partner Prosody accepted %d new streams from company.test after the renewal", n-partnerIn)
+	}
+	if n := partner.CountLog("Outgoing s2s connection partner.test->company.test complete"); n != partnerOut {
+		t.Errorf("partner Prosody opened %d new streams to company.test after the renewal", n-partnerOut)
+	}
+	if n := partner.CountLog("Initiating dialback"); n != 0 {
+		t.Errorf("partner Prosody used dialback %d times", n)
+	}
+	// Every order was validated by Pebble against xmppedge itself (Pebble
+	// reuses no authorization): HTTP-01 on http_listen or TLS-ALPN-01 on
+	// the direct-TLS listener, whichever certmagic picked.
+	valid := 0
+	for _, r := range gw.records("authorization finalized") {
+		if r["authz_status"] == "valid" {
+			valid++
+		}
+	}
+	httpAnswers, alpnAnswers := len(gw.records("served key authentication")), len(gw.records("served key authentication certificate"))
+	if valid < 2 || httpAnswers+alpnAnswers == 0 {
+		t.Errorf("ACME validations: %d valid authorizations (want the first order's and a renewal's), %d HTTP-01 and %d TLS-ALPN-01 answers from xmppedge", valid, httpAnswers, alpnAnswers)
+	}
+	t.Logf("Pebble issued %d certificates; xmppedge logged %d renewals, %d valid authorizations, answered %d HTTP-01 and %d TLS-ALPN-01 validation requests",
+		peb.issued(), len(gw.records("certificate renewed")), valid, httpAnswers, alpnAnswers)
+
+	d := gw.stop()
+	t.Logf("xmppedge stopped %v after SIGTERM", d.Round(time.Millisecond))
+	if _, err := gw.waitRecord("stopped", nil, time.Second); err != nil {
+		t.Error(err)
+	}
+	step(t, "total", t0)
+}
+
+// acmeGatewayConfig is xmppedge's configuration for the ACME test: no
+// certificate files, company.test's certificate from Pebble.
+func acmeGatewayConfig(caFile string) string {
+	rules, err := filepath.Abs("../../rules")
+	if err != nil {
+		panic(err)
+	}
+	return fmt.Sprintf(`domains: [%[1]s]
+inside:
+  listen: ["%[2]s:%[4]d"]
+  server: "%[3]s:%[4]d"
+  allow: ["127.0.0.0/8"]
+outside:
+  listen: ["%[5]s:%[4]d"]
+  listen_tls: ["%[5]s:%[6]d"]
+  require_tls: true
+dns:
+  servers: ["%[7]s"]
+tls:
+  acme:
+    ca: "https://%[8]s:%[9]d/dir"
+    email: "ops@%[1]s"
+    ca_root: pebble-https.pem
+    storage: acme
+    http_listen: "%[5]s:%[10]d"
+    renew_before: %[11]s
+    check_interval: %[12]s
+  ca_files: [%[13]s]
+  system_roots: false
+dialback:
+  secret_file: dialback.secret
+policy:
+  rules: %[14]s
+  data: [partners.yaml]
+audit:
+  path: audit/audit.jsonl
+  durability: sync
+limits:
+  connect_timeout: 5s
+log:
+  level: debug
+  format: json
+`, CompanyDomain, acmeInsideIP, acmeCompanyIP, S2SPort, acmeOutsideIP, acmeDirectTLSPort, acmePublicDNS,
+		acmePebbleIP, acmePebblePort, acmeHTTPPort, acmeRenewBefore, acmeCheckInterval, caFile, rules)
+}
+
+// startACMEGateway runs xmppedge like startGateway, but waits for this
+// test's inside listener. The ACME order happens before the listeners
+// open, so the wait is longer.
+func startACMEGateway(t *testing.T, cfg string, files map[string][]byte) *gatewayProc {
+	t.Helper()
+	bin := gatewayBinary(t)
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "audit"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfgFile := filepath.Join(dir, "xmppedge.yaml")
+	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g := &gatewayProc{t: t, dir: dir, logFile: filepath.Join(dir, "xmppedge.log"), done: make(chan struct{})}
+	logf, err := os.Create(g.logFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.cmd = exec.Command(bin, "run", "-config", cfgFile)
+	g.cmd.Stdout = logf
+	g.cmd.Stderr = logf
+	g.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := g.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		g.exitErr = g.cmd.Wait()
+		logf.Close()
+		close(g.done)
+	}()
+	t.Cleanup(func() {
+		if !g.stopped {
+			g.cmd.Process.Kill()
+			<-g.done
+		}
+		if t.Failed() || os.Getenv("XMPPEDGE_E2E_VERBOSE") != "" {
+			t.Logf("xmppedge log:\n%s", tail(g.log(), 200))
+		}
+	})
+	inside := net.JoinHostPort(acmeInsideIP, fmt.Sprint(S2SPort))
+	deadline := time.Now().Add(40 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", inside, 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+			break
+		}
+		select {
+		case <-g.done:
+			t.Fatalf("xmppedge exited at start: %v\n%s", g.exitErr, g.log())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("xmppedge did not listen on %s: %v\n%s", inside, err, g.log())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return g
+}
+
+// acmeServedCert makes a direct-TLS handshake with xmppedge's outside
+// listener (SNI company.test) and returns the leaf it presents, after
+// checking that it chains to roots and is valid for company.test.
+func acmeServedCert(roots *x509.CertPool) (*x509.Certificate, error) {
+	addr := net.JoinHostPort(acmeOutsideIP, fmt.Sprint(acmeDirectTLSPort))
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, &tls.Config{
+		ServerName:         CompanyDomain,
+		InsecureSkipVerify: true, // verified below, against Pebble's root only
+		NextProtos:         []string{"xmpp-server"},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("TLS handshake with %s: %w", addr, err)
+	}
+	state := conn.ConnectionState()
+	conn.Close()
+	if len(state.PeerCertificates) == 0 {
+		return nil, fmt.Errorf("%s presented no certificate", addr)
+	}
+	leaf := state.PeerCertificates[0]
+	inter := x509.NewCertPool()
+	for _, c := range state.PeerCertificates[1:] {
+		inter.AddCert(c)
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{DNSName: CompanyDomain, Roots: roots, Intermediates: inter}); err != nil {
+		return nil, fmt.Errorf("certificate served for %s (serial %x, issuer %q) does not chain to Pebble's root: %w", CompanyDomain, leaf.SerialNumber, leaf.Issuer.CommonName, err)
+	}
+	return leaf, nil
+}
+
+// acmePartnerSessions returns the ids of xmppedge's outside sessions with
+// partner.test, sorted.
+func acmePartnerSessions(g *gatewayProc) []string {
+	var ids []string
+	for _, r := range g.records("outgoing stream established") {
+		if r["leg"] == "outside" && r["to_domain"] == PartnerDomain {
+			ids = append(ids, "out:"+fmt.Sprint(r["session"]))
+		}
+	}
+	for _, r := range g.records("peer authenticated") {
+		if r["leg"] == "outside" && r["remote_domain"] == PartnerDomain {
+			ids = append(ids, "in:"+fmt.Sprint(r["session"]))
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// acmeMessageBothWays sends one message each way with ids tag-1 and tag-2.
+func acmeMessageBothWays(t *testing.T, alice, bob *testbed.Client, tag string) {
+	t.Helper()
+	const wait = 15 * time.Second
+	start := time.Now()
+	if err := alice.SendMessageID(bob.JID, "after "+tag, tag+"-1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.WaitEvent(wait, func(e Event) bool { return e.Kind == "message" && e.ID == tag+"-1" }); err != nil {
+		t.Fatalf("%s: alice -> bob: %v", tag, err)
+	}
+	if err := bob.SendMessageID(alice.JID, "after "+tag, tag+"-2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.WaitEvent(wait, func(e Event) bool { return e.Kind == "message" && e.ID == tag+"-2" }); err != nil {
+		t.Fatalf("%s: bob -> alice: %v", tag, err)
+	}
+	step(t, "a message each way ("+tag+")", start)
+}
+
+// pebbleProc is a Pebble ACME server run as a separate process.
+type pebbleProc struct {
+	httpsCAPEM []byte         // the CA of Pebble's own HTTPS certificate (xmppedge's tls.acme.ca_root)
+	rootPEM    []byte         // Pebble's issuing root, from its management API
+	rootFile   string         // the same, as a file (the partner Prosody's cafile)
+	roots      *x509.CertPool // the same, as a pool
+	logFile    string
+}
+
+// issued counts the certificates Pebble has issued so far.
+func (p *pebbleProc) issued() int {
+	b, _ := os.ReadFile(p.logFile)
+	return strings.Count(string(b), "Issued certificate serial")
+}
+
+var (
+	pebbleOnce sync.Once
+	pebblePath string
+	pebbleErr  error
+)
+
+// pebbleBinary builds Pebble from the module in go.mod once per test run;
+// when that fails it falls back to Debian's pebble package.
+func pebbleBinary(t testing.TB) string {
+	t.Helper()
+	pebbleOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "xmppedge-e2e-pebble")
+		if err != nil {
+			pebbleErr = err
+			return
+		}
+		pebblePath = filepath.Join(dir, "pebble")
+		start := time.Now()
+		out, err := exec.Command("go", "build", "-o", pebblePath, "github.com/letsencrypt/pebble/v2/cmd/pebble").CombinedOutput()
+		if err == nil {
+			t.Logf("built Pebble from go.mod's github.com/letsencrypt/pebble/v2 in %v", time.Since(start).Round(time.Millisecond))
+			return
+		}
+		if p, lerr := exec.LookPath("pebble"); lerr == nil {
+			t.Logf("go build of Pebble failed (%v: %s); using %s", err, strings.TrimSpace(string(out)), p)
+			pebblePath = p
+			return
+		}
+		pebbleErr = fmt.Errorf("go build of Pebble: %v\n%s\n(or install Debian's: apt-get install -y pebble)", err, out)
+	})
+	if pebbleErr != nil {
+		t.Fatal(pebbleErr)
+	}
+	return pebblePath
+}
+
+// startPebbleProcess runs Pebble on acmePebbleIP with its own HTTPS
+// certificate, validating through dns, issuing acmeValidity certificates,
+// and fetches its issuing root. Killed by t.Cleanup.
+func startPebbleProcess(t *testing.T, dns string) *pebbleProc {
+	t.Helper()
+	bin := pebbleBinary(t)
+	dir := t.TempDir()
+
+	// Pebble's HTTPS certificate, for its IP address.
+	httpsCA, err := certstest.NewCA("xmppedge e2e Pebble HTTPS CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serial, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
+	der, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{CommonName: "pebble"},
+		DNSNames:     []string{"localhost", "pebble"},
+		IPAddresses:  []net.IP{net.ParseIP(acmePebbleIP)},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}, httpsCA.Cert, key.Public(), httpsCA.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile, err := certstest.WriteFiles(dir, "pebble-https",
+		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	cfg := map[string]any{"pebble": map[string]any{
+		"listenAddress":           net.JoinHostPort(acmePebbleIP, fmt.Sprint(acmePebblePort)),
+		"managementListenAddress": net.JoinHostPort(acmePebbleIP, fmt.Sprint(acmePebbleMgmt)),
+		"certificate":             certFile,
+		"privateKey":              keyFile,
+		"httpPort":                acmeHTTPPort,
+		"tlsPort":                 acmeDirectTLSPort,
+		"keyAlgorithm":            "ecdsa",
+		"profiles": map[string]any{"default": map[string]any{
+			"description":    "short-lived, to exercise renewal",
+			"validityPeriod": int(acmeValidity / time.Second),
+		}},
+	}}
+	cfgJSON, _ := json.MarshalIndent(cfg, "", "  ")
+	cfgFile := filepath.Join(dir, "pebble-config.json")
+	if err := os.WriteFile(cfgFile, cfgJSON, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	p := &pebbleProc{httpsCAPEM: httpsCA.CertPEM, logFile: filepath.Join(dir, "pebble.log")}
+	logf, err := os.Create(p.logFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-config", cfgFile, "-dnsserver", dns)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(),
+		"PEBBLE_VA_NOSLEEP=1",      // no random delay before validating
+		"PEBBLE_WFE_NONCEREJECT=0", // no deliberate badNonce errors
+		"PEBBLE_AUTHZREUSE=0",      // every order (renewals too) validates afresh
+	)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		t.Fatalf("start Pebble: %v", err)
+	}
+	done := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		logf.Close()
+		close(done)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-done
+		if t.Failed() || os.Getenv("XMPPEDGE_E2E_VERBOSE") != "" {
+			b, _ := os.ReadFile(p.logFile)
+			t.Logf("Pebble log:\n%s", tail(string(b), 80))
+		}
+	})
+
+	// Its issuing root, over the management API (trusting the HTTPS CA).
+	pool := x509.NewCertPool()
+	pool.AddCert(httpsCA.Cert)
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	defer client.CloseIdleConnections()
+	url := fmt.Sprintf("https://%s/roots/0", net.JoinHostPort(acmePebbleIP, fmt.Sprint(acmePebbleMgmt)))
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		p.rootPEM, err = pebbleGet(client, url)
+		if err == nil {
+			break
+		}
+		select {
+		case <-done:
+			b, _ := os.ReadFile(p.logFile)
+			t.Fatalf("Pebble exited at start:\n%s", b)
+		default:
+		}
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(p.logFile)
+			t.Fatalf("Pebble's root from %s: %v\n%s", url, err, b)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// The ACME API too.
+	if _, err := pebbleGet(client, fmt.Sprintf("https://%s/dir", net.JoinHostPort(acmePebbleIP, fmt.Sprint(acmePebblePort)))); err != nil {
+		t.Fatalf("Pebble's ACME directory: %v", err)
+	}
+	p.roots = x509.NewCertPool()
+	if !p.roots.AppendCertsFromPEM(p.rootPEM) {
+		t.Fatalf("Pebble's root is not PEM:\n%s", p.rootPEM)
+	}
+	p.rootFile = filepath.Join(dir, "pebble-issuer-root.pem")
+	if err := os.WriteFile(p.rootFile, p.rootPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func pebbleGet(client *http.Client, url string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return body, nil
+}

@@ -1,0 +1,236 @@
+package edge
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/xmppedge/xmppedge/certs"
+	"github.com/xmppedge/xmppedge/edge/audit"
+	"github.com/xmppedge/xmppedge/edge/xmlstream"
+	"github.com/xmppedge/xmppedge/policy"
+)
+
+// The relay benchmarks measure DESIGN §5's first figure: stanzas through
+// xmppedge with TLS on both legs, the shipped allowlist policy and a sync
+// audit log, against a raw TLS byte relay measured in the same run. Read
+// them as a ratio: these machines are noisy.
+//
+//	go test -run XXX -bench Relay -benchtime 50000x ./edge/
+
+// benchStanza is a ~400-byte outbound message.
+func benchStanza(i int) string {
+	return fmt.Sprintf("<message from='alice@company.test/desk' to='bob@partner.test' id='m%08d' type='chat' xml:lang='en'><body>%s</body><active xmlns='http://jabber.org/protocol/chatstates'/><request xmlns='urn:xmpp:receipts'/></message>",
+		i, strings.Repeat("lorem ipsum dolor sit amet ", 10))
+}
+
+// sinkServer is a partner server that accepts TLS streams, answers
+// dialback with valid, and counts the stanzas it reads.
+type sinkServer struct {
+	ln    net.Listener
+	conf  *tls.Config
+	count chan int // the number of stanzas, each time want is reached
+	want  int
+}
+
+func startSink(b *testing.B, conf *tls.Config) *sinkServer {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := &sinkServer{ln: ln, conf: conf, count: make(chan int, 1)}
+	b.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go s.serve(c)
+		}
+	}()
+	return s
+}
+
+func (s *sinkServer) serve(c net.Conn) {
+	defer c.Close()
+	tc := tls.Server(c, s.conf)
+	r := xmlstream.NewReader(tc, xmlstream.Limits{})
+	h, err := r.ReadHeader()
+	if err != nil {
+		return
+	}
+	fmt.Fprintf(tc, "<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' from='%s' to='%s' id='sink' version='1.0'><stream:features><dialback xmlns='urn:xmpp:features:dialback'/></stream:features>", h.To, h.From)
+	n := 0
+	for {
+		el, err := r.Next()
+		if err != nil {
+			return
+		}
+		switch el.Local {
+		case "result":
+			fmt.Fprintf(tc, "<db:result from='%s' to='%s' type='valid'/>", el.To, el.From)
+		case "message":
+			n++
+			if n == s.want {
+				s.count <- n
+				n = 0
+			}
+		}
+	}
+}
+
+// BenchmarkRelayGateway: internal server → (TLS) xmppedge → (TLS) partner,
+// with the shipped rules and audit durability sync.
+func BenchmarkRelayGateway(b *testing.B) {
+	benchmarkRelayGateway(b, "sync")
+}
+
+// BenchmarkRelayGatewayAsyncAudit is the same with durability async.
+func BenchmarkRelayGatewayAsyncAudit(b *testing.B) {
+	benchmarkRelayGateway(b, "async")
+}
+
+func benchmarkRelayGateway(b *testing.B, durability string) {
+	dir := b.TempDir()
+	partners := filepath.Join(dir, "partners.yaml")
+	if err := os.WriteFile(partners, []byte("partners:\n  - domain: partner.test\n    direction: both\nconfidential:\n  keywords: [CONFIDENTIAL]\n"), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	eng, err := policy.New(context.Background(), policy.Config{Rules: "../rules", Data: []string{partners}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	alog, err := audit.Open(audit.Config{Path: filepath.Join(dir, "audit.jsonl"), Durability: durability, Node: "bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { alog.Close() })
+	ica, _, err := certs.LoadOrCreateInternalCA(filepath.Join(dir, "ica.crt"), filepath.Join(dir, "ica.key"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	env := newTestEnv(b, func(o *Options) {
+		o.Policy, o.Auditor = eng, alog
+		o.InsideTLS, o.InsideCA = "optional", ica
+		o.Logger = slog.New(slog.DiscardHandler)
+	})
+	sink := startSink(b, env.tlsConfig(b, "partner.test"))
+	env.res.set("partner.test", sink.ln.Addr().String(), true)
+	env.internal.setVerify(func(from, to, id, key string) bool { return true })
+
+	p := dialPeer(b, env.inside)
+	p.conn.SetDeadline(time.Time{})
+	p.open("company.test", "partner.test")
+	p.startTLS("company.test", "partner.test")
+	p.conn.SetDeadline(time.Time{})
+	p.send("<db:result from='company.test' to='partner.test'>k</db:result>")
+	if got := p.next(); !strings.Contains(got, "type='valid'") {
+		b.Fatalf("dialback: %q", got)
+	}
+	// Warm up: the outgoing stream is set up by the first stanza.
+	sink.want = 1
+	p.send(benchStanza(0))
+	<-sink.count
+
+	payload := make([]byte, 0, 1<<20)
+	for i := 0; i < 2000; i++ {
+		payload = append(payload, benchStanza(i)...)
+	}
+	per := len(payload) / 2000
+	sink.want = b.N
+	b.SetBytes(int64(per))
+	b.ResetTimer()
+	w := bufio.NewWriterSize(p.conn, 64<<10)
+	go func() {
+		for sent := 0; sent < b.N; {
+			n := min(2000, b.N-sent)
+			w.Write(payload[:n*per])
+			sent += n
+		}
+		w.Flush()
+	}()
+	select {
+	case <-sink.count:
+	case <-time.After(5 * time.Minute):
+		b.Fatal("the sink did not receive every stanza")
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "stanzas/s")
+}
+
+// BenchmarkRelayRawTLS is the baseline: the same bytes through a plain
+// TLS-to-TLS io.Copy relay.
+func BenchmarkRelayRawTLS(b *testing.B) {
+	env := newTestEnv(b)
+	serverConf := env.tlsConfig(b, "partner.test")
+	total := 0
+	per := len(benchStanza(0))
+	done := make(chan struct{})
+	sinkLn, err := tls.Listen("tcp", "127.0.0.1:0", serverConf)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sinkLn.Close()
+	want := int64(b.N) * int64(per)
+	go func() {
+		c, err := sinkLn.Accept()
+		if err != nil {
+			return
+		}
+		n, _ := io.CopyN(io.Discard, c, want)
+		total = int(n)
+		close(done)
+	}()
+	relayLn, err := tls.Listen("tcp", "127.0.0.1:0", serverConf)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer relayLn.Close()
+	go func() {
+		in, err := relayLn.Accept()
+		if err != nil {
+			return
+		}
+		out, err := tls.Dial("tcp", sinkLn.Addr().String(), &tls.Config{InsecureSkipVerify: true})
+		if err != nil {
+			return
+		}
+		io.Copy(out, in)
+	}()
+	src, err := tls.Dial("tcp", relayLn.Addr().String(), &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer src.Close()
+	payload := make([]byte, 0, 1<<20)
+	for i := 0; i < 2000; i++ {
+		payload = append(payload, benchStanza(i)...)
+	}
+	b.SetBytes(int64(per))
+	b.ResetTimer()
+	go func() {
+		w := bufio.NewWriterSize(src, 64<<10)
+		for sent := 0; sent < b.N; {
+			n := min(2000, b.N-sent)
+			w.Write(payload[:n*per])
+			sent += n
+		}
+		w.Flush()
+	}()
+	<-done
+	b.StopTimer()
+	if total != int(want) {
+		b.Fatalf("relayed %d bytes, want %d", total, want)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "stanzas/s")
+}
