@@ -173,13 +173,7 @@ func (b *builtinSet) containsAny(_ rego.BuiltinContext, text, set *ast.Term) (*a
 	if err != nil {
 		return nil, err
 	}
-	m, err := b.matcher(kindKeywords, set.Value, func(v ast.Value) (any, error) {
-		kws, err := stringsOf(v, declContainsAny.Name+" keywords")
-		if err != nil {
-			return nil, err
-		}
-		return newKeywordMatcher(kws)
-	})
+	m, err := b.matcher(kindKeywords, set.Value, compileKeywords)
 	if err != nil {
 		return nil, err
 	}
@@ -191,17 +185,29 @@ func (b *builtinSet) matchesAny(_ rego.BuiltinContext, text, set *ast.Term) (*as
 	if err != nil {
 		return nil, err
 	}
-	m, err := b.matcher(kindPatterns, set.Value, func(v ast.Value) (any, error) {
-		ps, err := stringsOf(v, declMatchesAny.Name+" patterns")
-		if err != nil {
-			return nil, err
-		}
-		return newPatternMatcher(ps)
-	})
+	m, err := b.matcher(kindPatterns, set.Value, compilePatterns)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", declMatchesAny.Name, err)
 	}
 	return ast.InternedTerm(m.(*patternMatcher).match(s)), nil
+}
+
+// compileKeywords and compilePatterns compile the sets of contains_any and
+// matches_any (also used by content programs: the same matchers).
+func compileKeywords(v ast.Value) (any, error) {
+	kws, err := stringsOf(v, declContainsAny.Name+" keywords")
+	if err != nil {
+		return nil, err
+	}
+	return newKeywordMatcher(kws)
+}
+
+func compilePatterns(v ast.Value) (any, error) {
+	ps, err := stringsOf(v, declMatchesAny.Name+" patterns")
+	if err != nil {
+		return nil, err
+	}
+	return newPatternMatcher(ps)
 }
 
 func (b *builtinSet) domainIn(_ rego.BuiltinContext, domain, set *ast.Term) (*ast.Term, error) {

@@ -39,7 +39,7 @@ type Engine struct {
 	hooksMu sync.Mutex
 	hooks   []func(revision string)
 
-	decisions, cacheHits, failures, reloads, reloadFailures atomic.Uint64
+	decisions, cacheHits, failures, reloads, reloadFailures, programs atomic.Uint64
 }
 
 // loaded is one compiled policy with its prepared queries and caches.
@@ -50,8 +50,7 @@ type loaded struct {
 	stanza       query[StanzaDecision]
 	needsContent bool
 	builtins     *builtinSet
-	compiler     *ast.Compiler
-	store        storage.Store
+	shapes       shapeCache // content program shapes (content.go)
 }
 
 // query is one prepared decision query.
@@ -64,6 +63,11 @@ type query[D any] struct {
 	content   []leaf // content leaves read: the stanza must have them empty to be cached
 	cacheable bool
 	cache     *decisionCache[D]
+
+	// Stanza only: content programs (see content.go), when the policy
+	// reads content and decisions are cacheable.
+	ppq   rego.PreparedPartialQuery
+	progs *decisionCache[*contentProgram]
 }
 
 // New loads the policy named by cfg. An error is a load or compile error
@@ -186,11 +190,12 @@ func (e *Engine) OnReload(fn func(revision string)) {
 // Stats returns the engine's counters.
 func (e *Engine) Stats() Stats {
 	return Stats{
-		Decisions:      e.decisions.Load(),
-		CacheHits:      e.cacheHits.Load(),
-		Failures:       e.failures.Load(),
-		Reloads:        e.reloads.Load(),
-		ReloadFailures: e.reloadFailures.Load(),
+		Decisions:       e.decisions.Load(),
+		CacheHits:       e.cacheHits.Load(),
+		Failures:        e.failures.Load(),
+		Reloads:         e.reloads.Load(),
+		ReloadFailures:  e.reloadFailures.Load(),
+		ContentPrograms: e.programs.Load(),
 	}
 }
 
@@ -220,7 +225,7 @@ func (e *Engine) prepare(ctx context.Context, src *source) (*loaded, error) {
 		return nil, err
 	}
 	store := inmem.NewFromObjectWithOpts(src.data, inmem.OptRoundTripOnWrite(true), inmem.OptReturnASTValuesOnRead(true))
-	l := &loaded{revision: src.revision, digest: src.digest, builtins: newBuiltinSet(), compiler: c, store: store}
+	l := &loaded{revision: src.revision, digest: src.digest, builtins: newBuiltinSet()}
 	if err := prepareQuery(ctx, &l.session, c, store, l.builtins, sessionDecisionRef, sessionSchema, sessionFieldBits, e.cfg.CacheSize); err != nil {
 		return nil, err
 	}
@@ -228,7 +233,31 @@ func (e *Engine) prepare(ctx context.Context, src *source) (*loaded, error) {
 		return nil, err
 	}
 	l.needsContent = l.stanza.use.whole || len(l.stanza.content) > 0
+	if q := &l.stanza; q.cacheable && len(q.content) > 0 {
+		if err := prepareContentPrograms(ctx, q, c, store, l.builtins, e.cfg.CacheSize); err != nil {
+			return nil, err
+		}
+	}
 	return l, nil
+}
+
+// prepareContentPrograms prepares the partial evaluation of the stanza
+// decision from which content programs are built.
+func prepareContentPrograms(ctx context.Context, q *query[StanzaDecision], c *ast.Compiler, store storage.Store, b *builtinSet, cacheSize int) error {
+	opts := []func(*rego.Rego){
+		rego.Query(stanzaDecisionRef.String()),
+		rego.Compiler(c),
+		rego.Store(store),
+		rego.StrictBuiltinErrors(true),
+	}
+	opts = append(opts, b.regoOptions()...)
+	ppq, err := rego.New(opts...).PrepareForPartial(ctx)
+	if err != nil {
+		return fmt.Errorf("preparing the partial evaluation of %v: %w", stanzaDecisionRef, err)
+	}
+	q.ppq = ppq
+	q.progs = newDecisionCache[*contentProgram](cacheSize)
+	return nil
 }
 
 func prepareQuery[D any](ctx context.Context, q *query[D], c *ast.Compiler, store storage.Store, b *builtinSet,
@@ -415,12 +444,52 @@ func (e *Engine) DecideStanza(ctx context.Context, in *StanzaInput) StanzaDecisi
 			d.Cached = true
 			return e.applyStanzaMode(d, in)
 		}
+	} else if q.progs != nil {
+		return e.applyStanzaMode(e.decideContent(ctx, l, in, keyBuf[:0]), in)
 	}
 	d, ok := e.evalStanza(ctx, l, in)
 	if ok && cacheable {
 		q.cache.put(key, d)
 	}
 	return e.applyStanzaMode(d, in)
+}
+
+// decideContent decides a stanza with content through its content program
+// (see content.go), or in full when the program is not compiled.
+func (e *Engine) decideContent(ctx context.Context, l *loaded, in *StanzaInput, key []byte) StanzaDecision {
+	q := &l.stanza
+	for _, lf := range q.leaves {
+		key = appendStanzaLeaf(key, in, lf)
+	}
+	for _, lf := range q.content {
+		key = appendContentKey(key, in, lf)
+	}
+	p, ok := q.progs.get(key)
+	if !ok {
+		var err error
+		if p, err = e.buildProgram(ctx, l, in); err == nil {
+			q.progs.put(key, p)
+			e.programs.Add(1)
+			if p.fallback {
+				e.log.Debug("stanza content program not compiled; evaluating in full", "revision", l.revision, "why", p.why)
+			}
+		}
+	}
+	if p == nil || p.fallback {
+		d, _ := e.evalStanza(ctx, l, in)
+		return d
+	}
+	v := p.vector(in)
+	if d, ok := p.lookup(v); ok {
+		e.cacheHits.Add(1)
+		d.Cached = true
+		return d
+	}
+	d, ok := e.evalStanza(ctx, l, in)
+	if ok {
+		p.store(v, d)
+	}
+	return d
 }
 
 func (e *Engine) evalStanza(ctx context.Context, l *loaded, in *StanzaInput) (StanzaDecision, bool) {

@@ -153,8 +153,11 @@ type BundleConfig struct {
 // Stats are the engine's counters since New.
 type Stats struct {
 	Decisions      uint64 // session and stanza decisions made
-	CacheHits      uint64 // of which answered from the decision cache
+	CacheHits      uint64 // of which answered from the decision cache or a content program's memo
 	Failures       uint64 // evaluation errors, timeouts, undefined or malformed decisions
 	Reloads        uint64 // successful reloads (not counting the first load)
 	ReloadFailures uint64 // reloads rejected (the old policy stayed active)
+	// ContentPrograms counts the content programs built (one partial
+	// evaluation each; see the package documentation), compiled or not.
+	ContentPrograms uint64
 }

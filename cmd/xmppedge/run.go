@@ -359,6 +359,9 @@ func (n *node) startDNSResponder(ctx context.Context) (*dnsresponder.Server, err
 	}
 	srv, err := dnsresponder.Start(ctx, dnsresponder.Config{
 		Listen: n.cfg.Inside.DNSListen, Local: n.cfg.Domains, InsideAddrs: inside, Logger: n.log,
+		// Other names (and the local domains) go to xmppedge's own
+		// resolvers; with none configured they are refused.
+		Forward: n.cfg.DNS.Servers,
 	})
 	if err != nil {
 		return nil, err

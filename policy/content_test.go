@@ -1,0 +1,420 @@
+package policy
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// Content programs (content.go) must decide exactly as the full
+// evaluation: each test here runs stanzas through an engine with the fast
+// path and through a cache-disabled engine (every decision evaluated by
+// OPA) loaded from the same files, and compares every field.
+
+
+const diffDataBig = `
+partners:
+  - {domain: partner.test, direction: both}
+  - {domain: "*.example.org", direction: both}
+  - {domain: news.test, direction: inbound}
+  - {domain: out.test, direction: outbound}
+  - {domain: secure.test, direction: both, require_cert: true}
+  - {domain: bücher.example}
+  - {domain: conference.partner.test}
+confidential:
+  keywords: [CONFIDENTIAL, "INTERNAL ONLY", "secret-word-07", "geheim", "Größe", "ünter"]
+  patterns: ['\b(?:\d[ -]?){13,16}\b', 'project-\d\s+[a-z]+\d{3}', '(?i)codename\s+\w+', '^START', 'END$']
+  markings: [CONFIDENTIAL, SECRET, "Eyes Only"]
+muc:
+  services: [conference.partner.test]
+  allowed_rooms: [lobby@conference.partner.test]
+blocked_users: [mallory@company.test]
+audit_full: [news.test]
+`
+
+// diffPolicies are policies written against the stanza input in ways the
+// content programs compile (or deliberately do not).
+var diffPolicies = map[string]string{
+	"atoms": `package xmppedge.stanza
+
+default decision := {"allow": true, "audit": "meta"}
+
+decision := {"allow": false, "reason": concat(", ", sort(deny))} if count(deny) > 0
+
+deny contains "tagged subject" if startswith(input.subject, "[secret]")
+
+deny contains "thread t1" if {
+	input.direction == "outbound"
+	input.thread == "t1"
+}
+
+deny contains "digits only" if regex.match(` + "`^\\d+$`" + `, input.body)
+
+deny contains "x and not y" if {
+	input.kind == "message"
+	contains(input.body, "x")
+	not xmppedge.contains_any(input.body, ["yy", "zz"])
+}
+
+deny contains "ends with !" if endswith(input.body, "!")
+
+deny contains "exact" if input.body == "exact"
+
+deny contains "not hello" if {
+	input.type == "chat"
+	input.body != "hello"
+	input.body != ""
+}
+
+deny contains sprintf("keywords for %s", [input.to.domain]) if {
+	input.direction == "outbound"
+	some set in [["alpha", "beta"], ["gamma"], ["CONFIDENTIAL"]]
+	xmppedge.contains_any(input.body, set)
+}
+
+deny contains "label" if input.security_label.marking == "Secret"
+
+deny contains "oob" if {
+	some c in input.children
+	c.namespace == "jabber:x:oob"
+	xmppedge.matches_any(input.body, ["https?://"])
+}
+`,
+	// Content read in ways not compiled: every message is evaluated in full.
+	"fallback": `package xmppedge.stanza
+
+default decision := {"allow": true}
+
+decision := {"allow": false, "reason": sprintf("too long: %d", [count(input.body)])} if count(input.body) > 20
+
+decision := {"allow": false, "reason": sprintf("shouting: %s", [input.subject])} if {
+	count(input.body) <= 20
+	upper(input.subject) == input.subject
+	input.subject != ""
+}
+`,
+	// Conflicting values for some contents: failures, never memoised.
+	"conflict": `package xmppedge.stanza
+
+default decision := {"allow": true, "reason": "default"}
+
+decision := {"allow": true, "reason": "a"} if xmppedge.contains_any(input.body, ["a"])
+
+decision := {"allow": false, "reason": "b"} if xmppedge.contains_any(input.body, ["b"])
+`,
+	// An invalid pattern: the built-in fails, the decision fails closed.
+	"bad pattern": `package xmppedge.stanza
+
+default decision := {"allow": true}
+
+decision := {"allow": false} if {
+	input.direction == "outbound"
+	xmppedge.matches_any(input.body, ["("])
+}
+`,
+	// A function that reads the content in its body, called with ground
+	// arguments: the residual must not hide that read.
+	"hidden read": `package xmppedge.stanza
+
+f(x) := x if xmppedge.contains_any(input.body, ["CONFIDENTIAL"])
+
+default decision := {"allow": true}
+
+decision := {"allow": false, "reason": "hidden"} if f(1) == 1
+`,
+	"hidden else": `package xmppedge.stanza
+
+g(_) := "a" if xmppedge.contains_any(input.body, ["CONFIDENTIAL"])
+
+else := "b"
+
+decision := {"allow": g(1) == "b"}
+`,
+	// else chains and functions over content (not compiled: the value
+	// of the function, built from the content, is the reason).
+	"else": `package xmppedge.stanza
+
+verdict(text) := "keyword" if xmppedge.contains_any(text, ["CONFIDENTIAL"])
+
+else := "pattern" if xmppedge.matches_any(text, ["\\d{4}"])
+
+else := "clean"
+
+decision := {"allow": v == "clean", "reason": v} if v := verdict(input.body)
+`,
+}
+
+// diffStanzas returns n stanzas mixing directions, kinds, types, users,
+// domains, bodies, subjects, threads, labels and children.
+func diffStanzas(n int) []StanzaInput {
+	r := rand.New(rand.NewPCG(1, 2))
+	pick := func(xs []string) string { return xs[r.IntN(len(xs))] }
+	locals := []string{"alice@company.test/phone", "bob@company.test/pc", "carol@company.test/x", "mallory@company.test/m", "company.test"}
+	remotes := []string{"pete@partner.test/home", "x@evil.test", "secret@conference.partner.test/nick", "lobby@conference.partner.test/alice",
+		"a@chat.example.org", "ed@news.test", "o@out.test/r", "s@secure.test", "u@xn--bcher-kva.example", "room@muc.partner.test", "partner.test"}
+	texts := []string{"", "", "hello", "hello there", "this is CONFIDENTIAL", "Internal Only: plans", "card 4111 1111 1111 1111",
+		"card 4111-1111-1111-1111 ok", "room 1234", "die GRÖßE zählt", "ÜNTER uns", "streng GEHEIM", "secret-word-07", "Secret-Word-07!",
+		"project-3  abc123", "project-3 abc12", "codename Falcon", "CODENAME falcon", "START here", "the END", "12345", "exact", "x marks",
+		"x and yy", "alpha", "Gamma ray", "beta!", "[secret] plans", "see https://example.org", "ab", "a", "b", "9999",
+		strings.Repeat("An ordinary chat message about lunch plans. ", 9), "tab\tx", "\xff\xfe invalid utf8 4111111111111111"}
+	labels := []*SecurityLabel{nil, nil, {Marking: "Secret", FgColor: "red"}, {Marking: "UNCLASSIFIED"}, {Marking: "confidential"}, {Marking: "eyes only"}}
+	children := [][]Child{nil, {{"body", "jabber:client"}}, {{"body", "jabber:client"}, {"x", "jabber:x:oob"}}}
+	kinds := []string{"message", "message", "message", "presence", "iq"}
+	types := []string{"chat", "groupchat", "normal", "", "get", "error"}
+	// Headers are drawn from a pool smaller than n, so that most stanzas
+	// share their program key with others of different content: a memo
+	// filled by one stanza answers others.
+	headers := make([]StanzaInput, max(n/20, 1))
+	for i := range headers {
+		local, remote := jid(pick(locals)), jid(pick(remotes))
+		in := StanzaInput{Kind: pick(kinds), Type: pick(types), SecurityLabel: labels[r.IntN(len(labels))], Children: children[r.IntN(len(children))]}
+		if r.IntN(2) == 0 {
+			in.Direction, in.From, in.To = "outbound", local, remote
+		} else {
+			in.Direction, in.From, in.To = "inbound", remote, local
+		}
+		if r.IntN(4) == 0 {
+			in.Session = &SessionInput{Direction: in.Direction, LocalDomain: "company.test", RemoteDomain: remote.Domain, TLS: tls13, Auth: "dialback"}
+		}
+		headers[i] = in
+	}
+	out := make([]StanzaInput, n)
+	for i := range out {
+		in := headers[r.IntN(len(headers))]
+		in.ID = fmt.Sprint(i)
+		in.Body = pick(texts)
+		in.Thread = pick([]string{"", "", "t1", "t2"})
+		if r.IntN(3) == 0 {
+			in.Subject = pick(texts)
+		}
+		out[i] = in
+	}
+	return out
+}
+
+// diffEngines loads the same rules and data twice: with content programs,
+// and with the cache disabled (the reference: every decision in full).
+func diffEngines(t *testing.T, rules string, data string, mode string) (fast, ref *Engine) {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := Config{Rules: rules, Mode: mode}
+	if data != "" {
+		writeFiles(t, dir, map[string]string{"data.yaml": data})
+		cfg.Data = []string{filepath.Join(dir, "data.yaml")}
+	}
+	var err error
+	if fast, err = New(testContext(t), cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg.CacheSize = -1
+	if ref, err = New(testContext(t), cfg); err != nil {
+		t.Fatal(err)
+	}
+	if fast.Revision() != ref.Revision() {
+		t.Fatalf("revisions differ: %s %s", fast.Revision(), ref.Revision())
+	}
+	return fast, ref
+}
+
+func sameDecision(a, b StanzaDecision) bool {
+	a.Cached, b.Cached = false, false
+	return a == b
+}
+
+// runDiff decides every stanza on the fast engine and on the reference,
+// and compares; then all again (every program built by then).
+func runDiff(t *testing.T, fast, ref *Engine, stanzas []StanzaInput) {
+	t.Helper()
+	ctx := testContext(t)
+	want := make([]StanzaDecision, len(stanzas))
+	for i := range stanzas {
+		want[i] = ref.DecideStanza(ctx, &stanzas[i])
+	}
+	for round := range 2 {
+		for i := range stanzas {
+			in := &stanzas[i]
+			if got := fast.DecideStanza(ctx, in); !sameDecision(got, want[i]) {
+				t.Fatalf("stanza %d round %d %+v (label %+v, session %v):\nfast %+v\nfull %+v", i, round, *in, in.SecurityLabel, in.Session != nil, got, want[i])
+			}
+		}
+	}
+	fs, rs := fast.Stats(), ref.Stats()
+	if fs.Failures != 2*rs.Failures {
+		t.Errorf("failures: fast %d, reference %d (×2)", fs.Failures, rs.Failures)
+	}
+	t.Logf("%d stanzas ×2: %d cache/memo hits, %d programs built, %d failures (reference %d)",
+		len(stanzas), fs.CacheHits, fs.ContentPrograms, fs.Failures, rs.Failures)
+}
+
+func TestContentProgramsMatchFullEvaluation(t *testing.T) {
+	stanzas := diffStanzas(3000)
+	for _, data := range []struct{ name, yaml string }{{"testData", testData}, {"bigData", diffDataBig}} {
+		for _, mode := range []string{ModeEnforce, ModeDryRun} {
+			t.Run("shipped/"+data.name+"/"+mode, func(t *testing.T) {
+				fast, ref := diffEngines(t, "../rules", data.yaml, mode)
+				runDiff(t, fast, ref, stanzas)
+				if fast.Stats().CacheHits < uint64(len(stanzas)*3/2) {
+					t.Errorf("only %d hits: the fast path is not used", fast.Stats().CacheHits)
+				}
+				// The shipped rules compile: no program falls back.
+				for _, p := range programs(fast) {
+					if p.fallback {
+						t.Fatalf("shipped rules not compiled: %s", p.why)
+					}
+				}
+			})
+		}
+	}
+	for name, pol := range diffPolicies {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			writeFiles(t, dir, map[string]string{"stanza.rego": pol})
+			fast, ref := diffEngines(t, dir, "", ModeEnforce)
+			runDiff(t, fast, ref, stanzas)
+			compiled, fellBack := 0, 0
+			for _, p := range programs(fast) {
+				if p.fallback {
+					fellBack++
+				} else {
+					compiled++
+				}
+			}
+			switch name {
+			case "fallback", "bad pattern", "else", "hidden else":
+				if compiled != 0 && name == "fallback" {
+					t.Errorf("%d programs compiled for a policy that reads count(input.body)", compiled)
+				}
+				if fellBack == 0 {
+					t.Error("no program fell back")
+				}
+			default:
+				if fellBack != 0 || compiled == 0 {
+					t.Errorf("%d programs compiled, %d fell back", compiled, fellBack)
+				}
+			}
+		})
+	}
+}
+
+// programs lists the content programs of an engine's stanza decision.
+func programs(e *Engine) []*contentProgram {
+	c := e.current.Load().stanza.progs
+	if c == nil {
+		return nil
+	}
+	var out []*contentProgram
+	for i := range c.shards {
+		c.shards[i].mu.RLock()
+		for _, p := range c.shards[i].m {
+			out = append(out, p)
+		}
+		c.shards[i].mu.RUnlock()
+	}
+	return out
+}
+
+// TestShippedContentProgram: an outbound message to a partner compiles to
+// the keyword and pattern tests of body and subject (and the subject's
+// emptiness); an inbound message to nothing (its content does not matter).
+func TestShippedContentProgram(t *testing.T) {
+	e := shippedEngine(t, testData, Config{})
+	ctx := testContext(t)
+	out := StanzaInput{Direction: "outbound", Kind: "message", Type: "chat", From: jid("alice@company.test/a"), To: jid("pete@partner.test"), Body: "hello"}
+	e.DecideStanza(ctx, &out)
+	ps := programs(e)
+	if len(ps) != 1 || ps[0].fallback {
+		t.Fatalf("programs %+v", ps)
+	}
+	var srcs []string
+	for _, a := range ps[0].shape.atoms {
+		srcs = append(srcs, a.src)
+	}
+	all := strings.Join(srcs, "\n")
+	for _, want := range []string{`xmppedge.contains_any(input.body, ["CONFIDENTIAL", "INTERNAL ONLY"])`, `xmppedge.matches_any(input.subject,`, `neq(input.subject, "")`} {
+		if !strings.Contains(all, want) {
+			t.Errorf("atoms %q lack %s", srcs, want)
+		}
+	}
+	if len(srcs) != 5 {
+		t.Errorf("%d atoms: %q", len(srcs), srcs)
+	}
+	if d := e.DecideStanza(ctx, &out); !d.Allow || !d.Cached {
+		t.Fatalf("second clean message: %+v", d)
+	}
+	out.Body = "so CONFIDENTIAL"
+	if d := e.DecideStanza(ctx, &out); d.Allow || d.Cached {
+		t.Fatalf("first keyword message is evaluated in full: %+v", d)
+	}
+	out.Body = "also confidential, other words"
+	if d := e.DecideStanza(ctx, &out); d.Allow || !d.Cached || d.Reason != "message contains a confidential keyword" {
+		t.Fatalf("second keyword message from the memo: %+v", d)
+	}
+	in := StanzaInput{Direction: "inbound", Kind: "message", Type: "chat", From: jid("pete@partner.test/x"), To: jid("alice@company.test"), Body: "CONFIDENTIAL"}
+	e.DecideStanza(ctx, &in)
+	in.Body = "anything"
+	if d := e.DecideStanza(ctx, &in); !d.Allow || !d.Cached {
+		t.Fatalf("inbound: %+v", d)
+	}
+	for _, p := range programs(e) {
+		if len(p.shape.atoms) == 0 && len(p.memo) != 1 {
+			t.Errorf("a content-independent program memoised %d decisions", len(p.memo))
+		}
+	}
+}
+
+// TestContentProgramsConcurrent: decisions from many goroutines (run with
+// -race) agree with the full evaluation.
+func TestContentProgramsConcurrent(t *testing.T) {
+	fast, ref := diffEngines(t, "../rules", diffDataBig, ModeEnforce)
+	stanzas := diffStanzas(500)
+	ctx := testContext(t)
+	want := make([]StanzaDecision, len(stanzas))
+	for i := range stanzas {
+		want[i] = ref.DecideStanza(ctx, &stanzas[i])
+	}
+	var wg sync.WaitGroup
+	errs := make(chan string, 8)
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := range 3 * len(stanzas) {
+				i := (k*7 + g*131) % len(stanzas)
+				if got := fast.DecideStanza(ctx, &stanzas[i]); !sameDecision(got, want[i]) {
+					errs <- fmt.Sprintf("stanza %d: %+v, want %+v", i, got, want[i])
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+}
+
+// TestContentProgramsReload: programs belong to one loaded policy.
+func TestContentProgramsReload(t *testing.T) {
+	pol := `package xmppedge.stanza
+default decision := {"allow": true}
+decision := {"allow": false, "reason": "kw"} if xmppedge.contains_any(input.body, ["%s"])
+`
+	e, rules := newTestEngine(t, map[string]string{"stanza.rego": fmt.Sprintf(pol, "alpha")}, Config{})
+	ctx := testContext(t)
+	in := StanzaInput{Direction: "outbound", Kind: "message", Body: "alpha beta"}
+	e.DecideStanza(ctx, &in)
+	if d := e.DecideStanza(ctx, &in); d.Allow || !d.Cached {
+		t.Fatalf("%+v", d)
+	}
+	writeFiles(t, rules, map[string]string{"stanza.rego": fmt.Sprintf(pol, "gamma")})
+	if err := e.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d := e.DecideStanza(ctx, &in); !d.Allow || d.Cached {
+		t.Fatalf("after reload: %+v", d)
+	}
+}
