@@ -4,9 +4,11 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // Content programs (content.go) must decide exactly as the full
@@ -369,6 +371,9 @@ func TestShippedContentProgram(t *testing.T) {
 // -race) agree with the full evaluation.
 func TestContentProgramsConcurrent(t *testing.T) {
 	fast, ref := diffEngines(t, "../rules", diffDataBig, ModeEnforce)
+	// The timeout is wall-clock: 8 goroutines on 2 cores under -race can
+	// take more than 50ms for one evaluation; timeouts are not tested here.
+	fast.cfg.Timeout = time.Minute
 	stanzas := diffStanzas(500)
 	ctx := testContext(t)
 	want := make([]StanzaDecision, len(stanzas))
@@ -416,5 +421,84 @@ decision := {"allow": false, "reason": "kw"} if xmppedge.contains_any(input.body
 	}
 	if d := e.DecideStanza(ctx, &in); !d.Allow || d.Cached {
 		t.Fatalf("after reload: %+v", d)
+	}
+}
+
+// TestPatternMatcherAgainstNaive: the prefiltered, separate and joined
+// matching of a pattern set agrees with matching each pattern alone.
+func TestPatternMatcherAgainstNaive(t *testing.T) {
+	patterns := []string{`\b(?:\d[ -]?){13,16}\b`, `project-\d\s+[a-z]+\d{3}`, `(?i)codename\s+\w+`, `^START`, `END$`,
+		`\bk\b`, `(?i)kelvin`, `ü+x`, `[[:upper:]]{3}\d`, `(?m)^--$`, `a*`, `\Bq`, `(?i)straße`, `x|y?z`, `[^a-z]{2}\b`}
+	var texts []string
+	r := rand.New(rand.NewPCG(3, 4))
+	alphabet := []string{"a", "k", "K", "\u212a", "1", "2", " ", "-", "ü", "x", "z", "q", "E", "N", "D", "S", "\n", "\xff", "é", "project-4 ", "abc123", "START", "ß", "ẞ"}
+	for range 5000 {
+		var b strings.Builder
+		for range r.IntN(30) {
+			b.WriteString(alphabet[r.IntN(len(alphabet))])
+		}
+		texts = append(texts, b.String())
+	}
+	texts = append(texts, "4111 1111 1111 1111", "x4111 1111 1111 1111", "é4111111111111111", "\xff4111111111111111", "codename  X", "a\n--\nb", "THE END")
+	for n := 1; n <= len(patterns); n++ {
+		for start := 0; start+n <= len(patterns); start += n {
+			set := patterns[start : start+n]
+			m, err := newPatternMatcher(set)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res := make([]*regexp.Regexp, len(set))
+			for i, p := range set {
+				res[i] = regexp.MustCompile(p)
+			}
+			for _, text := range texts {
+				want := false
+				for _, re := range res {
+					want = want || re.MatchString(text)
+				}
+				if got := m.match(text); got != want {
+					t.Fatalf("patterns %q, text %q: match %v, want %v", set, text, got, want)
+				}
+			}
+		}
+	}
+}
+
+// TestKeywordSetsAgainstSingle: one pass over many keyword sets reports
+// exactly the sets whose own matcher matches.
+func TestKeywordSetsAgainstSingle(t *testing.T) {
+	sets := [][]string{{"aab", "ab"}, {"bab"}, {}, {"bba", "ZZ"}, {"Größe"}, {"ünter", "b a"}, {""}, {"a"}}
+	m, err := newKeywordSets(sets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	singles := make([]*keywordMatcher, len(sets))
+	for i, s := range sets {
+		if singles[i], err = newKeywordMatcher(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := rand.New(rand.NewPCG(5, 6))
+	alphabet := []string{"a", "b", "A", "B", " ", "z", "Z", "GRÖ", "ße", "ÜNTER", "\xff"}
+	for range 20000 {
+		var b strings.Builder
+		for range r.IntN(12) {
+			b.WriteString(alphabet[r.IntN(len(alphabet))])
+		}
+		text := b.String()
+		var want, single uint64
+		for i, set := range sets {
+			for _, k := range set {
+				if strings.Contains(strings.ToLower(text), strings.ToLower(k)) {
+					want |= 1 << i
+				}
+			}
+			if singles[i].match(text) {
+				single |= 1 << i
+			}
+		}
+		if got := m.scan(text); got != want || single != want {
+			t.Fatalf("%q: sets %b, one by one %b, want %b", text, got, single, want)
+		}
 	}
 }
