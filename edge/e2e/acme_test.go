@@ -84,11 +84,12 @@ func TestACMEFederation(t *testing.T) {
 
 	ca := newCA(t) // signs partner.test's certificate
 	start = time.Now()
-	gw := startACMEGateway(t, acmeGatewayConfig(ca.file), map[string][]byte{
+	// The ACME order happens before the listeners open: wait longer.
+	gw := startGatewayAt(t, acmeGatewayConfig(ca.file), map[string][]byte{
 		"partners.yaml":     partnersYAML(PartnerDomain),
 		"pebble-https.pem":  peb.httpsCAPEM,
 		"pebble-issuer.pem": peb.rootPEM,
-	})
+	}, net.JoinHostPort(acmeInsideIP, fmt.Sprint(S2SPort)), 40*time.Second)
 	step(t, "start xmppedge (ACME order included)", start)
 
 	// The certificate came from Pebble, and the start-up log says so.
@@ -274,72 +275,6 @@ log:
   format: json
 `, CompanyDomain, acmeInsideIP, acmeCompanyIP, S2SPort, acmeOutsideIP, acmeDirectTLSPort, acmePublicDNS,
 		acmePebbleIP, acmePebblePort, acmeHTTPPort, acmeRenewBefore, acmeCheckInterval, caFile, rules)
-}
-
-// startACMEGateway runs xmppedge like startGateway, but waits for this
-// test's inside listener. The ACME order happens before the listeners
-// open, so the wait is longer.
-func startACMEGateway(t *testing.T, cfg string, files map[string][]byte) *gatewayProc {
-	t.Helper()
-	bin := gatewayBinary(t)
-	dir := t.TempDir()
-	if err := os.Mkdir(filepath.Join(dir, "audit"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	for name, data := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cfgFile := filepath.Join(dir, "xmppedge.yaml")
-	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	g := &gatewayProc{t: t, dir: dir, logFile: filepath.Join(dir, "xmppedge.log"), done: make(chan struct{})}
-	logf, err := os.Create(g.logFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g.cmd = exec.Command(bin, "run", "-config", cfgFile)
-	g.cmd.Stdout = logf
-	g.cmd.Stderr = logf
-	g.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := g.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		g.exitErr = g.cmd.Wait()
-		logf.Close()
-		close(g.done)
-	}()
-	t.Cleanup(func() {
-		if !g.stopped {
-			g.cmd.Process.Kill()
-			<-g.done
-		}
-		if t.Failed() || os.Getenv("XMPPEDGE_E2E_VERBOSE") != "" {
-			t.Logf("xmppedge log:\n%s", tail(g.log(), 200))
-		}
-	})
-	inside := net.JoinHostPort(acmeInsideIP, fmt.Sprint(S2SPort))
-	deadline := time.Now().Add(40 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", inside, 200*time.Millisecond)
-		if err == nil {
-			c.Close()
-			break
-		}
-		select {
-		case <-g.done:
-			t.Fatalf("xmppedge exited at start: %v\n%s", g.exitErr, g.log())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("xmppedge did not listen on %s: %v\n%s", inside, err, g.log())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return g
 }
 
 // acmeServedCert makes a direct-TLS handshake with xmppedge's outside

@@ -76,22 +76,34 @@ type gatewayProc struct {
 }
 
 // startGateway writes cfg (YAML) to a temporary folder (with the files in
-// files, relative names) and runs `xmppedge run` on it until the inside
-// listener accepts.
+// files, relative names, and an empty audit folder) and runs `xmppedge
+// run` on it until its inside listener (at GatewayIP) accepts.
 func startGateway(t testing.TB, cfg string, files map[string][]byte) *gatewayProc {
 	t.Helper()
-	bin := gatewayBinary(t)
+	return startGatewayAt(t, cfg, files, net.JoinHostPort(GatewayIP, fmt.Sprint(S2SPort)), 20*time.Second)
+}
+
+// startGatewayAt is startGateway for a config whose inside listener is
+// insideAddr, waiting up to wait for it.
+func startGatewayAt(t testing.TB, cfg string, files map[string][]byte, insideAddr string, wait time.Duration) *gatewayProc {
+	t.Helper()
 	dir := t.TempDir()
 	if err := os.Mkdir(filepath.Join(dir, "audit"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	return runGateway(t, bin, dir, cfg, files)
+	return runGatewayAt(t, dir, cfg, files, insideAddr, wait)
 }
 
 // runGateway starts xmppedge in dir (a fresh one, or one a stopped gateway
 // used: the audit log continues).
-func runGateway(t testing.TB, bin, dir, cfg string, files map[string][]byte) *gatewayProc {
+func runGateway(t testing.TB, dir, cfg string, files map[string][]byte) *gatewayProc {
 	t.Helper()
+	return runGatewayAt(t, dir, cfg, files, net.JoinHostPort(GatewayIP, fmt.Sprint(S2SPort)), 20*time.Second)
+}
+
+func runGatewayAt(t testing.TB, dir, cfg string, files map[string][]byte, insideAddr string, wait time.Duration) *gatewayProc {
+	t.Helper()
+	bin := gatewayBinary(t)
 	for name, data := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
 			t.Fatal(err)
@@ -127,10 +139,9 @@ func runGateway(t testing.TB, bin, dir, cfg string, files map[string][]byte) *ga
 			t.Logf("xmppedge log:\n%s", tail(g.log(), 200))
 		}
 	})
-	inside := net.JoinHostPort(GatewayIP, fmt.Sprint(S2SPort))
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(wait)
 	for {
-		c, err := net.DialTimeout("tcp", inside, 200*time.Millisecond)
+		c, err := net.DialTimeout("tcp", insideAddr, 200*time.Millisecond)
 		if err == nil {
 			c.Close()
 			break
@@ -141,7 +152,7 @@ func runGateway(t testing.TB, bin, dir, cfg string, files map[string][]byte) *ga
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("xmppedge did not listen on %s: %v\n%s", inside, err, g.log())
+			t.Fatalf("xmppedge did not listen on %s: %v\n%s", insideAddr, err, g.log())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -414,7 +414,7 @@ func TestAuditSurvivesKill(t *testing.T) {
 	}
 	f.WriteString(`{"seq":999999999,"event":"stanza","id":"torn`)
 	f.Close()
-	gw2 := runGateway(t, gatewayBinary(t), gw.dir, gatewayConfig(ca.file), nil)
+	gw2 := runGateway(t, gw.dir, gatewayConfig(ca.file), nil)
 	if !strings.Contains(gw2.log(), "torn") {
 		t.Errorf("the restart did not report the torn tail:\n%s", tail(gw2.log(), 30))
 	}
