@@ -80,9 +80,10 @@ type testEnv struct {
 // fakePolicy refuses the domains in deny and the stanzas whose body
 // contains denyBody.
 type fakePolicy struct {
-	mu       sync.Mutex
-	deny     map[string]bool
-	denyBody string
+	mu          sync.Mutex
+	deny        map[string]bool
+	denyBody    string
+	requireCert map[string]bool // domains whose sessions require certificate authentication
 }
 
 func (p *fakePolicy) setDeny(domain string, on bool) {
@@ -96,6 +97,9 @@ func (p *fakePolicy) DecideSession(ctx context.Context, in *policy.SessionInput)
 	defer p.mu.Unlock()
 	if p.deny[in.RemoteDomain] {
 		return policy.SessionDecision{Allow: false, Reason: in.RemoteDomain + " is not a partner", Revision: "r1"}
+	}
+	if p.requireCert[in.RemoteDomain] {
+		return policy.SessionDecision{Allow: true, Require: []string{"certificate"}, Revision: "r1"}
 	}
 	return policy.SessionDecision{Allow: true, Revision: "r1"}
 }
@@ -822,5 +826,48 @@ func TestRecheckAfterReload(t *testing.T) {
 	p1.send("<db:result from='company.test' to='partner.test'>k</db:result>")
 	if got := p1.next(); !strings.Contains(got, "type='valid'") {
 		t.Fatalf("the allowed stream was disturbed: %q", got)
+	}
+}
+
+// A partner whose policy requires certificate authentication, presenting a
+// certificate from a CA we do not trust, is not authenticated by its
+// certificate (no SASL EXTERNAL), and its dialback is refused by policy;
+// the audit record says why.
+func TestRequireCertificate(t *testing.T) {
+	env := newTestEnv(t)
+	env.pol.requireCert = map[string]bool{"partner.test": true}
+	other, err := certstest.NewCA("some other CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, keyPEM, err := other.Issue(certstest.LeafOptions{DNSNames: []string{"partner.test"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientCert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := dialPeer(t, env.outside)
+	p.open("partner.test", "company.test")
+	p.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+	if got := p.next(); !strings.Contains(got, "proceed") {
+		t.Fatalf("want proceed, got %q", got)
+	}
+	tc := tls.Client(p.conn, &tls.Config{InsecureSkipVerify: true, ServerName: "company.test", Certificates: []tls.Certificate{clientCert}})
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	p.conn = tc
+	p.r.Reset(tc)
+	f := p.open("partner.test", "company.test")
+	if f.Child(xmlstream.NSSASL, "mechanisms") != nil {
+		t.Fatal("SASL EXTERNAL offered for a certificate from an untrusted CA")
+	}
+	p.send("<db:result from='partner.test' to='company.test'>k</db:result>")
+	p.expectStreamError("policy-violation")
+	recs := env.aud.find("session.auth", "deny")
+	if len(recs) != 1 || !strings.Contains(recs[0].Reason, "certificate") || !strings.Contains(recs[0].PeerCert, "unknown authority") {
+		t.Fatalf("audit: %+v", recs)
 	}
 }

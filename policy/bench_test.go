@@ -122,9 +122,11 @@ func BenchmarkStanzaHeaderOnly10kDomains(b *testing.B) {
 }
 
 // BenchmarkStanzaContent50Rules: outbound messages with a ~400-byte body,
-// never cached, through the shipped rules with 40 keywords and 10 patterns
-// and 10,000 partners. "clean": nothing matches (every rule runs over the
-// whole body); "match": a keyword matches (bounced).
+// never in the header cache, through the shipped rules with 40 keywords
+// and 10 patterns and 10,000 partners. "clean": nothing matches (every
+// rule runs over the whole body); "match": a keyword matches (bounced).
+// "program": the content programs (content.go), warm; "full": every
+// message evaluated by OPA (content programs off: the path before them).
 func BenchmarkStanzaContent50Rules(b *testing.B) {
 	body := strings.Repeat("An ordinary chat message about lunch plans. ", 9)
 	for _, tc := range []struct {
@@ -132,28 +134,36 @@ func BenchmarkStanzaContent50Rules(b *testing.B) {
 		body  string
 		allow bool
 	}{{"clean", body, true}, {"match", body + " SECRET-WORD-33", false}} {
-		b.Run(tc.name, func(b *testing.B) {
-			e := benchEngine(b, 0)
-			ctx := testContext(b)
-			inputs := make([]StanzaInput, 100)
-			for i := range inputs {
-				inputs[i] = StanzaInput{Direction: "outbound", Kind: "message", Type: "chat", ID: fmt.Sprint(i),
-					From: jid("alice@company.test/phone"), To: jid(fmt.Sprintf("bob@partner%05d.test", i*31)),
-					Body: fmt.Sprintf("%s %d", tc.body, i), Children: []Child{{"body", "jabber:client"}}}
-				if d := e.DecideStanza(ctx, &inputs[i]); d.Allow != tc.allow {
-					b.Fatalf("%+v", d)
+		for _, path := range []string{"program", "full"} {
+			b.Run(tc.name+"/"+path, func(b *testing.B) {
+				e := benchEngine(b, 0)
+				ctx := testContext(b)
+				if path == "full" {
+					e.noPrograms = true
+					if err := e.Reload(ctx); err != nil {
+						b.Fatal(err)
+					}
 				}
-			}
-			before := e.Stats()
-			measure(b, func(i int) { e.DecideStanza(ctx, &inputs[i%len(inputs)]) })
-			reportHitRate(b, e, before)
-		})
+				inputs := make([]StanzaInput, 100)
+				for i := range inputs {
+					inputs[i] = StanzaInput{Direction: "outbound", Kind: "message", Type: "chat", ID: fmt.Sprint(i),
+						From: jid("alice@company.test/phone"), To: jid(fmt.Sprintf("bob@partner%05d.test", i*31)),
+						Body: fmt.Sprintf("%s %d", tc.body, i), Children: []Child{{"body", "jabber:client"}}}
+					if d := e.DecideStanza(ctx, &inputs[i]); d.Allow != tc.allow {
+						b.Fatalf("%+v", d)
+					}
+				}
+				before := e.Stats()
+				measure(b, func(i int) { e.DecideStanza(ctx, &inputs[i%len(inputs)]) })
+				reportHitRate(b, e, before)
+			})
+		}
 	}
 }
 
 // BenchmarkStanzaContent50RegoRules: the other reading of "50 content
 // rules": 50 separate Rego rules, each with its own keyword set, on a
-// body that none matches.
+// body that none matches ("program" and "full" as above).
 func BenchmarkStanzaContent50RegoRules(b *testing.B) {
 	var rules strings.Builder
 	rules.WriteString("package xmppedge.stanza\n\ndefault decision := {\"allow\": false}\n\ndecision := {\"allow\": count(deny) == 0}\n\n")
@@ -162,15 +172,41 @@ func BenchmarkStanzaContent50RegoRules(b *testing.B) {
 	}
 	dir := b.TempDir()
 	writeFiles(b, dir, map[string]string{"stanza.rego": rules.String()})
-	e, err := New(testContext(b), Config{Rules: dir})
-	if err != nil {
-		b.Fatal(err)
+	for _, path := range []string{"program", "full"} {
+		b.Run(path, func(b *testing.B) {
+			e, err := New(testContext(b), Config{Rules: dir})
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx := testContext(b)
+			if path == "full" {
+				e.noPrograms = true
+				if err := e.Reload(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+			body := strings.Repeat("An ordinary chat message about lunch plans. ", 9)
+			in := StanzaInput{Direction: "outbound", Kind: "message", Body: body}
+			if d := e.DecideStanza(ctx, &in); !d.Allow {
+				b.Fatalf("%+v", d)
+			}
+			measure(b, func(int) { e.DecideStanza(ctx, &in) })
+		})
 	}
+}
+
+// BenchmarkContentProgramBuild: the cost of the first message of a program
+// key: one partial evaluation of the shipped rules (10,000 partners, 50
+// content rules) and the compilation of its residual.
+func BenchmarkContentProgramBuild(b *testing.B) {
+	e := benchEngine(b, 0)
 	ctx := testContext(b)
-	body := strings.Repeat("An ordinary chat message about lunch plans. ", 9)
-	in := StanzaInput{Direction: "outbound", Kind: "message", Body: body}
-	if d := e.DecideStanza(ctx, &in); !d.Allow {
-		b.Fatalf("%+v", d)
-	}
-	measure(b, func(int) { e.DecideStanza(ctx, &in) })
+	l := e.current.Load()
+	in := StanzaInput{Direction: "outbound", Kind: "message", Type: "chat", From: jid("alice@company.test/phone"),
+		To: jid("bob@partner00031.test"), Body: "hello"}
+	measure(b, func(int) {
+		if p, err := e.buildProgram(ctx, l, &in); err != nil || p.fallback {
+			b.Fatalf("%v %+v", err, p)
+		}
+	})
 }

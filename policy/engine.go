@@ -35,6 +35,7 @@ type Engine struct {
 	bundle   *bundleSource
 
 	watchInterval time.Duration // file polling; 1s
+	noPrograms    bool          // tests and benchmarks: no content programs (from the next load)
 
 	hooksMu sync.Mutex
 	hooks   []func(revision string)
@@ -233,7 +234,7 @@ func (e *Engine) prepare(ctx context.Context, src *source) (*loaded, error) {
 		return nil, err
 	}
 	l.needsContent = l.stanza.use.whole || len(l.stanza.content) > 0
-	if q := &l.stanza; q.cacheable && len(q.content) > 0 {
+	if q := &l.stanza; q.cacheable && len(q.content) > 0 && !e.noPrograms {
 		if err := prepareContentPrograms(ctx, q, c, store, l.builtins, e.cfg.CacheSize); err != nil {
 			return nil, err
 		}
