@@ -30,13 +30,16 @@ run: build
 	bin/xmppedge run -config xmppedge.example.yaml
 
 # deps installs what the e2e suite needs (Debian packages) when it is
-# missing and we are root; otherwise it says what to install.
+# missing and we are root; otherwise it says what to install. Where the
+# package's own Prosody service starts, it is stopped: it would hold the
+# ports the test servers bind.
 deps:
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing:$$missing"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	    service prosody stop >/dev/null 2>&1 || true; \
 	  else \
 	    echo "missing Debian packages:$$missing"; echo "run: sudo apt-get install -y$$missing"; exit 1; \
 	  fi; \
