@@ -144,6 +144,7 @@ func BenchmarkStanzaContent50Rules(b *testing.B) {
 						b.Fatal(err)
 					}
 				}
+				e.syncPrograms = true // warm-up: programs built at once
 				inputs := make([]StanzaInput, 100)
 				for i := range inputs {
 					inputs[i] = StanzaInput{Direction: "outbound", Kind: "message", Type: "chat", ID: fmt.Sprint(i),
@@ -185,6 +186,7 @@ func BenchmarkStanzaContent50RegoRules(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+			e.syncPrograms = true // warm-up: programs built at once
 			body := strings.Repeat("An ordinary chat message about lunch plans. ", 9)
 			in := StanzaInput{Direction: "outbound", Kind: "message", Body: body}
 			if d := e.DecideStanza(ctx, &in); !d.Allow {

@@ -16,7 +16,6 @@ import (
 // path and through a cache-disabled engine (every decision evaluated by
 // OPA) loaded from the same files, and compares every field.
 
-
 const diffDataBig = `
 partners:
   - {domain: partner.test, direction: both}
@@ -215,6 +214,7 @@ func diffEngines(t *testing.T, rules string, data string, mode string) (fast, re
 	if ref, err = New(testContext(t), cfg); err != nil {
 		t.Fatal(err)
 	}
+	fast.syncPrograms = true // deterministic: a key's program exists from its first stanza
 	if fast.Revision() != ref.Revision() {
 		t.Fatalf("revisions differ: %s %s", fast.Revision(), ref.Revision())
 	}
@@ -236,6 +236,7 @@ func runDiff(t *testing.T, fast, ref *Engine, stanzas []StanzaInput) {
 		want[i] = ref.DecideStanza(ctx, &stanzas[i])
 	}
 	for round := range 2 {
+		fast.current.Load().stanza.buildWG.Wait() // background builds (async mode)
 		for i := range stanzas {
 			in := &stanzas[i]
 			if got := fast.DecideStanza(ctx, in); !sameDecision(got, want[i]) {
@@ -270,6 +271,17 @@ func TestContentProgramsMatchFullEvaluation(t *testing.T) {
 			})
 		}
 	}
+	// Programs built in the background, as in production: decisions
+	// while a key has no program yet, or one being built, are the same.
+	t.Run("shipped/async", func(t *testing.T) {
+		fast, ref := diffEngines(t, "../rules", diffDataBig, ModeEnforce)
+		fast.syncPrograms = false
+		runDiff(t, fast, ref, stanzas)
+		runDiff(t, fast, ref, stanzas)
+		if fast.Stats().ContentPrograms == 0 || fast.Stats().CacheHits == 0 {
+			t.Errorf("no program built in the background: %+v", fast.Stats())
+		}
+	})
 	for name, pol := range diffPolicies {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -323,6 +335,7 @@ func programs(e *Engine) []*contentProgram {
 // emptiness); an inbound message to nothing (its content does not matter).
 func TestShippedContentProgram(t *testing.T) {
 	e := shippedEngine(t, testData, Config{})
+	e.syncPrograms = true
 	ctx := testContext(t)
 	out := StanzaInput{Direction: "outbound", Kind: "message", Type: "chat", From: jid("alice@company.test/a"), To: jid("pete@partner.test"), Body: "hello"}
 	e.DecideStanza(ctx, &out)
@@ -409,6 +422,7 @@ default decision := {"allow": true}
 decision := {"allow": false, "reason": "kw"} if xmppedge.contains_any(input.body, ["%s"])
 `
 	e, rules := newTestEngine(t, map[string]string{"stanza.rego": fmt.Sprintf(pol, "alpha")}, Config{})
+	e.syncPrograms = true
 	ctx := testContext(t)
 	in := StanzaInput{Direction: "outbound", Kind: "message", Body: "alpha beta"}
 	e.DecideStanza(ctx, &in)
@@ -500,5 +514,26 @@ func TestKeywordSetsAgainstSingle(t *testing.T) {
 		if got := m.scan(text); got != want || single != want {
 			t.Fatalf("%q: sets %b, one by one %b, want %b", text, got, single, want)
 		}
+	}
+}
+
+// TestContentProgramBuiltInBackground: the first stanza of a key is
+// evaluated in full and its program built in the background; later ones
+// use it.
+func TestContentProgramBuiltInBackground(t *testing.T) {
+	e := shippedEngine(t, testData, Config{})
+	ctx := testContext(t)
+	in := StanzaInput{Direction: "outbound", Kind: "message", Type: "chat", From: jid("alice@company.test/a"), To: jid("pete@partner.test"), Body: "hello"}
+	if d := e.DecideStanza(ctx, &in); !d.Allow || d.Cached {
+		t.Fatalf("first: %+v", d)
+	}
+	e.current.Load().stanza.buildWG.Wait()
+	if n := e.Stats().ContentPrograms; n != 1 {
+		t.Fatalf("%d programs built", n)
+	}
+	e.DecideStanza(ctx, &in) // fills the memo
+	in.Body = "hello again"
+	if d := e.DecideStanza(ctx, &in); !d.Allow || !d.Cached {
+		t.Fatalf("with the program: %+v", d)
 	}
 }

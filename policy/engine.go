@@ -36,6 +36,7 @@ type Engine struct {
 
 	watchInterval time.Duration // file polling; 1s
 	noPrograms    bool          // tests and benchmarks: no content programs (from the next load)
+	syncPrograms  bool          // tests: build content programs on the deciding goroutine
 
 	hooksMu sync.Mutex
 	hooks   []func(revision string)
@@ -67,8 +68,10 @@ type query[D any] struct {
 
 	// Stanza only: content programs (see content.go), when the policy
 	// reads content and decisions are cacheable.
-	ppq   rego.PreparedPartialQuery
-	progs *decisionCache[*contentProgram]
+	ppq     rego.PreparedPartialQuery
+	progs   *decisionCache[*contentProgram]
+	builds  chan struct{}  // one program built at a time, in the background
+	buildWG sync.WaitGroup // tests: wait for the builds
 }
 
 // New loads the policy named by cfg. An error is a load or compile error
@@ -258,6 +261,7 @@ func prepareContentPrograms(ctx context.Context, q *query[StanzaDecision], c *as
 	}
 	q.ppq = ppq
 	q.progs = newDecisionCache[*contentProgram](cacheSize)
+	q.builds = make(chan struct{}, 1)
 	return nil
 }
 
@@ -453,44 +457,6 @@ func (e *Engine) DecideStanza(ctx context.Context, in *StanzaInput) StanzaDecisi
 		q.cache.put(key, d)
 	}
 	return e.applyStanzaMode(d, in)
-}
-
-// decideContent decides a stanza with content through its content program
-// (see content.go), or in full when the program is not compiled.
-func (e *Engine) decideContent(ctx context.Context, l *loaded, in *StanzaInput, key []byte) StanzaDecision {
-	q := &l.stanza
-	for _, lf := range q.leaves {
-		key = appendStanzaLeaf(key, in, lf)
-	}
-	for _, lf := range q.content {
-		key = appendContentKey(key, in, lf)
-	}
-	p, ok := q.progs.get(key)
-	if !ok {
-		var err error
-		if p, err = e.buildProgram(ctx, l, in); err == nil {
-			q.progs.put(key, p)
-			e.programs.Add(1)
-			if p.fallback {
-				e.log.Debug("stanza content program not compiled; evaluating in full", "revision", l.revision, "why", p.why)
-			}
-		}
-	}
-	if p == nil || p.fallback {
-		d, _ := e.evalStanza(ctx, l, in)
-		return d
-	}
-	v := p.vector(in)
-	if d, ok := p.lookup(v); ok {
-		e.cacheHits.Add(1)
-		d.Cached = true
-		return d
-	}
-	d, ok := e.evalStanza(ctx, l, in)
-	if ok {
-		p.store(v, d)
-	}
-	return d
 }
 
 func (e *Engine) evalStanza(ctx context.Context, l *loaded, in *StanzaInput) (StanzaDecision, bool) {

@@ -274,6 +274,7 @@ decision := {"allow": f(input.subject) == false}`, true, true, true, false},
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e, _ := newTestEngine(t, map[string]string{"stanza.rego": tt.policy}, Config{})
+			e.syncPrograms = true
 			if e.NeedsContent() != tt.needsContent {
 				t.Errorf("NeedsContent = %v, want %v", e.NeedsContent(), tt.needsContent)
 			}
