@@ -3,6 +3,7 @@ package edge
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -57,7 +58,7 @@ func (g *Gateway) dial(ctx context.Context, leg Leg, from, to string) (*outStrea
 		if err != nil {
 			return nil, &dialError{err: fmt.Errorf("connect to the internal server %s: %w", g.opt.InsideServer, err)}
 		}
-		os, err := g.negotiateOut(ctx, c, leg, from, to, false)
+		os, err := g.negotiateOut(ctx, c, leg, from, to, resolve.Target{})
 		if err != nil {
 			c.Close()
 			return nil, err
@@ -118,7 +119,7 @@ func (g *Gateway) dialTarget(ctx context.Context, t resolve.Target, a netip.Addr
 		g.m.TLSHandshake(LegOutside.String(), metrics.ResultSuccess, tls.VersionName(tc.ConnectionState().Version))
 		c = tc
 	}
-	os, err := g.negotiateOut(ctx, c, LegOutside, from, to, t.DirectTLS)
+	os, err := g.negotiateOut(ctx, c, LegOutside, from, to, t)
 	if err != nil {
 		c.Close()
 		return nil, err
@@ -127,14 +128,15 @@ func (g *Gateway) dialTarget(ctx context.Context, t resolve.Target, a netip.Addr
 }
 
 // negotiateOut runs the initiating side up to authentication: our header,
-// the peer's header and features, STARTTLS when offered.
-func (g *Gateway) negotiateOut(ctx context.Context, c net.Conn, leg Leg, from, to string, directTLS bool) (*outStream, error) {
+// the peer's header and features, STARTTLS when offered. target is the
+// server connected to (outside leg; zero on the inside leg), for DANE.
+func (g *Gateway) negotiateOut(ctx context.Context, c net.Conn, leg Leg, from, to string, target resolve.Target) (*outStream, error) {
 	sc := newStreamConn(c, g.limits)
 	os := &outStream{sc: sc, leg: leg, from: from, to: to}
-	if tc, ok := c.(*tls.Conn); ok && directTLS {
+	if tc, ok := c.(*tls.Conn); ok && target.DirectTLS {
 		st := tc.ConnectionState()
 		sc.tls = &st
-		v := g.opt.Verifier.Verify(st.PeerCertificates, to, time.Now())
+		v := g.verifyPeer(ctx, st.PeerCertificates, to, target)
 		os.verdict = &v
 	}
 	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Now()) })
@@ -196,7 +198,7 @@ func (g *Gateway) negotiateOut(ctx context.Context, c net.Conn, leg Leg, from, t
 			}
 			g.m.TLSHandshake(leg.String(), metrics.ResultSuccess, tls.VersionName(tc.ConnectionState().Version))
 			sc.upgradeTLS(tc)
-			v := g.opt.Verifier.Verify(sc.tls.PeerCertificates, to, time.Now())
+			v := g.verifyPeer(ctx, sc.tls.PeerCertificates, to, target)
 			os.verdict = &v
 			continue
 		}
@@ -287,6 +289,37 @@ func (g *Gateway) authenticate(ctx context.Context, os *outStream) error {
 			return fail(&StreamError{Condition: "bad-format", Text: "dialback result without a valid type"})
 		}
 	}
+}
+
+// verifyPeer checks a remote server's certificate for domain. With DANE on
+// and a server reached through DNS (target), authenticated TLSA records
+// decide: a match is valid, a mismatch invalid whatever PKIX says. Else
+// PKIX with RFC 6125 identity; and when that fails and POSH is on, a POSH
+// delegation of domain can vouch for the certificate.
+func (g *Gateway) verifyPeer(ctx context.Context, chain []*x509.Certificate, domain string, target resolve.Target) certs.Verdict {
+	if g.opt.DANEResolver != "" && target.Host != "" && len(chain) > 0 {
+		r := g.opt.Verifier.VerifyDANE(ctx, chain, target.Host, target.Port, g.opt.DANEResolver)
+		switch r.Status {
+		case certs.DANEMatched:
+			return r.Verdict
+		case certs.DANEFailed:
+			v := r.Verdict
+			v.Valid = false
+			v.Reason = "DANE: " + v.Reason
+			return v
+		}
+	}
+	v := g.opt.Verifier.Verify(chain, domain, time.Now())
+	if !v.Valid && g.opt.POSH && len(chain) > 0 {
+		pr := g.opt.Verifier.VerifyPOSH(ctx, chain, domain)
+		switch pr.Status {
+		case certs.POSHMatched:
+			return pr.Verdict
+		case certs.POSHFailed:
+			v.Reason += "; POSH: " + pr.Verdict.Reason
+		}
+	}
+	return v
 }
 
 // clientTLS is the TLS config for an outgoing stream on leg: on the inside

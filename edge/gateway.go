@@ -63,7 +63,14 @@ type Options struct {
 
 	Certificates *certs.Store    // certificates of the local domains; required for the outside leg
 	Verifier     *certs.Verifier // peer certificate verification
-	Resolver     Resolver        // SRV/A/AAAA lookups for the outside leg
+	// DANEResolver, when set ("IP:PORT" of a validating resolver), makes
+	// authenticated TLSA records (RFC 7673) decide the certificates of the
+	// servers xmppedge connects to.
+	DANEResolver string
+	// POSH accepts a certificate that fails PKIX when the domain delegates
+	// to it with POSH (RFC 7711).
+	POSH     bool
+	Resolver Resolver // SRV/A/AAAA lookups for the outside leg
 
 	DialbackSecret string // shared by every node of a deployment
 

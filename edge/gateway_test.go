@@ -2,12 +2,17 @@ package edge
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -869,5 +874,75 @@ func TestRequireCertificate(t *testing.T) {
 	recs := env.aud.find("session.auth", "deny")
 	if len(recs) != 1 || !strings.Contains(recs[0].Reason, "certificate") || !strings.Contains(recs[0].PeerCert, "unknown authority") {
 		t.Fatalf("audit: %+v", recs)
+	}
+}
+
+// A partner whose certificate does not chain to a trusted root, but whose
+// domain delegates to it with POSH (RFC 7711), is authenticated when POSH
+// is on; with POSH off the same certificate fails the require-certificate
+// policy and the stanza bounces.
+func TestPOSHDelegation(t *testing.T) {
+	other, err := certstest.NewCA("hosting provider CA (not trusted)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, keyPEM, err := other.Issue(certstest.LeafOptions{DNSNames: []string{"partner.test"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	partnerCert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(partnerCert.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	spki := sha256.Sum256(leaf.RawSubjectPublicKeyInfo)
+	poshFile := fmt.Sprintf(`{"fingerprints":[{"sha-256":%q}],"expires":3600}`, base64.StdEncoding.EncodeToString(spki[:]))
+	web := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != certs.POSHPath || r.Host != "partner.test" {
+			http.NotFound(w, r)
+			return
+		}
+		io.WriteString(w, poshFile)
+	}))
+	defer web.Close()
+	// Every POSH fetch goes to the test web server.
+	poshClient := web.Client()
+	poshClient.Transport.(*http.Transport).DialContext = func(ctx context.Context, network, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, network, web.Listener.Addr().String())
+	}
+	poshClient.Transport.(*http.Transport).TLSClientConfig.ServerName = "example.com" // httptest's certificate name
+
+	for _, posh := range []bool{true, false} {
+		t.Run(fmt.Sprintf("posh=%v", posh), func(t *testing.T) {
+			env := newTestEnv(t, func(o *Options) {
+				v, err := certs.NewVerifier(nil, false, certs.WithPOSHClient(poshClient))
+				if err != nil {
+					t.Fatal(err)
+				}
+				o.Verifier, o.POSH = v, posh
+			})
+			env.pol.requireCert = map[string]bool{"partner.test": true}
+			partner := startFakeServerTLS(t, "partner.test", &tls.Config{Certificates: []tls.Certificate{partnerCert}})
+			env.res.set("partner.test", partner.addr(), true)
+			p := authedInside(t, env, "partner.test")
+			p.send("<message from='alice@company.test/r' to='bob@partner.test' id='p1'><body>hi</body></message>")
+			if posh {
+				partner.expectStanza(t, "id='p1'")
+				var out *SessionInfo
+				for _, s := range env.gw.Sessions() {
+					if s.Role == "outgoing" && s.Leg == "outside" {
+						out = &s
+					}
+				}
+				if out == nil || out.PeerCert != "valid" {
+					t.Fatalf("outgoing session: %+v", out)
+				}
+				return
+			}
+			env.internal.expectStanza(t, "id='p1'", "type='error'", "<policy-violation", "unknown authority")
+		})
 	}
 }

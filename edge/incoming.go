@@ -15,6 +15,7 @@ import (
 	"github.com/xmppedge/xmppedge/certs"
 	"github.com/xmppedge/xmppedge/dialback"
 	"github.com/xmppedge/xmppedge/edge/metrics"
+	"github.com/xmppedge/xmppedge/edge/resolve"
 	"github.com/xmppedge/xmppedge/edge/xmlstream"
 	"github.com/xmppedge/xmppedge/policy"
 )
@@ -225,7 +226,7 @@ func (s *inSession) negotiate() error {
 	}
 	encrypted := s.sc.tls != nil
 	if encrypted && from != "" && s.sc.tls != nil {
-		v := s.g.opt.Verifier.Verify(s.sc.tls.PeerCertificates, from, time.Now())
+		v := s.g.verifyPeer(s.g.ctx, s.sc.tls.PeerCertificates, from, resolve.Target{})
 		s.mu.Lock()
 		s.verdict = &v
 		s.mu.Unlock()
@@ -455,7 +456,7 @@ func (s *inSession) facts(remote, local, auth string) *policy.SessionInput {
 	in := &policy.SessionInput{Direction: "inbound", LocalDomain: local, RemoteDomain: remote, RemoteIP: remoteIP(s.sc.conn), Auth: auth}
 	var v *certs.Verdict
 	if s.sc.tls != nil {
-		vv := s.g.opt.Verifier.Verify(s.sc.tls.PeerCertificates, remote, time.Now())
+		vv := s.g.verifyPeer(s.g.ctx, s.sc.tls.PeerCertificates, remote, resolve.Target{})
 		v = &vv
 	}
 	in.TLS = tlsInfo(s.sc.tls, v)

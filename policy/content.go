@@ -122,11 +122,17 @@ func (e *Engine) startBuild(l *loaded, in *StanzaInput, key []byte) {
 	go func() {
 		defer q.buildWG.Done()
 		defer func() { <-q.builds }()
-		p, err := e.buildProgram(context.Background(), l, &cp)
-		if err != nil {
+		var p *contentProgram
+		defer func() {
+			if r := recover(); r != nil { // an OPA bug must not take the gateway down
+				p = &contentProgram{fallback: true, why: fmt.Sprint("partial evaluation panicked: ", r)}
+			}
+			e.storeProgram(l, []byte(k), p)
+		}()
+		var err error
+		if p, err = e.buildProgram(context.Background(), l, &cp); err != nil {
 			p = &contentProgram{fallback: true, why: err.Error()}
 		}
-		e.storeProgram(l, []byte(k), p)
 	}()
 }
 

@@ -64,7 +64,7 @@
 // per engine (per query, nothing is registered globally in OPA):
 //
 //	xmppedge.contains_any(text, keywords) → bool   keywords, ignoring case (Unicode lower-casing), one Aho-Corasick pass
-//	xmppedge.matches_any(text, patterns) → bool    Go (RE2) regular expressions, joined into one
+//	xmppedge.matches_any(text, patterns) → bool    Go (RE2) regular expressions (prefiltered by literal prefix or first bytes)
 //	xmppedge.domain_in(domain, patterns) → bool    "a.test", "*.a.test" (one or more whole labels), "*"
 //	xmppedge.partners_for(domain, partners) → array  the entries of the most specific matching pattern
 //
@@ -88,12 +88,38 @@
 // the rules refer to input as a whole or with a variable key (x := input,
 // input[k]) or call a non-deterministic built-in (time.now_ns, http.send).
 // A stanza whose rules read content (body, subject, thread, children,
-// security_label) is cached only when that content is empty in the stanza
-// (presence, iq, chat states): a message with a body is always evaluated.
-// NeedsContent tells the gateway whether to parse payloads at all.
-// The cache belongs to one loaded policy (so a reload starts from empty),
-// is bounded (Config.CacheSize, 100,000 per decision; a full shard is
-// emptied) and safe for concurrent use. Failures are never cached.
+// security_label) is answered from that cache only when that content is
+// empty in the stanza (presence, iq, chat states); others go through a
+// content program. NeedsContent tells the gateway whether to parse
+// payloads at all. The cache belongs to one loaded policy (so a reload
+// starts from empty), is bounded (Config.CacheSize, 100,000 per decision;
+// a full shard is emptied) and safe for concurrent use. Failures are never
+// cached.
+//
+// # Speed: content programs
+//
+// A stanza with content is decided by a content program of its key: the
+// header key above plus the exact children and security label (when the
+// rules read them). The program is derived from the compiled policy by
+// partial evaluation: the stanza decision is evaluated with the header
+// known and input.body, input.subject and input.thread unknown, and OPA
+// returns the residual rules. When the residual reads the text only in
+// tests of one field against ground values — xmppedge.contains_any and
+// xmppedge.matches_any over a set, contains, startswith, endswith,
+// regex.match, ==, != — the decision is a function of those tests' truth
+// values: per message the program runs the tests in Go (all the keyword
+// sets of a field in one Aho-Corasick pass) and looks the resulting bit
+// vector up in a memo of decisions, filled by a full evaluation the first
+// time a vector is seen (never with a failure). Anything else in the
+// residual (count(input.body), a reason built from the subject, a policy
+// function left unevaluated, …) leaves the key without a program: each of
+// its stanzas is evaluated in full, exactly as before. The first stanza
+// of a key is evaluated in full while its program is built in the
+// background (one build at a time: a partial evaluation with 10,000
+// partners costs about 1ms); programs are cached per loaded policy like
+// decisions (Config.CacheSize; a negative size disables both).
+// Stats().ContentPrograms counts the builds; decisions from a program's
+// memo count as cache hits and are marked Cached.
 //
 // # Reload
 //

@@ -103,7 +103,13 @@ func buildOptions(ctx context.Context, cfg *config.Config, log *slog.Logger, obt
 	if len(fe) > 0 {
 		return edge.Options{}, fe
 	}
+	dane := ""
+	if cfg.TLS.DANE {
+		dane = cfg.DNS.Servers[0]
+	}
 	return edge.Options{
+		DANEResolver:     dane,
+		POSH:             cfg.TLS.POSH,
 		Domains:          cfg.Domains,
 		InsideListen:     cfg.Inside.Listen,
 		InsideServer:     cfg.Inside.Server,

@@ -112,6 +112,13 @@ type TLSConfig struct {
 	// ACME obtains and renews the certificates of the local domains that
 	// have no certificate file.
 	ACME *ACMEConfig `yaml:"acme"`
+	// DANE checks the certificates of the servers xmppedge connects to
+	// against DNSSEC-authenticated TLSA records (RFC 7673), asking the
+	// first of dns.servers, which must be a validating resolver.
+	DANE bool `yaml:"dane"`
+	// POSH accepts a peer certificate that fails PKIX when its domain
+	// delegates to it with POSH (RFC 7711, https://DOMAIN/.well-known/posh/).
+	POSH bool `yaml:"posh"`
 }
 
 // SystemRootsTrusted reports whether the system's roots are trusted (default

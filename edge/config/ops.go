@@ -111,6 +111,9 @@ func (c *Config) validateOps(v *validator) {
 			v.add("tls.acme.renew_before", "%s: give at least 1m, or leave it out", a.RenewBefore)
 		}
 	}
+	if c.TLS.DANE && len(c.DNS.Servers) == 0 {
+		v.add("tls.dane", "DANE needs a validating resolver: list it first in dns.servers")
+	}
 	if c.Metrics.Listen != "" {
 		if _, problem := parseHostPort(c.Metrics.Listen, true); problem != "" {
 			v.add("metrics.listen", "%s", problem)
