@@ -26,6 +26,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"strconv"
@@ -40,6 +41,7 @@ import (
 	"github.com/xmppedge/xmppedge/edge/config"
 	"github.com/xmppedge/xmppedge/edge/resolve"
 	"github.com/xmppedge/xmppedge/edge/xmlstream"
+	"github.com/xmppedge/xmppedge/policy"
 )
 
 // Check marks.
@@ -152,6 +154,7 @@ type probeSettings struct {
 	noDialback  string       // why dialback is skipped
 	timeout     time.Duration
 	now         func() time.Time
+	cfg         *config.Config // -config: also ask its policy what it would decide
 }
 
 func probeUsage(w io.Writer) {
@@ -263,6 +266,7 @@ func probeLoadConfig(s *probeSettings, path string, dnsGiven bool, stderr io.Wri
 			fmt.Fprintf(stderr, "  %s: %s\n", e.Field, e.Problem)
 		}
 	}
+	s.cfg = cfg
 	if !dnsGiven {
 		s.dnsServers = cfg.DNS.Servers
 	}
@@ -356,6 +360,48 @@ func probeRun(ctx context.Context, s probeSettings, rep *probeReport) {
 		}
 		rep.println("target %d: %s (%s)", i+1, pt.hostPort(), kind)
 		probeOneTarget(ctx, s, res, verifier, pt, rep)
+	}
+	probePolicy(ctx, s, rep)
+}
+
+// probePolicy asks the gateway's policy (-config) what it would decide for
+// sessions with the domain, both ways, with the TLS facts the probe saw.
+func probePolicy(ctx context.Context, s probeSettings, rep *probeReport) {
+	if s.cfg == nil || (s.cfg.Policy.Rules == "" && s.cfg.Policy.Bundle == nil) {
+		rep.add(probeSkip, "policy", "", "skipped (no -config with a policy)")
+		return
+	}
+	eng, err := newPolicyEngine(ctx, s.cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		rep.add(probeFail, "policy", "", "the policy of -config does not load: %v", err)
+		return
+	}
+	local := s.from
+	var tlsFacts policy.TLSInfo
+	auth := "dialback"
+	for _, pt := range rep.Targets {
+		if pt.TLSVersion != "" {
+			tlsFacts = policy.TLSInfo{Version: pt.TLSVersion, Cipher: pt.CipherSuite, PeerCertValid: pt.CertificateValid, PeerCertError: pt.CertificateReason}
+			if pt.CertificateValid {
+				auth = "sasl_external"
+			}
+			break
+		}
+	}
+	for _, in := range []*policy.SessionInput{
+		{Direction: "outbound", LocalDomain: local, RemoteDomain: s.domain},
+		{Direction: "inbound", LocalDomain: local, RemoteDomain: s.domain, TLS: tlsFacts, Auth: auth},
+	} {
+		d := eng.DecideSession(ctx, in)
+		status, verdict := probePass, "allowed"
+		if !d.Allow {
+			status, verdict = probeFail, "refused"
+		}
+		req := ""
+		if len(d.Require) > 0 {
+			req = " (requires " + strings.Join(d.Require, ", ") + ")"
+		}
+		rep.add(status, "policy", "", "%s sessions with %s %s%s by policy revision %s: %s", in.Direction, s.domain, verdict, req, d.Revision, probeOr(d.Reason, "no reason given"))
 	}
 }
 

@@ -170,6 +170,8 @@ func checkProbe(t *testing.T, gw *gatewayProc, certValid bool) {
 		regexp.MustCompile(`_xmpp-server\._tcp\.partner\.test`),
 		regexp.MustCompile(`TLS ?1\.3`),
 		regexp.MustCompile(`(?m)^\s*PASS\s+dialback`),
+		regexp.MustCompile(`(?m)^\s*PASS\s+policy: outbound sessions with partner\.test allowed`),
+		regexp.MustCompile(`(?m)^\s*PASS\s+policy: inbound sessions with partner\.test allowed`),
 	} {
 		if !want.MatchString(out) {
 			t.Errorf("probe %s: output lacks %s", PartnerDomain, want)
