@@ -110,7 +110,7 @@ func (g *Gateway) dialTarget(ctx context.Context, t resolve.Target, a netip.Addr
 		return nil, &dialError{err: err}
 	}
 	if t.DirectTLS {
-		tc := tls.Client(c, g.opt.Certificates.ClientConfig(from, to, true))
+		tc := tls.Client(c, g.certs().ClientConfig(from, to, true))
 		if err := tc.HandshakeContext(ctx); err != nil {
 			g.m.TLSHandshake(LegOutside.String(), metrics.ResultFailure, "")
 			c.Close()
@@ -329,7 +329,7 @@ func (g *Gateway) clientTLS(leg Leg, from, to string) *tls.Config {
 	if leg == LegInside && g.opt.InsideCA != nil {
 		return g.opt.InsideCA.ClientConfig(from, to)
 	}
-	return g.opt.Certificates.ClientConfig(from, to, false)
+	return g.certs().ClientConfig(from, to, false)
 }
 
 // haveClientCert reports whether we present a certificate for domain on
@@ -338,7 +338,7 @@ func (g *Gateway) haveClientCert(leg Leg, domain string) bool {
 	if leg == LegInside {
 		return g.opt.InsideCA != nil
 	}
-	return g.opt.Certificates.Certificate(domain) != nil
+	return g.certs().Certificate(domain) != nil
 }
 
 // describeError returns the condition inside an error child, for logs.

@@ -130,6 +130,8 @@ type Gateway struct {
 	wg        sync.WaitGroup // accept loops and incoming sessions
 
 	nextID atomic.Uint64
+
+	store atomic.Pointer[certs.Store] // the local domains' certificates; swapped by SetCertificates
 }
 
 // New checks the options and returns a gateway that is not yet listening.
@@ -167,9 +169,25 @@ func New(opt Options) (*Gateway, error) {
 	for _, d := range opt.Domains {
 		g.local[strings.ToLower(d)] = true
 	}
+	g.store.Store(opt.Certificates)
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	g.router = newRouter(g)
 	return g, nil
+}
+
+// certs returns the current certificate store.
+func (g *Gateway) certs() *certs.Store { return g.store.Load() }
+
+// Certificates returns the certificates currently presented for the local
+// domains.
+func (g *Gateway) Certificates() *certs.Store { return g.store.Load() }
+
+// SetCertificates swaps the certificates of the local domains: new
+// handshakes use them at once; established streams keep theirs.
+func (g *Gateway) SetCertificates(s *certs.Store) {
+	if s != nil {
+		g.store.Store(s)
+	}
 }
 
 // isLocal reports whether domain is one of ours.
@@ -337,7 +355,7 @@ func (g *Gateway) serverTLS(leg Leg, toDomain string, alpn bool) *tls.Config {
 	if fallback == "" || !g.isLocal(fallback) {
 		fallback = g.opt.Domains[0]
 	}
-	return g.opt.Certificates.ServerConfig(fallback, alpn)
+	return g.certs().ServerConfig(fallback, alpn)
 }
 
 // Recheck asks the policy again about every established session, after a

@@ -233,7 +233,7 @@ func (s *inSession) negotiate() error {
 	}
 	var offerTLS, tlsRequired bool
 	if s.leg == LegOutside {
-		offerTLS = !encrypted && s.g.opt.Certificates.Certificate(to) != nil
+		offerTLS = !encrypted && s.g.certs().Certificate(to) != nil
 		tlsRequired = s.g.opt.RequireTLS && !encrypted
 	} else {
 		offerTLS = !encrypted && s.g.opt.InsideTLS != "off"

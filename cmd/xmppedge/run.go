@@ -139,7 +139,7 @@ type node struct {
 	gw      *edge.Gateway
 	eng     *policy.Engine
 	alog    *audit.Log
-	store   *certs.Store
+	acme    *certs.Store // the ACME-managed store to stop at exit, or nil
 	m       *metrics.Metrics
 }
 
@@ -157,7 +157,9 @@ func run(cfg *config.Config, path string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(err)
 	}
-	n.store = opt.Certificates
+	if cfg.TLS.ACME != nil {
+		n.acme = opt.Certificates
+	}
 	if n.eng, err = newPolicyEngine(ctx, cfg, log); err != nil {
 		return fail(err)
 	}
@@ -228,8 +230,8 @@ func run(cfg *config.Config, path string, stdout, stderr io.Writer) int {
 		log.Warn("shutdown did not finish in time: connections dropped", "err", err)
 		n.gw.Close()
 	}
-	if n.store != nil {
-		n.store.Close()
+	if n.acme != nil {
+		n.acme.Close()
 	}
 	log.Info("stopped")
 	return 0
@@ -249,7 +251,7 @@ func (n *node) printSummary(w io.Writer) {
 		src = cfg.Policy.Bundle.URL
 	}
 	fmt.Fprintf(w, "  policy: %s, revision %s, mode %s\n", src, n.eng.Revision(), cfg.Policy.Mode)
-	exp := n.store.Expiry()
+	exp := n.gw.Certificates().Expiry()
 	for _, d := range cfg.Domains {
 		if t, ok := exp[d]; ok {
 			fmt.Fprintf(w, "  certificate %s: valid until %s\n", d, t.UTC().Format(time.RFC3339))
@@ -272,9 +274,30 @@ func (n *node) reload(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Certificate files are re-read (ACME-managed ones renew by
+	// themselves): a renewed file takes effect without a restart.
+	if n.cfg.TLS.ACME == nil {
+		var pairs []certs.KeyPairFiles
+		for _, c := range cfg.TLS.Certificates {
+			pairs = append(pairs, certs.KeyPairFiles{CertFile: cfg.ResolvePath(c.CertFile), KeyFile: cfg.ResolvePath(c.KeyFile)})
+		}
+		store, err := certs.LoadStore(pairs)
+		if err != nil {
+			return config.FieldErrors{{Field: "tls.certificates", Problem: err.Error()}}
+		}
+		for _, d := range n.cfg.Domains {
+			if store.Certificate(d) == nil {
+				return config.FieldErrors{{Field: "tls.certificates", Problem: "no certificate covers the local domain " + d}}
+			}
+		}
+		n.gw.SetCertificates(store)
+	}
 	n.level.Set(logLevel(cfg.Log.Level))
 	err = n.eng.Reload(ctx)
 	n.m.Reload(err)
+	if err == nil {
+		n.log.Info("reloaded", "policy_revision", n.eng.Revision())
+	}
 	return err
 }
 
@@ -297,7 +320,7 @@ func (n *node) ready() []string {
 		os.Remove(f.Name())
 	}
 	for _, d := range n.cfg.Domains {
-		if n.store.Certificate(d) == nil {
+		if n.gw.Certificates().Certificate(d) == nil {
 			problems = append(problems, "certificate: none for "+d)
 		}
 	}
@@ -382,11 +405,15 @@ func (n *node) watchCertificates(ctx context.Context) {
 	t := time.NewTicker(time.Minute)
 	defer t.Stop()
 	for {
-		for d, exp := range n.store.Expiry() {
+		store := n.gw.Certificates()
+		for d, exp := range store.Expiry() {
 			n.m.CertificateExpiry(d, exp)
 		}
-		for _, d := range n.store.ExpiringSoon(certs.ExpiryWarning) {
-			n.log.Warn("certificate expires soon", "domain", d, "not_after", n.store.Expiry()[d])
+		// An ACME store warns by itself.
+		if n.cfg.TLS.ACME == nil {
+			for _, d := range store.ExpiringSoon(certs.ExpiryWarning) {
+				n.log.Warn("certificate expires soon", "domain", d, "not_after", store.Expiry()[d])
+			}
 		}
 		select {
 		case <-ctx.Done():

@@ -3,8 +3,10 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -130,7 +132,15 @@ func TestGatewayPolicyAndAudit(t *testing.T) {
 	}
 	before := partnerStreams()
 	reloads := len(gw.records("policy reloaded"))
+	// The same reload picks up a renewed certificate file.
+	oldSerial := servedSerial(t)
+	cert, key := ca.issue(t, CompanyDomain)
+	os.WriteFile(filepath.Join(gw.dir, "company.crt"), cert, 0o600)
+	os.WriteFile(filepath.Join(gw.dir, "company.key"), key, 0o600)
 	gw.setPartners(t, PartnerDomain, StrangerDomain)
+	if newSerial := servedSerial(t); newSerial == oldSerial {
+		t.Errorf("after SIGHUP the outside listener still presents the old certificate (serial %s)", oldSerial)
+	}
 	if err := alice.SendMessageID(carol.JID, "welcome aboard", "s2-out"); err != nil {
 		t.Fatal(err)
 	}
@@ -432,4 +442,17 @@ func (g *gatewayProc) kill() {
 	g.cmd.Process.Kill()
 	<-g.done
 	g.stopped = true
+}
+
+// servedSerial is the serial of the certificate xmppedge's direct-TLS
+// listener presents for company.test.
+func servedSerial(t *testing.T) string {
+	t.Helper()
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", net.JoinHostPort(GatewayOutsideIP, fmt.Sprint(DirectTLSPort)),
+		&tls.Config{ServerName: CompanyDomain, InsecureSkipVerify: true, NextProtos: []string{"xmpp-server"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.ConnectionState().PeerCertificates[0].SerialNumber.String()
 }
