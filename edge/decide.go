@@ -150,40 +150,51 @@ func failureReason(cond string, err error) string {
 }
 
 // stanzaInput builds the policy input of a stanza; content fields only
-// when the loaded policy reads them.
-func (g *Gateway) stanzaInput(el *xmlstream.Element, ns map[string]string, dir string, facts *policy.SessionInput) (*policy.StanzaInput, *xmlstream.Node) {
-	in := &policy.StanzaInput{
+// when the loaded policy reads them. hasContent reports whether in.Body
+// and friends were filled.
+func (g *Gateway) stanzaInput(el *xmlstream.Element, ns map[string]string, dir string, facts *policy.SessionInput) (in *policy.StanzaInput, hasContent bool) {
+	in = &policy.StanzaInput{
 		Direction: dir, Kind: el.Local, Type: el.Type, ID: el.ID,
 		From: jidForms(el.From), To: jidForms(el.To), Session: facts,
 	}
 	if !g.opt.Policy.NeedsContent() {
-		return in, nil
+		return in, false
 	}
-	n, err := xmlstream.ParseNode(el.Raw, ns)
-	if err != nil {
-		return in, nil
-	}
-	fillContent(in, n)
-	return in, n
+	fillContent(in, el.Raw, ns)
+	return in, true
 }
 
-// fillContent copies what a content policy reads from the parsed stanza.
-func fillContent(in *policy.StanzaInput, n *xmlstream.Node) {
+// fillContent copies what a content policy reads from the stanza: the fast
+// scanner when it can, the full parser otherwise (prefixes, security
+// labels). Every body and subject is read (joined), not only the first.
+func fillContent(in *policy.StanzaInput, raw []byte, ns map[string]string) {
+	if c, ok := xmlstream.ParseContent(raw, ns); ok {
+		for _, ch := range c.Children {
+			in.Children = append(in.Children, policy.Child{Name: ch.Local, Namespace: ch.Space})
+		}
+		in.Body, in.Subject, in.Thread = c.Body, c.Subject, c.Thread
+		return
+	}
+	n, err := xmlstream.ParseNode(raw, ns)
+	if err != nil {
+		return
+	}
+	thread := false
 	for _, c := range n.Children {
 		in.Children = append(in.Children, policy.Child{Name: c.Local, Namespace: c.Space})
 		switch {
-		case c.Space == xmlstream.NSServer && c.Local == "body" && in.Body == "":
-			in.Body = c.Text
-		case c.Space == xmlstream.NSServer && c.Local == "subject" && in.Subject == "":
-			in.Subject = c.Text
-		case c.Space == xmlstream.NSServer && c.Local == "thread" && in.Thread == "":
-			in.Thread = c.Text
-		case c.Space == "urn:xmpp:sec-label:0" && c.Local == "securitylabel":
+		case c.Space == xmlstream.NSServer && c.Local == "body":
+			in.Body = xmlstream.JoinText(in.Body, c.Text, false)
+		case c.Space == xmlstream.NSServer && c.Local == "subject":
+			in.Subject = xmlstream.JoinText(in.Subject, c.Text, false)
+		case c.Space == xmlstream.NSServer && c.Local == "thread" && !thread:
+			in.Thread, thread = c.Text, true
+		case c.Space == xmlstream.SecurityLabelNS && c.Local == "securitylabel":
 			l := &policy.SecurityLabel{}
-			if dm := c.Child("urn:xmpp:sec-label:0", "displaymarking"); dm != nil {
+			if dm := c.Child(xmlstream.SecurityLabelNS, "displaymarking"); dm != nil {
 				l.Marking, l.FgColor, l.BgColor = dm.Text, dm.Attr("fgcolor"), dm.Attr("bgcolor")
 			}
-			if lb := c.Child("urn:xmpp:sec-label:0", "label"); lb != nil {
+			if lb := c.Child(xmlstream.SecurityLabelNS, "label"); lb != nil {
 				l.Label = labelText(lb)
 			}
 			in.SecurityLabel = l
@@ -223,7 +234,7 @@ func jidForms(j string) policy.JID {
 
 // stanzaRecord is the audit record of a stanza, with what the policy
 // asked to keep.
-func stanzaRecord(st *stanza, sessionID string, arrival Leg, decision, reason, revision, keep string, content *xmlstream.Node) *audit.Record {
+func stanzaRecord(st *stanza, sessionID string, arrival Leg, decision, reason, revision, keep, body string) *audit.Record {
 	r := &audit.Record{
 		Event: "stanza", Session: sessionID, Leg: arrival.String(), Direction: direction(arrival),
 		From: st.from, To: st.to, Kind: st.kind, Type: st.typ, ID: st.id, Size: len(st.raw),
@@ -238,12 +249,6 @@ func stanzaRecord(st *stanza, sessionID string, arrival Leg, decision, reason, r
 	case policy.AuditFull:
 		r.Stanza = string(st.raw)
 	case policy.AuditHash:
-		body := ""
-		if content != nil {
-			if b := content.Child(xmlstream.NSServer, "body"); b != nil {
-				body = b.Text
-			}
-		}
 		sum := sha256.Sum256([]byte(body))
 		r.BodySHA256 = hex.EncodeToString(sum[:])
 	}

@@ -598,7 +598,7 @@ func (s *inSession) handleStanza(el *xmlstream.Element) error {
 	g := s.g
 	g.m.Bytes(s.leg.String(), metrics.BytesReceived, len(el.Raw))
 	ns := s.sc.peer.Namespaces
-	in, content := g.stanzaInput(el, ns, direction(s.leg), ps.facts)
+	in, hasContent := g.stanzaInput(el, ns, direction(s.leg), ps.facts)
 	ctx, cancel := context.WithTimeout(g.ctx, 5*time.Second)
 	start := time.Now()
 	d := g.opt.Policy.DecideStanza(ctx, in)
@@ -613,11 +613,11 @@ func (s *inSession) handleStanza(el *xmlstream.Element) error {
 	case d.WouldDeny:
 		decision = "would-deny"
 	}
-	if d.Audit == policy.AuditHash && content == nil {
-		content, _ = xmlstream.ParseNode(el.Raw, ns)
+	if d.Audit == policy.AuditHash && !hasContent {
+		fillContent(in, el.Raw, ns) // the hash is of the bodies
 	}
 	if decision != "allow" || d.Audit != policy.AuditNone {
-		seq, err := g.audit(stanzaRecord(st, s.id, s.leg, decision, d.Reason, d.Revision, d.Audit, content))
+		seq, err := g.audit(stanzaRecord(st, s.id, s.leg, decision, d.Reason, d.Revision, d.Audit, in.Body))
 		if err != nil {
 			// Fail closed: nothing crosses unrecorded.
 			g.log.Error("AUDIT LOG NOT WRITABLE: stanza refused", "session", s.id, "from", st.from, "to", st.to, "err", err)

@@ -97,7 +97,7 @@ func (r *Router) bounceRecorded(st *stanza, leg Leg, condition, text string, rec
 	}
 	r.g.m.Stanza(direction(leg.other()), st.kind, outcome, condition)
 	if record {
-		rec := stanzaRecord(st, "", leg.other(), decision, condition+": "+text, "", policy.AuditMeta, nil)
+		rec := stanzaRecord(st, "", leg.other(), decision, condition+": "+text, "", policy.AuditMeta, "")
 		seq, err := r.g.audit(rec)
 		if err != nil {
 			r.g.log.Error("AUDIT LOG NOT WRITABLE: bounce not recorded", "from", st.from, "to", st.to, "err", err)

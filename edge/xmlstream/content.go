@@ -1,0 +1,327 @@
+package xmlstream
+
+import (
+	"bytes"
+	"strconv"
+	"unicode/utf8"
+)
+
+// Name is an element's resolved namespace and local name.
+type Name struct{ Space, Local string }
+
+// Content is what a content policy reads of a stanza: the names of its
+// child elements, in order; the character data of every body and every
+// subject in the jabber:server namespace, joined by newlines (a stanza may
+// carry several, e.g. one per xml:lang, and a receiver may show any of
+// them: the policy must see them all); and the first thread.
+type Content struct {
+	Children              []Name
+	Body, Subject, Thread string
+}
+
+// SecurityLabelNS is XEP-0258's namespace; a stanza carrying a label takes
+// the ParseNode path (ParseContent reports !ok).
+const SecurityLabelNS = "urn:xmpp:sec-label:0"
+
+// ParseContent extracts Content from the raw bytes of a stanza that
+// Reader.Next accepted, without building a tree: it is the stanza path's
+// fast way to feed content rules. It resolves only default namespaces;
+// when the stanza has a shape it does not handle (a namespace prefix, a
+// security label, anything unexpected) it returns ok false, and the caller
+// uses ParseNode. Where ok is true the result is exactly what ParseNode
+// gives (FuzzParseContent checks it).
+func ParseContent(raw []byte, header map[string]string) (c Content, ok bool) {
+	p := contentParser{b: raw}
+	rootNS, selfClosing, ok := p.startTag(header[""])
+	if !ok {
+		return c, false
+	}
+	if selfClosing {
+		return c, p.i == len(p.b)
+	}
+	thread := false
+	for {
+		// Character data directly inside the stanza is not content.
+		j := bytes.IndexByte(p.b[p.i:], '<')
+		if j < 0 {
+			return c, false
+		}
+		p.i += j
+		if p.has("</") {
+			return c, p.endTag()
+		}
+		if p.has("<!") || p.has("<?") {
+			return c, false
+		}
+		ns, self, ok := p.startTagName(rootNS)
+		if !ok {
+			return c, false
+		}
+		name := Name{Space: ns, Local: p.name}
+		if name.Space == SecurityLabelNS {
+			return c, false
+		}
+		c.Children = append(c.Children, name)
+		var field *string
+		if name.Space == NSServer {
+			switch name.Local {
+			case "body":
+				field = &c.Body
+			case "subject":
+				field = &c.Subject
+			case "thread":
+				if !thread {
+					field = &c.Thread
+					thread = true
+				}
+			}
+		}
+		if self {
+			continue
+		}
+		text, ok := p.childContent(field != nil)
+		if !ok {
+			return c, false
+		}
+		if field != nil {
+			*field = joinText(*field, text, field == &c.Thread)
+		}
+	}
+}
+
+type contentParser struct {
+	b    []byte
+	i    int
+	name string
+}
+
+func (p *contentParser) has(s string) bool { return bytes.HasPrefix(p.b[p.i:], []byte(s)) }
+
+// JoinText adds the text of one more body (or subject) to what was
+// collected: every one is kept, separated by a newline. With first, only
+// the first text counts (thread).
+func JoinText(have, text string, first bool) string { return joinText(have, text, first) }
+
+func joinText(have, text string, first bool) string {
+	switch {
+	case first:
+		return text
+	case have == "":
+		return text
+	case text == "":
+		return have
+	}
+	return have + "\n" + text
+}
+
+// startTag reads the stanza's own start tag.
+func (p *contentParser) startTag(inherited string) (ns string, selfClosing, ok bool) {
+	if !p.has("<") {
+		return "", false, false
+	}
+	return p.startTagName(inherited)
+}
+
+// startTagName reads "<name attrs>" at p.i: the name must have no prefix;
+// an xmlns attribute sets the default namespace, a prefixed declaration
+// makes the stanza the slow path's.
+func (p *contentParser) startTagName(inherited string) (ns string, selfClosing, ok bool) {
+	p.i++ // '<'
+	start := p.i
+	for p.i < len(p.b) && !isSpace(p.b[p.i]) && p.b[p.i] != '>' && p.b[p.i] != '/' {
+		if p.b[p.i] == ':' {
+			return "", false, false
+		}
+		p.i++
+	}
+	if p.i == start {
+		return "", false, false
+	}
+	p.name = string(p.b[start:p.i])
+	ns = inherited
+	for {
+		for p.i < len(p.b) && isSpace(p.b[p.i]) {
+			p.i++
+		}
+		switch {
+		case p.i >= len(p.b):
+			return "", false, false
+		case p.b[p.i] == '>':
+			p.i++
+			return ns, false, true
+		case p.has("/>"):
+			p.i += 2
+			return ns, true, true
+		}
+		// An attribute: name = quoted value.
+		as := p.i
+		for p.i < len(p.b) && p.b[p.i] != '=' && !isSpace(p.b[p.i]) {
+			p.i++
+		}
+		attr := string(p.b[as:p.i])
+		for p.i < len(p.b) && (isSpace(p.b[p.i]) || p.b[p.i] == '=') {
+			p.i++
+		}
+		if p.i >= len(p.b) || (p.b[p.i] != '\'' && p.b[p.i] != '"') {
+			return "", false, false
+		}
+		q := p.b[p.i]
+		end := bytes.IndexByte(p.b[p.i+1:], q)
+		if end < 0 {
+			return "", false, false
+		}
+		val := p.b[p.i+1 : p.i+1+end]
+		p.i += end + 2
+		switch {
+		case attr == "xmlns":
+			v, ok := unescape(val, true)
+			if !ok {
+				return "", false, false
+			}
+			ns = v
+		case len(attr) > 6 && attr[:6] == "xmlns:":
+			return "", false, false
+		}
+	}
+}
+
+// childContent reads a child element's content up to its end tag; with
+// keep, it returns the character data directly inside it (nested elements
+// skipped).
+func (p *contentParser) childContent(keep bool) (string, bool) {
+	var text []byte
+	depth := 0
+	for {
+		j := bytes.IndexByte(p.b[p.i:], '<')
+		if j < 0 {
+			return "", false
+		}
+		if keep && depth == 0 && j > 0 {
+			t, ok := unescapeBytes(text, p.b[p.i:p.i+j], false)
+			if !ok {
+				return "", false
+			}
+			text = t
+		}
+		p.i += j
+		switch {
+		case p.has("</"):
+			if !p.endTag() {
+				return "", false
+			}
+			if depth == 0 {
+				return string(text), true
+			}
+			depth--
+		case p.has("<!") || p.has("<?"):
+			return "", false
+		default:
+			_, self, ok := p.skipTag()
+			if !ok {
+				return "", false
+			}
+			if !self {
+				depth++
+			}
+		}
+	}
+}
+
+// skipTag passes over a nested start tag (any name, prefixed or not).
+func (p *contentParser) skipTag() (string, bool, bool) {
+	p.i++
+	for p.i < len(p.b) {
+		switch c := p.b[p.i]; c {
+		case '\'', '"':
+			end := bytes.IndexByte(p.b[p.i+1:], c)
+			if end < 0 {
+				return "", false, false
+			}
+			p.i += end + 2
+		case '>':
+			self := p.b[p.i-1] == '/'
+			p.i++
+			return "", self, true
+		default:
+			p.i++
+		}
+	}
+	return "", false, false
+}
+
+// endTag passes over "</name>".
+func (p *contentParser) endTag() bool {
+	end := bytes.IndexByte(p.b[p.i:], '>')
+	if end < 0 {
+		return false
+	}
+	p.i += end + 1
+	return true
+}
+
+func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
+
+func unescape(b []byte, attr bool) (string, bool) {
+	out, ok := unescapeBytes(nil, b, attr)
+	return string(out), ok
+}
+
+// unescapeBytes appends the character data b to dst with the predefined
+// entities and character references replaced and line ends normalised
+// (XML 1.0 §2.11); in attribute values white space becomes spaces
+// (§3.3.3).
+func unescapeBytes(dst, b []byte, attr bool) ([]byte, bool) {
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		switch {
+		case c == '\r':
+			if i+1 < len(b) && b[i+1] == '\n' {
+				i++
+			}
+			if attr {
+				dst = append(dst, ' ')
+			} else {
+				dst = append(dst, '\n')
+			}
+		case attr && (c == '\n' || c == '\t'):
+			dst = append(dst, ' ')
+		case c == '&':
+			end := bytes.IndexByte(b[i:], ';')
+			if end < 0 {
+				return nil, false
+			}
+			ref := string(b[i+1 : i+end])
+			i += end
+			switch ref {
+			case "lt":
+				dst = append(dst, '<')
+			case "gt":
+				dst = append(dst, '>')
+			case "amp":
+				dst = append(dst, '&')
+			case "quot":
+				dst = append(dst, '"')
+			case "apos":
+				dst = append(dst, '\'')
+			default:
+				if len(ref) < 2 || ref[0] != '#' {
+					return nil, false
+				}
+				var n uint64
+				var err error
+				if ref[1] == 'x' {
+					n, err = strconv.ParseUint(ref[2:], 16, 32)
+				} else {
+					n, err = strconv.ParseUint(ref[1:], 10, 32)
+				}
+				if err != nil || !utf8.ValidRune(rune(n)) {
+					return nil, false
+				}
+				dst = utf8.AppendRune(dst, rune(n))
+			}
+		default:
+			dst = append(dst, c)
+		}
+	}
+	return dst, true
+}
