@@ -773,11 +773,14 @@ func TestPolicyRefusesStanza(t *testing.T) {
 	env.res.set("partner.test", partner.addr(), true)
 	p := authedInside(t, env, "partner.test")
 	p.send("<message from='alice@company.test/r' to='bob@partner.test' id='c1'><body>this is CONFIDENTIAL</body></message>")
+	// A second body (another xml:lang) is content too.
+	p.send("<message from='alice@company.test/r' to='bob@partner.test' id='c2'><body xml:lang='en'>fine</body><body xml:lang='de'>CONFIDENTIAL</body></message>")
 	p.send("<message from='alice@company.test/r' to='bob@partner.test' id='ok1'><body>lunch?</body></message>")
 	got := env.internal.expectStanza(t, "id='c1'", "type='error'", "<policy-violation", "confidential content", "to='alice@company.test/r'")
 	if strings.Contains(got, "<body>") {
 		t.Fatalf("the bounce echoes the body: %q", got)
 	}
+	env.internal.expectStanza(t, "id='c2'", "type='error'", "<policy-violation")
 	partner.expectStanza(t, "id='ok1'")
 	select {
 	case s := <-partner.stanzas:
@@ -785,10 +788,10 @@ func TestPolicyRefusesStanza(t *testing.T) {
 	case <-time.After(100 * time.Millisecond):
 	}
 	deny := env.aud.find("stanza", "deny")
-	if len(deny) != 1 || deny[0].ID != "c1" || !strings.Contains(deny[0].Stanza, "CONFIDENTIAL") || deny[0].Direction != "outbound" {
+	if len(deny) != 2 || deny[0].ID != "c1" || !strings.Contains(deny[0].Stanza, "CONFIDENTIAL") || deny[0].Direction != "outbound" {
 		t.Fatalf("deny record: %+v", deny)
 	}
-	if b := env.aud.find("stanza", "bounced"); len(b) != 1 || b[0].ID != "c1" {
+	if b := env.aud.find("stanza", "bounced"); len(b) != 2 || b[0].ID != "c1" {
 		t.Fatalf("bounce record: %+v", b)
 	}
 	if a := env.aud.find("stanza", "allow"); len(a) != 1 || a[0].ID != "ok1" || a[0].Stanza != "" {
