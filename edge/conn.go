@@ -31,11 +31,19 @@ type streamConn struct {
 	tls      *tls.ConnectionState
 }
 
-func newStreamConn(c net.Conn, lim xmlstream.Limits) *streamConn {
+// Write buffer sizes: an outgoing stream carries the relayed stanzas, in
+// batches; an incoming one only answers (dialback results, errors), and
+// many of them sit idle: keep those small.
+const (
+	outgoingWriteBuffer = 32 << 10
+	incomingWriteBuffer = 2 << 10
+)
+
+func newStreamConn(c net.Conn, lim xmlstream.Limits, writeBuffer int) *streamConn {
 	return &streamConn{
 		conn: c,
 		r:    xmlstream.NewReader(c, lim),
-		w:    bufio.NewWriterSize(c, 32<<10),
+		w:    bufio.NewWriterSize(c, writeBuffer),
 	}
 }
 

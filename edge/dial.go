@@ -131,7 +131,7 @@ func (g *Gateway) dialTarget(ctx context.Context, t resolve.Target, a netip.Addr
 // the peer's header and features, STARTTLS when offered. target is the
 // server connected to (outside leg; zero on the inside leg), for DANE.
 func (g *Gateway) negotiateOut(ctx context.Context, c net.Conn, leg Leg, from, to string, target resolve.Target) (*outStream, error) {
-	sc := newStreamConn(c, g.limits)
+	sc := newStreamConn(c, g.limits, outgoingWriteBuffer)
 	os := &outStream{sc: sc, leg: leg, from: from, to: to}
 	if tc, ok := c.(*tls.Conn); ok && target.DirectTLS {
 		st := tc.ConnectionState()

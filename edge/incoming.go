@@ -61,7 +61,7 @@ func (g *Gateway) newInSession(c net.Conn, leg Leg, directTLS bool) *inSession {
 	id := g.newSessionID("in-")
 	return &inSession{
 		g: g, id: id, leg: leg, directTLS: directTLS,
-		sc:      newStreamConn(c, g.limits),
+		sc:      newStreamConn(c, g.limits, incomingWriteBuffer),
 		log:     g.log.With("session", id, "leg", leg.String(), "role", "incoming", "remote_addr", c.RemoteAddr().String()),
 		started: time.Now(),
 		pairs:   make(map[domainPair]*pairState),

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -227,4 +228,43 @@ func BenchmarkRelayRawTLS(b *testing.B) {
 		b.Fatalf("relayed %d bytes, want %d", total, want)
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "stanzas/s")
+}
+
+// BenchmarkIdleSessionMemory measures the heap an established, idle
+// incoming outside session costs (TLS, dialback-authenticated): DESIGN §5
+// asks for at most 32 KiB. It reports bytes/session; b.N is ignored beyond
+// choosing the session count.
+func BenchmarkIdleSessionMemory(b *testing.B) {
+	const sessions = 300
+	env := newTestEnv(b, func(o *Options) { o.Logger = slog.New(slog.DiscardHandler) })
+	authority := startFakeServerTLS(b, "partner.test", env.tlsConfig(b, "partner.test"))
+	authority.setVerify(func(from, to, id, key string) bool { return true })
+	env.res.set("partner.test", authority.addr(), true)
+	var peers []*peer
+	open := func(n int) {
+		for i := 0; i < n; i++ {
+			p := dialPeer(b, env.outside)
+			p.open("partner.test", "company.test")
+			p.startTLS("partner.test", "company.test")
+			p.send("<db:result from='partner.test' to='company.test'>k</db:result>")
+			if got := p.next(); !strings.Contains(got, "type='valid'") {
+				b.Fatalf("dialback: %q", got)
+			}
+			p.conn.SetDeadline(time.Time{})
+			peers = append(peers, p)
+		}
+	}
+	open(10) // warm up caches and pools
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	b.ResetTimer()
+	open(sessions)
+	b.StopTimer()
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	// Both ends live in this process: the peers' side (their TLS and
+	// reader) is counted too, so the figure is an upper bound.
+	b.ReportMetric(float64(after.HeapInuse-before.HeapInuse)/sessions, "heap-bytes/session")
+	b.ReportMetric(float64(len(env.gw.Sessions())), "sessions")
 }
