@@ -128,6 +128,7 @@ type Gateway struct {
 	listeners []net.Listener
 	incoming  map[*inSession]struct{}
 	wg        sync.WaitGroup // accept loops and incoming sessions
+	bg        sync.WaitGroup // outgoing sessions and dialback verifications
 
 	nextID atomic.Uint64
 
@@ -323,6 +324,12 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	// the outgoing queues, then close.
 	err := g.router.shutdown(ctx)
 	g.cancel()
+	bgDone := make(chan struct{})
+	go func() { g.bg.Wait(); close(bgDone) }()
+	select {
+	case <-bgDone:
+	case <-ctx.Done():
+	}
 	return err
 }
 
@@ -337,6 +344,7 @@ func (g *Gateway) Close() {
 	g.mu.Unlock()
 	g.router.closeAll()
 	g.wg.Wait()
+	g.bg.Wait()
 }
 
 func (g *Gateway) newSessionID(prefix string) string {
@@ -394,7 +402,7 @@ func (g *Gateway) CloseSession(id string) bool {
 	}
 	g.mu.Unlock()
 	if in != nil {
-		in.sc.streamError(&StreamError{Condition: "policy-violation", Text: "closed by an administrator"}, "", "")
+		in.cut("closed by an administrator", "closed by an administrator")
 		return true
 	}
 	return g.router.closeByID(id)

@@ -53,6 +53,7 @@ type inSession struct {
 	closing  bool
 	saslDone bool
 	opened   string // the auth label the session was counted open with ("" = not yet)
+	cutWhy   string // why we cut the stream ourselves (policy reload, administrator)
 
 	stanzas atomic.Uint64
 }
@@ -118,14 +119,20 @@ func (s *inSession) recheck() bool {
 			continue
 		}
 		s.log.Warn("session no longer allowed by the policy: closing", "remote_domain", it.ps.facts.RemoteDomain, "local_domain", it.ps.facts.LocalDomain, "reason", d.Reason, "policy_revision", d.Revision)
-		s.g.auditSession("session.close", s.id, s.leg, it.ps.facts, s.sc.conn.RemoteAddr().String(), "deny", "policy reload: "+d.Reason, d.Revision)
-		s.mu.Lock()
-		s.closing = true
-		s.mu.Unlock()
-		s.sc.streamError(&StreamError{Condition: "policy-violation", Text: d.Reason}, "", "")
+		s.cut("policy reload (revision "+d.Revision+"): "+d.Reason, d.Reason)
 		return true
 	}
 	return false
+}
+
+// cut closes the stream at once with a policy-violation stream error; why
+// goes to the session.close audit record, text to the peer.
+func (s *inSession) cut(why, text string) {
+	s.mu.Lock()
+	s.closing = true
+	s.cutWhy = why
+	s.mu.Unlock()
+	s.sc.streamError(&StreamError{Condition: "policy-violation", Text: text}, "", "")
 }
 
 // beginClose asks the peer to close: we send </stream:stream> and keep
@@ -160,18 +167,12 @@ func (s *inSession) serve() {
 		s.g.m.TLSHandshake(s.leg.String(), metrics.ResultSuccess, tls.VersionName(tc.ConnectionState().Version))
 		s.sc.upgradeTLS(tc)
 	}
-	defer func() {
-		s.mu.Lock()
-		opened := s.opened
-		s.mu.Unlock()
-		if opened != "" {
-			s.g.m.SessionClosed(s.leg.String(), metrics.RoleIncoming, opened)
-		}
-	}()
 	err := s.run()
+	reason := "closed"
 	se := asStreamError(err)
 	switch {
 	case errors.Is(err, xmlstream.ErrStreamEnd):
+		reason = "closed by the peer"
 		s.log.Info("stream closed by peer")
 		s.sc.closeStream()
 	case se != nil:
@@ -179,13 +180,42 @@ func (s *inSession) serve() {
 		closing := s.closing
 		s.mu.Unlock()
 		if closing && se.Condition == "connection-timeout" {
+			reason = "closed at shutdown"
 			s.log.Info("stream closed at shutdown")
 		} else {
+			reason = "stream error " + se.Condition
+			if se.Text != "" {
+				reason += ": " + se.Text
+			}
 			s.log.Warn("stream error", "condition", se.Condition, "text", se.Text)
 			s.sc.streamError(se, s.sc.peer.To, s.sc.peer.From)
 		}
 	case err != nil:
+		reason = "connection ended: " + err.Error()
 		s.log.Info("stream ended", "err", err)
+	}
+	s.closed(reason)
+}
+
+// closed records the end of a session that had authenticated a pair: a
+// session.close audit record per pair and the session gauge.
+func (s *inSession) closed(reason string) {
+	s.mu.Lock()
+	opened := s.opened
+	if s.cutWhy != "" {
+		reason = s.cutWhy
+	}
+	var facts []*policy.SessionInput
+	for _, ps := range s.pairs {
+		facts = append(facts, ps.facts)
+	}
+	s.mu.Unlock()
+	if opened == "" {
+		return
+	}
+	s.g.m.SessionClosed(s.leg.String(), metrics.RoleIncoming, opened)
+	for _, f := range facts {
+		s.g.auditSession("session.close", s.id, s.leg, f, s.sc.conn.RemoteAddr().String(), "", reason, "")
 	}
 }
 
@@ -442,7 +472,11 @@ func (s *inSession) handleDialbackResult(el *xmlstream.Element) error {
 	s.pending[p] = true
 	s.mu.Unlock()
 	streamID := s.sc.streamID
-	go s.verifyDialback(p, key, streamID, facts)
+	s.g.bg.Add(1)
+	go func() {
+		defer s.g.bg.Done()
+		s.verifyDialback(p, key, streamID, facts)
+	}()
 	return nil
 }
 

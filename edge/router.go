@@ -123,7 +123,11 @@ func (r *Router) session(key routeKey) *outSession {
 	}
 	s := newOutSession(r, key)
 	r.sessions[key] = s
-	go s.run()
+	r.g.bg.Add(1)
+	go func() {
+		defer r.g.bg.Done()
+		s.run()
+	}()
 	return s
 }
 
@@ -162,7 +166,7 @@ func (r *Router) closeByID(id string) bool {
 	if found == nil {
 		return false
 	}
-	found.cut("closed by an administrator")
+	found.cut("closed by an administrator", "closed by an administrator")
 	return true
 }
 
@@ -185,8 +189,7 @@ func (r *Router) recheck() int {
 			continue
 		}
 		s.log.Warn("outgoing stream no longer allowed by the policy: closing", "reason", d.Reason, "policy_revision", d.Revision)
-		r.g.auditSession("session.close", s.id, s.key.leg, facts, "", "deny", "policy reload: "+d.Reason, d.Revision)
-		s.cut(d.Reason)
+		s.cut("policy reload (revision "+d.Revision+"): "+d.Reason, d.Reason)
 		closed++
 	}
 	return closed
@@ -243,6 +246,7 @@ type outSession struct {
 	closed   bool          // no more stanzas accepted
 	ready    bool          // authenticated; stanzas are being written
 	draining bool          // shutdown: flush, then close
+	cutWhy   string        // why we cut the stream ourselves (policy reload, administrator)
 	space    chan struct{} // closed (and replaced) whenever the writer takes the queue
 	os       *outStream
 
@@ -336,14 +340,15 @@ func (s *outSession) drain() {
 
 // cut closes the stream at once with a policy-violation stream error; what
 // waits in the queue is bounced by the writer when it sees the peer gone.
-func (s *outSession) cut(reason string) {
+func (s *outSession) cut(why, text string) {
 	s.mu.Lock()
 	s.closed = true
+	s.cutWhy = why
 	os := s.os
 	s.mu.Unlock()
 	s.r.remove(s)
 	if os != nil {
-		os.sc.streamError(&StreamError{Condition: "policy-violation", Text: reason}, "", "")
+		os.sc.streamError(&StreamError{Condition: "policy-violation", Text: text}, "", "")
 	}
 }
 
@@ -536,6 +541,7 @@ func (s *outSession) writeLoop(peerGone <-chan error) {
 			sc.closeStream()
 			sc.conn.Close()
 			s.log.Info("outgoing stream closed by peer", "err", err, "rerouted", len(q))
+			s.recordClose("closed by the peer")
 			for _, st := range q {
 				s.reroute(st)
 			}
@@ -607,6 +613,7 @@ func (s *outSession) failWritten(batch []*stanza, err error) {
 		return
 	}
 	s.os.sc.conn.Close()
+	s.recordClose("write failed: " + err.Error())
 	for _, st := range append(batch, q...) {
 		s.r.bounce(st, s.key.leg, "remote-server-timeout", "the stream to "+s.key.to+" failed")
 	}
@@ -648,4 +655,16 @@ func (s *outSession) closeGracefully(why string, peerGone <-chan error) {
 	t.Stop()
 	sc.conn.Close()
 	s.log.Info("outgoing stream closed", "reason", why, "stanzas", s.stanzas.Load())
+	s.recordClose(why)
+}
+
+// recordClose writes the session.close audit record of an established
+// outgoing stream.
+func (s *outSession) recordClose(reason string) {
+	s.mu.Lock()
+	if s.cutWhy != "" {
+		reason = s.cutWhy
+	}
+	s.mu.Unlock()
+	s.r.g.auditSession("session.close", s.id, s.key.leg, s.facts(s.os), s.os.sc.conn.RemoteAddr().String(), "", reason, "")
 }
