@@ -1,10 +1,6 @@
 package xmlstream
 
-import (
-	"bytes"
-	"strconv"
-	"unicode/utf8"
-)
+import "bytes"
 
 // Name is an element's resolved namespace and local name.
 type Name struct{ Space, Local string }
@@ -174,11 +170,7 @@ func (p *contentParser) startTagName(inherited string) (ns string, selfClosing, 
 		p.i += end + 2
 		switch {
 		case attr == "xmlns":
-			v, ok := unescape(val, true)
-			if !ok {
-				return "", false, false
-			}
-			ns = v
+			ns = string(appendDecoded(nil, val, decodeAttr))
 		case len(attr) > 6 && attr[:6] == "xmlns:":
 			return "", false, false
 		}
@@ -197,11 +189,7 @@ func (p *contentParser) childContent(keep bool) (string, bool) {
 			return "", false
 		}
 		if keep && depth == 0 && j > 0 {
-			t, ok := unescapeBytes(text, p.b[p.i:p.i+j], false)
-			if !ok {
-				return "", false
-			}
-			text = t
+			text = appendDecoded(text, p.b[p.i:p.i+j], decodeText)
 		}
 		p.i += j
 		switch {
@@ -260,68 +248,3 @@ func (p *contentParser) endTag() bool {
 }
 
 func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
-
-func unescape(b []byte, attr bool) (string, bool) {
-	out, ok := unescapeBytes(nil, b, attr)
-	return string(out), ok
-}
-
-// unescapeBytes appends the character data b to dst with the predefined
-// entities and character references replaced and line ends normalised
-// (XML 1.0 §2.11); in attribute values white space becomes spaces
-// (§3.3.3).
-func unescapeBytes(dst, b []byte, attr bool) ([]byte, bool) {
-	for i := 0; i < len(b); i++ {
-		c := b[i]
-		switch {
-		case c == '\r':
-			if i+1 < len(b) && b[i+1] == '\n' {
-				i++
-			}
-			if attr {
-				dst = append(dst, ' ')
-			} else {
-				dst = append(dst, '\n')
-			}
-		case attr && (c == '\n' || c == '\t'):
-			dst = append(dst, ' ')
-		case c == '&':
-			end := bytes.IndexByte(b[i:], ';')
-			if end < 0 {
-				return nil, false
-			}
-			ref := string(b[i+1 : i+end])
-			i += end
-			switch ref {
-			case "lt":
-				dst = append(dst, '<')
-			case "gt":
-				dst = append(dst, '>')
-			case "amp":
-				dst = append(dst, '&')
-			case "quot":
-				dst = append(dst, '"')
-			case "apos":
-				dst = append(dst, '\'')
-			default:
-				if len(ref) < 2 || ref[0] != '#' {
-					return nil, false
-				}
-				var n uint64
-				var err error
-				if ref[1] == 'x' {
-					n, err = strconv.ParseUint(ref[2:], 16, 32)
-				} else {
-					n, err = strconv.ParseUint(ref[1:], 10, 32)
-				}
-				if err != nil || !utf8.ValidRune(rune(n)) {
-					return nil, false
-				}
-				dst = utf8.AppendRune(dst, rune(n))
-			}
-		default:
-			dst = append(dst, c)
-		}
-	}
-	return dst, true
-}
