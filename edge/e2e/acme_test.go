@@ -20,7 +20,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -359,40 +358,23 @@ func (p *pebbleProc) issued() int {
 	return strings.Count(string(b), "Issued certificate serial")
 }
 
-var (
-	pebbleOnce sync.Once
-	pebblePath string
-	pebbleErr  error
-)
+// pebbleGo is Pebble built from the module in go.mod.
+var pebbleGo = &goBinary{name: "pebble", args: []string{"github.com/letsencrypt/pebble/v2/cmd/pebble"}}
 
 // pebbleBinary builds Pebble from the module in go.mod once per test run;
 // when that fails it falls back to Debian's pebble package.
 func pebbleBinary(t testing.TB) string {
 	t.Helper()
-	pebbleOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "xmppedge-e2e-pebble")
-		if err != nil {
-			pebbleErr = err
-			return
-		}
-		pebblePath = filepath.Join(dir, "pebble")
-		start := time.Now()
-		out, err := exec.Command("go", "build", "-o", pebblePath, "github.com/letsencrypt/pebble/v2/cmd/pebble").CombinedOutput()
-		if err == nil {
-			t.Logf("built Pebble from go.mod's github.com/letsencrypt/pebble/v2 in %v", time.Since(start).Round(time.Millisecond))
-			return
-		}
-		if p, lerr := exec.LookPath("pebble"); lerr == nil {
-			t.Logf("go build of Pebble failed (%v: %s); using %s", err, strings.TrimSpace(string(out)), p)
-			pebblePath = p
-			return
-		}
-		pebbleErr = fmt.Errorf("go build of Pebble: %v\n%s\n(or install Debian's: apt-get install -y pebble)", err, out)
-	})
-	if pebbleErr != nil {
-		t.Fatal(pebbleErr)
+	p, err := pebbleGo.build(t)
+	if err == nil {
+		return p
 	}
-	return pebblePath
+	if p, lerr := exec.LookPath("pebble"); lerr == nil {
+		t.Logf("%v; using %s", err, p)
+		return p
+	}
+	t.Fatalf("%v\n(or install Debian's: apt-get install -y pebble)", err)
+	return ""
 }
 
 // startPebbleProcess runs Pebble on acmePebbleIP with its own HTTPS

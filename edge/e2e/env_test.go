@@ -3,6 +3,9 @@ package e2e
 import (
 	"fmt"
 	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -105,4 +108,49 @@ func startStreamErrorServer(t testing.TB, addr, domain, cond string) {
 			}()
 		}
 	}()
+}
+
+// goBinary is a Go program built once per test run into a temporary
+// folder, which TestMain removes at the end.
+type goBinary struct {
+	name string   // file name of the binary
+	args []string // go build flags and the package
+	once sync.Once
+	path string
+	err  error
+}
+
+var (
+	buildDirsMu sync.Mutex
+	buildDirs   []string
+)
+
+func (b *goBinary) build(t testing.TB) (string, error) {
+	b.once.Do(func() {
+		dir, err := os.MkdirTemp("", "xmppedge-e2e-"+b.name)
+		if err != nil {
+			b.err = err
+			return
+		}
+		buildDirsMu.Lock()
+		buildDirs = append(buildDirs, dir)
+		buildDirsMu.Unlock()
+		b.path = filepath.Join(dir, b.name)
+		start := time.Now()
+		args := append([]string{"build", "-o", b.path}, b.args...)
+		if out, err := exec.Command("go", args...).CombinedOutput(); err != nil {
+			b.err = fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, out)
+			return
+		}
+		t.Logf("built %s (go build %s) in %v", b.name, strings.Join(b.args, " "), time.Since(start).Round(time.Millisecond))
+	})
+	return b.path, b.err
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	for _, d := range buildDirs {
+		os.RemoveAll(d)
+	}
+	os.Exit(code)
 }

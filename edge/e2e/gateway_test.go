@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -34,34 +33,17 @@ const (
 	MetricsAddr = "127.0.0.4:9269"
 )
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
+// xmppedgeBinary is bin/xmppedge built with the race detector.
+var xmppedgeBinary = &goBinary{name: "xmppedge", args: []string{"-race", "../../cmd/xmppedge"}}
 
-// gatewayBinary builds bin/xmppedge once per test run, with the race
-// detector, into a temporary folder.
+// gatewayBinary returns xmppedge built once per test run.
 func gatewayBinary(t testing.TB) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "xmppedge-e2e-bin")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "xmppedge")
-		start := time.Now()
-		out, err := exec.Command("go", "build", "-race", "-o", binPath, "../../cmd/xmppedge").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-		t.Logf("built xmppedge with -race in %v", time.Since(start).Round(time.Millisecond))
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
+	p, err := xmppedgeBinary.build(t)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return binPath
+	return p
 }
 
 // gatewayProc is a running bin/xmppedge.
