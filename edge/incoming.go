@@ -20,6 +20,10 @@ import (
 	"github.com/xmppedge/xmppedge/policy"
 )
 
+// maxPendingDialback bounds the dialback verifications one stream may have
+// under way at once (each opens a connection to an authoritative server).
+const maxPendingDialback = 16
+
 // headerTimeout bounds how long a peer may take to send a stream header or
 // a negotiation element.
 const headerTimeout = 30 * time.Second
@@ -397,6 +401,12 @@ func (s *inSession) handleSASL(el *xmlstream.Element, from, to string) (bool, er
 			return false, s.sc.writeRaw([]byte("<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><invalid-authzid/></failure>"))
 		}
 	}
+	// The certificate proves the peer is `from`; it must still be a domain
+	// that may originate on this leg (the outside: not one of ours; the
+	// inside: one of ours).
+	if okOrig, _ := s.sides(from, to); !okOrig {
+		return false, s.sc.writeRaw([]byte("<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><not-authorized/></failure>"))
+	}
 	facts := s.facts(from, to, "sasl_external")
 	if err := s.authorize(domainPair{remote: from, local: to}, facts, true); err != nil {
 		return false, err
@@ -456,6 +466,10 @@ func (s *inSession) handleDialbackResult(el *xmlstream.Element) error {
 	if s.pending[p] {
 		s.mu.Unlock()
 		return nil
+	}
+	if len(s.pending) >= maxPendingDialback {
+		s.mu.Unlock()
+		return s.sc.writeRaw(dialbackError("result", recv, orig, "", "wait", "resource-constraint"))
 	}
 	others := len(s.pairs) > 0
 	s.mu.Unlock()
@@ -563,6 +577,13 @@ func (s *inSession) verifyDialback(p domainPair, key, streamID string, facts *po
 	default:
 		s.g.m.Dialback(metrics.DialbackReceiving, metrics.DialbackInvalid)
 		s.g.m.SessionFailure(s.leg.String(), metrics.RoleIncoming, metrics.FailAuth)
+	}
+	if err != nil || !valid {
+		why := "dialback key invalid"
+		if err != nil {
+			why = "dialback verification failed: " + err.Error()
+		}
+		s.g.auditSession("session.auth", s.id, s.leg, facts, s.sc.conn.RemoteAddr().String(), "deny", why, "")
 	}
 	log := s.log.With("remote_domain", p.remote, "local_domain", p.local)
 	switch {
