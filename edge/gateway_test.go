@@ -88,6 +88,7 @@ type fakePolicy struct {
 	mu          sync.Mutex
 	deny        map[string]bool
 	denyBody    string
+	dryRun      bool // deny as a dry-run policy does: allowed, marked would-deny
 	requireCert map[string]bool // domains whose sessions require certificate authentication
 }
 
@@ -113,7 +114,7 @@ func (p *fakePolicy) DecideStanza(ctx context.Context, in *policy.StanzaInput) p
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.denyBody != "" && strings.Contains(in.Body, p.denyBody) {
-		return policy.StanzaDecision{Allow: false, Reason: "confidential content", Audit: policy.AuditFull, Revision: "r1"}
+		return policy.StanzaDecision{Allow: p.dryRun, WouldDeny: p.dryRun, Reason: "confidential content", Audit: policy.AuditFull, Revision: "r1"}
 	}
 	return policy.StanzaDecision{Allow: true, Audit: policy.AuditMeta, Revision: "r1"}
 }
@@ -947,5 +948,59 @@ func TestPOSHDelegation(t *testing.T) {
 			}
 			env.internal.expectStanza(t, "id='p1'", "type='error'", "<policy-violation", "unknown authority")
 		})
+	}
+}
+
+// In dry-run the policy's deny lets the stanza through, and the audit log
+// records it as would-deny.
+func TestDryRun(t *testing.T) {
+	env := newTestEnv(t)
+	env.pol.denyBody, env.pol.dryRun = "CONFIDENTIAL", true
+	partner := startFakeServerTLS(t, "partner.test", env.tlsConfig(t, "partner.test"))
+	env.res.set("partner.test", partner.addr(), true)
+	p := authedInside(t, env, "partner.test")
+	p.send("<message from='alice@company.test/r' to='bob@partner.test' id='d1'><body>CONFIDENTIAL</body></message>")
+	partner.expectStanza(t, "id='d1'")
+	if recs := env.aud.find("stanza", "would-deny"); len(recs) != 1 || recs[0].ID != "d1" || recs[0].Reason != "confidential content" {
+		t.Fatalf("audit: %+v", recs)
+	}
+}
+
+// An administrator closes a session by id; the peer gets a stream error
+// and the session.close record says who closed it.
+func TestCloseSession(t *testing.T) {
+	env := newTestEnv(t)
+	p := authedInside(t, env, "partner.test")
+	var id string
+	for _, s := range env.gw.Sessions() {
+		if s.Role == "incoming" && s.Leg == "inside" {
+			id = s.ID
+		}
+	}
+	if id == "" || !env.gw.CloseSession(id) {
+		t.Fatalf("no incoming inside session to close (id %q)", id)
+	}
+	if env.gw.CloseSession("in-999999") {
+		t.Fatal("closed a session that does not exist")
+	}
+	p.expectStreamError("policy-violation")
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var rec *audit.Record
+		for _, r := range env.aud.find("session.close", "") {
+			if r.Session == id {
+				rec = &r
+			}
+		}
+		if rec != nil {
+			if rec.Reason != "closed by an administrator" {
+				t.Fatalf("session.close reason %q", rec.Reason)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no session.close record")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
