@@ -49,10 +49,13 @@ const queueWait = 5 * time.Second
 func (r *Router) route(st *stanza, leg Leg) {
 	key := routeKey{leg: leg, from: st.fromDomain, to: st.toDomain}
 	for attempt := 0; attempt < 3; attempt++ {
-		s := r.session(key)
+		s, created := r.session(key, st)
 		if s == nil {
 			r.bounce(st, leg, "service-unavailable", "the gateway is shutting down")
 			return
+		}
+		if created {
+			return // st is the new stream's first stanza
 		}
 		switch err := s.enqueue(st); err {
 		case nil:
@@ -110,25 +113,29 @@ func (r *Router) bounceRecorded(st *stanza, leg Leg, condition, text string, rec
 	}
 }
 
-// session returns the live outgoing stream for key, starting one if there
-// is none; nil once the router is shut down.
-func (r *Router) session(key routeKey) *outSession {
+// session returns the live outgoing stream for key, or starts one with
+// first already queued (created true: a stream that fails at once still
+// bounces it, rather than closing before it was queued); nil once the
+// router is shut down.
+func (r *Router) session(key routeKey, first *stanza) (s *outSession, created bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
-		return nil
+		return nil, false
 	}
 	if s := r.sessions[key]; s != nil {
-		return s
+		return s, false
 	}
-	s := newOutSession(r, key)
+	s = newOutSession(r, key)
+	s.queue = append(s.queue, first)
+	r.g.m.QueueDepth(key.leg.String(), 1)
 	r.sessions[key] = s
 	r.g.bg.Add(1)
 	go func() {
 		defer r.g.bg.Done()
 		s.run()
 	}()
-	return s
+	return s, true
 }
 
 func (r *Router) remove(s *outSession) {
