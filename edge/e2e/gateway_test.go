@@ -33,8 +33,16 @@ const (
 	MetricsAddr = "127.0.0.4:9269"
 )
 
-// xmppedgeBinary is bin/xmppedge built with the race detector.
-var xmppedgeBinary = &goBinary{name: "xmppedge", args: []string{"-race", "../../cmd/xmppedge"}}
+// xmppedgeBinary is bin/xmppedge built with the race detector (unless
+// XMPPEDGE_E2E_RACE=0, for measuring rates).
+var xmppedgeBinary = &goBinary{name: "xmppedge", args: raceArgs("../../cmd/xmppedge")}
+
+func raceArgs(pkg string) []string {
+	if os.Getenv("XMPPEDGE_E2E_RACE") == "0" {
+		return []string{pkg}
+	}
+	return []string{"-race", pkg}
+}
 
 // gatewayBinary returns xmppedge built once per test run.
 func gatewayBinary(t testing.TB) string {
