@@ -148,6 +148,17 @@ const (
 // appendDecoded appends src with its references replaced. src must have
 // been validated by the scanner.
 func appendDecoded(dst, src []byte, mode decodeMode) []byte {
+	// Most text has nothing to replace: copy it whole.
+	special := "&"
+	switch mode {
+	case decodeText:
+		special = "&\r"
+	case decodeAttr:
+		special = "&\r\n\t"
+	}
+	if bytes.IndexAny(src, special) < 0 {
+		return append(dst, src...)
+	}
 	for i := 0; i < len(src); i++ {
 		c := src[i]
 		switch {
