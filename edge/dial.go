@@ -131,7 +131,7 @@ func (g *Gateway) dialTarget(ctx context.Context, t resolve.Target, a netip.Addr
 // the peer's header and features, STARTTLS when offered. target is the
 // server connected to (outside leg; zero on the inside leg), for DANE.
 func (g *Gateway) negotiateOut(ctx context.Context, c net.Conn, leg Leg, from, to string, target resolve.Target) (*outStream, error) {
-	sc := newStreamConn(c, g.limits, outgoingWriteBuffer)
+	sc := newStreamConn(c, g.streamLimits(), outgoingWriteBuffer)
 	os := &outStream{sc: sc, leg: leg, from: from, to: to}
 	if tc, ok := c.(*tls.Conn); ok && target.DirectTLS {
 		st := tc.ConnectionState()
@@ -263,7 +263,7 @@ func (g *Gateway) authenticate(ctx context.Context, os *outStream) error {
 		return fail(err)
 	}
 	for {
-		el, err := sc.next(3 * g.opt.ConnectTimeout)
+		el, err := sc.next(3 * g.limits().ConnectTimeout)
 		if err != nil {
 			return fail(fmt.Errorf("wait for the dialback result from %s: %w", os.to, err))
 		}
@@ -378,7 +378,7 @@ func (g *Gateway) verifyKey(ctx context.Context, leg Leg, originating, receiving
 		return false, err
 	}
 	for {
-		el, err := sc.next(2 * g.opt.ConnectTimeout)
+		el, err := sc.next(2 * g.limits().ConnectTimeout)
 		if err != nil {
 			return false, fmt.Errorf("wait for db:verify answer from %s: %w", originating, err)
 		}

@@ -118,8 +118,8 @@ type Gateway struct {
 	log    *slog.Logger
 	m      *metrics.Metrics // nil-safe
 	local  map[string]bool
-	limits xmlstream.Limits
 	router *Router
+	lim    atomic.Pointer[Limits] // swapped by SetLimits
 
 	ctx    context.Context // cancelled by Shutdown
 	cancel context.CancelFunc
@@ -164,16 +164,51 @@ func New(opt Options) (*Gateway, error) {
 		log:      opt.Logger,
 		m:        opt.Metrics,
 		local:    make(map[string]bool),
-		limits:   xmlstream.Limits{MaxElementSize: opt.MaxStanzaSize},
 		incoming: make(map[*inSession]struct{}),
 	}
 	for _, d := range opt.Domains {
 		g.local[strings.ToLower(d)] = true
 	}
 	g.store.Store(opt.Certificates)
+	g.lim.Store(&Limits{MaxStanzaSize: opt.MaxStanzaSize, QueueSize: opt.QueueSize, ConnectTimeout: opt.ConnectTimeout, IdleTimeout: opt.IdleTimeout})
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	g.router = newRouter(g)
 	return g, nil
+}
+
+// Limits are the bounds that a reload may change. They apply to streams
+// and stanzas from then on; established streams keep their stanza size
+// limit.
+type Limits struct {
+	MaxStanzaSize  int
+	QueueSize      int
+	ConnectTimeout time.Duration
+	IdleTimeout    time.Duration
+}
+
+// SetLimits changes the limits; zero fields keep their current value.
+func (g *Gateway) SetLimits(l Limits) {
+	cur := *g.limits()
+	if l.MaxStanzaSize > 0 {
+		cur.MaxStanzaSize = l.MaxStanzaSize
+	}
+	if l.QueueSize > 0 {
+		cur.QueueSize = l.QueueSize
+	}
+	if l.ConnectTimeout > 0 {
+		cur.ConnectTimeout = l.ConnectTimeout
+	}
+	if l.IdleTimeout > 0 {
+		cur.IdleTimeout = l.IdleTimeout
+	}
+	g.lim.Store(&cur)
+}
+
+func (g *Gateway) limits() *Limits { return g.lim.Load() }
+
+// streamLimits are the scanner's limits for a new stream.
+func (g *Gateway) streamLimits() xmlstream.Limits {
+	return xmlstream.Limits{MaxElementSize: g.limits().MaxStanzaSize}
 }
 
 // certs returns the current certificate store.

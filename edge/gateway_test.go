@@ -1004,3 +1004,15 @@ func TestCloseSession(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// A reload's new stanza size limit applies to new streams.
+func TestSetLimits(t *testing.T) {
+	env := newTestEnv(t)
+	env.gw.SetLimits(Limits{MaxStanzaSize: 20000})
+	if l := env.gw.limits(); l.MaxStanzaSize != 20000 || l.QueueSize != 10000 {
+		t.Fatalf("limits after SetLimits: %+v", l)
+	}
+	p := authedInside(t, env, "partner.test")
+	p.send("<message from='alice@company.test/r' to='bob@partner.test'><body>" + strings.Repeat("a", 30000) + "</body></message>")
+	p.expectStreamError("policy-violation")
+}

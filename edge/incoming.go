@@ -66,7 +66,7 @@ func (g *Gateway) newInSession(c net.Conn, leg Leg, directTLS bool) *inSession {
 	id := g.newSessionID("in-")
 	return &inSession{
 		g: g, id: id, leg: leg, directTLS: directTLS,
-		sc:      newStreamConn(c, g.limits, incomingWriteBuffer),
+		sc:      newStreamConn(c, g.streamLimits(), incomingWriteBuffer),
 		log:     g.log.With("session", id, "leg", leg.String(), "role", "incoming", "remote_addr", c.RemoteAddr().String()),
 		started: time.Now(),
 		pairs:   make(map[domainPair]*pairState),
@@ -557,7 +557,7 @@ func remoteIP(c net.Conn) string {
 }
 
 func (s *inSession) verifyDialback(p domainPair, key, streamID string, facts *policy.SessionInput) {
-	ctx, cancel := context.WithTimeout(s.g.ctx, 2*s.g.opt.ConnectTimeout)
+	ctx, cancel := context.WithTimeout(s.g.ctx, 2*s.g.limits().ConnectTimeout)
 	defer cancel()
 	valid, err := s.g.verifyKey(ctx, s.leg, p.remote, p.local, streamID, key)
 	s.mu.Lock()

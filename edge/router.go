@@ -304,7 +304,7 @@ func (s *outSession) enqueue(st *stanza) error {
 			s.mu.Unlock()
 			return errSessionClosed
 		}
-		if len(s.queue) < s.r.g.opt.QueueSize {
+		if len(s.queue) < s.r.g.limits().QueueSize {
 			break
 		}
 		if !s.ready {
@@ -399,7 +399,7 @@ func (s *outSession) run() {
 		}
 		decision = d
 	}
-	ctx, cancel := context.WithTimeout(g.ctx, g.opt.ConnectTimeout)
+	ctx, cancel := context.WithTimeout(g.ctx, g.limits().ConnectTimeout)
 	os, err := g.dial(ctx, s.key.leg, s.key.from, s.key.to)
 	if err == nil && requiresCert(decision) && (os.verdict == nil || !os.verdict.Valid) {
 		reason := "no TLS"
@@ -505,7 +505,7 @@ func describeStreamError(raw []byte, ns map[string]string) string {
 func (s *outSession) writeLoop(peerGone <-chan error) {
 	g := s.r.g
 	sc := s.os.sc
-	idle := time.NewTimer(g.opt.IdleTimeout)
+	idle := time.NewTimer(g.limits().IdleTimeout)
 	defer idle.Stop()
 	var batch []*stanza
 	for {
@@ -530,7 +530,7 @@ func (s *outSession) writeLoop(peerGone <-chan error) {
 				default:
 				}
 			}
-			idle.Reset(g.opt.IdleTimeout)
+			idle.Reset(g.limits().IdleTimeout)
 			clear(batch)
 			continue // the queue may have grown meanwhile
 		}
@@ -579,7 +579,7 @@ func (s *outSession) writeBatch(batch []*stanza) error {
 	if sc.closed {
 		return errStreamClosed
 	}
-	sc.conn.SetWriteDeadline(time.Now().Add(s.r.g.opt.ConnectTimeout * 3))
+	sc.conn.SetWriteDeadline(time.Now().Add(s.r.g.limits().ConnectTimeout * 3))
 	for _, st := range batch {
 		if _, err := sc.w.Write(st.raw); err != nil {
 			return err

@@ -266,9 +266,10 @@ func (n *node) printSummary(w io.Writer) {
 }
 
 // reload re-reads the configuration file: a file with errors is rejected
-// as a whole; otherwise the policy and the log level are reloaded, and
-// established sessions stay (those the new policy refuses are cut).
-// Listeners, certificates files and limits take effect at the next start.
+// as a whole; otherwise the certificate files, the log level, the limits
+// and the policy are reloaded, and established sessions stay (those the
+// new policy refuses are cut). Listeners, domains, the inside server and
+// the audit settings take effect at the next start.
 func (n *node) reload(ctx context.Context) error {
 	cfg, err := config.Load(n.cfgPath)
 	if err != nil {
@@ -293,6 +294,12 @@ func (n *node) reload(ctx context.Context) error {
 		n.gw.SetCertificates(store)
 	}
 	n.level.Set(logLevel(cfg.Log.Level))
+	n.gw.SetLimits(edge.Limits{
+		MaxStanzaSize:  cfg.Limits.MaxStanzaSize,
+		QueueSize:      cfg.Limits.QueueSize,
+		ConnectTimeout: time.Duration(cfg.Limits.ConnectTimeout),
+		IdleTimeout:    time.Duration(cfg.Limits.IdleTimeout),
+	})
 	err = n.eng.Reload(ctx)
 	n.m.Reload(err)
 	if err == nil {
