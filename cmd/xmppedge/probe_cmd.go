@@ -21,6 +21,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -364,6 +365,40 @@ func probeRun(ctx context.Context, s probeSettings, rep *probeReport) {
 	probePolicy(ctx, s, rep)
 }
 
+// probeDANEPOSH reports DANE (TLSA records, trusted only with the
+// resolver's AD bit) and POSH (RFC 7711) where the domain publishes them.
+func probeDANEPOSH(ctx context.Context, s probeSettings, verifier *certs.Verifier, chain []*x509.Certificate, pt *probeTarget, rep *probeReport) {
+	hp := pt.hostPort()
+	if len(s.dnsServers) > 0 {
+		dctx, cancel := context.WithTimeout(ctx, s.timeout)
+		r := verifier.VerifyDANE(dctx, chain, pt.Host, pt.Port, s.dnsServers[0])
+		cancel()
+		switch r.Status {
+		case certs.DANEMatched:
+			rep.add(probePass, "dane", hp, "TLSA _%d._tcp.%s matches (%s)", pt.Port, pt.Host, r.Verdict.Method)
+		case certs.DANEFailed:
+			rep.add(probeFail, "dane", hp, "TLSA _%d._tcp.%s is authenticated and matches no certificate: %s", pt.Port, pt.Host, r.Verdict.Reason)
+		case certs.DANELookupFailed:
+			rep.add(probeWarn, "dane", hp, "TLSA lookup failed: %s", r.Verdict.Reason)
+		default:
+			rep.add(probeInfo, "dane", hp, "no DNSSEC-authenticated TLSA records for _%d._tcp.%s", pt.Port, pt.Host)
+		}
+	}
+	pctx, cancel := context.WithTimeout(ctx, s.timeout)
+	r := verifier.VerifyPOSH(pctx, chain, s.domain)
+	cancel()
+	switch r.Status {
+	case certs.POSHMatched:
+		rep.add(probePass, "posh", hp, "https://%s%s vouches for this certificate", s.domain, certs.POSHPath)
+	case certs.POSHFailed:
+		rep.add(probeWarn, "posh", hp, "https://%s%s lists other keys: %s", s.domain, certs.POSHPath, r.Verdict.Reason)
+	case certs.POSHError:
+		rep.add(probeInfo, "posh", hp, "no usable POSH file: %s", r.Verdict.Reason)
+	default:
+		rep.add(probeInfo, "posh", hp, "no POSH file at https://%s%s", s.domain, certs.POSHPath)
+	}
+}
+
 // probePolicy asks the gateway's policy (-config) what it would decide for
 // sessions with the domain, both ways, with the TLS facts the probe saw.
 func probePolicy(ctx context.Context, s probeSettings, rep *probeReport) {
@@ -620,6 +655,7 @@ func probeStream(ctx context.Context, s probeSettings, verifier *certs.Verifier,
 	} else {
 		rep.add(probeFail, "certificate", hp, "%s", verdict.Reason)
 	}
+	probeDANEPOSH(ctx, s, verifier, state.PeerCertificates, pt, rep)
 
 	// Stream features after TLS.
 	pt.Features = featureNames
