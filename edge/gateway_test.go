@@ -88,7 +88,7 @@ type fakePolicy struct {
 	mu          sync.Mutex
 	deny        map[string]bool
 	denyBody    string
-	dryRun      bool // deny as a dry-run policy does: allowed, marked would-deny
+	dryRun      bool            // deny as a dry-run policy does: allowed, marked would-deny
 	requireCert map[string]bool // domains whose sessions require certificate authentication
 }
 

@@ -10,7 +10,9 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -40,6 +42,7 @@ type sinkServer struct {
 	conf  *tls.Config
 	count chan int // the number of stanzas, each time want is reached
 	want  int
+	seen  func(id string) // called for every message, when set
 }
 
 func startSink(b *testing.B, conf *tls.Config) *sinkServer {
@@ -80,6 +83,9 @@ func (s *sinkServer) serve(c net.Conn) {
 		case "result":
 			fmt.Fprintf(tc, "<db:result from='%s' to='%s' type='valid'/>", el.To, el.From)
 		case "message":
+			if s.seen != nil {
+				s.seen(el.ID)
+			}
 			n++
 			if n == s.want {
 				s.count <- n
@@ -100,7 +106,37 @@ func BenchmarkRelayGatewayAsyncAudit(b *testing.B) {
 	benchmarkRelayGateway(b, "async")
 }
 
+// relayEnv is a gateway with the shipped rules, an audit log, inside TLS,
+// and a partner sink; p is an authenticated inside stream (the internal
+// server's side), already warmed up.
+type relayEnv struct {
+	env  *testEnv
+	sink *sinkServer
+	p    *peer
+}
+
 func benchmarkRelayGateway(b *testing.B, durability string) {
+	r := newRelayEnv(b, durability)
+	p, sink := r.p, r.sink
+	payload := make([]byte, 0, 1<<20)
+	for i := 0; i < 2000; i++ {
+		payload = append(payload, benchStanza(i)...)
+	}
+	per := len(payload) / 2000
+	sink.want = b.N
+	b.SetBytes(int64(per))
+	b.ResetTimer()
+	go sendEach(p.conn, payload, per, b.N)
+	select {
+	case <-sink.count:
+	case <-time.After(5 * time.Minute):
+		b.Fatal("the sink did not receive every stanza")
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "stanzas/s")
+}
+
+func newRelayEnv(b *testing.B, durability string) *relayEnv {
 	dir := b.TempDir()
 	partners := filepath.Join(dir, "partners.yaml")
 	if err := os.WriteFile(partners, []byte("partners:\n  - domain: partner.test\n    direction: both\nconfidential:\n  keywords: [CONFIDENTIAL]\n"), 0o600); err != nil {
@@ -141,23 +177,56 @@ func benchmarkRelayGateway(b *testing.B, durability string) {
 	sink.want = 1
 	p.send(benchStanza(0))
 	<-sink.count
+	return &relayEnv{env: env, sink: sink, p: p}
+}
 
-	payload := make([]byte, 0, 1<<20)
-	for i := 0; i < 2000; i++ {
-		payload = append(payload, benchStanza(i)...)
+// BenchmarkRelayLatency sends 10,000 stanzas/s through the gateway (TLS
+// both legs, shipped rules, sync audit) and reports the p50 and p99 time
+// from the internal server's write to the partner's read.
+func BenchmarkRelayLatency(b *testing.B) {
+	for _, durability := range []string{"sync", "async"} {
+		b.Run("audit="+durability, func(b *testing.B) {
+			r := newRelayEnv(b, durability)
+			n := max(b.N, 2000)
+			sent := make([]time.Time, n)
+			got := make([]time.Duration, 0, n)
+			var mu sync.Mutex
+			done := make(chan struct{})
+			r.sink.seen = func(id string) {
+				var i int
+				if _, err := fmt.Sscanf(id, "m%08d", &i); err != nil || i >= n {
+					return
+				}
+				mu.Lock()
+				got = append(got, time.Since(sent[i]))
+				if len(got) == n {
+					close(done)
+				}
+				mu.Unlock()
+			}
+			r.sink.want = 1 << 62
+			b.ResetTimer()
+			start := time.Now()
+			for i := 0; i < n; i++ {
+				time.Sleep(time.Until(start.Add(time.Duration(i) * 100 * time.Microsecond)))
+				mu.Lock()
+				sent[i] = time.Now()
+				mu.Unlock()
+				if _, err := io.WriteString(r.p.conn, benchStanza(i)); err != nil {
+					b.Fatal(err)
+				}
+			}
+			select {
+			case <-done:
+			case <-time.After(time.Minute):
+				b.Fatalf("only %d of %d stanzas arrived", len(got), n)
+			}
+			b.StopTimer()
+			slices.Sort(got)
+			b.ReportMetric(float64(got[len(got)/2].Microseconds()), "p50-µs")
+			b.ReportMetric(float64(got[len(got)*99/100].Microseconds()), "p99-µs")
+		})
 	}
-	per := len(payload) / 2000
-	sink.want = b.N
-	b.SetBytes(int64(per))
-	b.ResetTimer()
-	go sendEach(p.conn, payload, per, b.N)
-	select {
-	case <-sink.count:
-	case <-time.After(5 * time.Minute):
-		b.Fatal("the sink did not receive every stanza")
-	}
-	b.StopTimer()
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "stanzas/s")
 }
 
 // sendEach writes n stanzas of per bytes, one Write (so one TLS record)
