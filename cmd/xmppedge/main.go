@@ -4,6 +4,7 @@
 //	xmppedge check -config FILE   validate a config file: every error with its field; exit 1 on any
 //	xmppedge policy test|eval     run the Rego tests, or evaluate a sample input
 //	xmppedge audit verify|tail|query  check the audit chain, read the audit log
+//	xmppedge probe DOMAIN         diagnose federation with a domain
 //	xmppedge version              print the version
 //
 // main owns the process: flags, signals, logging, and the wiring of the

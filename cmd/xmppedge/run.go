@@ -12,7 +12,9 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"reflect"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -132,15 +134,16 @@ func buildOptions(ctx context.Context, cfg *config.Config, log *slog.Logger, obt
 
 // node is a running xmppedge: the gateway and what surrounds it.
 type node struct {
-	cfgPath string
-	cfg     *config.Config
-	log     *slog.Logger
-	level   *slog.LevelVar
-	gw      *edge.Gateway
-	eng     *policy.Engine
-	alog    *audit.Log
-	acme    *certs.Store // the ACME-managed store to stop at exit, or nil
-	m       *metrics.Metrics
+	cfgPath  string
+	cfg      *config.Config
+	log      *slog.Logger
+	level    *slog.LevelVar
+	gw       *edge.Gateway
+	eng      *policy.Engine
+	alog     *audit.Log
+	acme     *certs.Store // the ACME-managed store to stop at exit, or nil
+	reloadMu sync.Mutex   // one reload at a time (SIGHUP, POST /reload)
+	m        *metrics.Metrics
 }
 
 func run(cfg *config.Config, path string, stdout, stderr io.Writer) int {
@@ -191,6 +194,9 @@ func run(cfg *config.Config, path string, stdout, stderr io.Writer) int {
 		}
 		defer srv.Close()
 		log.Info("metrics and health listening", "addr", addr, "admin", cfg.Metrics.Admin)
+		if cfg.Metrics.Admin && !isLoopback(addr) {
+			log.Warn("the admin API has no authentication and listens beyond loopback: restrict metrics.listen to 127.0.0.1 or firewall it", "addr", addr)
+		}
 	}
 	if cfg.Inside.DNSListen != "" {
 		dnsSrv, err := n.startDNSResponder(ctx)
@@ -204,7 +210,6 @@ func run(cfg *config.Config, path string, stdout, stderr io.Writer) int {
 
 	// A new policy (file change, bundle, SIGHUP) re-decides every session.
 	n.eng.OnReload(func(rev string) {
-		log.Info("policy reloaded", "policy_revision", rev)
 		n.m.PolicyRevision(rev)
 		n.gw.Recheck()
 	})
@@ -265,25 +270,34 @@ func (n *node) printSummary(w io.Writer) {
 	}
 }
 
-// reload re-reads the configuration file: a file with errors is rejected
-// as a whole; otherwise the certificate files, the log level, the limits
-// and the policy are reloaded, and established sessions stay (those the
-// new policy refuses are cut). Listeners, domains, the inside server and
-// the audit settings take effect at the next start.
-func (n *node) reload(ctx context.Context) error {
+// reload re-reads the configuration file, all or nothing: a file with
+// errors, certificate files that do not load, a policy that does not
+// compile, or changed settings that only a restart can apply reject the
+// whole reload and the running configuration stays. Otherwise the
+// certificate files, the log level, the limits and the policy (its rules
+// and data files, re-read) take effect; established sessions stay (those
+// the new policy refuses are cut). Listeners, domains, the inside server,
+// the policy and audit settings themselves take effect at the next start.
+func (n *node) reload(ctx context.Context) (err error) {
+	n.reloadMu.Lock()
+	defer n.reloadMu.Unlock()
+	defer func() { n.m.Reload(err) }()
 	cfg, err := config.Load(n.cfgPath)
 	if err != nil {
 		return err
 	}
+	if !reflect.DeepEqual(cfg.Policy, n.cfg.Policy) {
+		return config.FieldErrors{{Field: "policy", Problem: "the policy settings changed: they take effect at the next start (edit the rules and data files themselves to reload them)"}}
+	}
 	// Certificate files are re-read (ACME-managed ones renew by
 	// themselves): a renewed file takes effect without a restart.
+	var store *certs.Store
 	if n.cfg.TLS.ACME == nil {
 		var pairs []certs.KeyPairFiles
 		for _, c := range cfg.TLS.Certificates {
 			pairs = append(pairs, certs.KeyPairFiles{CertFile: cfg.ResolvePath(c.CertFile), KeyFile: cfg.ResolvePath(c.KeyFile)})
 		}
-		store, err := certs.LoadStore(pairs)
-		if err != nil {
+		if store, err = certs.LoadStore(pairs); err != nil {
 			return config.FieldErrors{{Field: "tls.certificates", Problem: err.Error()}}
 		}
 		for _, d := range n.cfg.Domains {
@@ -291,6 +305,12 @@ func (n *node) reload(ctx context.Context) error {
 				return config.FieldErrors{{Field: "tls.certificates", Problem: "no certificate covers the local domain " + d}}
 			}
 		}
+	}
+	// The policy last of the checks: it applies itself when it compiles.
+	if err := n.eng.Reload(ctx); err != nil {
+		return err
+	}
+	if store != nil {
 		n.gw.SetCertificates(store)
 	}
 	n.level.Set(logLevel(cfg.Log.Level))
@@ -300,12 +320,8 @@ func (n *node) reload(ctx context.Context) error {
 		ConnectTimeout: time.Duration(cfg.Limits.ConnectTimeout),
 		IdleTimeout:    time.Duration(cfg.Limits.IdleTimeout),
 	})
-	err = n.eng.Reload(ctx)
-	n.m.Reload(err)
-	if err == nil {
-		n.log.Info("reloaded", "policy_revision", n.eng.Revision())
-	}
-	return err
+	n.log.Info("reloaded", "policy_revision", n.eng.Revision())
+	return nil
 }
 
 // ready lists what keeps the node from serving: nothing when ready.
@@ -402,7 +418,6 @@ func (n *node) startDNSResponder(ctx context.Context) (*dnsresponder.Server, err
 	if err != nil {
 		return nil, err
 	}
-	n.log.Info("internal DNS responder listening", "addr", srv.Addr())
 	return srv, nil
 }
 
@@ -428,4 +443,10 @@ func (n *node) watchCertificates(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// isLoopback reports whether a listener address is on loopback.
+func isLoopback(addr string) bool {
+	ap, err := netip.ParseAddrPort(addr)
+	return err == nil && ap.Addr().IsLoopback()
 }

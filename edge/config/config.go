@@ -66,8 +66,9 @@ type InsideConfig struct {
 	// stands in for.
 	TLS string `yaml:"tls"`
 	// CA is the internal CA (PEM files; generated on first start when
-	// missing, and its certificate printed for the operator to install in
-	// the internal server's trust store). Required unless tls is off.
+	// missing, with a log line naming the certificate file the operator
+	// installs in the internal server's trust store). Required unless tls
+	// is off.
 	CA CertificateConfig `yaml:"ca"`
 	// DNSListen, when set, runs a DNS responder there that answers
 	// _xmpp-server._tcp for every non-local domain with the inside
