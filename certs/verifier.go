@@ -71,7 +71,18 @@ func NewVerifier(caFiles []string, systemRoots bool, opts ...VerifierOption) (*V
 		o(v)
 	}
 	if v.poshClient == nil {
-		v.poshClient = &http.Client{Timeout: 10 * time.Second}
+		v.poshClient = &http.Client{
+			Timeout: 10 * time.Second,
+			// A POSH file is fetched from the domain itself over https; a
+			// redirect elsewhere (another host, plain http, an internal
+			// address) is not followed.
+			CheckRedirect: func(req *http.Request, via []*http.Request) error {
+				if req.URL.Scheme != "https" || len(via) == 0 || req.URL.Host != via[0].URL.Host {
+					return http.ErrUseLastResponse
+				}
+				return nil
+			},
+		}
 	}
 	return v, nil
 }

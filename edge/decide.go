@@ -224,7 +224,7 @@ func jidForms(j string) policy.JID {
 		bare = bare[:i]
 	}
 	dom := jidDomain(j)
-	if i := strings.LastIndexByte(bare, '@'); i >= 0 {
+	if i := strings.IndexByte(bare, '@'); i >= 0 {
 		bare = bare[:i+1] + dom
 	} else {
 		bare = dom

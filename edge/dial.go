@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/miekg/dns"
+
 	"github.com/xmppedge/xmppedge/certs"
 	"github.com/xmppedge/xmppedge/dialback"
 	"github.com/xmppedge/xmppedge/edge/metrics"
@@ -160,7 +162,7 @@ func (g *Gateway) negotiateOut(ctx context.Context, c net.Conn, leg Leg, from, t
 		sc.streamID = h.ID
 		if h.Version == "" {
 			// A pre-RFC 3920 server: no features, dialback only.
-			if leg == LegOutside && g.opt.RequireTLS && sc.tls == nil {
+			if sc.tls == nil && ((leg == LegOutside && g.opt.RequireTLS) || (leg == LegInside && g.opt.InsideTLS == "required")) {
 				return nil, fail(errors.New("the remote server does not support TLS (no stream version)"))
 			}
 			os.features = &xmlstream.Node{}
@@ -169,6 +171,11 @@ func (g *Gateway) negotiateOut(ctx context.Context, c net.Conn, leg Leg, from, t
 		el, err := sc.next(headerTimeout)
 		if err != nil {
 			return nil, fail(fmt.Errorf("read stream features: %w", err))
+		}
+		if el.Space == xmlstream.NSStream && el.Local == "error" {
+			// Never answer a stream error with one.
+			sc.closeStream()
+			return nil, fail(fmt.Errorf("%s sent the stream error %s", to, describeStreamError(el.Raw, h.Namespaces)))
 		}
 		if el.Space != xmlstream.NSStream || el.Local != "features" {
 			return nil, fail(&StreamError{Condition: "unsupported-stanza-type", Text: "expected stream features"})
@@ -291,14 +298,17 @@ func (g *Gateway) authenticate(ctx context.Context, os *outStream) error {
 	}
 }
 
-// verifyPeer checks a remote server's certificate for domain. With DANE on
-// and a server reached through DNS (target), authenticated TLSA records
-// decide: a match is valid, a mismatch invalid whatever PKIX says. Else
-// PKIX with RFC 6125 identity; and when that fails and POSH is on, a POSH
+// verifyPeer checks the certificate of a server xmppedge connected to, for
+// domain (the outbound policy already allowed the domain: only then may the
+// check itself reach out, for DANE or POSH). With DANE on, authenticated
+// TLSA records of the server decide — but only when the way to that server
+// was itself authenticated (RFC 7673: a DNSSEC-secure SRV answer, or no SRV
+// indirection); a match is valid, a mismatch invalid whatever PKIX says.
+// Else PKIX with RFC 6125 identity; when that fails and POSH is on, a POSH
 // delegation of domain can vouch for the certificate.
 func (g *Gateway) verifyPeer(ctx context.Context, chain []*x509.Certificate, domain string, target resolve.Target) certs.Verdict {
-	if g.opt.DANEResolver != "" && target.Host != "" && len(chain) > 0 {
-		r := g.opt.Verifier.VerifyDANE(ctx, chain, target.Host, target.Port, g.opt.DANEResolver)
+	if g.opt.DANEResolver != "" && target.Host != "" && len(chain) > 0 && g.srvSecure(ctx, domain, target) {
+		r := g.opt.Verifier.VerifyDANEWith(ctx, chain, certs.DANEQuery{Host: target.Host, Port: target.Port, Domain: domain}, certs.DNSSECResolver{Addr: g.opt.DANEResolver})
 		switch r.Status {
 		case certs.DANEMatched:
 			return r.Verdict
@@ -320,6 +330,33 @@ func (g *Gateway) verifyPeer(ctx context.Context, chain []*x509.Certificate, dom
 		}
 	}
 	return v
+}
+
+// srvSecure reports whether target was reached through an authenticated
+// path: it is the domain itself (no SRV), or the validating resolver
+// confirms, with the AD bit, the SRV record that names it.
+func (g *Gateway) srvSecure(ctx context.Context, domain string, target resolve.Target) bool {
+	if strings.EqualFold(target.Host, domain) {
+		return true
+	}
+	service := "_xmpp-server._tcp."
+	if target.DirectTLS {
+		service = "_xmpps-server._tcp."
+	}
+	m := new(dns.Msg)
+	m.SetQuestion(dns.Fqdn(service+domain), dns.TypeSRV)
+	m.SetEdns0(1232, true)
+	c := &dns.Client{Timeout: 3 * time.Second}
+	resp, _, err := c.ExchangeContext(ctx, m, g.opt.DANEResolver)
+	if err != nil || resp.Rcode != dns.RcodeSuccess || !resp.AuthenticatedData {
+		return false
+	}
+	for _, rr := range resp.Answer {
+		if srv, ok := rr.(*dns.SRV); ok && strings.EqualFold(strings.TrimSuffix(srv.Target, "."), target.Host) && srv.Port == target.Port {
+			return true
+		}
+	}
+	return false
 }
 
 // clientTLS is the TLS config for an outgoing stream on leg: on the inside

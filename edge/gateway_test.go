@@ -461,7 +461,7 @@ func TestStreamErrors(t *testing.T) {
 		{"outside to a foreign domain", (*testEnv).outsideAddr, hdr("partner.test", "elsewhere.test"), "host-unknown"},
 		{"inside to a local domain", (*testEnv).insideAddr, hdr("company.test", "company.test"), "host-unknown"},
 		{"dialback before TLS when TLS is required", (*testEnv).outsideAddr, hdr("partner.test", "company.test") + "<db:result from='partner.test' to='company.test'>abc</db:result>", "policy-violation"},
-		{"stanza before authentication", (*testEnv).insideAddr, hdr("company.test", "partner.test") + "<message from='a@company.test' to='b@partner.test'/>", "invalid-from"},
+		{"stanza before authentication", (*testEnv).insideAddr, hdr("company.test", "partner.test") + "<message from='a@company.test' to='b@partner.test'/>", "not-authorized"},
 		{"unsolicited dialback result", (*testEnv).insideAddr, hdr("company.test", "partner.test") + "<db:result from='company.test' to='partner.test' type='valid'/>", "not-authorized"},
 		{"stanza without from", (*testEnv).insideAddr, hdr("company.test", "partner.test") + "<message to='b@partner.test'/>", "improper-addressing"},
 		{"unknown top-level element", (*testEnv).insideAddr, hdr("company.test", "partner.test") + "<foo xmlns='urn:x'/>", "unsupported-stanza-type"},

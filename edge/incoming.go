@@ -15,7 +15,6 @@ import (
 	"github.com/xmppedge/xmppedge/certs"
 	"github.com/xmppedge/xmppedge/dialback"
 	"github.com/xmppedge/xmppedge/edge/metrics"
-	"github.com/xmppedge/xmppedge/edge/resolve"
 	"github.com/xmppedge/xmppedge/edge/xmlstream"
 	"github.com/xmppedge/xmppedge/policy"
 )
@@ -194,6 +193,10 @@ func (s *inSession) serve() {
 			s.log.Warn("stream error", "condition", se.Condition, "text", se.Text)
 			s.sc.streamError(se, s.sc.peer.To, s.sc.peer.From)
 		}
+	case errors.As(err, new(errPeerStreamError)):
+		reason = err.Error()
+		s.log.Info("stream ended", "reason", err.Error())
+		s.sc.closeStream()
 	case err != nil:
 		reason = "connection ended: " + err.Error()
 		s.log.Info("stream ended", "err", err)
@@ -222,6 +225,12 @@ func (s *inSession) closed(reason string) {
 		s.g.auditSession("session.close", s.id, s.leg, f, s.sc.conn.RemoteAddr().String(), "", reason, "")
 	}
 }
+
+// errPeerStreamError ends a stream the peer gave up on (it sent a stream
+// error) or that we end without a stream error of our own.
+type errPeerStreamError struct{ condition string }
+
+func (e errPeerStreamError) Error() string { return "stream ended: " + e.condition }
 
 // errRestart tells run that the stream restarts (after STARTTLS or SASL).
 var errRestart = errors.New("stream restart")
@@ -260,7 +269,9 @@ func (s *inSession) negotiate() error {
 	}
 	encrypted := s.sc.tls != nil
 	if encrypted && from != "" && s.sc.tls != nil {
-		v := s.g.verifyPeer(s.g.ctx, s.sc.tls.PeerCertificates, from, resolve.Target{})
+		// PKIX only: nothing an unauthenticated peer says may make us
+		// reach out (POSH, DANE) before the policy has allowed its domain.
+		v := s.g.opt.Verifier.Verify(s.sc.tls.PeerCertificates, from, time.Now())
 		s.mu.Lock()
 		s.verdict = &v
 		s.mu.Unlock()
@@ -337,10 +348,25 @@ func (s *inSession) negotiate() error {
 			if err := s.handleDialbackVerify(&el); err != nil {
 				return err
 			}
+		case el.Space == xmlstream.NSStream && el.Local == "error":
+			// The peer gives up: never answer a stream error with one.
+			return errPeerStreamError{describeStreamError(el.Raw, s.sc.peer.Namespaces)}
 		case el.Space == xmlstream.NSTLS && el.Local == "starttls":
 			if !offerTLS {
+				// RFC 6120 §5.4.2.2: <failure/>, then close.
 				s.sc.writeRaw([]byte("<failure xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"))
-				return &StreamError{Condition: "policy-violation", Text: "STARTTLS was not offered"}
+				s.sc.closeStream()
+				return errPeerStreamError{"STARTTLS was not offered"}
+			}
+			s.mu.Lock()
+			busy := len(s.pending) > 0
+			s.mu.Unlock()
+			if busy {
+				// A dialback answer for the old layer would land in the
+				// middle of the handshake.
+				s.sc.writeRaw([]byte("<failure xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"))
+				s.sc.closeStream()
+				return errPeerStreamError{"STARTTLS while dialback verifications were under way"}
 			}
 			if s.sc.r.Buffered() != 0 {
 				// Bytes sent after <starttls/> before the handshake would be
@@ -361,6 +387,11 @@ func (s *inSession) negotiate() error {
 			}
 			s.g.m.TLSHandshake(s.leg.String(), metrics.ResultSuccess, tls.VersionName(tc.ConnectionState().Version))
 			s.sc.upgradeTLS(tc)
+			// RFC 6120 §5.4.3.3: what was authenticated before TLS is
+			// forgotten.
+			s.mu.Lock()
+			clear(s.pairs)
+			s.mu.Unlock()
 			s.log.Debug("stream encrypted", "tls", s.sc.tlsVersion())
 			return errRestart
 		case el.Space == xmlstream.NSSASL && el.Local == "auth":
@@ -504,7 +535,7 @@ func (s *inSession) facts(remote, local, auth string) *policy.SessionInput {
 	in := &policy.SessionInput{Direction: "inbound", LocalDomain: local, RemoteDomain: remote, RemoteIP: remoteIP(s.sc.conn), Auth: auth}
 	var v *certs.Verdict
 	if s.sc.tls != nil {
-		vv := s.g.verifyPeer(s.g.ctx, s.sc.tls.PeerCertificates, remote, resolve.Target{})
+		vv := s.g.opt.Verifier.Verify(s.sc.tls.PeerCertificates, remote, time.Now())
 		v = &vv
 	}
 	in.TLS = tlsInfo(s.sc.tls, v)
@@ -644,8 +675,14 @@ func (s *inSession) handleStanza(el *xmlstream.Element) error {
 	s.mu.Unlock()
 	if ps == nil {
 		_, okRecv := s.sides(fromDom, toDom)
-		if !okRecv {
+		s.mu.Lock()
+		none := len(s.pairs) == 0
+		s.mu.Unlock()
+		switch {
+		case !okRecv:
 			return &StreamError{Condition: "host-unknown", Text: toDom + " is not reachable through this stream"}
+		case none:
+			return &StreamError{Condition: "not-authorized", Text: "no domain has been authenticated on this stream"}
 		}
 		return &StreamError{Condition: "invalid-from", Text: fromDom + " has not been authenticated on this stream for " + toDom}
 	}
@@ -682,7 +719,7 @@ func (s *inSession) handleStanza(el *xmlstream.Element) error {
 	}
 	if !d.Allow {
 		cond := d.Error
-		if cond == "" {
+		if _, known := stanzaErrorType[cond]; !known && !definedStanzaCondition(cond) {
 			cond = policy.DefaultStanzaError
 		}
 		g.m.Stanza(direction(s.leg), st.kind, metrics.OutcomeDenied, cond)
@@ -694,13 +731,15 @@ func (s *inSession) handleStanza(el *xmlstream.Element) error {
 	return nil
 }
 
-// jidDomain returns the lowercased domainpart of a JID string: the part
-// after the last '@' before the first '/', or everything before '/'.
+// jidDomain returns the lowercased domainpart of a JID string (RFC 7622:
+// what follows the first '@' before the first '/', or everything before
+// '/'). A JID with a second '@' there yields a domain with an '@', which
+// matches no domain.
 func jidDomain(j string) string {
 	if i := strings.IndexByte(j, '/'); i >= 0 {
 		j = j[:i]
 	}
-	if i := strings.LastIndexByte(j, '@'); i >= 0 {
+	if i := strings.IndexByte(j, '@'); i >= 0 {
 		j = j[i+1:]
 	}
 	j = strings.TrimSuffix(j, ".")

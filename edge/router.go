@@ -192,6 +192,13 @@ func (r *Router) recheck() int {
 	for _, s := range ss {
 		facts := &policy.SessionInput{Direction: "outbound", LocalDomain: s.key.from, RemoteDomain: s.key.to}
 		d, ok := r.g.decideSession(facts, false)
+		s.mu.Lock()
+		os := s.os
+		s.mu.Unlock()
+		if ok && requiresCert(d) && os != nil && (os.verdict == nil || !os.verdict.Valid) {
+			ok = false
+			d.Reason = "the policy now requires a valid certificate from " + s.key.to
+		}
 		if ok {
 			continue
 		}
@@ -439,7 +446,13 @@ func (s *outSession) run() {
 	g.m.SessionOpened(s.key.leg.String(), metrics.RoleOutgoing, os.auth)
 	defer g.m.SessionClosed(s.key.leg.String(), metrics.RoleOutgoing, os.auth)
 	if aborted {
+		// Cut (policy reload, administrator) while it was being set up:
+		// what waited is bounced, not lost.
 		os.sc.conn.Close()
+		s.mu.Lock()
+		why := s.cutWhy
+		s.mu.Unlock()
+		s.failAll("policy-violation", why, errors.New("closed while connecting: "+why))
 		return
 	}
 	s.log.Info("outgoing stream established", "auth", os.auth, "tls", os.sc.tlsVersion(), "remote_addr", os.sc.conn.RemoteAddr().String(),

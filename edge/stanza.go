@@ -43,6 +43,22 @@ var stanzaErrorType = map[string]string{
 	"policy-violation":        "modify",
 }
 
+// definedStanzaCondition reports whether cond is one of RFC 6120 §8.3.3's
+// stanza error conditions (a policy may name any of them; anything else is
+// replaced by policy-violation, never written into XML as it is).
+func definedStanzaCondition(cond string) bool {
+	switch cond {
+	case "bad-request", "conflict", "feature-not-implemented", "forbidden", "gone",
+		"internal-server-error", "item-not-found", "jid-malformed", "not-acceptable",
+		"not-allowed", "not-authorized", "policy-violation", "recipient-unavailable",
+		"redirect", "registration-required", "remote-server-not-found",
+		"remote-server-timeout", "resource-constraint", "service-unavailable",
+		"subscription-required", "undefined-condition", "unexpected-request":
+		return true
+	}
+	return false
+}
+
 // bounce returns the error stanza that answers st with condition, or nil
 // when st must not be answered (it is an error itself: errors are never
 // answered with errors; or a presence of a kind nobody waits an answer to).
