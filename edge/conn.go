@@ -111,15 +111,32 @@ func (s *streamConn) streamError(e *StreamError, from, to string) {
 
 // upgradeTLS replaces the connection by tc after a successful handshake.
 // The caller has checked that nothing was buffered past <proceed/> or
-// <starttls/>.
+// <starttls/>. conn and tls change under wmu: other goroutines read them
+// through connection() and tlsVersion().
 func (s *streamConn) upgradeTLS(tc *tls.Conn) {
 	st := tc.ConnectionState()
-	s.tls = &st
-	s.conn = tc
 	s.r.Reset(tc)
 	s.wmu.Lock()
+	s.tls = &st
+	s.conn = tc
 	s.w.Reset(tc)
 	s.headerSent = false
+	s.wmu.Unlock()
+}
+
+// connection returns the current connection (plain or TLS), for use from
+// goroutines other than the stream's reader.
+func (s *streamConn) connection() net.Conn {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	return s.conn
+}
+
+// setStreamID sets the id of the current stream (read by streamError from
+// other goroutines).
+func (s *streamConn) setStreamID(id string) {
+	s.wmu.Lock()
+	s.streamID = id
 	s.wmu.Unlock()
 }
 
@@ -163,6 +180,8 @@ func (s *streamConn) readHeader(timeout time.Duration) (xmlstream.Header, error)
 }
 
 func (s *streamConn) tlsVersion() string {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
 	if s.tls == nil {
 		return ""
 	}

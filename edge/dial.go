@@ -159,7 +159,7 @@ func (g *Gateway) negotiateOut(ctx context.Context, c net.Conn, leg Leg, from, t
 			return nil, fail(fmt.Errorf("read stream header: %w", err))
 		}
 		opened = true
-		sc.streamID = h.ID
+		sc.setStreamID(h.ID)
 		if h.Version == "" {
 			// A pre-RFC 3920 server: no features, dialback only.
 			if sc.tls == nil && ((leg == LegOutside && g.opt.RequireTLS) || (leg == LegInside && g.opt.InsideTLS == "required")) {
@@ -249,7 +249,7 @@ func (g *Gateway) authenticate(ctx context.Context, os *outStream) error {
 				if err != nil {
 					return fail(fmt.Errorf("read stream header after SASL: %w", err))
 				}
-				sc.streamID = h.ID
+				sc.setStreamID(h.ID)
 				if h.Version != "" {
 					el, err := sc.next(headerTimeout)
 					if err != nil || el.Local != "features" {

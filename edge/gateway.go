@@ -130,6 +130,8 @@ type Gateway struct {
 	wg        sync.WaitGroup // accept loops and incoming sessions
 	bg        sync.WaitGroup // outgoing sessions and dialback verifications
 
+	verifications chan struct{} // a slot per dialback verification under way (maxVerifications)
+
 	nextID atomic.Uint64
 
 	store atomic.Pointer[certs.Store] // the local domains' certificates; swapped by SetCertificates
@@ -165,6 +167,8 @@ func New(opt Options) (*Gateway, error) {
 		m:        opt.Metrics,
 		local:    make(map[string]bool),
 		incoming: make(map[*inSession]struct{}),
+
+		verifications: make(chan struct{}, maxVerifications),
 	}
 	for _, d := range opt.Domains {
 		g.local[strings.ToLower(d)] = true
@@ -374,7 +378,7 @@ func (g *Gateway) Close() {
 	g.closeListeners()
 	g.mu.Lock()
 	for s := range g.incoming {
-		s.sc.conn.Close()
+		s.sc.connection().Close()
 	}
 	g.mu.Unlock()
 	g.router.closeAll()

@@ -20,8 +20,13 @@ import (
 )
 
 // maxPendingDialback bounds the dialback verifications one stream may have
-// under way at once (each opens a connection to an authoritative server).
-const maxPendingDialback = 16
+// under way at once (each opens a connection to an authoritative server),
+// and maxVerifications those of the whole node. A verification ends with
+// its stream.
+const (
+	maxPendingDialback = 16
+	maxVerifications   = 256
+)
 
 // headerTimeout bounds how long a peer may take to send a stream header or
 // a negotiation element.
@@ -59,11 +64,16 @@ type inSession struct {
 	cutWhy   string // why we cut the stream ourselves (policy reload, administrator)
 
 	stanzas atomic.Uint64
+
+	ctx    context.Context // ends with the session: cancels its dialback verifications
+	cancel context.CancelFunc
 }
 
 func (g *Gateway) newInSession(c net.Conn, leg Leg, directTLS bool) *inSession {
 	id := g.newSessionID("in-")
+	ctx, cancel := context.WithCancel(g.ctx)
 	return &inSession{
+		ctx: ctx, cancel: cancel,
 		g: g, id: id, leg: leg, directTLS: directTLS,
 		sc:      newStreamConn(c, g.streamLimits(), incomingWriteBuffer),
 		log:     g.log.With("session", id, "leg", leg.String(), "role", "incoming", "remote_addr", c.RemoteAddr().String()),
@@ -78,7 +88,7 @@ func (s *inSession) info() SessionInfo {
 	defer s.mu.Unlock()
 	in := SessionInfo{
 		ID: s.id, Leg: s.leg.String(), Role: "incoming",
-		RemoteAddr: s.sc.conn.RemoteAddr().String(),
+		RemoteAddr: s.sc.connection().RemoteAddr().String(),
 		TLSVersion: s.sc.tlsVersion(),
 		Stanzas:    s.stanzas.Load(),
 		Started:    s.started,
@@ -145,12 +155,13 @@ func (s *inSession) beginClose() {
 	s.closing = true
 	s.mu.Unlock()
 	s.sc.closeStream()
-	s.sc.conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+	s.sc.connection().SetReadDeadline(time.Now().Add(3 * time.Second))
 }
 
 // serve runs the stream until it ends.
 func (s *inSession) serve() {
-	defer s.sc.conn.Close()
+	defer s.sc.connection().Close()
+	defer s.cancel()
 	s.log.Debug("connection accepted")
 	if s.directTLS {
 		tc := tls.Server(s.sc.conn, s.g.serverTLS(s.leg, "", true))
@@ -252,7 +263,7 @@ func (s *inSession) negotiate() error {
 		return err
 	}
 	// Our header answers with the domain the peer asked for.
-	s.sc.streamID = dialback.NewStreamID()
+	s.sc.setStreamID(dialback.NewStreamID())
 	to := strings.ToLower(h.To)
 	from := strings.ToLower(h.From)
 	if err := s.sc.writeHeader(to, from, s.sc.streamID); err != nil {
@@ -502,12 +513,20 @@ func (s *inSession) handleDialbackResult(el *xmlstream.Element) error {
 		s.mu.Unlock()
 		return s.sc.writeRaw(dialbackError("result", recv, orig, "", "wait", "resource-constraint"))
 	}
+	select {
+	case s.g.verifications <- struct{}{}: // released when the verification ends
+	default:
+		s.mu.Unlock()
+		s.log.Warn("too many dialback verifications under way on this node: refusing one", "limit", maxVerifications)
+		return s.sc.writeRaw(dialbackError("result", recv, orig, "", "wait", "resource-constraint"))
+	}
 	others := len(s.pairs) > 0
 	s.mu.Unlock()
 	// Ask the policy before verifying: a domain that may not federate is
 	// refused without us connecting to its server.
 	facts := s.facts(orig, recv, "dialback")
 	if err := s.authorize(p, facts, false); err != nil {
+		<-s.g.verifications
 		if others {
 			return s.sc.writeRaw(dialbackError("result", recv, orig, "", "auth", "forbidden"))
 		}
@@ -520,6 +539,7 @@ func (s *inSession) handleDialbackResult(el *xmlstream.Element) error {
 	s.g.bg.Add(1)
 	go func() {
 		defer s.g.bg.Done()
+		defer func() { <-s.g.verifications }()
 		s.verifyDialback(p, key, streamID, facts)
 	}()
 	return nil
@@ -588,7 +608,7 @@ func remoteIP(c net.Conn) string {
 }
 
 func (s *inSession) verifyDialback(p domainPair, key, streamID string, facts *policy.SessionInput) {
-	ctx, cancel := context.WithTimeout(s.g.ctx, 2*s.g.limits().ConnectTimeout)
+	ctx, cancel := context.WithTimeout(s.ctx, 2*s.g.limits().ConnectTimeout)
 	defer cancel()
 	valid, err := s.g.verifyKey(ctx, s.leg, p.remote, p.local, streamID, key)
 	s.mu.Lock()
@@ -614,7 +634,7 @@ func (s *inSession) verifyDialback(p domainPair, key, streamID string, facts *po
 		if err != nil {
 			why = "dialback verification failed: " + err.Error()
 		}
-		s.g.auditSession("session.auth", s.id, s.leg, facts, s.sc.conn.RemoteAddr().String(), "deny", why, "")
+		s.g.auditSession("session.auth", s.id, s.leg, facts, s.sc.connection().RemoteAddr().String(), "deny", why, "")
 	}
 	log := s.log.With("remote_domain", p.remote, "local_domain", p.local)
 	switch {

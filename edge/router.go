@@ -40,6 +40,11 @@ var (
 	errQueueFull     = errors.New("queue full")
 )
 
+// maxQueueBytes bounds the bytes waiting in one outgoing queue (with
+// limits.queue_size stanzas of up to limits.max_stanza_size each, the count
+// alone would allow gigabytes).
+const maxQueueBytes = 32 << 20
+
 // queueWait bounds how long a reader waits for room in a full queue of an
 // established stream (back-pressure) before the stanza is bounced.
 const queueWait = 5 * time.Second
@@ -128,6 +133,7 @@ func (r *Router) session(key routeKey, first *stanza) (s *outSession, created bo
 	}
 	s = newOutSession(r, key)
 	s.queue = append(s.queue, first)
+	s.qbytes = len(first.raw)
 	r.g.m.QueueDepth(key.leg.String(), 1)
 	r.sessions[key] = s
 	r.g.bg.Add(1)
@@ -257,6 +263,7 @@ type outSession struct {
 
 	mu       sync.Mutex
 	queue    []*stanza
+	qbytes   int           // bytes of the stanzas in queue
 	closed   bool          // no more stanzas accepted
 	ready    bool          // authenticated; stanzas are being written
 	draining bool          // shutdown: flush, then close
@@ -311,7 +318,7 @@ func (s *outSession) enqueue(st *stanza) error {
 			s.mu.Unlock()
 			return errSessionClosed
 		}
-		if len(s.queue) < s.r.g.limits().QueueSize {
+		if len(s.queue) < s.r.g.limits().QueueSize && s.qbytes+len(st.raw) <= maxQueueBytes {
 			break
 		}
 		if !s.ready {
@@ -332,6 +339,7 @@ func (s *outSession) enqueue(st *stanza) error {
 		s.mu.Lock()
 	}
 	s.queue = append(s.queue, st)
+	s.qbytes += len(st.raw)
 	s.mu.Unlock()
 	s.r.g.m.QueueDepth(s.key.leg.String(), 1)
 	select {
@@ -381,7 +389,7 @@ func (s *outSession) closeAndTake() []*stanza {
 	s.mu.Lock()
 	s.closed = true
 	q := s.queue
-	s.queue = nil
+	s.queue, s.qbytes = nil, 0
 	s.r.g.m.QueueDepth(s.key.leg.String(), -len(q))
 	close(s.space)
 	s.space = make(chan struct{})
@@ -524,6 +532,7 @@ func (s *outSession) writeLoop(peerGone <-chan error) {
 	for {
 		s.mu.Lock()
 		batch, s.queue = s.queue, batch[:0]
+		s.qbytes = 0
 		g.m.QueueDepth(s.key.leg.String(), -len(batch))
 		draining := s.draining
 		if len(batch) > 0 {
