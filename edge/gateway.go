@@ -47,6 +47,10 @@ type Resolver interface {
 	LookupHost(ctx context.Context, host string) ([]netip.Addr, error)
 }
 
+// maxIncoming bounds the incoming connections of a node, authenticated or
+// not (DESIGN §5: 10,000 sessions per node, with room to spare).
+const maxIncoming = 20000
+
 // Options configures a Gateway. Zero durations and sizes take the defaults
 // documented on each field.
 type Options struct {
@@ -131,6 +135,8 @@ type Gateway struct {
 	bg        sync.WaitGroup // outgoing sessions and dialback verifications
 
 	verifications chan struct{} // a slot per dialback verification under way (maxVerifications)
+	conns         chan struct{} // a slot per incoming connection (maxIncoming)
+	preAuthLimit  time.Duration // how long an incoming stream may go without authenticating a pair
 
 	nextID atomic.Uint64
 
@@ -169,6 +175,8 @@ func New(opt Options) (*Gateway, error) {
 		incoming: make(map[*inSession]struct{}),
 
 		verifications: make(chan struct{}, maxVerifications),
+		conns:         make(chan struct{}, maxIncoming),
+		preAuthLimit:  2 * time.Minute,
 	}
 	for _, d := range opt.Domains {
 		g.local[strings.ToLower(d)] = true
@@ -301,7 +309,15 @@ func (g *Gateway) acceptLoop(ln net.Listener, leg Leg, directTLS bool) {
 			time.Sleep(50 * time.Millisecond)
 			continue
 		}
+		select {
+		case g.conns <- struct{}{}:
+		default:
+			g.log.Warn("too many incoming connections: refusing one", "limit", maxIncoming, "leg", leg.String(), "remote_addr", c.RemoteAddr().String())
+			c.Close()
+			continue
+		}
 		if leg == LegInside && !g.insideAllowed(c.RemoteAddr()) {
+			<-g.conns
 			g.log.Warn("refused inside connection from a source not in inside.allow", "remote_addr", c.RemoteAddr().String())
 			c.Close()
 			continue
@@ -310,7 +326,9 @@ func (g *Gateway) acceptLoop(ln net.Listener, leg Leg, directTLS bool) {
 		g.mu.Lock()
 		if g.ctx.Err() != nil {
 			g.mu.Unlock()
+			s.cancel()
 			c.Close()
+			<-g.conns
 			return
 		}
 		g.incoming[s] = struct{}{}
@@ -318,6 +336,7 @@ func (g *Gateway) acceptLoop(ln net.Listener, leg Leg, directTLS bool) {
 		g.mu.Unlock()
 		go func() {
 			defer g.wg.Done()
+			defer func() { <-g.conns }()
 			s.serve()
 			g.mu.Lock()
 			delete(g.incoming, s)

@@ -1016,3 +1016,31 @@ func TestSetLimits(t *testing.T) {
 	p.send("<message from='alice@company.test/r' to='bob@partner.test'><body>" + strings.Repeat("a", 30000) + "</body></message>")
 	p.expectStreamError("policy-violation")
 }
+
+// A stream that authenticates nothing (here: it only asks db:verify, over
+// and over) is closed once its time runs out.
+func TestPreAuthLimit(t *testing.T) {
+	env := newTestEnv(t)
+	env.gw.preAuthLimit = 300 * time.Millisecond
+	p := dialPeer(t, env.inside)
+	p.open("company.test", "partner.test")
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		key := dialback.Key(testSecret, "company.test", "partner.test", "S1")
+		if _, err := io.WriteString(p.conn, "<db:verify from='company.test' to='partner.test' id='S1'>"+key+"</db:verify>"); err != nil {
+			break
+		}
+		el, err := p.r.Next()
+		if err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		if el.Space == xmlstream.NSStream && el.Local == "error" {
+			if !strings.Contains(string(el.Raw), "<connection-timeout") {
+				t.Fatalf("want connection-timeout, got %q", el.Raw)
+			}
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatal("the stream was not closed")
+}

@@ -332,6 +332,12 @@ func (s *inSession) negotiate() error {
 		timeout := headerTimeout
 		if authed {
 			timeout = 0 // established streams may stay idle; the peer decides
+		} else if left := s.g.preAuthLimit - time.Since(s.started); left <= 0 {
+			// Streams that only ever ask db:verify are short; one that
+			// authenticates nothing for this long is holding a slot.
+			return &StreamError{Condition: "connection-timeout", Text: "no domain authenticated on this stream in time"}
+		} else if left < timeout {
+			timeout = left
 		}
 		if closing {
 			timeout = 3 * time.Second
