@@ -777,7 +777,9 @@ func jidDomain(j string) string {
 	return j
 }
 
-func dialbackResult(name, from, to, id, typ string) []byte {
+// dialbackHead starts a <db:result/> or <db:verify/>: the element name and
+// its from, to and (when set) id attributes, ending inside the start tag.
+func dialbackHead(name, from, to, id string) []byte {
 	b := append([]byte(nil), "<db:"...)
 	b = append(b, name...)
 	b = append(b, " from='"...)
@@ -788,24 +790,20 @@ func dialbackResult(name, from, to, id, typ string) []byte {
 		b = append(b, "' id='"...)
 		b = xmlstream.AppendEscapedAttr(b, id)
 	}
-	b = append(b, "' type='"...)
+	return append(b, '\'')
+}
+
+// dialbackResult builds a dialback answer of type typ.
+func dialbackResult(name, from, to, id, typ string) []byte {
+	b := dialbackHead(name, from, to, id)
+	b = append(b, " type='"...)
 	b = append(b, typ...)
 	return append(b, "'/>"...)
 }
 
 // dialbackRequest builds a <db:result/> or <db:verify/> request (no type).
 func dialbackRequest(name, from, to, id, key string) []byte {
-	b := append([]byte(nil), "<db:"...)
-	b = append(b, name...)
-	b = append(b, " from='"...)
-	b = xmlstream.AppendEscapedAttr(b, from)
-	b = append(b, "' to='"...)
-	b = xmlstream.AppendEscapedAttr(b, to)
-	if id != "" {
-		b = append(b, "' id='"...)
-		b = xmlstream.AppendEscapedAttr(b, id)
-	}
-	b = append(b, "'>"...)
+	b := append(dialbackHead(name, from, to, id), '>')
 	b = xmlstream.AppendEscapedText(b, key)
 	b = append(b, "</db:"...)
 	b = append(b, name...)

@@ -196,8 +196,7 @@ func (r *Router) recheck() int {
 	r.mu.Unlock()
 	closed := 0
 	for _, s := range ss {
-		facts := &policy.SessionInput{Direction: "outbound", LocalDomain: s.key.from, RemoteDomain: s.key.to}
-		d, ok := r.g.decideSession(facts, false)
+		d, ok := r.g.decideSession(s.preConnectFacts(), false)
 		s.mu.Lock()
 		os := s.os
 		s.mu.Unlock()
@@ -406,8 +405,7 @@ func (s *outSession) run() {
 	// connection's facts are checked against its require list after.
 	var decision policy.SessionDecision
 	if s.key.leg == LegOutside {
-		facts := &policy.SessionInput{Direction: "outbound", LocalDomain: s.key.from, RemoteDomain: s.key.to}
-		d, ok := g.decideSession(facts, false)
+		d, ok := g.decideSession(s.preConnectFacts(), false)
 		if !ok {
 			s.failAll("policy-violation", d.Reason, fmt.Errorf("refused by policy: %s", d.Reason))
 			return
@@ -483,6 +481,12 @@ func (s *outSession) failAll(cond, text string, err error) {
 	for _, st := range q {
 		s.r.bounce(st, s.key.leg, cond, text)
 	}
+}
+
+// preConnectFacts are what the policy knows of an outbound (outside leg)
+// stream before connecting: the domains; tls and auth are empty.
+func (s *outSession) preConnectFacts() *policy.SessionInput {
+	return &policy.SessionInput{Direction: "outbound", LocalDomain: s.key.from, RemoteDomain: s.key.to}
 }
 
 // facts describe an established outgoing stream for the audit log and

@@ -275,11 +275,7 @@ func probeLoadConfig(s *probeSettings, path string, dnsGiven bool, stderr io.Wri
 		s.caFiles = append(s.caFiles, cfg.ResolvePath(f))
 	}
 	s.systemRoots = cfg.TLS.SystemRootsTrusted()
-	var pairs []certs.KeyPairFiles
-	for _, c := range cfg.TLS.Certificates {
-		pairs = append(pairs, certs.KeyPairFiles{CertFile: cfg.ResolvePath(c.CertFile), KeyFile: cfg.ResolvePath(c.KeyFile)})
-	}
-	if len(pairs) > 0 {
+	if pairs := certificatePairs(cfg); len(pairs) > 0 {
 		store, err := certs.LoadStore(pairs)
 		if err != nil {
 			return fmt.Errorf("loading the certificates of -config %s (tls.certificates): %w", path, err)

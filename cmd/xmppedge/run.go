@@ -37,10 +37,7 @@ import (
 // field is to blame.
 func buildOptions(ctx context.Context, cfg *config.Config, log *slog.Logger, obtain bool) (edge.Options, error) {
 	var fe config.FieldErrors
-	var pairs []certs.KeyPairFiles
-	for _, c := range cfg.TLS.Certificates {
-		pairs = append(pairs, certs.KeyPairFiles{CertFile: cfg.ResolvePath(c.CertFile), KeyFile: cfg.ResolvePath(c.KeyFile)})
-	}
+	pairs := certificatePairs(cfg)
 	store, err := certs.LoadStore(pairs)
 	if err != nil {
 		fe = append(fe, config.FieldError{Field: "tls.certificates", Problem: err.Error()})
@@ -49,14 +46,11 @@ func buildOptions(ctx context.Context, cfg *config.Config, log *slog.Logger, obt
 	// configured.
 	var acmeDomains []string
 	if store != nil {
-		for _, d := range cfg.Domains {
-			if store.Certificate(d) != nil {
-				continue
-			}
-			if cfg.TLS.ACME == nil {
+		acmeDomains = uncoveredDomains(store, cfg.Domains)
+		if cfg.TLS.ACME == nil {
+			for _, d := range acmeDomains {
 				fe = append(fe, config.FieldError{Field: "tls.certificates", Problem: "no certificate covers the local domain " + d + ": outside peers need one for STARTTLS; add a cert_file/key_file pair for it, or configure tls.acme"})
 			}
-			acmeDomains = append(acmeDomains, d)
 		}
 	}
 	if a := cfg.TLS.ACME; a != nil && obtain && len(fe) == 0 && len(acmeDomains) > 0 {
@@ -130,6 +124,27 @@ func buildOptions(ctx context.Context, cfg *config.Config, log *slog.Logger, obt
 		IdleTimeout:      time.Duration(cfg.Limits.IdleTimeout),
 		Logger:           log,
 	}, nil
+}
+
+// certificatePairs lists the certificate files of tls.certificates, with
+// their paths resolved.
+func certificatePairs(cfg *config.Config) []certs.KeyPairFiles {
+	var pairs []certs.KeyPairFiles
+	for _, c := range cfg.TLS.Certificates {
+		pairs = append(pairs, certs.KeyPairFiles{CertFile: cfg.ResolvePath(c.CertFile), KeyFile: cfg.ResolvePath(c.KeyFile)})
+	}
+	return pairs
+}
+
+// uncoveredDomains are the domains store has no certificate for.
+func uncoveredDomains(store *certs.Store, domains []string) []string {
+	var out []string
+	for _, d := range domains {
+		if store.Certificate(d) == nil {
+			out = append(out, d)
+		}
+	}
+	return out
 }
 
 // node is a running xmppedge: the gateway and what surrounds it.
@@ -293,17 +308,11 @@ func (n *node) reload(ctx context.Context) (err error) {
 	// themselves): a renewed file takes effect without a restart.
 	var store *certs.Store
 	if n.cfg.TLS.ACME == nil {
-		var pairs []certs.KeyPairFiles
-		for _, c := range cfg.TLS.Certificates {
-			pairs = append(pairs, certs.KeyPairFiles{CertFile: cfg.ResolvePath(c.CertFile), KeyFile: cfg.ResolvePath(c.KeyFile)})
-		}
-		if store, err = certs.LoadStore(pairs); err != nil {
+		if store, err = certs.LoadStore(certificatePairs(cfg)); err != nil {
 			return config.FieldErrors{{Field: "tls.certificates", Problem: err.Error()}}
 		}
-		for _, d := range n.cfg.Domains {
-			if store.Certificate(d) == nil {
-				return config.FieldErrors{{Field: "tls.certificates", Problem: "no certificate covers the local domain " + d}}
-			}
+		if missing := uncoveredDomains(store, n.cfg.Domains); len(missing) > 0 {
+			return config.FieldErrors{{Field: "tls.certificates", Problem: "no certificate covers the local domain " + missing[0]}}
 		}
 	}
 	// The policy last of the checks: it applies itself when it compiles.
