@@ -94,6 +94,10 @@ type Options struct {
 	QueueSize      int           // stanzas waiting per outgoing stream, default 10000
 	ConnectTimeout time.Duration // default 10s: connect + negotiate + authenticate one stream
 	IdleTimeout    time.Duration // default 10m: close outgoing streams idle this long
+	// Limits sets the per-source and per-domain limits (the fields above
+	// it repeats are taken from the fields above); zero fields take the
+	// defaults documented on Limits.
+	Limits Limits
 
 	Logger *slog.Logger
 }
@@ -182,7 +186,9 @@ func New(opt Options) (*Gateway, error) {
 		g.local[strings.ToLower(d)] = true
 	}
 	g.store.Store(opt.Certificates)
-	g.lim.Store(&Limits{MaxStanzaSize: opt.MaxStanzaSize, QueueSize: opt.QueueSize, ConnectTimeout: opt.ConnectTimeout, IdleTimeout: opt.IdleTimeout})
+	g.lim.Store(&Limits{MaxStanzaSize: opt.MaxStanzaSize, QueueSize: opt.QueueSize, ConnectTimeout: opt.ConnectTimeout, IdleTimeout: opt.IdleTimeout,
+		ConnectionsPerIP: 64, NewConnectionsPerIP: 16, StanzaRate: 200, StanzaBurst: 400})
+	g.SetLimits(opt.Limits)
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	g.router = newRouter(g)
 	return g, nil
@@ -196,6 +202,19 @@ type Limits struct {
 	QueueSize      int
 	ConnectTimeout time.Duration
 	IdleTimeout    time.Duration
+
+	// ConnectionsPerIP bounds the concurrent connections one source
+	// address may hold on the outside listeners (default 64), and
+	// NewConnectionsPerIP how many it may open per second (burst
+	// included: the same number; default 16).
+	ConnectionsPerIP    int
+	NewConnectionsPerIP float64
+	// StanzaRate is the default stanza rate per remote domain and
+	// direction (stanzas per second, token bucket of StanzaBurst);
+	// default 200/s with a burst of 400. A partner's own rate comes from
+	// the session decision (rate: {per_second, burst}).
+	StanzaRate  float64
+	StanzaBurst int
 }
 
 // SetLimits changes the limits; zero fields keep their current value.
@@ -212,6 +231,18 @@ func (g *Gateway) SetLimits(l Limits) {
 	}
 	if l.IdleTimeout > 0 {
 		cur.IdleTimeout = l.IdleTimeout
+	}
+	if l.ConnectionsPerIP > 0 {
+		cur.ConnectionsPerIP = l.ConnectionsPerIP
+	}
+	if l.NewConnectionsPerIP > 0 {
+		cur.NewConnectionsPerIP = l.NewConnectionsPerIP
+	}
+	if l.StanzaRate > 0 {
+		cur.StanzaRate = l.StanzaRate
+	}
+	if l.StanzaBurst > 0 {
+		cur.StanzaBurst = l.StanzaBurst
 	}
 	g.lim.Store(&cur)
 }
