@@ -46,7 +46,9 @@ type Event struct {
 	Error     string    `json:"error,omitempty"` // error condition of *_error events, e.g. "remote-server-not-found"
 	ErrorText string    `json:"error_text,omitempty"`
 	Show      string    `json:"show,omitempty"`
-	At        time.Time `json:"-"` // when the test bed read it
+	Status    string    `json:"status,omitempty"`   // presence status text
+	Children  []string  `json:"children,omitempty"` // payload elements, "{namespace}name", in order
+	At        time.Time `json:"-"`                  // when the test bed read it
 }
 
 // Client is one real XMPP client (slixmpp, Debian's /usr/bin/python3) logged
@@ -204,6 +206,13 @@ func (c *Client) SendMessage(to, body string) error {
 // SendMessageID sends a chat message with the given stanza id.
 func (c *Client) SendMessageID(to, body, id string) error {
 	return c.send(map[string]any{"cmd": "message", "to": to, "body": body, "id": id})
+}
+
+// SendRaw sends a stanza written by the test exactly as given (the client
+// adds nothing; the server stamps its from). Answers to a raw iq whose id
+// starts with "raw-" come back as iq_result / iq_error events.
+func (c *Client) SendRaw(xml string) error {
+	return c.send(map[string]any{"cmd": "raw", "xml": xml})
 }
 
 // Subscribe sends presence type='subscribe' to a bare JID. The other side's

@@ -7,10 +7,14 @@ Commands (stdin, one JSON object per line):
   {"cmd":"subscribe","to":J}                   send presence type=subscribe
   {"cmd":"presence","to":J,"type":T}           send any presence
   {"cmd":"iq","what":"ping"|"version","to":J,"id":I,"timeout":S}
+  {"cmd":"raw","xml":X}                        send a stanza written by the test as it is
+                                               (answers to a raw iq whose id starts with
+                                               "raw-" are reported as iq_result/iq_error)
   {"cmd":"close"}                              disconnect and exit
 
 Events (stdout, one JSON object per line, flushed each):
-  {"kind":K,"from":..,"to":..,"type":..,"id":..,"body":..,"error":..,"error_text":..,"show":..}
+  {"kind":K,"from":..,"to":..,"type":..,"id":..,"body":..,"error":..,"error_text":..,"show":..,
+   "status":..,"children":["{ns}name",...]}
 Logs go to stderr.
 """
 import asyncio
@@ -22,6 +26,8 @@ import sys
 
 from slixmpp import ClientXMPP
 from slixmpp.exceptions import IqError, IqTimeout
+from slixmpp.xmlstream.handler import Callback
+from slixmpp.xmlstream.matcher import MatchXPath
 
 log = logging.getLogger("client")
 
@@ -40,9 +46,15 @@ def error_condition(stanza):
     return ""
 
 
+def children(stanza):
+    """The payload elements of a stanza as "{namespace}name", in order."""
+    return [child.tag for child in stanza.xml]
+
+
 def emit(kind, stanza=None, **kw):
     ev = {"kind": kind}
     if stanza is not None:
+        ev["children"] = children(stanza)
         ev["from"] = str(stanza["from"])
         ev["to"] = str(stanza["to"])
         ev["type"] = stanza["type"] or ""
@@ -72,7 +84,7 @@ class Client(ClientXMPP):
         self.add_event_handler("session_start", self.on_start)
         self.add_event_handler("message", self.on_message)
         self.add_event_handler("message_error", self.on_message_error)
-        self.add_event_handler("presence_available", lambda p: emit("presence", p, show=p["show"] or ""))
+        self.add_event_handler("presence_available", lambda p: emit("presence", p, show=p["show"] or "", status=p["status"] or ""))
         self.add_event_handler("presence_unavailable", lambda p: emit("presence", p))
         self.add_event_handler("presence_error", lambda p: emit("presence_error", p))
         self.add_event_handler("presence_subscribe", lambda p: emit("subscribe", p))
@@ -83,8 +95,17 @@ class Client(ClientXMPP):
         self.add_event_handler("disconnected", lambda *_: emit("disconnected"))
         self.add_event_handler("connection_failed", lambda *_: emit("connection_failed"))
         self.add_event_handler("stream_error", lambda e: emit("stream_error", error=e["condition"], error_text=e["text"]))
+        self.register_handler(Callback("raw iq answers", MatchXPath("{%s}iq" % self.default_ns), self.on_raw_iq))
         self._buf = b""
         self._done = None
+
+    def on_raw_iq(self, iq):
+        if not (iq["id"] or "").startswith("raw-"):
+            return
+        if iq["type"] == "error":
+            emit("iq_error", iq)
+        elif iq["type"] == "result":
+            emit("iq_result", iq)
 
     async def on_start(self, _event):
         self.send_presence()
@@ -133,6 +154,8 @@ class Client(ClientXMPP):
             self.send_presence(pto=c["to"], ptype=c.get("type") or None)
         elif cmd == "iq":
             asyncio.ensure_future(self.do_iq(c))
+        elif cmd == "raw":
+            self.send_raw(c["xml"])
         elif cmd == "close":
             self.shutdown()
         else:
