@@ -58,6 +58,21 @@
 // hosted by a provider), caching the file for its "expires". The caller
 // combines the results; policy decides what is enough.
 //
+// # TLS posture
+//
+// Every TLS config the package builds — ServerConfig and ClientConfig of
+// a Store, of an InternalCA, and the HTTPS client that fetches POSH files
+// — goes through Harden: TLS 1.2 or later, TLS 1.2 cipher suites limited
+// to Mozilla's "intermediate" list (ECDHE with ECDSA or RSA, AES-GCM or
+// ChaCha20-Poly1305: TLS12CipherSuites) and the key exchange groups
+// X25519MLKEM768, X25519, P-256 and P-384 (CurvePreferences). A config
+// built outside this package (a test client, the probe command) calls
+// Harden itself. The TLS-ALPN-01 challenge handshakes are answered
+// through ServerConfig; only the short-lived listener certmagic binds
+// itself when the direct-TLS listener is not running yet (at start) uses
+// certmagic's own config, and it serves nothing but the challenge
+// certificate.
+//
 // # Identities
 //
 // MatchIdentity follows RFC 6125 / RFC 9525 for XMPP server identities:

@@ -359,8 +359,7 @@ func randomSerial() (*big.Int, error) {
 // for) when there is no SNI. The internal server's certificate is
 // requested but not verified (see the package comment).
 func (ca *InternalCA) ServerConfig(fallbackDomain string) *tls.Config {
-	return &tls.Config{
-		MinVersion: tls.VersionTLS12,
+	return Harden(&tls.Config{
 		ClientAuth: tls.RequestClientCert,
 		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 			domain := fallbackDomain
@@ -369,7 +368,7 @@ func (ca *InternalCA) ServerConfig(fallbackDomain string) *tls.Config {
 			}
 			return ca.Certificate(domain)
 		},
-	}
+	})
 }
 
 // ClientConfig returns a TLS client config to connect to the internal
@@ -382,12 +381,11 @@ func (ca *InternalCA) ClientConfig(localDomain, remoteDomain string) *tls.Config
 	if n, err := normalizeDomain(remoteDomain); err == nil {
 		serverName = n
 	}
-	return &tls.Config{
-		MinVersion:         tls.VersionTLS12,
+	return Harden(&tls.Config{
 		ServerName:         serverName,
 		InsecureSkipVerify: true, // verified by the caller with a Verifier
 		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 			return ca.Certificate(localDomain)
 		},
-	}
+	})
 }

@@ -274,13 +274,13 @@ const alpnXMPPServer = "xmpp-server"
 //
 // The client's certificate is requested but not verified
 // (tls.RequestClientCert): verify PeerCertificates with a Verifier after
-// the handshake. MinVersion is TLS 1.2; NextProtos is {"xmpp-server"}
-// when alpn is true (the direct-TLS listener). An ACME Store with
+// the handshake. Versions, cipher suites and curves are set by Harden;
+// NextProtos is {"xmpp-server"} when alpn is true (the direct-TLS
+// listener). An ACME Store with
 // TLS-ALPN-01 then also offers "acme-tls/1" (ALPNACMETLS) and answers the
 // CA's validation handshakes; the listener must close such connections.
 func (s *Store) ServerConfig(fallbackDomain string, alpn bool) *tls.Config {
-	cfg := &tls.Config{
-		MinVersion: tls.VersionTLS12,
+	cfg := Harden(&tls.Config{
 		ClientAuth: tls.RequestClientCert,
 		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 			if c, ok, err := s.acme.challengeCertificate(hello); ok {
@@ -299,7 +299,7 @@ func (s *Store) ServerConfig(fallbackDomain string, alpn bool) *tls.Config {
 			}
 			return nil, fmt.Errorf("no certificate is configured (asked for %q, stream to %q)", hello.ServerName, fallbackDomain)
 		},
-	}
+	})
 	if alpn {
 		cfg.NextProtos = []string{alpnXMPPServer}
 		if s.acme != nil && s.acme.tlsALPN {
@@ -317,18 +317,17 @@ func (s *Store) ServerConfig(fallbackDomain string, alpn bool) *tls.Config {
 // Certificate(localDomain), presented whenever the server asks for one;
 // none when the Store has no certificate for localDomain. For a domain
 // managed by ACME it is looked up at the handshake, so a renewal is used
-// at once. MinVersion is
-// TLS 1.2; NextProtos is {"xmpp-server"} when alpn is true.
+// at once. Versions, cipher suites and curves are set by Harden;
+// NextProtos is {"xmpp-server"} when alpn is true.
 func (s *Store) ClientConfig(localDomain, remoteDomain string, alpn bool) *tls.Config {
 	serverName := remoteDomain
 	if n, err := normalizeDomain(remoteDomain); err == nil {
 		serverName = n
 	}
-	cfg := &tls.Config{
-		MinVersion:         tls.VersionTLS12,
+	cfg := Harden(&tls.Config{
 		ServerName:         serverName,
 		InsecureSkipVerify: true, // verified by the caller with a Verifier
-	}
+	})
 	if local, err := normalizeDomain(localDomain); err == nil && s.acme.manages(local) {
 		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 			if c := s.Certificate(local); c != nil {

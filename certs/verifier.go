@@ -71,8 +71,11 @@ func NewVerifier(caFiles []string, systemRoots bool, opts ...VerifierOption) (*V
 		o(v)
 	}
 	if v.poshClient == nil {
+		transport := http.DefaultTransport.(*http.Transport).Clone()
+		transport.TLSClientConfig = Harden(nil)
 		v.poshClient = &http.Client{
-			Timeout: 10 * time.Second,
+			Transport: transport,
+			Timeout:   10 * time.Second,
 			// A POSH file is fetched from the domain itself over https; a
 			// redirect elsewhere (another host, plain http, an internal
 			// address) is not followed.
