@@ -82,38 +82,57 @@
 // # Record schema
 //
 // One JSON object per line, members in this order; members marked
-// "omitted when empty" are left out when "" or 0:
+// "omitted when empty" are left out when "" or 0 (arrays: when they have
+// no element; modified: when false):
 //
 //	seq             number  1, 2, 3 …: strictly increasing by 1 along the chain, across files and restarts
 //	time            string  when Append ran: RFC 3339 UTC with exactly nine fractional digits, 2026-03-15T10:20:30.123456789Z
 //	node            string  the node that wrote it (Config.Node, default the host name)
-//	event           string  session.open | session.auth | session.close | stanza | log.recovered | log.resumed
+//	event           string  session.open | session.auth | session.close | stanza | admin | log.recovered | log.resumed
 //	session         string  session id (omitted when empty, like all below)
 //	leg             string  inside | outside
 //	direction       string  inbound (partner → company) | outbound (company → partner)
 //	local_domain    string  our domain of the stream
 //	remote_domain   string  the partner's domain
-//	remote_addr     string  the peer's IP:port
+//	remote_addr     string  the peer's IP:port; admin: the administrator's IP:port
 //	tls_version     string  e.g. "TLS 1.3"
 //	tls_cipher      string  e.g. "TLS_AES_128_GCM_SHA256"
 //	auth            string  sasl_external | dialback
 //	peer_cert       string  "valid", or why the peer's certificate is not
-//	from            string  stanza: the full sender JID
-//	to              string  stanza: the full recipient JID
+//	from            string  stanza: the full sender JID, canonical (as xmppedge normalised it)
+//	to              string  stanza: the full recipient JID, canonical
+//	from_sent       string  stanza: the sender JID exactly as the peer sent it; only when it differs from from
+//	to_sent         string  stanza: the recipient JID exactly as the peer sent it; only when it differs from to
 //	kind            string  stanza: message | presence | iq
 //	type            string  stanza: its type attribute
 //	id              string  stanza: its id attribute
 //	size            number  stanza: its size in bytes
-//	decision        string  allow | deny | would-deny (dry run) | bounced | undeliverable | error
-//	reason          string  why: the policy's reason, the bounce condition, the close reason
+//	encryption      string  stanza: the end-to-end encryption it carries, e.g. "omemo", "openpgp", "otr"
+//	file_transfer   array   stanza: the file transfers it offers, strings "method" or "method:host",
+//	                        e.g. ["oob:upload.partner.test","ibb"]
+//	decision        string  allow | deny | would-deny (dry run) | bounced | undeliverable | error;
+//	                        admin: allow (done) | deny (refused: not authenticated) | error (failed)
+//	reason          string  why: the policy's reason, the bounce condition, the close reason;
+//	                        admin: why refused or why it failed
+//	modified        bool    stanza: true when the policy changed it before relaying (only written when true)
+//	stripped        array   stanza: the child elements the policy removed, strings "{namespace}name",
+//	                        e.g. ["{urn:xmpp:jingle:1}jingle"]
 //	policy_revision string  the policy revision that decided
 //	body_sha256     string  policy audit "hash": hex SHA-256 of the body
 //	stanza          string  policy audit "full": the whole stanza as relayed
+//	actor           string  admin: who acted: "bearer token", "client certificate <subject DN>",
+//	                        "signal SIGHUP", or "unauthenticated" for a refused attempt
+//	action          string  admin: sessions.list | session.close | reload
+//	target          string  admin: the session id of session.close
 //	dropped_offset  number  log.recovered: the byte offset of the torn line in the current file
 //	dropped_bytes   number  log.recovered: how many bytes were cut off
 //	dropped_sha256  string  log.recovered: hex SHA-256 of those bytes
 //	prev            string  the previous record's hash (64 hex digits); "" only for the first record of a chain
 //	hash            string  this record's hash (64 hex digits); always the last member
+//
+// Members are only ever added to the schema, in a fixed place in this
+// order: a record written before a member existed has the same bytes, and
+// verifies, as before. Arrays are written without spaces: ["a","b"].
 //
 // Strings are JSON-escaped minimally: '"', '\\', control characters (as
 // \n, \r, \t or \u00xx), U+2028 and U+2029 are escaped; '<', '>', '&' and

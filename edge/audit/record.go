@@ -2,8 +2,11 @@ package audit
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -20,6 +23,11 @@ const (
 	// EventLogResumed is written by the log when writing works again after
 	// a failure (disk full, permission).
 	EventLogResumed = "log.resumed"
+	// EventAdmin is an administrator's action on the admin API (or a
+	// SIGHUP reload), and every refused attempt: Actor, Action, Target,
+	// RemoteAddr, Decision and Reason say who did what to which session
+	// and how it ended.
+	EventAdmin = "admin"
 )
 
 // Record is one audit event: one line of the audit file. The JSON member
@@ -29,7 +37,7 @@ type Record struct {
 	Seq   uint64    `json:"seq"`   // set by Log.Append
 	Time  time.Time `json:"time"`  // set by Log.Append (UTC, nanoseconds)
 	Node  string    `json:"node"`  // set by Log.Append
-	Event string    `json:"event"` // session.open | session.auth | session.close | stanza | log.recovered | log.resumed
+	Event string    `json:"event"` // session.open | session.auth | session.close | stanza | admin | log.recovered | log.resumed
 
 	Session   string `json:"session,omitempty"`   // session id
 	Leg       string `json:"leg,omitempty"`       // inside | outside
@@ -43,18 +51,41 @@ type Record struct {
 	Auth         string `json:"auth,omitempty"`      // sasl_external | dialback
 	PeerCert     string `json:"peer_cert,omitempty"` // "valid" or why not
 
-	From string `json:"from,omitempty"` // full JID
-	To   string `json:"to,omitempty"`   // full JID
-	Kind string `json:"kind,omitempty"` // message | presence | iq
-	Type string `json:"type,omitempty"` // the stanza's type attribute
-	ID   string `json:"id,omitempty"`   // the stanza's id attribute
-	Size int    `json:"size,omitempty"` // stanza bytes
+	From string `json:"from,omitempty"` // full JID, canonical
+	To   string `json:"to,omitempty"`   // full JID, canonical
+	// FromSent and ToSent are the JIDs as the peer wrote them, set only
+	// when they differ from the canonical From and To.
+	FromSent string `json:"from_sent,omitempty"`
+	ToSent   string `json:"to_sent,omitempty"`
+	Kind     string `json:"kind,omitempty"` // message | presence | iq
+	Type     string `json:"type,omitempty"` // the stanza's type attribute
+	ID       string `json:"id,omitempty"`   // the stanza's id attribute
+	Size     int    `json:"size,omitempty"` // stanza bytes
+	// Encryption names the end-to-end encryption the stanza carries
+	// (e.g. "omemo", "openpgp", "otr"); empty: none seen.
+	Encryption string `json:"encryption,omitempty"`
+	// FileTransfer lists the file transfers the stanza offers, each as
+	// "method" or "method:host", e.g. ["oob:upload.partner.test", "ibb"].
+	FileTransfer Strings `json:"file_transfer,omitempty"`
 
-	Decision       string `json:"decision,omitempty"` // allow | deny | would-deny | bounced | undeliverable | error
-	Reason         string `json:"reason,omitempty"`
-	PolicyRevision string `json:"policy_revision,omitempty"`
-	BodySHA256     string `json:"body_sha256,omitempty"` // policy audit: hash
-	Stanza         string `json:"stanza,omitempty"`      // policy audit: full
+	Decision string `json:"decision,omitempty"` // allow | deny | would-deny | bounced | undeliverable | error
+	Reason   string `json:"reason,omitempty"`
+	// Modified is true when the policy changed the stanza before relaying
+	// it; Stripped lists the child elements it removed, each as
+	// "{namespace}name".
+	Modified       bool    `json:"modified,omitempty"`
+	Stripped       Strings `json:"stripped,omitempty"`
+	PolicyRevision string  `json:"policy_revision,omitempty"`
+	BodySHA256     string  `json:"body_sha256,omitempty"` // policy audit: hash
+	Stanza         string  `json:"stanza,omitempty"`      // policy audit: full
+
+	// Set on admin: who acted ("bearer token", "client certificate
+	// CN=…", "signal SIGHUP", or "unauthenticated" for a refused
+	// attempt), what (sessions.list | session.close | reload) and on what
+	// (the session id of session.close).
+	Actor  string `json:"actor,omitempty"`
+	Action string `json:"action,omitempty"`
+	Target string `json:"target,omitempty"`
 
 	// Set on log.recovered: where the torn bytes were, how many, their
 	// SHA-256 (hex).
@@ -71,7 +102,9 @@ type Record struct {
 const timeLayout = "2006-01-02T15:04:05.000000000Z07:00"
 
 // appendBody appends the members between time and prev — from node to
-// dropped_sha256 — each with its leading comma.
+// dropped_sha256 — each with its leading comma. Members added to the
+// schema go in their place here; records written before they existed stay
+// valid, since the chain hashes each line's own bytes.
 func appendBody(b []byte, r *Record) []byte {
 	b = appendMember(b, `,"node":`, r.Node, true)
 	b = appendMember(b, `,"event":`, r.Event, true)
@@ -87,6 +120,8 @@ func appendBody(b []byte, r *Record) []byte {
 	b = appendMember(b, `,"peer_cert":`, r.PeerCert, false)
 	b = appendMember(b, `,"from":`, r.From, false)
 	b = appendMember(b, `,"to":`, r.To, false)
+	b = appendMember(b, `,"from_sent":`, r.FromSent, false)
+	b = appendMember(b, `,"to_sent":`, r.ToSent, false)
 	b = appendMember(b, `,"kind":`, r.Kind, false)
 	b = appendMember(b, `,"type":`, r.Type, false)
 	b = appendMember(b, `,"id":`, r.ID, false)
@@ -94,11 +129,20 @@ func appendBody(b []byte, r *Record) []byte {
 		b = append(b, `,"size":`...)
 		b = strconv.AppendInt(b, int64(r.Size), 10)
 	}
+	b = appendMember(b, `,"encryption":`, r.Encryption, false)
+	b = appendStrings(b, `,"file_transfer":`, r.FileTransfer)
 	b = appendMember(b, `,"decision":`, r.Decision, false)
 	b = appendMember(b, `,"reason":`, r.Reason, false)
+	if r.Modified {
+		b = append(b, `,"modified":true`...)
+	}
+	b = appendStrings(b, `,"stripped":`, r.Stripped)
 	b = appendMember(b, `,"policy_revision":`, r.PolicyRevision, false)
 	b = appendMember(b, `,"body_sha256":`, r.BodySHA256, false)
 	b = appendMember(b, `,"stanza":`, r.Stanza, false)
+	b = appendMember(b, `,"actor":`, r.Actor, false)
+	b = appendMember(b, `,"action":`, r.Action, false)
+	b = appendMember(b, `,"target":`, r.Target, false)
 	if r.DroppedOffset != 0 {
 		b = append(b, `,"dropped_offset":`...)
 		b = strconv.AppendInt(b, r.DroppedOffset, 10)
@@ -117,6 +161,77 @@ func appendMember(b []byte, name, value string, always bool) []byte {
 	}
 	b = append(b, name...)
 	return appendJSONString(b, value)
+}
+
+// Strings is a list of strings held in one comparable value, so that a
+// Record stays comparable with ==. It is written as a JSON array of
+// strings; the zero value is the empty list, and an empty list is left out
+// of the record. Make one with StringsOf and read it with Values.
+//
+// Each element is stored followed by a NUL byte, which XML (and therefore
+// no JID, namespace or host name) cannot hold; a NUL given in an element
+// is replaced by U+FFFD.
+type Strings string
+
+// StringsOf returns the list of values, in order.
+func StringsOf(values ...string) Strings {
+	var b strings.Builder
+	for _, v := range values {
+		b.WriteString(strings.ReplaceAll(v, "\x00", "\uFFFD"))
+		b.WriteByte(0)
+	}
+	return Strings(b.String())
+}
+
+// Values returns the elements (nil for the empty list).
+func (s Strings) Values() []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(strings.TrimSuffix(string(s), "\x00"), "\x00")
+}
+
+// Len is the number of elements.
+func (s Strings) Len() int { return strings.Count(string(s), "\x00") }
+
+// MarshalJSON writes the list as a JSON array, with the escaping of the
+// audit encoder.
+func (s Strings) MarshalJSON() ([]byte, error) {
+	if s == "" {
+		return []byte("[]"), nil
+	}
+	return appendStringsArray(nil, s), nil
+}
+
+// UnmarshalJSON reads a JSON array of strings (or null, the empty list).
+func (s *Strings) UnmarshalJSON(data []byte) error {
+	var values []string
+	if err := json.Unmarshal(data, &values); err != nil {
+		return fmt.Errorf("audit: a list member must be an array of strings: %w", err)
+	}
+	*s = StringsOf(values...)
+	return nil
+}
+
+// appendStrings appends a member whose value is an array of strings, or
+// nothing when the list is empty.
+func appendStrings(b []byte, name string, values Strings) []byte {
+	if values == "" {
+		return b
+	}
+	b = append(b, name...)
+	return appendStringsArray(b, values)
+}
+
+func appendStringsArray(b []byte, values Strings) []byte {
+	b = append(b, '[')
+	for i, v := range values.Values() {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, v)
+	}
+	return append(b, ']')
 }
 
 const hexDigits = "0123456789abcdef"
