@@ -82,6 +82,10 @@ type LeafOptions struct {
 	// allows both server and client authentication, which Prosody needs
 	// for s2s.
 	ServerAuthOnly bool
+	// CRLDistributionPoints are CRL URLs written into the leaf, as a
+	// public CA does (scanners such as testssl.sh flag a certificate
+	// without any revocation information). Nothing serves them.
+	CRLDistributionPoints []string
 }
 
 // Object identifiers of the SubjectAltName extension and the XMPP
@@ -137,6 +141,7 @@ func (ca *CA) Issue(opts LeafOptions) (certPEM, keyPEM []byte, err error) {
 		KeyUsage:              x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:           extKeyUsage,
 		BasicConstraintsValid: true,
+		CRLDistributionPoints: opts.CRLDistributionPoints,
 	}
 	san, err := subjectAltNameExtension(opts, subject.CommonName == "")
 	if err != nil {

@@ -30,6 +30,7 @@ func TestIssue(t *testing.T) {
 		wantCrit   bool // SAN extension critical
 		wantNoSAN  bool
 		wantExpiry time.Time
+		wantCRL    []string
 	}{
 		{
 			name:    "DNS names only",
@@ -45,6 +46,14 @@ func TestIssue(t *testing.T) {
 			wantDNS:    []string{"b.test"},
 			wantEKU:    []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 			wantExpiry: notAfter,
+		},
+		{
+			name:    "CRL distribution point",
+			opts:    LeafOptions{DNSNames: []string{"e.test"}, CRLDistributionPoints: []string{"http://crl.e.test/ca.crl"}},
+			wantCN:  "e.test",
+			wantDNS: []string{"e.test"},
+			wantEKU: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+			wantCRL: []string{"http://crl.e.test/ca.crl"},
 		},
 		{
 			name:     "otherNames only, empty subject: critical SAN",
@@ -98,6 +107,9 @@ func TestIssue(t *testing.T) {
 			}
 			if !tt.wantExpiry.IsZero() && !leaf.NotAfter.Equal(tt.wantExpiry) {
 				t.Errorf("NotAfter = %v, want %v", leaf.NotAfter, tt.wantExpiry)
+			}
+			if !slices.Equal(leaf.CRLDistributionPoints, tt.wantCRL) {
+				t.Errorf("CRLDistributionPoints = %v, want %v", leaf.CRLDistributionPoints, tt.wantCRL)
 			}
 			var san *bool
 			for _, ext := range leaf.Extensions {
