@@ -23,8 +23,10 @@ const SecurityLabelNS = "urn:xmpp:sec-label:0"
 // Reader.Next accepted, without building a tree: it is the stanza path's
 // fast way to feed content rules. It resolves only default namespaces;
 // when the stanza has a shape it does not handle (a namespace prefix, a
-// security label, anything unexpected) it returns ok false, and the caller
-// uses ParseNode. Where ok is true the result is exactly what ParseNode
+// security label, a CDATA section, anything unexpected) it returns ok
+// false, and the caller uses ParseNode. (A CDATA section always starts
+// with "<!", where ParseContent stops; the caller may skip it outright
+// when Element.HasCDATA is set.) Where ok is true the result is exactly what ParseNode
 // gives (FuzzParseContent checks it).
 func ParseContent(raw []byte, header map[string]string) (c Content, ok bool) {
 	p := contentParser{b: raw}

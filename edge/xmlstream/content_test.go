@@ -52,6 +52,9 @@ func TestParseContent(t *testing.T) {
 		{"empty stanza", "<presence/>", Content{}, true},
 		{"prefixed child: slow path", "<message xmlns:p='urn:p'><p:body>x</p:body></message>", Content{}, false},
 		{"security label: slow path", "<message><securitylabel xmlns='urn:xmpp:sec-label:0'/></message>", Content{}, false},
+		{"cdata in a body: slow path", "<message><body>a<![CDATA[<b>]]></body></message>", Content{}, false},
+		{"cdata in a nested element: slow path", "<message><x xmlns='u'><y><![CDATA[</x><body>b</body>]]></y></x></message>", Content{}, false},
+		{"cdata in the stanza: slow path", "<message><![CDATA[<body>b</body>]]></message>", Content{}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -89,6 +92,8 @@ func FuzzParseContent(f *testing.F) {
 		"<iq type='get'><query xmlns='jabber:iq:version'/></iq>",
 		"<message><body>&#65;&#x42;\r\n</body></message>",
 		"<message><body a='>'>x</body></message>",
+		"<message><body>a<![CDATA[<b>x</b>]]>c</body></message>",
+		"<message><![CDATA[</message><body>x</body>]]><body>y</body></message>",
 	} {
 		f.Add(s)
 	}

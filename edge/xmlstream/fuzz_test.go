@@ -49,6 +49,17 @@ var fuzzSeeds = []string{
 	"<a\u0387/>",
 	"<\u0e47/>",
 	"<A xmlns='\r0'/>", // found by FuzzNext: namespace name with a literal CR
+	// CDATA sections: markup and references inside are text; line ends
+	// are normalised; the first ]]> ends the section.
+	`<message><body><![CDATA[<message to='evil'/>&amp;]]></body></message>`,
+	"<message>a\r<![CDATA[\nb\r\n]]]>c]<![CDATA[]]>]></message>",
+	`<message><body>x<![CDATA[y]]><b/><![CDATA[]]>z</body></message>`,
+	`<message><![CDATA[a]]>]]></message>`,
+	`<![CDATA[x]]><message/>`,
+	"<message><![CDATA[\xEF\xBF\xBF]]></message>",
+	`<message><![CDATA[x]]`,
+	// Mixed content and whitespace between children, in order.
+	"<message>\n <body>Hi <b xmlns='urn:x'>there</b> you</body>\n</message>",
 }
 
 // FuzzNext checks the property DESIGN.md §3 rests on: whatever the Reader

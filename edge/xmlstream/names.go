@@ -15,6 +15,7 @@ var (
 	nameClass  [256]uint8 // ASCII name characters (':' is handled apart)
 	textPlain  [256]bool  // character data bytes that need no further look
 	attrPlain  [256]bool  // attribute value bytes that need no further look
+	cdataPlain [256]bool  // CDATA section bytes that need no further look
 	isXMLSpace [256]bool  // S ::= (#x20 | #x9 | #xD | #xA)+
 )
 
@@ -41,9 +42,15 @@ func init() {
 		default:
 			attrPlain[c] = true
 		}
+		switch c {
+		case ']', '>':
+		default:
+			cdataPlain[c] = true
+		}
 	}
 	for _, c := range []byte{' ', '\t', '\r', '\n'} {
 		isXMLSpace[c] = true
+		cdataPlain[c] = true
 	}
 }
 

@@ -11,15 +11,26 @@ import (
 // attributes here; Space is "" for unprefixed attributes.
 type Attr struct{ Space, Local, Value string }
 
-// Node is a tiny DOM for the rare non-stanza elements (stream features,
-// STARTTLS, SASL, dialback). It is not on the hot path.
+// Node is a tiny DOM for the elements that need more than the head:
+// stream features, STARTTLS, SASL, dialback, content policy, and the
+// stanzas the relay rewrites (AppendCanonical). It is not on the hot path.
 type Node struct {
 	Space, Local string
 	Attrs        []Attr
 	Children     []*Node
 	// Text is the character data directly inside this node, concatenated
-	// and unescaped, with line ends normalised to "\n" as XML requires.
+	// and unescaped (CDATA sections included, as character data), with
+	// line ends normalised to "\n" as XML requires.
 	Text string
+	// Segments keeps the order of mixed content: Segments[i] is the
+	// character data just before Children[i], and Segments[len(Children)]
+	// the character data after the last child, so
+	// strings.Join(Segments, "") == Text. ParseNode sets it on every node
+	// that has children (whitespace between children included) and leaves
+	// it nil on nodes without children, whose only segment is Text. A
+	// node whose Segments does not have len(Children)+1 entries (one built
+	// by hand) is read as Text followed by Children.
+	Segments []string
 }
 
 // Attr returns the value of the unprefixed attribute local, or "".
@@ -30,6 +41,19 @@ func (n *Node) Attr(local string) string {
 		}
 	}
 	return ""
+}
+
+// SetAttr sets the unprefixed attribute local to value, appending it when
+// the node has none (for example to put canonical from and to addresses
+// on a stanza before AppendCanonical).
+func (n *Node) SetAttr(local, value string) {
+	for i := range n.Attrs {
+		if a := &n.Attrs[i]; a.Space == "" && a.Local == local {
+			a.Value = value
+			return
+		}
+	}
+	n.Attrs = append(n.Attrs, Attr{Local: local, Value: value})
 }
 
 // Child returns the first child with the given namespace and local name, or
@@ -88,11 +112,15 @@ type nodeBuilder struct {
 	root  *Node
 	stack []openNode
 	buf   []byte
+	// bounds holds, for the open nodes in stack order, the length of each
+	// one's decoded text when each of its children started.
+	bounds []int
 }
 
 type openNode struct {
-	node *Node
-	text []byte // character data so far, decoded
+	node       *Node
+	text       []byte // character data so far, decoded
+	boundsFrom int    // this node's entries in nodeBuilder.bounds start here
 }
 
 func (b *nodeBuilder) start(r *Reader, name []byte, colon int, ref nsRef) {
@@ -115,26 +143,53 @@ func (b *nodeBuilder) start(r *Reader, name []byte, colon int, ref nsRef) {
 	if len(b.stack) == 0 {
 		b.root = n
 	} else {
-		p := b.stack[len(b.stack)-1].node
-		p.Children = append(p.Children, n)
+		top := &b.stack[len(b.stack)-1]
+		top.node.Children = append(top.node.Children, n)
+		b.bounds = append(b.bounds, len(top.text))
 	}
-	b.stack = append(b.stack, openNode{node: n})
+	b.stack = append(b.stack, openNode{node: n, boundsFrom: len(b.bounds)})
 }
 
+// text receives character data (references not yet replaced).
 func (b *nodeBuilder) text(r *Reader, rel, n int) {
-	if len(b.stack) == 0 || n == 0 {
+	b.appendText(r.bytesAt(rel, n), decodeText)
+}
+
+// cdata receives the content of a CDATA section: character data taken
+// literally, only line ends normalised.
+func (b *nodeBuilder) cdata(r *Reader, rel, n int) {
+	b.appendText(r.bytesAt(rel, n), decodeCDATA)
+}
+
+func (b *nodeBuilder) appendText(src []byte, mode decodeMode) {
+	if len(b.stack) == 0 || len(src) == 0 {
 		return
 	}
 	top := &b.stack[len(b.stack)-1]
-	top.text = appendDecoded(top.text, r.bytesAt(rel, n), decodeText)
+	top.text = appendDecoded(top.text, src, mode)
 }
 
 func (b *nodeBuilder) end() {
-	if len(b.stack) > 0 {
-		top := &b.stack[len(b.stack)-1]
-		top.node.Text = string(top.text)
-		b.stack = b.stack[:len(b.stack)-1]
+	if len(b.stack) == 0 {
+		return
 	}
+	top := &b.stack[len(b.stack)-1]
+	n := top.node
+	n.Text = string(top.text)
+	if len(n.Children) > 0 {
+		// The segments are substrings of Text: one allocation, for the
+		// slice.
+		bounds := b.bounds[top.boundsFrom:]
+		n.Segments = make([]string, len(bounds)+1)
+		prev := 0
+		for i, at := range bounds {
+			n.Segments[i] = n.Text[prev:at]
+			prev = at
+		}
+		n.Segments[len(bounds)] = n.Text[prev:]
+	}
+	b.bounds = b.bounds[:top.boundsFrom]
+	b.stack = b.stack[:len(b.stack)-1]
 }
 
 type decodeMode uint8
@@ -143,6 +198,7 @@ const (
 	decodePlain decodeMode = iota // references only
 	decodeText                    // references, and \r\n or \r -> \n
 	decodeAttr                    // references, and \r\n, \r, \n, \t -> ' '
+	decodeCDATA                   // no references (CDATA content), \r\n or \r -> \n
 )
 
 // appendDecoded appends src with its references replaced. src must have
@@ -155,6 +211,8 @@ func appendDecoded(dst, src []byte, mode decodeMode) []byte {
 		special = "&\r"
 	case decodeAttr:
 		special = "&\r\n\t"
+	case decodeCDATA:
+		special = "\r"
 	}
 	if bytes.IndexAny(src, special) < 0 {
 		return append(dst, src...)
@@ -162,7 +220,7 @@ func appendDecoded(dst, src []byte, mode decodeMode) []byte {
 	for i := 0; i < len(src); i++ {
 		c := src[i]
 		switch {
-		case c == '&':
+		case c == '&' && mode != decodeCDATA:
 			j := bytes.IndexByte(src[i:], ';')
 			if j < 0 { // cannot happen on validated input
 				return append(dst, src[i:]...)
@@ -187,7 +245,7 @@ func appendDecoded(dst, src []byte, mode decodeMode) []byte {
 			if i+1 < len(src) && src[i+1] == '\n' {
 				i++
 			}
-			if mode == decodeText {
+			if mode != decodeAttr {
 				dst = append(dst, '\n')
 			} else {
 				dst = append(dst, ' ')

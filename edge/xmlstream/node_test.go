@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"io"
+	"strings"
 	"testing"
 )
 
@@ -65,6 +67,62 @@ func TestParseNode(t *testing.T) {
 	}
 }
 
+func TestParseNodeContentOrder(t *testing.T) {
+	tests := []struct {
+		name     string
+		in       string
+		text     string
+		segments []string // of the root; nil for a root without children
+		childTxt []string
+	}{
+		{"leaf", `<a>x</a>`, "x", nil, nil},
+		{"empty leaf", `<a/>`, "", nil, nil},
+		{"mixed content keeps its order", `<p>Hi <b>there</b> you</p>`, "Hi  you", []string{"Hi ", " you"}, []string{"there"}},
+		{"whitespace between children", "<m>\n <a/>\t<b/>\r\n</m>", "\n \t\n", []string{"\n ", "\t", "\n"}, []string{"", ""}},
+		{"adjacent children", `<m><a/><b>x</b></m>`, "", []string{"", "", ""}, []string{"", "x"}},
+		{"cdata is character data", `<a><![CDATA[<b>&amp;</b>]]></a>`, "<b>&amp;</b>", nil, nil},
+		{"cdata merged with text", `<a>x&lt;<![CDATA[y]]>z<c/><![CDATA[]]><![CDATA[w]]></a>`, "x<yzw", []string{"x<yz", "w"}, []string{""}},
+		{"cdata references are literal", "<a><![CDATA[&amp;&#x41;\r\n]]></a>", "&amp;&#x41;\n", nil, nil},
+		{"cdata line ends", "<a><![CDATA[1\r\n2\r3\n]]>\r<![CDATA[\n]]></a>", "1\n2\n3\n\n\n", nil, nil},
+		{"cdata brackets", `<a><![CDATA[]]]]>]<![CDATA[>]]></a>`, "]]]>", nil, nil},
+		{"cdata in a child", `<a><b><![CDATA[k]]></b></a>`, "", []string{"", ""}, []string{"k"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n, err := ParseNode([]byte(tt.in), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n.Text != tt.text {
+				t.Errorf("Text = %q, want %q", n.Text, tt.text)
+			}
+			if fmt.Sprintf("%q", n.Segments) != fmt.Sprintf("%q", tt.segments) || (n.Segments == nil) != (tt.segments == nil) {
+				t.Errorf("Segments = %q, want %q", n.Segments, tt.segments)
+			}
+			if strings.Join(n.Segments, "") != n.Text && n.Segments != nil {
+				t.Errorf("Segments %q do not join to Text %q", n.Segments, n.Text)
+			}
+			var childTxt []string
+			for _, c := range n.Children {
+				childTxt = append(childTxt, c.Text)
+			}
+			if fmt.Sprintf("%q", childTxt) != fmt.Sprintf("%q", tt.childTxt) {
+				t.Errorf("children's text = %q, want %q", childTxt, tt.childTxt)
+			}
+		})
+	}
+}
+
+func TestNodeSetAttr(t *testing.T) {
+	n := &Node{Local: "message", Attrs: []Attr{{Space: NSXML, Local: "to", Value: "x"}, {Local: "to", Value: "old"}}}
+	n.SetAttr("to", "new")
+	n.SetAttr("from", "f")
+	want := []Attr{{Space: NSXML, Local: "to", Value: "x"}, {Local: "to", Value: "new"}, {Local: "from", Value: "f"}}
+	if fmt.Sprint(n.Attrs) != fmt.Sprint(want) {
+		t.Fatalf("Attrs = %+v, want %+v", n.Attrs, want)
+	}
+}
+
 func TestParseNodeErrors(t *testing.T) {
 	tests := []struct {
 		name, in, want string
@@ -74,6 +132,8 @@ func TestParseNodeErrors(t *testing.T) {
 		{"trailing data", `<a/><b/>`, CondNotWellFormed},
 		{"trailing space", `<a/> `, CondNotWellFormed},
 		{"comment", `<a><!--x--></a>`, CondRestrictedXML},
+		{"cdata outside the element", `<![CDATA[x]]>`, CondRestrictedXML},
+		{"unterminated cdata", `<a><![CDATA[x]]</a>`, "unexpected EOF"},
 		{"truncated", `<a><b>`, "unexpected EOF"},
 		{"end tag", `</a>`, CondNotWellFormed},
 		{"entity", `<a>&x;</a>`, CondRestrictedXML},

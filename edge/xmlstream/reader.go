@@ -602,7 +602,13 @@ func (r *Reader) element(top bool) (Element, error) {
 			r.popDecls(depth)
 			depth--
 		case '!':
-			return el, restricted("comment, DTD or CDATA section")
+			if depth == 0 {
+				return el, restricted("comment, DTD or CDATA section outside an element")
+			}
+			if err := r.cdataSection(); err != nil {
+				return el, err
+			}
+			el.HasCDATA = true
 		case '?':
 			return el, restricted("processing instruction")
 		default:
@@ -846,6 +852,65 @@ func (r *Reader) text() error {
 			r.pos++
 		case c < 0x20:
 			return notWellFormed("control character in character data")
+		default:
+			brackets = 0
+			if err := r.charRune(); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// cdataSection scans a CDATA section at buf[pos] == '!' (after '<'): the
+// only "<!" construct allowed, and only inside an element. Its content
+// must be XML Chars in valid UTF-8 and ends at the first "]]>".
+func (r *Reader) cdataSection() error {
+	const open = "![CDATA["
+	for i := 0; i < len(open); i++ {
+		if err := r.need(); err != nil {
+			return err
+		}
+		if r.buf[r.pos] != open[i] {
+			if i < 2 {
+				return restricted("comment or DTD")
+			}
+			return notWellFormed("malformed CDATA section")
+		}
+		r.pos++
+	}
+	rel := r.rel()
+	brackets := 0
+	for {
+		if r.pos >= r.end {
+			if err := r.fill(); err != nil {
+				return err
+			}
+			continue
+		}
+		i := r.pos
+		for i < r.end && cdataPlain[r.buf[i]] {
+			i++
+		}
+		if i > r.pos {
+			r.pos = i
+			brackets = 0
+			continue
+		}
+		switch c := r.buf[r.pos]; {
+		case c == ']':
+			brackets++
+			r.pos++
+		case c == '>':
+			r.pos++
+			if brackets >= 2 {
+				if r.build != nil {
+					r.build.cdata(r, rel, r.rel()-len("]]>")-rel)
+				}
+				return nil
+			}
+			brackets = 0
+		case c < 0x20:
+			return notWellFormed("control character in a CDATA section")
 		default:
 			brackets = 0
 			if err := r.charRune(); err != nil {
@@ -1285,8 +1350,10 @@ func (r *Reader) head(el *Element) error {
 		switch string(r.bytesAt(a.name.rel, a.name.n)) {
 		case "from":
 			dst = &el.From
+			el.fromLoc = attrLoc{name: a.name.rel, val: a.valRel, end: a.valRel + a.valLen}
 		case "to":
 			dst = &el.To
+			el.toLoc = attrLoc{name: a.name.rel, val: a.valRel, end: a.valRel + a.valLen}
 		case "type":
 			dst = &el.Type
 		case "id":

@@ -60,6 +60,7 @@ func TestReadHeader(t *testing.T) {
 		{name: "utf-16 byte order mark", in: "\xFE\xFF\x00<", wantErr: CondUnsupportedEncoding},
 		{name: "doctype", in: `<!DOCTYPE stream [<!ENTITY x 'y'>]><stream:stream xmlns:stream='http://etherx.jabber.org/streams'>`, wantErr: CondRestrictedXML},
 		{name: "comment", in: `<!-- hi --><stream:stream xmlns:stream='http://etherx.jabber.org/streams'>`, wantErr: CondRestrictedXML},
+		{name: "cdata before the header", in: `<![CDATA[x]]><stream:stream xmlns:stream='http://etherx.jabber.org/streams'>`, wantErr: CondRestrictedXML},
 		{name: "other processing instruction", in: `<?xml-stylesheet href='x'?><stream:stream xmlns:stream='http://etherx.jabber.org/streams'>`, wantErr: CondRestrictedXML},
 		{name: "two declarations", in: `<?xml version='1.0'?><?xml version='1.0'?><stream:stream xmlns:stream='http://etherx.jabber.org/streams'>`, wantErr: CondRestrictedXML},
 		{name: "xml 1.1", in: `<?xml version='1.1'?><stream:stream xmlns:stream='http://etherx.jabber.org/streams'>`, wantErr: CondNotWellFormed},
@@ -126,6 +127,7 @@ func TestNextRules(t *testing.T) {
 	type elemWant struct {
 		space, local, from, to, typ, id string
 		headerPrefixes                  string // comma separated
+		cdata                           bool
 	}
 	tests := []struct {
 		name    string
@@ -188,7 +190,31 @@ func TestNextRules(t *testing.T) {
 		{name: "processing instruction", body: `<message><?php x ?></message>`, wantErr: CondRestrictedXML},
 		{name: "xml declaration inside the stream", body: `<?xml version='1.0'?>`, wantErr: CondRestrictedXML},
 		{name: "doctype", body: `<!DOCTYPE x>`, wantErr: CondRestrictedXML},
-		{name: "cdata section", body: `<message><body><![CDATA[x]]></body></message>`, wantErr: CondRestrictedXML},
+		{
+			name:    "cdata sections",
+			body:    `<message to='b'><body><![CDATA[x]]></body></message><presence><![CDATA[]]></presence><message><body><![CDATA[<message to='evil'/> &amp; ]] ]>]]]></body></message><iq/>`,
+			want:    []elemWant{{space: NSServer, local: "message", to: "b", cdata: true}, {space: NSServer, local: "presence", cdata: true}, {space: NSServer, local: "message", cdata: true}, {space: NSServer, local: "iq"}},
+			wantErr: "EOF",
+		},
+		{
+			name:    "cdata with non-ASCII, line ends and brackets",
+			body:    "<message><body>a]]<![CDATA[>é😀\r\n\t]]>]<![CDATA[]]>]></body></message>",
+			want:    []elemWant{{space: NSServer, local: "message", cdata: true}},
+			wantErr: "EOF",
+		},
+		{name: "top-level cdata", body: `<![CDATA[x]]>`, wantErr: CondRestrictedXML},
+		{name: "cdata after an element", body: `<message/><![CDATA[<message/>]]>`, want: []elemWant{{space: NSServer, local: "message"}}, wantErr: CondRestrictedXML},
+		{name: "cdata ends at the first ]]>", body: `<message><body><![CDATA[a]]>b]]></body></message>`, wantErr: CondNotWellFormed},
+		{name: "lowercase cdata", body: `<message><![cdata[x]]></message>`, wantErr: CondNotWellFormed},
+		{name: "malformed cdata opening", body: `<message><![CDATAx]]></message>`, wantErr: CondNotWellFormed},
+		{name: "conditional section", body: `<message><![INCLUDE[x]]></message>`, wantErr: CondNotWellFormed},
+		{name: "doctype inside an element", body: `<message><!DOCTYPE x></message>`, wantErr: CondRestrictedXML},
+		{name: "control character in cdata", body: "<message><![CDATA[\x01]]></message>", wantErr: CondNotWellFormed},
+		{name: "invalid utf-8 in cdata", body: "<message><![CDATA[\xC3\x28]]></message>", wantErr: CondNotWellFormed},
+		{name: "U+FFFE in cdata", body: "<message><![CDATA[\xEF\xBF\xBE]]></message>", wantErr: CondNotWellFormed},
+		{name: "unterminated cdata", body: `<message><![CDATA[x]]`, wantErr: "unexpected EOF"},
+		{name: "eof inside cdata opening", body: `<message><![CD`, wantErr: "unexpected EOF"},
+		{name: "cdata counts against the size limit", body: `<message><![CDATA[` + strings.Repeat("x", 100) + `]]></message>`, lim: Limits{MaxElementSize: 64}, wantErr: CondPolicyViolation, app: AppStanzaTooBig},
 		{name: "internal entity", body: `<message><body>&xxe;</body></message>`, wantErr: CondRestrictedXML},
 		{name: "entity in attribute", body: `<message to='&nbsp;'/>`, wantErr: CondRestrictedXML},
 		{name: "char ref to NUL", body: `<message><body>&#0;</body></message>`, wantErr: CondNotWellFormed},
@@ -315,7 +341,7 @@ func TestNextRules(t *testing.T) {
 						break
 					}
 					checkDifferential(t, el, h.Namespaces)
-					got = append(got, elemWant{el.Space, el.Local, el.From, el.To, el.Type, el.ID, strings.Join(el.HeaderPrefixes, ",")})
+					got = append(got, elemWant{el.Space, el.Local, el.From, el.To, el.Type, el.ID, strings.Join(el.HeaderPrefixes, ","), el.HasCDATA})
 				}
 				if fmt.Sprint(got) != fmt.Sprint(tt.want) {
 					t.Errorf("elements\n got %+v\nwant %+v", got, tt.want)
@@ -399,6 +425,153 @@ func checkDifferential(t testing.TB, el Element, header map[string]string) {
 			t.Fatalf("attribute %s of %q: encoding/xml absent, xmlstream %q", k, el.Raw, v)
 		}
 	}
+	// The whole tree agrees too: names, attributes and character data
+	// (CDATA sections included) in document order.
+	want, err := encodingXMLTree(el.Raw, header)
+	if err != nil {
+		t.Fatalf("encoding/xml rejects an accepted element %q: %v", el.Raw, err)
+	}
+	got, err := ParseNode(el.Raw, header)
+	if err != nil {
+		t.Fatalf("ParseNode rejects an accepted element %q: %v", el.Raw, err)
+	}
+	if d := treeDiff(want, got, true); d != "" {
+		t.Fatalf("tree of %q: encoding/xml and ParseNode differ: %s", el.Raw, d)
+	}
+}
+
+// encodingXMLTree parses one element with encoding/xml, inside a wrapper
+// declaring the header namespaces, into a Node tree shaped like
+// ParseNode's (CharData tokens, CDATA included, are merged as character
+// data; Segments on nodes with children).
+func encodingXMLTree(raw []byte, header map[string]string) (*Node, error) {
+	var w bytes.Buffer
+	w.WriteString("<wrapper")
+	for p, u := range header {
+		if p == "" {
+			w.WriteString(" xmlns='")
+		} else {
+			w.WriteString(" xmlns:" + p + "='")
+		}
+		w.Write(AppendEscapedAttr(nil, u))
+		w.WriteString("'")
+	}
+	w.WriteString(">")
+	w.Write(raw)
+	w.WriteString("</wrapper>")
+	d := xml.NewDecoder(&w)
+	type open struct {
+		n      *Node
+		text   []byte
+		bounds []int
+	}
+	var root *Node
+	var stack []*open
+	for {
+		tok, err := d.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		switch tok := tok.(type) {
+		case xml.StartElement:
+			if len(stack) == 0 && root == nil && tok.Name.Local == "wrapper" {
+				stack = append(stack, &open{n: &Node{}}) // the wrapper
+				continue
+			}
+			n := &Node{Space: tok.Name.Space, Local: tok.Name.Local}
+			for _, a := range tok.Attr {
+				if a.Name.Space == "xmlns" || a.Name.Space == "" && a.Name.Local == "xmlns" {
+					continue
+				}
+				n.Attrs = append(n.Attrs, Attr{Space: a.Name.Space, Local: a.Name.Local, Value: a.Value})
+			}
+			top := stack[len(stack)-1]
+			if len(stack) == 1 {
+				if root != nil {
+					return nil, errors.New("two elements")
+				}
+				root = n
+			} else {
+				top.n.Children = append(top.n.Children, n)
+				top.bounds = append(top.bounds, len(top.text))
+			}
+			stack = append(stack, &open{n: n})
+		case xml.EndElement:
+			top := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			top.n.Text = string(top.text)
+			if len(top.n.Children) > 0 {
+				prev := 0
+				for _, b := range top.bounds {
+					top.n.Segments = append(top.n.Segments, top.n.Text[prev:b])
+					prev = b
+				}
+				top.n.Segments = append(top.n.Segments, top.n.Text[prev:])
+			}
+		case xml.CharData:
+			if len(stack) > 1 {
+				top := stack[len(stack)-1]
+				top.text = append(top.text, tok...)
+			} else if len(tok) > 0 {
+				return nil, errors.New("text outside the element")
+			}
+		case xml.Comment, xml.ProcInst, xml.Directive:
+			return nil, fmt.Errorf("%T in an element", tok)
+		}
+	}
+	if root == nil {
+		return nil, errors.New("no element")
+	}
+	return root, nil
+}
+
+// treeDiff describes the first difference between two trees, or returns
+// "". With foldAttrWS, attribute values are compared with tab, newline
+// and carriage return read as spaces: encoding/xml does not normalise
+// attribute values as XML requires, ParseNode does.
+func treeDiff(a, b *Node, foldAttrWS bool) string {
+	if a.Space != b.Space || a.Local != b.Local {
+		return fmt.Sprintf("name {%s}%s vs {%s}%s", a.Space, a.Local, b.Space, b.Local)
+	}
+	where := "{" + a.Space + "}" + a.Local
+	if len(a.Attrs) != len(b.Attrs) {
+		return fmt.Sprintf("%s: attributes %+v vs %+v", where, a.Attrs, b.Attrs)
+	}
+	fold := func(s string) string {
+		if !foldAttrWS {
+			return s
+		}
+		return strings.Map(func(r rune) rune {
+			if r == '\t' || r == '\n' || r == '\r' {
+				return ' '
+			}
+			return r
+		}, s)
+	}
+	for i := range a.Attrs {
+		x, y := a.Attrs[i], b.Attrs[i]
+		if x.Space != y.Space || x.Local != y.Local || fold(x.Value) != fold(y.Value) {
+			return fmt.Sprintf("%s: attribute %d %+v vs %+v", where, i, x, y)
+		}
+	}
+	if a.Text != b.Text {
+		return fmt.Sprintf("%s: text %q vs %q", where, a.Text, b.Text)
+	}
+	if fmt.Sprintf("%q", a.Segments) != fmt.Sprintf("%q", b.Segments) || (a.Segments == nil) != (b.Segments == nil) {
+		return fmt.Sprintf("%s: segments %q vs %q", where, a.Segments, b.Segments)
+	}
+	if len(a.Children) != len(b.Children) {
+		return fmt.Sprintf("%s: %d vs %d children", where, len(a.Children), len(b.Children))
+	}
+	for i := range a.Children {
+		if d := treeDiff(a.Children[i], b.Children[i], foldAttrWS); d != "" {
+			return where + "/" + d
+		}
+	}
+	return ""
 }
 
 func manyAttrs(n int) string {

@@ -78,7 +78,21 @@ type Element struct {
 	// default namespace is never listed: it is inherited from the header,
 	// and a relay must write onto a stream with the same default namespace.
 	HeaderPrefixes []string
+	// HasCDATA reports that the element contains at least one CDATA
+	// section. Such an element is not forwarded as Raw: the relay writes
+	// the canonical form of what was judged (ParseNode, AppendCanonical).
+	HasCDATA bool
+
+	// Where the root's unprefixed from and to attributes are in Raw (zero
+	// when absent), for AppendForwardAddressed.
+	fromLoc, toLoc attrLoc
 }
+
+// attrLoc locates one attribute of the root start tag in Element.Raw: name
+// is the offset of its name, val..end its value between the quotes. An
+// attribute never starts at offset 0 (that is the '<'), so the zero value
+// means absent.
+type attrLoc struct{ name, val, end int }
 
 // ErrStreamEnd is returned by Next when the peer closes the stream with the
 // close tag of the stream header element.
