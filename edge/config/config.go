@@ -22,6 +22,11 @@ const (
 	DefaultIdleTimeout    = Duration(10 * time.Minute)
 	DefaultLogLevel       = "info"
 	DefaultLogFormat      = "text"
+
+	DefaultConnectionsPerIP    = 64
+	DefaultNewConnectionsPerIP = 16.0
+	DefaultStanzaRate          = 200.0
+	DefaultStanzaBurst         = 400
 )
 
 // defaultInsideAllow is the inside listener's allowlist when none is given:
@@ -46,7 +51,8 @@ type Config struct {
 	// resolved against it (ResolvePath).
 	Dir string `yaml:"-"`
 
-	allow []netip.Prefix // inside.allow parsed by Validate
+	allow    []netip.Prefix // inside.allow parsed by Validate
+	dnsAllow []netip.Prefix // inside.dns_allow parsed by Validate
 }
 
 // InsideConfig is the leg towards the internal XMPP server.
@@ -75,6 +81,10 @@ type InsideConfig struct {
 	// listener, so the internal server finds xmppedge through its resolver
 	// setting alone.
 	DNSListen string `yaml:"dns_listen"`
+	// DNSAllow are the source networks (CIDR) the DNS responder answers;
+	// it answers REFUSED to every other source, so that it is never an
+	// open resolver. Default: inside.allow.
+	DNSAllow []string `yaml:"dns_allow"`
 }
 
 // OutsideConfig is the leg towards the Internet.
@@ -145,6 +155,19 @@ type LimitsConfig struct {
 	QueueSize      int      `yaml:"queue_size"`      // stanzas waiting per outgoing session (default 10000)
 	ConnectTimeout Duration `yaml:"connect_timeout"` // default 10s
 	IdleTimeout    Duration `yaml:"idle_timeout"`    // close idle outgoing sessions (default 10m)
+	// ConnectionsPerIP bounds the concurrent connections one source
+	// address may hold on the outside listeners (default 64).
+	ConnectionsPerIP int `yaml:"connections_per_ip"`
+	// NewConnectionsPerIP is how many connections one source address may
+	// open per second on the outside listeners, bursts included (default
+	// 16).
+	NewConnectionsPerIP float64 `yaml:"new_connections_per_ip"`
+	// StanzaRate is the stanzas per second relayed per remote domain and
+	// direction (default 200), in bursts of up to StanzaBurst (default
+	// 400). A partner's own rate from the policy's session decision takes
+	// precedence.
+	StanzaRate  float64 `yaml:"stanza_rate"`
+	StanzaBurst int     `yaml:"stanza_burst"`
 }
 
 // LogConfig chooses how xmppedge logs.
@@ -293,6 +316,18 @@ func (c *Config) ApplyDefaults() {
 	if c.Limits.IdleTimeout == 0 {
 		c.Limits.IdleTimeout = DefaultIdleTimeout
 	}
+	if c.Limits.ConnectionsPerIP == 0 {
+		c.Limits.ConnectionsPerIP = DefaultConnectionsPerIP
+	}
+	if c.Limits.NewConnectionsPerIP == 0 {
+		c.Limits.NewConnectionsPerIP = DefaultNewConnectionsPerIP
+	}
+	if c.Limits.StanzaRate == 0 {
+		c.Limits.StanzaRate = DefaultStanzaRate
+	}
+	if c.Limits.StanzaBurst == 0 {
+		c.Limits.StanzaBurst = DefaultStanzaBurst
+	}
 	if c.Log.Level == "" {
 		c.Log.Level = DefaultLogLevel
 	}
@@ -317,6 +352,26 @@ func (c *Config) ParsedAllow() []netip.Prefix {
 	}
 	var out []netip.Prefix
 	for _, s := range c.Inside.Allow {
+		if p, problem := parseAllow(s); problem == "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// ParsedDNSAllow returns inside.dns_allow (default: inside.allow) as
+// prefixes. It is complete after a successful Validate; before, it holds
+// the entries that parse.
+func (c *Config) ParsedDNSAllow() []netip.Prefix {
+	if c.dnsAllow != nil {
+		return c.dnsAllow
+	}
+	list := c.Inside.DNSAllow
+	if len(list) == 0 {
+		list = c.Inside.Allow
+	}
+	var out []netip.Prefix
+	for _, s := range list {
 		if p, problem := parseAllow(s); problem == "" {
 			out = append(out, p)
 		}

@@ -1,10 +1,13 @@
 package config
 
 import (
+	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -40,16 +43,40 @@ type EABConfig struct {
 }
 
 // MetricsConfig serves Prometheus metrics, health checks and (optionally)
-// the admin API over HTTP.
+// the admin API over HTTP, or HTTPS with TLSCertFile and TLSKeyFile.
 type MetricsConfig struct {
 	// Listen is the address of /metrics, /healthz and /readyz, e.g.
 	// "127.0.0.1:9269"; empty: no HTTP listener.
 	Listen string `yaml:"listen"`
 	// Admin adds /admin/sessions, /admin/sessions/{id}/close and POST
-	// /reload on the same listener (off by default). Keep Listen on
-	// loopback when it is on: the admin API has no authentication.
+	// /reload on the same listener (off by default). It needs
+	// authentication: AdminTokenFile, ClientCA, or both (either one then
+	// admits a request). /metrics, /healthz and /readyz stay open.
 	Admin bool `yaml:"admin"`
+	// AdminTokenFile holds the bearer token of the admin API (one line, at
+	// least MinAdminTokenLen characters of A-Z a-z 0-9 - . _ ~ + / =, e.g.
+	// from `openssl rand -hex 32`); requests send it as "Authorization:
+	// Bearer TOKEN". The file must not be readable by group or others
+	// (chmod 600). Re-read at reload.
+	AdminTokenFile string `yaml:"admin_token_file"`
+	// ClientCA is a PEM file of the CA certificates that issue the
+	// administrators' client certificates: a request to the admin API
+	// with a client certificate that verifies against it is admitted.
+	// It needs TLSCertFile and TLSKeyFile.
+	ClientCA string `yaml:"client_ca"`
+	// TLSCertFile and TLSKeyFile (PEM) make the listener serve HTTPS. A
+	// client certificate is asked for but not required, so Prometheus
+	// scrapes /metrics without one.
+	TLSCertFile string `yaml:"tls_cert_file"`
+	TLSKeyFile  string `yaml:"tls_key_file"`
 }
+
+// MinAdminTokenLen is the shortest bearer token accepted in
+// metrics.admin_token_file.
+const MinAdminTokenLen = 16
+
+// TLS reports whether the metrics listener serves HTTPS.
+func (m MetricsConfig) TLS() bool { return m.TLSCertFile != "" }
 
 func (c *Config) applyOpsDefaults() {
 	if c.Inside.TLS == "" {
@@ -77,6 +104,7 @@ func (c *Config) validateOps(v *validator) {
 		if _, problem := parseHostPort(c.Inside.DNSListen, true); problem != "" {
 			v.add("inside.dns_listen", "%s", problem)
 		}
+		c.validateAnnouncedListeners(v)
 	}
 	if a := c.TLS.ACME; a != nil {
 		if u, err := url.Parse(a.CA); a.CA == "" || err != nil || u.Scheme != "https" || u.Host == "" {
@@ -114,11 +142,76 @@ func (c *Config) validateOps(v *validator) {
 	if c.TLS.DANE && len(c.DNS.Servers) == 0 {
 		v.add("tls.dane", "DANE needs a validating resolver: list it first in dns.servers")
 	}
-	if c.Metrics.Listen != "" {
-		if _, problem := parseHostPort(c.Metrics.Listen, true); problem != "" {
+	c.validateMetrics(v)
+}
+
+// validateAnnouncedListeners checks that the DNS responder can announce
+// the inside listeners: one SRV target has one port, and it must name
+// addresses the internal server can connect to.
+func (c *Config) validateAnnouncedListeners(v *validator) {
+	var ports []string
+	for i, a := range c.Inside.Listen {
+		la, problem := parseHostPort(a, true)
+		if problem != "" {
+			continue // reported with inside.listen
+		}
+		if la.host == "*" {
+			v.add(fmt.Sprintf("inside.listen[%d]", i), "%q listens on every address, so inside.dns_listen cannot announce it: give the address the internal server connects to, like \"10.1.0.5:5269\"", a)
+		}
+		port := strconv.Itoa(la.port)
+		if la.port == 0 {
+			port = "0" // each listener gets a port of its own at start
+		}
+		if la.port == 0 || !slices.Contains(ports, port) {
+			ports = append(ports, port)
+		}
+	}
+	if len(ports) > 1 {
+		v.add("inside.listen", "the inside listeners are on ports %s (port 0: a free port each, picked at start), and inside.dns_listen announces one port: put every inside listener on the same fixed port", strings.Join(ports, ", "))
+	}
+}
+
+func (c *Config) validateMetrics(v *validator) {
+	m := &c.Metrics
+	if m.Listen != "" {
+		if _, problem := parseHostPort(m.Listen, true); problem != "" {
 			v.add("metrics.listen", "%s", problem)
 		}
-	} else if c.Metrics.Admin {
-		v.add("metrics.admin", "the admin API is served on metrics.listen: set metrics.listen (on loopback)")
+	} else if m.Admin {
+		v.add("metrics.admin", "the admin API is served on metrics.listen: set metrics.listen")
+	}
+	if m.Admin && m.AdminTokenFile == "" && m.ClientCA == "" {
+		v.add("metrics.admin", "the admin API needs authentication: set metrics.admin_token_file (a file holding a bearer token, chmod 600; e.g. `openssl rand -hex 32 > admin.token`), or metrics.client_ca with metrics.tls_cert_file and metrics.tls_key_file (administrators present client certificates), or set admin: false")
+	}
+	if f := m.AdminTokenFile; f != "" {
+		path := c.ResolvePath(f)
+		if problem := c.fileProblem(f); problem != "" {
+			v.add("metrics.admin_token_file", "%s", problem)
+		} else if info, err := os.Stat(path); err == nil && runtime.GOOS != "windows" && info.Mode().Perm()&0o077 != 0 {
+			v.add("metrics.admin_token_file", "%s has mode %04o and can be read by group or others: run chmod 600 %s", path, info.Mode().Perm(), path)
+		}
+	}
+	if m.ClientCA != "" {
+		if problem := c.fileProblem(m.ClientCA); problem != "" {
+			v.add("metrics.client_ca", "%s", problem)
+		}
+		if m.TLSCertFile == "" {
+			v.add("metrics.tls_cert_file", "required with metrics.client_ca: client certificates are exchanged in TLS, so the listener serves HTTPS; give its certificate (PEM) here and its key in metrics.tls_key_file")
+		}
+	}
+	switch {
+	case m.TLSCertFile != "" && m.TLSKeyFile == "":
+		v.add("metrics.tls_key_file", "required with metrics.tls_cert_file: the PEM file of the certificate's private key")
+	case m.TLSCertFile == "" && m.TLSKeyFile != "":
+		if m.ClientCA == "" {
+			v.add("metrics.tls_cert_file", "required with metrics.tls_key_file: the PEM file of the listener's certificate chain")
+		}
+	}
+	for _, f := range []struct{ field, path string }{{"metrics.tls_cert_file", m.TLSCertFile}, {"metrics.tls_key_file", m.TLSKeyFile}} {
+		if f.path != "" {
+			if problem := c.fileProblem(f.path); problem != "" {
+				v.add(f.field, "%s", problem)
+			}
+		}
 	}
 }

@@ -25,6 +25,12 @@ const (
 	MaxConnectTimeout = Duration(5 * time.Minute)
 	MinIdleTimeout    = Duration(time.Second)
 	MaxIdleTimeout    = Duration(7 * 24 * time.Hour)
+	// MaxConnectionsPerIP is the gateway's own bound on incoming
+	// connections per node.
+	MaxConnectionsPerIP    = 20000
+	MaxNewConnectionsPerIP = 10000.0
+	MaxStanzaRate          = 1_000_000.0
+	MaxStanzaBurst         = 10_000_000
 )
 
 var (
@@ -243,20 +249,32 @@ func parseHostPort(s string, listener bool) (listenAddr, string) {
 }
 
 func (c *Config) validateAllow(v *validator) {
-	prefixes := make([]netip.Prefix, 0, len(c.Inside.Allow))
+	c.allow = parseAllowList(v, "inside.allow", c.Inside.Allow)
+	if len(c.Inside.DNSAllow) == 0 {
+		c.dnsAllow = c.allow // the default, reported once
+	} else {
+		c.dnsAllow = parseAllowList(v, "inside.dns_allow", c.Inside.DNSAllow)
+	}
+}
+
+// parseAllowList parses the allowlist at field; nil when an entry does not
+// parse (each such entry is reported).
+func parseAllowList(v *validator, field string, list []string) []netip.Prefix {
+	prefixes := make([]netip.Prefix, 0, len(list))
 	ok := true
-	for i, s := range c.Inside.Allow {
+	for i, s := range list {
 		p, problem := parseAllow(s)
 		if problem != "" {
-			v.add(fmt.Sprintf("inside.allow[%d]", i), "%s", problem)
+			v.add(fmt.Sprintf("%s[%d]", field, i), "%s", problem)
 			ok = false
 			continue
 		}
 		prefixes = append(prefixes, p)
 	}
-	if ok {
-		c.allow = prefixes
+	if !ok {
+		return nil
 	}
+	return prefixes
 }
 
 // parseAllow parses one allowlist entry: a CIDR, or a single IP address.
@@ -382,6 +400,19 @@ func (c *Config) validateLimits(v *validator) {
 	}
 	if l.IdleTimeout < MinIdleTimeout || l.IdleTimeout > MaxIdleTimeout {
 		v.add("limits.idle_timeout", "%s is out of range: give a duration between %s and %s; the default is %s", l.IdleTimeout, MinIdleTimeout, MaxIdleTimeout, DefaultIdleTimeout)
+	}
+	if l.ConnectionsPerIP < 1 || l.ConnectionsPerIP > MaxConnectionsPerIP {
+		v.add("limits.connections_per_ip", "%d is out of range: give a number of concurrent connections per source address between 1 and %d; the default is %d", l.ConnectionsPerIP, MaxConnectionsPerIP, DefaultConnectionsPerIP)
+	}
+	// The negated comparisons also refuse NaN (.nan in YAML).
+	if !(l.NewConnectionsPerIP > 0 && l.NewConnectionsPerIP <= MaxNewConnectionsPerIP) {
+		v.add("limits.new_connections_per_ip", "%v is out of range: give new connections per second per source address, more than 0 and at most %v (e.g. 0.5 for one every 2 seconds); the default is %v", l.NewConnectionsPerIP, MaxNewConnectionsPerIP, DefaultNewConnectionsPerIP)
+	}
+	if !(l.StanzaRate > 0 && l.StanzaRate <= MaxStanzaRate) {
+		v.add("limits.stanza_rate", "%v is out of range: give stanzas per second per remote domain, more than 0 and at most %v; the default is %v", l.StanzaRate, MaxStanzaRate, DefaultStanzaRate)
+	}
+	if l.StanzaBurst < 1 || l.StanzaBurst > MaxStanzaBurst {
+		v.add("limits.stanza_burst", "%d is out of range: give a number of stanzas between 1 and %d; the default is %d", l.StanzaBurst, MaxStanzaBurst, DefaultStanzaBurst)
 	}
 }
 

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"math"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -15,10 +16,16 @@ import (
 func validConfig(t *testing.T) *Config {
 	t.Helper()
 	dir := t.TempDir()
-	for _, f := range []string{"c.crt", "c.key", "ca.crt"} {
+	for _, f := range []string{"c.crt", "c.key", "ca.crt", "admin.token"} {
 		if err := os.WriteFile(filepath.Join(dir, f), []byte("placeholder\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "open.token"), []byte("placeholder\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Join(dir, "open.token"), 0o644); err != nil { // whatever the umask
+		t.Fatal(err)
 	}
 	if err := os.Mkdir(filepath.Join(dir, "folder"), 0o700); err != nil {
 		t.Fatal(err)
@@ -72,6 +79,32 @@ func TestValidate(t *testing.T) {
 		{"inside server by name", func(c *Config) { c.Inside.Server = "xmpp.internal:5269" }, "", ""},
 		{"allow not CIDR", func(c *Config) { c.Inside.Allow = []string{"10.0.0.0/33"} }, "inside.allow[0]", "CIDR"},
 		{"allow with host bits", func(c *Config) { c.Inside.Allow = []string{"10.1.2.3/8"} }, "inside.allow[0]", `did you mean "10.0.0.0/8"`},
+		{"dns_allow not CIDR", func(c *Config) { c.Inside.DNSAllow = []string{"127.0.0.1", "nowhere"} }, "inside.dns_allow[1]", "CIDR"},
+		{"dns_allow of its own", func(c *Config) { c.Inside.DNSAllow = []string{"10.1.0.2/32"} }, "", ""},
+		// the DNS responder announces the inside listeners
+		{"dns_listen bad", func(c *Config) { c.Inside.DNSListen = "127.0.0.10" }, "inside.dns_listen", "not host:port"},
+		{"dns_listen with a wildcard inside listener", func(c *Config) {
+			c.Inside.DNSListen = "127.0.0.10:5300"
+			c.Inside.Listen = []string{":5269"}
+			c.Outside.Listen, c.Outside.ListenTLS = []string{"127.0.0.11:5270"}, nil
+		}, "inside.listen[0]", "listens on every address"},
+		{"dns_listen with inside listeners on two ports", func(c *Config) {
+			c.Inside.DNSListen = "127.0.0.10:5300"
+			c.Inside.Listen = []string{"127.0.0.10:5269", "127.0.0.12:5271"}
+		}, "inside.listen", "ports 5269, 5271"},
+		{"dns_listen with two port-0 inside listeners", func(c *Config) {
+			c.Inside.DNSListen = "127.0.0.10:5300"
+			c.Inside.Listen = []string{"127.0.0.10:0", "127.0.0.12:0"}
+		}, "inside.listen", "ports 0, 0"},
+		{"dns_listen with one port-0 inside listener", func(c *Config) {
+			c.Inside.DNSListen = "127.0.0.10:0"
+			c.Inside.Listen = []string{"127.0.0.10:0"}
+		}, "", ""},
+		{"dns_listen with two inside listeners on one port", func(c *Config) {
+			c.Inside.DNSListen = "127.0.0.10:5300"
+			c.Inside.Listen = []string{"127.0.0.10:5269", "[::1]:5269"}
+		}, "", ""},
+		{"two inside listeners without dns_listen", func(c *Config) { c.Inside.Listen = []string{"127.0.0.10:5269", ":5271"} }, "", ""},
 		// outside and listener conflicts
 		{"no outside listener", func(c *Config) { c.Outside.Listen, c.Outside.ListenTLS = nil, nil }, "outside.listen", "required"},
 		{"only direct TLS listener", func(c *Config) { c.Outside.Listen = nil }, "", ""},
@@ -111,6 +144,48 @@ func TestValidate(t *testing.T) {
 		{"negative connect timeout", func(c *Config) { c.Limits.ConnectTimeout = Duration(-time.Second) }, "limits.connect_timeout", "out of range"},
 		{"tiny connect timeout", func(c *Config) { c.Limits.ConnectTimeout = Duration(time.Millisecond) }, "limits.connect_timeout", "out of range"},
 		{"idle timeout too short", func(c *Config) { c.Limits.IdleTimeout = Duration(time.Millisecond) }, "limits.idle_timeout", "out of range"},
+		{"negative connections per IP", func(c *Config) { c.Limits.ConnectionsPerIP = -1 }, "limits.connections_per_ip", "between 1 and 20000"},
+		{"too many connections per IP", func(c *Config) { c.Limits.ConnectionsPerIP = 20001 }, "limits.connections_per_ip", "out of range"},
+		{"one connection per IP", func(c *Config) { c.Limits.ConnectionsPerIP = 1 }, "", ""},
+		{"negative new connections per IP", func(c *Config) { c.Limits.NewConnectionsPerIP = -2 }, "limits.new_connections_per_ip", "more than 0"},
+		{"NaN new connections per IP", func(c *Config) { c.Limits.NewConnectionsPerIP = math.NaN() }, "limits.new_connections_per_ip", "out of range"},
+		{"fractional new connections per IP", func(c *Config) { c.Limits.NewConnectionsPerIP = 0.5 }, "", ""},
+		{"infinite stanza rate", func(c *Config) { c.Limits.StanzaRate = math.Inf(1) }, "limits.stanza_rate", "at most"},
+		{"negative stanza rate", func(c *Config) { c.Limits.StanzaRate = -200 }, "limits.stanza_rate", "out of range"},
+		{"negative stanza burst", func(c *Config) { c.Limits.StanzaBurst = -1 }, "limits.stanza_burst", "between 1 and"},
+		// metrics and the admin API
+		{"admin without listener", func(c *Config) { c.Metrics.Admin, c.Metrics.AdminTokenFile = true, "admin.token" }, "metrics.admin", "set metrics.listen"},
+		{"admin without authentication", func(c *Config) { c.Metrics.Listen, c.Metrics.Admin = "127.0.0.1:9269", true }, "metrics.admin", "needs authentication: set metrics.admin_token_file"},
+		{"admin with a token", func(c *Config) {
+			c.Metrics.Listen, c.Metrics.Admin, c.Metrics.AdminTokenFile = "127.0.0.1:9269", true, "admin.token"
+		}, "", ""},
+		{"token file missing", func(c *Config) {
+			c.Metrics.Listen, c.Metrics.Admin, c.Metrics.AdminTokenFile = "127.0.0.1:9269", true, "gone.token"
+		}, "metrics.admin_token_file", "gone.token does not exist"},
+		{"token file readable by others", func(c *Config) {
+			c.Metrics.Listen, c.Metrics.Admin, c.Metrics.AdminTokenFile = "127.0.0.1:9269", true, "open.token"
+		}, "metrics.admin_token_file", "has mode 0644 and can be read by group or others: run chmod 600 "},
+		{"admin with client certificates", func(c *Config) {
+			c.Metrics = MetricsConfig{Listen: "127.0.0.1:9269", Admin: true, ClientCA: "ca.crt", TLSCertFile: "c.crt", TLSKeyFile: "c.key"}
+		}, "", ""},
+		{"client CA without TLS", func(c *Config) {
+			c.Metrics = MetricsConfig{Listen: "127.0.0.1:9269", Admin: true, ClientCA: "ca.crt"}
+		}, "metrics.tls_cert_file", "required with metrics.client_ca"},
+		{"client CA missing", func(c *Config) {
+			c.Metrics = MetricsConfig{Listen: "127.0.0.1:9269", Admin: true, ClientCA: "gone-ca.crt", TLSCertFile: "c.crt", TLSKeyFile: "c.key"}
+		}, "metrics.client_ca", "gone-ca.crt does not exist"},
+		{"TLS certificate without key", func(c *Config) {
+			c.Metrics = MetricsConfig{Listen: "127.0.0.1:9269", TLSCertFile: "c.crt"}
+		}, "metrics.tls_key_file", "required with metrics.tls_cert_file"},
+		{"TLS key without certificate", func(c *Config) {
+			c.Metrics = MetricsConfig{Listen: "127.0.0.1:9269", TLSKeyFile: "c.key"}
+		}, "metrics.tls_cert_file", "required with metrics.tls_key_file"},
+		{"TLS key file missing", func(c *Config) {
+			c.Metrics = MetricsConfig{Listen: "127.0.0.1:9269", TLSCertFile: "c.crt", TLSKeyFile: "gone.key"}
+		}, "metrics.tls_key_file", "gone.key does not exist"},
+		{"HTTPS metrics without admin", func(c *Config) {
+			c.Metrics = MetricsConfig{Listen: "127.0.0.1:9269", TLSCertFile: "c.crt", TLSKeyFile: "c.key"}
+		}, "", ""},
 		// log
 		{"bad log level", func(c *Config) { c.Log.Level = "trace" }, "log.level", "debug, info, warn, error"},
 		{"bad log format", func(c *Config) { c.Log.Format = "xml" }, "log.format", "text, json"},
@@ -166,6 +241,34 @@ func TestValidateNormalises(t *testing.T) {
 	}
 	if !reflect.DeepEqual(c.Domains, []string{"company.test", "xn--bcher-kva.test"}) {
 		t.Errorf("second Validate changed domains: %v", c.Domains)
+	}
+}
+
+func TestDNSAllowDefaultsToInsideAllow(t *testing.T) {
+	tests := []struct {
+		name            string
+		allow, dnsAllow []string
+		want            []netip.Prefix
+	}{
+		{"both default", nil, nil, []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}},
+		{"inside.allow", []string{"10.1.0.2/32"}, nil, []netip.Prefix{netip.MustParsePrefix("10.1.0.2/32")}},
+		{"its own", []string{"10.1.0.2/32"}, []string{"10.1.0.3"}, []netip.Prefix{netip.MustParsePrefix("10.1.0.3/32")}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := validConfig(t)
+			c.Inside.Allow, c.Inside.DNSAllow = tt.allow, tt.dnsAllow
+			if errs := c.Validate(); errs != nil {
+				t.Fatal(errs)
+			}
+			if got := c.ParsedDNSAllow(); !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("ParsedDNSAllow = %v; want %v", got, tt.want)
+			}
+		})
+	}
+	c := &Config{Inside: InsideConfig{Allow: []string{"10.0.0.0/8", "junk"}}}
+	if got, want := c.ParsedDNSAllow(), []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}; !reflect.DeepEqual(got, want) {
+		t.Errorf("ParsedDNSAllow before Validate = %v; want %v", got, want)
 	}
 }
 
