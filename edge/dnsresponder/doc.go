@@ -42,7 +42,19 @@
 //
 // # Exposure
 //
-// With Forward set the responder is a recursive-looking resolver for whoever
-// can reach it: bind it where only the internal server can (loopback or the
-// inside network).
+// The responder is never an open resolver: it answers only queries whose
+// source address is in Config.Allow (inside.dns_allow, by default
+// inside.allow), which is required. A query from any other source is
+// answered REFUSED (question copied, no records, not authoritative), over
+// UDP and TCP alike, before anything else is looked at: nothing is
+// forwarded for it and nothing about the inside listener is revealed. The
+// refusals are counted (Server.Refused; xmppedge exports the count as
+// xmppedge_dns_responder_refused_total) and the first is logged as a
+// warning, the others at debug level.
+//
+// REFUSED rather than silence: an operator who got the allowlist wrong sees
+// an immediate, explicit answer in dig or in the internal server's log
+// instead of a timeout, and the answer is no larger than the query, so a
+// spoofed source gains no amplification from it. Bind the responder on the
+// inside all the same (loopback or the inside network).
 package dnsresponder

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -46,6 +47,11 @@ type Config struct {
 	// Forward are upstream resolvers ("IP" or "IP:PORT") for every query
 	// the responder does not answer itself; empty: those are refused.
 	Forward []string
+	// Allow are the source networks the responder answers (the internal
+	// server's); every query from another source is answered REFUSED,
+	// over UDP and TCP alike, and counted (Server.Refused). Required: the
+	// responder is never an open resolver.
+	Allow []netip.Prefix
 	// ForwardTimeout bounds one query to one upstream; default 2s.
 	ForwardTimeout time.Duration
 	// TTL of the records answered, in seconds; default 60.
@@ -63,8 +69,11 @@ type Server struct {
 	v4, v6  []netip.Addr
 	local   map[string]bool // lowercase FQDN, A-labels
 	forward []string
+	allow   []netip.Prefix
 	ttl     uint32
 	log     *slog.Logger
+
+	refused atomic.Uint64 // queries refused for their source
 
 	udpClient, tcpClient *dns.Client
 
@@ -190,6 +199,16 @@ func newServer(cfg Config) (*Server, error) {
 		s.local[n] = true
 	}
 
+	if len(cfg.Allow) == 0 {
+		return nil, errors.New("dnsresponder: no source network is allowed to query: list the internal server's networks in Allow (inside.dns_allow)")
+	}
+	for _, p := range cfg.Allow {
+		if !p.IsValid() {
+			return nil, fmt.Errorf("dnsresponder: allowed network %q is not a network in CIDR notation", p)
+		}
+		s.allow = append(s.allow, p.Masked())
+	}
+
 	for _, f := range cfg.Forward {
 		addr, err := parseUpstream(f)
 		if err != nil {
@@ -301,6 +320,34 @@ func listenBoth(ctx context.Context, addr string) (net.PacketConn, net.Listener,
 // Addr is the "IP:PORT" the responder serves on (UDP and TCP).
 func (s *Server) Addr() string { return s.addr }
 
+// Refused is the number of queries refused so far because their source is
+// outside Config.Allow.
+func (s *Server) Refused() uint64 { return s.refused.Load() }
+
+// allowed reports whether a query from addr may be answered.
+func (s *Server) allowed(addr net.Addr) bool {
+	var ip netip.Addr
+	switch a := addr.(type) {
+	case *net.UDPAddr:
+		ip, _ = netip.AddrFromSlice(a.IP)
+	case *net.TCPAddr:
+		ip, _ = netip.AddrFromSlice(a.IP)
+	default:
+		ap, err := netip.ParseAddrPort(addr.String())
+		if err != nil {
+			return false
+		}
+		ip = ap.Addr()
+	}
+	ip = ip.Unmap().WithZone("")
+	for _, p := range s.allow {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
 // Close stops serving and waits for the listeners to stop. It is safe to
 // call more than once.
 func (s *Server) Close() error {
@@ -328,7 +375,19 @@ func (s *Server) serveUDP(w dns.ResponseWriter, req *dns.Msg) { s.serve(w, req, 
 func (s *Server) serveTCP(w dns.ResponseWriter, req *dns.Msg) { s.serve(w, req, false) }
 
 func (s *Server) serve(w dns.ResponseWriter, req *dns.Msg, overUDP bool) {
-	resp, how := s.answer(req, overUDP)
+	var resp *dns.Msg
+	var how string
+	if s.allowed(w.RemoteAddr()) {
+		resp, how = s.answer(req, overUDP)
+	} else {
+		// Not even parsed further: a source outside Allow learns nothing
+		// and cannot use the responder to reach the upstreams.
+		if s.refused.Add(1) == 1 {
+			s.log.Warn("dns: refused a query from a source outside inside.dns_allow; further refusals are logged at debug level and counted",
+				"client", w.RemoteAddr().String())
+		}
+		resp, how = refusal(req), "refused-source"
+	}
 	if resp == nil {
 		return
 	}
@@ -464,13 +523,18 @@ func (s *Server) addressRecords(v4, v6 bool) []dns.RR {
 
 func (s *Server) refuseOrForward(req *dns.Msg, overUDP bool) (*dns.Msg, string) {
 	if len(s.forward) == 0 {
-		resp := new(dns.Msg).SetRcode(req, dns.RcodeRefused)
-		if opt := req.IsEdns0(); opt != nil {
-			resp.SetEdns0(ednsSize, opt.Do())
-		}
-		return resp, "refused"
+		return refusal(req), "refused"
 	}
 	return s.forwardQuery(req, overUDP), "forwarded"
+}
+
+// refusal is a REFUSED answer to req.
+func refusal(req *dns.Msg) *dns.Msg {
+	resp := new(dns.Msg).SetRcode(req, dns.RcodeRefused)
+	if opt := req.IsEdns0(); opt != nil {
+		resp.SetEdns0(ednsSize, opt.Do())
+	}
+	return resp
 }
 
 // forwardQuery asks the upstreams in order, over the client's transport,

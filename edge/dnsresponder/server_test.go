@@ -3,6 +3,7 @@ package dnsresponder
 import (
 	"context"
 	"errors"
+	"net"
 	"net/netip"
 	"strings"
 	"testing"
@@ -25,6 +26,9 @@ func start(t *testing.T, cfg Config) *Server {
 	t.Helper()
 	if cfg.Listen == "" {
 		cfg.Listen = "127.0.0.1:0"
+	}
+	if cfg.Allow == nil {
+		cfg.Allow = loopback
 	}
 	s, err := Start(testContext(t), cfg)
 	if err != nil {
@@ -67,8 +71,9 @@ func rrStrings(rrs []dns.RR) []string {
 }
 
 var (
-	inside4 = netip.MustParseAddrPort("127.0.0.1:15269")
-	inside6 = netip.MustParseAddrPort("[::1]:15269")
+	inside4  = netip.MustParseAddrPort("127.0.0.1:15269")
+	inside6  = netip.MustParseAddrPort("[::1]:15269")
+	loopback = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
 )
 
 func TestAnswers(t *testing.T) {
@@ -300,9 +305,14 @@ func TestConfigErrors(t *testing.T) {
 		{"bad target", Config{Listen: "127.0.0.1:0", InsideAddrs: []netip.AddrPort{inside4}, TargetName: "bad name!"}, "target name"},
 		{"bad local domain", Config{Listen: "127.0.0.1:0", InsideAddrs: []netip.AddrPort{inside4}, Local: []string{"a..b"}}, "local domain"},
 		{"bad listen", Config{Listen: "nowhere", InsideAddrs: []netip.AddrPort{inside4}}, "not IP:PORT"},
+		{"nobody allowed", Config{Listen: "127.0.0.1:0", InsideAddrs: []netip.AddrPort{inside4}, Allow: []netip.Prefix{}}, "no source network is allowed"},
+		{"invalid allowed network", Config{Listen: "127.0.0.1:0", InsideAddrs: []netip.AddrPort{inside4}, Allow: []netip.Prefix{{}}}, "not a network"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			if tt.cfg.Allow == nil {
+				tt.cfg.Allow = loopback
+			}
 			s, err := Start(testContext(t), tt.cfg)
 			if err == nil {
 				s.Close()
@@ -320,7 +330,7 @@ func TestStopsOnCloseAndOnCancel(t *testing.T) {
 		t.Run(how, func(t *testing.T) {
 			ctx, cancel := context.WithCancel(testContext(t))
 			defer cancel()
-			s, err := Start(ctx, Config{Listen: "127.0.0.1:0", InsideAddrs: []netip.AddrPort{inside4}})
+			s, err := Start(ctx, Config{Listen: "127.0.0.1:0", InsideAddrs: []netip.AddrPort{inside4}, Allow: loopback})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -346,6 +356,93 @@ func TestStopsOnCloseAndOnCancel(t *testing.T) {
 			}
 			if err := s.Close(); err != nil && !errors.Is(err, context.Canceled) {
 				t.Errorf("second Close: %v", err)
+			}
+		})
+	}
+}
+
+// askFrom sends one query from the loopback address from, over network.
+func askFrom(t *testing.T, from netip.Addr, server, network, name string, qtype uint16) *dns.Msg {
+	t.Helper()
+	var local net.Addr = &net.UDPAddr{IP: from.AsSlice()}
+	if network == "tcp" {
+		local = &net.TCPAddr{IP: from.AsSlice()}
+	}
+	req := new(dns.Msg).SetQuestion(name, qtype)
+	req.SetEdns0(1232, false)
+	c := &dns.Client{Net: network, Timeout: 3 * time.Second, Dialer: &net.Dialer{LocalAddr: local, Timeout: 3 * time.Second}}
+	resp, _, err := c.ExchangeContext(testContext(t), req, server)
+	if err != nil {
+		t.Fatalf("%s %s over %s from %s: %v", name, dns.TypeToString[qtype], network, from, err)
+	}
+	if resp.Id != req.Id || len(resp.Question) != 1 || resp.Question[0] != req.Question[0] {
+		t.Fatalf("answer does not match the query: %v", resp)
+	}
+	return resp
+}
+
+// The responder answers only the sources of Allow: from any other it
+// answers REFUSED, over UDP and TCP, with nothing in it, asks no upstream
+// and counts the refusal.
+func TestRefusesSourcesOutsideAllow(t *testing.T) {
+	up, err := resolvetest.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer up.Close()
+	up.AddA("www.partner.test", "192.0.2.1")
+
+	s := start(t, Config{
+		Local:       []string{"company.test"},
+		InsideAddrs: []netip.AddrPort{inside4},
+		Forward:     []string{up.Addr()},
+		Allow:       []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
+	})
+	allowed, refused := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.9")
+	tests := []struct {
+		name    string
+		from    netip.Addr
+		network string
+		qname   string
+		qtype   uint16
+		rcode   int
+		answer  string // substring of the answer section; "" none
+	}{
+		{"allowed SRV over UDP", allowed, "udp", "_xmpp-server._tcp.partner.test.", dns.TypeSRV, dns.RcodeSuccess, "SRV 0 0 15269 xmppedge-inside."},
+		{"allowed SRV over TCP", allowed, "tcp", "_xmpp-server._tcp.partner.test.", dns.TypeSRV, dns.RcodeSuccess, "SRV 0 0 15269 xmppedge-inside."},
+		{"allowed forwarded", allowed, "udp", "www.partner.test.", dns.TypeA, dns.RcodeSuccess, "A 192.0.2.1"},
+		{"refused SRV over UDP", refused, "udp", "_xmpp-server._tcp.partner.test.", dns.TypeSRV, dns.RcodeRefused, ""},
+		{"refused SRV over TCP", refused, "tcp", "_xmpp-server._tcp.partner.test.", dns.TypeSRV, dns.RcodeRefused, ""},
+		{"refused target A", refused, "udp", "xmppedge-inside.", dns.TypeA, dns.RcodeRefused, ""},
+		{"refused, not forwarded, over UDP", refused, "udp", "www.partner.test.", dns.TypeA, dns.RcodeRefused, ""},
+		{"refused, not forwarded, over TCP", refused, "tcp", "www.partner.test.", dns.TypeA, dns.RcodeRefused, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before, upBefore := s.Refused(), up.Queries()
+			resp := askFrom(t, tt.from, s.Addr(), tt.network, tt.qname, tt.qtype)
+			if resp.Rcode != tt.rcode {
+				t.Fatalf("rcode %s, want %s", dns.RcodeToString[resp.Rcode], dns.RcodeToString[tt.rcode])
+			}
+			got := strings.Join(rrStrings(resp.Answer), "\n")
+			if tt.answer == "" && (got != "" || len(resp.Ns) != 0 || len(rrStrings(resp.Extra)) != 0) {
+				t.Errorf("a refusal carries records: answer %q, authority %v, additional %v", got, resp.Ns, resp.Extra)
+			}
+			if !strings.Contains(got, tt.answer) {
+				t.Errorf("answer %q lacks %q", got, tt.answer)
+			}
+			wantRefused := before
+			if tt.rcode == dns.RcodeRefused {
+				wantRefused++
+				if n := up.Queries(); n != upBefore {
+					t.Errorf("the upstream was asked %d time(s) for a refused source", n-upBefore)
+				}
+				if resp.Authoritative || resp.RecursionAvailable {
+					t.Errorf("a refusal claims AA %v / RA %v", resp.Authoritative, resp.RecursionAvailable)
+				}
+			}
+			if got := s.Refused(); got != wantRefused {
+				t.Errorf("Refused() = %d, want %d", got, wantRefused)
 			}
 		})
 	}
