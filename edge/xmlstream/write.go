@@ -11,15 +11,88 @@ func (e *Element) AppendForward(dst []byte, header map[string]string) []byte {
 	if len(e.HeaderPrefixes) == 0 {
 		return append(dst, e.Raw...)
 	}
+	i := rootNameEnd(e.Raw)
+	dst = append(dst, e.Raw[:i]...)
+	dst = e.appendHeaderDecls(dst, header)
+	return append(dst, e.Raw[i:]...)
+}
+
+// AppendForwardAddressed is AppendForward with the root's addresses
+// replaced: the output's root has its unprefixed from attribute set to
+// from and its to attribute set to to (the RFC 7622 canonical forms the
+// gateway judged), so that Reader.Next reads exactly From == from and
+// To == to from it. Everything else is copied from Raw byte for byte.
+//
+//   - A from or to attribute present in Raw is rewritten in place, from
+//     its name to its closing quote, as name='value': the value escaped
+//     with AppendEscapedAttr and always in single quotes.
+//   - One absent from Raw is inserted right after the root's name (and
+//     the header prefix declarations) when the new value is not empty.
+//   - An empty new value removes the attribute (Next reports "" for an
+//     absent attribute too); the whitespace before it stays.
+//
+// To keep an address unchanged pass e.From or e.To. Characters XML cannot
+// carry become U+FFFD (see AppendEscapedAttr). Raw itself is not changed.
+// Like Raw, this is only for elements without CDATA: see HasCDATA.
+func (e *Element) AppendForwardAddressed(dst []byte, header map[string]string, from, to string) []byte {
+	i := rootNameEnd(e.Raw)
+	dst = append(dst, e.Raw[:i]...)
+	dst = e.appendHeaderDecls(dst, header)
+	if e.fromLoc.name == 0 && from != "" {
+		dst = appendAttr(dst, " from", from)
+	}
+	if e.toLoc.name == 0 && to != "" {
+		dst = appendAttr(dst, " to", to)
+	}
+	// Rewrite the present ones in the order they appear.
+	first, second := e.fromLoc, e.toLoc
+	firstVal, secondVal := from, to
+	firstName, secondName := "from", "to"
+	if second.name != 0 && (first.name == 0 || second.name < first.name) {
+		first, second = second, first
+		firstVal, secondVal = secondVal, firstVal
+		firstName, secondName = secondName, firstName
+	}
+	for _, ed := range [2]struct {
+		loc         attrLoc
+		name, value string
+	}{{first, firstName, firstVal}, {second, secondName, secondVal}} {
+		if ed.loc.name == 0 {
+			continue
+		}
+		dst = append(dst, e.Raw[i:ed.loc.name]...)
+		if ed.value != "" {
+			dst = appendAttr(dst, ed.name, ed.value)
+		}
+		i = ed.loc.end + 1 // past the closing quote
+	}
+	return append(dst, e.Raw[i:]...)
+}
+
+// appendAttr appends name='escaped value'.
+func appendAttr(dst []byte, name, value string) []byte {
+	dst = append(dst, name...)
+	dst = append(dst, "='"...)
+	dst = AppendEscapedAttr(dst, value)
+	return append(dst, '\'')
+}
+
+// rootNameEnd returns the offset just past the root element's name in raw.
+func rootNameEnd(raw []byte) int {
 	i := 1
-	for i < len(e.Raw) {
-		c := e.Raw[i]
+	for i < len(raw) {
+		c := raw[i]
 		if isXMLSpace[c] || c == '/' || c == '>' {
 			break
 		}
 		i++
 	}
-	dst = append(dst, e.Raw[:i]...)
+	return i
+}
+
+// appendHeaderDecls appends an xmlns:P='URI' declaration for every prefix
+// in e.HeaderPrefixes.
+func (e *Element) appendHeaderDecls(dst []byte, header map[string]string) []byte {
 	for _, p := range e.HeaderPrefixes {
 		uri, ok := header[p]
 		if !ok || p == "" {
@@ -31,7 +104,7 @@ func (e *Element) AppendForward(dst []byte, header map[string]string) []byte {
 		dst = AppendEscapedAttr(dst, uri)
 		dst = append(dst, '\'')
 	}
-	return append(dst, e.Raw[i:]...)
+	return dst
 }
 
 // AppendEscapedText appends s escaped as XML character data: & < > become
