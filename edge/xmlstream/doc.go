@@ -10,8 +10,12 @@
 // skipped; the stream's close tag ends the stream with ErrStreamEnd.
 // ParseNode turns one element's bytes into a small DOM for the rare
 // elements that need more than the head (stream features, STARTTLS, SASL,
-// dialback). The scanner is hand-written, without encoding/xml, and on the
-// common path allocates nothing.
+// dialback, content policy), keeping the order of mixed content;
+// ParseContent is the tree-free shortcut for the content policy. The
+// scanner is hand-written, without encoding/xml, and on the common path
+// allocates nothing. The package also writes: escaped text and attribute
+// values, forwarded elements (AppendForward, AppendForwardAddressed) and
+// canonical re-serialisations (AppendCanonical).
 //
 // # What is validated
 //
@@ -28,12 +32,18 @@
 //     the stream header ("xml" is predefined); xmlns:p="" and (re)binding
 //     the reserved xml and xmlns prefixes or namespaces are errors;
 //   - RFC 6120 §11 restricted XML: comments, processing instructions
-//     (except one XML declaration before each stream header), DTDs, CDATA
-//     sections and entity references other than the five predefined ones
-//     are answered with restricted-xml. Numeric character references must
-//     name an XML Char. CDATA sections are rejected although RFC 6120 does
-//     not forbid them: no XMPP server needs to send them, and every
-//     construct less is one less place for two parsers to disagree;
+//     (except one XML declaration before each stream header), DTDs and
+//     entity references other than the five predefined ones are answered
+//     with restricted-xml. Numeric character references must name an XML
+//     Char;
+//   - CDATA sections, which RFC 6120 §11.1 allows, are accepted inside an
+//     element only (before the stream header or between top-level
+//     elements they are restricted-xml, like every other "<!"): exactly
+//     "<![CDATA[" (anything else after "<![" is not-well-formed), content
+//     of XML Chars in valid UTF-8, ended by the first "]]>", counted in
+//     the element's size. Element.HasCDATA reports them; ParseNode reads
+//     their content as character data, merged with the text around it as
+//     any XML parser's character data is;
 //   - the XML declaration must say version 1.0 and, if it names an
 //     encoding, UTF-8 (else unsupported-encoding); a byte order mark is
 //     rejected with unsupported-encoding;
@@ -62,12 +72,35 @@
 // CVE-2020-29509/10/11). The rules above make the accepted language a
 // strict subset of what every conforming XML parser reads the same way:
 // no construct is accepted whose meaning depends on a parser's choices
-// (entities, DTDs, comments and CDATA that could hide or split markup,
-// duplicate attributes where parsers pick first or last, undeclared
-// prefixes, attribute whitespace normalisation). FuzzNext checks this
-// against encoding/xml: whatever the Reader accepts, encoding/xml parses
-// to the same root name, namespace and head attributes, and Raw is always
-// an exact slice of the input.
+// (entities, DTDs, comments that could hide or split markup, duplicate
+// attributes where parsers pick first or last, undeclared prefixes,
+// attribute whitespace normalisation). FuzzNext checks this against
+// encoding/xml: whatever the Reader accepts, encoding/xml parses to the
+// same tree (names, namespaces, attributes, character data in order, CDATA
+// included), and Raw is always an exact slice of the input.
+//
+// Three kinds of element are not forwarded raw; for them the relay writes
+// what it judged instead, from the parsed tree or the head:
+//
+//   - an element with HasCDATA: CDATA is conforming, but it is where
+//     markup hides as text (a "<message to='x'/>" inside a body) and where
+//     lax or home-grown parsers have disagreed, so the relay forwards the
+//     canonical re-serialisation of ParseNode's tree (AppendCanonical),
+//     in which the same content is escaped character data;
+//   - an element whose children the policy strips: AppendCanonical with a
+//     strip function;
+//   - an element whose from or to the gateway rewrote to its RFC 7622
+//     canonical form: AppendForwardAddressed, which is Raw with only those
+//     two attribute values replaced (for one that also has CDATA, set the
+//     addresses on the tree with Node.SetAttr and use AppendCanonical).
+//
+// AppendCanonical writes only elements with unprefixed names and explicit
+// default namespace declarations, prefixed attributes with prefixes it
+// declares itself (xml: excepted), the predefined escapes, and no CDATA,
+// comments or processing instructions; FuzzCanonical proves that the
+// Reader accepts its output, that ParseNode reads the output back to the
+// same tree (minus exactly the stripped children), that encoding/xml reads
+// it the same way, and that it is idempotent.
 //
 // A forwarded element may use a prefix declared only on the incoming
 // stream header (typically db: for dialback). Element.HeaderPrefixes lists
