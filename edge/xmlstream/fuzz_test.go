@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"io"
 	"testing"
 )
@@ -185,6 +186,106 @@ func FuzzParseNode(f *testing.F) {
 			if a.Space != b.Space || a.Local != b.Local || !literalWS && a.Value != b.Value {
 				t.Fatalf("attribute %d of %q: encoding/xml %+v, ParseNode %+v", i, raw, a, b)
 			}
+		}
+	})
+}
+
+// FuzzReadHeader checks ReadHeader on any input: it never panics, its
+// errors are a *StreamError, io.EOF or wrap io.ErrUnexpectedEOF, and a
+// header it accepts is read by encoding/xml, from exactly the bytes
+// ReadHeader consumed, as nothing but an XML declaration and whitespace
+// followed by a start tag with the same name, namespace, from, to, id,
+// version, xml:lang and namespace declarations.
+func FuzzReadHeader(f *testing.F) {
+	for _, s := range []string{
+		prosodyHeader,
+		"\r\n  <stream:stream xmlns=\"jabber:server\" xmlns:stream=\"http://etherx.jabber.org/streams\" to=\"partner.test\" version=\"1.0\">",
+		`<?xml version="1.0" encoding="utf-8" standalone='yes' ?>` + "\n" + `<stream:stream xmlns:stream='http://etherx.jabber.org/streams' id='a&amp;b&#x41;'>`,
+		`<stream:stream xmlns:stream='urn:wrong'>`,
+		`<stream xmlns='http://etherx.jabber.org/streams' from='a' to='b'>`,
+		`<stream:stream xmlns='jabber:server'>`,
+		`<?xml version='1.0' encoding='ISO-8859-1'?><stream:stream xmlns:stream='http://etherx.jabber.org/streams'>`,
+		"\xEF\xBB\xBF<stream:stream xmlns:stream='http://etherx.jabber.org/streams'>",
+		`<!DOCTYPE stream [<!ENTITY x 'y'>]><stream:stream xmlns:stream='http://etherx.jabber.org/streams'>`,
+		`<![CDATA[x]]><stream:stream xmlns:stream='http://etherx.jabber.org/streams'>`,
+		`<?xml version='1.0'?><?xml version='1.0'?><stream:stream xmlns:stream='http://etherx.jabber.org/streams'>`,
+		`<stream:stream xmlns:stream='http://etherx.jabber.org/streams'/>`,
+		"<stream:stream xmlns:stream='http://etherx.jabber.org/streams' from='a\nb'>",
+		`<stream:stream xmlns:stream='http://etherx.jabber.org/streams' to='a' to='b'>`,
+		`<stream:stream xmlns:stream='http://etherx.jabber.org/streams' xml:lang='de' xmlns:db='jabber:server:dialback' db:x='1'>`,
+		`<stream:stream xmlns:stream='http://etherx.jabber.org/streams' from='&#x1F600;&lt;'><message/>`,
+	} {
+		f.Add([]byte(s), uint8(0))
+		f.Add([]byte(s), uint8(200))
+	}
+	f.Fuzz(func(t *testing.T, in []byte, chunk uint8) {
+		src := &chunkReader{data: in, n: int(chunk%16) + 1}
+		if chunk >= 128 {
+			src.n = len(in) + 1
+		}
+		r := NewReader(src, Limits{})
+		h, err := r.ReadHeader()
+		if err != nil {
+			var se *StreamError
+			if err != io.EOF && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.As(err, &se) {
+				t.Fatalf("unexpected error type %T: %v", err, err)
+			}
+			return
+		}
+		consumed := in[:len(in)-len(src.data)-r.Buffered()]
+		d := xml.NewDecoder(bytes.NewReader(consumed))
+		var start *xml.StartElement
+		for start == nil {
+			tok, err := d.Token()
+			if err != nil {
+				t.Fatalf("encoding/xml rejects the accepted header %q: %v", consumed, err)
+			}
+			switch tok := tok.(type) {
+			case xml.StartElement:
+				start = &tok
+			case xml.ProcInst:
+				if tok.Target != "xml" {
+					t.Fatalf("accepted header %q with a processing instruction", consumed)
+				}
+			case xml.CharData:
+				if len(bytes.TrimLeft(tok, " \t\r\n")) > 0 {
+					t.Fatalf("accepted header %q with text before it", consumed)
+				}
+			default:
+				t.Fatalf("accepted header %q with %T", consumed, tok)
+			}
+		}
+		// The stream element is still open: encoding/xml reports the end
+		// of its input, and no further token.
+		if tok, err := d.Token(); err == nil {
+			t.Fatalf("encoding/xml sees %T after the header in the consumed bytes %q", tok, consumed)
+		}
+		if start.Name.Space != h.Space || start.Name.Local != h.Local {
+			t.Fatalf("name of %q: encoding/xml {%s}%s, ReadHeader {%s}%s", consumed, start.Name.Space, start.Name.Local, h.Space, h.Local)
+		}
+		got := map[string]string{"from": h.From, "to": h.To, "id": h.ID, "version": h.Version, "xml:lang": h.Lang}
+		want := map[string]string{"from": "", "to": "", "id": "", "version": "", "xml:lang": ""}
+		ns := map[string]string{}
+		for _, a := range start.Attr {
+			switch {
+			case a.Name.Space == "" && a.Name.Local == "xmlns":
+				ns[""] = a.Value
+			case a.Name.Space == "xmlns":
+				ns[a.Name.Local] = a.Value
+			case a.Name.Space == NSXML && a.Name.Local == "lang":
+				want["xml:lang"] = a.Value
+			case a.Name.Space == "":
+				if _, ok := want[a.Name.Local]; ok {
+					want[a.Name.Local] = a.Value
+				}
+			}
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("attributes of %q: encoding/xml %v, ReadHeader %v", consumed, want, got)
+		}
+		delete(ns, "xml") // a declaration of the predefined prefix is not recorded
+		if fmt.Sprint(ns) != fmt.Sprint(h.Namespaces) {
+			t.Fatalf("namespaces of %q: encoding/xml %v, ReadHeader %v", consumed, ns, h.Namespaces)
 		}
 	})
 }
