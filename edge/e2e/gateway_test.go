@@ -31,6 +31,8 @@ const (
 	InsideDNSAddr = "127.0.0.4:5300"
 	// MetricsAddr serves /metrics, /healthz, /readyz and the admin API.
 	MetricsAddr = "127.0.0.4:9269"
+	// AdminToken is the bearer token of the admin API (metrics.admin_token_file).
+	AdminToken = "e2e-admin-token-0123456789abcdef"
 )
 
 // xmppedgeBinary is bin/xmppedge built with the race detector (unless
@@ -247,7 +249,13 @@ func publicDNS(t *testing.T, directTLS bool) *resolvetest.Server {
 // so start xmppedge first).
 func companyProsody(t *testing.T, ca *testCA, gw *gatewayProc, insideTLS bool) *testbed.Prosody {
 	t.Helper()
-	opts := testbed.ProsodyOptions{Domain: CompanyDomain, IP: CompanyIP, DNS: InsideDNSAddr, Users: Users}
+	return companyProsodyWith(t, ca, gw, insideTLS, Users)
+}
+
+// companyProsodyWith is companyProsody with its own users.
+func companyProsodyWith(t *testing.T, ca *testCA, gw *gatewayProc, insideTLS bool, users map[string]string) *testbed.Prosody {
+	t.Helper()
+	opts := testbed.ProsodyOptions{Domain: CompanyDomain, IP: CompanyIP, DNS: InsideDNSAddr, Users: users}
 	opts.CertPEM, opts.KeyPEM = ca.issue(t, CompanyDomain)
 	if insideTLS {
 		internalCA, err := os.ReadFile(filepath.Join(gw.dir, "inside-ca.crt"))
@@ -300,6 +308,7 @@ limits:
 metrics:
   listen: "%[11]s"
   admin: true
+  admin_token_file: admin.token
 log:
   level: debug
   format: json
@@ -328,7 +337,7 @@ func partnersYAML(domains ...string) []byte {
 // policy data.
 func gatewayFiles(t testing.TB, ca *testCA, partners ...string) map[string][]byte {
 	cert, key := ca.issue(t, CompanyDomain)
-	return map[string][]byte{"company.crt": cert, "company.key": key, "partners.yaml": partnersYAML(partners...)}
+	return map[string][]byte{"company.crt": cert, "company.key": key, "partners.yaml": partnersYAML(partners...), "admin.token": []byte(AdminToken + "\n")}
 }
 
 // TestGatewayFederation federates a real company Prosody with a real

@@ -29,6 +29,25 @@ func httpGet(t *testing.T, path string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
+// adminGet fetches an admin API path with a bearer token ("" = none).
+func adminGet(t *testing.T, path, token string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, "http://"+MetricsAddr+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
 // metricValue sums the samples of name whose labels include all of want.
 func metricValue(text, name string, want map[string]string) float64 {
 	total := 0.0
@@ -120,10 +139,16 @@ func checkReadiness(t *testing.T, gw *gatewayProc) {
 	}
 }
 
-// checkAdmin lists sessions through the admin API.
+// checkAdmin lists sessions through the admin API: refused without the
+// bearer token or with a wrong one, answered with it.
 func checkAdmin(t *testing.T) {
 	t.Helper()
-	code, body := httpGet(t, "/admin/sessions")
+	for _, token := range []string{"", "wrong-token"} {
+		if code, body := adminGet(t, "/admin/sessions", token); code != http.StatusUnauthorized {
+			t.Fatalf("/admin/sessions with token %q: %d %s, want 401", token, code, body)
+		}
+	}
+	code, body := adminGet(t, "/admin/sessions", AdminToken)
 	if code != 200 {
 		t.Fatalf("/admin/sessions: %d %s", code, body)
 	}
