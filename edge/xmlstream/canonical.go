@@ -107,7 +107,9 @@ func (w *canonWriter) element(dst []byte, n *Node, parentNS string) ([]byte, err
 	if !ordered {
 		dst, open = appendCanonicalText(dst, n.Text, open)
 	}
-	w.path = append(w.path, n)
+	if w.strip != nil {
+		w.path = append(w.path, n)
+	}
 	for i, c := range n.Children {
 		if ordered {
 			dst, open = appendCanonicalText(dst, n.Segments[i], open)
@@ -126,7 +128,9 @@ func (w *canonWriter) element(dst []byte, n *Node, parentNS string) ([]byte, err
 			return dst, err
 		}
 	}
-	w.path = w.path[:len(w.path)-1]
+	if w.strip != nil {
+		w.path = w.path[:len(w.path)-1]
+	}
 	if ordered {
 		dst, open = appendCanonicalText(dst, n.Segments[len(n.Children)], open)
 	}

@@ -124,10 +124,35 @@ func AppendEscapedAttr(dst []byte, s string) []byte {
 	return appendEscaped(dst, s, true)
 }
 
+// Bytes that AppendEscapedText and AppendEscapedAttr copy as they are.
+var escPlainText, escPlainAttr = escapePlainTables()
+
+func escapePlainTables() (text, attr [256]bool) {
+	for c := 0x20; c < 0x80; c++ {
+		switch c {
+		case '&', '<', '>':
+		case '\'', '"':
+			text[c] = true
+		default:
+			text[c], attr[c] = true, true
+		}
+	}
+	text['\n'], text['\t'] = true, true
+	return text, attr
+}
+
 func appendEscaped(dst []byte, s string, attr bool) []byte {
+	plain := &escPlainText
+	if attr {
+		plain = &escPlainAttr
+	}
 	last := 0
 	for i := 0; i < len(s); {
 		c := s[i]
+		if plain[c] {
+			i++
+			continue
+		}
 		var esc string
 		size := 1
 		switch {
