@@ -1,7 +1,7 @@
 // Command xmppedge is the XMPP federation edge gateway.
 //
 //	xmppedge run   -config FILE   run the gateway
-//	xmppedge check -config FILE   validate a config file: every error with its field; exit 1 on any
+//	xmppedge check -config FILE   validate a config file and what it points at: every error with its field; exit 1 on any
 //	xmppedge policy test|eval     run the Rego tests, or evaluate a sample input
 //	xmppedge audit verify|tail|query  check the audit chain, read the audit log
 //	xmppedge probe DOMAIN         diagnose federation with a domain
@@ -51,6 +51,11 @@ func usage(w io.Writer) {
 }
 
 func runCLI(args []string, stdout, stderr io.Writer) int {
+	return runCLIContext(context.Background(), args, stdout, stderr)
+}
+
+// runCLIContext is runCLI; `run` also stops when ctx ends.
+func runCLIContext(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		usage(stderr)
 		return 2
@@ -86,18 +91,16 @@ func runCLI(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if args[0] == "check" {
-		if _, err := buildOptions(context.Background(), cfg, slog.New(slog.DiscardHandler), false); err != nil {
-			printConfigError(stderr, *path, err)
-			return 1
-		}
-		if _, err := newPolicyEngine(context.Background(), cfg, slog.New(slog.DiscardHandler)); err != nil {
+		// The same checks as run's, short of creating, ordering and
+		// listening.
+		if _, err := prepare(ctx, cfg, slog.New(slog.DiscardHandler), false); err != nil {
 			printConfigError(stderr, *path, err)
 			return 1
 		}
 		fmt.Fprintf(stdout, "%s: configuration is valid\n", *path)
 		return 0
 	}
-	return run(cfg, *path, stdout, stderr)
+	return run(ctx, cfg, *path, stdout, stderr)
 }
 
 func printConfigError(w io.Writer, path string, err error) {
@@ -163,22 +166,17 @@ func newPolicyEngine(ctx context.Context, cfg *config.Config, log *slog.Logger) 
 	return eng, nil
 }
 
-// openAudit opens the audit log the config names.
-func openAudit(cfg *config.Config, log *slog.Logger) (*audit.Log, error) {
+// openAudit opens the audit log the config names, keyed with hmacKey
+// (audit.hmac_key_file, loaded by prepare) when set.
+func openAudit(cfg *config.Config, hmacKey []byte, log *slog.Logger) (*audit.Log, error) {
 	ac := audit.Config{
 		Path:       cfg.ResolvePath(cfg.Audit.Path),
 		Durability: cfg.Audit.Durability,
 		RotateSize: int64(cfg.Audit.Rotate.Size),
 		RotateAge:  time.Duration(cfg.Audit.Rotate.Age),
+		HMACKey:    hmacKey,
 		Node:       cfg.Audit.Node,
 		Logger:     log,
-	}
-	if f := cfg.Audit.HMACKeyFile; f != "" {
-		key, err := audit.LoadHMACKey(cfg.ResolvePath(f))
-		if err != nil {
-			return nil, fmt.Errorf("audit.hmac_key_file: %w", err)
-		}
-		ac.HMACKey = key
 	}
 	l, err := audit.Open(ac)
 	if err != nil {

@@ -14,7 +14,12 @@ import (
 // returns its path; edit may change the YAML text first.
 func writeConfig(t *testing.T, edit func(string) string) string {
 	t.Helper()
-	dir := t.TempDir()
+	return writeConfigIn(t, t.TempDir(), edit)
+}
+
+// writeConfigIn is writeConfig in the folder dir.
+func writeConfigIn(t *testing.T, dir string, edit func(string) string) string {
+	t.Helper()
 	ca, err := certstest.NewCA("cli test CA")
 	if err != nil {
 		t.Fatal(err)

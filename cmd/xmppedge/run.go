@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -18,8 +19,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/xmppedge/xmppedge/certs"
-	"github.com/xmppedge/xmppedge/dialback"
 	"github.com/xmppedge/xmppedge/edge"
 	"github.com/xmppedge/xmppedge/edge/admin"
 	"github.com/xmppedge/xmppedge/edge/audit"
@@ -31,10 +33,10 @@ import (
 )
 
 // buildOptions turns a validated config into the gateway's options,
-// loading what the config points at. With obtain false (xmppedge check)
+// loading what the config points at; prepare calls it. With obtain false
 // nothing is contacted or created: ACME certificates are not ordered and
-// the internal CA is not generated. Its errors are FieldErrors where a
-// field is to blame.
+// the internal CA is checked (loaded when it exists), not generated. Its
+// errors are FieldErrors where a field is to blame.
 func buildOptions(ctx context.Context, cfg *config.Config, log *slog.Logger, obtain bool) (edge.Options, error) {
 	var fe config.FieldErrors
 	pairs := certificatePairs(cfg)
@@ -86,6 +88,11 @@ func buildOptions(ctx context.Context, cfg *config.Config, log *slog.Logger, obt
 		fe = append(fe, config.FieldError{Field: "dns.servers", Problem: err.Error()})
 	}
 	var ica *certs.InternalCA
+	if cfg.Inside.TLS != config.InsideTLSOff && !obtain {
+		if err := checkInternalCA(cfg); err != nil {
+			fe = append(fe, config.FieldError{Field: "inside.ca", Problem: err.Error()})
+		}
+	}
 	if cfg.Inside.TLS != config.InsideTLSOff && obtain {
 		var created bool
 		ica, created, err = certs.LoadOrCreateInternalCA(cfg.ResolvePath(cfg.Inside.CA.CertFile), cfg.ResolvePath(cfg.Inside.CA.KeyFile))
@@ -122,8 +129,24 @@ func buildOptions(ctx context.Context, cfg *config.Config, log *slog.Logger, obt
 		QueueSize:        cfg.Limits.QueueSize,
 		ConnectTimeout:   time.Duration(cfg.Limits.ConnectTimeout),
 		IdleTimeout:      time.Duration(cfg.Limits.IdleTimeout),
+		Limits:           gatewayLimits(cfg.Limits),
 		Logger:           log,
 	}, nil
+}
+
+// gatewayLimits are the limits of the config, as the gateway takes them
+// at start and at reload.
+func gatewayLimits(l config.LimitsConfig) edge.Limits {
+	return edge.Limits{
+		MaxStanzaSize:       l.MaxStanzaSize,
+		QueueSize:           l.QueueSize,
+		ConnectTimeout:      time.Duration(l.ConnectTimeout),
+		IdleTimeout:         time.Duration(l.IdleTimeout),
+		ConnectionsPerIP:    l.ConnectionsPerIP,
+		NewConnectionsPerIP: l.NewConnectionsPerIP,
+		StanzaRate:          l.StanzaRate,
+		StanzaBurst:         l.StanzaBurst,
+	}
 }
 
 // certificatePairs lists the certificate files of tls.certificates, with
@@ -149,21 +172,25 @@ func uncoveredDomains(store *certs.Store, domains []string) []string {
 
 // node is a running xmppedge: the gateway and what surrounds it.
 type node struct {
-	cfgPath  string
-	cfg      *config.Config
-	log      *slog.Logger
-	level    *slog.LevelVar
-	gw       *edge.Gateway
-	eng      *policy.Engine
-	alog     *audit.Log
-	acme     *certs.Store // the ACME-managed store to stop at exit, or nil
-	reloadMu sync.Mutex   // one reload at a time (SIGHUP, POST /reload)
-	m        *metrics.Metrics
+	cfgPath   string
+	cfg       *config.Config
+	log       *slog.Logger
+	level     *slog.LevelVar
+	gw        *edge.Gateway
+	eng       *policy.Engine
+	alog      *audit.Log
+	acme      *certs.Store // the ACME-managed store to stop at exit, or nil
+	adminAuth *admin.Auth  // the admin API's authentication, or nil
+	reloadMu  sync.Mutex   // one reload at a time (SIGHUP, POST /reload)
+	m         *metrics.Metrics
 }
 
-func run(cfg *config.Config, path string, stdout, stderr io.Writer) int {
+// run runs the gateway until SIGTERM or SIGINT (or ctx ends) and returns
+// the exit code. Whatever prepare finds wrong is reported at once, before
+// anything listens.
+func run(ctx context.Context, cfg *config.Config, path string, stdout, stderr io.Writer) int {
 	log, level := newLogger(cfg, stderr)
-	ctx, stop := context.WithCancel(context.Background())
+	ctx, stop := context.WithCancel(ctx)
 	defer stop()
 	n := &node{cfgPath: path, cfg: cfg, log: log, level: level, m: metrics.New(version)}
 	fail := func(err error) int {
@@ -171,25 +198,21 @@ func run(cfg *config.Config, path string, stdout, stderr io.Writer) int {
 		return 1
 	}
 
-	opt, err := buildOptions(ctx, cfg, log, true)
+	st, err := prepare(ctx, cfg, log, true)
 	if err != nil {
 		return fail(err)
 	}
+	opt := st.opt
 	if cfg.TLS.ACME != nil {
 		n.acme = opt.Certificates
+		defer n.acme.Close()
 	}
-	if n.eng, err = newPolicyEngine(ctx, cfg, log); err != nil {
-		return fail(err)
-	}
-	if n.alog, err = openAudit(cfg, log); err != nil {
+	n.eng, n.adminAuth = st.eng, st.adminAuth
+	if n.alog, err = openAudit(cfg, st.hmacKey, log); err != nil {
 		return fail(err)
 	}
 	defer n.alog.Close()
-	secret, err := dialback.LoadOrCreateSecret(cfg.ResolvePath(cfg.Dialback.SecretFile))
-	if err != nil {
-		return fail(fmt.Errorf("dialback.secret_file: %w", err))
-	}
-	opt.DialbackSecret = secret
+	opt.DialbackSecret = st.secret
 	opt.Policy = n.eng
 	opt.Auditor = n.alog
 	opt.Metrics = n.m
@@ -202,15 +225,15 @@ func run(cfg *config.Config, path string, stdout, stderr io.Writer) int {
 	n.m.PolicyRevision(n.eng.Revision())
 
 	if cfg.Metrics.Listen != "" {
-		srv, addr, err := n.serveHTTP()
+		srv, addr, err := n.serveHTTP(st.metricsTLS)
 		if err != nil {
 			n.gw.Close()
 			return fail(fmt.Errorf("metrics.listen: %w", err))
 		}
 		defer srv.Close()
-		log.Info("metrics and health listening", "addr", addr, "admin", cfg.Metrics.Admin)
-		if cfg.Metrics.Admin && !isLoopback(addr) {
-			log.Warn("the admin API has no authentication and listens beyond loopback: restrict metrics.listen to 127.0.0.1 or firewall it", "addr", addr)
+		log.Info("metrics and health listening", "addr", addr, "https", st.metricsTLS != nil, "admin", cfg.Metrics.Admin)
+		if cfg.Metrics.Admin && cfg.Metrics.AdminTokenFile != "" && st.metricsTLS == nil && !isLoopback(addr) {
+			log.Warn("the admin API's bearer token travels in clear text beyond loopback: serve metrics.listen over HTTPS (metrics.tls_cert_file, metrics.tls_key_file) or keep it on 127.0.0.1", "addr", addr)
 		}
 	}
 	if cfg.Inside.DNSListen != "" {
@@ -233,28 +256,52 @@ func run(cfg *config.Config, path string, stdout, stderr io.Writer) int {
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	var s os.Signal
-	for s = range sig {
-		if s != syscall.SIGHUP {
-			break
-		}
-		log.Info("SIGHUP: reloading")
-		if err := n.reload(ctx); err != nil {
-			log.Error("reload rejected: the running configuration stays active", "err", err)
+	defer signal.Stop(sig)
+	why := "context ended"
+wait:
+	for {
+		select {
+		case s := <-sig:
+			if s != syscall.SIGHUP {
+				why = s.String()
+				break wait
+			}
+			log.Info("SIGHUP: reloading")
+			err := n.reload(ctx)
+			if err != nil {
+				log.Error("reload rejected: the running configuration stays active", "err", err)
+			}
+			n.auditSignalReload(ctx, err)
+		case <-ctx.Done():
+			break wait
 		}
 	}
-	log.Info("shutting down", "signal", s.String())
+	log.Info("shutting down", "signal", why)
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownBound)
 	defer cancel()
 	if err := n.gw.Shutdown(sctx); err != nil {
 		log.Warn("shutdown did not finish in time: connections dropped", "err", err)
 		n.gw.Close()
 	}
-	if n.acme != nil {
-		n.acme.Close()
-	}
 	log.Info("stopped")
 	return 0
+}
+
+// auditSignalReload puts a SIGHUP reload on record, like the admin API's
+// POST /reload.
+func (n *node) auditSignalReload(ctx context.Context, reloadErr error) {
+	r := &audit.Record{Event: audit.EventAdmin, Actor: "signal SIGHUP", Action: admin.ActionReload, Decision: "allow"}
+	if reloadErr != nil {
+		r.Decision = "error"
+		r.Reason = "rejected, the running configuration is kept: " + strings.Join(strings.Fields(strings.ReplaceAll(reloadErr.Error(), "\n", "; ")), " ")
+	}
+	seq, err := n.alog.Append(r)
+	if err == nil {
+		err = n.alog.WaitDurable(ctx, seq)
+	}
+	if err != nil {
+		n.log.Error("the SIGHUP reload could not be audited", "err", err)
+	}
 }
 
 // printSummary prints the start-up summary an operator reads first.
@@ -281,7 +328,21 @@ func (n *node) printSummary(w io.Writer) {
 	}
 	fmt.Fprintf(w, "  audit: %s (%s)\n", cfg.ResolvePath(cfg.Audit.Path), cfg.Audit.Durability)
 	if cfg.Metrics.Listen != "" {
-		fmt.Fprintf(w, "  metrics: http://%s/metrics\n", cfg.Metrics.Listen)
+		scheme := "http"
+		if cfg.Metrics.TLS() {
+			scheme = "https"
+		}
+		fmt.Fprintf(w, "  metrics: %s://%s/metrics\n", scheme, cfg.Metrics.Listen)
+		if cfg.Metrics.Admin {
+			var how []string
+			if cfg.Metrics.AdminTokenFile != "" {
+				how = append(how, "bearer token")
+			}
+			if cfg.Metrics.ClientCA != "" {
+				how = append(how, "client certificate")
+			}
+			fmt.Fprintf(w, "  admin API: %s://%s/admin/sessions (%s)\n", scheme, cfg.Metrics.Listen, strings.Join(how, " or "))
+		}
 	}
 }
 
@@ -315,6 +376,14 @@ func (n *node) reload(ctx context.Context) (err error) {
 			return config.FieldErrors{{Field: "tls.certificates", Problem: "no certificate covers the local domain " + missing[0]}}
 		}
 	}
+	// The admin token file is re-read (rotation without a restart); the
+	// rest of metrics.* takes effect at the next start.
+	token := ""
+	if n.adminAuth != nil && cfg.Metrics.Admin && cfg.Metrics.AdminTokenFile != "" && n.cfg.Metrics.AdminTokenFile != "" {
+		if token, err = admin.LoadToken(cfg.ResolvePath(cfg.Metrics.AdminTokenFile)); err != nil {
+			return config.FieldErrors{{Field: "metrics.admin_token_file", Problem: err.Error()}}
+		}
+	}
 	// The policy last of the checks: it applies itself when it compiles.
 	if err := n.eng.Reload(ctx); err != nil {
 		return err
@@ -322,13 +391,13 @@ func (n *node) reload(ctx context.Context) (err error) {
 	if store != nil {
 		n.gw.SetCertificates(store)
 	}
+	if token != "" {
+		if err := n.adminAuth.SetToken(token); err != nil {
+			n.log.Error("reload: the admin token was not replaced", "err", err)
+		}
+	}
 	n.level.Set(logLevel(cfg.Log.Level))
-	n.gw.SetLimits(edge.Limits{
-		MaxStanzaSize:  cfg.Limits.MaxStanzaSize,
-		QueueSize:      cfg.Limits.QueueSize,
-		ConnectTimeout: time.Duration(cfg.Limits.ConnectTimeout),
-		IdleTimeout:    time.Duration(cfg.Limits.IdleTimeout),
-	})
+	n.gw.SetLimits(gatewayLimits(cfg.Limits))
 	n.log.Info("reloaded", "policy_revision", n.eng.Revision())
 	return nil
 }
@@ -363,21 +432,29 @@ func (n *node) ready() []string {
 }
 
 // serveHTTP serves /metrics, /healthz, /readyz and, when enabled, the
-// admin API.
-func (n *node) serveHTTP() (*http.Server, string, error) {
+// admin API (authenticated, audited); over HTTPS when tc is set.
+func (n *node) serveHTTP(tc *tls.Config) (*http.Server, string, error) {
 	mux := n.m.Mux(n.ready)
 	if n.cfg.Metrics.Admin {
-		admin.RegisterLogged(mux, admin.Funcs{
+		err := admin.Register(mux, admin.Funcs{
 			Sessions: func() any { return adminSessions(n.gw.Sessions()) },
 			Close:    n.gw.CloseSession,
 			ReloadFn: func() error { return n.reload(context.Background()) },
-		}, n.log)
+		}, admin.Options{Auth: n.adminAuth, Auditor: n.alog, Logger: n.log})
+		if err != nil {
+			return nil, "", err
+		}
 	}
 	ln, err := net.Listen("tcp", n.cfg.Metrics.Listen)
 	if err != nil {
 		return nil, "", err
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	if tc != nil {
+		ln = tls.NewListener(ln, tc)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
+		// A client that fails the TLS handshake is no server error.
+		ErrorLog: slog.NewLogLogger(n.log.Handler(), slog.LevelDebug)}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.log.Error("metrics listener stopped", "err", err)
@@ -423,9 +500,19 @@ func (n *node) startDNSResponder(ctx context.Context) (*dnsresponder.Server, err
 		// Other names (and the local domains) go to xmppedge's own
 		// resolvers; with none configured they are refused.
 		Forward: n.cfg.DNS.Servers,
+		// Only the internal server's networks are answered.
+		Allow: n.cfg.ParsedDNSAllow(),
 	})
 	if err != nil {
 		return nil, err
+	}
+	err = n.m.Registry().Register(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "xmppedge_dns_responder_refused_total",
+		Help: "Queries the internal DNS responder refused because their source is outside inside.dns_allow.",
+	}, func() float64 { return float64(srv.Refused()) }))
+	if err != nil {
+		srv.Close()
+		return nil, fmt.Errorf("registering the refusal counter: %w", err)
 	}
 	return srv, nil
 }

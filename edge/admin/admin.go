@@ -1,11 +1,16 @@
 package admin
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/xmppedge/xmppedge/edge/audit"
 )
 
 // Source is what the API administers: in practice the running gateway.
@@ -22,6 +27,31 @@ type Source interface {
 	// (errors.Join), each reported on its own line.
 	Reload() error
 }
+
+// Auditor is the part of the audit log the API writes to: *audit.Log (an
+// audit.Sink) is one.
+type Auditor interface {
+	// Append queues a record; an error means it was not accepted.
+	Append(r *audit.Record) (uint64, error)
+	// WaitDurable returns once record seq is stored as configured.
+	WaitDurable(ctx context.Context, seq uint64) error
+	// Healthy is nil while records can be stored.
+	Healthy() error
+}
+
+// Actions written in audit records and log lines: what was done.
+const (
+	ActionList   = "sessions.list"
+	ActionClose  = "session.close"
+	ActionReload = "reload"
+)
+
+// Decisions of admin audit records.
+const (
+	decisionDone    = "allow" // authenticated and done
+	decisionRefused = "deny"  // not authenticated
+	decisionFailed  = "error" // authenticated, but it failed
+)
 
 // Session is the JSON shape of one session expected from
 // Source.SessionsJSON.
@@ -62,80 +92,197 @@ func (f Funcs) Reload() error { return f.ReloadFn() }
 
 // implemented reports whether the Funcs behind src (if any) provide the
 // endpoint's function.
-func implemented(src Source, endpoint string) bool {
+func implemented(src Source, action string) bool {
 	f, ok := src.(Funcs)
 	if !ok {
 		return true
 	}
-	switch endpoint {
-	case "sessions":
+	switch action {
+	case ActionList:
 		return f.Sessions != nil
-	case "close":
+	case ActionClose:
 		return f.Close != nil
 	default:
 		return f.ReloadFn != nil
 	}
 }
 
-// Register adds the admin endpoints to mux. Actions are not logged; see
-// RegisterLogged.
-func Register(mux *http.ServeMux, src Source) {
-	RegisterLogged(mux, src, nil)
+// Options configure the endpoints.
+type Options struct {
+	// Auth authenticates every request; required.
+	Auth *Auth
+	// Auditor receives a record of every action and every refused
+	// attempt; nil: none are audited (tests). With an Auditor, an action
+	// is answered only once its record is stored (as durably as the log
+	// is configured), and a state-changing action is refused while the
+	// log cannot store records.
+	Auditor Auditor
+	// Logger receives a line per action and refused attempt; nil: not
+	// logged.
+	Logger *slog.Logger
 }
 
-// RegisterLogged adds the admin endpoints to mux and logs every action
-// (session closed, reload and its outcome) to log (nil: not logged).
-func RegisterLogged(mux *http.ServeMux, src Source, log *slog.Logger) {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+// api serves the endpoints.
+type api struct {
+	src  Source
+	auth *Auth
+	aud  Auditor
+	log  *slog.Logger
+}
+
+// Register adds the admin endpoints to mux. It refuses without
+// authentication (opt.Auth).
+func Register(mux *http.ServeMux, src Source, opt Options) error {
+	if opt.Auth == nil {
+		return errors.New("admin: the admin API needs authentication: configure metrics.admin_token_file or metrics.client_ca")
+	}
+	a := &api{src: src, auth: opt.Auth, aud: opt.Auditor, log: opt.Logger}
+	if a.log == nil {
+		a.log = slog.New(slog.DiscardHandler)
 	}
 	csrf := http.NewCrossOriginProtection()
+	mux.Handle("GET /admin/sessions", a.guard(ActionList, a.list))
+	mux.Handle("POST /admin/sessions/{id}/close", csrf.Handler(a.guard(ActionClose, a.close)))
+	mux.Handle("POST /reload", csrf.Handler(a.guard(ActionReload, a.reload)))
+	return nil
+}
 
-	mux.HandleFunc("GET /admin/sessions", func(w http.ResponseWriter, r *http.Request) {
-		if !implemented(src, "sessions") {
-			writeText(w, http.StatusNotImplemented, "listing sessions is not available\n")
+// guard authenticates the request before next; a refused attempt is
+// audited and logged.
+func (a *api) guard(action string, next func(w http.ResponseWriter, r *http.Request, actor string)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		actor, refusal := a.auth.identify(r)
+		if refusal == "" {
+			next(w, r, actor)
 			return
 		}
-		body, err := json.MarshalIndent(src.SessionsJSON(), "", "  ")
-		if err != nil {
-			log.Error("admin: encoding the sessions failed", "err", err)
-			writeText(w, http.StatusInternalServerError, "encoding the sessions failed: "+err.Error()+"\n")
-			return
+		target := r.PathValue("id")
+		a.log.Warn("admin: request refused", "action", action, "session", target, "reason", refusal, "remote_addr", r.RemoteAddr)
+		if a.aud != nil {
+			// Not waited for: an unauthenticated client must not be able
+			// to hold requests open on the disk.
+			if _, err := a.aud.Append(a.record(r, ActorUnauthenticated, action, target, decisionRefused, refusal)); err != nil {
+				a.log.Error("admin: the refused request could not be audited", "action", action, "err", err)
+			}
 		}
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "no-store")
-		w.WriteHeader(http.StatusOK)
-		_, _ = w.Write(append(body, '\n'))
+		a.auth.refuse(w, r)
 	})
+}
 
-	mux.Handle("POST /admin/sessions/{id}/close", csrf.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !implemented(src, "close") {
-			writeText(w, http.StatusNotImplemented, "closing sessions is not available\n")
-			return
-		}
-		id := r.PathValue("id")
-		if !src.CloseSession(id) {
-			writeText(w, http.StatusNotFound, "no session with id "+oneLine(id)+" (list them with GET /admin/sessions)\n")
-			return
-		}
-		log.Info("admin: session closed", "session", id, "remote_addr", r.RemoteAddr)
-		writeText(w, http.StatusOK, "closed\n")
-	})))
+func (a *api) record(r *http.Request, actor, action, target, decision, reason string) *audit.Record {
+	return &audit.Record{
+		Event: audit.EventAdmin, Actor: actor, Action: action, Target: target,
+		RemoteAddr: r.RemoteAddr, Decision: decision, Reason: reason,
+	}
+}
 
-	mux.Handle("POST /reload", csrf.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !implemented(src, "reload") {
-			writeText(w, http.StatusNotImplemented, "reload is not available\n")
-			return
+// audit stores the record of an authenticated action and logs it. An
+// error means the record is not stored.
+func (a *api) audit(r *http.Request, actor, action, target, decision, reason string) error {
+	level := slog.LevelInfo
+	if decision != decisionDone {
+		level = slog.LevelWarn
+	}
+	a.log.Log(r.Context(), level, "admin: "+action, "actor", actor, "session", target, "result", decision, "reason", reason, "remote_addr", r.RemoteAddr)
+	if a.aud == nil {
+		return nil
+	}
+	seq, err := a.aud.Append(a.record(r, actor, action, target, decision, reason))
+	if err == nil {
+		// The action happened: its record is waited for even if the
+		// client goes away.
+		err = a.aud.WaitDurable(context.WithoutCancel(r.Context()), seq)
+	}
+	if err != nil {
+		a.log.Error("admin: the action could not be audited", "actor", actor, "action", action, "session", target, "err", err)
+		return fmt.Errorf("the audit record could not be written: %w", err)
+	}
+	return nil
+}
+
+// auditReady refuses a state-changing action (503) while the audit log
+// cannot store its record.
+func (a *api) auditReady(w http.ResponseWriter, r *http.Request, actor, action, target string) bool {
+	if a.aud == nil {
+		return true
+	}
+	if err := a.aud.Healthy(); err != nil {
+		a.log.Error("admin: action refused: the audit log cannot store its record", "actor", actor, "action", action, "session", target, "remote_addr", r.RemoteAddr, "err", err)
+		writeText(w, http.StatusServiceUnavailable, "refused: the audit log cannot store records ("+oneLine(err.Error())+"); nothing was done\n")
+		return false
+	}
+	return true
+}
+
+func (a *api) list(w http.ResponseWriter, r *http.Request, actor string) {
+	if !implemented(a.src, ActionList) {
+		writeText(w, http.StatusNotImplemented, "listing sessions is not available\n")
+		return
+	}
+	body, err := json.MarshalIndent(a.src.SessionsJSON(), "", "  ")
+	if err != nil {
+		a.log.Error("admin: encoding the sessions failed", "err", err)
+		_ = a.audit(r, actor, ActionList, "", decisionFailed, "encoding the sessions failed: "+err.Error())
+		writeText(w, http.StatusInternalServerError, "encoding the sessions failed: "+err.Error()+"\n")
+		return
+	}
+	// Read only, so the record comes first: the sessions are not shown
+	// unless the listing is on record.
+	if err := a.audit(r, actor, ActionList, "", decisionDone, ""); err != nil {
+		writeText(w, http.StatusServiceUnavailable, "refused: "+oneLine(err.Error())+"\n")
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(append(body, '\n'))
+}
+
+func (a *api) close(w http.ResponseWriter, r *http.Request, actor string) {
+	if !implemented(a.src, ActionClose) {
+		writeText(w, http.StatusNotImplemented, "closing sessions is not available\n")
+		return
+	}
+	id := r.PathValue("id")
+	if !a.auditReady(w, r, actor, ActionClose, id) {
+		return
+	}
+	if !a.src.CloseSession(id) {
+		msg := "no session with id " + oneLine(id)
+		if err := a.audit(r, actor, ActionClose, id, decisionFailed, msg); err != nil {
+			msg += "; " + err.Error()
 		}
-		err := src.Reload()
-		if err != nil {
-			log.Warn("admin: reload rejected, the running configuration is kept", "err", err, "remote_addr", r.RemoteAddr)
-			writeText(w, http.StatusInternalServerError, errorLines(err))
-			return
+		writeText(w, http.StatusNotFound, msg+" (list them with GET /admin/sessions)\n")
+		return
+	}
+	if err := a.audit(r, actor, ActionClose, id, decisionDone, ""); err != nil {
+		writeText(w, http.StatusInternalServerError, "closed, but "+oneLine(err.Error())+"\n")
+		return
+	}
+	writeText(w, http.StatusOK, "closed\n")
+}
+
+func (a *api) reload(w http.ResponseWriter, r *http.Request, actor string) {
+	if !implemented(a.src, ActionReload) {
+		writeText(w, http.StatusNotImplemented, "reload is not available\n")
+		return
+	}
+	if !a.auditReady(w, r, actor, ActionReload, "") {
+		return
+	}
+	if err := a.src.Reload(); err != nil {
+		body := errorLines(err)
+		if aerr := a.audit(r, actor, ActionReload, "", decisionFailed, "rejected, the running configuration is kept: "+strings.TrimSpace(strings.ReplaceAll(body, "\n", "; "))); aerr != nil {
+			body += aerr.Error() + "\n"
 		}
-		log.Info("admin: reloaded", "remote_addr", r.RemoteAddr)
-		writeText(w, http.StatusOK, "reloaded\n")
-	})))
+		writeText(w, http.StatusInternalServerError, body)
+		return
+	}
+	if err := a.audit(r, actor, ActionReload, "", decisionDone, ""); err != nil {
+		writeText(w, http.StatusInternalServerError, "reloaded, but "+oneLine(err.Error())+"\n")
+		return
+	}
+	writeText(w, http.StatusOK, "reloaded\n")
 }
 
 // errorLines returns err's message one problem per line: errors.Join (and
