@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -475,3 +477,131 @@ func TestSIGHUPReloadAudited(t *testing.T) {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// The metrics listener as run wires it: HTTPS with a client CA and a
+// token; /metrics and the health endpoints open, the admin API guarded,
+// its actions on record.
+func TestMetricsListener(t *testing.T) {
+	dir := t.TempDir()
+	serverCA, err := certstest.NewCA("metrics server CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientCA, err := certstest.NewCA("ops CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srvCert, srvKey, err := serverCA.Issue(certstest.LeafOptions{DNSNames: []string{"metrics.test"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	aliceCert, aliceKey, err := clientCA.Issue(certstest.LeafOptions{CommonName: "alice", DNSNames: []string{"alice.ops.test"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const token = "tok-0123456789abcdef0123456789"
+	writeFiles(t, dir, map[string]file{
+		"metrics.crt": {srvCert, 0o644}, "metrics.key": {srvKey, 0o600},
+		"ops-ca.crt": {clientCA.CertPEM, 0o644}, "admin.token": {[]byte(token + "\n"), 0o600},
+	})
+	path := writeConfigIn(t, dir, insert("", "metrics:\n  listen: \"127.0.0.1:0\"\n  admin: true\n  admin_token_file: admin.token\n"+
+		"  client_ca: ops-ca.crt\n  tls_cert_file: metrics.crt\n  tls_key_file: metrics.key\n"))
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	st, err := prepare(ctx, cfg, discardLogger(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.metricsTLS == nil || st.adminAuth == nil {
+		t.Fatal("prepare gave no TLS configuration or no authentication")
+	}
+	alog, err := openAudit(cfg, nil, discardLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt := st.opt
+	opt.DialbackSecret, opt.Policy, opt.Auditor = st.secret, st.eng, alog
+	gw, err := edge.New(opt) // not started: only the metrics listener listens
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(gw.Close)
+	n := &node{cfgPath: path, cfg: cfg, log: discardLogger(), level: new(slog.LevelVar), gw: gw, eng: st.eng, alog: alog, adminAuth: st.adminAuth, m: metrics.New("test")}
+	srv, addr, err := n.serveHTTP(st.metricsTLS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(serverCA.CertPEM)
+	alice, err := tls.X509KeyPair(aliceCert, aliceKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := func(cert *tls.Certificate) *http.Client {
+		tc := &tls.Config{RootCAs: roots, ServerName: "metrics.test"}
+		if cert != nil {
+			tc.Certificates = []tls.Certificate{*cert}
+		}
+		c := &http.Client{Transport: &http.Transport{TLSClientConfig: tc}, Timeout: 10 * time.Second}
+		t.Cleanup(c.CloseIdleConnections)
+		return c
+	}
+	tests := []struct {
+		name   string
+		client *http.Client
+		path   string
+		header string // Authorization
+		want   int
+	}{
+		{"metrics open", client(nil), "/metrics", "", 200},
+		{"healthz open", client(nil), "/healthz", "", 200},
+		{"admin without credentials", client(nil), "/admin/sessions", "", 401},
+		{"admin with a wrong token", client(nil), "/admin/sessions", "Bearer " + strings.Repeat("w", 30), 401},
+		{"admin with the token", client(nil), "/admin/sessions", "Bearer " + token, 200},
+		{"admin with a client certificate", client(&alice), "/admin/sessions", "", 200},
+	}
+	for _, tt := range tests {
+		req, _ := http.NewRequest("GET", "https://"+addr+tt.path, nil)
+		if tt.header != "" {
+			req.Header.Set("Authorization", tt.header)
+		}
+		resp, err := tt.client.Do(req)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tt.want {
+			t.Errorf("%s: %d, want %d", tt.name, resp.StatusCode, tt.want)
+		}
+	}
+	// Plain HTTP is not served.
+	if resp, err := http.Get("http://" + addr + "/metrics"); err == nil {
+		if resp.StatusCode == 200 {
+			t.Error("/metrics answered over plain HTTP")
+		}
+		resp.Body.Close()
+	}
+	if err := alog.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	err = audit.ReadRecords([]string{cfg.ResolvePath(cfg.Audit.Path)}, func(r *audit.Record, _ []byte) error {
+		if r.Event == audit.EventAdmin {
+			got = append(got, r.Actor+"/"+r.Action+"/"+r.Decision)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"unauthenticated/sessions.list/deny", "unauthenticated/sessions.list/deny", "bearer token/sessions.list/allow",
+		"client certificate CN=alice/sessions.list/allow"}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("admin records:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
