@@ -24,5 +24,16 @@
 // Relative file names in the file are relative to the file's folder (Dir);
 // ResolvePath turns them into usable paths. Validation checks that the files
 // it needs exist, except the dialback secret, which xmppedge creates on first
-// start (its folder must exist).
+// start (its folder must exist), and that files holding secrets
+// (audit.hmac_key_file, metrics.admin_token_file) cannot be read by group or
+// others. What needs the files' content (certificates that load, keys that
+// fit, the policy that compiles, the dialback secret, the audit chain) is
+// checked by the command (cmd/xmppedge's prepare), the same way for
+// `xmppedge check` and `xmppedge run`.
+//
+// metrics.admin requires authentication (metrics.admin_token_file, or
+// metrics.client_ca with metrics.tls_cert_file and metrics.tls_key_file);
+// inside.dns_allow (default inside.allow) bounds who the DNS responder
+// answers; limits.* bound connections per source address and stanzas per
+// remote domain.
 package config
