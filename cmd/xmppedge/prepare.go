@@ -174,8 +174,10 @@ func checkAuditHead(path string, key []byte) error {
 		}
 	}
 	// Verify the line alone (the first record's prev is taken as given),
-	// with the verifier of `xmppedge audit verify`.
-	tmp, err := os.CreateTemp("", "xmppedge-check-*.jsonl")
+	// with the verifier of `xmppedge audit verify`, from a copy in the
+	// audit folder (writable, checked above; the name matches no audit
+	// file).
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".xmppedge-check-*")
 	if err != nil {
 		return fmt.Errorf("checking the last record of %s: %w", file, err)
 	}
