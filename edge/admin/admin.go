@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/xmppedge/xmppedge/edge/audit"
@@ -128,6 +129,44 @@ type api struct {
 	auth *Auth
 	aud  Auditor
 	log  *slog.Logger
+
+	refusals refusalBudget
+}
+
+// Refused attempts are recorded one by one up to refusalsPerWindow per
+// refusalWindow; beyond, they are counted, and the count goes with the
+// next recorded refusal. Whoever can reach the listener cannot fill the
+// audit disk (which would stop the relay: the log fails closed).
+const (
+	refusalsPerWindow = 60
+	refusalWindow     = time.Minute
+)
+
+// refusalBudget bounds the records of refused attempts.
+type refusalBudget struct {
+	mu         sync.Mutex
+	now        func() time.Time // time.Now; tests set a clock
+	start      time.Time        // of the current window
+	n          int              // recorded in the current window
+	suppressed int              // not recorded since the last recorded one
+}
+
+// take reports whether a refusal may be recorded now and, if so, how many
+// were not recorded before it.
+func (b *refusalBudget) take() (ok bool, suppressed int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := b.now()
+	if now.Sub(b.start) >= refusalWindow || now.Before(b.start) {
+		b.start, b.n = now, 0
+	}
+	if b.n >= refusalsPerWindow {
+		b.suppressed++
+		return false, 0
+	}
+	b.n++
+	suppressed, b.suppressed = b.suppressed, 0
+	return true, suppressed
 }
 
 // Register adds the admin endpoints to mux. It refuses without
@@ -137,6 +176,7 @@ func Register(mux *http.ServeMux, src Source, opt Options) error {
 		return errors.New("admin: the admin API needs authentication: configure metrics.admin_token_file or metrics.client_ca")
 	}
 	a := &api{src: src, auth: opt.Auth, aud: opt.Auditor, log: opt.Logger}
+	a.refusals.now = time.Now
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
 	}
@@ -156,13 +196,18 @@ func (a *api) guard(action string, next func(w http.ResponseWriter, r *http.Requ
 			next(w, r, actor)
 			return
 		}
-		target := r.PathValue("id")
-		a.log.Warn("admin: request refused", "action", action, "session", target, "reason", refusal, "remote_addr", r.RemoteAddr)
-		if a.aud != nil {
-			// Not waited for: an unauthenticated client must not be able
-			// to hold requests open on the disk.
-			if _, err := a.aud.Append(a.record(r, ActorUnauthenticated, action, target, decisionRefused, refusal)); err != nil {
-				a.log.Error("admin: the refused request could not be audited", "action", action, "err", err)
+		if ok, suppressed := a.refusals.take(); ok {
+			target := r.PathValue("id")
+			if suppressed > 0 {
+				refusal += fmt.Sprintf("; %d more refused attempt(s) before this one were not recorded one by one (more than %d a minute)", suppressed, refusalsPerWindow)
+			}
+			a.log.Warn("admin: request refused", "action", action, "session", target, "reason", refusal, "remote_addr", r.RemoteAddr)
+			if a.aud != nil {
+				// Not waited for: an unauthenticated client must not be
+				// able to hold requests open on the disk.
+				if _, err := a.aud.Append(a.record(r, ActorUnauthenticated, action, target, decisionRefused, refusal)); err != nil {
+					a.log.Error("admin: the refused request could not be audited", "action", action, "err", err)
+				}
 			}
 		}
 		a.auth.refuse(w, r)

@@ -624,3 +624,55 @@ func TestFuncsAdapter(t *testing.T) {
 		})
 	}
 }
+
+// Refused attempts are recorded up to the budget per minute; the ones
+// beyond are counted into the next recorded refusal.
+func TestRefusalBudget(t *testing.T) {
+	aud := &fakeAuditor{}
+	// An api driven directly, with a manual clock.
+	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	a := &api{src: newFake(), auth: tokenAuth(t), aud: aud, log: slog.New(slog.DiscardHandler)}
+	a.refusals.now = func() time.Time { return clock }
+	h := a.guard(ActionList, a.list)
+	refuse := func(n int) {
+		for range n {
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequest("GET", "/admin/sessions", nil))
+			if rec.Code != http.StatusUnauthorized {
+				t.Fatalf("status %d, want 401", rec.Code)
+			}
+		}
+	}
+	refuse(refusalsPerWindow + 5)
+	if n := len(aud.all()); n != refusalsPerWindow {
+		t.Fatalf("%d records in the first minute, want %d", n, refusalsPerWindow)
+	}
+	clock = clock.Add(refusalWindow)
+	refuse(1)
+	recs := aud.all()
+	if len(recs) != refusalsPerWindow+1 {
+		t.Fatalf("%d records, want %d", len(recs), refusalsPerWindow+1)
+	}
+	if last := recs[len(recs)-1]; !strings.Contains(last.Reason, "no credentials; 5 more refused attempt(s)") {
+		t.Errorf("the next refusal does not carry the count: %q", last.Reason)
+	}
+	refuse(1)
+	if last := aud.all()[refusalsPerWindow+1]; strings.Contains(last.Reason, "more refused") {
+		t.Errorf("the count is carried twice: %q", last.Reason)
+	}
+	// Authenticated actions are never held back by the budget.
+	refuse(refusalsPerWindow) // the budget of this window runs out
+	if n := len(aud.all()); n != 2*refusalsPerWindow {
+		t.Fatalf("%d records, want %d", n, 2*refusalsPerWindow)
+	}
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest("GET", "/admin/sessions", nil)
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	h.ServeHTTP(rec, req)
+	if rec.Code != 200 {
+		t.Errorf("an authenticated request after the budget ran out: %d", rec.Code)
+	}
+	if last := aud.all()[len(aud.all())-1]; last.Actor != ActorBearerToken {
+		t.Errorf("the authenticated listing is not on record: %+v", last)
+	}
+}

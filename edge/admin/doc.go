@@ -57,5 +57,8 @@
 // listing is answered only once its record is stored; close and reload
 // are refused with 503 while the audit log cannot store records, and their
 // answer says so if the record of a completed action could not be written.
-// Refused attempts are recorded without waiting for the disk.
+// Refused attempts are recorded without waiting for the disk, at most 60
+// a minute: beyond, they are counted and the count is written with the
+// next refusal recorded, so that whoever reaches the listener cannot fill
+// the audit disk (a full disk stops the relay: the log fails closed).
 package admin
