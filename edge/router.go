@@ -412,32 +412,32 @@ func (s *outSession) run() {
 		}
 		decision = d
 	}
+	// Connect, negotiate and authenticate within connect_timeout; a server
+	// whose certificate the policy refuses, or that refuses us, is
+	// skipped for the next one the SRV records name.
 	ctx, cancel := context.WithTimeout(g.ctx, g.limits().ConnectTimeout)
-	os, err := g.dial(ctx, s.key.leg, s.key.from, s.key.to)
-	if err == nil && requiresCert(decision) && (os.verdict == nil || !os.verdict.Valid) {
-		reason := "no TLS"
-		if os.verdict != nil {
-			reason = os.verdict.Reason
+	os, err := g.dial(ctx, s.key.leg, s.key.from, s.key.to, func(ctx context.Context, os *outStream) error {
+		if requiresCert(decision) && (os.verdict == nil || !os.verdict.Valid) {
+			reason := "no TLS"
+			if os.verdict != nil {
+				reason = os.verdict.Reason
+			}
+			return &dialError{stage: stageCertificate, connected: true, opened: true,
+				err: fmt.Errorf("the policy requires a valid certificate from %s: %s", s.key.to, reason)}
 		}
-		os.sc.conn.Close()
-		cancel()
-		s.failAll("policy-violation", "the policy requires a valid certificate from "+s.key.to+": "+reason, errors.New("certificate required: "+reason))
-		return
-	}
-	if err == nil {
-		err = g.authenticate(ctx, os)
-		if err != nil {
-			os.sc.conn.Close()
-		}
-	}
+		return g.authenticate(ctx, os)
+	})
 	cancel()
 	if err != nil {
-		cond := "remote-server-not-found"
+		cond, text := "remote-server-not-found", "xmppedge could not reach "+s.key.to
 		var de *dialError
 		if errors.As(err, &de) {
 			cond = de.condition()
+			if cond == "policy-violation" {
+				text = de.reason().Error()
+			}
 		}
-		s.failAll(cond, "xmppedge could not reach "+s.key.to, err)
+		s.failAll(cond, text, err)
 		return
 	}
 	// A session record that cannot be written is logged loudly but does
@@ -475,7 +475,7 @@ func (s *outSession) run() {
 
 // failAll ends a session that could not be set up, bouncing what waited.
 func (s *outSession) failAll(cond, text string, err error) {
-	s.r.g.m.SessionFailure(s.key.leg.String(), metrics.RoleOutgoing, failureReason(cond, err))
+	s.r.g.m.SessionFailure(s.key.leg.String(), metrics.RoleOutgoing, sessionFailureKind(cond, err))
 	q := s.closeAndTake()
 	s.log.Warn("outgoing stream failed", "err", err, "bounced", len(q), "condition", cond)
 	for _, st := range q {
