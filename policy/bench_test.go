@@ -175,7 +175,7 @@ func BenchmarkStanzaContent50RegoRules(b *testing.B) {
 	writeFiles(b, dir, map[string]string{"stanza.rego": rules.String()})
 	for _, path := range []string{"program", "full"} {
 		b.Run(path, func(b *testing.B) {
-			e, err := New(testContext(b), Config{Rules: dir})
+			e, err := New(testContext(b), withTestTimeout(Config{Rules: dir}))
 			if err != nil {
 				b.Fatal(err)
 			}

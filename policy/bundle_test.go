@@ -104,7 +104,7 @@ func (s *bundleServer) url() string { return s.srv.URL + "/bundle.tar.gz" }
 
 func TestBundleLoadAndPoll(t *testing.T) {
 	srv := newBundleServer(t, buildBundle(t, "v1", []string{"partner.test", "*.example.org"}, nil, false))
-	e, err := New(testContext(t), Config{Bundle: &BundleConfig{URL: srv.url(), Poll: 20 * time.Millisecond}})
+	e, err := New(testContext(t), withTestTimeout(Config{Bundle: &BundleConfig{URL: srv.url(), Poll: 20 * time.Millisecond}}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,15 +131,15 @@ func TestBundleLoadAndPoll(t *testing.T) {
 		if r != "v2" {
 			t.Fatalf("reloaded to %q", r)
 		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("the bundle poll did not pick up v2 within 5s")
+	case <-time.After(waitBound):
+		t.Fatalf("the bundle poll did not pick up v2 within %v", waitBound)
 	}
 	if !e.DecideSession(ctx, &SessionInput{RemoteDomain: "other.test"}).Allow || e.DecideSession(ctx, &SessionInput{RemoteDomain: "partner.test"}).Allow {
 		t.Fatal("v2 not applied")
 	}
 	// A broken bundle is rejected; v2 stays.
 	srv.set([]byte("not a tarball"))
-	waitFor(t, 5*time.Second, "a reload failure", func() bool { return e.Stats().ReloadFailures > 0 })
+	waitFor(t, waitBound, "a reload failure", func() bool { return e.Stats().ReloadFailures > 0 })
 	if e.Revision() != "v2" {
 		t.Fatalf("revision %q after a broken bundle", e.Revision())
 	}
@@ -172,7 +172,7 @@ func TestBundleSignatures(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := newBundleServer(t, tt.body)
-			e, err := New(testContext(t), Config{Bundle: &BundleConfig{URL: srv.url(), PublicKey: pubFile}})
+			e, err := New(testContext(t), withTestTimeout(Config{Bundle: &BundleConfig{URL: srv.url(), PublicKey: pubFile}}))
 			if tt.ok {
 				if err != nil {
 					t.Fatal(err)

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 )
 
 // Content programs (content.go) must decide exactly as the full
@@ -201,7 +200,7 @@ func diffStanzas(n int) []StanzaInput {
 func diffEngines(t *testing.T, rules string, data string, mode string) (fast, ref *Engine) {
 	t.Helper()
 	dir := t.TempDir()
-	cfg := Config{Rules: rules, Mode: mode}
+	cfg := withTestTimeout(Config{Rules: rules, Mode: mode})
 	if data != "" {
 		writeFiles(t, dir, map[string]string{"data.yaml": data})
 		cfg.Data = []string{filepath.Join(dir, "data.yaml")}
@@ -383,10 +382,9 @@ func TestShippedContentProgram(t *testing.T) {
 // TestContentProgramsConcurrent: decisions from many goroutines (run with
 // -race) agree with the full evaluation.
 func TestContentProgramsConcurrent(t *testing.T) {
+	// Both engines decide with testTimeout (diffEngines): 8 goroutines on
+	// 2 cores under -race can take more than 50ms for one evaluation.
 	fast, ref := diffEngines(t, "../rules", diffDataBig, ModeEnforce)
-	// The timeout is wall-clock: 8 goroutines on 2 cores under -race can
-	// take more than 50ms for one evaluation; timeouts are not tested here.
-	fast.cfg.Timeout = time.Minute
 	stanzas := diffStanzas(500)
 	ctx := testContext(t)
 	want := make([]StanzaDecision, len(stanzas))

@@ -22,6 +22,23 @@ func writeFiles(t testing.TB, dir string, files map[string]string) {
 	}
 }
 
+// testTimeout bounds one evaluation in tests instead of DefaultTimeout
+// (50ms). The timeout is wall-clock: on a busy machine, under -race, an
+// evaluation that takes 2µs alone can take longer than 50ms, and a test
+// would then see a fail-closed deny that has nothing to do with what it
+// checks. Tests decide with this generous bound; TestTimeout checks the
+// mechanism itself with a policy that cannot finish.
+const testTimeout = 2 * time.Minute
+
+// withTestTimeout returns cfg with Timeout set to testTimeout unless the
+// test chose one.
+func withTestTimeout(cfg Config) Config {
+	if cfg.Timeout == 0 {
+		cfg.Timeout = testTimeout
+	}
+	return cfg
+}
+
 // newTestEngine writes a policy (rego files and an optional data.yaml)
 // to a temporary directory and loads it.
 func newTestEngine(t testing.TB, files map[string]string, cfg Config) (*Engine, string) {
@@ -33,7 +50,7 @@ func newTestEngine(t testing.TB, files map[string]string, cfg Config) (*Engine, 
 	if _, ok := files["../data.yaml"]; ok {
 		cfg.Data = []string{filepath.Join(dir, "data.yaml")}
 	}
-	e, err := New(testContext(t), cfg)
+	e, err := New(testContext(t), withTestTimeout(cfg))
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -56,7 +73,7 @@ func shippedEngine(t testing.TB, dataYAML string, cfg Config) *Engine {
 	writeFiles(t, dir, map[string]string{"data.yaml": dataYAML})
 	cfg.Rules = "../rules"
 	cfg.Data = []string{data}
-	e, err := New(testContext(t), cfg)
+	e, err := New(testContext(t), withTestTimeout(cfg))
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -90,6 +107,11 @@ func indexByte(s string, b byte) int {
 	}
 	return -1
 }
+
+// waitBound bounds the wait for something running in the background (a
+// reload by Watch): generous, so that only a change that never happens
+// fails, not a slow machine.
+const waitBound = 30 * time.Second
 
 // waitFor polls cond until it holds or the bound passes.
 func waitFor(t *testing.T, bound time.Duration, what string, cond func() bool) {
