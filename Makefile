@@ -10,7 +10,7 @@ GO       ?= go
 VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X main.version=$(VERSION)
 DEV      := dev
-APT_PKGS := prosody lua-unbound python3-slixmpp openssl prometheus
+APT_PKGS := prosody lua-unbound python3-slixmpp openssl prometheus testssl.sh
 
 .PHONY: build run test deps vet unit e2e bench fuzz clean
 
