@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strings"
 	"sync"
@@ -222,7 +223,7 @@ func diffEngines(t *testing.T, rules string, data string, mode string) (fast, re
 
 func sameDecision(a, b StanzaDecision) bool {
 	a.Cached, b.Cached = false, false
-	return a == b
+	return reflect.DeepEqual(a, b)
 }
 
 // runDiff decides every stanza on the fast engine and on the reference,

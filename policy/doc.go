@@ -15,17 +15,22 @@
 //     ("inbound" | "outbound"), local_domain, remote_domain, remote_ip,
 //     tls {version, cipher, peer_cert_valid, peer_cert_issuer,
 //     peer_cert_error}, auth ("sasl_external" | "dialback" | "" before
-//     authentication). Result: {allow, reason, require} where require may
-//     list "certificate" (the gateway must authenticate the session by
-//     certificate, SASL EXTERNAL).
+//     authentication). Result: {allow, reason, require, rate} where
+//     require may list "certificate" (the gateway must authenticate the
+//     session by certificate, SASL EXTERNAL) and rate, {per_second,
+//     burst}, limits the remote domain's stanzas (a token bucket; a
+//     positive number and a positive integer, else the decision fails).
 //   - the stanza decision, data.xmppedge.stanza.decision: may this stanza
 //     cross? Input: direction, kind, type, id, from and to {full, bare,
 //     domain}, children [{name, namespace}], body, subject, thread,
 //     security_label {marking, fgcolor, bgcolor, label} (absent when the
 //     stanza has none), session {the session input of its stream}.
-//     Result: {allow, reason, error, audit}: error is the stanza error
-//     condition of the bounce (default "policy-violation"), audit is what
-//     the audit log keeps ("none", "meta" — the default —, "hash", "full").
+//     Result: {allow, reason, error, audit, strip}: error is the stanza
+//     error condition of the bounce (default "policy-violation"), audit
+//     is what the audit log keeps ("none", "meta" — the default —,
+//     "hash", "full"), strip lists children [{name, namespace}] the
+//     gateway removes before forwarding an allowed stanza (both non-empty
+//     strings, else the decision fails; a deny has no strip).
 //
 // The Go types SessionInput and StanzaInput are those documents; their
 // JSON tags are the Rego field names.
@@ -94,7 +99,9 @@
 // payloads at all. The cache belongs to one loaded policy (so a reload
 // starts from empty), is bounded (Config.CacheSize, 100,000 per decision;
 // a full shard is emptied) and safe for concurrent use. Failures are never
-// cached.
+// cached. A cached decision is the whole value, strip and rate included;
+// the Strip and Rate of a returned decision are shared with the cache:
+// read them, never modify them.
 //
 // # Speed: content programs
 //

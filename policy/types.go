@@ -28,12 +28,24 @@ type SessionInput struct {
 
 // SessionDecision is the result of the session decision.
 type SessionDecision struct {
-	Allow     bool     `json:"allow"`
-	Reason    string   `json:"reason,omitempty"`
-	Require   []string `json:"require,omitempty"`    // e.g. ["certificate"]: the session must be authenticated by certificate
-	WouldDeny bool     `json:"would_deny,omitempty"` // dry-run: the policy denied (or failed), but the mode let it pass
-	Revision  string   `json:"revision"`
-	Cached    bool     `json:"cached,omitempty"` // came from the decision cache
+	Allow   bool     `json:"allow"`
+	Reason  string   `json:"reason,omitempty"`
+	Require []string `json:"require,omitempty"` // e.g. ["certificate"]: the session must be authenticated by certificate
+	// Rate limits the stanzas of the remote domain (a token bucket per
+	// remote domain); nil means no limit. Only on an allowed session.
+	// Shared with the decision cache: read it, never modify it.
+	Rate      *Rate  `json:"rate,omitempty"`
+	WouldDeny bool   `json:"would_deny,omitempty"` // dry-run: the policy denied (or failed), but the mode let it pass
+	Revision  string `json:"revision"`
+	Cached    bool   `json:"cached,omitempty"` // came from the decision cache
+}
+
+// Rate is a token bucket: PerSecond stanzas a second on average, bursts
+// of up to Burst. Decision: {"per_second": 20, "burst": 50}; PerSecond
+// is a positive number, Burst a positive integer.
+type Rate struct {
+	PerSecond float64 `json:"per_second"`
+	Burst     int     `json:"burst"`
 }
 
 // JID is an XMPP address in its three forms. Input: {"full":…, "bare":…, "domain":…}.
@@ -74,17 +86,23 @@ type StanzaInput struct {
 	Thread        string         `json:"thread"`
 	SecurityLabel *SecurityLabel `json:"security_label,omitempty"`
 	Session       *SessionInput  `json:"session,omitempty"` // the facts of the stream it arrived on
+
 }
 
 // StanzaDecision is the result of the stanza decision.
 type StanzaDecision struct {
-	Allow     bool   `json:"allow"`
-	Reason    string `json:"reason,omitempty"`
-	Error     string `json:"error,omitempty"` // stanza error condition for the bounce; default "policy-violation"
-	Audit     string `json:"audit"`           // "none" | "meta" | "hash" | "full" (default "meta")
-	WouldDeny bool   `json:"would_deny,omitempty"`
-	Revision  string `json:"revision"`
-	Cached    bool   `json:"cached,omitempty"` // came from the decision cache
+	Allow  bool   `json:"allow"`
+	Reason string `json:"reason,omitempty"`
+	Error  string `json:"error,omitempty"` // stanza error condition for the bounce; default "policy-violation"
+	Audit  string `json:"audit"`           // "none" | "meta" | "hash" | "full" (default "meta")
+	// Strip lists the children (direct children of the stanza, matched by
+	// local name and namespace) to remove before the stanza is forwarded.
+	// Only on an allowed stanza: a deny (also a dry-run would-deny) has
+	// none. Shared with the decision cache: read it, never modify it.
+	Strip     []Child `json:"strip,omitempty"`
+	WouldDeny bool    `json:"would_deny,omitempty"`
+	Revision  string  `json:"revision"`
+	Cached    bool    `json:"cached,omitempty"` // came from the decision cache
 }
 
 // Modes of an Engine.
