@@ -91,6 +91,11 @@ func FuzzPrepare(f *testing.F) {
 		if d, err := PrepareDomain(j.Domain); err != nil || d != j.Domain {
 			t.Fatalf("%q: PrepareDomain(%q) = %q, %v", s, j.Domain, d, err)
 		}
+		// The A-label form names the same domain.
+		a := j.DomainASCII()
+		if d, err := PrepareDomain(a); a == "" || err != nil || d != j.Domain {
+			t.Fatalf("%q: DomainASCII %q prepares to %q, %v; want %q", s, a, d, err, j.Domain)
+		}
 	})
 }
 

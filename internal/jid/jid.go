@@ -38,6 +38,26 @@ func (j JID) Bare() string {
 	return j.Local + "@" + j.Domain
 }
 
+// DomainASCII returns j's domainpart in A-label form (bücher.example ->
+// xn--bcher-kva.example): the form DNS uses, and the one policy data keeps
+// its domains in. See [DomainASCII].
+func (j JID) DomainASCII() string { return DomainASCII(j.Domain) }
+
+// DomainASCII converts a domainpart prepared by [Prepare] or
+// [PrepareDomain] to its A-label form; an ASCII domain (IP literals
+// included) is returned as it is. It returns "" for a string that is not
+// a prepared domainpart.
+func DomainASCII(prepared string) string {
+	if isASCII(prepared) {
+		return prepared
+	}
+	a, err := domainProfile.ToASCII(prepared)
+	if err != nil {
+		return ""
+	}
+	return a
+}
+
 // IsDomain reports whether j has neither a localpart nor a resourcepart:
 // it addresses a server itself.
 func (j JID) IsDomain() bool { return j.Local == "" && j.Resource == "" }

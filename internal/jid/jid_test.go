@@ -218,3 +218,27 @@ func TestFastPathTaken(t *testing.T) {
 		t.Fatalf("canonical ASCII JID: %v allocations, want 0", allocs)
 	}
 }
+
+func TestDomainASCII(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"alice@BÜCHER.example/r", "xn--bcher-kva.example"},
+		{"alice@xn--bcher-kva.example", "xn--bcher-kva.example"},
+		{"company.test", "company.test"},
+		{"[2001:db8::1]", "[2001:db8::1]"},
+		{"مثال.إختبار", "xn--mgbh0fb.xn--kgbechtv"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			j, err := Prepare(tt.in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := j.DomainASCII(); got != tt.want {
+				t.Fatalf("DomainASCII() = %q, want %q", got, tt.want)
+			}
+		})
+	}
+	if got := DomainASCII("a b.é"); got != "" {
+		t.Fatalf("DomainASCII of an unprepared string = %q, want \"\"", got)
+	}
+}
