@@ -24,7 +24,8 @@ import (
 // those tests from the compiled policy itself, by partial evaluation:
 //
 //  1. Once per program key (the header leaves of the decision cache's key,
-//     plus the exact children and security label when the policy reads
+//     plus the exact children, security label and payload facts —
+//     encryption, file_transfer, body_is_fallback — when the policy reads
 //     them), the stanza decision is partially evaluated with input.body,
 //     input.subject and input.thread unknown. OPA returns the residual
 //     policy: what is left of the rules once every known fact is plugged in.
@@ -110,6 +111,7 @@ func (e *Engine) startBuild(l *loaded, in *StanzaInput, key []byte) {
 	q.progs.put([]byte(k), pendingProgram)
 	cp := *in // the caller may reuse *in: keep what the build reads
 	cp.Children = append([]Child(nil), in.Children...)
+	cp.FileTransfer = append([]FileTransfer(nil), in.FileTransfer...)
 	if in.SecurityLabel != nil {
 		sl := *in.SecurityLabel
 		cp.SecurityLabel = &sl
@@ -312,8 +314,9 @@ func (p *contentProgram) store(v uint64, d StanzaDecision) {
 }
 
 // appendContentKey appends to a header key the content leaves that the
-// program key holds exactly (children, security label); the text fields
-// are the program's unknowns and not part of the key.
+// program key holds exactly (children, security label, the payload
+// facts); the text fields are the program's unknowns and not part of the
+// key.
 func appendContentKey(key []byte, in *StanzaInput, l leaf) []byte {
 	switch l {
 	case lfChildren:
@@ -332,6 +335,19 @@ func appendContentKey(key []byte, in *StanzaInput, l leaf) []byte {
 			key = appendString(key, sl.BgColor)
 			key = appendString(key, sl.Label)
 		}
+	case lfEncryption:
+		key = appendString(key, "e")
+		key = appendString(key, in.Encryption)
+	case lfFileTransfer:
+		key = appendString(key, "f")
+		key = appendUvarint(key, uint64(len(in.FileTransfer)))
+		for _, f := range in.FileTransfer {
+			key = appendString(key, f.Method)
+			key = appendString(key, f.Host)
+		}
+	case lfBodyIsFallback:
+		key = appendString(key, "b")
+		key = appendBool(key, in.BodyIsFallback)
 	}
 	return key
 }

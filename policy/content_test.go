@@ -24,7 +24,11 @@ partners:
   - {domain: out.test, direction: outbound}
   - {domain: secure.test, direction: both, require_cert: true}
   - {domain: bücher.example}
-  - {domain: conference.partner.test}
+  - {domain: conference.partner.test, strip_presence_status: true}
+  - {domain: "*.example.org", allow_e2ee: true, allow_files: [oob, socks5], upload_hosts: ["*.example.org"]}
+upload_hosts: [upload.company.test]
+strip_presence: [{name: x, namespace: "vcard-temp:x:update"}]
+rate: {per_second: 100, burst: 200}
 confidential:
   keywords: [CONFIDENTIAL, "INTERNAL ONLY", "secret-word-07", "geheim", "Größe", "ünter"]
   patterns: ['\b(?:\d[ -]?){13,16}\b', 'project-\d\s+[a-z]+\d{3}', '(?i)codename\s+\w+', '^START', 'END$']
@@ -82,6 +86,41 @@ deny contains "oob" if {
 	some c in input.children
 	c.namespace == "jabber:x:oob"
 	xmppedge.matches_any(input.body, ["https?://"])
+}
+`,
+	// Payload facts (known in the program key) next to text tests.
+	"payload facts": `package xmppedge.stanza
+
+default decision := {"allow": true}
+
+decision := {"allow": false, "reason": concat(", ", sort(deny))} if count(deny) > 0
+
+decision := {"allow": true, "strip": [{"name": "x", "namespace": "jabber:x:oob"}]} if {
+	count(deny) == 0
+	some f in input.file_transfer
+	f.method == "oob"
+}
+
+deny contains sprintf("encrypted (%s)", [input.encryption]) if {
+	input.encryption != ""
+	not input.body_is_fallback
+}
+
+deny contains "keyword beside a fallback" if {
+	input.body_is_fallback
+	xmppedge.contains_any(input.body, ["CONFIDENTIAL"])
+}
+
+deny contains sprintf("link to %s", [f.host]) if {
+	some f in input.file_transfer
+	f.method == "oob"
+	not endswith(f.host, ".company.test")
+	startswith(input.body, "https://")
+}
+
+deny contains "bytestream" if {
+	some f in input.file_transfer
+	f.method in {"ibb", "socks5"}
 }
 `,
 	// Content read in ways not compiled: every message is evaluated in full.
@@ -164,6 +203,10 @@ func diffStanzas(n int) []StanzaInput {
 	labels := []*SecurityLabel{nil, nil, {Marking: "Secret", FgColor: "red"}, {Marking: "UNCLASSIFIED"}, {Marking: "confidential"}, {Marking: "eyes only"}}
 	children := [][]Child{nil, {{"body", "jabber:client"}}, {{"body", "jabber:client"}, {"x", "jabber:x:oob"}}}
 	kinds := []string{"message", "message", "message", "presence", "iq"}
+	encryptions := []string{"", "", "", EncryptionOMEMO, EncryptionOMEMO2, EncryptionOpenPGP, EncryptionOTR, "xep0380:urn:example:crypt"}
+	transfers := [][]FileTransfer{nil, nil, nil, {{TransferOOB, "upload.company.test"}}, {{TransferOOB, "files.example.net"}},
+		{{TransferOOB, "cdn.example.org"}}, {{TransferOOB, ""}}, {{TransferJingle, ""}}, {{TransferJingle, ""}, {TransferSOCKS5, ""}},
+		{{TransferIBB, ""}}, {{TransferOOB, "upload.company.test"}, {TransferIBB, ""}}}
 	types := []string{"chat", "groupchat", "normal", "", "get", "error"}
 	// Headers are drawn from a pool smaller than n, so that most stanzas
 	// share their program key with others of different content: a memo
@@ -180,6 +223,8 @@ func diffStanzas(n int) []StanzaInput {
 		if r.IntN(4) == 0 {
 			in.Session = &SessionInput{Direction: in.Direction, LocalDomain: "company.test", RemoteDomain: remote.Domain, TLS: tls13, Auth: "dialback"}
 		}
+		in.Encryption = pick(encryptions)
+		in.FileTransfer = transfers[r.IntN(len(transfers))]
 		headers[i] = in
 	}
 	out := make([]StanzaInput, n)
@@ -191,6 +236,7 @@ func diffStanzas(n int) []StanzaInput {
 		if r.IntN(3) == 0 {
 			in.Subject = pick(texts)
 		}
+		in.BodyIsFallback = (in.Encryption != "" || len(in.FileTransfer) > 0) && r.IntN(4) != 0
 		out[i] = in
 	}
 	return out

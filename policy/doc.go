@@ -24,17 +24,38 @@
 //     cross? Input: direction, kind, type, id, from and to {full, bare,
 //     domain}, children [{name, namespace}], body, subject, thread,
 //     security_label {marking, fgcolor, bgcolor, label} (absent when the
-//     stanza has none), session {the session input of its stream}.
-//     Result: {allow, reason, error, audit, strip}: error is the stanza
-//     error condition of the bounce (default "policy-violation"), audit
-//     is what the audit log keeps ("none", "meta" — the default —,
-//     "hash", "full"), strip lists children [{name, namespace}] the
-//     gateway removes before forwarding an allowed stanza (both non-empty
-//     strings, else the decision fails; a deny has no strip).
+//     stanza has none), session {the session input of its stream}, and
+//     the payload facts encryption, file_transfer [{method, host}] and
+//     body_is_fallback (below). Result: {allow, reason, error, audit,
+//     strip}: error is the stanza error condition of the bounce (default
+//     "policy-violation"), audit is what the audit log keeps ("none",
+//     "meta" — the default —, "hash", "full"), strip lists children
+//     [{name, namespace}] the gateway removes before forwarding an
+//     allowed stanza (both non-empty strings, else the decision fails; a
+//     deny has no strip).
 //
 // The Go types SessionInput and StanzaInput are those documents; their
 // JSON tags are the Rego field names.
 //
+// # Payload facts
+//
+// What the gateway can tell about a stanza it cannot read: encryption is
+// "omemo" (eu.siacs.conversations.axolotl), "omemo2" (urn:xmpp:omemo:2),
+// "openpgp" (XEP-0373 urn:xmpp:openpgp:0, or XEP-0027
+// jabber:x:encrypted), "otr" (a body starting with "?OTR"), "xep0380:"
+// plus the namespace a XEP-0380 <encryption/> tag names when it is none
+// of those, or ""; file_transfer lists each way the stanza moves a file,
+// {method: "oob" | "jingle" | "ibb" | "socks5", host: the OOB URL's host
+// (lower-case A-labels) or ""}, a Jingle offer with a SOCKS5 or IBB
+// transport counting as jingle and as that transport; body_is_fallback
+// says the body is only a fallback text (encryption, XEP-0428, an OOB
+// URL). The gateway computes them (edge/payload) only when
+// NeedsPayloadFacts is true: when a rule reachable from the stanza
+// decision reads input.encryption, input.file_transfer or
+// input.body_is_fallback. Like the other content leaves they are never
+// part of the decision cache's key: a stanza with all of them empty is
+// answered from the header cache, others by their content program, whose
+// key holds the facts exactly.//
 // # Failing closed
 //
 // A decision that cannot be made is a deny: an evaluation error (a
@@ -93,10 +114,10 @@
 // the rules refer to input as a whole or with a variable key (x := input,
 // input[k]) or call a non-deterministic built-in (time.now_ns, http.send).
 // A stanza whose rules read content (body, subject, thread, children,
-// security_label) is answered from that cache only when that content is
-// empty in the stanza (presence, iq, chat states); others go through a
-// content program. NeedsContent tells the gateway whether to parse
-// payloads at all. The cache belongs to one loaded policy (so a reload
+// security_label, and the payload facts) is answered from that cache only
+// when that content is empty in the stanza (presence, iq, chat states);
+// others go through a content program. NeedsContent and NeedsPayloadFacts
+// tell the gateway whether to parse payloads at all. The cache belongs to one loaded policy (so a reload
 // starts from empty), is bounded (Config.CacheSize, 100,000 per decision;
 // a full shard is emptied) and safe for concurrent use. Failures are never
 // cached. A cached decision is the whole value, strip and rate included;
@@ -106,8 +127,8 @@
 // # Speed: content programs
 //
 // A stanza with content is decided by a content program of its key: the
-// header key above plus the exact children and security label (when the
-// rules read them). The program is derived from the compiled policy by
+// header key above plus the exact children, security label and payload
+// facts (when the rules read them). The program is derived from the compiled policy by
 // partial evaluation: the stanza decision is evaluated with the header
 // known and input.body, input.subject and input.thread unknown, and OPA
 // returns the residual rules. When the residual reads the text only in

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -51,6 +52,7 @@ type loaded struct {
 	session      query[SessionDecision]
 	stanza       query[StanzaDecision]
 	needsContent bool
+	needsFacts   bool // payload facts: encryption, file_transfer, body_is_fallback
 	builtins     *builtinSet
 	shapes       shapeCache // content program shapes (content.go)
 }
@@ -119,7 +121,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	}
 	e.current.Store(l)
 	e.log.Info("policy loaded", "revision", l.revision, "source", src.origin, "mode", cfg.Mode,
-		"needs_content", l.needsContent, "session_cacheable", l.session.cacheable, "stanza_cacheable", l.stanza.cacheable)
+		"needs_content", l.needsContent, "needs_payload_facts", l.needsFacts, "session_cacheable", l.session.cacheable, "stanza_cacheable", l.stanza.cacheable)
 	return e, nil
 }
 
@@ -163,7 +165,7 @@ func (e *Engine) reload(ctx context.Context, force bool) (bool, error) {
 	}
 	e.current.Store(l)
 	e.reloads.Add(1)
-	e.log.Info("policy reloaded", "revision", l.revision, "previous", old.revision, "needs_content", l.needsContent)
+	e.log.Info("policy reloaded", "revision", l.revision, "previous", old.revision, "needs_content", l.needsContent, "needs_payload_facts", l.needsFacts)
 	e.hooksMu.Lock()
 	hooks := append([]func(string){}, e.hooks...)
 	e.hooksMu.Unlock()
@@ -181,6 +183,14 @@ func (e *Engine) Revision() string { return e.current.Load().revision }
 // subject, thread, children or security_label. When false the gateway
 // need not parse stanza payloads.
 func (e *Engine) NeedsContent() bool { return e.current.Load().needsContent }
+
+// NeedsPayloadFacts reports whether the active policy reads
+// input.encryption, input.file_transfer or input.body_is_fallback (or the
+// input as a whole). When false the gateway need not classify payloads:
+// StanzaInput.Encryption, FileTransfer and BodyIsFallback may stay empty.
+// Like NeedsContent it can change with a reload: ask per stanza (it is
+// one atomic load).
+func (e *Engine) NeedsPayloadFacts() bool { return e.current.Load().needsFacts }
 
 // OnReload registers fn, called with the new revision after every
 // successful reload (from Reload, Watch or a bundle poll). Gateways use it
@@ -236,7 +246,8 @@ func (e *Engine) prepare(ctx context.Context, src *source) (*loaded, error) {
 	if err := prepareQuery(ctx, &l.stanza, c, store, l.builtins, stanzaDecisionRef, stanzaSchema, stanzaFieldBits, e.cfg.CacheSize); err != nil {
 		return nil, err
 	}
-	l.needsContent = l.stanza.use.whole || len(l.stanza.content) > 0
+	l.needsContent = l.stanza.use.whole || slices.ContainsFunc(l.stanza.content, func(lf leaf) bool { return !isPayloadFactLeaf(lf) })
+	l.needsFacts = l.stanza.use.whole || slices.ContainsFunc(l.stanza.content, isPayloadFactLeaf)
 	if q := &l.stanza; q.cacheable && len(q.content) > 0 && !e.noPrograms {
 		if err := prepareContentPrograms(ctx, q, c, store, l.builtins, e.cfg.CacheSize); err != nil {
 			return nil, err
@@ -297,7 +308,7 @@ func prepareQuery[D any](ctx context.Context, q *query[D], c *ast.Compiler, stor
 		}
 	}
 	if q.use.whole && &schema[0] == &stanzaSchema[0] {
-		q.content = []leaf{lfChildren, lfBody, lfSubject, lfThread, lfSecurityLabel}
+		q.content = allContentLeaves
 	}
 	if q.cacheable {
 		q.cache = newDecisionCache[D](cacheSize)

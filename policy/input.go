@@ -37,13 +37,16 @@ const (
 	lfToFull
 	lfToBare
 	lfToDomain
-	lfChildren      // content
-	lfBody          // content
-	lfSubject       // content
-	lfThread        // content
-	lfSecurityLabel // content (the whole label; absent when nil)
-	lfSession       // presence of input.session
-	lfSessionBase   // lfSessionBase + a session leaf: input.session.…
+	lfChildren       // content
+	lfBody           // content
+	lfSubject        // content
+	lfThread         // content
+	lfSecurityLabel  // content (the whole label; absent when nil)
+	lfEncryption     // content (payload fact)
+	lfFileTransfer   // content (payload fact)
+	lfBodyIsFallback // content (payload fact)
+	lfSession        // presence of input.session
+	lfSessionBase    // lfSessionBase + a session leaf: input.session.…
 )
 
 type leafPath struct {
@@ -81,6 +84,9 @@ var stanzaSchema = func() []leafPath {
 		{[]string{"subject"}, lfSubject},
 		{[]string{"thread"}, lfThread},
 		{[]string{"security_label"}, lfSecurityLabel},
+		{[]string{"encryption"}, lfEncryption},
+		{[]string{"file_transfer"}, lfFileTransfer},
+		{[]string{"body_is_fallback"}, lfBodyIsFallback},
 		{[]string{"session"}, lfSession},
 	}
 	for _, l := range sessionSchema {
@@ -89,7 +95,18 @@ var stanzaSchema = func() []leafPath {
 	return s
 }()
 
-func isContentLeaf(l leaf) bool { return l >= lfChildren && l <= lfSecurityLabel }
+// isContentLeaf reports whether l is a content leaf: never part of the
+// decision cache's key (a stanza whose referenced content is not empty
+// is not answered from that cache).
+func isContentLeaf(l leaf) bool { return l >= lfChildren && l <= lfBodyIsFallback }
+
+// isPayloadFactLeaf reports whether l is a payload fact: what
+// NeedsPayloadFacts asks the gateway to compute.
+func isPayloadFactLeaf(l leaf) bool { return l >= lfEncryption && l <= lfBodyIsFallback }
+
+// allContentLeaves are the content leaves, for a policy that reads the
+// input as a whole.
+var allContentLeaves = []leaf{lfChildren, lfBody, lfSubject, lfThread, lfSecurityLabel, lfEncryption, lfFileTransfer, lfBodyIsFallback}
 
 // leavesFor returns the leaves of a schema that a set of referenced input
 // paths can read: a leaf under a path, or a leaf that a path goes into.
@@ -200,6 +217,12 @@ func contentEmpty(in *StanzaInput, l leaf) bool {
 		return in.Thread == ""
 	case lfSecurityLabel:
 		return in.SecurityLabel == nil
+	case lfEncryption:
+		return in.Encryption == ""
+	case lfFileTransfer:
+		return len(in.FileTransfer) == 0
+	case lfBodyIsFallback:
+		return !in.BodyIsFallback
 	}
 	return true
 }
@@ -237,6 +260,11 @@ var (
 	kBgColor        = ast.StringTerm("bgcolor")
 	kLabel          = ast.StringTerm("label")
 	kSession        = ast.StringTerm("session")
+	kEncryption     = ast.StringTerm("encryption")
+	kFileTransfer   = ast.StringTerm("file_transfer")
+	kMethod         = ast.StringTerm("method")
+	kHost           = ast.StringTerm("host")
+	kBodyIsFallback = ast.StringTerm("body_is_fallback")
 )
 
 func str(s string) *ast.Term {
@@ -288,6 +316,7 @@ var stanzaFieldBits = map[string]uint32{
 	"direction": 1 << 0, "kind": 1 << 1, "type": 1 << 2, "id": 1 << 3,
 	"from": 1 << 4, "to": 1 << 5, "children": 1 << 6, "body": 1 << 7,
 	"subject": 1 << 8, "thread": 1 << 9, "security_label": 1 << 10, "session": 1 << 11,
+	"encryption": 1 << 12, "file_transfer": 1 << 13, "body_is_fallback": 1 << 14,
 }
 
 const allFields = ^uint32(0)
@@ -302,7 +331,7 @@ func jidValue(j *JID) *ast.Term {
 
 // stanzaValue builds the stanza input document (see sessionValue).
 func stanzaValue(in *StanzaInput, need uint32) ast.Value {
-	pairs := make([][2]*ast.Term, 0, 12)
+	pairs := make([][2]*ast.Term, 0, 15)
 	if need&(1<<0) != 0 {
 		pairs = append(pairs, [2]*ast.Term{kDirection, str(in.Direction)})
 	}
@@ -351,6 +380,22 @@ func stanzaValue(in *StanzaInput, need uint32) ast.Value {
 	}
 	if need&(1<<11) != 0 && in.Session != nil {
 		pairs = append(pairs, [2]*ast.Term{kSession, ast.NewTerm(sessionValue(in.Session, allFields))})
+	}
+	if need&(1<<12) != 0 {
+		pairs = append(pairs, [2]*ast.Term{kEncryption, str(in.Encryption)})
+	}
+	if need&(1<<13) != 0 {
+		transfers := make([]*ast.Term, len(in.FileTransfer))
+		for i, f := range in.FileTransfer {
+			transfers[i] = ast.NewTerm(ast.NewObject(
+				[2]*ast.Term{kMethod, str(f.Method)},
+				[2]*ast.Term{kHost, str(f.Host)},
+			))
+		}
+		pairs = append(pairs, [2]*ast.Term{kFileTransfer, ast.ArrayTerm(transfers...)})
+	}
+	if need&(1<<14) != 0 {
+		pairs = append(pairs, [2]*ast.Term{kBodyIsFallback, ast.InternedTerm(in.BodyIsFallback)})
 	}
 	return ast.NewObject(pairs...)
 }

@@ -87,7 +87,50 @@ type StanzaInput struct {
 	SecurityLabel *SecurityLabel `json:"security_label,omitempty"`
 	Session       *SessionInput  `json:"session,omitempty"` // the facts of the stream it arrived on
 
+	// Payload facts: filled by the gateway only when NeedsPayloadFacts
+	// reports that a loaded rule reads them (see the package
+	// documentation, "Payload facts").
+
+	// Encryption names the end-to-end encryption the stanza carries: one
+	// of the Encryption… constants, "xep0380:" + a namespace, or "".
+	Encryption string `json:"encryption"`
+	// FileTransfer lists the ways the stanza moves a file (several for a
+	// Jingle offer with a SOCKS5 or IBB transport); empty when none.
+	FileTransfer []FileTransfer `json:"file_transfer"`
+	// BodyIsFallback is true when the body is only a fallback text for an
+	// encrypted payload, a XEP-0428 fallback, or an OOB link (the body is
+	// the URL). The sender chooses the body: never skip a content check
+	// because of it.
+	BodyIsFallback bool `json:"body_is_fallback"`
 }
+
+// FileTransfer is one way a stanza moves a file. Input:
+// {"method": "oob"|"jingle"|"ibb"|"socks5", "host": "upload.example"}.
+type FileTransfer struct {
+	Method string `json:"method"` // one of the Transfer… constants
+	Host   string `json:"host"`   // oob: the URL's host, lower-case A-labels; "" for the others
+}
+
+// Values of StanzaInput.Encryption.
+const (
+	EncryptionNone    = ""
+	EncryptionOMEMO   = "omemo"   // XEP-0384 before 0.4: <encrypted xmlns='eu.siacs.conversations.axolotl'/>
+	EncryptionOMEMO2  = "omemo2"  // XEP-0384 0.4 and later: urn:xmpp:omemo:2
+	EncryptionOpenPGP = "openpgp" // XEP-0373/0374 <openpgp xmlns='urn:xmpp:openpgp:0'/>, or XEP-0027 jabber:x:encrypted
+	EncryptionOTR     = "otr"     // Off-the-Record: the body starts with "?OTR"
+	// EncryptionXEP0380Prefix prefixes the namespace of a XEP-0380
+	// <encryption xmlns='urn:xmpp:eme:0' namespace='…'/> tag that names
+	// none of the above: "xep0380:" + namespace.
+	EncryptionXEP0380Prefix = "xep0380:"
+)
+
+// Values of FileTransfer.Method.
+const (
+	TransferOOB    = "oob"    // XEP-0066 out-of-band URL (XEP-0363 HTTP upload links)
+	TransferJingle = "jingle" // XEP-0234 Jingle file transfer (urn:xmpp:jingle:1 with a file-transfer description)
+	TransferIBB    = "ibb"    // XEP-0047 in-band bytestreams, also as a Jingle transport (XEP-0261)
+	TransferSOCKS5 = "socks5" // XEP-0065 SOCKS5 bytestreams, also as a Jingle transport (XEP-0260)
+)
 
 // StanzaDecision is the result of the stanza decision.
 type StanzaDecision struct {
