@@ -35,9 +35,10 @@ import "strconv"
 // The output can be larger than the input (a namespace declared once on an
 // ancestor and used through a prefix is declared again on every element
 // that uses it). maxSize (0 means DefaultMaxElementSize) bounds how much
-// is appended: past it AppendCanonical stops and returns a *StreamError
-// policy-violation with the stanza-too-big application condition. The
-// caller should pass the limit of the stream it writes onto.
+// is appended: past it AppendCanonical stops and returns dst as it was
+// with a *StreamError policy-violation carrying the stanza-too-big
+// application condition. The caller should pass the element size limit of
+// the stream it writes onto.
 //
 // n must be a tree whose names are NCNames and whose attributes are unique
 // by expanded name, as every tree ParseNode returns is; given one from
@@ -49,7 +50,11 @@ func AppendCanonical(dst []byte, n *Node, streamNS string, strip func(path []*No
 		maxSize = DefaultMaxElementSize
 	}
 	w := canonWriter{strip: strip, limit: len(dst) + maxSize}
-	return w.element(dst, n, streamNS)
+	out, err := w.element(dst, n, streamNS)
+	if err != nil {
+		return out[:len(dst)], err // nothing of a partial element
+	}
+	return out, nil
 }
 
 type canonWriter struct {

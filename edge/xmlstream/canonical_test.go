@@ -167,8 +167,15 @@ func TestAppendCanonicalSizeLimit(t *testing.T) {
 	if !errors.As(err, &se) || se.Condition != CondPolicyViolation || se.App != AppStanzaTooBig {
 		t.Fatalf("err = %v, want policy-violation stanza-too-big", err)
 	}
-	if len(out) > 10*len(in)+len(long)+100 {
-		t.Fatalf("appended %d bytes before stopping", len(out))
+	if len(out) != 0 {
+		t.Fatalf("a partial output of %d bytes was returned", len(out))
+	}
+	// It stopped soon after the limit (the full output would be ~100 KiB).
+	if cap(out) > 2*(10*len(in)+2*len(long)) {
+		t.Fatalf("grew to %d bytes before stopping", cap(out))
+	}
+	if out, _ := AppendCanonical([]byte("keep"), n, NSServer, nil, 10*len(in)); string(out) != "keep" {
+		t.Fatalf("dst after an error: %.20q…", out)
 	}
 	// The limit counts only what is appended, not what dst held.
 	if _, err := AppendCanonical(make([]byte, 1000), n, NSServer, nil, 200*len(in)); err != nil {

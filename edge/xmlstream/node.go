@@ -3,7 +3,8 @@ package xmlstream
 import (
 	"bytes"
 	"io"
-	"sort"
+	"slices"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -73,27 +74,41 @@ func (n *Node) Child(space, local string) *Node {
 // (the stream header's Namespaces: e.g. "db" -> jabber:server:dialback,
 // "stream" -> NSStream, "" -> jabber:server). Attribute values are
 // normalised as XML requires (literal tab, newline and carriage return
-// become spaces).
+// become spaces). CDATA sections are read as character data.
+//
+// The tree's strings share one buffer of about len(raw) bytes, and its
+// nodes are allocated a few at a time: a node kept after the rest of the
+// tree is dropped keeps those alive. The memory of a tree is linear in
+// len(raw).
 func ParseNode(raw []byte, header map[string]string) (*Node, error) {
 	if len(raw) == 0 || raw[0] != '<' {
 		return nil, notWellFormed("not an element")
 	}
-	r := &Reader{
+	// One allocation holds the Reader, the builder and their first
+	// scratch space.
+	p := &nodeParser{}
+	r := &p.r
+	*r = Reader{
 		src: eofReader{},
 		lim: Limits{MaxElementSize: len(raw) + 1}.withDefaults(),
 		buf: bytes.Clone(raw),
 		end: len(raw),
+		// The tree's strings are copied into one arena sized to the
+		// element: names, values and text are never longer decoded than
+		// raw, and each namespace name is made once (nsDecl.uri).
+		arena: make([]byte, 0, len(raw)),
+		attrs: p.attrs[:0],
+		open:  p.open[:0],
+		decls: p.decls[:0],
+		hdrNS: p.hdrNS[:0],
+		build: &p.b,
 	}
-	prefixes := make([]string, 0, len(header))
-	for p := range header {
-		prefixes = append(prefixes, p)
+	for prefix, uri := range header {
+		r.hdrNS = append(r.hdrNS, nsBinding{prefix: prefix, uri: uri})
 	}
-	sort.Strings(prefixes)
-	for _, p := range prefixes {
-		r.hdrNS = append(r.hdrNS, nsBinding{prefix: p, uri: header[p]})
-	}
-	b := &nodeBuilder{}
-	r.build = b
+	slices.SortFunc(r.hdrNS, func(x, y nsBinding) int { return strings.Compare(x.prefix, y.prefix) })
+	b := &p.b
+	b.stack, b.kids, b.bounds = p.stack[:0], p.kids[:0], p.bounds[:0]
 	if _, err := r.element(false); err != nil {
 		return nil, err
 	}
@@ -107,24 +122,70 @@ type eofReader struct{}
 
 func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }
 
-// nodeBuilder receives the scanner's events inside ParseNode.
+// nodeParser is what ParseNode allocates: the Reader, the builder, and
+// room for the scratch slices of a typical element.
+type nodeParser struct {
+	r      Reader
+	b      nodeBuilder
+	attrs  [8]attrSpan
+	open   [8]qname
+	decls  [4]nsDecl
+	hdrNS  [4]nsBinding
+	stack  [8]openNode
+	kids   [16]*Node
+	bounds [16]int
+}
+
+// nodeBuilder receives the scanner's events inside ParseNode. The open
+// nodes' text and children are kept on shared stacks, the innermost
+// node's last, and given to the node, exactly sized, when it ends.
 type nodeBuilder struct {
 	root  *Node
 	stack []openNode
-	buf   []byte
-	// bounds holds, for the open nodes in stack order, the length of each
-	// one's decoded text when each of its children started.
+	buf   []byte // scratch for attribute values
+	chars []byte // decoded character data of the open nodes
+	// kids are the children of the open nodes so far; bounds[i] is the
+	// length of the parent's text when kids[i] started.
+	kids   []*Node
 	bounds []int
+	slab   []Node // nodes are carved from here
 }
 
 type openNode struct {
-	node       *Node
-	text       []byte // character data so far, decoded
-	boundsFrom int    // this node's entries in nodeBuilder.bounds start here
+	node     *Node
+	textFrom int // this node's text starts at chars[textFrom]
+	kidsFrom int // this node's children start at kids[kidsFrom]
+}
+
+const nodeSlabSize = 8
+
+func (b *nodeBuilder) newNode() *Node {
+	if len(b.slab) == 0 {
+		b.slab = make([]Node, nodeSlabSize)
+	}
+	n := &b.slab[0]
+	b.slab = b.slab[1:]
+	return n
 }
 
 func (b *nodeBuilder) start(r *Reader, name []byte, colon int, ref nsRef) {
-	n := &Node{Space: r.uriString(ref), Local: string(localPart(name, colon))}
+	n := b.newNode()
+	n.Space = r.uriString(ref)
+	local := localPart(name, colon)
+	if s, ok := knownLocal(local); ok {
+		n.Local = s
+	} else {
+		n.Local = r.nodeString(local)
+	}
+	attrs := 0
+	for i := range r.attrs {
+		if r.attrs[i].flags&flagDecl == 0 {
+			attrs++
+		}
+	}
+	if attrs > 0 {
+		n.Attrs = make([]Attr, 0, attrs)
+	}
 	for i := range r.attrs {
 		a := &r.attrs[i]
 		if a.flags&flagDecl != 0 {
@@ -135,51 +196,47 @@ func (b *nodeBuilder) start(r *Reader, name []byte, colon int, ref nsRef) {
 		if a.name.colon >= 0 {
 			at.Space = r.uriString(r.resolve(nb[:a.name.colon]))
 		}
-		at.Local = string(localPart(nb, a.name.colon))
+		at.Local = r.nodeString(localPart(nb, a.name.colon))
 		b.buf = appendDecoded(b.buf[:0], r.bytesAt(a.valRel, a.valLen), decodeAttr)
-		at.Value = string(b.buf)
+		at.Value = r.nodeString(b.buf)
 		n.Attrs = append(n.Attrs, at)
 	}
 	if len(b.stack) == 0 {
 		b.root = n
 	} else {
 		top := &b.stack[len(b.stack)-1]
-		top.node.Children = append(top.node.Children, n)
-		b.bounds = append(b.bounds, len(top.text))
+		b.kids = append(b.kids, n)
+		b.bounds = append(b.bounds, len(b.chars)-top.textFrom)
 	}
-	b.stack = append(b.stack, openNode{node: n, boundsFrom: len(b.bounds)})
+	b.stack = append(b.stack, openNode{node: n, textFrom: len(b.chars), kidsFrom: len(b.kids)})
 }
 
 // text receives character data (references not yet replaced).
 func (b *nodeBuilder) text(r *Reader, rel, n int) {
-	b.appendText(r.bytesAt(rel, n), decodeText)
+	if len(b.stack) > 0 {
+		b.chars = appendDecoded(b.chars, r.bytesAt(rel, n), decodeText)
+	}
 }
 
 // cdata receives the content of a CDATA section: character data taken
 // literally, only line ends normalised.
 func (b *nodeBuilder) cdata(r *Reader, rel, n int) {
-	b.appendText(r.bytesAt(rel, n), decodeCDATA)
-}
-
-func (b *nodeBuilder) appendText(src []byte, mode decodeMode) {
-	if len(b.stack) == 0 || len(src) == 0 {
-		return
+	if len(b.stack) > 0 {
+		b.chars = appendDecoded(b.chars, r.bytesAt(rel, n), decodeCDATA)
 	}
-	top := &b.stack[len(b.stack)-1]
-	top.text = appendDecoded(top.text, src, mode)
 }
 
-func (b *nodeBuilder) end() {
+func (b *nodeBuilder) end(r *Reader) {
 	if len(b.stack) == 0 {
 		return
 	}
 	top := &b.stack[len(b.stack)-1]
 	n := top.node
-	n.Text = string(top.text)
-	if len(n.Children) > 0 {
-		// The segments are substrings of Text: one allocation, for the
-		// slice.
-		bounds := b.bounds[top.boundsFrom:]
+	n.Text = r.nodeString(b.chars[top.textFrom:])
+	if kids := b.kids[top.kidsFrom:]; len(kids) > 0 {
+		n.Children = slices.Clone(kids)
+		// The segments are substrings of Text.
+		bounds := b.bounds[top.kidsFrom:]
 		n.Segments = make([]string, len(bounds)+1)
 		prev := 0
 		for i, at := range bounds {
@@ -188,7 +245,9 @@ func (b *nodeBuilder) end() {
 		}
 		n.Segments[len(bounds)] = n.Text[prev:]
 	}
-	b.bounds = b.bounds[:top.boundsFrom]
+	b.chars = b.chars[:top.textFrom]
+	b.kids = b.kids[:top.kidsFrom]
+	b.bounds = b.bounds[:top.kidsFrom]
 	b.stack = b.stack[:len(b.stack)-1]
 }
 

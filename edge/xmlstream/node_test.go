@@ -8,6 +8,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 func TestParseNode(t *testing.T) {
@@ -110,6 +111,46 @@ func TestParseNodeContentOrder(t *testing.T) {
 				t.Errorf("children's text = %q, want %q", childTxt, tt.childTxt)
 			}
 		})
+	}
+}
+
+// TestParseNodeSharesNamespaceNames: every name in a namespace declared on
+// an ancestor shares one string. A copy per element would let a long
+// namespace name and many small elements using it make ParseNode allocate
+// far more than the element's size (256 KiB times 65,000 elements).
+func TestParseNodeSharesNamespaceNames(t *testing.T) {
+	long := "urn:" + strings.Repeat("x", 1000)
+	for _, in := range []string{
+		"<m xmlns='" + long + "'>" + strings.Repeat("<b/>", 50) + "</m>",
+		"<p:m xmlns:p='" + long + "'>" + strings.Repeat("<p:b p:a='1'/>", 50) + "</p:m>",
+		"<m xmlns:p='" + long + "&amp;'>" + strings.Repeat("<c><p:b p:a='1'/></c>", 50) + "</m>",
+	} {
+		n, err := ParseNode([]byte(in), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var spaces []string
+		var walk func(*Node)
+		walk = func(n *Node) {
+			if len(n.Space) >= len(long) {
+				spaces = append(spaces, n.Space)
+			}
+			for _, a := range n.Attrs {
+				spaces = append(spaces, a.Space)
+			}
+			for _, c := range n.Children {
+				walk(c)
+			}
+		}
+		walk(n)
+		if len(spaces) < 50 {
+			t.Fatalf("%d names in the long namespace", len(spaces))
+		}
+		for _, s := range spaces {
+			if !strings.HasPrefix(s, long) || unsafe.StringData(s) != unsafe.StringData(spaces[0]) {
+				t.Fatalf("namespace name copied per element in %.40q…", in)
+			}
+		}
 	}
 }
 

@@ -52,6 +52,10 @@ type nsDecl struct {
 	valRel, valLen       int
 	flags                uint8
 	depth                int
+	// uri is the decoded namespace name once uriString has made it: every
+	// name in the namespace then shares one string, so the strings of a
+	// ParseNode tree stay linear in the size of the element.
+	uri string
 }
 
 // nsBinding is a namespace declaration on the stream header.
@@ -629,7 +633,7 @@ func (r *Reader) element(top bool) (Element, error) {
 				r.open = r.open[:len(r.open)-1]
 				r.popDecls(depth)
 				if r.build != nil {
-					r.build.end()
+					r.build.end(r)
 				}
 				depth--
 			}
@@ -690,7 +694,7 @@ func (r *Reader) endTag() error {
 	r.pos++
 	r.open = r.open[:len(r.open)-1]
 	if r.build != nil {
-		r.build.end()
+		r.build.end(r)
 	}
 	return nil
 }
@@ -1301,11 +1305,16 @@ func (r *Reader) uriString(ref nsRef) string {
 		return r.hdrNS[ref.idx].uri
 	case nsDecl_:
 		d := &r.decls[ref.idx]
+		if d.uri != "" { // a declaration that resolves is never empty
+			return d.uri
+		}
 		v := r.decodeValue(d.valRel, d.valLen, d.flags)
 		if s, ok := knownNamespace(v); ok {
-			return s
+			d.uri = s
+		} else {
+			d.uri = r.arenaString(v)
 		}
-		return r.arenaString(v)
+		return d.uri
 	}
 	return ""
 }
@@ -1388,6 +1397,20 @@ func (r *Reader) arenaString(b []byte) string {
 	}
 	if cap(r.arena)-len(r.arena) < len(b) {
 		r.arena = make([]byte, 0, arenaChunkSize)
+	}
+	off := len(r.arena)
+	r.arena = append(r.arena, b...)
+	return unsafe.String(&r.arena[off], len(b))
+}
+
+// nodeString is arenaString for ParseNode, whose arena is sized to the
+// element: any string that fits goes there, whatever its length.
+func (r *Reader) nodeString(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	if cap(r.arena)-len(r.arena) < len(b) {
+		return string(b)
 	}
 	off := len(r.arena)
 	r.arena = append(r.arena, b...)
