@@ -165,6 +165,16 @@ func dialbackCondition(err error) string {
 	return "remote-connection-failed"
 }
 
+// dialbackErrorType is the error type to send with a dialbackCondition
+// condition (RFC 6120 §8.3.3): "wait" for remote-server-timeout (trying
+// again later may work), "cancel" otherwise.
+func dialbackErrorType(condition string) string {
+	if condition == "remote-server-timeout" {
+		return "wait"
+	}
+	return "cancel"
+}
+
 // dialbackDialCondition is dialbackCondition for a failure to set up the
 // stream to the authoritative server.
 func dialbackDialCondition(de *dialError) string {

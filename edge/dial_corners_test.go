@@ -495,6 +495,13 @@ func TestDialFailureKind(t *testing.T) {
 			if got := dialbackCondition(tt.err); got != tt.wantCond {
 				t.Errorf("dialbackCondition = %s, want %s", got, tt.wantCond)
 			}
+			wantType := "cancel"
+			if tt.wantCond == "remote-server-timeout" {
+				wantType = "wait"
+			}
+			if got := dialbackErrorType(dialbackCondition(tt.err)); got != wantType {
+				t.Errorf("dialbackErrorType = %s, want %s", got, wantType)
+			}
 		})
 	}
 }
