@@ -123,32 +123,6 @@ func (g *Gateway) audit(r *audit.Record) (uint64, error) {
 	return seq, err
 }
 
-// failureReason maps a bounce condition and error to a bounded metric
-// label.
-func failureReason(cond string, err error) string {
-	msg := ""
-	if err != nil {
-		msg = err.Error()
-	}
-	switch {
-	case cond == "policy-violation":
-		return metrics.FailPolicy
-	case strings.Contains(msg, "resolve "):
-		return metrics.FailDNS
-	case strings.Contains(msg, "TLS"):
-		return metrics.FailTLS
-	case strings.Contains(msg, "dialback") || strings.Contains(msg, "SASL"):
-		return metrics.FailAuth
-	case strings.Contains(msg, "stream error"):
-		return metrics.FailStreamError
-	case strings.Contains(msg, "timeout") || strings.Contains(msg, "deadline"):
-		return metrics.FailTimeout
-	case strings.Contains(msg, "connect"):
-		return metrics.FailConnect
-	}
-	return metrics.Other
-}
-
 // stanzaInput builds the policy input of a stanza; content fields only
 // when the loaded policy reads them. hasContent reports whether in.Body
 // and friends were filled.

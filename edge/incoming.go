@@ -627,7 +627,7 @@ func (s *inSession) verifyDialback(p domainPair, key, streamID string, facts *po
 	switch {
 	case err != nil:
 		s.g.m.Dialback(metrics.DialbackReceiving, metrics.DialbackError)
-		s.g.m.SessionFailure(s.leg.String(), metrics.RoleIncoming, failureReason("", err))
+		s.g.m.SessionFailure(s.leg.String(), metrics.RoleIncoming, dialFailureKind(err))
 	case valid:
 		s.g.m.Dialback(metrics.DialbackReceiving, metrics.DialbackValid)
 		s.markOpened("dialback")
@@ -646,7 +646,8 @@ func (s *inSession) verifyDialback(p domainPair, key, streamID string, facts *po
 	switch {
 	case err != nil:
 		log.Warn("dialback verification failed", "err", err)
-		s.sc.writeRaw(dialbackError("result", p.local, p.remote, "", "cancel", "remote-server-not-found"))
+		cond := dialbackCondition(err)
+		s.sc.writeRaw(dialbackError("result", p.local, p.remote, "", dialbackErrorType(cond), cond))
 	case valid:
 		log.Info("peer authenticated", "method", "dialback", "tls", s.sc.tlsVersion())
 		s.sc.writeRaw(dialbackResult("result", p.local, p.remote, "", "valid"))

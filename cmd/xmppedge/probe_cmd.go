@@ -769,7 +769,7 @@ func probeTLS(ctx context.Context, s probeSettings, conn net.Conn, pt *probeTarg
 	if s.store != nil && s.from != "" {
 		cfg = s.store.ClientConfig(s.from, s.domain, direct)
 	} else {
-		cfg = &tls.Config{MinVersion: tls.VersionTLS12, ServerName: s.domain, InsecureSkipVerify: true} // verified below with certs.Verifier
+		cfg = certs.Harden(&tls.Config{ServerName: s.domain, InsecureSkipVerify: true}) // what the gateway would negotiate; verified below with certs.Verifier
 		if direct {
 			cfg.NextProtos = []string{"xmpp-server"}
 		}
