@@ -570,60 +570,88 @@ func hostileMessage(from, to, body string) string {
 // ---------------------------------------------------------------------------
 // attack classes
 
-// Restricted XML (RFC 6120 §11) and invalid characters inside stanzas of
-// an authenticated stream: the stanza is not relayed, the stream is
-// closed with the condition the RFC names.
+// hostileCase is an attack on a stream set up as auth says (see
+// hostileEnv.attacker): input is sent, cond is the stream error expected.
+type hostileCase struct {
+	name, auth, input, cond string
+}
+
+// The ways an attacker sets up its stream before attacking.
+const (
+	authSASL      = "sasl"      // partner.test authenticated by SASL EXTERNAL
+	authDialback  = "dialback"  // partner.test authenticated by dialback (untrusted certificate)
+	authUntrusted = "untrusted" // TLS with an untrusted certificate, nothing authenticated
+	authPlain     = "plain"     // no TLS, nothing authenticated
+)
+
+// attacker sets up a stream as auth says.
+func (h *hostileEnv) attacker(t testing.TB, auth string) *peer {
+	t.Helper()
+	switch auth {
+	case authSASL:
+		return h.saslPeer(t)
+	case authDialback:
+		return h.dialbackPeer(t)
+	case authUntrusted:
+		return h.untrustedPeer(t)
+	case authPlain:
+		return h.plainPeer(t)
+	}
+	t.Fatalf("unknown attacker %q", auth)
+	return nil
+}
+
+const hostileFrom, hostileTo = "bob@partner.test/x", "alice@company.test"
+
+// hostileStanza is a message from partner.test to company.test with inner
+// as its content.
+func hostileStanza(inner string) string {
+	return "<message from='" + hostileFrom + "' to='" + hostileTo + "' id='attack'>" + inner + "</message>"
+}
+
+// hostileRestrictedXML: restricted XML (RFC 6120 §11) and characters XML
+// does not allow, inside stanzas of an authenticated stream.
+var hostileRestrictedXML = []hostileCase{
+	{"comment", authSASL, hostileStanza("<!-- x --><body>hi</body>"), "restricted-xml"},
+	{"comment hiding markup", authDialback, hostileStanza("<body>a<!--</body><body>-->b</body>"), "restricted-xml"},
+	{"processing instruction", authSASL, hostileStanza("<?php x?><body>hi</body>"), "restricted-xml"},
+	{"XML declaration between stanzas", authDialback, "<?xml version='1.0'?>" + hostileStanza("<body>hi</body>"), "restricted-xml"},
+	{"DOCTYPE in a stanza", authSASL, hostileStanza("<!DOCTYPE message><body>hi</body>"), "restricted-xml"},
+	{"DOCTYPE with an internal subset between stanzas", authDialback, "<!DOCTYPE message [<!ENTITY x 'smuggled'>]>" + hostileStanza("<body>&x;</body>"), "restricted-xml"},
+	{"internal entity declaration", authSASL, hostileStanza("<!ENTITY x 'smuggled'><body>&x;</body>"), "restricted-xml"},
+	{"external entity declaration", authDialback, hostileStanza("<!ENTITY x SYSTEM 'file:///etc/passwd'><body>&x;</body>"), "restricted-xml"},
+	{"undefined entity in text", authSASL, hostileStanza("<body>&xxe;</body>"), "restricted-xml"},
+	{"undefined entity in an attribute", authDialback, "<message from='" + hostileFrom + "' to='alice&xxe;@company.test' id='attack'/>", "restricted-xml"},
+	{"reference to NUL", authSASL, hostileStanza("<body>&#0;</body>"), "not-well-formed"},
+	{"hex reference to NUL in an attribute", authDialback, "<message from='" + hostileFrom + "' to='" + hostileTo + "' id='&#x0;'/>", "not-well-formed"},
+	{"reference to a surrogate", authSASL, hostileStanza("<body>&#xD800;</body>"), "not-well-formed"},
+	{"reference to U+FFFE", authDialback, hostileStanza("<body>&#xFFFE;</body>"), "not-well-formed"},
+	{"reference beyond Unicode", authSASL, hostileStanza("<body>&#x110000;</body>"), "not-well-formed"},
+	{"literal control character", authDialback, hostileStanza("<body>a\x01b</body>"), "not-well-formed"},
+	{"literal NUL", authSASL, hostileStanza("<body>a\x00b</body>"), "not-well-formed"},
+	{"invalid UTF-8: lone continuation byte", authDialback, hostileStanza("<body>\x80</body>"), "not-well-formed"},
+	{"invalid UTF-8: truncated sequence", authSASL, hostileStanza("<body>\xc3</body>"), "not-well-formed"},
+	{"invalid UTF-8: overlong '/'", authDialback, hostileStanza("<body>\xc0\xaf</body>"), "not-well-formed"},
+	{"invalid UTF-8: encoded surrogate", authSASL, hostileStanza("<body>\xed\xa0\x80</body>"), "not-well-formed"},
+	{"invalid UTF-8: 0xFF", authDialback, hostileStanza("<body>\xff</body>"), "not-well-formed"},
+	{"invalid UTF-8 in an attribute", authSASL, "<message from='" + hostileFrom + "' to='alice\xc0@company.test' id='attack'/>", "not-well-formed"},
+	{"invalid UTF-8 in an element name", authDialback, hostileStanza("<b\xffdy>hi</b\xffdy>"), "not-well-formed"},
+	{"BOM between stanzas (U+FEFF is text there)", authSASL, "\xef\xbb\xbf" + hostileStanza("<body>hi</body>"), "not-well-formed"},
+	{"duplicate from attribute", authDialback, "<message from='" + hostileFrom + "' from='mallory@evil.test' to='" + hostileTo + "'/>", "not-well-formed"},
+	{"mismatched end tag", authSASL, hostileStanza("<body>hi</bodx>"), "not-well-formed"},
+	{"undeclared prefix", authDialback, "<x:message xmlns='jabber:server' from='" + hostileFrom + "' to='" + hostileTo + "'/>", "not-well-formed"},
+	// slot: CDATA accepted (a stanza with a CDATA section arrives
+	// canonically re-serialised): a positive case in its own test.
+}
+
+// Restricted XML and invalid characters inside stanzas of an
+// authenticated stream: the stanza is not relayed, the stream is closed
+// with the condition the RFC names.
 func TestHostileRestrictedXML(t *testing.T) {
 	h := newHostileEnv(t)
-	const from, to = "bob@partner.test/x", "alice@company.test"
-	msg := func(inner string) string {
-		return "<message from='" + from + "' to='" + to + "' id='attack'>" + inner + "</message>"
-	}
-	tests := []struct {
-		name  string
-		input string
-		cond  string
-	}{
-		{"comment", msg("<!-- x --><body>hi</body>"), "restricted-xml"},
-		{"comment hiding markup", msg("<body>a<!--</body><body>-->b</body>"), "restricted-xml"},
-		{"processing instruction", msg("<?php x?><body>hi</body>"), "restricted-xml"},
-		{"XML declaration between stanzas", "<?xml version='1.0'?>" + msg("<body>hi</body>"), "restricted-xml"},
-		{"DOCTYPE in a stanza", msg("<!DOCTYPE message><body>hi</body>"), "restricted-xml"},
-		{"DOCTYPE with an internal subset between stanzas", "<!DOCTYPE message [<!ENTITY x 'smuggled'>]>" + msg("<body>&x;</body>"), "restricted-xml"},
-		{"internal entity declaration", msg("<!ENTITY x 'smuggled'><body>&x;</body>"), "restricted-xml"},
-		{"external entity declaration", msg("<!ENTITY x SYSTEM 'file:///etc/passwd'><body>&x;</body>"), "restricted-xml"},
-		{"undefined entity in text", msg("<body>&xxe;</body>"), "restricted-xml"},
-		{"undefined entity in an attribute", "<message from='" + from + "' to='alice&xxe;@company.test' id='attack'/>", "restricted-xml"},
-		{"reference to NUL", msg("<body>&#0;</body>"), "not-well-formed"},
-		{"hex reference to NUL in an attribute", "<message from='" + from + "' to='" + to + "' id='&#x0;'/>", "not-well-formed"},
-		{"reference to a surrogate", msg("<body>&#xD800;</body>"), "not-well-formed"},
-		{"reference to U+FFFE", msg("<body>&#xFFFE;</body>"), "not-well-formed"},
-		{"reference beyond Unicode", msg("<body>&#x110000;</body>"), "not-well-formed"},
-		{"literal control character", msg("<body>a\x01b</body>"), "not-well-formed"},
-		{"literal NUL", msg("<body>a\x00b</body>"), "not-well-formed"},
-		{"invalid UTF-8: lone continuation byte", msg("<body>\x80</body>"), "not-well-formed"},
-		{"invalid UTF-8: truncated sequence", msg("<body>\xc3</body>"), "not-well-formed"},
-		{"invalid UTF-8: overlong '/'", msg("<body>\xc0\xaf</body>"), "not-well-formed"},
-		{"invalid UTF-8: encoded surrogate", msg("<body>\xed\xa0\x80</body>"), "not-well-formed"},
-		{"invalid UTF-8: 0xFF", msg("<body>\xff</body>"), "not-well-formed"},
-		{"invalid UTF-8 in an attribute", "<message from='" + from + "' to='alice\xc0@company.test' id='attack'/>", "not-well-formed"},
-		{"invalid UTF-8 in an element name", msg("<b\xffdy>hi</b\xffdy>"), "not-well-formed"},
-		{"BOM between stanzas (U+FEFF is text there)", "\xef\xbb\xbf" + msg("<body>hi</body>"), "not-well-formed"},
-		{"duplicate from attribute", "<message from='" + from + "' from='mallory@evil.test' to='" + to + "'/>", "not-well-formed"},
-		{"mismatched end tag", msg("<body>hi</bodx>"), "not-well-formed"},
-		{"undeclared prefix", "<x:message xmlns='jabber:server' from='" + from + "' to='" + to + "'/>", "not-well-formed"},
-		// slot: CDATA accepted (a stanza with a CDATA section arrives
-		// canonically re-serialised): a positive case in its own test.
-	}
-	for i, tt := range tests {
+	for _, tt := range hostileRestrictedXML {
 		t.Run(tt.name, func(t *testing.T) {
-			// Alternate the two ways of authenticating.
-			var p *peer
-			if i%2 == 0 {
-				p = h.saslPeer(t)
-			} else {
-				p = h.dialbackPeer(t)
-			}
+			p := h.attacker(t, tt.auth)
 			hostileWrite(p, tt.input)
 			expectStreamErrorApp(t, p, tt.cond, "")
 			h.finish(t, p)
@@ -692,47 +720,57 @@ func TestHostileEncoding(t *testing.T) {
 	}
 }
 
+// hostileSizeCase is an attack on the size and depth bounds; input is made
+// when sent (held by the test, it would count against the gateway's heap).
+type hostileSizeCase struct {
+	name, auth string
+	input      func() string
+	cond, app  string
+}
+
+// hostileSizeCases are the attacks on the bounds for a stanza size limit
+// of limit bytes: policy-violation, with <stanza-too-big/> for the size
+// (DESIGN §3), without it for the others.
+func hostileSizeCases(limit int) []hostileSizeCase {
+	const head = "<message from='bob@partner.test/x' to='alice@company.test' id='attack'>"
+	padTo := func(n int) string {
+		return head + "<body>" + strings.Repeat("a", n-len(head)-len("<body></body></message>")) + "</body></message>"
+	}
+	many := func(format string) string {
+		var b strings.Builder
+		for i := range 300 {
+			fmt.Fprintf(&b, format, i, i)
+		}
+		return b.String()
+	}
+	return []hostileSizeCase{
+		{"one byte over the limit", authSASL, func() string { return padTo(limit + 1) }, "policy-violation", "stanza-too-big"},
+		{"16 times the limit", authDialback, func() string { return padTo(16 * limit) }, "policy-violation", "stanza-too-big"},
+		{"attribute value over the limit", authSASL, func() string {
+			return "<message from='bob@partner.test/x' to='alice@company.test' id='" + strings.Repeat("i", limit+1) + "'/>"
+		}, "policy-violation", "stanza-too-big"},
+		{"never-ending start tag", authDialback, func() string {
+			return "<message from='bob@partner.test/x' to='alice@company.test'" + strings.Repeat(" ", 2*limit)
+		}, "policy-violation", "stanza-too-big"},
+		{"depth 33", authSASL, func() string { return head + strings.Repeat("<x>", 32) + strings.Repeat("</x>", 32) + "</message>" }, "policy-violation", ""},
+		{"100000 open elements", authDialback, func() string { return head + strings.Repeat("<x>", 100000) }, "policy-violation", ""},
+		{"300 attributes", authSASL, func() string {
+			return "<message from='bob@partner.test/x' to='alice@company.test'" + many(" a%d='%d'") + "/>"
+		}, "policy-violation", ""},
+		{"300 namespace declarations", authDialback, func() string {
+			return "<message from='bob@partner.test/x' to='alice@company.test'" + many(" xmlns:p%d='urn:x:%d'") + "/>"
+		}, "policy-violation", ""},
+	}
+}
+
 // Size and depth bounds on an authenticated stream: policy-violation, with
 // <stanza-too-big/> for the size (DESIGN §3), without it for the others.
 func TestHostileSizeAndDepth(t *testing.T) {
 	h := newHostileEnv(t)
-	const head = "<message from='bob@partner.test/x' to='alice@company.test' id='attack'>"
-	limit := h.gw.limits().MaxStanzaSize
-	padTo := func(n int) string {
-		return head + "<body>" + strings.Repeat("a", n-len(head)-len("<body></body></message>")) + "</body></message>"
-	}
-	var attrs, decls strings.Builder
-	for i := range 300 {
-		fmt.Fprintf(&attrs, " a%d='x'", i)
-		fmt.Fprintf(&decls, " xmlns:p%d='urn:x:%d'", i, i)
-	}
-	// The inputs are made when sent: held by the test they would count
-	// against the gateway's heap.
-	tests := []struct {
-		name      string
-		input     func() string
-		cond, app string
-	}{
-		{"one byte over the limit", func() string { return padTo(limit + 1) }, "policy-violation", "stanza-too-big"},
-		{"8 MiB body", func() string { return padTo(8 << 20) }, "policy-violation", "stanza-too-big"},
-		{"attribute value over the limit", func() string {
-			return "<message from='bob@partner.test/x' to='alice@company.test' id='" + strings.Repeat("i", limit+1) + "'/>"
-		}, "policy-violation", "stanza-too-big"},
-		{"never-ending start tag", func() string {
-			return "<message from='bob@partner.test/x' to='alice@company.test'" + strings.Repeat(" ", 2*limit)
-		}, "policy-violation", "stanza-too-big"},
-		{"depth 33", func() string { return head + strings.Repeat("<x>", 32) + strings.Repeat("</x>", 32) + "</message>" }, "policy-violation", ""},
-		{"100000 open elements", func() string { return head + strings.Repeat("<x>", 100000) }, "policy-violation", ""},
-		{"300 attributes", func() string {
-			return "<message from='bob@partner.test/x' to='alice@company.test'" + attrs.String() + "/>"
-		}, "policy-violation", ""},
-		{"300 namespace declarations", func() string {
-			return "<message from='bob@partner.test/x' to='alice@company.test'" + decls.String() + "/>"
-		}, "policy-violation", ""},
-	}
+	tests := hostileSizeCases(h.gw.limits().MaxStanzaSize)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p := h.saslPeer(t)
+			p := h.attacker(t, tt.auth)
 			hostileWriteAsync(t, p, tt.input())
 			expectStreamErrorApp(t, p, tt.cond, tt.app)
 			h.finish(t, p)
@@ -751,7 +789,7 @@ func TestHostileSizeAndDepth(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				hostileWrite(p, padTo(limit+1))
+				hostileWrite(p, tests[0].input()) // one byte over the limit
 			}()
 		}
 		for _, p := range peers {
@@ -792,13 +830,7 @@ func TestHostileStartTLS(t *testing.T) {
 		h.finish(t, p)
 	})
 	// Elements of the receiving side, sent by the initiator.
-	for _, el := range []string{
-		"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>",
-		"<failure xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>",
-		"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>",
-		"<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>EXTERNAL</mechanism></mechanisms></stream:features>",
-		"<compress xmlns='http://jabber.org/protocol/compress'><method>zlib</method></compress>",
-	} {
+	for _, el := range hostileRoleConfusion {
 		t.Run("peer sends "+el[:strings.IndexAny(el, " >")], func(t *testing.T) {
 			p := h.saslPeer(t)
 			hostileWrite(p, el+hostileMessage("bob@partner.test", "alice@company.test", "after a role confusion"))
@@ -806,6 +838,16 @@ func TestHostileStartTLS(t *testing.T) {
 			h.finish(t, p)
 		})
 	}
+}
+
+// hostileRoleConfusion: elements only the receiving side sends (and
+// compression, never offered).
+var hostileRoleConfusion = []string{
+	"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>",
+	"<failure xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>",
+	"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>",
+	"<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>EXTERNAL</mechanism></mechanisms></stream:features>",
+	"<compress xmlns='http://jabber.org/protocol/compress'><method>zlib</method></compress>",
 }
 
 // expectTLSFailureAndClose reads the TLS <failure/>, then </stream:stream>
@@ -822,70 +864,76 @@ func expectTLSFailureAndClose(t testing.TB, p *peer) {
 	expectClosed(t, p)
 }
 
-// Dialback in the receiving role (XEP-0220): answers nobody asked for,
-// originating domains that are ours, receiving domains that are not.
+// hostileStep sends send, then expects a dialback answer (name, from, to,
+// type, condition), or nothing when name is "".
+type hostileStep struct {
+	send                      string
+	name, from, to, typ, cond string
+}
+
+const hostileSpoofed = "<message from='mallory@evil.test' to='alice@company.test' id='attack'><body>spoofed</body></message>"
+
+// hostileDialback: dialback in the receiving role (XEP-0220) — answers
+// nobody asked for, originating domains that are ours, receiving domains
+// that are not; cond is the final stream error.
+var hostileDialback = []struct {
+	name, auth string
+	steps      []hostileStep
+	cond       string
+}{
+	{"unsolicited valid result", authUntrusted, []hostileStep{
+		{send: "<db:result from='evil.test' to='company.test' type='valid'/>" + hostileSpoofed},
+	}, "not-authorized"},
+	{"unsolicited valid result after SASL", authSASL, []hostileStep{
+		{send: "<db:result from='evil.test' to='company.test' type='valid'/>" + hostileSpoofed},
+	}, "not-authorized"},
+	{"unsolicited error result", authUntrusted, []hostileStep{
+		{send: "<db:result from='evil.test' to='company.test' type='error'/>" + hostileSpoofed},
+	}, "not-authorized"},
+	{"valid verify without a request", authUntrusted, []hostileStep{
+		{send: "<db:verify from='evil.test' to='company.test' id='x' type='valid'/>" + hostileSpoofed},
+	}, "not-authorized"},
+	{"valid verify without a request after dialback", authDialback, []hostileStep{
+		{send: "<db:verify from='evil.test' to='company.test' id='x' type='valid'/>" + hostileSpoofed},
+	}, "not-authorized"},
+	{"originating domain is ours", authUntrusted, []hostileStep{
+		{send: "<db:result from='company.test' to='company.test'>k</db:result>", name: "result", from: "company.test", to: "company.test", typ: "error", cond: "forbidden"},
+		{send: "<message from='ceo@company.test' to='alice@company.test' id='attack'/>"},
+	}, "not-authorized"},
+	{"originating domain is ours, in capitals", authUntrusted, []hostileStep{
+		{send: "<db:result from='COMPANY.TEST' to='company.test'>k</db:result>", name: "result", from: "company.test", to: "company.test", typ: "error", cond: "forbidden"},
+		{send: "<message from='ceo@company.test' to='alice@company.test' id='attack'/>"},
+	}, "not-authorized"},
+	{"originating domain is ours, after dialback", authDialback, []hostileStep{
+		{send: "<db:result from='company.test' to='company.test'>k</db:result>", name: "result", from: "company.test", to: "company.test", typ: "error", cond: "forbidden"},
+		{send: "<message from='ceo@company.test' to='alice@company.test' id='attack'/>"},
+	}, "invalid-from"},
+	{"originating domain is ours with a trailing dot", authUntrusted, []hostileStep{
+		// Not ours by name: verified with its servers, which do not
+		// resolve (XEP-0220 §2.4: remote-connection-failed).
+		{send: "<db:result from='company.test.' to='company.test'>k</db:result>", name: "result", from: "company.test", to: "company.test.", typ: "error", cond: "remote-connection-failed"},
+		{send: "<message from='ceo@company.test.' to='alice@company.test' id='attack'/>"},
+	}, "not-authorized"},
+	{"receiving domain is not ours", authUntrusted, []hostileStep{
+		{send: "<db:result from='partner.test' to='elsewhere.test'>" + partnerKey("x") + "</db:result>", name: "result", from: "elsewhere.test", to: "partner.test", typ: "error", cond: "item-not-found"},
+		{send: "<message from='bob@partner.test' to='carol@elsewhere.test' id='attack'/>"},
+	}, "host-unknown"},
+	{"no originating domain", authUntrusted, []hostileStep{
+		{send: "<db:result to='company.test'>k</db:result>", name: "result", from: "company.test", to: "", typ: "error", cond: "forbidden"},
+		{send: "<message from='bob@partner.test' to='alice@company.test' id='attack'/>"},
+	}, "not-authorized"},
+	{"empty key", authUntrusted, []hostileStep{
+		{send: "<db:result from='partner.test' to='company.test'> </db:result>"},
+	}, "bad-format"},
+}
+
+// Dialback in the receiving role: each attack ends in the stream error
+// XEP-0220 and RFC 6120 name, and partner.test's authority is never asked.
 func TestHostileDialback(t *testing.T) {
 	h := newHostileEnv(t)
-	const stanza = "<message from='mallory@evil.test' to='alice@company.test' id='attack'><body>spoofed</body></message>"
-	type step struct {
-		send string
-		// want: a dialback answer (name, from, to, type, condition), or
-		// nothing when name is "".
-		name, from, to, typ, cond string
-	}
-	tests := []struct {
-		name  string
-		peer  func(testing.TB) *peer
-		steps []step
-		cond  string // the final stream error
-	}{
-		{"unsolicited valid result", h.untrustedPeer, []step{
-			{send: "<db:result from='evil.test' to='company.test' type='valid'/>" + stanza},
-		}, "not-authorized"},
-		{"unsolicited valid result after SASL", h.saslPeer, []step{
-			{send: "<db:result from='evil.test' to='company.test' type='valid'/>" + stanza},
-		}, "not-authorized"},
-		{"unsolicited error result", h.untrustedPeer, []step{
-			{send: "<db:result from='evil.test' to='company.test' type='error'/>" + stanza},
-		}, "not-authorized"},
-		{"valid verify without a request", h.untrustedPeer, []step{
-			{send: "<db:verify from='evil.test' to='company.test' id='x' type='valid'/>" + stanza},
-		}, "not-authorized"},
-		{"valid verify without a request after dialback", h.dialbackPeer, []step{
-			{send: "<db:verify from='evil.test' to='company.test' id='x' type='valid'/>" + stanza},
-		}, "not-authorized"},
-		{"originating domain is ours", h.untrustedPeer, []step{
-			{send: "<db:result from='company.test' to='company.test'>k</db:result>", name: "result", from: "company.test", to: "company.test", typ: "error", cond: "forbidden"},
-			{send: "<message from='ceo@company.test' to='alice@company.test' id='attack'/>"},
-		}, "not-authorized"},
-		{"originating domain is ours, in capitals", h.untrustedPeer, []step{
-			{send: "<db:result from='COMPANY.TEST' to='company.test'>k</db:result>", name: "result", from: "company.test", to: "company.test", typ: "error", cond: "forbidden"},
-			{send: "<message from='ceo@company.test' to='alice@company.test' id='attack'/>"},
-		}, "not-authorized"},
-		{"originating domain is ours, after dialback", h.dialbackPeer, []step{
-			{send: "<db:result from='company.test' to='company.test'>k</db:result>", name: "result", from: "company.test", to: "company.test", typ: "error", cond: "forbidden"},
-			{send: "<message from='ceo@company.test' to='alice@company.test' id='attack'/>"},
-		}, "invalid-from"},
-		{"originating domain is ours with a trailing dot", h.untrustedPeer, []step{
-			// Not ours by name: verified with its (unresolvable) servers.
-			{send: "<db:result from='company.test.' to='company.test'>k</db:result>", name: "result", from: "company.test", to: "company.test.", typ: "error", cond: "remote-server-not-found"},
-			{send: "<message from='ceo@company.test.' to='alice@company.test' id='attack'/>"},
-		}, "not-authorized"},
-		{"receiving domain is not ours", h.untrustedPeer, []step{
-			{send: "<db:result from='partner.test' to='elsewhere.test'>" + partnerKey("x") + "</db:result>", name: "result", from: "elsewhere.test", to: "partner.test", typ: "error", cond: "item-not-found"},
-			{send: "<message from='bob@partner.test' to='carol@elsewhere.test' id='attack'/>"},
-		}, "host-unknown"},
-		{"no originating domain", h.untrustedPeer, []step{
-			{send: "<db:result to='company.test'>k</db:result>", name: "result", from: "company.test", to: "", typ: "error", cond: "forbidden"},
-			{send: "<message from='bob@partner.test' to='alice@company.test' id='attack'/>"},
-		}, "not-authorized"},
-		{"empty key", h.untrustedPeer, []step{
-			{send: "<db:result from='partner.test' to='company.test'> </db:result>"},
-		}, "bad-format"},
-	}
-	for _, tt := range tests {
+	for _, tt := range hostileDialback {
 		t.Run(tt.name, func(t *testing.T) {
-			p := tt.peer(t)
+			p := h.attacker(t, tt.auth)
 			before := len(h.askedAuthority())
 			for _, s := range tt.steps {
 				hostileWrite(p, s.send)
@@ -1052,43 +1100,41 @@ func TestHostileDialbackPendingBound(t *testing.T) {
 	h.finish(t, p)
 }
 
-// Addressing on an authenticated stream: stanzas must come from an
-// authenticated domain and go to one of ours (RFC 6120 §4.9.3, §8.1.1).
+// hostileSpoofing: addressing on an authenticated stream — stanzas must
+// come from an authenticated domain and go to one of ours (RFC 6120
+// §4.9.3, §8.1.1).
+var hostileSpoofing = []hostileCase{
+	{"from another domain", authSASL, hostileMessage("mallory@evil.test", "alice@company.test", "hi"), "invalid-from"},
+	{"from another domain, with a second @", authSASL, hostileMessage("mallory@partner.test@evil.test", "alice@company.test", "hi"), "invalid-from"},
+	{"from a domain of ours", authSASL, hostileMessage("ceo@company.test", "alice@company.test", "hi"), "invalid-from"},
+	{"from a domain of ours, after dialback", authDialback, hostileMessage("ceo@company.test", "alice@company.test", "hi"), "invalid-from"},
+	{"from a subdomain", authSASL, hostileMessage("m@evil.partner.test", "alice@company.test", "hi"), "invalid-from"},
+	{"from a domain whose resource names the partner", authSASL, hostileMessage("evil.test/partner.test", "alice@company.test", "hi"), "invalid-from"},
+	{"to a domain not ours", authSASL, hostileMessage("bob@partner.test", "carol@elsewhere.test", "hi"), "host-unknown"},
+	{"to the sender's own domain", authSASL, hostileMessage("bob@partner.test", "carol@partner.test", "hi"), "host-unknown"},
+	{"to a domain not ours, with a second @", authSASL, hostileMessage("bob@partner.test", "alice@company.test@evil.test", "hi"), "host-unknown"},
+	{"no to", authSASL, hostileMessage("bob@partner.test", "", "hi"), "improper-addressing"},
+	{"empty to", authSASL, "<message from='bob@partner.test' to='' id='attack'/>", "improper-addressing"},
+	{"no from", authSASL, hostileMessage("", "alice@company.test", "hi"), "improper-addressing"},
+	{"iq without to", authDialback, "<iq type='get' from='bob@partner.test' id='attack'><query xmlns='jabber:iq:version'/></iq>", "improper-addressing"},
+	{"before any authentication, over TLS", authUntrusted, hostileMessage("bob@partner.test", "alice@company.test", "hi"), "not-authorized"},
+	{"before any authentication, before TLS", authPlain, hostileMessage("bob@partner.test", "alice@company.test", "hi"), "not-authorized"},
+	{"stanza in jabber:client", authSASL, "<message xmlns='jabber:client' from='bob@partner.test' to='alice@company.test' id='attack'/>", "unsupported-stanza-type"},
+	{"stanza in a foreign namespace", authSASL, "<message xmlns='urn:evil' from='bob@partner.test' to='alice@company.test' id='attack'/>", "unsupported-stanza-type"},
+	{"stanza in the dialback namespace", authSASL, "<db:message from='bob@partner.test' to='alice@company.test' id='attack'/>", "unsupported-stanza-type"},
+	// slot: canonical JIDs — a fullwidth ｍａｌｌｏｒｙ@company.test
+	// must arrive as mallory@company.test (a positive case, with the
+	// canary), an empty localpart @company.test bounced with
+	// jid-malformed (a stanza error back on the attacker's stream).
+}
+
+// Addressing on an authenticated stream: a spoofed from, a to that is not
+// ours, a missing address, a stanza before authentication.
 func TestHostileSpoofing(t *testing.T) {
 	h := newHostileEnv(t)
-	plain := func(t testing.TB) *peer { return h.plainPeer(t) }
-	tests := []struct {
-		name  string
-		peer  func(testing.TB) *peer
-		input string
-		cond  string
-	}{
-		{"from another domain", h.saslPeer, hostileMessage("mallory@evil.test", "alice@company.test", "hi"), "invalid-from"},
-		{"from another domain, with a second @", h.saslPeer, hostileMessage("mallory@partner.test@evil.test", "alice@company.test", "hi"), "invalid-from"},
-		{"from a domain of ours", h.saslPeer, hostileMessage("ceo@company.test", "alice@company.test", "hi"), "invalid-from"},
-		{"from a domain of ours, after dialback", h.dialbackPeer, hostileMessage("ceo@company.test", "alice@company.test", "hi"), "invalid-from"},
-		{"from a subdomain", h.saslPeer, hostileMessage("m@evil.partner.test", "alice@company.test", "hi"), "invalid-from"},
-		{"from a domain whose resource names the partner", h.saslPeer, hostileMessage("evil.test/partner.test", "alice@company.test", "hi"), "invalid-from"},
-		{"to a domain not ours", h.saslPeer, hostileMessage("bob@partner.test", "carol@elsewhere.test", "hi"), "host-unknown"},
-		{"to the sender's own domain", h.saslPeer, hostileMessage("bob@partner.test", "carol@partner.test", "hi"), "host-unknown"},
-		{"to a domain not ours, with a second @", h.saslPeer, hostileMessage("bob@partner.test", "alice@company.test@evil.test", "hi"), "host-unknown"},
-		{"no to", h.saslPeer, hostileMessage("bob@partner.test", "", "hi"), "improper-addressing"},
-		{"empty to", h.saslPeer, "<message from='bob@partner.test' to='' id='attack'/>", "improper-addressing"},
-		{"no from", h.saslPeer, hostileMessage("", "alice@company.test", "hi"), "improper-addressing"},
-		{"iq without to", h.dialbackPeer, "<iq type='get' from='bob@partner.test' id='attack'><query xmlns='jabber:iq:version'/></iq>", "improper-addressing"},
-		{"before any authentication, over TLS", h.untrustedPeer, hostileMessage("bob@partner.test", "alice@company.test", "hi"), "not-authorized"},
-		{"before any authentication, before TLS", plain, hostileMessage("bob@partner.test", "alice@company.test", "hi"), "not-authorized"},
-		{"stanza in jabber:client", h.saslPeer, "<message xmlns='jabber:client' from='bob@partner.test' to='alice@company.test' id='attack'/>", "unsupported-stanza-type"},
-		{"stanza in a foreign namespace", h.saslPeer, "<message xmlns='urn:evil' from='bob@partner.test' to='alice@company.test' id='attack'/>", "unsupported-stanza-type"},
-		{"stanza in the dialback namespace", h.saslPeer, "<db:message from='bob@partner.test' to='alice@company.test' id='attack'/>", "unsupported-stanza-type"},
-		// slot: canonical JIDs — a fullwidth ｍａｌｌｏｒｙ@company.test
-		// must arrive as mallory@company.test (a positive case, with the
-		// canary), an empty localpart @company.test bounced with
-		// jid-malformed (a stanza error back on the attacker's stream).
-	}
-	for _, tt := range tests {
+	for _, tt := range hostileSpoofing {
 		t.Run(tt.name, func(t *testing.T) {
-			p := tt.peer(t)
+			p := h.attacker(t, tt.auth)
 			hostileWrite(p, tt.input)
 			expectStreamErrorApp(t, p, tt.cond, "")
 			h.finish(t, p)
@@ -1286,24 +1332,9 @@ func TestHostileVersionlessHeader(t *testing.T) {
 // and nothing after it is read.
 func TestHostilePeerStreamError(t *testing.T) {
 	h := newHostileEnv(t)
-	plain := func(t testing.TB) *peer { return h.plainPeer(t) }
-	const se = "<stream:error><host-unknown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>"
-	tests := []struct {
-		name  string
-		peer  func(testing.TB) *peer
-		input string
-	}{
-		{"before TLS", plain, se},
-		{"after TLS", h.untrustedPeer, se},
-		{"after SASL, a stanza pipelined", h.saslPeer, se + hostileMessage("bob@partner.test", "alice@company.test", "after the stream error")},
-		{"after dialback, with text", h.dialbackPeer, "<stream:error><undefined-condition xmlns='urn:ietf:params:xml:ns:xmpp-streams'/><text xmlns='urn:ietf:params:xml:ns:xmpp-streams'>bye</text></stream:error>"},
-		{"empty", h.saslPeer, "<stream:error/>"},
-		{"another prefix", h.saslPeer, "<e:error xmlns:e='http://etherx.jabber.org/streams'><not-authorized xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></e:error>"},
-		{"then the close tag", h.saslPeer, se + "</stream:stream>"},
-	}
-	for _, tt := range tests {
+	for _, tt := range hostilePeerErrors {
 		t.Run(tt.name, func(t *testing.T) {
-			p := tt.peer(t)
+			p := h.attacker(t, tt.auth)
 			hostileWrite(p, tt.input)
 			el, err := p.r.Next()
 			if err != xmlstream.ErrStreamEnd {
@@ -1313,6 +1344,20 @@ func TestHostilePeerStreamError(t *testing.T) {
 			h.finish(t, p)
 		})
 	}
+}
+
+const hostilePeerError = "<stream:error><host-unknown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>"
+
+// hostilePeerErrors: stream errors a peer sends (cond unused: the answer
+// is </stream:stream> alone).
+var hostilePeerErrors = []hostileCase{
+	{"before TLS", authPlain, hostilePeerError, ""},
+	{"after TLS", authUntrusted, hostilePeerError, ""},
+	{"after SASL, a stanza pipelined", authSASL, hostilePeerError + hostileMessage("bob@partner.test", "alice@company.test", "after the stream error"), ""},
+	{"after dialback, with text", authDialback, "<stream:error><undefined-condition xmlns='urn:ietf:params:xml:ns:xmpp-streams'/><text xmlns='urn:ietf:params:xml:ns:xmpp-streams'>bye</text></stream:error>", ""},
+	{"empty", authSASL, "<stream:error/>", ""},
+	{"another prefix", authSASL, "<e:error xmlns:e='http://etherx.jabber.org/streams'><not-authorized xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></e:error>", ""},
+	{"then the close tag", authSASL, hostilePeerError + "</stream:stream>", ""},
 }
 
 // A slow peer before authentication: the header sent one byte at a time
