@@ -82,7 +82,13 @@
 // and muc.services are put in lower-case A-label form (data files may
 // use U-labels: bücher.example → xn--bcher-kva.example; the gateway sends
 // A-labels), directions must be inbound, outbound or both, and
-// confidential.patterns must compile.
+// confidential.patterns must compile. The partner settings of the shipped
+// rules — allow_e2ee and strip_presence_status (booleans), allow_files
+// (methods), upload_hosts (domains, normalised), rate ({per_second,
+// burst}), strip_presence ([{name, namespace}]) — are checked too, in
+// each partner entry and at the top level (where they are the default of
+// every partner): a typo there rejects the file at load instead of
+// failing a partner's decisions closed.
 //
 // # Built-in functions
 //

@@ -3,12 +3,15 @@ package policy
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -152,7 +155,11 @@ func mergeInto(dst, src map[string]any, path string) error {
 // the shipped rules and the built-ins rely on (under data.xmppedge):
 // partner domains, audit_full and muc.services domains are put in A-label,
 // lower-case form (so data files may use U-labels); directions are
-// checked; confidential patterns must compile.
+// checked; confidential patterns must compile; the partner settings
+// (allow_e2ee, allow_files, upload_hosts, rate, strip_presence_status,
+// strip_presence), per partner and at the top level, must have their
+// types and values (a mistake there would otherwise fail every decision
+// of a partner closed, at run time, instead of rejecting the file).
 func normalizeData(d map[string]any) error {
 	if p, ok := d["partners"]; ok {
 		list, ok := p.([]any)
@@ -187,7 +194,15 @@ func normalizeData(d map[string]any) error {
 					return fmt.Errorf("partners[%d] (%s): require_cert must be true or false", i, dom)
 				}
 			}
+			if err := normalizePartnerSettings(entry); err != nil {
+				return fmt.Errorf("partners[%d] (%s): %w", i, dom, err)
+			}
 		}
+	}
+	// The same settings at the top level are the defaults of every partner
+	// (upload_hosts and strip_presence: added to each partner's).
+	if err := normalizePartnerSettings(d); err != nil {
+		return err
 	}
 	if err := normalizeDomainList(d, "audit_full"); err != nil {
 		return err
@@ -213,6 +228,118 @@ func normalizeData(d map[string]any) error {
 				}
 			}
 		}
+	}
+	return nil
+}
+
+// fileTransferMethods are the values of allow_files (FileTransfer.Method).
+var fileTransferMethods = []string{TransferOOB, TransferJingle, TransferIBB, TransferSOCKS5}
+
+// normalizePartnerSettings checks the settings the shipped rules read
+// from a partner entry (or from the top level, as defaults), and puts
+// upload_hosts in A-label form.
+func normalizePartnerSettings(d map[string]any) error {
+	for _, key := range []string{"allow_e2ee", "strip_presence_status"} {
+		if v, ok := d[key]; ok {
+			if _, ok := v.(bool); !ok {
+				return fmt.Errorf("%s must be true or false", key)
+			}
+		}
+	}
+	if v, ok := d["allow_files"]; ok {
+		list, ok := v.([]any)
+		if !ok {
+			return fmt.Errorf("allow_files must be a list of methods (%s)", strings.Join(fileTransferMethods, ", "))
+		}
+		for i, m := range list {
+			s, _ := m.(string)
+			if !slices.Contains(fileTransferMethods, s) {
+				return fmt.Errorf("allow_files[%d] is %v: a method is one of %s", i, m, strings.Join(fileTransferMethods, ", "))
+			}
+		}
+	}
+	if err := normalizeDomainList(d, "upload_hosts"); err != nil {
+		return err
+	}
+	if v, ok := d["rate"]; ok {
+		if err := checkRate(v); err != nil {
+			return fmt.Errorf("rate: %w", err)
+		}
+	}
+	if v, ok := d["strip_presence"]; ok {
+		list, ok := v.([]any)
+		if !ok {
+			return fmt.Errorf("strip_presence must be a list of {name: …, namespace: …}")
+		}
+		for i, c := range list {
+			if err := checkChild(c); err != nil {
+				return fmt.Errorf("strip_presence[%d]: %w", i, err)
+			}
+		}
+	}
+	return nil
+}
+
+// number reads a number of a data document (json.Number from the YAML and
+// JSON readers; float64 or int from elsewhere).
+func number(v any) (float64, bool) {
+	switch n := v.(type) {
+	case json.Number:
+		f, err := n.Float64()
+		return f, err == nil
+	case float64:
+		return n, true
+	case int:
+		return float64(n), true
+	case int64:
+		return float64(n), true
+	}
+	return 0, false
+}
+
+// checkRate checks {per_second: positive number, burst: positive integer}
+// (the session decision's rate, see parseRate).
+func checkRate(v any) error {
+	obj, ok := v.(map[string]any)
+	if !ok {
+		return fmt.Errorf("want {per_second: number, burst: integer}, not %T", v)
+	}
+	for k := range obj {
+		if k != "per_second" && k != "burst" {
+			return fmt.Errorf("unknown key %q: a rate is {per_second: number, burst: integer}", k)
+		}
+	}
+	ps, ok := number(obj["per_second"])
+	if !ok || math.IsNaN(ps) || math.IsInf(ps, 0) || ps <= 0 {
+		return fmt.Errorf("per_second must be a positive number (stanzas a second), not %v", obj["per_second"])
+	}
+	b, ok := number(obj["burst"])
+	if !ok || b != math.Trunc(b) || b < 1 || b > maxBurst {
+		return fmt.Errorf("burst must be an integer from 1 to %d (stanzas at once), not %v", maxBurst, obj["burst"])
+	}
+	return nil
+}
+
+// checkChild checks {name: …, namespace: …}, both non-empty strings (a
+// stanza decision's strip entry, see parseChild).
+func checkChild(v any) error {
+	obj, ok := v.(map[string]any)
+	if !ok {
+		return fmt.Errorf("want {name: …, namespace: …}, not %T", v)
+	}
+	for k, x := range obj {
+		if k != "name" && k != "namespace" {
+			return fmt.Errorf("unknown key %q: a child is name and namespace", k)
+		}
+		if s, ok := x.(string); !ok || s == "" {
+			return fmt.Errorf("%s must be a non-empty string", k)
+		}
+	}
+	if _, ok := obj["name"]; !ok {
+		return fmt.Errorf("name is missing")
+	}
+	if _, ok := obj["namespace"]; !ok {
+		return fmt.Errorf("namespace is missing (e.g. jabber:server for <status/>)")
 	}
 	return nil
 }

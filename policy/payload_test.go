@@ -61,6 +61,12 @@ decision := {"allow": x.kind != "iq"}`, true, true, true, false},
 			}
 		})
 	}
+	t.Run("shipped rules", func(t *testing.T) {
+		e := shippedEngine(t, testData, Config{})
+		if !e.NeedsPayloadFacts() || !e.NeedsContent() {
+			t.Fatalf("NeedsPayloadFacts %v NeedsContent %v", e.NeedsPayloadFacts(), e.NeedsContent())
+		}
+	})
 }
 
 // TestPayloadFactsInput: the facts reach Rego under their JSON names, with

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -14,6 +15,8 @@ partners:
   - {domain: secure.test, direction: both, require_cert: true}
   - {domain: bücher.example}
   - {domain: conference.partner.test}
+  - {domain: friend.test, allow_e2ee: true, allow_files: [oob, jingle, ibb], upload_hosts: [files.friend.test], strip_presence_status: true, rate: {per_second: 5, burst: 10}}
+upload_hosts: [upload.company.test]
 confidential:
   keywords: [CONFIDENTIAL, "INTERNAL ONLY"]
   patterns: ['\b(?:\d[ -]?){13,16}\b']
@@ -56,6 +59,7 @@ func TestShippedSessionDecisions(t *testing.T) {
 		{"TLS 1.2", SessionInput{Direction: "inbound", RemoteDomain: "partner.test", TLS: TLSInfo{Version: "TLS 1.2"}, Auth: "dialback"}, true, "", false},
 		{"IDN partner as A-label", SessionInput{Direction: "inbound", RemoteDomain: "xn--bcher-kva.example", TLS: tls13, Auth: "dialback"}, true, "", false},
 		{"upper-case remote domain", SessionInput{Direction: "inbound", RemoteDomain: "PARTNER.test", TLS: tls13, Auth: "dialback"}, true, "", false},
+		{"partner with a rate", SessionInput{Direction: "inbound", RemoteDomain: "friend.test", TLS: tls13, Auth: "dialback"}, true, "", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -67,6 +71,13 @@ func TestShippedSessionDecisions(t *testing.T) {
 			}
 			if !strings.Contains(d.Reason, tt.reason) {
 				t.Errorf("reason %q does not contain %q", d.Reason, tt.reason)
+			}
+			var wantRate *Rate
+			if tt.in.RemoteDomain == "friend.test" {
+				wantRate = &Rate{PerSecond: 5, Burst: 10}
+			}
+			if !reflect.DeepEqual(d.Rate, wantRate) {
+				t.Errorf("rate %+v, want %+v", d.Rate, wantRate)
 			}
 			gotCert := len(d.Require) == 1 && d.Require[0] == "certificate"
 			if gotCert != tt.requireCert {
@@ -105,6 +116,18 @@ func TestShippedStanzaDecisions(t *testing.T) {
 	groupchat := msg(alice, jid("room@muc.partner.test"), "hi")
 	groupchat.Type = "groupchat"
 	serverPing := StanzaInput{Direction: "outbound", Kind: "iq", Type: "get", From: jid("company.test"), To: jid("partner.test")}
+	friend := jid("fred@friend.test/x")
+	withFacts := func(in StanzaInput, encryption string, ft ...FileTransfer) StanzaInput {
+		in.Encryption, in.FileTransfer, in.BodyIsFallback = encryption, ft, encryption != "" || len(ft) > 0
+		return in
+	}
+	omemoFallback := "I sent you an OMEMO encrypted message but your client doesn't seem to support that."
+	oob := func(host string) FileTransfer { return FileTransfer{Method: TransferOOB, Host: host} }
+	presence := func(to JID) StanzaInput {
+		return StanzaInput{Direction: "outbound", Kind: "presence", From: alice, To: to,
+			Children: []Child{{"show", "jabber:server"}, {"status", "jabber:server"}}}
+	}
+	stripStatus := []Child{{"status", "jabber:server"}}
 
 	tests := []struct {
 		name   string
@@ -112,27 +135,55 @@ func TestShippedStanzaDecisions(t *testing.T) {
 		allow  bool
 		reason string
 		audit  string
+		strip  []Child
 	}{
-		{"plain message", msg(alice, peer, "hello there"), true, "", "meta"},
-		{"keyword", msg(alice, peer, "this is CONFIDENTIAL"), false, "message contains a confidential keyword", "meta"},
-		{"keyword any case", msg(alice, peer, "this is confidential"), false, "confidential keyword", "meta"},
-		{"keyword in subject", subject, false, "confidential keyword", "meta"},
-		{"pattern", msg(alice, peer, "card 4111-1111-1111-1111"), false, "message matches a confidential pattern", "meta"},
-		{"short number", msg(alice, peer, "room 1234"), true, "", "meta"},
-		{"inbound keyword passes", msg(peer, alice, "CONFIDENTIAL from them"), true, "", "meta"},
-		{"security label", labelled, false, "security label Secret", "meta"},
-		{"unclassified label", unclassified, true, "", "meta"},
-		{"unlisted domain", msg(alice, jid("x@evil.test"), "hi"), false, "evil.test is not a federation partner", "meta"},
-		{"external user by jid", msg(alice, peer, "hi"), true, "", "meta"},
-		{"external user by group", msg(bob, peer, "hi"), true, "", "meta"},
-		{"not an external user", msg(carol, peer, "hi"), false, "carol@company.test may not communicate outside", "meta"},
-		{"not an external user inbound", msg(peer, carol, "hi"), false, "carol@company.test may not communicate outside", "meta"},
-		{"blocked user", msg(mallory, peer, "hi"), false, "mallory@company.test may not", "meta"},
-		{"muc room not listed", roomPresence, false, "room secret@conference.partner.test is not open", "meta"},
-		{"muc room listed", lobbyPresence, true, "", "meta"},
-		{"groupchat elsewhere", groupchat, false, "is not open to outside group chat", "meta"},
-		{"server jid is not a user", serverPing, true, "", "meta"},
-		{"audit full partner", msg(jid("ed@news.test"), alice, "news"), true, "", "full"},
+		{"plain message", msg(alice, peer, "hello there"), true, "", "meta", nil},
+		{"keyword", msg(alice, peer, "this is CONFIDENTIAL"), false, "message contains a confidential keyword", "meta", nil},
+		{"keyword any case", msg(alice, peer, "this is confidential"), false, "confidential keyword", "meta", nil},
+		{"keyword in subject", subject, false, "confidential keyword", "meta", nil},
+		{"pattern", msg(alice, peer, "card 4111-1111-1111-1111"), false, "message matches a confidential pattern", "meta", nil},
+		{"short number", msg(alice, peer, "room 1234"), true, "", "meta", nil},
+		{"inbound keyword passes", msg(peer, alice, "CONFIDENTIAL from them"), true, "", "meta", nil},
+		{"security label", labelled, false, "security label Secret", "meta", nil},
+		{"unclassified label", unclassified, true, "", "meta", nil},
+		{"unlisted domain", msg(alice, jid("x@evil.test"), "hi"), false, "evil.test is not a federation partner", "meta", nil},
+		{"external user by jid", msg(alice, peer, "hi"), true, "", "meta", nil},
+		{"external user by group", msg(bob, peer, "hi"), true, "", "meta", nil},
+		{"not an external user", msg(carol, peer, "hi"), false, "carol@company.test may not communicate outside", "meta", nil},
+		{"not an external user inbound", msg(peer, carol, "hi"), false, "carol@company.test may not communicate outside", "meta", nil},
+		{"blocked user", msg(mallory, peer, "hi"), false, "mallory@company.test may not", "meta", nil},
+		{"muc room not listed", roomPresence, false, "room secret@conference.partner.test is not open", "meta", nil},
+		{"muc room listed", lobbyPresence, true, "", "meta", nil},
+		{"groupchat elsewhere", groupchat, false, "is not open to outside group chat", "meta", nil},
+		{"server jid is not a user", serverPing, true, "", "meta", nil},
+		{"audit full partner", msg(jid("ed@news.test"), alice, "news"), true, "", "full", nil},
+		// End-to-end encryption: refused to partners without allow_e2ee
+		// (the data lists keywords: the default is to refuse).
+		{"omemo to partner", withFacts(msg(alice, peer, omemoFallback), EncryptionOMEMO), false,
+			"end-to-end encrypted messages (OMEMO) to partner.test are not permitted: switch encryption off for this contact", "meta", nil},
+		{"openpgp to partner", withFacts(msg(alice, peer, "[openpgp]"), EncryptionOpenPGP), false, "(OpenPGP) to partner.test", "meta", nil},
+		{"omemo to friend", withFacts(msg(alice, friend, omemoFallback), EncryptionOMEMO2), true, "", "meta", nil},
+		{"omemo from partner", withFacts(msg(peer, alice, omemoFallback), EncryptionOMEMO), true, "", "meta", nil},
+		{"omemo to audit-full partner", withFacts(msg(jid("ed@news.test"), alice, omemoFallback), EncryptionOMEMO), true, "", "full", nil},
+		{"fallback body still scanned", withFacts(msg(alice, friend, "CONFIDENTIAL"), EncryptionOMEMO), false, "confidential keyword", "meta", nil},
+		// Files: links to the company's upload service (and the partner's),
+		// Jingle; IBB and SOCKS5 only where allowed.
+		{"upload link", withFacts(msg(alice, peer, "https://upload.company.test/a.pdf"), "", oob("upload.company.test")), true, "", "meta", nil},
+		{"link elsewhere", withFacts(msg(alice, peer, "https://files.example.net/a.pdf"), "", oob("files.example.net")), false,
+			"file links to files.example.net are not permitted", "meta", nil},
+		{"partner upload host", withFacts(msg(alice, friend, "https://files.friend.test/a.pdf"), "", oob("files.friend.test")), true, "", "meta", nil},
+		{"partner upload host elsewhere", withFacts(msg(alice, peer, "https://files.friend.test/a.pdf"), "", oob("files.friend.test")), false, "files.friend.test", "meta", nil},
+		{"ibb", withFacts(StanzaInput{Direction: "outbound", Kind: "iq", Type: "set", From: alice, To: peer}, "", FileTransfer{Method: TransferIBB}), false,
+			"file transfer by in-band bytestream (IBB) to partner.test is not permitted", "meta", nil},
+		{"ibb to friend", withFacts(StanzaInput{Direction: "outbound", Kind: "iq", Type: "set", From: alice, To: friend}, "", FileTransfer{Method: TransferIBB}), true, "", "meta", nil},
+		{"jingle over socks5", withFacts(StanzaInput{Direction: "outbound", Kind: "iq", Type: "set", From: alice, To: peer}, "",
+			FileTransfer{Method: TransferJingle}, FileTransfer{Method: TransferSOCKS5}), false, "SOCKS5 bytestream to partner.test", "meta", nil},
+		{"jingle alone", withFacts(StanzaInput{Direction: "outbound", Kind: "iq", Type: "set", From: alice, To: peer}, "", FileTransfer{Method: TransferJingle}), true, "", "meta", nil},
+		{"ibb from partner", withFacts(StanzaInput{Direction: "inbound", Kind: "iq", Type: "set", From: peer, To: alice}, "", FileTransfer{Method: TransferIBB}), true, "", "meta", nil},
+		// Stripping <status/> from presence to partners that ask for it.
+		{"presence to partner", presence(peer), true, "", "meta", nil},
+		{"presence to friend", presence(friend), true, "", "meta", stripStatus},
+		{"presence from friend", StanzaInput{Direction: "inbound", Kind: "presence", From: friend, To: alice}, true, "", "meta", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -148,6 +199,9 @@ func TestShippedStanzaDecisions(t *testing.T) {
 			}
 			if d.Audit != tt.audit {
 				t.Errorf("audit = %q, want %q", d.Audit, tt.audit)
+			}
+			if !reflect.DeepEqual(d.Strip, tt.strip) {
+				t.Errorf("strip = %v, want %v", d.Strip, tt.strip)
 			}
 		})
 	}
@@ -205,6 +259,19 @@ func TestDataNormalisationErrors(t *testing.T) {
 		{"not an object", "- a\n- b\n", "top level must be an object"},
 		{"reserved key", "session: 1\n", "clashes with package"},
 		{"bad domain", "partners: [{domain: \"a..b\"}]", "partners[0]"},
+		{"allow_e2ee not a boolean", "partners: [{domain: a.test, allow_e2ee: yes please}]", "partners[0] (a.test): allow_e2ee must be true or false"},
+		{"top-level allow_e2ee null", "allow_e2ee:\n", "allow_e2ee must be true or false"},
+		{"unknown file method", "partners: [{domain: a.test, allow_files: [oob, ftp]}]", "allow_files[1] is ftp"},
+		{"allow_files not a list", "allow_files: oob\n", "allow_files must be a list"},
+		{"bad upload host", "upload_hosts: [\"a..b\"]", "upload_hosts[0]"},
+		{"partner upload host", "partners: [{domain: a.test, upload_hosts: [\"x..y\"]}]", "partners[0] (a.test): upload_hosts[0]"},
+		{"rate without burst", "partners: [{domain: a.test, rate: {per_second: 5}}]", "rate: burst must be an integer"},
+		{"rate zero", "rate: {per_second: 0, burst: 5}", "rate: per_second must be a positive number"},
+		{"rate fractional burst", "rate: {per_second: 1, burst: 1.5}", "burst must be an integer"},
+		{"rate unknown key", "rate: {per_second: 1, burst: 1, per_minute: 3}", "unknown key \"per_minute\""},
+		{"strip_presence_status not a boolean", "strip_presence_status: 1", "strip_presence_status must be true or false"},
+		{"strip_presence without namespace", "strip_presence: [{name: x}]", "strip_presence[0]: namespace is missing"},
+		{"strip_presence typo", "strip_presence: [{name: x, namspace: \"vcard-temp:x:update\"}]", "unknown key \"namspace\""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -41,6 +41,18 @@ default audit_full := []
 
 audit_full := data.xmppedge.audit_full
 
+# Files: links (XEP-0066 out-of-band URLs, as XEP-0363 HTTP upload sends
+# them) are allowed only to the upload services listed in upload_hosts.
+default upload_hosts := []
+
+upload_hosts := data.xmppedge.upload_hosts
+
+# Top-level presence children stripped for every partner (added to each
+# partner's own strip_presence).
+default strip_presence := []
+
+strip_presence := data.xmppedge.strip_presence
+
 # external_users_configured is true when data restricts who may talk
 # outside (external_users present, even empty).
 default external_users_configured := false
@@ -75,6 +87,77 @@ is_partner(domain, direction) if count(allowing_entries(domain, direction)) > 0
 require_cert(domain, direction) if {
 	some e in allowing_entries(domain, direction)
 	e.require_cert == true
+}
+
+# Partner settings. A setting is the partner's own value — from the entries
+# for the domain that allow the direction, the first entry that sets it in
+# data order —, else the same key at the top level of the data (the
+# default of every partner), else the built-in default. (The engine checks
+# the settings' types when it loads the data.)
+partner_value(domain, direction, key) := vals[0] if {
+	vals := [e[key] | some e in allowing_entries(domain, direction)]
+	count(vals) > 0
+}
+
+# End-to-end encryption (allow_e2ee). Built-in default: refused when the
+# data lists confidential keywords or patterns (the gateway cannot check
+# what it cannot read), allowed otherwise.
+default default_allow_e2ee := true
+
+default_allow_e2ee := false if count(confidential_keywords) + count(confidential_patterns) > 0
+
+allow_e2ee(domain, direction) := v if {
+	v := partner_value(domain, direction, "allow_e2ee")
+} else := v if {
+	v := data.xmppedge.allow_e2ee
+	v != null # unset (data files cannot hold null here; tests use it)
+} else := default_allow_e2ee
+
+# File transfer methods (allow_files): "oob" (links), "jingle", "ibb",
+# "socks5". Built-in default: links and Jingle; in-band (IBB) and SOCKS5
+# bytestreams only when listed.
+default_allow_files := ["oob", "jingle"]
+
+allow_files(domain, direction) := v if {
+	v := partner_value(domain, direction, "allow_files")
+} else := v if {
+	v := data.xmppedge.allow_files
+	v != null # unset (data files cannot hold null here; tests use it)
+} else := default_allow_files
+
+# upload_host_allowed(host, domain, direction): a file link to host may go
+# to domain: host is in the top-level upload_hosts or in the partner's
+# (every entry's list counts). Patterns as for partner domains
+# ("*.example.org", "*").
+upload_host_allowed(host, _, _) if xmppedge.domain_in(host, upload_hosts)
+
+upload_host_allowed(host, domain, direction) if {
+	some e in allowing_entries(domain, direction)
+	xmppedge.domain_in(host, e.upload_hosts)
+}
+
+# Stripping <status/> from presence (strip_presence_status). Built-in
+# default: off.
+strip_presence_status(domain, direction) := v if {
+	v := partner_value(domain, direction, "strip_presence_status")
+} else := v if {
+	v := data.xmppedge.strip_presence_status
+	v != null # unset (data files cannot hold null here; tests use it)
+} else := false
+
+# The presence children to strip for domain: the top-level strip_presence
+# and the partner's (every entry's list counts).
+presence_children_to_strip(domain, direction) := {c | some c in strip_presence} | {c |
+	some e in allowing_entries(domain, direction)
+	some c in e.strip_presence
+}
+
+# Session rate (rate: {per_second, burst}); undefined: no limit.
+rate(domain, direction) := v if {
+	v := partner_value(domain, direction, "rate")
+} else := v if {
+	v := data.xmppedge.rate
+	v != null # unset
 }
 
 # A local user may talk outside unless blocked, and, when external_users is

@@ -4,7 +4,8 @@
 # Input: direction, local_domain, remote_domain, remote_ip,
 # tls {version, cipher, peer_cert_valid, peer_cert_issuer, peer_cert_error},
 # auth ("sasl_external" | "dialback" | "" before authentication).
-# Result: {"allow": bool, "reason": string, "require": ["certificate"]?}.
+# Result: {"allow": bool, "reason": string, "require": ["certificate"]?,
+#          "rate": {"per_second": number, "burst": integer}?}.
 package xmppedge.session
 
 import data.xmppedge.common
@@ -15,10 +16,20 @@ default decision := {"allow": false, "reason": "no rule allowed this session"}
 
 decision := {"allow": false, "reason": concat("; ", sort(deny)), "require": require} if count(deny) > 0
 
-decision := {"allow": true, "reason": sprintf("%s is a federation partner (%s)", [input.remote_domain, input.direction]), "require": require} if {
+decision := object.union(
+	{"allow": true, "reason": sprintf("%s is a federation partner (%s)", [input.remote_domain, input.direction]), "require": require},
+	rate,
+) if {
 	count(deny) == 0
 	common.is_partner(input.remote_domain, input.direction)
 }
+
+# The partner's stanza rate (rate: {per_second, burst}, or the top-level
+# rate): the gateway limits the remote domain's stanzas with a token
+# bucket. No rate, no limit.
+rate := {"rate": r} if {
+	r := common.rate(input.remote_domain, input.direction)
+} else := {}
 
 tls_versions := {"TLS 1.2", "TLS 1.3"}
 

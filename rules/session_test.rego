@@ -84,3 +84,36 @@ test_outbound_before_connect if {
 test_default_deny_without_partners if {
 	not session.decision.allow with input as good with data.xmppedge.partners as []
 }
+
+rated := [
+	{"domain": "partner.test"},
+	{"domain": "news.test", "direction": "inbound", "rate": {"per_second": 10, "burst": 20}},
+]
+
+# (rate null: no top-level rate, whatever the data file loaded says)
+test_no_rate_by_default if {
+	d := session.decision with input as good with data.xmppedge.partners as rated with data.xmppedge.rate as null
+	d.allow == true
+	not d.rate
+}
+
+test_partner_rate if {
+	d := session.decision with input as object.union(good, {"remote_domain": "news.test"}) with data.xmppedge.partners as rated
+	d.allow == true
+	d.rate == {"per_second": 10, "burst": 20}
+}
+
+test_top_level_rate_is_the_default if {
+	d := session.decision with input as good with data.xmppedge.partners as rated
+		with data.xmppedge.rate as {"per_second": 50, "burst": 100}
+	d.rate == {"per_second": 50, "burst": 100}
+	n := session.decision with input as object.union(good, {"remote_domain": "news.test"}) with data.xmppedge.partners as rated
+		with data.xmppedge.rate as {"per_second": 50, "burst": 100}
+	n.rate == {"per_second": 10, "burst": 20}
+}
+
+test_denied_session_has_no_rate if {
+	d := session.decision with input as object.union(good, {"remote_domain": "news.test", "direction": "outbound"}) with data.xmppedge.partners as rated
+	d.allow == false
+	not d.rate
+}

@@ -3,8 +3,13 @@
 # Input: direction, kind, type, id, from/to {full, bare, domain},
 # children [{name, namespace}], body, subject, thread,
 # security_label {marking, fgcolor, bgcolor, label} (absent without one),
-# session {…the session input} (the stream it arrived on).
-# Result: {"allow": bool, "reason": string, "error": condition, "audit": "none"|"meta"|"hash"|"full"}.
+# session {…the session input} (the stream it arrived on),
+# encryption ("omemo", "omemo2", "openpgp", "otr", "xep0380:NS" or ""),
+# file_transfer [{method: "oob"|"jingle"|"ibb"|"socks5", host}],
+# body_is_fallback (payload facts, filled when a rule reads them).
+# Result: {"allow": bool, "reason": string, "error": condition,
+#          "audit": "none"|"meta"|"hash"|"full",
+#          "strip": [{"name", "namespace"}] (children removed before forwarding)}.
 package xmppedge.stanza
 
 import data.xmppedge.common
@@ -13,7 +18,15 @@ default decision := {"allow": false, "reason": "no rule allowed this stanza", "a
 
 decision := {"allow": false, "reason": concat("; ", sort(deny)), "error": "policy-violation", "audit": audit} if count(deny) > 0
 
-decision := {"allow": true, "audit": audit} if count(deny) == 0
+decision := {"allow": true, "audit": audit} if {
+	count(deny) == 0
+	count(strip) == 0
+}
+
+decision := {"allow": true, "audit": audit, "strip": strip} if {
+	count(deny) == 0
+	count(strip) > 0
+}
 
 # The remote domain of the stanza, and the internal user's bare JID. (Rules
 # name the fields they read, input.to.domain rather than input.to, so that
@@ -27,7 +40,10 @@ local_bare := input.from.bare if input.direction == "outbound"
 else := input.to.bare
 
 # What the audit log keeps: the metadata by default, everything for the
-# domains listed under audit_full (compliance cases).
+# domains listed under audit_full (compliance cases). Encrypted stanzas and
+# file transfers keep this level too: the metadata record holds the facts
+# (encryption, transfer methods and hosts), and a full record of an
+# encrypted stanza holds only ciphertext.
 default audit := "meta"
 
 audit := "full" if xmppedge.domain_in(remote_domain, common.audit_full)
@@ -92,4 +108,73 @@ to_room if xmppedge.domain_in(input.to.domain, common.muc_services)
 to_room if {
 	input.kind == "message"
 	input.type == "groupchat"
+}
+
+# End-to-end encryption: the gateway sees that a stanza is encrypted (OMEMO,
+# OpenPGP, OTR, or another method named by a XEP-0380 tag), never what it
+# says, so the content rules above cannot check it. Outbound stanzas to a
+# partner without allow_e2ee are refused (see common.allow_e2ee for the
+# default); inbound ones are not checked, as with confidential content.
+deny contains sprintf("end-to-end encrypted messages (%s) to %s are not permitted: switch encryption off for this contact", [encryption_name, remote_domain]) if {
+	input.encryption != ""
+	input.direction == "outbound"
+	not common.allow_e2ee(remote_domain, "outbound")
+}
+
+encryption_names := {"omemo": "OMEMO", "omemo2": "OMEMO", "openpgp": "OpenPGP", "otr": "OTR"}
+
+encryption_name := n if {
+	n := encryption_names[input.encryption]
+} else := trim_prefix(input.encryption, "xep0380:")
+
+# File transfers, outbound: only the methods in the partner's allow_files
+# (default: links and Jingle), and links only to the upload services of
+# upload_hosts. In-band (IBB) and SOCKS5 bytestreams — also as the
+# transport of a Jingle offer — are refused unless listed.
+deny contains sprintf("file transfer by %s to %s is not permitted", [transfer_name(f.method), remote_domain]) if {
+	input.direction == "outbound"
+	some f in input.file_transfer
+	not f.method in common.allow_files(remote_domain, "outbound")
+}
+
+deny contains sprintf("file links to %s are not permitted: share files through the company's upload service", [host_shown(f.host)]) if {
+	input.direction == "outbound"
+	some f in input.file_transfer
+	f.method == "oob"
+	"oob" in common.allow_files(remote_domain, "outbound")
+	not common.upload_host_allowed(f.host, remote_domain, "outbound")
+}
+
+transfer_names := {
+	"oob": "link (out-of-band URL)",
+	"jingle": "Jingle",
+	"ibb": "in-band bytestream (IBB)",
+	"socks5": "SOCKS5 bytestream",
+}
+
+transfer_name(method) := n if {
+	n := transfer_names[method]
+} else := method
+
+host_shown(host) := host if host != ""
+
+else := "a link without a host"
+
+# Children removed from the stanzas let through (the gateway re-serialises
+# them). Outbound presence keeps its availability (<show/>, the type) and
+# loses <status/> for partners with strip_presence_status, and the children
+# listed in strip_presence (e.g. vcard-temp:x:update avatar hashes).
+outbound_presence if {
+	input.kind == "presence"
+	input.direction == "outbound"
+}
+
+strip contains {"name": "status", "namespace": "jabber:server"} if {
+	outbound_presence
+	common.strip_presence_status(remote_domain, "outbound")
+}
+
+strip contains c if {
+	outbound_presence
+	some c in common.presence_children_to_strip(remote_domain, "outbound")
 }
