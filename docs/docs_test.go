@@ -3,6 +3,7 @@ package docs
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,12 +21,14 @@ import (
 
 	"github.com/xmppedge/xmppedge/edge/config"
 	"github.com/xmppedge/xmppedge/edge/metrics"
+	"github.com/xmppedge/xmppedge/policy"
 )
 
 // Markers on the first line of a fenced block that say what the block is.
 const (
 	xmppedgeMarker = "# xmppedge.yaml"
 	prosodyMarker  = "-- prosody.cfg.lua"
+	partnersMarker = "# partners.yaml" // policy data for the shipped rules
 )
 
 // block is one fenced code block of a Markdown file.
@@ -576,4 +579,146 @@ func TestJSONBlocks(t *testing.T) {
 			}
 		}
 	}
+}
+
+// shippedRules is the folder of the shipped Rego policy.
+const shippedRules = "../rules"
+
+// loadPolicy loads rules with one data file. Decisions are not cached (no
+// background work to stop) and have a generous timeout (the default 50ms
+// is wall-clock: a busy machine must not fail the guide).
+func loadPolicy(t *testing.T, rules, data string) (*policy.Engine, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	return policy.New(ctx, policy.Config{Rules: rules, Data: []string{data}, CacheSize: -1, Timeout: time.Minute})
+}
+
+// e2eeExpectations returns, for each partner entry of a partners.yaml
+// snippet whose domain line has the comment "E2EE allowed" or "E2EE
+// refused", its domain and whether an encrypted message to it is allowed.
+func e2eeExpectations(t *testing.T, b block) map[string]bool {
+	t.Helper()
+	var doc yaml.Node
+	if err := yaml.Unmarshal([]byte(b.body), &doc); err != nil || len(doc.Content) == 0 {
+		t.Fatalf("%s: not valid YAML: %v", b, err)
+	}
+	top := doc.Content[0]
+	out := map[string]bool{}
+	for i := 0; i+1 < len(top.Content); i += 2 {
+		if top.Content[i].Value != "partners" {
+			continue
+		}
+		for _, entry := range top.Content[i+1].Content {
+			for j := 0; j+1 < len(entry.Content); j += 2 {
+				if entry.Content[j].Value != "domain" {
+					continue
+				}
+				v := entry.Content[j+1]
+				switch c := v.LineComment + entry.Content[j].LineComment; {
+				case strings.Contains(c, "E2EE allowed"):
+					out[v.Value] = true
+				case strings.Contains(c, "E2EE refused"):
+					out[v.Value] = false
+				}
+			}
+		}
+	}
+	return out
+}
+
+// TestPolicyDataSnippets loads every ```yaml block whose first line starts
+// with "# partners.yaml" as the data of the shipped rules (the engine
+// checks the partner settings' types and values), and checks what the
+// comments of its partner entries promise: an OMEMO message to a partner
+// marked "E2EE allowed" passes, one to a partner marked "E2EE refused" is
+// refused with the reason users see.
+func TestPolicyDataSnippets(t *testing.T) {
+	perFile := map[string]int{}
+	checked := 0
+	for _, f := range guides(t) {
+		for _, b := range fencedBlocks(t, f) {
+			if b.lang != "yaml" || !strings.HasPrefix(b.firstLine(), partnersMarker) {
+				continue
+			}
+			perFile[f]++
+			data := filepath.Join(t.TempDir(), "partners.yaml")
+			if err := os.WriteFile(data, []byte(b.body), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			e, err := loadPolicy(t, shippedRules, data)
+			if err != nil {
+				t.Errorf("%s: the shipped rules reject this data: %v", b, err)
+				continue
+			}
+			want := e2eeExpectations(t, b)
+			if len(want) == 0 {
+				t.Errorf("%s: no partner marked \"# E2EE allowed\" or \"# E2EE refused\": nothing checks what the snippet does", b)
+			}
+			for domain, allowed := range want {
+				to := "bob@" + strings.Replace(domain, "*.", "chat.", 1)
+				in := policy.StanzaInput{Direction: "outbound", Kind: "message", Type: "chat", ID: "docs",
+					From:       policy.JID{Full: "alice@company.example/phone", Bare: "alice@company.example", Domain: "company.example"},
+					To:         policy.JID{Full: to, Bare: to, Domain: to[strings.IndexByte(to, '@')+1:]},
+					Children:   []policy.Child{{Name: "encrypted", Namespace: "eu.siacs.conversations.axolotl"}, {Name: "body", Namespace: "jabber:server"}},
+					Body:       "I sent you an OMEMO encrypted message but your client doesn't seem to support that.",
+					Encryption: policy.EncryptionOMEMO, BodyIsFallback: true,
+				}
+				d := e.DecideStanza(context.Background(), &in)
+				checked++
+				if d.Allow != allowed {
+					t.Errorf("%s: an OMEMO message to %s: allow %v (%s), the comment says allowed %v", b, in.To.Domain, d.Allow, d.Reason, allowed)
+				}
+				if !allowed && !strings.Contains(d.Reason, "end-to-end encrypted messages (OMEMO) to "+in.To.Domain+" are not permitted") {
+					t.Errorf("%s: refused for %q, not for the encryption", b, d.Reason)
+				}
+			}
+		}
+	}
+	if perFile["compliance.md"] < 4 {
+		t.Errorf("compliance.md has %d partners.yaml snippets; the three choices and the files settings make 4", perFile["compliance.md"])
+	}
+	t.Logf("partners.yaml snippets checked: %v; %d encrypted messages decided", perFile, checked)
+}
+
+// TestRegoSnippets compiles every ```rego block of the guides that starts
+// with a package under data.xmppedge together with the shipped rules.
+func TestRegoSnippets(t *testing.T) {
+	shipped, err := filepath.Glob(filepath.Join(shippedRules, "*.rego"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, f := range guides(t) {
+		for i, b := range fencedBlocks(t, f) {
+			if b.lang != "rego" || !strings.HasPrefix(b.firstLine(), "package xmppedge.") {
+				continue
+			}
+			n++
+			dir := t.TempDir()
+			for _, r := range shipped {
+				if strings.HasSuffix(r, "_test.rego") {
+					continue
+				}
+				src, err := os.ReadFile(r)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(dir, filepath.Base(r)), src, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("snippet%d.rego", i)), []byte(b.body), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			data := filepath.Join(dir, "data.yaml")
+			if err := os.WriteFile(data, []byte("partners: [{domain: partner.example}]\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := loadPolicy(t, dir, data); err != nil {
+				t.Errorf("%s: does not compile with the shipped rules: %v", b, err)
+			}
+		}
+	}
+	t.Logf("%d Rego snippets compiled with the shipped rules", n)
 }
