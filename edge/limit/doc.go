@@ -43,8 +43,9 @@
 //
 // # Limits that are not positive
 //
-// A rate of +Inf (or rate.Inf) lets everything through without creating
-// an entry. A rate or burst of zero or less, or NaN, lets nothing through,
-// and so does a concurrent limit of zero or less: a broken setting fails
-// closed. The callers resolve defaults (edge.Limits) before calling.
+// A rate of +Inf (or rate.Inf) lifts the rate limit: [Rates.Allow] then
+// lets everything through without creating an entry, [Conns.Acquire]
+// still counts concurrent connections. A rate or burst of zero or less, or
+// NaN, lets nothing through, and so does a concurrent limit of zero or
+// less: a broken setting fails closed. The callers resolve defaults (edge.Limits) before calling.
 package limit

@@ -45,7 +45,8 @@
 // Each part must be 1..1023 octets after preparation; an empty localpart
 // with '@' or an empty resourcepart with '/' is an error, as is invalid
 // UTF-8. A part longer than 4096 octets before preparation is refused
-// without preparing it, so the work per JID is bounded.
+// without preparing it (and a whole JID longer than 3×4096+2 octets before
+// it is split, with Part "jid"), so the work per JID is bounded.
 //
 // Every error is an [*Error] naming the part and the reason.
 //

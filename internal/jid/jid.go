@@ -93,6 +93,7 @@ const (
 	// maxRawPart bounds the work spent on one part: a longer part is
 	// refused before preparation.
 	maxRawPart = 4096
+	maxRawJID  = 3*maxRawPart + 2
 )
 
 // Prepare parses s as a JID and prepares every part into its canonical

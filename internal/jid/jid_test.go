@@ -47,6 +47,7 @@ func TestPrepare(t *testing.T) {
 		{"resource control char", "a@b/x\ty", "", PartResource},
 		{"resource keeps width and case", "a@b/ＲesⅣ", "a@b/ＲesⅣ", ""},
 		{"raw part over 4 KiB", "a@b/" + strings.Repeat("\u00a0", 2049), "", PartResource},
+		{"whole JID over 12 KiB", strings.Repeat("a", 3*4096+3), "", PartJID},
 
 		// Domains.
 		{"IDN U-label", "bücher.example", "bücher.example", ""},

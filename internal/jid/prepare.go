@@ -27,6 +27,9 @@ var domainProfile = idna.New(
 // prepareFull is the complete preparation; prepareASCII must agree with it
 // wherever it answers.
 func prepareFull(s string) (JID, error) {
+	if len(s) > maxRawJID {
+		return JID{}, &Error{Part: PartJID, Reason: "longer than three parts of 4096 octets"}
+	}
 	local, domain, resource, hasLocal, hasResource := split(s)
 	var j JID
 	var err error
