@@ -55,6 +55,13 @@ func TestAppendForwardAddressed(t *testing.T) {
 	}
 }
 
+func TestAppendForwardAddressedZeroElement(t *testing.T) {
+	var el Element
+	if out := el.AppendForwardAddressed([]byte("x"), nil, "a", "b"); string(out) != "x" {
+		t.Fatalf("got %q", out)
+	}
+}
+
 // sanitized is what an attribute value reads back as after
 // AppendEscapedAttr: characters XML cannot carry become U+FFFD.
 func sanitized(s string) string {

@@ -35,6 +35,9 @@ func (e *Element) AppendForward(dst []byte, header map[string]string) []byte {
 // carry become U+FFFD (see AppendEscapedAttr). Raw itself is not changed.
 // Like Raw, this is only for elements without CDATA: see HasCDATA.
 func (e *Element) AppendForwardAddressed(dst []byte, header map[string]string, from, to string) []byte {
+	if len(e.Raw) == 0 { // not an element from Next
+		return dst
+	}
 	i := rootNameEnd(e.Raw)
 	dst = append(dst, e.Raw[:i]...)
 	dst = e.appendHeaderDecls(dst, header)
