@@ -4,7 +4,7 @@
 #   make run     build and start xmppedge on xmppedge.example.yaml
 #   make test    everything CI runs: deps, vet, unit tests with -race (fuzz seeds included), the e2e suite
 #   make bench   benchmarks
-#   make fuzz    a short coverage-guided fuzz run of every parser
+#   make fuzz    a short coverage-guided fuzz run of every fuzz target (make fuzz-long: 10 minutes each)
 
 GO       ?= go
 VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
@@ -12,7 +12,7 @@ LDFLAGS  := -X main.version=$(VERSION)
 DEV      := dev
 APT_PKGS := prosody lua-unbound python3-slixmpp openssl prometheus testssl.sh
 
-.PHONY: build run test deps vet unit e2e bench fuzz clean
+.PHONY: build run test deps vet unit e2e bench fuzz fuzz-long clean
 
 build: bin/xmppedge $(DEV)/company.test.crt
 
@@ -60,9 +60,24 @@ test: deps vet unit e2e
 bench:
 	$(GO) test -run XXX -bench . -benchmem ./...
 
+# fuzz runs every fuzz target of the module (each func Fuzz* in a _test.go
+# file) for FUZZTIME, one after the other; FUZZ selects targets by regular
+# expression (e.g. make fuzz FUZZ='Prepare|Header'). fuzz-long runs each
+# for 10 minutes. A crash stops the run and leaves its input under the
+# package's testdata/fuzz/ (a regression test from then on).
+FUZZTIME ?= 30s
+FUZZ     ?= .
 fuzz:
-	$(GO) test -run XXX -fuzz FuzzNext -fuzztime 30s ./edge/xmlstream/
-	$(GO) test -run XXX -fuzz FuzzParseNode -fuzztime 30s ./edge/xmlstream/
+	@for pkg in $$($(GO) list ./...); do \
+	  dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
+	  for f in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go 2>/dev/null | sed 's/^func //' | grep -E -- '$(FUZZ)'); do \
+	    echo "== $$pkg $$f ($(FUZZTIME))"; \
+	    $(GO) test -run XXX -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 10s $$pkg || exit 1; \
+	  done; \
+	done
+
+fuzz-long:
+	$(MAKE) fuzz FUZZTIME=10m
 
 clean:
 	rm -rf bin $(DEV)

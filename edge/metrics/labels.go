@@ -53,6 +53,12 @@ const (
 	ReasonResourceConstraint   = "resource-constraint"
 	ReasonInternalServerError  = "internal-server-error"
 	ReasonServiceUnavailable   = "service-unavailable"
+	ReasonJIDMalformed         = "jid-malformed"
+
+	// Limits that refuse a connection or a stanza (LimitRefused).
+	LimitConnectionsPerIP    = "connections_per_ip"
+	LimitNewConnectionsPerIP = "new_connections_per_ip"
+	LimitStanzaRate          = "stanza_rate"
 
 	PolicyKindSession = "session"
 	PolicyKindStanza  = "stanza"
@@ -108,7 +114,8 @@ var (
 	failSet     = labelSet{FailDNS, FailConnect, FailTLS, FailAuth, FailPolicy, FailTimeout, FailStreamError, Other}
 	kindSet     = labelSet{KindMessage, KindPresence, KindIQ, Other}
 	outcomeSet  = labelSet{OutcomeRelayed, OutcomeDenied, OutcomeBounced, OutcomeUndeliverable, Other}
-	reasonSet   = labelSet{ReasonPolicyViolation, ReasonRemoteServerNotFound, ReasonRemoteServerTimeout, ReasonResourceConstraint, ReasonInternalServerError, ReasonServiceUnavailable, None, Other}
+	reasonSet   = labelSet{ReasonPolicyViolation, ReasonRemoteServerNotFound, ReasonRemoteServerTimeout, ReasonResourceConstraint, ReasonInternalServerError, ReasonServiceUnavailable, ReasonJIDMalformed, None, Other}
+	limitSet    = labelSet{LimitConnectionsPerIP, LimitNewConnectionsPerIP, LimitStanzaRate, Other}
 	policyKinds = labelSet{PolicyKindSession, PolicyKindStanza, Other}
 	qtypeSet    = labelSet{QTypeSRV, QTypeA, QTypeAAAA, Other}
 	resultSet   = labelSet{ResultSuccess, ResultFailure, Other}

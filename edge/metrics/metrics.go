@@ -45,6 +45,7 @@ type Metrics struct {
 	dialback        *lazyVec[prometheus.Counter] // role, result
 	queued          *lazyVec[prometheus.Gauge]   // leg
 	reloads         *lazyVec[prometheus.Counter] // result
+	limitRefusals   *lazyVec[prometheus.Counter] // limit
 
 	auditRecords       prometheus.Counter
 	auditFailures      prometheus.Counter
@@ -132,6 +133,9 @@ func New(version string) *Metrics {
 		"Stanzas waiting in the queues of outgoing streams being set up, by leg.", "leg").WithLabelValues, legSet)
 	m.reloads = newLazyVec(counterVec("reloads_total",
 		"Configuration reloads by result (success|failure).", "result").WithLabelValues, resultSet)
+	m.limitRefusals = newLazyVec(counterVec("limit_refusals_total",
+		"Connections and stanzas refused by a limit: connections_per_ip, new_connections_per_ip (outside listeners) or stanza_rate (per remote domain; the stanza is bounced with resource-constraint).",
+		"limit").WithLabelValues, limitSet)
 
 	m.auditRecords = counter("audit_records_total", "Audit records written.")
 	m.auditFailures = counter("audit_write_failures_total", "Audit records that could not be written.")
@@ -213,6 +217,15 @@ func (m *Metrics) Stanza(direction, kind, outcome, reason string) {
 		return
 	}
 	m.stanzas.at(m.stanzas.idx4(stanzaDirs.index(direction), kindSet.index(kind), outcomeSet.index(outcome), reasonSet.index(reason))).Inc()
+}
+
+// LimitRefused counts a connection or a stanza refused by a limit
+// (connections_per_ip|new_connections_per_ip|stanza_rate).
+func (m *Metrics) LimitRefused(limit string) {
+	if m == nil {
+		return
+	}
+	m.limitRefusals.at(limitSet.index(limit)).Inc()
 }
 
 // Bytes counts n bytes received from or sent to a peer on a leg; direction
