@@ -49,6 +49,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"runtime"
 	"slices"
@@ -104,7 +105,7 @@ func newHostileEnv(t *testing.T, mods ...func(*Options)) *hostileEnv {
 	t.Helper()
 	// A connect timeout far above anything a test needs: the verifications
 	// a test holds open must not expire on a slow machine.
-	mods = append([]func(*Options){func(o *Options) { o.ConnectTimeout = 30 * time.Second }}, mods...)
+	mods = append([]func(*Options){func(o *Options) { o.ConnectTimeout = 30 * time.Second }, hostileLimits}, mods...)
 	h := &hostileEnv{testEnv: newTestEnv(t, mods...)}
 	h.authority = startFakeServerTLS(t, "partner.test", h.tlsConfig(t, "partner.test"))
 	h.authority.setVerify(func(from, to, id, key string) bool {
@@ -127,6 +128,16 @@ func newHostileEnv(t *testing.T, mods ...func(*Options)) *hostileEnv {
 	h.baseline = heapInuse()
 	t.Logf("heap in use at baseline: %d KiB", h.baseline>>10)
 	return h
+}
+
+// hostileLimits lifts the per-source connection limits and the stanza
+// rates: every attacker and canary comes from 127.0.0.1 in quick
+// succession, and those limits are attack classes of their own.
+func hostileLimits(o *Options) {
+	o.Limits.ConnectionsPerIP = 100000
+	o.Limits.NewConnectionsPerIP = math.Inf(1)
+	o.Limits.StanzaRate = math.Inf(1)
+	o.Limits.StanzaBurst = 1 << 30
 }
 
 func hostileCert(t testing.TB, ca *certstest.CA, domain string) tls.Certificate {
@@ -909,10 +920,14 @@ var hostileDialback = []struct {
 		{send: "<message from='ceo@company.test' to='alice@company.test' id='attack'/>"},
 	}, "invalid-from"},
 	{"originating domain is ours with a trailing dot", authUntrusted, []hostileStep{
-		// Not ours by name: verified with its servers, which do not
-		// resolve (XEP-0220 §2.4: remote-connection-failed).
-		{send: "<db:result from='company.test.' to='company.test'>k</db:result>", name: "result", from: "company.test", to: "company.test.", typ: "error", cond: "remote-connection-failed"},
+		// RFC 7622 §3.2: the final dot is not part of the domain.
+		{send: "<db:result from='company.test.' to='company.test'>k</db:result>", name: "result", from: "company.test", to: "company.test", typ: "error", cond: "forbidden"},
 		{send: "<message from='ceo@company.test.' to='alice@company.test' id='attack'/>"},
+	}, "not-authorized"},
+	{"originating domain does not resolve", authUntrusted, []hostileStep{
+		// XEP-0220 §2.4: the authoritative server cannot be reached.
+		{send: "<db:result from='nowhere.test' to='company.test'>k</db:result>", name: "result", from: "company.test", to: "nowhere.test", typ: "error", cond: "remote-connection-failed"},
+		{send: "<message from='x@nowhere.test' to='alice@company.test' id='attack'/>"},
 	}, "not-authorized"},
 	{"receiving domain is not ours", authUntrusted, []hostileStep{
 		{send: "<db:result from='partner.test' to='elsewhere.test'>" + partnerKey("x") + "</db:result>", name: "result", from: "elsewhere.test", to: "partner.test", typ: "error", cond: "item-not-found"},
