@@ -32,7 +32,13 @@ import (
 type Policy interface {
 	DecideSession(ctx context.Context, in *policy.SessionInput) policy.SessionDecision
 	DecideStanza(ctx context.Context, in *policy.StanzaInput) policy.StanzaDecision
+	// NeedsContent reports whether the policy reads the stanza's content
+	// (body, subject, thread, children, security label); NeedsPayloadFacts
+	// whether it reads what the content scanner finds that rules cannot
+	// read (encryption, file transfers, fallback bodies). The gateway
+	// parses only what is read.
 	NeedsContent() bool
+	NeedsPayloadFacts() bool
 }
 
 // Auditor keeps the audit trail. *audit.Log implements it. Append must not
@@ -123,38 +129,29 @@ func (g *Gateway) audit(r *audit.Record) (uint64, error) {
 	return seq, err
 }
 
-// stanzaInput builds the policy input of a stanza; content fields only
-// when the loaded policy reads them. hasContent reports whether in.Body
-// and friends were filled.
-func (g *Gateway) stanzaInput(el *xmlstream.Element, ns map[string]string, dir string, facts *policy.SessionInput) (in *policy.StanzaInput, hasContent bool) {
-	in = &policy.StanzaInput{
-		Direction: dir, Kind: el.Local, Type: el.Type, ID: el.ID,
-		From: jidForms(el.From), To: jidForms(el.To), Session: facts,
-	}
-	if !g.opt.Policy.NeedsContent() {
-		return in, false
-	}
-	fillContent(in, el.Raw, ns)
-	return in, true
-}
-
 // fillContent copies what a content policy reads from the stanza: the fast
-// scanner when it can, the full parser otherwise (prefixes, security
-// labels). Every body and subject is read (joined), not only the first.
-func fillContent(in *policy.StanzaInput, raw []byte, ns map[string]string) {
-	if c, ok := xmlstream.ParseContent(raw, ns); ok {
+// scanner when it can, the stanza's tree otherwise (prefixes, security
+// labels, CDATA). Every body and subject is read (joined), not only the
+// first. It returns the names of the stanza's children (for the payload
+// pre-check).
+func fillContent(in *policy.StanzaInput, st *inStanza) []xmlstream.Name {
+	in.Children = in.Children[:0]
+	if c, ok := xmlstream.ParseContent(st.el.Raw, st.ns); ok {
 		for _, ch := range c.Children {
 			in.Children = append(in.Children, policy.Child{Name: ch.Local, Namespace: ch.Space})
 		}
 		in.Body, in.Subject, in.Thread = c.Body, c.Subject, c.Thread
-		return
+		return c.Children
 	}
-	n, err := xmlstream.ParseNode(raw, ns)
+	n, err := st.node()
 	if err != nil {
-		return
+		return nil
 	}
+	in.Body, in.Subject, in.Thread = "", "", ""
+	names := make([]xmlstream.Name, 0, len(n.Children))
 	thread := false
 	for _, c := range n.Children {
+		names = append(names, xmlstream.Name{Space: c.Space, Local: c.Local})
 		in.Children = append(in.Children, policy.Child{Name: c.Local, Namespace: c.Space})
 		switch {
 		case c.Space == xmlstream.NSServer && c.Local == "body":
@@ -174,6 +171,7 @@ func fillContent(in *policy.StanzaInput, raw []byte, ns map[string]string) {
 			in.SecurityLabel = l
 		}
 	}
+	return names
 }
 
 // labelText flattens a <label/>'s content (the label formats vary, e.g.
@@ -188,22 +186,6 @@ func labelText(n *xmlstream.Node) string {
 		b.WriteString(labelText(c))
 	}
 	return strings.TrimSpace(b.String())
-}
-
-// jidForms splits a JID string into its full, bare and domain forms
-// (domain lowercased).
-func jidForms(j string) policy.JID {
-	bare := j
-	if i := strings.IndexByte(bare, '/'); i >= 0 {
-		bare = bare[:i]
-	}
-	dom := jidDomain(j)
-	if i := strings.IndexByte(bare, '@'); i >= 0 {
-		bare = bare[:i+1] + dom
-	} else {
-		bare = dom
-	}
-	return policy.JID{Full: j, Bare: bare, Domain: dom}
 }
 
 // stanzaRecord is the audit record of a stanza, with what the policy

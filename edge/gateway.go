@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/xmppedge/xmppedge/certs"
+	"github.com/xmppedge/xmppedge/edge/limit"
 	"github.com/xmppedge/xmppedge/edge/metrics"
 	"github.com/xmppedge/xmppedge/edge/resolve"
 	"github.com/xmppedge/xmppedge/edge/xmlstream"
@@ -50,6 +51,14 @@ type Resolver interface {
 // maxIncoming bounds the incoming connections of a node, authenticated or
 // not (DESIGN §5: 10,000 sessions per node, with room to spare).
 const maxIncoming = 20000
+
+// maxLimitKeys bounds the entries of the per-source and per-domain limit
+// tables (each entry a few hundred bytes; least recently used first out).
+const maxLimitKeys = 65536
+
+// refusedLogInterval spaces the warnings about refused connections: an
+// attacker must not be able to flood the log.
+const refusedLogInterval = 10 * time.Second
 
 // Options configures a Gateway. Zero durations and sizes take the defaults
 // documented on each field.
@@ -140,6 +149,9 @@ type Gateway struct {
 
 	verifications chan struct{} // a slot per dialback verification under way (maxVerifications)
 	conns         chan struct{} // a slot per incoming connection (maxIncoming)
+	perIP         *limit.Conns  // outside connections per source address (limits.connections_per_ip, new_connections_per_ip)
+	rates         *limit.Rates  // stanza token buckets per direction and remote domain (limits.stanza_rate)
+	refusedLog    atomic.Int64  // unix seconds of the last logged limit refusal (one warning per interval)
 	preAuthLimit  time.Duration // how long an incoming stream may go without authenticating a pair
 
 	nextID atomic.Uint64
@@ -180,10 +192,16 @@ func New(opt Options) (*Gateway, error) {
 
 		verifications: make(chan struct{}, maxVerifications),
 		conns:         make(chan struct{}, maxIncoming),
+		perIP:         limit.NewConns(maxLimitKeys),
+		rates:         limit.NewRates(maxLimitKeys),
 		preAuthLimit:  2 * time.Minute,
 	}
 	for _, d := range opt.Domains {
-		g.local[strings.ToLower(d)] = true
+		if c := canonicalDomain(d); c != "" {
+			g.local[c] = true
+		} else {
+			return nil, fmt.Errorf("edge: local domain %q is not a valid domain name", d)
+		}
 	}
 	g.store.Store(opt.Certificates)
 	g.lim.Store(&Limits{MaxStanzaSize: opt.MaxStanzaSize, QueueSize: opt.QueueSize, ConnectTimeout: opt.ConnectTimeout, IdleTimeout: opt.IdleTimeout,
@@ -353,6 +371,15 @@ func (g *Gateway) acceptLoop(ln net.Listener, leg Leg, directTLS bool) {
 			c.Close()
 			continue
 		}
+		release := func() {}
+		if leg == LegOutside {
+			var err error
+			if release, err = g.acquireSource(c.RemoteAddr()); err != nil {
+				<-g.conns
+				c.Close()
+				continue
+			}
+		}
 		s := g.newInSession(c, leg, directTLS)
 		g.mu.Lock()
 		if g.ctx.Err() != nil {
@@ -368,12 +395,39 @@ func (g *Gateway) acceptLoop(ln net.Listener, leg Leg, directTLS bool) {
 		go func() {
 			defer g.wg.Done()
 			defer func() { <-g.conns }()
+			defer release()
 			s.serve()
 			g.mu.Lock()
 			delete(g.incoming, s)
 			g.mu.Unlock()
 		}()
 	}
+}
+
+// acquireSource applies the per-source limits of the outside listeners to
+// a new connection; release is called when it closes.
+func (g *Gateway) acquireSource(a net.Addr) (release func(), err error) {
+	ta, ok := a.(*net.TCPAddr)
+	if !ok {
+		return func() {}, nil
+	}
+	ip, _ := netip.AddrFromSlice(ta.IP)
+	lim := g.limits()
+	release, err = g.perIP.Acquire(ip, lim.ConnectionsPerIP, lim.NewConnectionsPerIP, time.Now())
+	if err == nil {
+		return release, nil
+	}
+	which := metrics.LimitConnectionsPerIP
+	var ce *limit.ConnError
+	if errors.As(err, &ce) && ce.Limit == limit.LimitRate {
+		which = metrics.LimitNewConnectionsPerIP
+	}
+	g.m.LimitRefused(which)
+	if now := time.Now().Unix(); now-g.refusedLog.Load() >= int64(refusedLogInterval/time.Second) {
+		g.refusedLog.Store(now)
+		g.log.Warn("refused connections over a per-source limit (logged once per interval; see xmppedge_limit_refusals_total)", "remote_addr", a.String(), "limit", which, "err", err)
+	}
+	return nil, err
 }
 
 func (g *Gateway) insideAllowed(a net.Addr) bool {

@@ -119,7 +119,8 @@ func (p *fakePolicy) DecideStanza(ctx context.Context, in *policy.StanzaInput) p
 	return policy.StanzaDecision{Allow: true, Audit: policy.AuditMeta, Revision: "r1"}
 }
 
-func (p *fakePolicy) NeedsContent() bool { return true }
+func (p *fakePolicy) NeedsContent() bool      { return true }
+func (p *fakePolicy) NeedsPayloadFacts() bool { return true }
 
 // fakeAuditor keeps records in memory; failing makes every call fail.
 type fakeAuditor struct {

@@ -41,6 +41,7 @@ type domainPair struct{ remote, local string }
 type pairState struct {
 	method string
 	facts  *policy.SessionInput
+	rate   *policy.Rate // the partner's stanza rate from its session decision; nil: limits' default
 }
 
 // inSession is a stream a peer opened to one of our listeners: we are the
@@ -129,6 +130,9 @@ func (s *inSession) recheck() bool {
 	for _, it := range items {
 		d, ok := s.g.decideSession(it.ps.facts, it.ps.facts.TLS.PeerCertValid)
 		if ok {
+			s.mu.Lock()
+			it.ps.rate = d.Rate // a reload may change the partner's rate
+			s.mu.Unlock()
 			continue
 		}
 		s.log.Warn("session no longer allowed by the policy: closing", "remote_domain", it.ps.facts.RemoteDomain, "local_domain", it.ps.facts.LocalDomain, "reason", d.Reason, "policy_revision", d.Revision)
@@ -264,13 +268,15 @@ func (s *inSession) negotiate() error {
 	}
 	// Our header answers with the domain the peer asked for.
 	s.sc.setStreamID(dialback.NewStreamID())
-	to := strings.ToLower(h.To)
-	from := strings.ToLower(h.From)
+	// Domains are compared in their RFC 7622 canonical form; one that is
+	// not a valid domain counts as absent.
+	to := canonicalDomain(h.To)
+	from := canonicalDomain(h.From)
 	if err := s.sc.writeHeader(to, from, s.sc.streamID); err != nil {
 		return err
 	}
 	if to == "" {
-		return &StreamError{Condition: "host-unknown", Text: "the stream header has no 'to'"}
+		return &StreamError{Condition: "host-unknown", Text: "the stream header has no valid 'to'"}
 	}
 	if s.leg == LegOutside && !s.g.isLocal(to) {
 		return &StreamError{Condition: "host-unknown", Text: "this gateway does not serve " + to}
@@ -456,7 +462,8 @@ func (s *inSession) handleSASL(el *xmlstream.Element, from, to string) (bool, er
 		return false, s.sc.writeRaw([]byte("<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><not-authorized/></failure>"))
 	}
 	facts := s.facts(from, to, "sasl_external")
-	if err := s.authorize(domainPair{remote: from, local: to}, facts, true); err != nil {
+	d, err := s.authorize(facts)
+	if err != nil {
 		return false, err
 	}
 	if err := s.sc.writeRaw([]byte("<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>")); err != nil {
@@ -464,7 +471,7 @@ func (s *inSession) handleSASL(el *xmlstream.Element, from, to string) (bool, er
 	}
 	s.mu.Lock()
 	s.saslDone = true
-	s.pairs[domainPair{remote: from, local: to}] = &pairState{method: "sasl_external", facts: facts}
+	s.pairs[domainPair{remote: from, local: to}] = &pairState{method: "sasl_external", facts: facts, rate: d.Rate}
 	s.mu.Unlock()
 	s.markOpened("sasl_external")
 	s.log.Info("peer authenticated", "method", "sasl_external", "remote_domain", from, "local_domain", to, "tls", s.sc.tlsVersion())
@@ -494,7 +501,7 @@ func (s *inSession) handleDialbackResult(el *xmlstream.Element) error {
 	if err != nil {
 		return &StreamError{Condition: "not-well-formed", Text: err.Error()}
 	}
-	orig, recv := strings.ToLower(el.From), strings.ToLower(el.To)
+	orig, recv := canonicalDomain(el.From), canonicalDomain(el.To)
 	key := strings.TrimSpace(n.Text)
 	okOrig, okRecv := s.sides(orig, recv)
 	switch {
@@ -531,7 +538,8 @@ func (s *inSession) handleDialbackResult(el *xmlstream.Element) error {
 	// Ask the policy before verifying: a domain that may not federate is
 	// refused without us connecting to its server.
 	facts := s.facts(orig, recv, "dialback")
-	if err := s.authorize(p, facts, false); err != nil {
+	d, err := s.authorize(facts)
+	if err != nil {
 		<-s.g.verifications
 		if others {
 			return s.sc.writeRaw(dialbackError("result", recv, orig, "", "auth", "forbidden"))
@@ -546,7 +554,7 @@ func (s *inSession) handleDialbackResult(el *xmlstream.Element) error {
 	go func() {
 		defer s.g.bg.Done()
 		defer func() { <-s.g.verifications }()
-		s.verifyDialback(p, key, streamID, facts)
+		s.verifyDialback(p, key, streamID, &pairState{method: "dialback", facts: facts, rate: d.Rate})
 	}()
 	return nil
 }
@@ -583,7 +591,7 @@ func (s *inSession) markOpened(auth string) {
 
 // authorize asks the policy about a pair and audits the answer. A deny is
 // returned as the policy-violation stream error to close with.
-func (s *inSession) authorize(p domainPair, facts *policy.SessionInput, viaSASL bool) error {
+func (s *inSession) authorize(facts *policy.SessionInput) (policy.SessionDecision, error) {
 	d, ok := s.g.decideSession(facts, facts.TLS.PeerCertValid)
 	decision := "allow"
 	switch {
@@ -593,17 +601,17 @@ func (s *inSession) authorize(p domainPair, facts *policy.SessionInput, viaSASL 
 		decision = "would-deny"
 	}
 	if err := s.g.auditSession("session.auth", s.id, s.leg, facts, s.sc.conn.RemoteAddr().String(), decision, d.Reason, d.Revision); err != nil {
-		return &StreamError{Condition: "internal-server-error", Text: "the audit log cannot be written"}
+		return d, &StreamError{Condition: "internal-server-error", Text: "the audit log cannot be written"}
 	}
 	if !ok {
 		s.g.m.SessionFailure(s.leg.String(), metrics.RoleIncoming, metrics.FailPolicy)
 		s.log.Warn("session refused by policy", "remote_domain", facts.RemoteDomain, "local_domain", facts.LocalDomain, "direction", facts.Direction, "reason", d.Reason, "policy_revision", d.Revision)
-		return &StreamError{Condition: "policy-violation", Text: d.Reason}
+		return d, &StreamError{Condition: "policy-violation", Text: d.Reason}
 	}
 	if d.WouldDeny {
 		s.log.Info("dry-run: the policy would refuse this session", "remote_domain", facts.RemoteDomain, "reason", d.Reason)
 	}
-	return nil
+	return d, nil
 }
 
 func remoteIP(c net.Conn) string {
@@ -613,7 +621,8 @@ func remoteIP(c net.Conn) string {
 	return ""
 }
 
-func (s *inSession) verifyDialback(p domainPair, key, streamID string, facts *policy.SessionInput) {
+func (s *inSession) verifyDialback(p domainPair, key, streamID string, ps *pairState) {
+	facts := ps.facts
 	ctx, cancel := context.WithTimeout(s.ctx, 2*s.g.limits().ConnectTimeout)
 	defer cancel()
 	valid, err := s.g.verifyKey(ctx, s.leg, p.remote, p.local, streamID, key)
@@ -621,7 +630,7 @@ func (s *inSession) verifyDialback(p domainPair, key, streamID string, facts *po
 	delete(s.pending, p)
 	others := len(s.pairs)
 	if err == nil && valid {
-		s.pairs[p] = &pairState{method: "dialback", facts: facts}
+		s.pairs[p] = ps
 	}
 	s.mu.Unlock()
 	switch {
@@ -672,7 +681,7 @@ func (s *inSession) handleDialbackVerify(el *xmlstream.Element) error {
 	if err != nil {
 		return &StreamError{Condition: "not-well-formed", Text: err.Error()}
 	}
-	recv, orig := strings.ToLower(el.From), strings.ToLower(el.To)
+	recv, orig := canonicalDomain(el.From), canonicalDomain(el.To)
 	// The originating domain (the one that claims to have sent the key) must
 	// be one we issue keys for on this leg.
 	ours := s.g.isLocal(orig)
@@ -691,38 +700,75 @@ func (s *inSession) handleDialbackVerify(el *xmlstream.Element) error {
 	return s.sc.writeRaw(dialbackResult("verify", orig, recv, el.ID, typ))
 }
 
-// handleStanza checks addressing and hands the stanza to the router.
+// handleStanza walks one stanza through the stanza path (see
+// pipeline.go): addressing → limits → policy → rewrite → audit → route.
 func (s *inSession) handleStanza(el *xmlstream.Element) error {
 	if el.From == "" || el.To == "" {
 		return &StreamError{Condition: "improper-addressing", Text: "a stanza between servers needs both 'from' and 'to'"}
 	}
-	fromDom, toDom := jidDomain(el.From), jidDomain(el.To)
-	s.mu.Lock()
-	ps := s.pairs[domainPair{remote: fromDom, local: toDom}]
-	s.mu.Unlock()
-	if ps == nil {
-		_, okRecv := s.sides(fromDom, toDom)
-		s.mu.Lock()
-		none := len(s.pairs) == 0
-		s.mu.Unlock()
-		switch {
-		case !okRecv:
-			return &StreamError{Condition: "host-unknown", Text: toDom + " is not reachable through this stream"}
-		case none:
-			return &StreamError{Condition: "not-authorized", Text: "no domain has been authenticated on this stream"}
-		}
-		return &StreamError{Condition: "invalid-from", Text: fromDom + " has not been authenticated on this stream for " + toDom}
+	st := &inStanza{el: el, ns: s.sc.peer.Namespaces}
+	st.prepareAddresses()
+	ps, err := s.pairOf(st)
+	if err != nil {
+		return err
 	}
 	s.stanzas.Add(1)
 	g := s.g
 	g.m.Bytes(s.leg.String(), metrics.BytesReceived, len(el.Raw))
-	ns := s.sc.peer.Namespaces
-	in, hasContent := g.stanzaInput(el, ns, direction(s.leg), ps.facts)
+	if st.badFrom != nil || st.badTo != nil {
+		s.bounceMalformed(st)
+		return nil
+	}
+	if s.overRate(st, ps) {
+		s.refuseOverRate(st)
+		return nil
+	}
+	in := s.policyInput(st, ps.facts)
 	// The engine bounds its own evaluation (policy.timeout).
 	start := time.Now()
 	d := g.opt.Policy.DecideStanza(g.ctx, in)
 	g.m.PolicyDecision(metrics.PolicyKindStanza, time.Since(start), d.Cached, false)
-	st := newStanza(el, ns, fromDom, toDom)
+	s.decided(st, in, &d)
+	return nil
+}
+
+// pairOf checks that the stanza's from domain is authenticated on this
+// stream for its to domain, and returns the pair; otherwise the stream
+// error RFC 6120 names.
+func (s *inSession) pairOf(st *inStanza) (*pairState, error) {
+	fromDom, toDom := st.fromDomain, st.toDomain
+	s.mu.Lock()
+	ps := s.pairs[domainPair{remote: fromDom, local: toDom}]
+	none := len(s.pairs) == 0
+	s.mu.Unlock()
+	if ps != nil && fromDom != "" && toDom != "" {
+		return ps, nil
+	}
+	if _, okRecv := s.sides(fromDom, toDom); !okRecv {
+		return nil, &StreamError{Condition: "host-unknown", Text: toDom + " is not reachable through this stream"}
+	}
+	if none {
+		return nil, &StreamError{Condition: "not-authorized", Text: "no domain has been authenticated on this stream"}
+	}
+	return nil, &StreamError{Condition: "invalid-from", Text: fromDom + " has not been authenticated on this stream for " + toDom}
+}
+
+// refuseOverRate bounces a stanza over its remote domain's rate with
+// resource-constraint (type wait).
+func (s *inSession) refuseOverRate(st *inStanza) {
+	s.g.m.LimitRefused(metrics.LimitStanzaRate)
+	remote := st.fromDomain
+	if s.leg == LegInside {
+		remote = st.toDomain
+	}
+	out := newStanza(st.el, st.ns, st.from.String(), st.to.String(), st.fromDomain, st.toDomain, nil)
+	s.g.router.bounce(out, s.leg.other(), "resource-constraint", "too many stanzas for "+remote+": slow down and try again later")
+}
+
+// decided applies a stanza decision: the bytes to forward, the audit
+// record (fail closed), then the route or the bounce.
+func (s *inSession) decided(st *inStanza, in *policy.StanzaInput, d *policy.StanzaDecision) {
+	g := s.g
 	dest := s.leg.other()
 	decision := "allow"
 	switch {
@@ -731,31 +777,40 @@ func (s *inSession) handleStanza(el *xmlstream.Element) error {
 	case d.WouldDeny:
 		decision = "would-deny"
 	}
-	if d.Audit == policy.AuditHash && !hasContent {
-		fillContent(in, el.Raw, ns) // the hash is of the bodies
+	var raw []byte
+	if d.Allow {
+		var err error
+		if raw, err = s.forwardBytes(st, d.Strip); err != nil {
+			s.log.Warn("stanza cannot be rewritten: refused", "kind", st.el.Local, "from", st.el.From, "to", st.el.To, "err", err)
+			d.Allow, decision = false, "deny"
+			d.Error, d.Reason = "policy-violation", "the stanza cannot be forwarded as the policy requires (too large once rewritten)"
+		}
 	}
-	if decision != "allow" || d.Audit != policy.AuditNone {
-		seq, err := g.audit(stanzaRecord(st, s.id, s.leg, decision, d.Reason, d.Revision, d.Audit, in.Body))
+	out := newStanza(st.el, st.ns, st.from.String(), st.to.String(), st.fromDomain, st.toDomain, raw)
+	if d.Audit == policy.AuditHash && in.Body == "" {
+		fillContent(in, st) // the hash is of the bodies
+	}
+	if decision != "allow" || d.Audit != policy.AuditNone || len(st.stripped) > 0 {
+		seq, err := g.audit(stanzaRecordOf(st, out, s.id, s.leg, d, decision, in.Body))
 		if err != nil {
 			// Fail closed: nothing crosses unrecorded.
-			g.log.Error("AUDIT LOG NOT WRITABLE: stanza refused", "session", s.id, "from", st.from, "to", st.to, "err", err)
-			g.router.bounceUnaudited(st, dest, "internal-server-error", "the gateway cannot record this stanza; try again later")
-			return nil
+			g.log.Error("AUDIT LOG NOT WRITABLE: stanza refused", "session", s.id, "from", out.from, "to", out.to, "err", err)
+			g.router.bounceUnaudited(out, dest, "internal-server-error", "the gateway cannot record this stanza; try again later")
+			return
 		}
-		st.auditSeq = seq
+		out.auditSeq = seq
 	}
 	if !d.Allow {
 		cond := d.Error
 		if _, known := stanzaErrorType[cond]; !known && !definedStanzaCondition(cond) {
 			cond = policy.DefaultStanzaError
 		}
-		g.m.Stanza(direction(s.leg), st.kind, metrics.OutcomeDenied, cond)
-		s.log.Info("stanza refused by policy", "kind", st.kind, "from", st.from, "to", st.to, "reason", d.Reason, "policy_revision", d.Revision)
-		g.router.bounce(st, dest, cond, d.Reason)
-		return nil
+		g.m.Stanza(direction(s.leg), out.kind, metrics.OutcomeDenied, cond)
+		s.log.Info("stanza refused by policy", "kind", out.kind, "from", out.from, "to", out.to, "reason", d.Reason, "policy_revision", d.Revision)
+		g.router.bounce(out, dest, cond, d.Reason)
+		return
 	}
-	g.router.route(st, dest)
-	return nil
+	g.router.route(out, dest)
 }
 
 // jidDomain returns the lowercased domainpart of a JID string (RFC 7622:

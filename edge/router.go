@@ -66,7 +66,11 @@ func (r *Router) route(st *stanza, leg Leg) {
 		case nil:
 			return
 		case errSessionClosed:
-			continue // it ended just now: the next attempt opens a new one
+			// It ended just now: the next attempt opens a new one. The
+			// closing session may not have left the table yet: take it
+			// out here, or the retries would all find it again.
+			r.remove(s)
+			continue
 		case errQueueFull:
 			r.bounce(st, leg, "resource-constraint", "too many stanzas waiting for "+st.toDomain)
 			return
@@ -87,6 +91,13 @@ func (r *Router) bounce(st *stanza, leg Leg, condition, text string) {
 // bounceUnaudited bounces without writing a record: the audit log is what
 // failed.
 func (r *Router) bounceUnaudited(st *stanza, leg Leg, condition, text string) {
+	r.bounceRecorded(st, leg, condition, text, false)
+}
+
+// bounceAfter bounces a stanza whose refusal the caller has recorded as
+// record seq: the error stanza goes out once that record is durable.
+func (r *Router) bounceAfter(st *stanza, leg Leg, condition, text string, seq uint64) {
+	st.auditSeq = seq
 	r.bounceRecorded(st, leg, condition, text, false)
 }
 
@@ -112,6 +123,8 @@ func (r *Router) bounceRecorded(st *stanza, leg Leg, condition, text string, rec
 		} else if b != nil {
 			b.auditSeq = seq
 		}
+	} else if b != nil {
+		b.auditSeq = st.auditSeq
 	}
 	if b != nil {
 		r.route(b, leg.other())

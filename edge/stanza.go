@@ -19,12 +19,18 @@ type stanza struct {
 	auditSeq             uint64 // its audit record; written to the peer only once durable
 }
 
-func newStanza(el *xmlstream.Element, headerNS map[string]string, fromDomain, toDomain string) *stanza {
+// newStanza makes the stanza that goes on from el: from and to are the
+// canonical addresses, raw the bytes to forward (nil: el's bytes as they
+// are, with the header prefixes declared).
+func newStanza(el *xmlstream.Element, headerNS map[string]string, from, to, fromDomain, toDomain string, raw []byte) *stanza {
+	if raw == nil {
+		raw = el.AppendForward(make([]byte, 0, len(el.Raw)), headerNS)
+	}
 	return &stanza{
-		raw:        el.AppendForward(make([]byte, 0, len(el.Raw)), headerNS),
+		raw:        raw,
 		kind:       el.Local,
-		from:       strings.Clone(el.From),
-		to:         strings.Clone(el.To),
+		from:       from,
+		to:         to,
 		typ:        strings.Clone(el.Type),
 		id:         strings.Clone(el.ID),
 		fromDomain: fromDomain,

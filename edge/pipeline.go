@@ -1,0 +1,295 @@
+package edge
+
+import (
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/xmppedge/xmppedge/edge/audit"
+	"github.com/xmppedge/xmppedge/edge/payload"
+	"github.com/xmppedge/xmppedge/edge/xmlstream"
+	"github.com/xmppedge/xmppedge/internal/jid"
+	"github.com/xmppedge/xmppedge/policy"
+)
+
+// The stanza path of an incoming stream, in the order a stanza walks it:
+//
+//	addressing  from and to prepared (RFC 7622); the from domain must be
+//	            authenticated on the stream for the to domain
+//	limits      the remote domain's stanza rate (token bucket)
+//	policy      the stanza decision, on the canonical JIDs and, when the
+//	            policy reads them, the content and the payload facts
+//	rewrite     what is forwarded: the raw bytes, the raw bytes with
+//	            canonical addresses, or a canonical re-serialisation
+//	            (CDATA, children stripped by the policy)
+//	audit       the record, fail closed
+//	route       to the outgoing stream, or a bounce
+//
+// What the internal server (or the partner) receives is exactly what the
+// policy judged: the canonical addresses, and the tree the policy saw minus
+// what it stripped.
+
+// inStanza is one stanza on its way through the path.
+type inStanza struct {
+	el           *xmlstream.Element
+	ns           map[string]string // the incoming stream header's namespaces
+	from, to     jid.JID           // prepared
+	fromDomain   string            // canonical domain of from (also when from is malformed)
+	toDomain     string            // canonical domain of to
+	badFrom      error             // from could not be prepared
+	badTo        error             // to could not be prepared
+	tree         *xmlstream.Node   // parsed on demand (content, payload facts, rewriting)
+	treeErr      error
+	treeParsed   bool
+	facts        payload.Facts
+	factsChecked bool
+	stripped     []string // children removed, as "{namespace}name"
+}
+
+// prepareAddresses reads and prepares from and to. A JID that cannot be
+// prepared leaves its domain from a loose split (so that the stream checks
+// can still name it), and badFrom / badTo set.
+func (st *inStanza) prepareAddresses() {
+	var err error
+	if st.from, err = jid.Prepare(st.el.From); err != nil {
+		st.badFrom = err
+		st.fromDomain = looseDomain(st.el.From)
+	} else {
+		st.fromDomain = st.from.Domain
+	}
+	if st.to, err = jid.Prepare(st.el.To); err != nil {
+		st.badTo = err
+		st.toDomain = looseDomain(st.el.To)
+	} else {
+		st.toDomain = st.to.Domain
+	}
+}
+
+// looseDomain is the canonical domainpart of a JID that could not be
+// prepared as a whole, or "" when the domain itself is not valid.
+func looseDomain(s string) string {
+	d, err := jid.PrepareDomain(jidDomain(s))
+	if err != nil {
+		return ""
+	}
+	return d
+}
+
+// canonicalDomain prepares a domain from a stream header, a dialback
+// element or a configuration; "" when it is not a valid domain.
+func canonicalDomain(s string) string {
+	if s == "" {
+		return ""
+	}
+	d, err := jid.PrepareDomain(s)
+	if err != nil {
+		return ""
+	}
+	return d
+}
+
+// node returns the stanza's tree, parsing it once.
+func (st *inStanza) node() (*xmlstream.Node, error) {
+	if !st.treeParsed {
+		st.tree, st.treeErr = xmlstream.ParseNode(st.el.Raw, st.ns)
+		st.treeParsed = true
+	}
+	return st.tree, st.treeErr
+}
+
+// policyJID is a prepared JID in the form the policy compares: domains as
+// A-labels, as the policy data keeps them.
+func policyJID(j jid.JID) policy.JID {
+	d := j.DomainASCII()
+	bare := d
+	if j.Local != "" {
+		bare = j.Local + "@" + d
+	}
+	full := bare
+	if j.Resource != "" {
+		full = bare + "/" + j.Resource
+	}
+	return policy.JID{Full: full, Bare: bare, Domain: d}
+}
+
+// policyInput builds the stanza decision's input: the header always, the
+// content and the payload facts only when the loaded policy reads them.
+func (s *inSession) policyInput(st *inStanza, facts *policy.SessionInput) *policy.StanzaInput {
+	el := st.el
+	in := &policy.StanzaInput{
+		Direction: direction(s.leg), Kind: el.Local, Type: el.Type, ID: el.ID,
+		From: policyJID(st.from), To: policyJID(st.to), Session: facts,
+	}
+	pol := s.g.opt.Policy
+	needContent, needFacts := pol.NeedsContent(), pol.NeedsPayloadFacts()
+	if !needContent && !needFacts {
+		return in
+	}
+	children := fillContent(in, st)
+	if needFacts {
+		st.classify(children, in.Body)
+		in.Encryption = st.facts.Encryption
+		in.BodyIsFallback = st.facts.BodyIsFallback
+		for _, t := range st.facts.FileTransfer {
+			in.FileTransfer = append(in.FileTransfer, policy.FileTransfer{Method: t.Method, Host: t.Host})
+		}
+	}
+	return in
+}
+
+// classify finds what the stanza carries that rules cannot read; the tree
+// is parsed only when the top-level children say there may be something.
+func (st *inStanza) classify(children []xmlstream.Name, body string) {
+	if st.factsChecked {
+		return
+	}
+	st.factsChecked = true
+	if !payload.Interesting(children, body) {
+		return
+	}
+	n, err := st.node()
+	if err != nil {
+		return
+	}
+	st.facts = payload.Classify(n, body)
+}
+
+// forwardBytes returns what is written to the receiver: the raw bytes
+// (with header prefixes declared) when nothing changes; with the canonical
+// addresses when they differ from what was sent; a canonical
+// re-serialisation when the stanza has CDATA or the policy strips
+// children.
+func (s *inSession) forwardBytes(st *inStanza, strip []policy.Child) ([]byte, error) {
+	el := st.el
+	from, to := st.from.String(), st.to.String()
+	if !el.HasCDATA && len(strip) == 0 {
+		if from == el.From && to == el.To {
+			return el.AppendForward(make([]byte, 0, len(el.Raw)), st.ns), nil
+		}
+		return el.AppendForwardAddressed(make([]byte, 0, len(el.Raw)+16), st.ns, from, to), nil
+	}
+	n, err := st.node()
+	if err != nil {
+		return nil, err
+	}
+	n.SetAttr("from", from)
+	n.SetAttr("to", to)
+	var drop func(path []*xmlstream.Node, child *xmlstream.Node) bool
+	if len(strip) > 0 {
+		drop = func(path []*xmlstream.Node, child *xmlstream.Node) bool {
+			if len(path) != 1 {
+				return false // the policy strips direct children of the stanza
+			}
+			for _, c := range strip {
+				if c.Name == child.Local && c.Namespace == child.Space {
+					st.stripped = append(st.stripped, "{"+child.Space+"}"+child.Local)
+					return true
+				}
+			}
+			return false
+		}
+	}
+	return xmlstream.AppendCanonical(nil, n, xmlstream.NSServer, drop, s.g.limits().MaxStanzaSize)
+}
+
+// rateKey names the token bucket of a stanza: its direction and remote
+// domain.
+func rateKey(arrival Leg, st *inStanza) string {
+	if arrival == LegOutside {
+		return "in " + st.fromDomain
+	}
+	return "out " + st.toDomain
+}
+
+// overRate applies the remote domain's stanza rate: the partner's own
+// (rate in its session decision) or the default of limits.
+func (s *inSession) overRate(st *inStanza, ps *pairState) bool {
+	lim := s.g.limits()
+	perSecond, burst := lim.StanzaRate, lim.StanzaBurst
+	s.mu.Lock()
+	r := ps.rate
+	s.mu.Unlock()
+	if r != nil {
+		perSecond, burst = r.PerSecond, r.Burst
+	}
+	return !s.g.rates.Allow(rateKey(s.leg, st), perSecond, burst, time.Now())
+}
+
+// stanzaRecordOf is the audit record of a stanza that went through the
+// policy: the canonical addresses (and the ones sent, where they differ),
+// the payload facts and what was stripped.
+func stanzaRecordOf(st *inStanza, out *stanza, sessionID string, arrival Leg, d *policy.StanzaDecision, decision, body string) *audit.Record {
+	r := stanzaRecord(out, sessionID, arrival, decision, d.Reason, d.Revision, d.Audit, body)
+	if st.el.From != out.from {
+		r.FromSent = st.el.From
+	}
+	if st.el.To != out.to {
+		r.ToSent = st.el.To
+	}
+	r.Encryption = st.facts.Encryption
+	if len(st.facts.FileTransfer) > 0 {
+		ft := make([]string, 0, len(st.facts.FileTransfer))
+		for _, t := range st.facts.FileTransfer {
+			if t.Host != "" {
+				ft = append(ft, t.Method+":"+t.Host)
+			} else {
+				ft = append(ft, t.Method)
+			}
+		}
+		r.FileTransfer = audit.StringsOf(ft...)
+	}
+	if len(st.stripped) > 0 {
+		r.Modified = true
+		r.Stripped = audit.StringsOf(st.stripped...)
+	}
+	return r
+}
+
+// malformedText says which address of a stanza could not be prepared.
+func malformedText(st *inStanza) string {
+	var je *jid.Error
+	err, which := st.badTo, "to"
+	if err == nil {
+		err, which = st.badFrom, "from"
+	}
+	if errors.As(err, &je) {
+		return "the '" + which + "' address is not a valid JID: " + je.Part + ": " + je.Reason
+	}
+	return "the '" + which + "' address is not a valid JID"
+}
+
+// bounceMalformed bounces a stanza whose from or to cannot be prepared
+// with jid-malformed, addressed so that the receiving server can read it:
+// from the recipient's domain when the to is malformed, to the sender's
+// domain when the from is. Its record keeps the addresses as sent; it is
+// never forwarded.
+func (s *inSession) bounceMalformed(st *inStanza) {
+	out := &stanza{
+		raw: st.el.Raw, kind: st.el.Local, typ: strings.Clone(st.el.Type), id: strings.Clone(st.el.ID),
+		from: strings.Clone(st.el.From), to: strings.Clone(st.el.To),
+		fromDomain: st.fromDomain, toDomain: st.toDomain,
+	}
+	if st.badTo != nil {
+		out.to = st.toDomain
+	}
+	if st.badFrom != nil {
+		out.from = st.fromDomain
+	}
+	text := malformedText(st)
+	s.log.Info("stanza with a malformed address refused", "kind", out.kind, "from", st.el.From, "to", st.el.To, "reason", text)
+	rec := stanzaRecord(out, s.id, s.leg, "bounced", "jid-malformed: "+text, "", policy.AuditMeta, "")
+	if out.from != st.el.From {
+		rec.FromSent = st.el.From
+	}
+	if out.to != st.el.To {
+		rec.ToSent = st.el.To
+	}
+	out.raw = nil
+	seq, err := s.g.audit(rec)
+	if err != nil {
+		s.g.log.Error("AUDIT LOG NOT WRITABLE: stanza refused", "session", s.id, "from", st.el.From, "to", st.el.To, "err", err)
+		s.g.router.bounceUnaudited(out, s.leg.other(), "internal-server-error", "the gateway cannot record this stanza; try again later")
+		return
+	}
+	s.g.router.bounceAfter(out, s.leg.other(), "jid-malformed", text, seq)
+}
