@@ -84,7 +84,10 @@ class Client(ClientXMPP):
         self.add_event_handler("session_start", self.on_start)
         self.add_event_handler("message", self.on_message)
         self.add_event_handler("message_error", self.on_message_error)
-        self.add_event_handler("presence_available", lambda p: emit("presence", p, show=p["show"] or "", status=p["status"] or ""))
+        # slixmpp names the event of an available presence after its show
+        # (presence_away, ...): every one of them is a "presence" event.
+        for show in ("available", "chat", "away", "xa", "dnd"):
+            self.add_event_handler("presence_" + show, lambda p: emit("presence", p, show=p["show"] or "", status=p["status"] or ""))
         self.add_event_handler("presence_unavailable", lambda p: emit("presence", p))
         self.add_event_handler("presence_error", lambda p: emit("presence_error", p))
         self.add_event_handler("presence_subscribe", lambda p: emit("subscribe", p))
