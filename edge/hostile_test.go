@@ -45,6 +45,7 @@ package edge
 // markers "slot:" below for where they go.
 
 import (
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -58,8 +59,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"crypto/tls"
 
 	"github.com/xmppedge/xmppedge/certs/certstest"
 	"github.com/xmppedge/xmppedge/dialback"
