@@ -152,7 +152,7 @@ type Gateway struct {
 	perIP         *limit.Conns  // outside connections per source address (limits.connections_per_ip, new_connections_per_ip)
 	rates         *limit.Rates  // stanza token buckets per direction and remote domain (limits.stanza_rate)
 	refusedLog    atomic.Int64  // unix seconds of the last logged limit refusal (one warning per interval)
-	preAuthLimit  time.Duration // how long an incoming stream may go without authenticating a pair
+	preAuth       atomic.Int64  // how long an incoming stream may go without authenticating a pair (ns; preAuthLimit)
 
 	nextID atomic.Uint64
 
@@ -194,7 +194,6 @@ func New(opt Options) (*Gateway, error) {
 		conns:         make(chan struct{}, maxIncoming),
 		perIP:         limit.NewConns(maxLimitKeys),
 		rates:         limit.NewRates(maxLimitKeys),
-		preAuthLimit:  2 * time.Minute,
 	}
 	for _, d := range opt.Domains {
 		if c := canonicalDomain(d); c != "" {
@@ -203,6 +202,7 @@ func New(opt Options) (*Gateway, error) {
 			return nil, fmt.Errorf("edge: local domain %q is not a valid domain name", d)
 		}
 	}
+	g.preAuth.Store(int64(2 * time.Minute))
 	g.store.Store(opt.Certificates)
 	g.lim.Store(&Limits{MaxStanzaSize: opt.MaxStanzaSize, QueueSize: opt.QueueSize, ConnectTimeout: opt.ConnectTimeout, IdleTimeout: opt.IdleTimeout,
 		ConnectionsPerIP: 64, NewConnectionsPerIP: 16, StanzaRate: 200, StanzaBurst: 400})
@@ -286,6 +286,12 @@ func (g *Gateway) SetCertificates(s *certs.Store) {
 		g.store.Store(s)
 	}
 }
+
+// preAuthLimit is how long an incoming stream may go without
+// authenticating a pair; setPreAuthLimit changes it (tests).
+func (g *Gateway) preAuthLimit() time.Duration { return time.Duration(g.preAuth.Load()) }
+
+func (g *Gateway) setPreAuthLimit(d time.Duration) { g.preAuth.Store(int64(d)) }
 
 // isLocal reports whether domain is one of ours.
 func (g *Gateway) isLocal(domain string) bool {

@@ -1022,7 +1022,7 @@ func TestSetLimits(t *testing.T) {
 // and over) is closed once its time runs out.
 func TestPreAuthLimit(t *testing.T) {
 	env := newTestEnv(t)
-	env.gw.preAuthLimit = 300 * time.Millisecond
+	env.gw.setPreAuthLimit(300 * time.Millisecond)
 	p := dialPeer(t, env.inside)
 	p.open("company.test", "partner.test")
 	deadline := time.Now().Add(3 * time.Second)

@@ -1394,7 +1394,7 @@ func TestHostileSlowPeer(t *testing.T) {
 			// gateway's lock after the last one ended); restored for the
 			// canary's stream.
 			h.waitIdle(t)
-			h.gw.preAuthLimit = 300 * time.Millisecond
+			h.gw.setPreAuthLimit(300 * time.Millisecond)
 			p := h.hostileDial(t)
 			for i := range len(tt.header) {
 				hostileWrite(p, tt.header[i:i+1])
@@ -1421,7 +1421,7 @@ func TestHostileSlowPeer(t *testing.T) {
 				t.Fatalf("want the features, then the error; got %q", seen)
 			}
 			h.waitIdle(t)
-			h.gw.preAuthLimit = 2 * time.Minute
+			h.gw.setPreAuthLimit(2 * time.Minute)
 			h.finish(t, p)
 		})
 	}

@@ -241,6 +241,23 @@ func (s *inSession) closed(reason string) {
 	}
 }
 
+// headerWait bounds the wait for the next stream header: headerTimeout,
+// and while nothing is authenticated no longer than what is left of the
+// pre-authentication bound (a peer must not hold a slot by restarting
+// streams slowly).
+func (s *inSession) headerWait() time.Duration {
+	s.mu.Lock()
+	authed := len(s.pairs) > 0
+	s.mu.Unlock()
+	wait := headerTimeout
+	if !authed {
+		if left := s.g.preAuthLimit() - time.Since(s.started); left < wait {
+			wait = max(left, time.Millisecond)
+		}
+	}
+	return wait
+}
+
 // errPeerStreamError ends a stream the peer gave up on (it sent a stream
 // error) or that we end without a stream error of our own.
 type errPeerStreamError struct{ condition string }
@@ -262,7 +279,7 @@ func (s *inSession) run() error {
 
 // negotiate handles one stream (from header to restart or end).
 func (s *inSession) negotiate() error {
-	h, err := s.sc.readHeader(headerTimeout)
+	h, err := s.sc.readHeader(s.headerWait())
 	if err != nil {
 		return err
 	}
@@ -338,7 +355,7 @@ func (s *inSession) negotiate() error {
 		timeout := headerTimeout
 		if authed {
 			timeout = 0 // established streams may stay idle; the peer decides
-		} else if left := s.g.preAuthLimit - time.Since(s.started); left <= 0 {
+		} else if left := s.g.preAuthLimit() - time.Since(s.started); left <= 0 {
 			// Streams that only ever ask db:verify are short; one that
 			// authenticates nothing for this long is holding a slot.
 			return &StreamError{Condition: "connection-timeout", Text: "no domain authenticated on this stream in time"}
