@@ -47,8 +47,8 @@ default upload_hosts := []
 
 upload_hosts := data.xmppedge.upload_hosts
 
-# Top-level presence children stripped for every partner (added to each
-# partner's own strip_presence).
+# Presence children stripped for every partner (a partner's own
+# strip_presence adds to these).
 default strip_presence := []
 
 strip_presence := data.xmppedge.strip_presence
@@ -89,13 +89,15 @@ require_cert(domain, direction) if {
 	e.require_cert == true
 }
 
-# Partner settings. A setting is the partner's own value — from the entries
-# for the domain that allow the direction, the first entry that sets it in
-# data order —, else the same key at the top level of the data (the
-# default of every partner), else the built-in default. (The engine checks
-# the settings' types when it loads the data.)
-partner_value(domain, direction, key) := vals[0] if {
-	vals := [e[key] | some e in allowing_entries(domain, direction)]
+# Partner settings. A setting is the partner's own value — from its
+# entries (allowing_entries(domain, direction): the entries of the most
+# specific pattern that allow the direction), the first entry that sets it
+# in data order —, else the same key at the top level of the data (the
+# default of every partner), else the built-in default. The functions take
+# the entries, so that a decision looks its partner up once. (The engine
+# checks the settings' types when it loads the data.)
+partner_value(entries, key) := vals[0] if {
+	vals := [e[key] | some e in entries]
 	count(vals) > 0
 }
 
@@ -106,8 +108,8 @@ default default_allow_e2ee := true
 
 default_allow_e2ee := false if count(confidential_keywords) + count(confidential_patterns) > 0
 
-allow_e2ee(domain, direction) := v if {
-	v := partner_value(domain, direction, "allow_e2ee")
+allow_e2ee(entries) := v if {
+	v := partner_value(entries, "allow_e2ee")
 } else := v if {
 	v := data.xmppedge.allow_e2ee
 	v != null # unset (data files cannot hold null here; tests use it)
@@ -118,43 +120,36 @@ allow_e2ee(domain, direction) := v if {
 # bytestreams only when listed.
 default_allow_files := ["oob", "jingle"]
 
-allow_files(domain, direction) := v if {
-	v := partner_value(domain, direction, "allow_files")
+allow_files(entries) := v if {
+	v := partner_value(entries, "allow_files")
 } else := v if {
 	v := data.xmppedge.allow_files
-	v != null # unset (data files cannot hold null here; tests use it)
+	v != null # unset
 } else := default_allow_files
 
-# upload_host_allowed(host, domain, direction): a file link to host may go
-# to domain: host is in the top-level upload_hosts or in the partner's
+# upload_host_allowed(host, entries): a file link to host may go to the
+# partner: host is in the top-level upload_hosts or in the partner's
 # (every entry's list counts). Patterns as for partner domains
 # ("*.example.org", "*").
-upload_host_allowed(host, _, _) if xmppedge.domain_in(host, upload_hosts)
+upload_host_allowed(host, _) if xmppedge.domain_in(host, upload_hosts)
 
-upload_host_allowed(host, domain, direction) if {
-	some e in allowing_entries(domain, direction)
+upload_host_allowed(host, entries) if {
+	some e in entries
 	xmppedge.domain_in(host, e.upload_hosts)
 }
 
 # Stripping <status/> from presence (strip_presence_status). Built-in
 # default: off.
-strip_presence_status(domain, direction) := v if {
-	v := partner_value(domain, direction, "strip_presence_status")
+strip_presence_status(entries) := v if {
+	v := partner_value(entries, "strip_presence_status")
 } else := v if {
 	v := data.xmppedge.strip_presence_status
-	v != null # unset (data files cannot hold null here; tests use it)
+	v != null # unset
 } else := false
 
-# The presence children to strip for domain: the top-level strip_presence
-# and the partner's (every entry's list counts).
-presence_children_to_strip(domain, direction) := {c | some c in strip_presence} | {c |
-	some e in allowing_entries(domain, direction)
-	some c in e.strip_presence
-}
-
 # Session rate (rate: {per_second, burst}); undefined: no limit.
-rate(domain, direction) := v if {
-	v := partner_value(domain, direction, "rate")
+rate(entries) := v if {
+	v := partner_value(entries, "rate")
 } else := v if {
 	v := data.xmppedge.rate
 	v != null # unset

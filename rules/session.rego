@@ -28,7 +28,7 @@ decision := object.union(
 # rate): the gateway limits the remote domain's stanzas with a token
 # bucket. No rate, no limit.
 rate := {"rate": r} if {
-	r := common.rate(input.remote_domain, input.direction)
+	r := common.rate(common.allowing_entries(input.remote_domain, input.direction))
 } else := {}
 
 tls_versions := {"TLS 1.2", "TLS 1.3"}

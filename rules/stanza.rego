@@ -53,7 +53,11 @@ audit := "full" if xmppedge.domain_in(remote_domain, common.audit_full)
 # carry several domain pairs and a policy that changed since).
 deny contains sprintf("%s is not a federation partner for %s traffic", [remote_domain, input.direction]) if not partner_ok
 
-partner_ok if common.is_partner(remote_domain, input.direction)
+partner_ok if count(remote_partner) > 0
+
+# The partner entries of the remote domain for this direction, looked up
+# once per decision (see common.allowing_entries).
+remote_partner := common.allowing_entries(remote_domain, input.direction)
 
 # Per-user rules, for user JIDs (not the server's own domain JID).
 deny contains sprintf("%s may not communicate outside the organisation", [local_bare]) if {
@@ -118,7 +122,7 @@ to_room if {
 deny contains sprintf("end-to-end encrypted messages (%s) to %s are not permitted: switch encryption off for this contact", [encryption_name, remote_domain]) if {
 	input.encryption != ""
 	input.direction == "outbound"
-	not common.allow_e2ee(remote_domain, "outbound")
+	not common.allow_e2ee(remote_partner)
 }
 
 encryption_names := {"omemo": "OMEMO", "omemo2": "OMEMO", "openpgp": "OpenPGP", "otr": "OTR"}
@@ -134,15 +138,15 @@ encryption_name := n if {
 deny contains sprintf("file transfer by %s to %s is not permitted", [transfer_name(f.method), remote_domain]) if {
 	input.direction == "outbound"
 	some f in input.file_transfer
-	not f.method in common.allow_files(remote_domain, "outbound")
+	not f.method in common.allow_files(remote_partner)
 }
 
 deny contains sprintf("file links to %s are not permitted: share files through the company's upload service", [host_shown(f.host)]) if {
 	input.direction == "outbound"
 	some f in input.file_transfer
 	f.method == "oob"
-	"oob" in common.allow_files(remote_domain, "outbound")
-	not common.upload_host_allowed(f.host, remote_domain, "outbound")
+	"oob" in common.allow_files(remote_partner)
+	not common.upload_host_allowed(f.host, remote_partner)
 }
 
 transfer_names := {
@@ -171,10 +175,16 @@ outbound_presence if {
 
 strip contains {"name": "status", "namespace": "jabber:server"} if {
 	outbound_presence
-	common.strip_presence_status(remote_domain, "outbound")
+	common.strip_presence_status(remote_partner)
 }
 
 strip contains c if {
 	outbound_presence
-	some c in common.presence_children_to_strip(remote_domain, "outbound")
+	some c in common.strip_presence
+}
+
+strip contains c if {
+	outbound_presence
+	some e in remote_partner
+	some c in e.strip_presence
 }

@@ -1,5 +1,5 @@
 # Tests of stripping children from outbound presence (stanza.rego strip,
-# common.strip_presence_status, common.presence_children_to_strip).
+# common.strip_presence_status, common.strip_presence).
 package xmppedge.strip_test
 
 import data.xmppedge.stanza
