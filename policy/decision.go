@@ -12,12 +12,24 @@ import (
 // StanzaDecision. Anything malformed is an error, and the caller fails
 // closed: nothing of a malformed decision is kept.
 
+// Key terms of the decision documents: immutable, shared by all engines
+// (a term built per lookup would be an allocation per decision).
+var (
+	kAllow   = ast.StringTerm("allow")
+	kReason  = ast.StringTerm("reason")
+	kError   = ast.StringTerm("error")
+	kAudit   = ast.StringTerm("audit")
+	kRequire = ast.StringTerm("require")
+	kRate    = ast.StringTerm("rate")
+	kStrip   = ast.StringTerm("strip")
+)
+
 func decisionObject(t *ast.Term, path string) (ast.Object, error) {
 	obj, ok := t.Value.(ast.Object)
 	if !ok {
 		return nil, fmt.Errorf("malformed decision: %s is %v, want an object with allow", path, ast.ValueName(t.Value))
 	}
-	at := obj.Get(ast.InternedTerm("allow"))
+	at := obj.Get(kAllow)
 	if at == nil {
 		return nil, fmt.Errorf("malformed decision: %s has no allow", path)
 	}
@@ -27,14 +39,14 @@ func decisionObject(t *ast.Term, path string) (ast.Object, error) {
 	return obj, nil
 }
 
-func optString(obj ast.Object, key, path string) (string, error) {
-	t := obj.Get(ast.InternedTerm(key))
+func optString(obj ast.Object, key *ast.Term, path string) (string, error) {
+	t := obj.Get(key)
 	if t == nil {
 		return "", nil
 	}
 	s, ok := t.Value.(ast.String)
 	if !ok {
-		return "", fmt.Errorf("malformed decision: %s.%s is %v, want a string", path, key, ast.ValueName(t.Value))
+		return "", fmt.Errorf("malformed decision: %s.%s is %v, want a string", path, string(key.Value.(ast.String)), ast.ValueName(t.Value))
 	}
 	return string(s), nil
 }
@@ -45,11 +57,11 @@ func parseSessionDecision(t *ast.Term, d *SessionDecision) error {
 	if err != nil {
 		return err
 	}
-	d.Allow = bool(obj.Get(ast.InternedTerm("allow")).Value.(ast.Boolean))
-	if d.Reason, err = optString(obj, "reason", path); err != nil {
+	d.Allow = bool(obj.Get(kAllow).Value.(ast.Boolean))
+	if d.Reason, err = optString(obj, kReason, path); err != nil {
 		return err
 	}
-	if rt := obj.Get(ast.InternedTerm("require")); rt != nil {
+	if rt := obj.Get(kRequire); rt != nil {
 		var list []string
 		add := func(x *ast.Term) error {
 			s, ok := x.Value.(ast.String)
@@ -72,7 +84,7 @@ func parseSessionDecision(t *ast.Term, d *SessionDecision) error {
 		}
 		d.Require = list
 	}
-	rate, err := parseRate(obj.Get(ast.InternedTerm("rate")), path)
+	rate, err := parseRate(obj.Get(kRate), path)
 	if err != nil {
 		return err
 	}
@@ -143,17 +155,17 @@ func parseStanzaDecision(t *ast.Term, d *StanzaDecision) error {
 	if err != nil {
 		return err
 	}
-	d.Allow = bool(obj.Get(ast.InternedTerm("allow")).Value.(ast.Boolean))
-	if d.Reason, err = optString(obj, "reason", path); err != nil {
+	d.Allow = bool(obj.Get(kAllow).Value.(ast.Boolean))
+	if d.Reason, err = optString(obj, kReason, path); err != nil {
 		return err
 	}
-	if d.Error, err = optString(obj, "error", path); err != nil {
+	if d.Error, err = optString(obj, kError, path); err != nil {
 		return err
 	}
 	if d.Error == "" && !d.Allow {
 		d.Error = DefaultStanzaError
 	}
-	audit, err := optString(obj, "audit", path)
+	audit, err := optString(obj, kAudit, path)
 	if err != nil {
 		return err
 	}
@@ -165,7 +177,7 @@ func parseStanzaDecision(t *ast.Term, d *StanzaDecision) error {
 	default:
 		return fmt.Errorf("malformed decision: %s.audit is %q, want none, meta, hash or full", path, audit)
 	}
-	strip, err := parseStrip(obj.Get(ast.InternedTerm("strip")), path)
+	strip, err := parseStrip(obj.Get(kStrip), path)
 	if err != nil {
 		return err
 	}
