@@ -150,7 +150,7 @@ type Gateway struct {
 	verifications chan struct{} // a slot per dialback verification under way (maxVerifications)
 	conns         chan struct{} // a slot per incoming connection (maxIncoming)
 	perIP         *limit.Conns  // outside connections per source address (limits.connections_per_ip, new_connections_per_ip)
-	rates         *limit.Rates  // stanza token buckets per direction and remote domain (limits.stanza_rate)
+	rates         *limit.Rates  // stanza token buckets per remote domain, for stanzas from the outside (limits.stanza_rate)
 	refusedLog    atomic.Int64  // unix seconds of the last logged limit refusal (one warning per interval)
 	preAuth       atomic.Int64  // how long an incoming stream may go without authenticating a pair (ns; preAuthLimit)
 
@@ -227,10 +227,11 @@ type Limits struct {
 	// included: the same number; default 16).
 	ConnectionsPerIP    int
 	NewConnectionsPerIP float64
-	// StanzaRate is the default stanza rate per remote domain and
-	// direction (stanzas per second, token bucket of StanzaBurst);
-	// default 200/s with a burst of 400. A partner's own rate comes from
-	// the session decision (rate: {per_second, burst}).
+	// StanzaRate is the default rate of the stanzas a remote domain sends
+	// us (stanzas per second, token bucket of StanzaBurst); default 200/s
+	// with a burst of 400. A partner's own rate comes from the session
+	// decision (rate: {per_second, burst}). What the internal server sends
+	// is not rate-limited.
 	StanzaRate  float64
 	StanzaBurst int
 }

@@ -775,9 +775,6 @@ func (s *inSession) pairOf(st *inStanza) (*pairState, error) {
 func (s *inSession) refuseOverRate(st *inStanza) {
 	s.g.m.LimitRefused(metrics.LimitStanzaRate)
 	remote := st.fromDomain
-	if s.leg == LegInside {
-		remote = st.toDomain
-	}
 	out := newStanza(st.el, st.ns, st.from.String(), st.to.String(), st.fromDomain, st.toDomain, nil)
 	s.g.router.bounce(out, s.leg.other(), "resource-constraint", "too many stanzas for "+remote+": slow down and try again later")
 }

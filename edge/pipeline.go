@@ -192,18 +192,16 @@ func (s *inSession) forwardBytes(st *inStanza, strip []policy.Child) ([]byte, er
 	return xmlstream.AppendCanonical(nil, n, xmlstream.NSServer, drop, s.g.limits().MaxStanzaSize)
 }
 
-// rateKey names the token bucket of a stanza: its direction and remote
-// domain.
-func rateKey(arrival Leg, st *inStanza) string {
-	if arrival == LegOutside {
-		return "in " + st.fromDomain
-	}
-	return "out " + st.toDomain
-}
 
-// overRate applies the remote domain's stanza rate: the partner's own
-// (rate in its session decision) or the default of limits.
+// overRate applies the remote domain's stanza rate to stanzas from the
+// Internet: the partner's own (rate in its session decision) or the
+// default of limits. What the internal server sends is not limited (it is
+// trusted by configuration, and bursts to a partner are queued, with
+// back-pressure, by the router).
 func (s *inSession) overRate(st *inStanza, ps *pairState) bool {
+	if s.leg != LegOutside {
+		return false
+	}
 	lim := s.g.limits()
 	perSecond, burst := lim.StanzaRate, lim.StanzaBurst
 	s.mu.Lock()
@@ -212,7 +210,7 @@ func (s *inSession) overRate(st *inStanza, ps *pairState) bool {
 	if r != nil {
 		perSecond, burst = r.PerSecond, r.Burst
 	}
-	return !s.g.rates.Allow(rateKey(s.leg, st), perSecond, burst, time.Now())
+	return !s.g.rates.Allow(st.fromDomain, perSecond, burst, time.Now())
 }
 
 // stanzaRecordOf is the audit record of a stanza that went through the

@@ -162,10 +162,11 @@ type LimitsConfig struct {
 	// open per second on the outside listeners, bursts included (default
 	// 16).
 	NewConnectionsPerIP float64 `yaml:"new_connections_per_ip"`
-	// StanzaRate is the stanzas per second relayed per remote domain and
-	// direction (default 200), in bursts of up to StanzaBurst (default
-	// 400). A partner's own rate from the policy's session decision takes
-	// precedence.
+	// StanzaRate is the stanzas per second a remote domain may send us
+	// (default 200), in bursts of up to StanzaBurst (default 400); over
+	// it a stanza is bounced with resource-constraint. A partner's own
+	// rate from the policy's session decision takes precedence. What the
+	// internal server sends is not rate-limited.
 	StanzaRate  float64 `yaml:"stanza_rate"`
 	StanzaBurst int     `yaml:"stanza_burst"`
 }
