@@ -775,7 +775,7 @@ func (s *inSession) pairOf(st *inStanza) (*pairState, error) {
 func (s *inSession) refuseOverRate(st *inStanza) {
 	s.g.m.LimitRefused(metrics.LimitStanzaRate)
 	remote := st.fromDomain
-	out := newStanza(st.el, st.ns, st.from.String(), st.to.String(), st.fromDomain, st.toDomain, nil)
+	out := newStanza(st.el, st.ns, st.fromStr, st.toStr, st.fromDomain, st.toDomain, nil)
 	s.g.router.bounce(out, s.leg.other(), "resource-constraint", "too many stanzas for "+remote+": slow down and try again later")
 }
 
@@ -800,7 +800,7 @@ func (s *inSession) decided(st *inStanza, in *policy.StanzaInput, d *policy.Stan
 			d.Error, d.Reason = "policy-violation", "the stanza cannot be forwarded as the policy requires (too large once rewritten)"
 		}
 	}
-	out := newStanza(st.el, st.ns, st.from.String(), st.to.String(), st.fromDomain, st.toDomain, raw)
+	out := newStanza(st.el, st.ns, st.fromStr, st.toStr, st.fromDomain, st.toDomain, raw)
 	if d.Audit == policy.AuditHash && in.Body == "" {
 		fillContent(in, st) // the hash is of the bodies
 	}

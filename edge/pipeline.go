@@ -34,6 +34,8 @@ type inStanza struct {
 	el           *xmlstream.Element
 	ns           map[string]string // the incoming stream header's namespaces
 	from, to     jid.JID           // prepared
+	fromStr      string            // from.String(), computed once (el.From itself when it was canonical)
+	toStr        string            // to.String(), likewise
 	fromDomain   string            // canonical domain of from (also when from is malformed)
 	toDomain     string            // canonical domain of to
 	badFrom      error             // from could not be prepared
@@ -56,13 +58,43 @@ func (st *inStanza) prepareAddresses() {
 		st.fromDomain = looseDomain(st.el.From)
 	} else {
 		st.fromDomain = st.from.Domain
+		st.fromStr = jidString(st.from, st.el.From)
 	}
 	if st.to, err = jid.Prepare(st.el.To); err != nil {
 		st.badTo = err
 		st.toDomain = looseDomain(st.el.To)
 	} else {
 		st.toDomain = st.to.Domain
+		st.toStr = jidString(st.to, st.el.To)
 	}
+}
+
+// jidString is j.String(), without building it when sent (the address as
+// it came) is already that string: the common case on the stanza path.
+func jidString(j jid.JID, sent string) string {
+	n := len(j.Domain)
+	if j.Local != "" {
+		n += len(j.Local) + 1
+	}
+	if j.Resource != "" {
+		n += len(j.Resource) + 1
+	}
+	if len(sent) == n {
+		rest, ok := sent, true
+		if j.Local != "" {
+			ok = len(rest) > len(j.Local) && rest[:len(j.Local)] == j.Local && rest[len(j.Local)] == '@'
+			if ok {
+				rest = rest[len(j.Local)+1:]
+			}
+		}
+		if ok && len(rest) >= len(j.Domain) && rest[:len(j.Domain)] == j.Domain {
+			rest = rest[len(j.Domain):]
+			if j.Resource == "" && rest == "" || len(rest) > 0 && rest[0] == '/' && rest[1:] == j.Resource {
+				return sent
+			}
+		}
+	}
+	return j.String()
 }
 
 // looseDomain is the canonical domainpart of a JID that could not be
@@ -98,9 +130,16 @@ func (st *inStanza) node() (*xmlstream.Node, error) {
 }
 
 // policyJID is a prepared JID in the form the policy compares: domains as
-// A-labels, as the policy data keeps them.
-func policyJID(j jid.JID) policy.JID {
+// A-labels, as the policy data keeps them. s is j.String().
+func policyJID(j jid.JID, s string) policy.JID {
 	d := j.DomainASCII()
+	if d == j.Domain { // ASCII: the forms are slices of s
+		bare := s
+		if j.Resource != "" {
+			bare = s[:len(s)-len(j.Resource)-1]
+		}
+		return policy.JID{Full: s, Bare: bare, Domain: d}
+	}
 	bare := d
 	if j.Local != "" {
 		bare = j.Local + "@" + d
@@ -118,7 +157,7 @@ func (s *inSession) policyInput(st *inStanza, facts *policy.SessionInput) *polic
 	el := st.el
 	in := &policy.StanzaInput{
 		Direction: direction(s.leg), Kind: el.Local, Type: el.Type, ID: el.ID,
-		From: policyJID(st.from), To: policyJID(st.to), Session: facts,
+		From: policyJID(st.from, st.fromStr), To: policyJID(st.to, st.toStr), Session: facts,
 	}
 	pol := s.g.opt.Policy
 	needContent, needFacts := pol.NeedsContent(), pol.NeedsPayloadFacts()
@@ -161,7 +200,7 @@ func (st *inStanza) classify(children []xmlstream.Name, body string) {
 // children.
 func (s *inSession) forwardBytes(st *inStanza, strip []policy.Child) ([]byte, error) {
 	el := st.el
-	from, to := st.from.String(), st.to.String()
+	from, to := st.fromStr, st.toStr
 	if !el.HasCDATA && len(strip) == 0 {
 		if from == el.From && to == el.To {
 			return el.AppendForward(make([]byte, 0, len(el.Raw)), st.ns), nil
