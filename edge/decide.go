@@ -135,6 +135,7 @@ func (g *Gateway) audit(r *audit.Record) (uint64, error) {
 // first. It returns the names of the stanza's children (for the payload
 // pre-check).
 func fillContent(in *policy.StanzaInput, st *inStanza) []xmlstream.Name {
+	st.contentDone = true
 	in.Children = in.Children[:0]
 	if c, ok := xmlstream.ParseContent(st.el.Raw, st.ns); ok {
 		for _, ch := range c.Children {

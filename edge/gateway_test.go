@@ -90,6 +90,7 @@ type fakePolicy struct {
 	denyBody    string
 	dryRun      bool            // deny as a dry-run policy does: allowed, marked would-deny
 	requireCert map[string]bool // domains whose sessions require certificate authentication
+	strip       []policy.Child  // children every allowed stanza loses
 }
 
 func (p *fakePolicy) setDeny(domain string, on bool) {
@@ -116,7 +117,7 @@ func (p *fakePolicy) DecideStanza(ctx context.Context, in *policy.StanzaInput) p
 	if p.denyBody != "" && strings.Contains(in.Body, p.denyBody) {
 		return policy.StanzaDecision{Allow: p.dryRun, WouldDeny: p.dryRun, Reason: "confidential content", Audit: policy.AuditFull, Revision: "r1"}
 	}
-	return policy.StanzaDecision{Allow: true, Audit: policy.AuditMeta, Revision: "r1"}
+	return policy.StanzaDecision{Allow: true, Audit: policy.AuditMeta, Revision: "r1", Strip: p.strip}
 }
 
 func (p *fakePolicy) NeedsContent() bool      { return true }

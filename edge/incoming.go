@@ -801,7 +801,7 @@ func (s *inSession) decided(st *inStanza, in *policy.StanzaInput, d *policy.Stan
 		}
 	}
 	out := newStanza(st.el, st.ns, st.fromStr, st.toStr, st.fromDomain, st.toDomain, raw)
-	if d.Audit == policy.AuditHash && in.Body == "" {
+	if d.Audit == policy.AuditHash && !st.contentDone {
 		fillContent(in, st) // the hash is of the bodies
 	}
 	if decision != "allow" || d.Audit != policy.AuditNone || len(st.stripped) > 0 {

@@ -45,6 +45,7 @@ type inStanza struct {
 	treeParsed   bool
 	facts        payload.Facts
 	factsChecked bool
+	contentDone  bool     // the policy input's content fields were filled
 	stripped     []string // children removed, as "{namespace}name"
 }
 
@@ -211,6 +212,10 @@ func (s *inSession) forwardBytes(st *inStanza, strip []policy.Child) ([]byte, er
 	if err != nil {
 		return nil, err
 	}
+	if !el.HasCDATA && !stripsAny(n, strip) {
+		// Nothing to remove: forwarded as it came, byte for byte.
+		return s.forwardBytes(st, nil)
+	}
 	n.SetAttr("from", from)
 	n.SetAttr("to", to)
 	var drop func(path []*xmlstream.Node, child *xmlstream.Node) bool
@@ -231,6 +236,18 @@ func (s *inSession) forwardBytes(st *inStanza, strip []policy.Child) ([]byte, er
 	return xmlstream.AppendCanonical(nil, n, xmlstream.NSServer, drop, s.g.limits().MaxStanzaSize)
 }
 
+
+// stripsAny reports whether a child of n is in strip.
+func stripsAny(n *xmlstream.Node, strip []policy.Child) bool {
+	for _, child := range n.Children {
+		for _, c := range strip {
+			if c.Name == child.Local && c.Namespace == child.Space {
+				return true
+			}
+		}
+	}
+	return false
+}
 
 // overRate applies the remote domain's stanza rate to stanzas from the
 // Internet: the partner's own (rate in its session decision) or the

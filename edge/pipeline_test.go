@@ -1,9 +1,12 @@
 package edge
 
 import (
+	"strings"
 	"testing"
 
+	"github.com/xmppedge/xmppedge/edge/audit"
 	"github.com/xmppedge/xmppedge/internal/jid"
+	"github.com/xmppedge/xmppedge/policy"
 )
 
 // jidString must always equal JID.String(); it only avoids building it.
@@ -51,4 +54,41 @@ func FuzzJIDString(f *testing.F) {
 			t.Fatalf("policyJID(%q) = %+v, want bare %q", sent, p, wantBare)
 		}
 	})
+}
+
+// A policy that strips children: a stanza carrying one is forwarded as a
+// canonical re-serialisation without it and audited as modified; a stanza
+// without one is forwarded byte for byte.
+func TestPolicyStrip(t *testing.T) {
+	env := newTestEnv(t)
+	env.pol.strip = []policy.Child{{Name: "status", Namespace: "jabber:server"}}
+	env.internal.setVerify(func(from, to, id, key string) bool { return true })
+	partner := startFakeServerTLS(t, "partner.test", env.tlsConfig(t, "partner.test"))
+	env.res.set("partner.test", partner.addr(), true)
+	p := authedInside(t, env, "partner.test")
+
+	plain := "<presence from='alice@company.test/r' to='bob@partner.test' id='p1'><show>away</show><x xmlns=\"urn:example\" a='1'/></presence>"
+	p.send(plain)
+	if got := partner.expectStanza(t); got != plain {
+		t.Fatalf("a stanza with nothing to strip: got %q, want it byte for byte %q", got, plain)
+	}
+	p.send("<presence from='alice@company.test/r' to='bob@partner.test' id='p2'><show>away</show><status>secret &amp; project</status><status xml:lang='de'>geheim</status><x xmlns='urn:example'>keep <b>this</b></x></presence>")
+	got := partner.expectStanza(t, "id='p2'", "<show>away</show>", "<x xmlns='urn:example'>keep <b>this</b></x>")
+	if strings.Contains(got, "status") || strings.Contains(got, "secret") || strings.Contains(got, "geheim") {
+		t.Fatalf("stripped presence still carries its status: %q", got)
+	}
+	var rec *audit.Record
+	for _, r := range env.aud.find("stanza", "allow") {
+		if r.ID == "p2" {
+			rec = &r
+		}
+	}
+	if rec == nil || !rec.Modified || rec.Stripped.Values()[0] != "{jabber:server}status" || len(rec.Stripped.Values()) != 2 {
+		t.Fatalf("audit record of the stripped presence: %+v", rec)
+	}
+	for _, r := range env.aud.find("stanza", "allow") {
+		if r.ID == "p1" && r.Modified {
+			t.Fatalf("the untouched presence is recorded as modified: %+v", r)
+		}
+	}
 }
