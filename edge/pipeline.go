@@ -236,7 +236,6 @@ func (s *inSession) forwardBytes(st *inStanza, strip []policy.Child) ([]byte, er
 	return xmlstream.AppendCanonical(nil, n, xmlstream.NSServer, drop, s.g.limits().MaxStanzaSize)
 }
 
-
 // stripsAny reports whether a child of n is in strip.
 func stripsAny(n *xmlstream.Node, strip []policy.Child) bool {
 	for _, child := range n.Children {
