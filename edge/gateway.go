@@ -239,31 +239,23 @@ type Limits struct {
 // SetLimits changes the limits; zero fields keep their current value.
 func (g *Gateway) SetLimits(l Limits) {
 	cur := *g.limits()
-	if l.MaxStanzaSize > 0 {
-		cur.MaxStanzaSize = l.MaxStanzaSize
-	}
-	if l.QueueSize > 0 {
-		cur.QueueSize = l.QueueSize
-	}
-	if l.ConnectTimeout > 0 {
-		cur.ConnectTimeout = l.ConnectTimeout
-	}
-	if l.IdleTimeout > 0 {
-		cur.IdleTimeout = l.IdleTimeout
-	}
-	if l.ConnectionsPerIP > 0 {
-		cur.ConnectionsPerIP = l.ConnectionsPerIP
-	}
-	if l.NewConnectionsPerIP > 0 {
-		cur.NewConnectionsPerIP = l.NewConnectionsPerIP
-	}
-	if l.StanzaRate > 0 {
-		cur.StanzaRate = l.StanzaRate
-	}
-	if l.StanzaBurst > 0 {
-		cur.StanzaBurst = l.StanzaBurst
-	}
+	setPositive(&cur.MaxStanzaSize, l.MaxStanzaSize)
+	setPositive(&cur.QueueSize, l.QueueSize)
+	setPositive(&cur.ConnectTimeout, l.ConnectTimeout)
+	setPositive(&cur.IdleTimeout, l.IdleTimeout)
+	setPositive(&cur.ConnectionsPerIP, l.ConnectionsPerIP)
+	setPositive(&cur.NewConnectionsPerIP, l.NewConnectionsPerIP)
+	setPositive(&cur.StanzaRate, l.StanzaRate)
+	setPositive(&cur.StanzaBurst, l.StanzaBurst)
 	g.lim.Store(&cur)
+}
+
+// setPositive sets *dst to v when v is positive (a zero limit keeps the
+// current one).
+func setPositive[T int | float64 | time.Duration](dst *T, v T) {
+	if v > 0 {
+		*dst = v
+	}
 }
 
 func (g *Gateway) limits() *Limits { return g.lim.Load() }
