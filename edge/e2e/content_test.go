@@ -3,6 +3,7 @@ package e2e
 import (
 	"crypto/x509"
 	"fmt"
+	"net"
 	"os"
 	"slices"
 	"strings"
@@ -47,7 +48,9 @@ confidential:
 //   - identity: a message to a blocked user written in fullwidth letters
 //     is refused; one to an allowed user written so reaches that user; a
 //     malformed JID is bounced with jid-malformed and never delivered;
-//   - CDATA from a conforming peer is delivered (decoded);
+//   - CDATA from a conforming peer is delivered (decoded), and a
+//     confidential keyword inside CDATA (from a raw peer on the inside
+//     leg) is refused;
 //   - content the rules cannot read: an OMEMO message to partner.test is
 //     bounced to its sender with the reason, to friend.test delivered and
 //     audited as encryption omemo; an upload link to the company's upload
@@ -62,9 +65,11 @@ func TestIdentityAndContent(t *testing.T) {
 	ca := newCA(t)
 	files := gatewayFiles(t, ca, PartnerDomain)
 	files["partners.yaml"] = contentPartnersYAML()
-	gw := startGateway(t, gatewayConfig(ca.file), files)
+	// Inside TLS: the company server authenticates by certificate, and so
+	// can a raw peer standing in for it on the inside leg.
+	gw := startGateway(t, withInsideTLS(gatewayConfig(ca.file)), files)
 	users := map[string]string{"alice": Password, "bob": Password, "mallory": Password}
-	companyProsodyWith(t, ca, gw, false, users)
+	companyProsodyWith(t, ca, gw, true, users)
 	testbed.StartProsody(t, testbed.ProsodyOptions{Domain: PartnerDomain, IP: PartnerIP, DNS: public.Addr(), Users: Users, RequireEncryption: true})
 	testbed.StartProsody(t, testbed.ProsodyOptions{Domain: FriendDomain, IP: FriendIP, DNS: public.Addr(), Users: map[string]string{"carol": Password}, RequireEncryption: true})
 	alice := testbed.StartClient(t, "alice@"+CompanyDomain, Password, CompanyIP+":5222")
@@ -144,6 +149,36 @@ func TestIdentityAndContent(t *testing.T) {
 		}
 		if !raw.alive() {
 			t.Fatal("the gateway closed the stream of a peer that sent CDATA")
+		}
+	})
+
+	t.Run("cdata-outbound", func(t *testing.T) {
+		// What Prosody never sends, a peer on the inside leg can: a
+		// confidential keyword hidden in CDATA is still refused, and the
+		// bounce reaches alice; a harmless CDATA message reaches bob.
+		certPEM, keyPEM := ca.issue(t, CompanyDomain)
+		inside := dialRawPeerAt(t, net.JoinHostPort(GatewayIP, fmt.Sprint(S2SPort)), CompanyDomain, PartnerDomain, certPEM, keyPEM, nil)
+		aliceFull := xmlAttr(alice.FullJID)
+		inside.send(`<message from='` + aliceFull + `' to='bob@partner.test' id='cdata-secret' type='chat'><body><![CDATA[the <b>CONFIDENTIAL</b> plan]]></body></message>`)
+		ev, err := alice.WaitEvent(wait, func(e Event) bool { return e.ID == "cdata-secret" && e.Kind == "message_error" })
+		if err != nil {
+			t.Fatalf("no bounce for a confidential keyword inside CDATA: %v", err)
+		}
+		if ev.Error != "policy-violation" {
+			t.Fatalf("confidential keyword in CDATA: got %+v", ev)
+		}
+		inside.send(`<message from='` + aliceFull + `' to='bob@partner.test' id='cdata-ok' type='chat'><body><![CDATA[lunch <at> noon & more]]></body></message>`)
+		got, err := bob.WaitEvent(wait, func(e Event) bool { return e.ID == "cdata-ok" && e.Kind == "message" })
+		if err != nil {
+			t.Fatalf("a harmless CDATA message did not reach the partner: %v", err)
+		}
+		if got.Body != "lunch <at> noon & more" {
+			t.Fatalf("CDATA body at the partner: %q", got.Body)
+		}
+		for _, m := range bob.Messages() {
+			if m.ID == "cdata-secret" {
+				t.Fatalf("the partner received the confidential CDATA message: %+v", m)
+			}
 		}
 	})
 

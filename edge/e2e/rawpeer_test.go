@@ -15,15 +15,16 @@ import (
 	"github.com/xmppedge/xmppedge/edge/xmlstream"
 )
 
-// rawPeer is a hand-driven s2s peer on the outside leg: it connects to the
-// gateway's STARTTLS listener claiming a domain, upgrades to TLS with a
+// rawPeer is a hand-driven s2s peer: it connects to one of the gateway's
+// STARTTLS listeners claiming a domain, upgrades to TLS with a
 // certificate of its own and authenticates by SASL EXTERNAL, then sends
 // whatever bytes a test gives it: stanzas no real server would write
 // (CDATA, unprepared JIDs, floods). It records every element the gateway
 // sends back.
 type rawPeer struct {
 	t      testing.TB
-	domain string
+	domain string // the domain it claims
+	to     string // the domain its stream is for
 	conn   net.Conn
 	r      *xmlstream.Reader
 
@@ -42,15 +43,24 @@ const rawPeerTimeout = 15 * time.Second
 // returns the peer, ready to send stanzas. It is closed by t.Cleanup.
 func dialRawPeer(t testing.TB, domain string, certPEM, keyPEM []byte, roots *x509.CertPool) *rawPeer {
 	t.Helper()
+	return dialRawPeerAt(t, net.JoinHostPort(GatewayOutsideIP, fmt.Sprint(S2SPort)), domain, CompanyDomain, certPEM, keyPEM, roots)
+}
+
+// dialRawPeerAt is dialRawPeer on any listener: addr, claiming domain, for
+// a stream to to (the inside listener takes company.test → a remote
+// domain). A nil roots skips the verification of the gateway's
+// certificate (an attacker does not care).
+func dialRawPeerAt(t testing.TB, addr, domain, to string, certPEM, keyPEM []byte, roots *x509.CertPool) *rawPeer {
+	t.Helper()
 	cert, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := net.DialTimeout("tcp", net.JoinHostPort(GatewayOutsideIP, fmt.Sprint(S2SPort)), rawPeerTimeout)
+	c, err := net.DialTimeout("tcp", addr, rawPeerTimeout)
 	if err != nil {
 		t.Fatalf("raw peer: connect to the gateway: %v", err)
 	}
-	p := &rawPeer{t: t, domain: domain, conn: c, r: xmlstream.NewReader(c, xmlstream.Limits{}), done: make(chan struct{})}
+	p := &rawPeer{t: t, domain: domain, to: to, conn: c, r: xmlstream.NewReader(c, xmlstream.Limits{}), done: make(chan struct{})}
 	t.Cleanup(p.close)
 	c.SetDeadline(time.Now().Add(rawPeerTimeout))
 	p.features() // the first stream: STARTTLS is offered
@@ -58,7 +68,7 @@ func dialRawPeer(t testing.TB, domain string, certPEM, keyPEM []byte, roots *x50
 	if el := p.next(); el.Local != "proceed" {
 		t.Fatalf("raw peer: STARTTLS answered with <%s>", el.Local)
 	}
-	tc := tls.Client(c, &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: roots, ServerName: CompanyDomain, MinVersion: tls.VersionTLS12})
+	tc := tls.Client(c, &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: roots, InsecureSkipVerify: roots == nil, ServerName: to, MinVersion: tls.VersionTLS12})
 	if err := tc.Handshake(); err != nil {
 		t.Fatalf("raw peer: TLS handshake: %v", err)
 	}
@@ -83,7 +93,7 @@ func dialRawPeer(t testing.TB, domain string, certPEM, keyPEM []byte, roots *x50
 func (p *rawPeer) features() string {
 	p.t.Helper()
 	p.write("<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' from='" +
-		p.domain + "' to='" + CompanyDomain + "' version='1.0'>")
+		p.domain + "' to='" + p.to + "' version='1.0'>")
 	if _, err := p.r.ReadHeader(); err != nil {
 		p.t.Fatalf("raw peer: stream header: %v", err)
 	}
