@@ -112,7 +112,11 @@ func prepareResource(s string) (string, error) {
 }
 
 func prepareDomain(s string) (string, error) {
-	// RFC 7622 §3.2: a final dot is stripped before anything else.
+	// RFC 7622 §3.2: a final dot is stripped before anything else; it
+	// belongs to domain names, not to IP literals.
+	if strings.HasPrefix(s, "[") && strings.HasSuffix(s, ".") {
+		return "", &Error{Part: PartDomain, Reason: "an IP literal takes no final dot"}
+	}
 	s = strings.TrimSuffix(s, ".")
 	if err := checkRaw(PartDomain, s); err != nil {
 		return "", err
@@ -127,8 +131,16 @@ func prepareDomain(s string) (string, error) {
 	if err != nil {
 		return "", &Error{Part: PartDomain, Reason: "not a valid domain name (UTS #46 / IDNA2008)", Err: err}
 	}
-	if _, err := domainProfile.ToASCII(u); err != nil {
+	a, err := domainProfile.ToASCII(u)
+	if err != nil {
 		return "", &Error{Part: PartDomain, Reason: "not a valid domain name (DNS lengths)", Err: err}
+	}
+	// The A-label form (what DNS and the policy use) must read back as the
+	// same domain: a name that only survives one direction of the mapping
+	// (e.g. a digit with a combining grapheme joiner) would be judged as one
+	// domain and resolved as another.
+	if back, err := domainProfile.ToUnicode(a); err != nil || back != u {
+		return "", &Error{Part: PartDomain, Reason: "not a stable domain name: its A-label form does not map back to it", Err: err}
 	}
 	if strings.HasSuffix(u, ".") {
 		// A second final dot, or a mapped one (U+3002).
