@@ -40,11 +40,16 @@ package edge
 //   - a key for another stream id in our own authoritative role
 //     (TestDialbackVerifyAnswers; here the receiving role's replay).
 //
-// Classes for features being added (canonical JIDs, CDATA, per-domain
-// stanza rates, per-IP connection caps) are not written yet; see the
-// markers "slot:" below for where they go.
+// The classes of the stanza path (pipeline.go) have tests of their own:
+// CDATA sections (TestHostileCDATA), addresses in other spellings than
+// their RFC 7622 canonical form and malformed ones (TestHostileJIDForms).
+// What they let through on purpose they read from the internal server
+// themselves (expectRelayed); (b) then holds for everything else. The
+// per-domain stanza rates and per-IP connection caps are not written yet;
+// see the markers "slot:" below.
 
 import (
+	"context"
 	"crypto/tls"
 	"encoding/base64"
 	"errors"
@@ -63,6 +68,8 @@ import (
 	"github.com/xmppedge/xmppedge/certs/certstest"
 	"github.com/xmppedge/xmppedge/dialback"
 	"github.com/xmppedge/xmppedge/edge/xmlstream"
+	"github.com/xmppedge/xmppedge/internal/jid"
+	"github.com/xmppedge/xmppedge/policy"
 )
 
 // partnerAuthoritySecret is the dialback secret of partner.test's
@@ -89,6 +96,7 @@ const hostileWait = 60 * time.Second
 // authoritative server, the attackers' certificates and the baseline.
 type hostileEnv struct {
 	*testEnv
+	judge     *hostilePolicy // the policy the gateway asks (fakePolicy, watched)
 	authority *fakeServer
 	trusted   tls.Certificate // partner.test, from the CA the gateway trusts
 	untrusted tls.Certificate // partner.test, from the attacker's own CA
@@ -98,14 +106,94 @@ type hostileEnv struct {
 
 	canaries int
 	baseline uint64 // heap in use after setup and one canary
+
+	// What a test let through on purpose (the stanza path's positive
+	// cases), accepted by assertNothingRelayed: the ids of the stanzas
+	// the test read from the internal server (expectRelayed), and the
+	// "remote local" pairs of streams to the internal server it caused.
+	let      map[string]bool
+	letPairs map[string]bool
+}
+
+// hostilePolicy is the fake policy as the gateway sees it in the hostile
+// suite: it keeps what each stanza decision was asked (by stanza id,
+// canaries left out), and gives the remote domains in rates their stanza
+// rate in the session decision (as a partners.yaml rate would).
+type hostilePolicy struct {
+	*fakePolicy
+	mu    sync.Mutex
+	asked map[string]hostileAsked
+	rates map[string]*policy.Rate
+}
+
+// hostileAsked is what a stanza decision was asked about one stanza.
+type hostileAsked struct {
+	from, to policy.JID
+	body     string
+}
+
+func (p *hostilePolicy) DecideSession(ctx context.Context, in *policy.SessionInput) policy.SessionDecision {
+	d := p.fakePolicy.DecideSession(ctx, in)
+	p.mu.Lock()
+	if r := p.rates[in.RemoteDomain]; r != nil && d.Allow {
+		d.Rate = r
+	}
+	p.mu.Unlock()
+	return d
+}
+
+func (p *hostilePolicy) DecideStanza(ctx context.Context, in *policy.StanzaInput) policy.StanzaDecision {
+	if !strings.HasPrefix(in.ID, "canary-") {
+		clone := func(j policy.JID) policy.JID {
+			return policy.JID{Full: strings.Clone(j.Full), Bare: strings.Clone(j.Bare), Domain: strings.Clone(j.Domain)}
+		}
+		p.mu.Lock()
+		p.asked[strings.Clone(in.ID)] = hostileAsked{from: clone(in.From), to: clone(in.To), body: strings.Clone(in.Body)}
+		p.mu.Unlock()
+	}
+	return p.fakePolicy.DecideStanza(ctx, in)
+}
+
+// askedAbout returns what the stanza decision was asked about the stanza
+// id; ok is false if it never was.
+func (p *hostilePolicy) askedAbout(id string) (a hostileAsked, ok bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	a, ok = p.asked[id]
+	return a, ok
+}
+
+// setRate gives domain's sessions the stanza rate r from now on (nil: the
+// default of the limits).
+func (p *hostilePolicy) setRate(domain string, r *policy.Rate) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if r == nil {
+		delete(p.rates, domain)
+	} else {
+		p.rates[domain] = r
+	}
+}
+
+// setDenyBody makes the fake policy refuse the stanzas whose body contains
+// word (through its lock: the gateway reads it concurrently).
+func (p *hostilePolicy) setDenyBody(word string) {
+	p.fakePolicy.mu.Lock()
+	p.fakePolicy.denyBody = word
+	p.fakePolicy.mu.Unlock()
 }
 
 func newHostileEnv(t *testing.T, mods ...func(*Options)) *hostileEnv {
 	t.Helper()
 	// A connect timeout far above anything a test needs: the verifications
 	// a test holds open must not expire on a slow machine.
-	mods = append([]func(*Options){func(o *Options) { o.ConnectTimeout = 30 * time.Second }, hostileLimits}, mods...)
-	h := &hostileEnv{testEnv: newTestEnv(t, mods...)}
+	judge := &hostilePolicy{asked: map[string]hostileAsked{}, rates: map[string]*policy.Rate{}}
+	watch := func(o *Options) {
+		judge.fakePolicy = o.Policy.(*fakePolicy)
+		o.Policy = judge
+	}
+	mods = append([]func(*Options){func(o *Options) { o.ConnectTimeout = 30 * time.Second }, hostileLimits, watch}, mods...)
+	h := &hostileEnv{testEnv: newTestEnv(t, mods...), judge: judge, let: map[string]bool{}, letPairs: map[string]bool{}}
 	h.authority = startFakeServerTLS(t, "partner.test", h.tlsConfig(t, "partner.test"))
 	h.authority.setVerify(func(from, to, id, key string) bool {
 		h.vmu.Lock()
@@ -256,14 +344,15 @@ func (h *hostileEnv) assertNothingRelayed(t testing.TB) {
 	hostileClose(t, p)
 	h.aud.mu.Lock()
 	for _, r := range h.aud.records {
-		if r.Event == "stanza" && (r.Decision == "allow" || r.Decision == "would-deny") && !strings.HasPrefix(r.ID, "canary-") {
+		if r.Event == "stanza" && (r.Decision == "allow" || r.Decision == "would-deny") && !strings.HasPrefix(r.ID, "canary-") && !h.let[r.ID] {
 			h.aud.mu.Unlock()
 			t.Fatalf("a stanza other than a canary was let through: %+v", r)
 		}
 	}
 	h.aud.mu.Unlock()
 	for _, s := range h.gw.Sessions() {
-		if s.Role == "outgoing" && s.Leg == "inside" && (!slices.Equal(s.Remote, []string{"partner.test"}) || !slices.Equal(s.Local, []string{"company.test"})) {
+		if s.Role == "outgoing" && s.Leg == "inside" && (!slices.Equal(s.Remote, []string{"partner.test"}) || !slices.Equal(s.Local, []string{"company.test"})) &&
+			!(len(s.Remote) == 1 && len(s.Local) == 1 && h.letPairs[s.Remote[0]+" "+s.Local[0]]) {
 			t.Fatalf("the gateway opened a stream to the internal server for %v → %v", s.Remote, s.Local)
 		}
 	}
@@ -378,12 +467,19 @@ func saslAuth(t testing.TB, p *peer) {
 // certificate from the trusted CA, on a restarted stream.
 func (h *hostileEnv) saslPeer(t testing.TB) *peer {
 	t.Helper()
-	p, f := h.tlsPeer(t, &h.trusted, "partner.test")
+	return h.saslPeerAs(t, &h.trusted, "partner.test")
+}
+
+// saslPeerAs is domain authenticated by SASL EXTERNAL with cert (from the
+// trusted CA, for domain), on a restarted stream.
+func (h *hostileEnv) saslPeerAs(t testing.TB, cert *tls.Certificate, domain string) *peer {
+	t.Helper()
+	p, f := h.tlsPeer(t, cert, domain)
 	if !offersExternal(f) {
 		t.Fatalf("SASL EXTERNAL not offered for a certificate from the trusted CA: %+v", f)
 	}
 	saslAuth(t, p)
-	f = p.open("partner.test", "company.test")
+	f = p.open(domain, "company.test")
 	noCompression(t, f)
 	if f.Child(xmlstream.NSSASL, "mechanisms") != nil {
 		t.Fatal("SASL offered again after it succeeded")
@@ -577,6 +673,122 @@ func hostileMessage(from, to, body string) string {
 	return s + " id='attack' type='chat'><body>" + body + "</body></message>"
 }
 
+// hostileAddressed is a stanza of kind (message of type chat, iq of type
+// get, presence without a type) from from to to with id and content inner.
+func hostileAddressed(kind, from, to, id, inner string) string {
+	s := "<" + kind + " from='" + from + "' to='" + to + "' id='" + id + "'"
+	switch kind {
+	case "message":
+		s += " type='chat'"
+	case "iq":
+		s += " type='get'"
+	}
+	return s + ">" + inner + "</" + kind + ">"
+}
+
+// serverNS are the namespaces of the streams between the gateway and the
+// fake servers: what the stanzas they receive are parsed against.
+var serverNS = map[string]string{"": xmlstream.NSServer, "stream": xmlstream.NSStream, "db": xmlstream.NSDialback}
+
+// expectRelayed reads the next stanza the internal server receives: it
+// must be the one with id, which the test lets through on purpose
+// (assertNothingRelayed then accepts its audit record). It returns the
+// stanza's bytes and tree.
+func (h *hostileEnv) expectRelayed(t testing.TB, id string) (string, *xmlstream.Node) {
+	t.Helper()
+	var raw string
+	select {
+	case raw = <-h.internal.stanzas:
+	case <-time.After(hostileWait):
+		t.Fatalf("the stanza %s did not reach the internal server", id)
+	}
+	n, err := xmlstream.ParseNode([]byte(raw), serverNS)
+	if err != nil {
+		t.Fatalf("the internal server received %q: %v", raw, err)
+	}
+	if n.Attr("id") != id {
+		t.Fatalf("the internal server received %q, want the stanza %s", raw, id)
+	}
+	h.let[id] = true
+	return raw, n
+}
+
+// expectBounce reads the next stanza a remote server (ch) receives: it
+// must be the error answering the stanza id, with the stanza error
+// condition cond of type typ ("a|b": either), none of the original's content, from an
+// address that is from and to one that is to (compared prepared: the same
+// entity, in whatever valid spelling), both of which a server can read
+// (valid JIDs). A stanza reaching the internal server meanwhile fails it
+// at once.
+func (h *hostileEnv) expectBounce(t testing.TB, ch chan string, id, cond, typ, from, to string) *xmlstream.Node {
+	t.Helper()
+	raw := h.nextBounce(t, ch, id)
+	n, err := xmlstream.ParseNode([]byte(raw), serverNS)
+	if err != nil {
+		t.Fatalf("the sender's server received %q: %v", raw, err)
+	}
+	if n.Attr("type") != "error" || n.Attr("id") != id {
+		t.Fatalf("want the error answering %s, got %q", id, raw)
+	}
+	e := n.Child(xmlstream.NSServer, "error")
+	if e == nil || !slices.Contains(strings.Split(typ, "|"), e.Attr("type")) || e.Child(xmlstream.NSStanzas, cond) == nil {
+		t.Fatalf("want a stanza error %s of type %s, got %q", cond, typ, raw)
+	}
+	for _, c := range n.Children {
+		if c != e {
+			t.Fatalf("the bounce carries the stanza's <%s/>: %q", c.Local, raw)
+		}
+	}
+	sameEntity(t, "the bounce's from", n.Attr("from"), from)
+	sameEntity(t, "the bounce's to", n.Attr("to"), to)
+	return n
+}
+
+// nextBounce returns the next stanza the remote server ch receives, the
+// bounce of id; a stanza reaching the internal server first fails it.
+func (h *hostileEnv) nextBounce(t testing.TB, ch chan string, id string) string {
+	t.Helper()
+	select {
+	case raw := <-ch:
+		return raw
+	case raw := <-h.internal.stanzas:
+		t.Fatalf("waiting for the bounce of %s, the internal server received %q", id, raw)
+	case <-time.After(hostileWait):
+		t.Fatalf("no bounce of %s reached the sender's server", id)
+	}
+	return ""
+}
+
+// sameEntity fails unless got is a valid JID naming the same entity as
+// want.
+func sameEntity(t testing.TB, what, got, want string) {
+	t.Helper()
+	g, err := jid.Prepare(got)
+	if err != nil {
+		t.Fatalf("%s %q is not a valid JID: %v", what, got, err)
+	}
+	w, err := jid.Prepare(want)
+	if err != nil {
+		t.Fatalf("%s: want %q, not a valid JID: %v", what, want, err)
+	}
+	if g != w {
+		t.Fatalf("%s is %q, want %q", what, got, want)
+	}
+}
+
+// auditedAs returns the stanza records of the stanza id.
+func (h *hostileEnv) auditedAs(id string) []string {
+	h.aud.mu.Lock()
+	defer h.aud.mu.Unlock()
+	var out []string
+	for _, r := range h.aud.records {
+		if r.Event == "stanza" && r.ID == id {
+			out = append(out, fmt.Sprintf("%s from=%s to=%s from_sent=%s to_sent=%s reason=%s", r.Decision, r.From, r.To, r.FromSent, r.ToSent, r.Reason))
+		}
+	}
+	return out
+}
+
 // ---------------------------------------------------------------------------
 // attack classes
 
@@ -650,8 +862,7 @@ var hostileRestrictedXML = []hostileCase{
 	{"duplicate from attribute", authDialback, "<message from='" + hostileFrom + "' from='mallory@evil.test' to='" + hostileTo + "'/>", "not-well-formed"},
 	{"mismatched end tag", authSASL, hostileStanza("<body>hi</bodx>"), "not-well-formed"},
 	{"undeclared prefix", authDialback, "<x:message xmlns='jabber:server' from='" + hostileFrom + "' to='" + hostileTo + "'/>", "not-well-formed"},
-	// slot: CDATA accepted (a stanza with a CDATA section arrives
-	// canonically re-serialised): a positive case in its own test.
+	// CDATA sections are accepted: TestHostileCDATA.
 }
 
 // Restricted XML and invalid characters inside stanzas of an
@@ -667,6 +878,144 @@ func TestHostileRestrictedXML(t *testing.T) {
 			h.finish(t, p)
 		})
 	}
+}
+
+// hostileCDATAForwarded: CDATA sections in a body (RFC 6120 §11.1 allows
+// them). The stanza is judged on the decoded text and forwarded
+// re-serialised canonically (no CDATA, the text escaped), so that the
+// internal server reads exactly the text the policy judged, whatever its
+// own parser makes of CDATA.
+var hostileCDATAForwarded = []struct {
+	name, body, text string // body: <body/>'s content as sent; text: its character data
+}{
+	{"plain", "<![CDATA[hi]]>", "hi"},
+	{"markup-looking text", "<![CDATA[</body><body>x]]>", "</body><body>x"},
+	{"a spoofed stanza inside", "<![CDATA[</body></message><message from='mallory@evil.test' to='ceo@company.test'><body>spoofed]]>", "</body></message><message from='mallory@evil.test' to='ceo@company.test'><body>spoofed"},
+	{"a stream restart inside", "<![CDATA[</stream:stream><stream:stream xmlns='jabber:server'>]]>", "</stream:stream><stream:stream xmlns='jabber:server'>"},
+	{"comment, PI and DOCTYPE inside", "<![CDATA[<!-- x --><?php x?><!DOCTYPE x [<!ENTITY e 'x'>]>]]>", "<!-- x --><?php x?><!DOCTYPE x [<!ENTITY e 'x'>]>"},
+	{"references inside are text", "<![CDATA[&xxe; &amp; &#60; &#0;]]>", "&xxe; &amp; &#60; &#0;"},
+	{"characters text must escape", "<![CDATA[a < b && c > d 'q' \"dq\"]]>", "a < b && c > d 'q' \"dq\""},
+	{"mixed with text and references", "a&amp;<![CDATA[&amp;]]>&lt;b", "a&&amp;<b"},
+	{"two sections", "<![CDATA[x]]><![CDATA[y]]>", "xy"},
+	{"]]> split across two sections", "<![CDATA[x]]]]><![CDATA[>y]]>", "x]]>y"},
+	{"a section ending in brackets, then '>'", "<![CDATA[x]]]]>>", "x]]>"},
+	{"brackets, then a section starting with '>'", "]]<![CDATA[>]]>", "]]>"},
+	{"empty section", "<![CDATA[]]>", ""},
+	{"line ends normalised", "<![CDATA[a\r\nb\rc]]>", "a\nb\nc"},
+	{"non-ASCII and a bidi override", "<![CDATA[\u65e5\u672c \u202e txt]]>", "\u65e5\u672c \u202e txt"},
+}
+
+// hostileCDATAErrors: CDATA where it is not allowed, malformed, or with
+// characters XML does not allow: stream errors, nothing forwarded.
+var hostileCDATAErrors = []hostileCase{
+	{"between stanzas", authSASL, "<![CDATA[x]]>" + hostileStanza("<body>hi</body>"), "restricted-xml"},
+	{"smuggling a stanza between stanzas", authDialback, "<![CDATA[" + hostileMessage("mallory@evil.test", "alice@company.test", "smuggled") + "]]>", "restricted-xml"},
+	{"closed early: ]]> in the text after it", authSASL, hostileStanza("<body><![CDATA[a]]>b]]></body>"), "not-well-formed"},
+	{"]]> in text", authDialback, hostileStanza("<body>a]]>b</body>"), "not-well-formed"},
+	{"lower-case keyword", authSASL, hostileStanza("<body><![cdata[x]]></body>"), "not-well-formed"},
+	{"space in the opener", authDialback, hostileStanza("<body><![ CDATA[x]]></body>"), "not-well-formed"},
+	{"opener without its bracket", authSASL, hostileStanza("<body><![CDATA x]]></body>"), "not-well-formed"},
+	{"NUL inside", authDialback, hostileStanza("<body><![CDATA[a\x00b]]></body>"), "not-well-formed"},
+	{"control character inside", authSASL, hostileStanza("<body><![CDATA[a\x1bb]]></body>"), "not-well-formed"},
+	{"U+FFFE inside", authDialback, hostileStanza("<body><![CDATA[\xef\xbf\xbe]]></body>"), "not-well-formed"},
+	{"invalid UTF-8 inside", authSASL, hostileStanza("<body><![CDATA[\xff]]></body>"), "not-well-formed"},
+	{"encoded surrogate inside", authDialback, hostileStanza("<body><![CDATA[\xed\xa0\x80]]></body>"), "not-well-formed"},
+	{"overlong '<' inside", authSASL, hostileStanza("<body><![CDATA[\xc0\xbc]]></body>"), "not-well-formed"},
+}
+
+// hostileCDATADenied: the word the policy refuses, hidden in CDATA
+// sections: the policy judges the decoded text.
+var hostileCDATADenied = []struct{ name, body string }{
+	{"in a section", "<![CDATA[this is CONFIDENTIAL]]>"},
+	{"split between text and a section", "CONFI<![CDATA[DENTIAL]]>"},
+	{"split between two sections", "<![CDATA[CONFI]]><![CDATA[DENTIAL]]>"},
+	{"behind markup-looking text", "<![CDATA[</body><body>]]>CONFIDENTIAL"},
+}
+
+// CDATA sections inside stanzas: accepted, judged on the decoded text and
+// forwarded canonically; a denied word inside one refused; CDATA outside
+// a stanza or malformed a stream error.
+func TestHostileCDATA(t *testing.T) {
+	h := newHostileEnv(t)
+	h.judge.setDenyBody("CONFIDENTIAL")
+	auths := []string{authSASL, authDialback}
+	for i, tt := range hostileCDATAForwarded {
+		t.Run(tt.name, func(t *testing.T) {
+			p := h.attacker(t, auths[i%2])
+			id := fmt.Sprintf("cdata-%d", i)
+			hostileWrite(p, hostileAddressed("message", hostileFrom, hostileTo, id, "<body>"+tt.body+"</body>"))
+			raw, n := h.expectRelayed(t, id)
+			if strings.Contains(raw, "<![CDATA[") || strings.Contains(raw, "]]>") {
+				t.Fatalf("forwarded with CDATA (or a literal ]]>): %q", raw)
+			}
+			var bodies []*xmlstream.Node
+			for _, c := range n.Children {
+				if c.Local == "body" {
+					bodies = append(bodies, c)
+				}
+			}
+			if len(n.Children) != 1 || len(bodies) != 1 || len(bodies[0].Children) != 0 || bodies[0].Text != tt.text {
+				t.Fatalf("the internal server received %q, want one <body/> with the text %q", raw, tt.text)
+			}
+			want := "<body/>"
+			if tt.text != "" {
+				want = "<body>" + string(xmlstream.AppendEscapedText(nil, tt.text)) + "</body>"
+			}
+			if !strings.Contains(raw, want) {
+				t.Fatalf("the internal server received %q, want %q in it (the text escaped canonically)", raw, want)
+			}
+			if n.Attr("from") != hostileFrom || n.Attr("to") != hostileTo || n.Attr("type") != "chat" {
+				t.Fatalf("the addresses or the type changed: %q", raw)
+			}
+			if a, ok := h.judge.askedAbout(id); !ok || a.body != tt.text {
+				t.Fatalf("the policy judged the body %q (asked: %v), want %q", a.body, ok, tt.text)
+			}
+			h.finish(t, p)
+		})
+	}
+	t.Run("in a child of another namespace", func(t *testing.T) {
+		p := h.saslPeer(t)
+		hostileWrite(p, hostileAddressed("message", hostileFrom, hostileTo, "cdata-x", "<x xmlns='urn:example'><![CDATA[<y/>]]></x>"))
+		raw, n := h.expectRelayed(t, "cdata-x")
+		x := n.Child("urn:example", "x")
+		if x == nil || len(x.Children) != 0 || x.Text != "<y/>" || strings.Contains(raw, "CDATA") {
+			t.Fatalf("the internal server received %q, want <x xmlns='urn:example'> with the text <y/>", raw)
+		}
+		h.finish(t, p)
+	})
+	for i, tt := range hostileCDATADenied {
+		t.Run("denied word "+tt.name, func(t *testing.T) {
+			p := h.attacker(t, auths[i%2])
+			id := fmt.Sprintf("cdata-deny-%d", i)
+			hostileWrite(p, hostileAddressed("message", hostileFrom, hostileTo, id, "<body>"+tt.body+"</body>"))
+			h.expectBounce(t, h.authority.stanzas, id, "policy-violation", "modify", hostileTo, hostileFrom)
+			if a, ok := h.judge.askedAbout(id); !ok || !strings.Contains(a.body, "CONFIDENTIAL") {
+				t.Fatalf("the policy judged the body %q (asked: %v)", a.body, ok)
+			}
+			if recs := h.auditedAs(id); len(recs) != 2 || !strings.HasPrefix(recs[0], "deny ") || !strings.HasPrefix(recs[1], "bounced ") {
+				t.Fatalf("audit records %q, want the deny and the bounce", recs)
+			}
+			h.finish(t, p)
+		})
+	}
+	for _, tt := range hostileCDATAErrors {
+		t.Run(tt.name, func(t *testing.T) {
+			p := h.attacker(t, tt.auth)
+			hostileWrite(p, tt.input)
+			expectStreamErrorApp(t, p, tt.cond, "")
+			h.finish(t, p)
+		})
+	}
+	t.Run("never closed, swallowing the stream", func(t *testing.T) {
+		// What follows the opener is text up to the stanza limit: the end
+		// tags and stanzas in it are not read as such.
+		p := h.saslPeer(t)
+		rest := hostileMessage("mallory@evil.test", "alice@company.test", "swallowed") + "</body></message>"
+		hostileWriteAsync(t, p, "<message from='"+hostileFrom+"' to='"+hostileTo+"' id='attack'><body><![CDATA["+
+			strings.Repeat(rest, h.gw.limits().MaxStanzaSize/len(rest)+1))
+		expectStreamErrorApp(t, p, "policy-violation", "stanza-too-big")
+		h.finish(t, p)
+	})
 }
 
 // The encoding (RFC 6120 §11.6): UTF-8 only, no byte order mark at the
@@ -1136,10 +1485,18 @@ var hostileSpoofing = []hostileCase{
 	{"stanza in jabber:client", authSASL, "<message xmlns='jabber:client' from='bob@partner.test' to='alice@company.test' id='attack'/>", "unsupported-stanza-type"},
 	{"stanza in a foreign namespace", authSASL, "<message xmlns='urn:evil' from='bob@partner.test' to='alice@company.test' id='attack'/>", "unsupported-stanza-type"},
 	{"stanza in the dialback namespace", authSASL, "<db:message from='bob@partner.test' to='alice@company.test' id='attack'/>", "unsupported-stanza-type"},
-	// slot: canonical JIDs — a fullwidth ｍａｌｌｏｒｙ@company.test
-	// must arrive as mallory@company.test (a positive case, with the
-	// canary), an empty localpart @company.test bounced with
-	// jid-malformed (a stanza error back on the attacker's stream).
+	// Addresses are compared in their RFC 7622 canonical form: another
+	// spelling of a domain of ours is ours, one of a foreign domain is
+	// not the partner's, one that is not a valid domain is no domain.
+	{"from a domain of ours, fullwidth", authSASL, hostileMessage("ceo@\uff43\uff4f\uff4d\uff50\uff41\uff4e\uff59.test", "alice@company.test", "hi"), "invalid-from"},
+	{"from a domain of ours, in capitals with a trailing dot", authDialback, hostileMessage("ceo@COMPANY.TEST.", "alice@company.test", "hi"), "invalid-from"},
+	{"from another domain, fullwidth", authSASL, hostileMessage("mallory@\uff45\uff56\uff49\uff4c.test", "alice@company.test", "hi"), "invalid-from"},
+	{"from a malformed JID of another domain", authSASL, hostileMessage("a b@evil.test", "alice@company.test", "hi"), "invalid-from"},
+	{"from a JID whose domain is not valid", authDialback, hostileMessage("bob@partner..test", "alice@company.test", "hi"), "invalid-from"},
+	{"to a domain not ours, with a fullwidth dot", authSASL, hostileMessage("bob@partner.test", "carol@elsewhere\uff0etest", "hi"), "host-unknown"},
+	{"to a malformed JID of a domain not ours", authSASL, hostileMessage("bob@partner.test", "@elsewhere.test", "hi"), "host-unknown"},
+	{"to a JID whose domain is not valid", authDialback, hostileMessage("bob@partner.test", "alice@company..test", "hi"), "host-unknown"},
+	{"to a fullwidth @ (no localpart, the domain not valid)", authSASL, hostileMessage("bob@partner.test", "alice\uff20company.test", "hi"), "host-unknown"},
 }
 
 // Addressing on an authenticated stream: a spoofed from, a to that is not
@@ -1154,9 +1511,138 @@ func TestHostileSpoofing(t *testing.T) {
 			h.finish(t, p)
 		})
 	}
+	// Other spellings of the addresses, malformed addresses:
+	// TestHostileJIDForms.
 	// slot: per-domain stanza rate — a burst above StanzaBurst from
 	// partner.test bounced with resource-constraint, nothing beyond the
 	// burst reaching the internal server.
+}
+
+// hostileJIDForms: addresses spelt otherwise than in their RFC 7622
+// canonical form, between the authenticated pair: forwarded with the
+// canonical form, which is also the one the policy judged (a rule for
+// mallory@company.test must catch ｍａｌｌｏｒｙ@company.test, and the
+// internal server must deliver to the account the policy judged).
+var hostileJIDForms = []struct {
+	name, from, to   string
+	wantFrom, wantTo string
+	body             string // <body/>'s content; "" for "hi"
+}{
+	{"canonical already", "bob@partner.test/x", "alice@company.test", "bob@partner.test/x", "alice@company.test", ""},
+	{"fullwidth localpart", "bob@partner.test/x", "\uff4d\uff41\uff4c\uff4c\uff4f\uff52\uff59@company.test", "bob@partner.test/x", "mallory@company.test", ""},
+	{"capitals (the resource keeps its case)", "Bob@PARTNER.TEST/Phone", "ALICE@Company.Test", "bob@partner.test/Phone", "alice@company.test", ""},
+	{"trailing dots", "bob@partner.test./x", "alice@company.test.", "bob@partner.test/x", "alice@company.test", ""},
+	{"fullwidth domains and dots", "bob@\uff30\uff21\uff32\uff34\uff2e\uff25\uff32\uff0etest/x", "alice@\uff43\uff4f\uff4d\uff50\uff41\uff4e\uff59\uff0e\uff54\uff45\uff53\uff54", "bob@partner.test/x", "alice@company.test", ""},
+	{"ideographic full stop", "bob@partner\u3002test/x", "alice@company\u3002test", "bob@partner.test/x", "alice@company.test", ""},
+	{"compatibility letter in the domain (NFKC)", "bob@partner.test/x", "alice@\u2102ompany.test", "bob@partner.test/x", "alice@company.test", ""},
+	{"decomposed localpart (NFC)", "bob@partner.test/x", "e\u0301lodie@company.test", "bob@partner.test/x", "\u00e9lodie@company.test", ""},
+	{"non-ASCII space in the resource", "bob@partner.test/a\u00a0b", "alice@company.test", "bob@partner.test/a b", "alice@company.test", ""},
+	{"domain JIDs", "PARTNER.TEST", "Company.Test.", "partner.test", "company.test", ""},
+	{"with a CDATA body (re-serialised)", "BOB@partner.test/x", "\uff21lice@company.test", "bob@partner.test/x", "alice@company.test", "<![CDATA[<b>]]>"},
+}
+
+// hostileMalformedJIDs: addresses that cannot be prepared, between the
+// authenticated pair: the stanza is bounced with jid-malformed, addressed
+// so that a server can read it (from the recipient's domain when the to
+// is malformed, to the sender's domain when the from is), and never
+// forwarded.
+var hostileMalformedJIDs = []struct {
+	name, kind, from, to string
+	bounceFrom, bounceTo string
+}{
+	{"empty localpart in to", "message", hostileFrom, "@company.test", "company.test", hostileFrom},
+	{"1024-byte localpart in to", "message", hostileFrom, strings.Repeat("a", 1024) + "@company.test", "company.test", hostileFrom},
+	{"space in the localpart of to", "message", hostileFrom, "a b@company.test", "company.test", hostileFrom},
+	{"compatibility character in to (bob\u2163)", "message", hostileFrom, "bob\u2163@company.test", "company.test", hostileFrom},
+	{"ligature in to", "iq", hostileFrom, "\ufb01nance@company.test", "company.test", hostileFrom},
+	{"sharp s in to (changed by case folding)", "message", hostileFrom, "stra\u00dfe@company.test", "company.test", hostileFrom},
+	{"empty resource in to", "presence", hostileFrom, "alice@company.test/", "company.test", hostileFrom},
+	{"resource over 1023 bytes in from", "message", "bob@partner.test/" + strings.Repeat("r", 1024), hostileTo, hostileTo, "partner.test"},
+	{"space in the localpart of from", "iq", "a b@partner.test/x", hostileTo, hostileTo, "partner.test"},
+	{"compatibility character in from", "message", "bob\u2163@partner.test", hostileTo, hostileTo, "partner.test"},
+	{"malformed to, from in capitals", "message", "BOB@Partner.Test/x", "@company.test", "company.test", "bob@partner.test/x"},
+	{"both malformed", "message", "a b@partner.test", "@company.test", "company.test", "partner.test"},
+}
+
+// hostileJIDMalformedType is the error type of a jid-malformed bounce.
+// RFC 6120 §8.3.3.8 says it SHOULD be modify; the gateway sends cancel
+// (its default for a condition without a type of its own). Either passes
+// until that is settled; then keep only the one chosen.
+const hostileJIDMalformedType = "modify|cancel"
+
+// Addresses in other spellings arrive canonical at the internal server and
+// are judged canonical; malformed ones are bounced with jid-malformed.
+func TestHostileJIDForms(t *testing.T) {
+	h := newHostileEnv(t)
+	auths := []string{authSASL, authDialback}
+	for i, tt := range hostileJIDForms {
+		t.Run(tt.name, func(t *testing.T) {
+			p := h.attacker(t, auths[i%2])
+			id := fmt.Sprintf("jid-%d", i)
+			body := tt.body
+			if body == "" {
+				body = "hi"
+			}
+			hostileWrite(p, hostileAddressed("message", tt.from, tt.to, id, "<body>"+body+"</body>"))
+			raw, n := h.expectRelayed(t, id)
+			if n.Attr("from") != tt.wantFrom || n.Attr("to") != tt.wantTo {
+				t.Fatalf("the internal server received %q, want from='%s' to='%s'", raw, tt.wantFrom, tt.wantTo)
+			}
+			for _, sent := range []string{tt.from, tt.to} {
+				if sent != tt.wantFrom && sent != tt.wantTo && strings.Contains(raw, sent) {
+					t.Fatalf("the address as sent, %q, reached the internal server: %q", sent, raw)
+				}
+			}
+			a, ok := h.judge.askedAbout(id)
+			if !ok || a.from.Full != tt.wantFrom || a.to.Full != tt.wantTo || a.from.Domain != "partner.test" || a.to.Domain != "company.test" {
+				t.Fatalf("the policy judged %+v (asked: %v), want from %s to %s", a, ok, tt.wantFrom, tt.wantTo)
+			}
+			if bare, _, _ := strings.Cut(tt.wantTo, "/"); a.to.Bare != bare {
+				t.Fatalf("the policy judged the bare to %q, want %q", a.to.Bare, bare)
+			}
+			// The record has the canonical addresses, and the ones sent
+			// where they differ.
+			sentForm := func(sent, want string) string {
+				if sent == want {
+					return ""
+				}
+				return sent
+			}
+			want := fmt.Sprintf("allow from=%s to=%s from_sent=%s to_sent=%s reason=", tt.wantFrom, tt.wantTo, sentForm(tt.from, tt.wantFrom), sentForm(tt.to, tt.wantTo))
+			if recs := h.auditedAs(id); len(recs) != 1 || recs[0] != want {
+				t.Fatalf("audit records %q, want [%q]", recs, want)
+			}
+			h.finish(t, p)
+		})
+	}
+	for i, tt := range hostileMalformedJIDs {
+		t.Run("malformed: "+tt.name, func(t *testing.T) {
+			p := h.attacker(t, auths[i%2])
+			id := fmt.Sprintf("jid-bad-%d", i)
+			hostileWrite(p, hostileAddressed(tt.kind, tt.from, tt.to, id, ""))
+			b := h.expectBounce(t, h.authority.stanzas, id, "jid-malformed", hostileJIDMalformedType, tt.bounceFrom, tt.bounceTo)
+			if b.Local != tt.kind {
+				t.Fatalf("a <%s/> bounced as a <%s/>", tt.kind, b.Local)
+			}
+			if _, asked := h.judge.askedAbout(id); asked {
+				t.Fatal("the policy was asked about a stanza with a malformed address")
+			}
+			recs := h.auditedAs(id)
+			if len(recs) != 1 || !strings.HasPrefix(recs[0], "bounced ") || !strings.Contains(recs[0], "reason=jid-malformed") {
+				t.Fatalf("audit records %q, want one bounce for jid-malformed", recs)
+			}
+			h.finish(t, p)
+		})
+	}
+	t.Run("malformed: an error is not answered", func(t *testing.T) {
+		// Errors are never answered with errors: the first bounce the
+		// sender's server receives is the one of the stanza after it.
+		p := h.saslPeer(t)
+		hostileWrite(p, "<message from='"+hostileFrom+"' to='@company.test' id='jid-bad-error' type='error'><error type='cancel'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>")
+		hostileWrite(p, hostileAddressed("message", hostileFrom, "@company.test", "jid-bad-after", ""))
+		h.expectBounce(t, h.authority.stanzas, "jid-bad-after", "jid-malformed", hostileJIDMalformedType, "company.test", hostileFrom)
+		h.finish(t, p)
+	})
 }
 
 // SASL EXTERNAL (RFC 6120 §6.4.5, XEP-0178): offered only for a
@@ -1262,6 +1748,7 @@ func TestHostileHeader(t *testing.T) {
 		{"end tag first", fresh, "</stream:stream>", "not-well-formed"},
 		{"comment before the header", fresh, "<!-- x -->" + hostileHeader("partner.test", "company.test"), "restricted-xml"},
 		{"DOCTYPE before the header", fresh, "<!DOCTYPE stream:stream [<!ENTITY to 'company.test'>]>" + hostileHeader("partner.test", "company.test"), "restricted-xml"},
+		{"CDATA before the header", fresh, "<![CDATA[x]]>" + hostileHeader("partner.test", "company.test"), "restricted-xml"},
 		{"processing instruction before the header", fresh, "<?evil x?>" + hostileHeader("partner.test", "company.test"), "restricted-xml"},
 		{"two XML declarations", fresh, "<?xml version='1.0'?><?xml version='1.0'?>" + hostileHeader("partner.test", "company.test"), "restricted-xml"},
 		{"entity in the header", fresh, "<stream:stream " + ns + " from='partner.test' to='&company;' version='1.0'>", "restricted-xml"},
