@@ -7,8 +7,10 @@ package edge
 // stream. Checked: no panic; once the connection is closed the gateway
 // holds no session, connection or verification and no goroutine is left
 // behind; whatever reached the internal server is a well-formed stanza
-// from a partner.test address to a company.test address, and the stream
-// to the internal server never broke on it.
+// from a partner.test address to a company.test address, both in their
+// RFC 7622 canonical form, and the stream to the internal server never
+// broke on it; whatever went back to partner.test's server is a bounce
+// from a company.test address to a partner.test one.
 //
 // FuzzHostileDialback: a fresh stream receives <db:result/> and
 // <db:verify/> elements whose attributes and text come from the fuzzer.
@@ -37,6 +39,7 @@ import (
 
 	"github.com/xmppedge/xmppedge/dialback"
 	"github.com/xmppedge/xmppedge/edge/xmlstream"
+	"github.com/xmppedge/xmppedge/internal/jid"
 )
 
 // fuzzInternal stands for the internal server: it accepts the gateway's
@@ -147,6 +150,9 @@ type fuzzRig struct {
 	canary     *peer
 	canaries   int
 	goroutines int // after the first input: the baseline
+
+	bmu       sync.Mutex
+	misrouted []string // what partner.test's server received that is not a bounce to it
 }
 
 // fuzzKey is the key partner.test's authority finds valid in
@@ -164,6 +170,10 @@ func newFuzzRig(f *testing.F, anyStreamKey, canary bool) *fuzzRig {
 		o.MaxStanzaSize = 4096
 		o.ConnectTimeout = 30 * time.Second
 		o.Logger = slog.New(slog.DiscardHandler)
+		// Outgoing streams close soon after their last stanza: a bounce
+		// opens one to partner.test, and until it closes its goroutines
+		// would count as left behind (noGoroutineLeft).
+		o.IdleTimeout = 20 * time.Millisecond
 		hostileLimits(o)
 	})
 	r.authority = startFakeServer(f, "partner.test")
@@ -179,6 +189,26 @@ func newFuzzRig(f *testing.F, anyStreamKey, canary bool) *fuzzRig {
 	})
 	r.env.res.set("partner.test", r.authority.addr(), false)
 	r.env.res.set("other.test", r.authority.addr(), false)
+	// The stanzas partner.test's server receives are the gateway's
+	// bounces (a malformed address, a stanza the policy refuses): read as
+	// they come, so that they never hold the gateway's stream up, and
+	// checked.
+	stop, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		for {
+			select {
+			case raw := <-r.authority.stanzas:
+				r.checkBounce(raw)
+			case <-stop:
+				return
+			}
+		}
+	}()
+	f.Cleanup(func() {
+		close(stop)
+		<-stopped
+	})
 	b := make([]byte, 8)
 	rand.Read(b)
 	r.nonce = hex.EncodeToString(b)
@@ -187,6 +217,24 @@ func newFuzzRig(f *testing.F, anyStreamKey, canary bool) *fuzzRig {
 		r.canary.conn.SetDeadline(time.Time{})
 	}
 	return r
+}
+
+// checkBounce records raw as misrouted unless it is an error stanza from
+// an address of company.test to one of the remote domains, both valid
+// JIDs: nothing but bounces goes back, and only to whom sent the stanza.
+func (r *fuzzRig) checkBounce(raw string) {
+	n, err := xmlstream.ParseNode([]byte(raw), serverNS)
+	ok := err == nil && n.Attr("type") == "error"
+	if ok {
+		from, ferr := jid.Prepare(n.Attr("from"))
+		to, terr := jid.Prepare(n.Attr("to"))
+		ok = ferr == nil && terr == nil && from.Domain == "company.test" && (to.Domain == "partner.test" || to.Domain == "other.test")
+	}
+	if !ok {
+		r.bmu.Lock()
+		r.misrouted = append(r.misrouted, raw)
+		r.bmu.Unlock()
+	}
 }
 
 func (r *fuzzRig) answeredValid(originating, id string) bool {
@@ -232,6 +280,12 @@ func (r *fuzzRig) flush(t *testing.T, check func(raw string)) {
 	}
 	if b := r.internal.brokenStreams(); len(b) > 0 {
 		t.Fatalf("a stream from the gateway to the internal server broke: %q", b)
+	}
+	r.bmu.Lock()
+	m := r.misrouted
+	r.bmu.Unlock()
+	if len(m) > 0 {
+		t.Fatalf("partner.test's server received what is not a bounce to it: %q", m)
 	}
 }
 
@@ -299,8 +353,14 @@ func checkRelayed(t *testing.T, raw string) {
 	if d := fuzzDomain(n.Attr("to")); d != "company.test" {
 		t.Fatalf("the internal server received a stanza to %q (domain %q): %q", n.Attr("to"), d, raw)
 	}
-	// slot: canonical JIDs — from and to must then be in their RFC 7622
-	// canonical form (mellium.im/xmpp/jid), as the policy judged them.
+	// The addresses are in their RFC 7622 canonical form: the form the
+	// policy judged, whatever spelling the peer sent.
+	for _, a := range []string{"from", "to"} {
+		v := n.Attr(a)
+		if j, err := jid.Prepare(v); err != nil || j.String() != v {
+			t.Fatalf("the internal server received a stanza whose %s %q is not canonical (%q, %v): %q", a, v, j.String(), err, raw)
+		}
+	}
 }
 
 // fuzzDomain is the domainpart of a JID as RFC 7622 §3.2 splits it (up to
@@ -370,6 +430,23 @@ func hostileStreamSeeds(limit int) []string {
 		// CDATA (accepted or not: either way nothing else may pass)
 		hostileStanza("<body><![CDATA[</body></message><message from='mallory@evil.test' to='alice@company.test'>]]></body>"),
 	)
+	for _, c := range hostileCDATAForwarded {
+		seeds = append(seeds, hostileStanza("<body>"+c.body+"</body>"))
+	}
+	for _, c := range hostileCDATADenied {
+		seeds = append(seeds, hostileStanza("<body>"+c.body+"</body>"))
+	}
+	for _, c := range hostileCDATAErrors {
+		seeds = append(seeds, c.input)
+	}
+	// Addresses in other spellings (forwarded canonical) and malformed
+	// ones (bounced).
+	for _, c := range hostileJIDForms {
+		seeds = append(seeds, hostileAddressed("message", c.from, c.to, "jid", "<body>hi</body>"))
+	}
+	for _, c := range hostileMalformedJIDs {
+		seeds = append(seeds, hostileAddressed(c.kind, c.from, c.to, "jid", ""))
+	}
 	return seeds
 }
 
