@@ -42,19 +42,21 @@ package edge
 //
 // The classes of the stanza path (pipeline.go) have tests of their own:
 // CDATA sections (TestHostileCDATA), addresses in other spellings than
-// their RFC 7622 canonical form and malformed ones (TestHostileJIDForms).
-// What they let through on purpose they read from the internal server
-// themselves (expectRelayed); (b) then holds for everything else. The
-// per-domain stanza rates and per-IP connection caps are not written yet;
-// see the markers "slot:" below.
+// their RFC 7622 canonical form and malformed ones (TestHostileJIDForms),
+// the per-domain stanza rate (TestHostileStanzaRate) and the per-source
+// connection limits (TestHostileConnectionsPerIP). What they let through
+// on purpose they read from the internal server themselves
+// (expectRelayed); (b) then holds for everything else.
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"net"
 	"runtime"
@@ -67,6 +69,8 @@ import (
 
 	"github.com/xmppedge/xmppedge/certs/certstest"
 	"github.com/xmppedge/xmppedge/dialback"
+	"github.com/xmppedge/xmppedge/edge/audit"
+	"github.com/xmppedge/xmppedge/edge/metrics"
 	"github.com/xmppedge/xmppedge/edge/xmlstream"
 	"github.com/xmppedge/xmppedge/internal/jid"
 	"github.com/xmppedge/xmppedge/policy"
@@ -86,6 +90,13 @@ func partnerKey(id string) string {
 // an attack: generous, the point is to catch what an attack leaves behind
 // (a buffer per attack, a goroutine per connection), not to measure.
 const hostileMemoryMargin = 8 << 20
+
+// hostileFloodMargin is how much the heap may grow while a flood of 9,500
+// stanzas is refused once every stream it uses is up: about 200 bytes a
+// stanza. What the test itself keeps of the stanzas it lets through
+// meanwhile (other.test's) and the streams that come and go take a few
+// hundred KiB.
+const hostileFloodMargin = 2 << 20
 
 // hostileWait bounds every wait for the gateway to reach a state (no
 // connection left, a canary delivered). It is not a timing assertion: on
@@ -1512,10 +1523,8 @@ func TestHostileSpoofing(t *testing.T) {
 		})
 	}
 	// Other spellings of the addresses, malformed addresses:
-	// TestHostileJIDForms.
-	// slot: per-domain stanza rate — a burst above StanzaBurst from
-	// partner.test bounced with resource-constraint, nothing beyond the
-	// burst reaching the internal server.
+	// TestHostileJIDForms; the per-domain stanza rate:
+	// TestHostileStanzaRate.
 }
 
 // hostileJIDForms: addresses spelt otherwise than in their RFC 7622
@@ -1642,6 +1651,254 @@ func TestHostileJIDForms(t *testing.T) {
 		hostileWrite(p, hostileAddressed("message", hostileFrom, "@company.test", "jid-bad-after", ""))
 		h.expectBounce(t, h.authority.stanzas, "jid-bad-after", "jid-malformed", hostileJIDMalformedType, "company.test", hostileFrom)
 		h.finish(t, p)
+	})
+}
+
+// hostileSink stands for a remote server the gateway connects to (bounces
+// go there): it accepts every dialback key and passes the stanzas on; unlike
+// fakeServer it keeps a connection as long as the test wants.
+type hostileSink struct {
+	ln      net.Listener
+	stanzas chan string
+}
+
+func startHostileSink(t *testing.T, tc *tls.Config) *hostileSink {
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", tc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &hostileSink{ln: ln, stanzas: make(chan string, 1024)}
+	done := make(chan struct{})
+	var conns sync.Map
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		close(done)
+		ln.Close()
+		conns.Range(func(c, _ any) bool { c.(net.Conn).Close(); return true })
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns.Store(c, true)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer conns.Delete(c)
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(4 * hostileWait))
+				r := xmlstream.NewReader(c, xmlstream.Limits{})
+				hd, err := r.ReadHeader()
+				if err != nil {
+					return
+				}
+				fmt.Fprintf(c, "<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' from='%s' to='%s' id='%s' version='1.0'><stream:features><dialback xmlns='urn:xmpp:features:dialback'><errors/></dialback></stream:features>", hd.To, hd.From, dialback.NewStreamID())
+				for {
+					el, err := r.Next()
+					if err != nil {
+						return
+					}
+					switch {
+					case el.Space == xmlstream.NSDialback && el.Local == "result" && el.Type == "":
+						fmt.Fprintf(c, "<db:result from='%s' to='%s' type='valid'/>", el.To, el.From)
+					case el.Local == "message" || el.Local == "presence" || el.Local == "iq":
+						select {
+						case s.stanzas <- string(el.Raw):
+						case <-done:
+							return
+						}
+					}
+				}
+			}()
+		}
+	}()
+	return s
+}
+
+func (s *hostileSink) addr() string { return s.ln.Addr().String() }
+
+// limitRefusals reads xmppedge_limit_refusals_total{limit=limit} from m.
+func limitRefusals(t testing.TB, m *metrics.Metrics, limit string) float64 {
+	t.Helper()
+	mfs, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "xmppedge_limit_refusals_total" {
+			continue
+		}
+		for _, mt := range mf.GetMetric() {
+			for _, l := range mt.GetLabel() {
+				if l.GetName() == "limit" && l.GetValue() == limit {
+					return mt.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
+
+// hostileQuiet logs warnings only: a flood must not fill the test's log
+// (kept in memory until the test ends) and count against the heap.
+func hostileQuiet(t testing.TB) func(*Options) {
+	return func(o *Options) {
+		o.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+}
+
+// The stanza rate per remote domain (a token bucket, DESIGN §3): over it a
+// stanza is bounced with resource-constraint (type wait), counted, and
+// never judged or forwarded; every other remote domain has a bucket of its
+// own and keeps flowing. A rate of 0.001/s with a burst of 3 lets exactly
+// three through in any test's lifetime.
+func TestHostileStanzaRate(t *testing.T) {
+	send := func(p *peer, from, id string) {
+		p.send(hostileAddressed("message", from, hostileTo, id, "<body>x</body>"))
+	}
+	t.Run("default rate of the limits", func(t *testing.T) {
+		m := metrics.New("test")
+		h := newHostileEnv(t, func(o *Options) { o.Metrics = m })
+		other := hostileCert(t, h.ca, "other.test")
+		otherServer := startFakeServerTLS(t, "other.test", h.tlsConfig(t, "other.test"))
+		h.res.set("other.test", otherServer.addr(), true)
+		// Lowered after the setup's canary: partner.test's bucket starts
+		// full with the next stanza (an infinite rate keeps no bucket).
+		h.gw.SetLimits(Limits{StanzaRate: 0.001, StanzaBurst: 3})
+		p := h.saslPeer(t)
+		o := h.saslPeerAs(t, &other, "other.test")
+		for i := range 5 {
+			send(p, hostileFrom, fmt.Sprintf("p-%d", i))
+		}
+		for i := range 3 {
+			h.expectRelayed(t, fmt.Sprintf("p-%d", i))
+		}
+		for i := 3; i < 5; i++ {
+			h.expectBounce(t, h.authority.stanzas, fmt.Sprintf("p-%d", i), "resource-constraint", "wait", hostileTo, hostileFrom)
+		}
+		// other.test has a bucket of its own, with the same default.
+		h.letPairs["other.test company.test"] = true
+		for i := range 4 {
+			send(o, "carol@other.test/y", fmt.Sprintf("o-%d", i))
+		}
+		for i := range 3 {
+			h.expectRelayed(t, fmt.Sprintf("o-%d", i))
+		}
+		h.expectBounce(t, otherServer.stanzas, "o-3", "resource-constraint", "wait", hostileTo, "carol@other.test/y")
+		if got := limitRefusals(t, m, metrics.LimitStanzaRate); got != 3 {
+			t.Fatalf("%v stanza rate refusals counted, want 3", got)
+		}
+		if _, asked := h.judge.askedAbout("p-3"); asked {
+			t.Fatal("the policy was asked about a stanza over the rate")
+		}
+		h.gw.SetLimits(Limits{StanzaRate: math.Inf(1), StanzaBurst: 1 << 30})
+		h.finish(t, p, o)
+	})
+	t.Run("partner's rate from its session decision, flooded", func(t *testing.T) {
+		m := metrics.New("test")
+		h := newHostileEnv(t, hostileQuiet(t), func(o *Options) {
+			o.Metrics = m
+			// Streams to the internal server close between batches: the
+			// fake one ends each connection after 20 s, and a slow
+			// machine's flood may last that long.
+			o.IdleTimeout = 100 * time.Millisecond
+		})
+		other := hostileCert(t, h.ca, "other.test")
+		// The bounces go to a server of partner.test that keeps its
+		// stream as long as the flood lasts (SASL needs no authority).
+		sink := startHostileSink(t, h.tlsConfig(t, "partner.test"))
+		h.res.set("partner.test", sink.addr(), true)
+		h.judge.setRate("partner.test", &policy.Rate{PerSecond: 0.001, Burst: 3})
+		p := h.saslPeer(t)
+		o := h.saslPeerAs(t, &other, "other.test") // the default: no limit here
+		h.letPairs["other.test company.test"] = true
+		for i := range 3 {
+			send(p, hostileFrom, fmt.Sprintf("r-%d", i))
+		}
+		for i := range 3 {
+			h.expectRelayed(t, fmt.Sprintf("r-%d", i))
+		}
+		// Every refusal is audited; the fake auditor keeps the records in
+		// this process's heap, the gateway does not: counted, then let go.
+		audited := 0
+		dropBounced := func() {
+			h.aud.mu.Lock()
+			defer h.aud.mu.Unlock()
+			var kept []audit.Record
+			for _, r := range h.aud.records {
+				if r.Event == "stanza" && r.Decision == "bounced" {
+					if strings.HasPrefix(r.Reason, "resource-constraint") {
+						audited++
+					}
+					continue
+				}
+				kept = append(kept, r)
+			}
+			h.aud.records = kept
+		}
+		// 10,000 more, in batches the sink's buffer holds; between
+		// batches other.test's stanzas keep flowing.
+		const flood, batch, others = 10000, 500, 5
+		var b strings.Builder
+		var before uint64
+		for k := range flood / batch {
+			b.Reset()
+			for i := range batch {
+				fmt.Fprintf(&b, "<message from='%s' to='%s' id='r-%d' type='chat'><body>x</body></message>", hostileFrom, hostileTo, 3+k*batch+i)
+			}
+			p.send(b.String())
+			for i := range batch {
+				id := fmt.Sprintf("r-%d", 3+k*batch+i)
+				if i == 0 {
+					h.expectBounce(t, sink.stanzas, id, "resource-constraint", "wait", hostileTo, hostileFrom)
+					continue
+				}
+				raw := h.nextBounce(t, sink.stanzas, id)
+				if !strings.Contains(raw, " id='"+id+"'") || !strings.Contains(raw, " type='error'") || !strings.Contains(raw, "<error type='wait'><resource-constraint xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>") {
+					t.Fatalf("want the resource-constraint bounce of %s, got %q", id, raw)
+				}
+			}
+			for i := range others {
+				send(o, "carol@other.test/y", fmt.Sprintf("o-%d", k*others+i))
+			}
+			for i := range others {
+				h.expectRelayed(t, fmt.Sprintf("o-%d", k*others+i))
+			}
+			if k == 0 {
+				// Every stream of the flood is up: from here on the
+				// heap must not grow with the stanzas.
+				dropBounced()
+				before = heapInuse()
+			}
+		}
+		dropBounced()
+		after := heapInuse()
+		t.Logf("heap in use after the first batch %d KiB, after %d over-rate stanzas %d KiB", before>>10, flood, after>>10)
+		if after > before+hostileFloodMargin {
+			t.Errorf("the heap grew by %d KiB over %d over-rate stanzas: something is kept per stanza", (after-before)>>10, flood-batch)
+		}
+		if audited != flood {
+			t.Fatalf("%d resource-constraint bounces audited, want %d", audited, flood)
+		}
+		if got := limitRefusals(t, m, metrics.LimitStanzaRate); got != flood {
+			t.Fatalf("%v stanza rate refusals counted, want %d", got, flood)
+		}
+		for _, id := range []string{"r-3", fmt.Sprintf("r-%d", flood+2)} {
+			if _, asked := h.judge.askedAbout(id); asked {
+				t.Fatalf("the policy was asked about %s, over the rate", id)
+			}
+		}
+		if st := h.gw.rates.Stats(); st.Keys != 1 {
+			t.Fatalf("%d stanza buckets, want 1 (partner.test's)", st.Keys)
+		}
+		// The canary's session gets the default (no limit) again.
+		h.judge.setRate("partner.test", nil)
+		h.finish(t, p, o)
 	})
 }
 
@@ -1912,7 +2169,172 @@ func TestHostileSlowPeer(t *testing.T) {
 			h.finish(t, p)
 		})
 	}
-	// slot: per-IP connection caps — ConnectionsPerIP+1 idle connections
-	// from 127.0.0.1: the last one refused, the others cut by the pre-auth
-	// bound, memory back to the baseline.
+	// The per-source connection limits: TestHostileConnectionsPerIP.
+}
+
+// hostileTryConnect opens a connection to the outside listener from the
+// loopback address src ("" for the system's choice) and sends a stream
+// header. served reports whether the gateway answered with its header
+// (the connection is then returned open); if it did not, the gateway must
+// have closed the connection (end of file or reset) without sending a
+// byte: err says what happened otherwise.
+func (h *hostileEnv) hostileTryConnect(src string) (c net.Conn, served bool, err error) {
+	d := net.Dialer{Timeout: hostileWait}
+	if src != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(src)}
+	}
+	c, err = d.Dial("tcp", h.outside)
+	if err != nil {
+		return nil, false, err
+	}
+	c.SetDeadline(time.Now().Add(hostileWait))
+	io.WriteString(c, hostileHeader("partner.test", "company.test")) // the gateway may have closed already
+	var buf [256]byte
+	n, rerr := c.Read(buf[:])
+	if n == 0 {
+		c.Close()
+		if errors.Is(rerr, io.EOF) || errors.Is(rerr, syscall.ECONNRESET) {
+			return nil, false, nil
+		}
+		return nil, false, fmt.Errorf("connection neither served nor closed: %v", rerr)
+	}
+	if _, err := xmlstream.NewReader(io.MultiReader(bytes.NewReader(buf[:n]), c), xmlstream.Limits{}).ReadHeader(); err != nil {
+		c.Close()
+		return nil, false, fmt.Errorf("the gateway sent %q, not a stream header: %v", buf[:n], err)
+	}
+	return c, true, nil
+}
+
+// hostileConnectMany opens n connections from src, 16 at a time, and
+// returns the served ones (open) and how many the gateway closed at once.
+func (h *hostileEnv) hostileConnectMany(t *testing.T, src string, n int) (served []net.Conn, refused int) {
+	t.Helper()
+	var (
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+	)
+	next := make(chan struct{})
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range next {
+				c, ok, err := h.hostileTryConnect(src)
+				mu.Lock()
+				switch {
+				case err != nil:
+					errs = append(errs, err)
+				case ok:
+					served = append(served, c)
+				default:
+					refused++
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for range n {
+		next <- struct{}{}
+	}
+	close(next)
+	wg.Wait()
+	t.Cleanup(func() {
+		for _, c := range served {
+			c.Close()
+		}
+	})
+	if len(errs) > 0 {
+		t.Fatalf("%d of %d connections: %v (first)", len(errs), n, errs[0])
+	}
+	return served, refused
+}
+
+// The per-source connection limits of the outside listeners: a source
+// over its concurrent cap, or opening connections faster than its rate,
+// is closed at once without a stream header; what it holds is given back
+// when its connections close.
+func TestHostileConnectionsPerIP(t *testing.T) {
+	t.Run("concurrent connections", func(t *testing.T) {
+		const limit, n = 5, 1000
+		m := metrics.New("test")
+		h := newHostileEnv(t, func(o *Options) {
+			o.Limits.ConnectionsPerIP = limit
+			o.Metrics = m
+		})
+		served, refused := h.hostileConnectMany(t, "", n)
+		if len(served) != limit || refused != n-limit {
+			t.Fatalf("%d connections served and %d refused, want %d and %d", len(served), refused, limit, n-limit)
+		}
+		if got := h.incomingSessions(); got != limit {
+			t.Fatalf("%d incoming sessions, want %d", got, limit)
+		}
+		if st := h.gw.perIP.Stats(); st.Open != limit || len(h.gw.conns) != limit {
+			t.Fatalf("the gateway counts %d connections from the source and holds %d slots, want %d", st.Open, len(h.gw.conns), limit)
+		}
+		if got := limitRefusals(t, m, metrics.LimitConnectionsPerIP); got != n-limit {
+			t.Fatalf("%v refusals counted, want %d", got, n-limit)
+		}
+		// Another source is not held back by this one.
+		c, ok, err := h.hostileTryConnect("127.0.0.3")
+		if err != nil && strings.Contains(err.Error(), "assign requested address") {
+			t.Logf("127.0.0.3 cannot be bound here: the other source is not tried (%v)", err)
+		} else if err != nil || !ok {
+			t.Fatalf("a connection from another source was not served: %v", err)
+		} else {
+			c.Close()
+		}
+		// Closed, they are given back: as many are served again.
+		for _, c := range served {
+			c.Close()
+		}
+		h.waitIdle(t)
+		if st := h.gw.perIP.Stats(); st.Open != 0 {
+			t.Fatalf("%d connections still counted after all were closed", st.Open)
+		}
+		again, refused := h.hostileConnectMany(t, "", limit+1)
+		if len(again) != limit || refused != 1 {
+			t.Fatalf("after the release %d connections served and %d refused, want %d and 1", len(again), refused, limit)
+		}
+		var peers []*peer
+		for _, c := range again {
+			peers = append(peers, &peer{t: t, conn: c})
+		}
+		h.finish(t, peers...)
+	})
+	t.Run("new connections per second", func(t *testing.T) {
+		// A rate of 2/s is a bucket of 2: a source that has opened none
+		// gets 2 at once, then one every half second. Its own source
+		// address (the setup's canary took a token from 127.0.0.1's).
+		const rate, n = 2, 50
+		m := metrics.New("test")
+		h := newHostileEnv(t, func(o *Options) {
+			o.Limits.NewConnectionsPerIP = rate
+			o.Metrics = m
+		})
+		const src = "127.0.0.2"
+		if c, err := net.ListenPacket("udp", src+":0"); err != nil {
+			t.Skipf("%s cannot be bound here: %v", src, err)
+		} else {
+			c.Close()
+		}
+		start := time.Now()
+		served, refused := h.hostileConnectMany(t, src, n)
+		elapsed := time.Since(start)
+		// At most the bucket and what refilled while the burst lasted
+		// (on a fast machine that is nothing: exactly 2).
+		most := rate + int(rate*elapsed.Seconds())
+		if len(served) < rate || len(served) > most || refused != n-len(served) {
+			t.Fatalf("%d of %d connections served (%d refused) in %v, want %d to %d", len(served), n, refused, elapsed, rate, most)
+		}
+		t.Logf("%d of %d served in %v", len(served), n, elapsed)
+		if got := limitRefusals(t, m, metrics.LimitNewConnectionsPerIP); got != float64(refused) {
+			t.Fatalf("%v refusals counted, want %d", got, refused)
+		}
+		var peers []*peer
+		for _, c := range served {
+			peers = append(peers, &peer{t: t, conn: c})
+		}
+		h.finish(t, peers...)
+	})
 }
