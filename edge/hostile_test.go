@@ -2161,8 +2161,11 @@ func TestHostileSlowPeer(t *testing.T) {
 			}(p.conn, tt.dribbled)
 			seen := expectStreamErrorApp(t, p, "connection-timeout", "")
 			<-dribbled
-			if len(seen) != 1 || !strings.Contains(seen[0], "features") {
-				t.Fatalf("want the features, then the error; got %q", seen)
+			// The bound also covers the wait for the header: on a machine
+			// slow enough for the dribbled header to outlast it, the
+			// error comes before the features, and that is as right.
+			if len(seen) > 1 || len(seen) == 1 && !strings.Contains(seen[0], "features") {
+				t.Fatalf("want the features (or nothing), then the error; got %q", seen)
 			}
 			h.waitIdle(t)
 			h.gw.setPreAuthLimit(2 * time.Minute)
