@@ -392,7 +392,7 @@ func (f *fakeServer) setVerify(fn func(from, to, id, key string) bool) {
 
 func (f *fakeServer) serve(c net.Conn) {
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(20 * time.Second))
+	c.SetDeadline(time.Now().Add(2 * time.Minute))
 	if f.tlsConf != nil {
 		c = tls.Server(c, f.tlsConf)
 	}

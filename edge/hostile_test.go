@@ -1573,11 +1573,9 @@ var hostileMalformedJIDs = []struct {
 	{"both malformed", "message", "a b@partner.test", "@company.test", "company.test", "partner.test"},
 }
 
-// hostileJIDMalformedType is the error type of a jid-malformed bounce.
-// RFC 6120 §8.3.3.8 says it SHOULD be modify; the gateway sends cancel
-// (its default for a condition without a type of its own). Either passes
-// until that is settled; then keep only the one chosen.
-const hostileJIDMalformedType = "modify|cancel"
+// hostileJIDMalformedType is the error type of a jid-malformed bounce
+// (RFC 6120 §8.3.3.8: modify).
+const hostileJIDMalformedType = "modify"
 
 // Addresses in other spellings arrive canonical at the internal server and
 // are judged canonical; malformed ones are bounced with jid-malformed.

@@ -774,9 +774,7 @@ func (s *inSession) pairOf(st *inStanza) (*pairState, error) {
 // resource-constraint (type wait).
 func (s *inSession) refuseOverRate(st *inStanza) {
 	s.g.m.LimitRefused(metrics.LimitStanzaRate)
-	remote := st.fromDomain
-	out := newStanza(st.el, st.ns, st.fromStr, st.toStr, st.fromDomain, st.toDomain, nil)
-	s.g.router.bounce(out, s.leg.other(), "resource-constraint", "too many stanzas for "+remote+": slow down and try again later")
+	s.refuse(st, st.fromStr, st.toStr, "resource-constraint", "too many stanzas from "+st.fromDomain+": slow down and try again later")
 }
 
 // decided applies a stanza decision: the bytes to forward, the audit

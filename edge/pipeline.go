@@ -314,35 +314,44 @@ func malformedText(st *inStanza) string {
 // bounceMalformed bounces a stanza whose from or to cannot be prepared
 // with jid-malformed, addressed so that the receiving server can read it:
 // from the recipient's domain when the to is malformed, to the sender's
-// domain when the from is. Its record keeps the addresses as sent; it is
-// never forwarded.
+// domain when the from is; the address that could be prepared is used in
+// its canonical form. It is never forwarded.
 func (s *inSession) bounceMalformed(st *inStanza) {
-	out := &stanza{
-		raw: st.el.Raw, kind: st.el.Local, typ: strings.Clone(st.el.Type), id: strings.Clone(st.el.ID),
-		from: strings.Clone(st.el.From), to: strings.Clone(st.el.To),
-		fromDomain: st.fromDomain, toDomain: st.toDomain,
+	from, to := st.fromStr, st.toStr
+	if st.badFrom != nil {
+		from = st.fromDomain
 	}
 	if st.badTo != nil {
-		out.to = st.toDomain
-	}
-	if st.badFrom != nil {
-		out.from = st.fromDomain
+		to = st.toDomain
 	}
 	text := malformedText(st)
-	s.log.Info("stanza with a malformed address refused", "kind", out.kind, "from", st.el.From, "to", st.el.To, "reason", text)
-	rec := stanzaRecord(out, s.id, s.leg, "bounced", "jid-malformed: "+text, "", policy.AuditMeta, "")
-	if out.from != st.el.From {
+	s.log.Info("stanza with a malformed address refused", "kind", st.el.Local, "from", st.el.From, "to", st.el.To, "reason", text)
+	s.refuse(st, from, to, "jid-malformed", text)
+}
+
+// refuse bounces a stanza the path stops before the policy (a malformed
+// address, a rate over its limit) with condition: the refusal is recorded
+// first (with the addresses as sent where they differ), and the error
+// stanza goes out once the record is durable. The stanza itself is never
+// forwarded.
+func (s *inSession) refuse(st *inStanza, from, to, condition, text string) {
+	out := &stanza{
+		raw: st.el.Raw, kind: st.el.Local, typ: strings.Clone(st.el.Type), id: strings.Clone(st.el.ID),
+		from: from, to: to, fromDomain: st.fromDomain, toDomain: st.toDomain,
+	}
+	rec := stanzaRecord(out, s.id, s.leg, "bounced", condition+": "+text, "", policy.AuditMeta, "")
+	out.raw = nil // the record has its size; the bounce is built from the fields
+	if from != st.el.From {
 		rec.FromSent = st.el.From
 	}
-	if out.to != st.el.To {
+	if to != st.el.To {
 		rec.ToSent = st.el.To
 	}
-	out.raw = nil
 	seq, err := s.g.audit(rec)
 	if err != nil {
 		s.g.log.Error("AUDIT LOG NOT WRITABLE: stanza refused", "session", s.id, "from", st.el.From, "to", st.el.To, "err", err)
 		s.g.router.bounceUnaudited(out, s.leg.other(), "internal-server-error", "the gateway cannot record this stanza; try again later")
 		return
 	}
-	s.g.router.bounceAfter(out, s.leg.other(), "jid-malformed", text, seq)
+	s.g.router.bounceAfter(out, s.leg.other(), condition, text, seq)
 }

@@ -47,6 +47,7 @@ var stanzaErrorType = map[string]string{
 	"service-unavailable":     "cancel",
 	"internal-server-error":   "cancel",
 	"policy-violation":        "modify",
+	"jid-malformed":           "modify", // RFC 6120 §8.3.3.8
 }
 
 // definedStanzaCondition reports whether cond is one of RFC 6120 §8.3.3's
