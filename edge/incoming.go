@@ -795,7 +795,7 @@ func (s *inSession) decided(st *inStanza, in *policy.StanzaInput, d *policy.Stan
 		if raw, err = s.forwardBytes(st, d.Strip); err != nil {
 			s.log.Warn("stanza cannot be rewritten: refused", "kind", st.el.Local, "from", st.el.From, "to", st.el.To, "err", err)
 			d.Allow, decision = false, "deny"
-			d.Error, d.Reason = "policy-violation", "the stanza cannot be forwarded as the policy requires (too large once rewritten)"
+			d.Error, d.Reason = "policy-violation", "the stanza cannot be forwarded in the form the policy requires (it would be too large rewritten)"
 		}
 	}
 	out := newStanza(st.el, st.ns, st.fromStr, st.toStr, st.fromDomain, st.toDomain, raw)
