@@ -305,30 +305,14 @@ func (c *Config) ApplyDefaults() {
 		t := true
 		c.TLS.SystemRoots = &t
 	}
-	if c.Limits.MaxStanzaSize == 0 {
-		c.Limits.MaxStanzaSize = DefaultMaxStanzaSize
-	}
-	if c.Limits.QueueSize == 0 {
-		c.Limits.QueueSize = DefaultQueueSize
-	}
-	if c.Limits.ConnectTimeout == 0 {
-		c.Limits.ConnectTimeout = DefaultConnectTimeout
-	}
-	if c.Limits.IdleTimeout == 0 {
-		c.Limits.IdleTimeout = DefaultIdleTimeout
-	}
-	if c.Limits.ConnectionsPerIP == 0 {
-		c.Limits.ConnectionsPerIP = DefaultConnectionsPerIP
-	}
-	if c.Limits.NewConnectionsPerIP == 0 {
-		c.Limits.NewConnectionsPerIP = DefaultNewConnectionsPerIP
-	}
-	if c.Limits.StanzaRate == 0 {
-		c.Limits.StanzaRate = DefaultStanzaRate
-	}
-	if c.Limits.StanzaBurst == 0 {
-		c.Limits.StanzaBurst = DefaultStanzaBurst
-	}
+	setDefault(&c.Limits.MaxStanzaSize, DefaultMaxStanzaSize)
+	setDefault(&c.Limits.QueueSize, DefaultQueueSize)
+	setDefault(&c.Limits.ConnectTimeout, DefaultConnectTimeout)
+	setDefault(&c.Limits.IdleTimeout, DefaultIdleTimeout)
+	setDefault(&c.Limits.ConnectionsPerIP, DefaultConnectionsPerIP)
+	setDefault(&c.Limits.NewConnectionsPerIP, DefaultNewConnectionsPerIP)
+	setDefault(&c.Limits.StanzaRate, DefaultStanzaRate)
+	setDefault(&c.Limits.StanzaBurst, DefaultStanzaBurst)
 	if c.Log.Level == "" {
 		c.Log.Level = DefaultLogLevel
 	}
@@ -413,4 +397,13 @@ func (errs FieldErrors) Fields() []string {
 		out[i] = e.Field
 	}
 	return out
+}
+
+// setDefault sets *dst to def when it has its zero value (not set in the
+// file).
+func setDefault[T comparable](dst *T, def T) {
+	var zero T
+	if *dst == zero {
+		*dst = def
+	}
 }
