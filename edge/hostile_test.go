@@ -876,12 +876,12 @@ var hostileRestrictedXML = []hostileCase{
 	// CDATA sections are accepted: TestHostileCDATA.
 }
 
-// Restricted XML and invalid characters inside stanzas of an
-// authenticated stream: the stanza is not relayed, the stream is closed
-// with the condition the RFC names.
-func TestHostileRestrictedXML(t *testing.T) {
-	h := newHostileEnv(t)
-	for _, tt := range hostileRestrictedXML {
+// runStreamErrors runs each case on a stream of its own: the attacker
+// authenticates, sends its input, and must get the stream error the case
+// names, with nothing relayed and memory back to baseline (finish).
+func (h *hostileEnv) runStreamErrors(t *testing.T, cases []hostileCase) {
+	t.Helper()
+	for _, tt := range cases {
 		t.Run(tt.name, func(t *testing.T) {
 			p := h.attacker(t, tt.auth)
 			hostileWrite(p, tt.input)
@@ -889,6 +889,14 @@ func TestHostileRestrictedXML(t *testing.T) {
 			h.finish(t, p)
 		})
 	}
+}
+
+// Restricted XML and invalid characters inside stanzas of an
+// authenticated stream: the stanza is not relayed, the stream is closed
+// with the condition the RFC names.
+func TestHostileRestrictedXML(t *testing.T) {
+	h := newHostileEnv(t)
+	h.runStreamErrors(t, hostileRestrictedXML)
 }
 
 // hostileCDATAForwarded: CDATA sections in a body (RFC 6120 §11.1 allows
@@ -1009,14 +1017,7 @@ func TestHostileCDATA(t *testing.T) {
 			h.finish(t, p)
 		})
 	}
-	for _, tt := range hostileCDATAErrors {
-		t.Run(tt.name, func(t *testing.T) {
-			p := h.attacker(t, tt.auth)
-			hostileWrite(p, tt.input)
-			expectStreamErrorApp(t, p, tt.cond, "")
-			h.finish(t, p)
-		})
-	}
+	h.runStreamErrors(t, hostileCDATAErrors)
 	t.Run("never closed, swallowing the stream", func(t *testing.T) {
 		// What follows the opener is text up to the stanza limit: the end
 		// tags and stanzas in it are not read as such.
@@ -1514,14 +1515,7 @@ var hostileSpoofing = []hostileCase{
 // ours, a missing address, a stanza before authentication.
 func TestHostileSpoofing(t *testing.T) {
 	h := newHostileEnv(t)
-	for _, tt := range hostileSpoofing {
-		t.Run(tt.name, func(t *testing.T) {
-			p := h.attacker(t, tt.auth)
-			hostileWrite(p, tt.input)
-			expectStreamErrorApp(t, p, tt.cond, "")
-			h.finish(t, p)
-		})
-	}
+	h.runStreamErrors(t, hostileSpoofing)
 	// Other spellings of the addresses, malformed addresses:
 	// TestHostileJIDForms; the per-domain stanza rate:
 	// TestHostileStanzaRate.
