@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/xmppedge/xmppedge/certs/certstest"
-	"github.com/xmppedge/xmppedge/edge/resolve/resolvetest"
+	"github.com/xmppedge/xmppedge/internal/resolve/resolvetest"
 )
 
 // acmeTestbed is Pebble plus a DNS server that sends the VA to us.

@@ -19,8 +19,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/xmppedge/xmppedge/edge/config"
-	"github.com/xmppedge/xmppedge/edge/metrics"
+	"github.com/xmppedge/xmppedge/internal/config"
+	"github.com/xmppedge/xmppedge/internal/metrics"
 	"github.com/xmppedge/xmppedge/policy"
 )
 
@@ -483,7 +483,7 @@ func TestGrafanaDashboard(t *testing.T) {
 			}
 		}
 		if _, ok := registered[family]; !ok {
-			t.Errorf("%s uses %s, which xmppedge does not register (see edge/metrics)", file, name)
+			t.Errorf("%s uses %s, which xmppedge does not register (see internal/metrics)", file, name)
 			continue
 		}
 		if registered[family] && family == name && strings.HasPrefix(name, "xmppedge_") {

@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/xmppedge/xmppedge/edge/xmlstream"
+	"github.com/xmppedge/xmppedge/internal/xmlstream"
 )
 
 // streamConn is one TCP connection carrying an XML stream in one role. It

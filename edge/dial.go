@@ -16,9 +16,9 @@ import (
 
 	"github.com/xmppedge/xmppedge/certs"
 	"github.com/xmppedge/xmppedge/dialback"
-	"github.com/xmppedge/xmppedge/edge/metrics"
-	"github.com/xmppedge/xmppedge/edge/resolve"
-	"github.com/xmppedge/xmppedge/edge/xmlstream"
+	"github.com/xmppedge/xmppedge/internal/metrics"
+	"github.com/xmppedge/xmppedge/internal/resolve"
+	"github.com/xmppedge/xmppedge/internal/xmlstream"
 )
 
 // dialStage is how far an attempt to set up an outgoing stream got: the

@@ -16,9 +16,9 @@ import (
 
 	"github.com/xmppedge/xmppedge/certs/certstest"
 	"github.com/xmppedge/xmppedge/dialback"
-	"github.com/xmppedge/xmppedge/edge/metrics"
-	"github.com/xmppedge/xmppedge/edge/resolve"
-	"github.com/xmppedge/xmppedge/edge/xmlstream"
+	"github.com/xmppedge/xmppedge/internal/metrics"
+	"github.com/xmppedge/xmppedge/internal/resolve"
+	"github.com/xmppedge/xmppedge/internal/xmlstream"
 )
 
 // The corners of the outgoing side (RFC 6120 §3.2.1, XEP-0220): what the

@@ -33,7 +33,7 @@
 //     node, so any node can answer for any other.
 //
 // Stanzas are relayed as the exact bytes the strict scanner in
-// [github.com/xmppedge/xmppedge/edge/xmlstream] validated, with the
+// [github.com/xmppedge/xmppedge/internal/xmlstream] validated, with the
 // canonical addresses written in where they differ from the ones sent; a
 // stanza with CDATA or with children the policy strips is re-serialised
 // canonically from the tree the policy judged. Either way what the receiver

@@ -15,10 +15,10 @@ import (
 	"time"
 
 	"github.com/xmppedge/xmppedge/certs"
-	"github.com/xmppedge/xmppedge/edge/limit"
-	"github.com/xmppedge/xmppedge/edge/metrics"
-	"github.com/xmppedge/xmppedge/edge/resolve"
-	"github.com/xmppedge/xmppedge/edge/xmlstream"
+	"github.com/xmppedge/xmppedge/internal/limit"
+	"github.com/xmppedge/xmppedge/internal/metrics"
+	"github.com/xmppedge/xmppedge/internal/resolve"
+	"github.com/xmppedge/xmppedge/internal/xmlstream"
 )
 
 // Leg names the side of the gateway a stream is on.

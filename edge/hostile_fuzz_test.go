@@ -38,7 +38,7 @@ import (
 	"time"
 
 	"github.com/xmppedge/xmppedge/dialback"
-	"github.com/xmppedge/xmppedge/edge/xmlstream"
+	"github.com/xmppedge/xmppedge/internal/xmlstream"
 	"github.com/xmppedge/xmppedge/internal/jid"
 )
 

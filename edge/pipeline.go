@@ -5,9 +5,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/xmppedge/xmppedge/edge/audit"
-	"github.com/xmppedge/xmppedge/edge/payload"
-	"github.com/xmppedge/xmppedge/edge/xmlstream"
+	"github.com/xmppedge/xmppedge/internal/audit"
+	"github.com/xmppedge/xmppedge/internal/payload"
+	"github.com/xmppedge/xmppedge/internal/xmlstream"
 	"github.com/xmppedge/xmppedge/internal/jid"
 	"github.com/xmppedge/xmppedge/policy"
 )

@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/xmppedge/xmppedge/edge/audit"
+	"github.com/xmppedge/xmppedge/internal/audit"
 	"github.com/xmppedge/xmppedge/internal/jid"
 	"github.com/xmppedge/xmppedge/policy"
 )

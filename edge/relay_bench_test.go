@@ -17,8 +17,8 @@ import (
 	"time"
 
 	"github.com/xmppedge/xmppedge/certs"
-	"github.com/xmppedge/xmppedge/edge/audit"
-	"github.com/xmppedge/xmppedge/edge/xmlstream"
+	"github.com/xmppedge/xmppedge/internal/audit"
+	"github.com/xmppedge/xmppedge/internal/xmlstream"
 	"github.com/xmppedge/xmppedge/policy"
 )
 

@@ -3,7 +3,7 @@ package edge
 import (
 	"strings"
 
-	"github.com/xmppedge/xmppedge/edge/xmlstream"
+	"github.com/xmppedge/xmppedge/internal/xmlstream"
 )
 
 // stanza is one message, presence or iq in flight between the legs. raw is

@@ -49,7 +49,7 @@
 // (lower-case A-labels) or ""}, a Jingle offer with a SOCKS5 or IBB
 // transport counting as jingle and as that transport; body_is_fallback
 // says the body is only a fallback text (encryption, XEP-0428, an OOB
-// URL). The gateway computes them (edge/payload) only when
+// URL). The gateway computes them (internal/payload) only when
 // NeedsPayloadFacts is true: when a rule reachable from the stanza
 // decision reads input.encryption, input.file_transfer or
 // input.body_is_fallback. Like the other content leaves they are never

@@ -11,7 +11,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/xmppedge/xmppedge/edge/audit"
+	"github.com/xmppedge/xmppedge/internal/audit"
 )
 
 const auditUsage = `usage:

@@ -21,8 +21,8 @@ import (
 	"os"
 	"time"
 
-	"github.com/xmppedge/xmppedge/edge/audit"
-	"github.com/xmppedge/xmppedge/edge/config"
+	"github.com/xmppedge/xmppedge/internal/audit"
+	"github.com/xmppedge/xmppedge/internal/config"
 	"github.com/xmppedge/xmppedge/policy"
 )
 

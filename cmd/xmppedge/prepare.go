@@ -14,9 +14,9 @@ import (
 	"github.com/xmppedge/xmppedge/certs"
 	"github.com/xmppedge/xmppedge/dialback"
 	"github.com/xmppedge/xmppedge/edge"
-	"github.com/xmppedge/xmppedge/edge/admin"
-	"github.com/xmppedge/xmppedge/edge/audit"
-	"github.com/xmppedge/xmppedge/edge/config"
+	"github.com/xmppedge/xmppedge/internal/admin"
+	"github.com/xmppedge/xmppedge/internal/audit"
+	"github.com/xmppedge/xmppedge/internal/config"
 	"github.com/xmppedge/xmppedge/policy"
 )
 

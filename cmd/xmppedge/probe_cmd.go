@@ -39,9 +39,9 @@ import (
 
 	"github.com/xmppedge/xmppedge/certs"
 	"github.com/xmppedge/xmppedge/dialback"
-	"github.com/xmppedge/xmppedge/edge/config"
-	"github.com/xmppedge/xmppedge/edge/resolve"
-	"github.com/xmppedge/xmppedge/edge/xmlstream"
+	"github.com/xmppedge/xmppedge/internal/config"
+	"github.com/xmppedge/xmppedge/internal/resolve"
+	"github.com/xmppedge/xmppedge/internal/xmlstream"
 	"github.com/xmppedge/xmppedge/policy"
 )
 

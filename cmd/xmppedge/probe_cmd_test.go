@@ -20,8 +20,8 @@ import (
 
 	"github.com/xmppedge/xmppedge/certs/certstest"
 	"github.com/xmppedge/xmppedge/dialback"
-	"github.com/xmppedge/xmppedge/edge/resolve/resolvetest"
-	"github.com/xmppedge/xmppedge/edge/xmlstream"
+	"github.com/xmppedge/xmppedge/internal/resolve/resolvetest"
+	"github.com/xmppedge/xmppedge/internal/xmlstream"
 )
 
 // probeFakeServer is a minimal XMPP s2s server: STARTTLS (required), then

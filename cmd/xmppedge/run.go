@@ -23,12 +23,12 @@ import (
 
 	"github.com/xmppedge/xmppedge/certs"
 	"github.com/xmppedge/xmppedge/edge"
-	"github.com/xmppedge/xmppedge/edge/admin"
-	"github.com/xmppedge/xmppedge/edge/audit"
-	"github.com/xmppedge/xmppedge/edge/config"
-	"github.com/xmppedge/xmppedge/edge/dnsresponder"
-	"github.com/xmppedge/xmppedge/edge/metrics"
-	"github.com/xmppedge/xmppedge/edge/resolve"
+	"github.com/xmppedge/xmppedge/internal/admin"
+	"github.com/xmppedge/xmppedge/internal/audit"
+	"github.com/xmppedge/xmppedge/internal/config"
+	"github.com/xmppedge/xmppedge/internal/dnsresponder"
+	"github.com/xmppedge/xmppedge/internal/metrics"
+	"github.com/xmppedge/xmppedge/internal/resolve"
 	"github.com/xmppedge/xmppedge/policy"
 )
 

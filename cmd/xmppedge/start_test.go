@@ -17,10 +17,10 @@ import (
 
 	"github.com/xmppedge/xmppedge/certs/certstest"
 	"github.com/xmppedge/xmppedge/edge"
-	"github.com/xmppedge/xmppedge/edge/admin"
-	"github.com/xmppedge/xmppedge/edge/audit"
-	"github.com/xmppedge/xmppedge/edge/config"
-	"github.com/xmppedge/xmppedge/edge/metrics"
+	"github.com/xmppedge/xmppedge/internal/admin"
+	"github.com/xmppedge/xmppedge/internal/audit"
+	"github.com/xmppedge/xmppedge/internal/config"
+	"github.com/xmppedge/xmppedge/internal/metrics"
 )
 
 // file is one file a test puts in the config's folder.

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/xmppedge/xmppedge/edge/resolve/resolvetest"
+	"github.com/xmppedge/xmppedge/internal/resolve/resolvetest"
 )
 
 // Addresses and names shared by every end-to-end test. Each server has its

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/xmppedge/xmppedge/edge/e2e/testbed"
-	"github.com/xmppedge/xmppedge/edge/resolve/resolvetest"
+	"github.com/xmppedge/xmppedge/internal/resolve/resolvetest"
 )
 
 // The gateway's addresses in the end-to-end topology:

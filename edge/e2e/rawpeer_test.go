@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/xmppedge/xmppedge/edge/xmlstream"
+	"github.com/xmppedge/xmppedge/internal/xmlstream"
 )
 
 // rawPeer is a hand-driven s2s peer: it connects to one of the gateway's

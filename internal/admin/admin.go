@@ -11,7 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/xmppedge/xmppedge/edge/audit"
+	"github.com/xmppedge/xmppedge/internal/audit"
 )
 
 // Source is what the API administers: in practice the running gateway.

@@ -3,7 +3,7 @@ package payload
 import (
 	"testing"
 
-	"github.com/xmppedge/xmppedge/edge/xmlstream"
+	"github.com/xmppedge/xmppedge/internal/xmlstream"
 )
 
 func benchStanza(b *testing.B, name string) string {

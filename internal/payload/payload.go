@@ -5,7 +5,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/xmppedge/xmppedge/edge/xmlstream"
+	"github.com/xmppedge/xmppedge/internal/xmlstream"
 	"github.com/xmppedge/xmppedge/internal/jid"
 )
 

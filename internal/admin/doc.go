@@ -1,6 +1,6 @@
 // Package admin is xmppedge's administration API: list the sessions, close
 // one, reload the configuration. It is served on the operations listener
-// next to /metrics and the health endpoints (see edge/metrics), and only
+// next to /metrics and the health endpoints (see internal/metrics), and only
 // when the configuration enables it (metrics.admin) together with a way to
 // authenticate.
 //
@@ -50,7 +50,7 @@
 // # Audit
 //
 // With an Auditor every action and every refused attempt is recorded
-// (event "admin", see edge/audit): actor, action (sessions.list,
+// (event "admin", see internal/audit): actor, action (sessions.list,
 // session.close, reload), target (the session id), remote_addr, decision
 // (allow: done; deny: refused, not authenticated; error: failed, e.g. no
 // such session or a reload rejected) and reason. The API fails closed: a

@@ -21,7 +21,7 @@ import (
 	"time"
 
 	"github.com/xmppedge/xmppedge/certs/certstest"
-	"github.com/xmppedge/xmppedge/edge/audit"
+	"github.com/xmppedge/xmppedge/internal/audit"
 )
 
 const testToken = "0123456789abcdef0123456789abcdef"

@@ -14,7 +14,7 @@ import (
 
 	"github.com/miekg/dns"
 
-	"github.com/xmppedge/xmppedge/edge/resolve/resolvetest"
+	"github.com/xmppedge/xmppedge/internal/resolve/resolvetest"
 )
 
 // startDNS starts a test DNS server on loopback, closed when the test ends.

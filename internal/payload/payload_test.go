@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/xmppedge/xmppedge/edge/xmlstream"
+	"github.com/xmppedge/xmppedge/internal/xmlstream"
 )
 
 var streamHeader = map[string]string{"": xmlstream.NSServer}

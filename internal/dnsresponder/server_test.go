@@ -11,8 +11,8 @@ import (
 
 	"github.com/miekg/dns"
 
-	"github.com/xmppedge/xmppedge/edge/resolve"
-	"github.com/xmppedge/xmppedge/edge/resolve/resolvetest"
+	"github.com/xmppedge/xmppedge/internal/resolve"
+	"github.com/xmppedge/xmppedge/internal/resolve/resolvetest"
 )
 
 func testContext(t *testing.T) context.Context {
