@@ -6,9 +6,10 @@ import (
 	"time"
 
 	"github.com/xmppedge/xmppedge/internal/audit"
+	"github.com/xmppedge/xmppedge/internal/jid"
+	"github.com/xmppedge/xmppedge/internal/metrics"
 	"github.com/xmppedge/xmppedge/internal/payload"
 	"github.com/xmppedge/xmppedge/internal/xmlstream"
-	"github.com/xmppedge/xmppedge/internal/jid"
 	"github.com/xmppedge/xmppedge/policy"
 )
 
@@ -354,4 +355,132 @@ func (s *inSession) refuse(st *inStanza, from, to, condition, text string) {
 		return
 	}
 	s.g.router.bounceAfter(out, s.leg.other(), condition, text, seq)
+}
+
+// handleStanza walks one stanza through the stanza path (see
+// pipeline.go): addressing → limits → policy → rewrite → audit → route.
+func (s *inSession) handleStanza(el *xmlstream.Element) error {
+	if el.From == "" || el.To == "" {
+		return &StreamError{Condition: "improper-addressing", Text: "a stanza between servers needs both 'from' and 'to'"}
+	}
+	st := &inStanza{el: el, ns: s.sc.peer.Namespaces}
+	st.prepareAddresses()
+	ps, err := s.pairOf(st)
+	if err != nil {
+		return err
+	}
+	s.stanzas.Add(1)
+	g := s.g
+	g.m.Bytes(s.leg.String(), metrics.BytesReceived, len(el.Raw))
+	if st.badFrom != nil || st.badTo != nil {
+		s.bounceMalformed(st)
+		return nil
+	}
+	if s.overRate(st, ps) {
+		s.refuseOverRate(st)
+		return nil
+	}
+	in := s.policyInput(st, ps.facts)
+	// The engine bounds its own evaluation (policy.timeout).
+	start := time.Now()
+	d := g.opt.Policy.DecideStanza(g.ctx, in)
+	g.m.PolicyDecision(metrics.PolicyKindStanza, time.Since(start), d.Cached, false)
+	s.decided(st, in, &d)
+	return nil
+}
+
+// pairOf checks that the stanza's from domain is authenticated on this
+// stream for its to domain, and returns the pair; otherwise the stream
+// error RFC 6120 names.
+func (s *inSession) pairOf(st *inStanza) (*pairState, error) {
+	fromDom, toDom := st.fromDomain, st.toDomain
+	s.mu.Lock()
+	ps := s.pairs[domainPair{remote: fromDom, local: toDom}]
+	none := len(s.pairs) == 0
+	s.mu.Unlock()
+	if ps != nil && fromDom != "" && toDom != "" {
+		return ps, nil
+	}
+	if _, okRecv := s.sides(fromDom, toDom); !okRecv {
+		return nil, &StreamError{Condition: "host-unknown", Text: toDom + " is not reachable through this stream"}
+	}
+	if none {
+		return nil, &StreamError{Condition: "not-authorized", Text: "no domain has been authenticated on this stream"}
+	}
+	return nil, &StreamError{Condition: "invalid-from", Text: fromDom + " has not been authenticated on this stream for " + toDom}
+}
+
+// refuseOverRate bounces a stanza over its remote domain's rate with
+// resource-constraint (type wait).
+func (s *inSession) refuseOverRate(st *inStanza) {
+	s.g.m.LimitRefused(metrics.LimitStanzaRate)
+	s.refuse(st, st.fromStr, st.toStr, "resource-constraint", "too many stanzas from "+st.fromDomain+": slow down and try again later")
+}
+
+// decided applies a stanza decision: the bytes to forward, the audit
+// record (fail closed), then the route or the bounce.
+func (s *inSession) decided(st *inStanza, in *policy.StanzaInput, d *policy.StanzaDecision) {
+	g := s.g
+	dest := s.leg.other()
+	decision := "allow"
+	switch {
+	case !d.Allow:
+		decision = "deny"
+	case d.WouldDeny:
+		decision = "would-deny"
+	}
+	var raw []byte
+	if d.Allow {
+		var err error
+		if raw, err = s.forwardBytes(st, d.Strip); err != nil {
+			s.log.Warn("stanza cannot be rewritten: refused", "kind", st.el.Local, "from", st.el.From, "to", st.el.To, "err", err)
+			d.Allow, decision = false, "deny"
+			d.Error, d.Reason = "policy-violation", "the stanza cannot be forwarded in the form the policy requires (it would be too large rewritten)"
+		}
+	}
+	out := newStanza(st.el, st.ns, st.fromStr, st.toStr, st.fromDomain, st.toDomain, raw)
+	if d.Audit == policy.AuditHash && !st.contentDone {
+		fillContent(in, st) // the hash is of the bodies
+	}
+	if decision != "allow" || d.Audit != policy.AuditNone || len(st.stripped) > 0 {
+		seq, err := g.audit(stanzaRecordOf(st, out, s.id, s.leg, d, decision, in.Body))
+		if err != nil {
+			// Fail closed: nothing crosses unrecorded.
+			g.log.Error("AUDIT LOG NOT WRITABLE: stanza refused", "session", s.id, "from", out.from, "to", out.to, "err", err)
+			g.router.bounceUnaudited(out, dest, "internal-server-error", "the gateway cannot record this stanza; try again later")
+			return
+		}
+		out.auditSeq = seq
+	}
+	if !d.Allow {
+		cond := d.Error
+		if _, known := stanzaErrorType[cond]; !known && !definedStanzaCondition(cond) {
+			cond = policy.DefaultStanzaError
+		}
+		g.m.Stanza(direction(s.leg), out.kind, metrics.OutcomeDenied, cond)
+		s.log.Info("stanza refused by policy", "kind", out.kind, "from", out.from, "to", out.to, "reason", d.Reason, "policy_revision", d.Revision)
+		g.router.bounce(out, dest, cond, d.Reason)
+		return
+	}
+	g.router.route(out, dest)
+}
+
+// jidDomain returns the lowercased domainpart of a JID string (RFC 7622:
+// what follows the first '@' before the first '/', or everything before
+// '/'). A JID with a second '@' there yields a domain with an '@', which
+// matches no domain.
+func jidDomain(j string) string {
+	if i := strings.IndexByte(j, '/'); i >= 0 {
+		j = j[:i]
+	}
+	if i := strings.IndexByte(j, '@'); i >= 0 {
+		j = j[i+1:]
+	}
+	j = strings.TrimSuffix(j, ".")
+	for i := 0; i < len(j); i++ {
+		if c := j[i]; c >= 'A' && c <= 'Z' {
+			return strings.ToLower(j)
+		}
+	}
+	return j
 }
