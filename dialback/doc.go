@@ -31,6 +31,7 @@
 //   - constant-time comparison of keys (Equal), so that answering
 //     <db:verify/> leaks nothing about the right key through timing.
 //
-// The exchange itself (elements, per-stream state, verification against
-// the authoritative server) is built on these functions elsewhere.
+// The elements (Request, Answer, ErrorAnswer) are built here; the
+// exchange itself (per-stream state, verification against the
+// authoritative server) is the Dialback feature of internal/s2s.
 package dialback
