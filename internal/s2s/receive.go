@@ -1,0 +1,137 @@
+package s2s
+
+import (
+	"context"
+	"time"
+
+	"github.com/xmppedge/xmppedge/dialback"
+	"github.com/xmppedge/xmppedge/internal/stream"
+	"github.com/xmppedge/xmppedge/internal/xmlstream"
+)
+
+// Receiver is what the relay decides for a stream it receives: the
+// stream's own decisions and those of each feature.
+type Receiver interface {
+	StreamReceiver
+	TLSReceiver
+	SASLReceiver
+	DialbackReceiver
+}
+
+// StreamReceiver decides on the stream itself.
+type StreamReceiver interface {
+	// Accept checks a new stream's header domains (s.From, s.To) after our
+	// header was sent; an error (a *stream.Error) refuses the stream.
+	Accept(s *Stream) error
+	// RequireTLS reports whether the stream must be encrypted before
+	// anything but STARTTLS.
+	RequireTLS() bool
+	// HeaderTimeout bounds the wait for the next stream header.
+	HeaderTimeout() time.Duration
+	// ReadTimeout bounds the wait for the next element (0: none), or is
+	// the stream error that ends a stream that waited too long.
+	ReadTimeout() (time.Duration, error)
+	// Stanza handles a message, presence or iq (jabber:server).
+	Stanza(el *xmlstream.Element) error
+}
+
+// Receive runs the receiving side of c until the stream ends: header,
+// features, the elements each feature answers, restarts, and the stanzas
+// handed to host. The error says how it ended (ErrStreamEnd from the
+// scanner when the peer closed; a *stream.Error to send; an *EndError).
+func Receive(ctx context.Context, c *stream.Conn, host Receiver) error {
+	s := &Stream{Conn: c, role: Receiving, recv: host, features: Registered(), pending: make(map[Pair]bool)}
+	for {
+		err := s.receiveStream(ctx)
+		if err != errRestart {
+			return err
+		}
+	}
+}
+
+// receiveStream handles one stream, from its header to a restart or the
+// end.
+func (s *Stream) receiveStream(ctx context.Context) error {
+	h, err := s.Conn.ReadHeader(s.recv.HeaderTimeout())
+	if err != nil {
+		return err
+	}
+	// Our header answers with the domain the peer asked for.
+	s.Conn.SetStreamID(dialback.NewStreamID())
+	s.from, s.to = Domain(h.From), Domain(h.To)
+	if err := s.Conn.WriteHeader(s.to, s.from, s.Conn.StreamID()); err != nil {
+		return err
+	}
+	if err := s.recv.Accept(s); err != nil {
+		return err
+	}
+	s.tlsRequired = s.Conn.TLS() == nil && s.recv.RequireTLS()
+	s.offered = make(map[string]bool, len(s.features))
+	for _, f := range s.features {
+		s.offered[f.Name()] = f.Offered(s)
+	}
+	if h.Version != "" {
+		b := []byte("<stream:features>")
+		for _, f := range s.features {
+			if s.offered[f.Name()] {
+				b = f.List(b, s)
+			}
+		}
+		b = append(b, "</stream:features>"...)
+		if err := s.Conn.SendWait(0, b); err != nil {
+			return err
+		}
+	}
+	for {
+		step, err := s.receiveElement(ctx)
+		switch {
+		case err != nil:
+			return err
+		case step == Restart:
+			return errRestart
+		}
+	}
+}
+
+// receiveElement reads and answers one element.
+func (s *Stream) receiveElement(ctx context.Context) (Step, error) {
+	timeout, err := s.recv.ReadTimeout()
+	if err != nil {
+		return Skip, err
+	}
+	el, err := s.Conn.Next(timeout)
+	if err != nil {
+		return Skip, err
+	}
+	switch {
+	case el.Space == xmlstream.NSServer && (el.Local == "message" || el.Local == "presence" || el.Local == "iq"):
+		return Skip, s.recv.Stanza(&el)
+	case stream.IsError(&el):
+		// The peer gives up: never answer a stream error with one.
+		return Skip, &EndError{Reason: stream.ParsePeerError(el.Raw, s.Conn.Peer().Namespaces).Condition}
+	}
+	for _, f := range s.features {
+		if f.Handles(&el) {
+			return f.Handle(ctx, s, &el)
+		}
+	}
+	return Skip, &stream.Error{Condition: stream.UnsupportedStanzaType, Text: "unexpected element <" + el.Local + "> in namespace " + el.Space}
+}
+
+// refuse answers a feature request that may not be made with failure and
+// ends the stream.
+func (s *Stream) refuse(failure, reason string) error {
+	s.Conn.Send([]byte(failure))
+	s.Conn.Close()
+	return &EndError{Reason: reason}
+}
+
+// node parses el with the peer header's namespaces; a parse error is
+// not-well-formed.
+func (s *Stream) node(el *xmlstream.Element) (*xmlstream.Node, error) {
+	n, err := xmlstream.ParseNode(el.Raw, s.Conn.Peer().Namespaces)
+	if err != nil {
+		return nil, &stream.Error{Condition: stream.NotWellFormed, Text: err.Error()}
+	}
+	return n, nil
+}
