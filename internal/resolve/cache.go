@@ -18,6 +18,7 @@ type cacheKey struct {
 type answer struct {
 	rcode   int
 	records []dns.RR
+	secure  bool // the resolver set the AD bit: DNSSEC-authenticated
 }
 
 type cacheEntry struct {

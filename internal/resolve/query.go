@@ -22,7 +22,9 @@ func (r *Resolver) query(ctx context.Context, name string, qtype uint16) (answer
 	req := new(dns.Msg)
 	req.SetQuestion(fqdn, qtype)
 	req.RecursionDesired = true
-	req.SetEdns0(ednsBufferSize, false)
+	// DO: ask a validating resolver to say (AD) whether the answer is
+	// DNSSEC-authenticated.
+	req.SetEdns0(ednsBufferSize, true)
 
 	var failures []error
 	for _, server := range r.servers {
@@ -41,7 +43,7 @@ func (r *Resolver) query(ctx context.Context, name string, qtype uint16) (answer
 			failures = append(failures, fmt.Errorf("server %s answered %s", server, rcodeName(resp.Rcode)))
 			continue
 		}
-		a := answer{rcode: resp.Rcode, records: resp.Answer}
+		a := answer{rcode: resp.Rcode, records: resp.Answer, secure: resp.AuthenticatedData}
 		r.cache.put(key, a, cacheTTL(resp))
 		return a, nil
 	}

@@ -61,6 +61,9 @@ type Target struct {
 	Host      string // SRV target (lowercase, no trailing dot), or the domain itself for the fallback
 	Port      uint16
 	DirectTLS bool // from _xmpps-server._tcp (XEP-0368): TLS from the first byte, ALPN xmpp-server
+	// Secure: the SRV answer that names the target was DNSSEC-authenticated
+	// (the resolver set the AD bit). False for the fallback target.
+	Secure bool
 }
 
 // Resolver looks up s2s targets and host addresses. Create it with New; it is
@@ -172,10 +175,10 @@ func (r *Resolver) LookupS2S(ctx context.Context, domain string) ([]Target, erro
 	}
 	targets := make([]Target, 0, len(directTLS.srv.records)+len(startTLS.srv.records))
 	for _, rr := range orderSRV(directTLS.srv.records, r.intN) {
-		targets = append(targets, Target{Host: hostOf(rr.Target), Port: rr.Port, DirectTLS: true})
+		targets = append(targets, Target{Host: hostOf(rr.Target), Port: rr.Port, DirectTLS: true, Secure: directTLS.srv.secure})
 	}
 	for _, rr := range orderSRV(startTLS.srv.records, r.intN) {
-		targets = append(targets, Target{Host: hostOf(rr.Target), Port: rr.Port})
+		targets = append(targets, Target{Host: hostOf(rr.Target), Port: rr.Port, Secure: startTLS.srv.secure})
 	}
 	return targets, nil
 }
@@ -185,6 +188,7 @@ func (r *Resolver) LookupS2S(ctx context.Context, domain string) ([]Target, erro
 type srvResult struct {
 	absent  bool
 	records []*dns.SRV
+	secure  bool // DNSSEC-authenticated (AD)
 }
 
 func (r *Resolver) lookupSRV(ctx context.Context, name string) (srvResult, error) {
@@ -192,7 +196,7 @@ func (r *Resolver) lookupSRV(ctx context.Context, name string) (srvResult, error
 	if err != nil {
 		return srvResult{}, err
 	}
-	var res srvResult
+	res := srvResult{secure: ans.secure}
 	sawDot := false
 	for _, rr := range ans.records {
 		srv, ok := rr.(*dns.SRV)

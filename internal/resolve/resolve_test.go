@@ -84,7 +84,7 @@ func TestLookupS2S(t *testing.T) {
 				{"_xmpp-server._tcp.example.org", "a.example.org", 5270, 10, 0},
 				{"_xmpp-server._tcp.example.org", "b.example.org", 5271, 20, 0},
 			},
-			want: []Target{{"a.example.org", 5270, false}, {"b.example.org", 5271, false}, {"c.example.org", 5269, false}},
+			want: []Target{{"a.example.org", 5270, false, false}, {"b.example.org", 5271, false, false}, {"c.example.org", 5269, false, false}},
 		},
 		{
 			name:   "direct TLS targets come before STARTTLS targets",
@@ -93,18 +93,18 @@ func TestLookupS2S(t *testing.T) {
 				{"_xmpp-server._tcp.example.org", "starttls.example.org", 5269, 0, 0},
 				{"_xmpps-server._tcp.example.org", "tls.example.org", 5270, 50, 0},
 			},
-			want: []Target{{"tls.example.org", 5270, true}, {"starttls.example.org", 5269, false}},
+			want: []Target{{"tls.example.org", 5270, true, false}, {"starttls.example.org", 5269, false, false}},
 		},
 		{
 			name:   "fallback when the domain has no SRV records (NXDOMAIN)",
 			domain: "nosrv.example",
-			want:   []Target{{"nosrv.example", 5269, false}},
+			want:   []Target{{"nosrv.example", 5269, false, false}},
 		},
 		{
 			name:   "fallback when the SRV names exist without SRV records (NODATA)",
 			domain: "nodata.example",
 			addrs:  map[string]string{"_xmpp-server._tcp.nodata.example": "192.0.2.1"},
-			want:   []Target{{"nodata.example", 5269, false}},
+			want:   []Target{{"nodata.example", 5269, false, false}},
 		},
 		{
 			name:    "both services say dot",
@@ -131,24 +131,24 @@ func TestLookupS2S(t *testing.T) {
 				{"_xmpps-server._tcp.dot.example", ".", 0, 0, 0},
 				{"_xmpp-server._tcp.dot.example", "xmpp.dot.example", 5269, 0, 0},
 			},
-			want: []Target{{"xmpp.dot.example", 5269, false}},
+			want: []Target{{"xmpp.dot.example", 5269, false, false}},
 		},
 		{
 			name:   "mixed case domain and target are lowercased",
 			domain: "MiXeD.Example.",
 			srvs:   []srv{{"_xmpp-server._tcp.mixed.example", "XMPP.Mixed.Example", 5269, 0, 0}},
-			want:   []Target{{"xmpp.mixed.example", 5269, false}},
+			want:   []Target{{"xmpp.mixed.example", 5269, false, false}},
 		},
 		{
 			name:   "IDN domain is asked as A-label",
 			domain: "bücher.example",
 			srvs:   []srv{{"_xmpp-server._tcp.xn--bcher-kva.example", "xmpp.xn--bcher-kva.example", 5269, 0, 0}},
-			want:   []Target{{"xmpp.xn--bcher-kva.example", 5269, false}},
+			want:   []Target{{"xmpp.xn--bcher-kva.example", 5269, false, false}},
 		},
 		{
 			name:   "fallback uses the A-label of an IDN domain",
 			domain: "bücher.example",
-			want:   []Target{{"xn--bcher-kva.example", 5269, false}},
+			want:   []Target{{"xn--bcher-kva.example", 5269, false, false}},
 		},
 	}
 	dnsServer := startDNS(t)
@@ -350,7 +350,7 @@ func TestServersTriedInOrder(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want := []Target{{"xmpp.failover.example", 5269, false}}
+			want := []Target{{"xmpp.failover.example", 5269, false, false}}
 			if !reflect.DeepEqual(got, want) {
 				t.Errorf("got %+v; want %+v", got, want)
 			}

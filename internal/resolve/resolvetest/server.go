@@ -26,6 +26,7 @@ type Server struct {
 	rcodes      map[string]int      // lowercase FQDN -> forced response code
 	ttl         uint32
 	truncateUDP bool
+	secure      map[string]bool // lowercase FQDN answered with the AD bit
 	queries     int
 	perName     map[string]int // "name/TYPE" -> count
 }
@@ -187,6 +188,17 @@ func (s *Server) SetTTL(seconds uint32) {
 	s.ttl = seconds
 }
 
+// SetSecure makes the answers for name carry the AD bit, as a validating
+// resolver's do for DNSSEC-authenticated data.
+func (s *Server) SetSecure(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.secure == nil {
+		s.secure = make(map[string]bool)
+	}
+	s.secure[dns.Fqdn(strings.ToLower(name))] = true
+}
+
 // SetTruncateUDP makes every UDP answer an empty response with the TC bit, so
 // clients must retry over TCP. TCP answers are unaffected.
 func (s *Server) SetTruncateUDP(on bool) {
@@ -252,6 +264,7 @@ func (s *Server) answer(req *dns.Msg, overUDP bool) *dns.Msg {
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	resp.AuthenticatedData = s.secure[qname]
 	s.queries++
 	s.perName[countKey(qname, q.Qtype)]++
 
