@@ -35,12 +35,12 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/miekg/dns"
-
 	"github.com/xmppedge/xmppedge/certs"
 	"github.com/xmppedge/xmppedge/dialback"
 	"github.com/xmppedge/xmppedge/internal/config"
 	"github.com/xmppedge/xmppedge/internal/resolve"
+	"github.com/xmppedge/xmppedge/internal/s2s"
+	"github.com/xmppedge/xmppedge/internal/stream"
 	"github.com/xmppedge/xmppedge/internal/xmlstream"
 	"github.com/xmppedge/xmppedge/policy"
 )
@@ -76,6 +76,7 @@ type probeSRV struct {
 	Weight   uint16 `json:"weight"`
 	Port     uint16 `json:"port"`
 	Target   string `json:"target"`
+	DNSSEC   bool   `json:"dnssec"` // the answer was DNSSEC-authenticated (AD)
 }
 
 type probeCert struct {
@@ -330,7 +331,7 @@ func probeRun(ctx context.Context, s probeSettings, rep *probeReport) {
 		return
 	}
 
-	srvCount, srvOK := probeSRVRecords(ctx, s, rep)
+	srvCount, srvOK := probeSRVRecords(ctx, s, res, rep)
 
 	targets, err := res.LookupS2S(ctx, s.domain)
 	switch {
@@ -436,83 +437,42 @@ func probePolicy(ctx context.Context, s probeSettings, rep *probeReport) {
 	}
 }
 
-// probeSRVRecords asks for both SRV names itself, to show the records as
-// published. It returns how many records there are and whether both
-// questions were answered.
-func probeSRVRecords(ctx context.Context, s probeSettings, rep *probeReport) (int, bool) {
-	servers := s.dnsServers
-	if len(servers) == 0 {
-		cc, err := dns.ClientConfigFromFile("/etc/resolv.conf")
-		if err != nil {
-			rep.add(probeWarn, "dns", "", "cannot read /etc/resolv.conf to show the raw SRV records: %v", err)
-			return 0, false
-		}
-		for _, sv := range cc.Servers {
-			servers = append(servers, net.JoinHostPort(sv, cc.Port))
-		}
-	}
+// probeSRVRecords asks for both SRV names, to show the records as
+// published and whether DNSSEC authenticates them. It returns how many
+// records there are and whether both questions were answered.
+func probeSRVRecords(ctx context.Context, s probeSettings, res *resolve.Resolver, rep *probeReport) (int, bool) {
 	count, ok := 0, true
 	for _, service := range []string{"_xmpps-server._tcp.", "_xmpp-server._tcp."} {
 		name := service + s.domain
-		resp, err := probeQuery(ctx, servers, dns.Fqdn(name), dns.TypeSRV, s.timeout)
+		qctx, cancel := context.WithTimeout(ctx, s.timeout)
+		a, err := res.LookupSRV(qctx, name)
+		cancel()
 		if err != nil {
 			rep.add(probeFail, "dns", "", "SRV %s: %v", name, err)
 			ok = false
 			continue
 		}
 		var recs []string
-		for _, rr := range resp.Answer {
-			srv, isSRV := rr.(*dns.SRV)
-			if !isSRV {
-				continue
-			}
-			rec := probeSRV{Service: strings.TrimSuffix(service, "."), Priority: srv.Priority, Weight: srv.Weight, Port: srv.Port, Target: srv.Target}
+		for _, srv := range a.Records {
+			rec := probeSRV{Service: strings.TrimSuffix(service, "."), Priority: srv.Priority, Weight: srv.Weight, Port: srv.Port, Target: srv.Target, DNSSEC: a.Secure}
 			rep.SRV = append(rep.SRV, rec)
 			recs = append(recs, fmt.Sprintf("%d %d %d %s", srv.Priority, srv.Weight, srv.Port, srv.Target))
 			count++
 		}
+		signed := ""
+		if a.Secure {
+			signed = " (DNSSEC-authenticated)"
+		}
 		switch {
 		case len(recs) > 0:
-			rep.add(probePass, "dns", "", "SRV %s: %s", name, strings.Join(recs, "; "))
-		case resp.Rcode == dns.RcodeNameError:
-			rep.add(probeInfo, "dns", "", "SRV %s: no records (NXDOMAIN)", name)
+			rep.add(probePass, "dns", "", "SRV %s: %s%s", name, strings.Join(recs, "; "), signed)
+		case a.NXDomain:
+			rep.add(probeInfo, "dns", "", "SRV %s: no records (NXDOMAIN)%s", name, signed)
 		default:
-			rep.add(probeInfo, "dns", "", "SRV %s: no records", name)
+			rep.add(probeInfo, "dns", "", "SRV %s: no records%s", name, signed)
 		}
 	}
 	return count, ok
-}
-
-// probeQuery asks the servers in order (UDP, TCP when truncated) and returns
-// the first answer that is NOERROR or NXDOMAIN.
-func probeQuery(ctx context.Context, servers []string, name string, qtype uint16, timeout time.Duration) (*dns.Msg, error) {
-	req := new(dns.Msg).SetQuestion(name, qtype)
-	req.SetEdns0(1232, false)
-	var errs []string
-	for _, server := range servers {
-		if _, _, err := net.SplitHostPort(server); err != nil {
-			server = net.JoinHostPort(server, "53")
-		}
-		for _, network := range []string{"udp", "tcp"} {
-			c := &dns.Client{Net: network, Timeout: min(timeout, resolve.DefaultTimeout)}
-			qctx, cancel := context.WithTimeout(ctx, c.Timeout)
-			resp, _, err := c.ExchangeContext(qctx, req, server)
-			cancel()
-			if err != nil {
-				errs = append(errs, fmt.Sprintf("%s: %v", server, err))
-				break
-			}
-			if resp.Truncated && network == "udp" {
-				continue
-			}
-			if resp.Rcode != dns.RcodeSuccess && resp.Rcode != dns.RcodeNameError {
-				errs = append(errs, fmt.Sprintf("%s answered %s", server, dns.RcodeToString[resp.Rcode]))
-				break
-			}
-			return resp, nil
-		}
-	}
-	return nil, fmt.Errorf("no DNS server answered (%s)", strings.Join(errs, "; "))
 }
 
 func probeOneTarget(ctx context.Context, s probeSettings, res *resolve.Resolver, verifier *certs.Verifier, pt *probeTarget, rep *probeReport) {
@@ -555,127 +515,44 @@ func probeOneTarget(ctx context.Context, s probeSettings, res *resolve.Resolver,
 	probeStream(ctx, s, verifier, conn, pt, rep)
 }
 
-// probeStream negotiates a stream on conn as an initiating server would.
+// probeStream negotiates a stream on conn as an initiating server would,
+// with the initiating side of internal/s2s.
 func probeStream(ctx context.Context, s probeSettings, verifier *certs.Verifier, conn net.Conn, pt *probeTarget, rep *probeReport) {
 	hp := pt.hostPort()
 	// Every step is bounded by its own deadline; cancelling ctx ends them
 	// all.
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
-	step := func(c net.Conn) { _ = c.SetDeadline(time.Now().Add(s.timeout)) }
-
 	var c net.Conn = conn
 	if pt.DirectTLS {
-		tc, ok := probeTLS(ctx, s, conn, pt, rep, true)
+		tc, ok := probeTLS(ctx, s, conn, pt, rep)
 		if !ok {
 			return
 		}
 		c = tc
 	}
-	step(c)
-	r := xmlstream.NewReader(c, xmlstream.Limits{})
-	hdr, features, err := probeOpen(c, r, s)
-	if err != nil {
+	sc := stream.NewConn(c, stream.Options{})
+	defer sc.Abort()
+	ph := &probeHost{s: s, pt: pt, rep: rep}
+	st := s2s.NewInitiating(sc, ph, s.from, s.domain)
+	probeStep(sc, s.timeout)
+	if err := st.OpenStream(); err != nil {
 		rep.add(probeFail, "stream", hp, "%s", probeStreamError(err, s.timeout))
 		return
 	}
+	hdr := sc.Peer()
 	pt.StreamID = hdr.ID
 	rep.add(probePass, "stream", hp, "stream opened (id %s, version %s)", probeOr(hdr.ID, "none"), probeOr(hdr.Version, "none"))
-	featureNames := probeFeatureNames(features)
-
-	if !pt.DirectTLS {
-		pt.FeaturesBeforeTLS = featureNames
-		st := features.Child(xmlstream.NSTLS, "starttls")
-		if st == nil {
-			rep.add(probeFail, "starttls", hp, "not offered (features: %s): the server cannot be reached with TLS on this port", probeOr(strings.Join(featureNames, ", "), "none"))
-			return
-		}
-		if st.Child(xmlstream.NSTLS, "required") != nil {
-			rep.add(probePass, "starttls", hp, "offered (required)")
-		} else {
-			rep.add(probePass, "starttls", hp, "offered (not required: the server would also talk without TLS)")
-		}
-		step(c)
-		if _, err := io.WriteString(c, "<starttls xmlns='"+xmlstream.NSTLS+"'/>"); err != nil {
-			rep.add(probeFail, "starttls", hp, "sending <starttls/>: %s", probeNetError(err, s.timeout))
-			return
-		}
-		el, err := r.Next()
-		if err != nil {
-			rep.add(probeFail, "starttls", hp, "no answer to <starttls/>: %s", probeStreamError(err, s.timeout))
-			return
-		}
-		if el.Space != xmlstream.NSTLS || el.Local != "proceed" {
-			rep.add(probeFail, "starttls", hp, "the server answered <starttls/> with <%s/> instead of <proceed/>", el.Local)
-			return
-		}
-		if r.Buffered() != 0 {
-			rep.add(probeFail, "starttls", hp, "the server sent %d bytes after <proceed/> before the TLS handshake (STARTTLS injection risk)", r.Buffered())
-			return
-		}
-		tc, ok := probeTLS(ctx, s, conn, pt, rep, false)
-		if !ok {
-			return
-		}
-		c = tc
-		r.Reset(c)
-		step(c)
-		hdr, features, err = probeOpen(c, r, s)
-		if err != nil {
-			rep.add(probeFail, "stream", hp, "after TLS: %s", probeStreamError(err, s.timeout))
-			return
-		}
-		pt.StreamID = hdr.ID
-		featureNames = probeFeatureNames(features)
+	if !pt.DirectTLS && !probeStartTLS(ctx, s, st, ph, rep) {
+		return
 	}
-
-	// Certificate.
-	state := c.(*tls.Conn).ConnectionState()
-	for i, cert := range state.PeerCertificates {
-		pc := probeCert{Subject: probeName(cert.Subject.CommonName, cert.Subject.String()), Issuer: probeName(cert.Issuer.CommonName, cert.Issuer.String()), NotAfter: cert.NotAfter.UTC()}
-		pt.Chain = append(pt.Chain, pc)
-		rep.add(probeInfo, "certificate chain", hp, "[%d] subject %s, issuer %s, not after %s", i, pc.Subject, pc.Issuer, pc.NotAfter.Format(time.RFC3339))
+	state := sc.TLS()
+	if state == nil {
+		return
 	}
-	now := s.now()
-	verdict := verifier.Verify(state.PeerCertificates, s.domain, now)
-	pt.CertificateValid, pt.CertificateReason = verdict.Valid, verdict.Reason
-	if len(pt.Chain) > 0 {
-		pt.Chain[0].Names = verdict.Names
-	}
-	if verdict.Valid {
-		rep.add(probePass, "certificate", hp, "valid for %s (issuer %s)", s.domain, verdict.Issuer)
-		pt.OK = true
-		if left := state.PeerCertificates[0].NotAfter.Sub(now); left < probeExpiryWarning {
-			rep.add(probeWarn, "certificate", hp, "expires in %s (%s)", left.Round(time.Hour), state.PeerCertificates[0].NotAfter.UTC().Format(time.RFC3339))
-		}
-	} else {
-		rep.add(probeFail, "certificate", hp, "%s", verdict.Reason)
-	}
+	probeCertificate(s, verifier, state.PeerCertificates, pt, rep)
 	probeDANEPOSH(ctx, s, verifier, state.PeerCertificates, pt, rep)
-
-	// Stream features after TLS.
-	pt.Features = featureNames
-	_, hasDialback := hdr.Namespaces["db"]
-	offersDialback := features.Child(xmlstream.NSDialbackFeature, "dialback") != nil
-	var auth []string
-	if offersDialback {
-		auth = append(auth, "dialback")
-	}
-	if m := features.Child(xmlstream.NSSASL, "mechanisms"); m != nil {
-		for _, mech := range m.Children {
-			if mech.Local == "mechanism" {
-				auth = append(auth, "SASL "+strings.TrimSpace(mech.Text))
-			}
-		}
-	}
-	switch {
-	case len(auth) > 0:
-		rep.add(probePass, "features", hp, "%s (all: %s)", strings.Join(auth, ", "), strings.Join(featureNames, ", "))
-	case hasDialback:
-		rep.add(probeWarn, "features", hp, "no authentication feature offered (features: %s), but the stream declares the dialback namespace: old-style dialback may work", probeOr(strings.Join(featureNames, ", "), "none"))
-	default:
-		rep.add(probeWarn, "features", hp, "neither dialback nor SASL EXTERNAL offered (features: %s)", probeOr(strings.Join(featureNames, ", "), "none"))
-	}
+	probeFeatures(st, pt, rep)
 
 	// Dialback.
 	switch {
@@ -685,103 +562,185 @@ func probeStream(ctx context.Context, s probeSettings, verifier *certs.Verifier,
 	case s.from == "":
 		pt.Dialback = "skipped (no -from domain)"
 		rep.add(probeSkip, "dialback", hp, "%s", pt.Dialback)
-	case hdr.ID == "":
+	case sc.StreamID() == "":
 		pt.Dialback = "failed: the server gave the stream no id"
 		rep.add(probeFail, "dialback", hp, "the server gave the stream no id, so no dialback key can be computed")
 	default:
-		probeDialback(c, r, hdr, s, pt, rep)
+		probeDialback(ctx, st, s, pt, rep)
 	}
-	_ = c.SetDeadline(time.Now().Add(time.Second))
-	_, _ = io.WriteString(c, "</stream:stream>")
+	_ = sc.NetConn().SetDeadline(time.Now().Add(time.Second))
+	_ = sc.Close()
 }
 
-// probeOpen sends our stream header and reads the server's header and
-// features.
-func probeOpen(c net.Conn, r *xmlstream.Reader, s probeSettings) (xmlstream.Header, *xmlstream.Node, error) {
-	var b []byte
-	b = append(b, "<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback'"...)
-	if s.from != "" {
-		b = append(b, " from='"...)
-		b = xmlstream.AppendEscapedAttr(b, s.from)
-		b = append(b, '\'')
-	}
-	b = append(b, " to='"...)
-	b = xmlstream.AppendEscapedAttr(b, s.domain)
-	b = append(b, "' version='1.0'>"...)
-	if _, err := c.Write(b); err != nil {
-		return xmlstream.Header{}, nil, fmt.Errorf("sending the stream header: %w", err)
-	}
-	hdr, err := r.ReadHeader()
-	if err != nil {
-		return hdr, nil, fmt.Errorf("reading the server's stream header: %w", err)
-	}
-	if hdr.Space != xmlstream.NSStream || hdr.Local != "stream" {
-		return hdr, nil, fmt.Errorf("the server's answer is <%s xmlns='%s'>, not an XMPP stream header", hdr.Local, hdr.Space)
-	}
-	if hdr.Version == "" {
-		// A pre-1.0 stream has no features: dialback straight away.
-		return hdr, &xmlstream.Node{Space: xmlstream.NSStream, Local: "features"}, nil
-	}
-	features, err := probeNext(r, hdr)
-	if err != nil {
-		return hdr, nil, fmt.Errorf("reading the stream features: %w", err)
-	}
-	if features.Space != xmlstream.NSStream || features.Local != "features" {
-		return hdr, nil, fmt.Errorf("the server sent <%s/> where stream features were expected", features.Local)
-	}
-	return hdr, features, nil
+// probeStep bounds the next step.
+func probeStep(sc *stream.Conn, timeout time.Duration) {
+	_ = sc.NetConn().SetDeadline(time.Now().Add(timeout))
 }
 
-// probeNext reads the next element as a node; a stream error becomes an
-// error naming its condition and text.
-func probeNext(r *xmlstream.Reader, hdr xmlstream.Header) (*xmlstream.Node, error) {
-	el, err := r.Next()
-	if err != nil {
-		return nil, err
+// probeStartTLS reports the features offered before TLS and runs STARTTLS
+// (s2s.StartTLS), then opens the stream again over TLS. It reports whether
+// the probe may go on.
+func probeStartTLS(ctx context.Context, s probeSettings, st *s2s.Stream, ph *probeHost, rep *probeReport) bool {
+	pt := ph.pt
+	hp := pt.hostPort()
+	pt.FeaturesBeforeTLS = probeFeatureNames(st.PeerFeatures())
+	offer := st.PeerFeatures().Child(xmlstream.NSTLS, "starttls")
+	switch {
+	case offer == nil:
+		rep.add(probeFail, "starttls", hp, "not offered (features: %s): the server cannot be reached with TLS on this port", probeOr(strings.Join(pt.FeaturesBeforeTLS, ", "), "none"))
+		return false
+	case offer.Child(xmlstream.NSTLS, "required") != nil:
+		rep.add(probePass, "starttls", hp, "offered (required)")
+	default:
+		rep.add(probePass, "starttls", hp, "offered (not required: the server would also talk without TLS)")
 	}
-	n, err := xmlstream.ParseNode(el.Raw, hdr.Namespaces)
-	if err != nil {
-		return nil, err
+	probeStep(st.Conn, s.timeout)
+	hctx, cancel := context.WithTimeout(ctx, s.timeout)
+	_, err := s2s.StartTLS{}.Initiate(hctx, st)
+	cancel()
+	var (
+		refused *s2s.RefusedError
+		se      *stream.Error
+	)
+	switch {
+	case err == nil:
+	case errors.As(err, &refused):
+		rep.add(probeFail, "starttls", hp, "the server answered <starttls/> with <%s/> instead of <proceed/>", refused.Element)
+		return false
+	case errors.As(err, &se):
+		rep.add(probeFail, "starttls", hp, "the server sent %d bytes after <proceed/> before the TLS handshake (STARTTLS injection risk)", st.Conn.Buffered())
+		return false
+	case !ph.handshook:
+		rep.add(probeFail, "starttls", hp, "no answer to <starttls/>: %s", probeStreamError(err, s.timeout))
+		return false
+	default:
+		return false // the handshake failure is reported (probeHost.TLSDone)
 	}
-	if n.Space == xmlstream.NSStream && n.Local == "error" {
-		cond, text := "undefined-condition", ""
-		for _, ch := range n.Children {
-			switch {
-			case ch.Space == xmlstream.NSStreams && ch.Local == "text":
-				text = ch.Text
-			case ch.Space == xmlstream.NSStreams:
-				cond = ch.Local
+	probeStep(st.Conn, s.timeout)
+	if err := st.OpenStream(); err != nil {
+		rep.add(probeFail, "stream", hp, "after TLS: %s", probeStreamError(err, s.timeout))
+		return false
+	}
+	pt.StreamID = st.Conn.StreamID()
+	return true
+}
+
+// probeCertificate reports the chain and checks it for the domain.
+func probeCertificate(s probeSettings, verifier *certs.Verifier, chain []*x509.Certificate, pt *probeTarget, rep *probeReport) {
+	hp := pt.hostPort()
+	for i, cert := range chain {
+		pc := probeCert{Subject: probeName(cert.Subject.CommonName, cert.Subject.String()), Issuer: probeName(cert.Issuer.CommonName, cert.Issuer.String()), NotAfter: cert.NotAfter.UTC()}
+		pt.Chain = append(pt.Chain, pc)
+		rep.add(probeInfo, "certificate chain", hp, "[%d] subject %s, issuer %s, not after %s", i, pc.Subject, pc.Issuer, pc.NotAfter.Format(time.RFC3339))
+	}
+	now := s.now()
+	verdict := verifier.Verify(chain, s.domain, now)
+	pt.CertificateValid, pt.CertificateReason = verdict.Valid, verdict.Reason
+	if len(pt.Chain) > 0 {
+		pt.Chain[0].Names = verdict.Names
+	}
+	if !verdict.Valid {
+		rep.add(probeFail, "certificate", hp, "%s", verdict.Reason)
+		return
+	}
+	rep.add(probePass, "certificate", hp, "valid for %s (issuer %s)", s.domain, verdict.Issuer)
+	pt.OK = true
+	if left := chain[0].NotAfter.Sub(now); left < probeExpiryWarning {
+		rep.add(probeWarn, "certificate", hp, "expires in %s (%s)", left.Round(time.Hour), chain[0].NotAfter.UTC().Format(time.RFC3339))
+	}
+}
+
+// probeFeatures reports the authentication features offered over TLS.
+func probeFeatures(st *s2s.Stream, pt *probeTarget, rep *probeReport) {
+	hp := pt.hostPort()
+	features := st.PeerFeatures()
+	pt.Features = probeFeatureNames(features)
+	_, hasDialback := st.Conn.Peer().Namespaces["db"]
+	var auth []string
+	if features.Child(xmlstream.NSDialbackFeature, "dialback") != nil {
+		auth = append(auth, "dialback")
+	}
+	if m := features.Child(xmlstream.NSSASL, "mechanisms"); m != nil {
+		for _, mech := range m.Children {
+			if mech.Local == "mechanism" {
+				auth = append(auth, "SASL "+strings.TrimSpace(mech.Text))
 			}
 		}
-		if text != "" {
-			return nil, fmt.Errorf("the server sent the stream error <%s/>: %s", cond, text)
-		}
-		return nil, fmt.Errorf("the server sent the stream error <%s/>", cond)
 	}
-	return n, nil
+	all := probeOr(strings.Join(pt.Features, ", "), "none")
+	switch {
+	case len(auth) > 0:
+		rep.add(probePass, "features", hp, "%s (all: %s)", strings.Join(auth, ", "), strings.Join(pt.Features, ", "))
+	case hasDialback:
+		rep.add(probeWarn, "features", hp, "no authentication feature offered (features: %s), but the stream declares the dialback namespace: old-style dialback may work", all)
+	default:
+		rep.add(probeWarn, "features", hp, "neither dialback nor SASL EXTERNAL offered (features: %s)", all)
+	}
 }
 
-// probeTLS runs the TLS handshake on conn (ALPN xmpp-server for direct
-// TLS) and reports the version and cipher.
-func probeTLS(ctx context.Context, s probeSettings, conn net.Conn, pt *probeTarget, rep *probeReport, direct bool) (*tls.Conn, bool) {
-	hp := pt.hostPort()
-	var cfg *tls.Config
-	if s.store != nil && s.from != "" {
-		cfg = s.store.ClientConfig(s.from, s.domain, direct)
-	} else {
-		cfg = certs.Harden(&tls.Config{ServerName: s.domain, InsecureSkipVerify: true}) // what the gateway would negotiate; verified below with certs.Verifier
-		if direct {
-			cfg.NextProtos = []string{"xmpp-server"}
-		}
+// probeHost is the probe's side of the initiating negotiation: its TLS
+// configuration and report, and its dialback secret.
+type probeHost struct {
+	s         probeSettings
+	pt        *probeTarget
+	rep       *probeReport
+	handshook bool // a TLS handshake was tried (and reported)
+}
+
+func (h *probeHost) UseTLS() (bool, bool) { return true, true }
+func (h *probeHost) ClientTLS(string, string) *tls.Config {
+	return probeTLSConfig(h.s, false)
+}
+func (h *probeHost) TLSDone(_ context.Context, st *s2s.Stream, err error) {
+	h.handshook = true
+	var state *tls.ConnectionState
+	if err == nil {
+		state = st.Conn.TLS()
 	}
-	tc := tls.Client(conn, cfg)
+	probeTLSReport(h.s, state, err, h.pt, h.rep, false)
+}
+func (h *probeHost) HaveClientCert(string) bool     { return false }
+func (h *probeHost) DialbackSecret() string         { return h.s.secret }
+func (h *probeHost) DialbackTimeout() time.Duration { return 2 * h.s.timeout }
+func (h *probeHost) DialbackResult(string)          {}
+
+// probeTLSConfig is the client configuration of the probe: our
+// certificate with -config, else none (the chain is verified afterwards
+// with certs.Verifier).
+func probeTLSConfig(s probeSettings, direct bool) *tls.Config {
+	if s.store != nil && s.from != "" {
+		return s.store.ClientConfig(s.from, s.domain, direct)
+	}
+	cfg := certs.Harden(&tls.Config{ServerName: s.domain, InsecureSkipVerify: true}) // what the gateway would negotiate; verified below with certs.Verifier
+	if direct {
+		cfg.NextProtos = []string{"xmpp-server"}
+	}
+	return cfg
+}
+
+// probeTLS runs the direct TLS handshake on conn (ALPN xmpp-server) and
+// reports it.
+func probeTLS(ctx context.Context, s probeSettings, conn net.Conn, pt *probeTarget, rep *probeReport) (*tls.Conn, bool) {
+	tc := tls.Client(conn, probeTLSConfig(s, true))
 	hctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	if err := tc.HandshakeContext(hctx); err != nil {
-		rep.add(probeFail, "tls", hp, "handshake failed: %s", probeNetError(err, s.timeout))
+		probeTLSReport(s, nil, err, pt, rep, true)
 		return nil, false
 	}
 	st := tc.ConnectionState()
+	probeTLSReport(s, &st, nil, pt, rep, true)
+	return tc, true
+}
+
+// probeTLSReport reports a handshake: the version and cipher, or why it
+// failed.
+func probeTLSReport(s probeSettings, st *tls.ConnectionState, err error, pt *probeTarget, rep *probeReport, direct bool) {
+	hp := pt.hostPort()
+	if err != nil {
+		rep.add(probeFail, "tls", hp, "handshake failed: %s", probeNetError(err, s.timeout))
+		return
+	}
 	pt.TLSVersion, pt.CipherSuite, pt.ALPN = tls.VersionName(st.Version), tls.CipherSuiteName(st.CipherSuite), st.NegotiatedProtocol
 	detail := pt.TLSVersion + ", " + pt.CipherSuite
 	if direct {
@@ -792,58 +751,31 @@ func probeTLS(ctx context.Context, s probeSettings, conn net.Conn, pt *probeTarg
 		}
 	}
 	rep.add(probePass, "tls", hp, "%s", detail)
-	return tc, true
 }
 
-// probeDialback sends db:result for (from → domain) and waits for the
-// verdict, which the remote reaches by asking our authoritative server.
-func probeDialback(c net.Conn, r *xmlstream.Reader, hdr xmlstream.Header, s probeSettings, pt *probeTarget, rep *probeReport) {
+// probeDialback sends db:result for (from → domain) with s2s.Dialback and
+// reports the verdict, which the remote reaches by asking our
+// authoritative server.
+func probeDialback(ctx context.Context, st *s2s.Stream, s probeSettings, pt *probeTarget, rep *probeReport) {
 	hp := pt.hostPort()
-	key := dialback.Key(s.secret, s.domain, s.from, hdr.ID)
-	var b []byte
-	b = append(b, "<db:result from='"...)
-	b = xmlstream.AppendEscapedAttr(b, s.from)
-	b = append(b, "' to='"...)
-	b = xmlstream.AppendEscapedAttr(b, s.domain)
-	b = append(b, "'>"...)
-	b = append(b, key...)
-	b = append(b, "</db:result>"...)
 	// The remote connects back to our authoritative server: allow it two
 	// steps' time.
-	_ = c.SetDeadline(time.Now().Add(2 * s.timeout))
-	if _, err := c.Write(b); err != nil {
+	_ = st.Conn.NetConn().SetDeadline(time.Now().Add(2 * s.timeout))
+	_, err := s2s.Dialback{}.Initiate(ctx, st)
+	var de *s2s.DialbackError
+	switch {
+	case err == nil:
+		pt.Dialback = "valid"
+		rep.add(probePass, "dialback", hp, "%s accepted %s's key (verified with %s's authoritative server)", s.domain, s.from, s.from)
+	case errors.As(err, &de) && de.Type == dialback.Invalid:
+		pt.Dialback = "invalid"
+		rep.add(probeFail, "dialback", hp, "%s says %s's key is invalid: its check against %s's authoritative server failed (is the gateway running with the same dialback secret, and reachable from %s?)", s.domain, s.from, s.from, s.domain)
+	case errors.As(err, &de):
+		pt.Dialback = "error: " + de.Condition
+		rep.add(probeFail, "dialback", hp, "%s answered with a dialback error (%s) for %s", s.domain, de.Condition, s.from)
+	default:
 		pt.Dialback = "failed"
-		rep.add(probeFail, "dialback", hp, "sending db:result: %s", probeNetError(err, s.timeout))
-		return
-	}
-	for {
-		n, err := probeNext(r, hdr)
-		if err != nil {
-			pt.Dialback = "failed"
-			rep.add(probeFail, "dialback", hp, "no verdict on %s's key: %s", s.from, probeStreamError(err, 2*s.timeout))
-			return
-		}
-		if n.Space != xmlstream.NSDialback || n.Local != "result" {
-			continue // e.g. a db:verify or stanza we do not care about
-		}
-		switch typ := n.Attr("type"); typ {
-		case "valid":
-			pt.Dialback = "valid"
-			rep.add(probePass, "dialback", hp, "%s accepted %s's key (verified with %s's authoritative server)", s.domain, s.from, s.from)
-		case "invalid":
-			pt.Dialback = "invalid"
-			rep.add(probeFail, "dialback", hp, "%s says %s's key is invalid: its check against %s's authoritative server failed (is the gateway running with the same dialback secret, and reachable from %s?)", s.domain, s.from, s.from, s.domain)
-		default:
-			cond := "unknown"
-			if e := n.Child(xmlstream.NSDialback, "error"); e != nil && len(e.Children) > 0 {
-				cond = e.Children[0].Local
-			} else if e := n.Child(xmlstream.NSServer, "error"); e != nil && len(e.Children) > 0 {
-				cond = e.Children[0].Local
-			}
-			pt.Dialback = "error: " + cond
-			rep.add(probeFail, "dialback", hp, "%s answered with a dialback error (%s) for %s", s.domain, cond, s.from)
-		}
-		return
+		rep.add(probeFail, "dialback", hp, "no verdict on %s's key: %s", s.from, probeStreamError(err, 2*s.timeout))
 	}
 }
 
