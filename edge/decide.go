@@ -41,14 +41,6 @@ type Policy interface {
 	NeedsPayloadFacts() bool
 }
 
-// Auditor keeps the audit trail. *audit.Log implements it. Append must not
-// block on the disk; WaitDurable blocks until a record is durable (in
-// sync mode) or the log failed.
-type Auditor interface {
-	Append(r *audit.Record) (uint64, error)
-	WaitDurable(ctx context.Context, seq uint64) error
-}
-
 // direction of stanzas arriving on leg: from the outside they go inbound.
 func direction(arrivalLeg Leg) string {
 	if arrivalLeg == LegOutside {
@@ -124,7 +116,7 @@ func (g *Gateway) auditSession(event, sessionID string, leg Leg, in *policy.Sess
 // audit appends a record, timing it for the metrics.
 func (g *Gateway) audit(r *audit.Record) (uint64, error) {
 	start := time.Now()
-	seq, err := g.opt.Auditor.Append(r)
+	seq, err := g.opt.Audit.Append(r)
 	g.m.AuditRecord(time.Since(start), err)
 	return seq, err
 }

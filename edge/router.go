@@ -607,7 +607,7 @@ func (s *outSession) writeBatch(batch []*stanza) error {
 	}
 	if maxSeq > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		err := s.r.g.opt.Auditor.WaitDurable(ctx, maxSeq)
+		err := s.r.g.opt.Audit.WaitDurable(ctx, maxSeq)
 		cancel()
 		if err != nil {
 			return &auditError{err}

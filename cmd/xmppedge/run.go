@@ -111,26 +111,26 @@ func buildOptions(ctx context.Context, cfg *config.Config, log *slog.Logger, obt
 		dane = cfg.DNS.Servers[0]
 	}
 	return edge.Options{
-		DANEResolver:     dane,
-		POSH:             cfg.TLS.POSH,
-		Domains:          cfg.Domains,
-		InsideListen:     cfg.Inside.Listen,
-		InsideServer:     cfg.Inside.Server,
-		InsideAllow:      cfg.ParsedAllow(),
-		InsideTLS:        cfg.Inside.TLS,
-		InsideCA:         ica,
-		OutsideListen:    cfg.Outside.Listen,
-		OutsideListenTLS: cfg.Outside.ListenTLS,
-		RequireTLS:       cfg.Outside.TLSRequired(),
-		Certificates:     store,
-		Verifier:         verifier,
-		Resolver:         res,
-		MaxStanzaSize:    cfg.Limits.MaxStanzaSize,
-		QueueSize:        cfg.Limits.QueueSize,
-		ConnectTimeout:   time.Duration(cfg.Limits.ConnectTimeout),
-		IdleTimeout:      time.Duration(cfg.Limits.IdleTimeout),
-		Limits:           gatewayLimits(cfg.Limits),
-		Logger:           log,
+		Domains: cfg.Domains,
+		Inside: edge.InsideOptions{
+			Listen: cfg.Inside.Listen,
+			Server: cfg.Inside.Server,
+			Allow:  cfg.ParsedAllow(),
+			TLS:    edge.TLSMode(cfg.Inside.TLS),
+			CA:     ica,
+		},
+		Outside: edge.OutsideOptions{
+			Listen:       cfg.Outside.Listen,
+			ListenTLS:    cfg.Outside.ListenTLS,
+			RequireTLS:   cfg.Outside.TLSRequired(),
+			Resolver:     res,
+			DANEResolver: dane,
+			POSH:         cfg.TLS.POSH,
+		},
+		Certificates: store,
+		Verifier:     verifier,
+		Limits:       gatewayLimits(cfg.Limits),
+		Logger:       log,
 	}, nil
 }
 
@@ -214,7 +214,7 @@ func run(ctx context.Context, cfg *config.Config, path string, stdout, stderr io
 	defer n.alog.Close()
 	opt.DialbackSecret = st.secret
 	opt.Policy = n.eng
-	opt.Auditor = n.alog
+	opt.Audit = n.alog
 	opt.Metrics = n.m
 	if n.gw, err = edge.New(opt); err != nil {
 		return fail(err)
