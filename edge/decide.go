@@ -2,17 +2,13 @@ package edge
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
-	"encoding/hex"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/xmppedge/xmppedge/certs"
 	"github.com/xmppedge/xmppedge/internal/audit"
 	"github.com/xmppedge/xmppedge/internal/metrics"
-	"github.com/xmppedge/xmppedge/internal/xmlstream"
 	"github.com/xmppedge/xmppedge/policy"
 )
 
@@ -90,23 +86,7 @@ func (g *Gateway) decideSession(in *policy.SessionInput, certValid bool) (policy
 // auditSession writes a session event. A failure to write is logged; the
 // caller decides whether it stops the session.
 func (g *Gateway) auditSession(event, sessionID string, leg Leg, in *policy.SessionInput, remoteAddr, decision, reason, revision string) error {
-	r := &audit.Record{
-		Event: event, Session: sessionID, Leg: leg.String(),
-		RemoteAddr: remoteAddr, Decision: decision, Reason: reason, PolicyRevision: revision,
-	}
-	if in != nil {
-		r.Direction = in.Direction
-		r.LocalDomain, r.RemoteDomain = in.LocalDomain, in.RemoteDomain
-		r.TLSVersion, r.TLSCipher = in.TLS.Version, in.TLS.Cipher
-		r.Auth = in.Auth
-		if in.TLS.Version != "" {
-			r.PeerCert = "valid"
-			if !in.TLS.PeerCertValid {
-				r.PeerCert = in.TLS.PeerCertError
-			}
-		}
-	}
-	_, err := g.audit(r)
+	_, err := g.rec.record(sessionRecord(event, sessionID, leg, in, remoteAddr, decision, reason, revision))
 	if err != nil {
 		g.log.Error("AUDIT LOG NOT WRITABLE: session event not recorded", "event", event, "session", sessionID, "err", err)
 	}
@@ -114,92 +94,4 @@ func (g *Gateway) auditSession(event, sessionID string, leg Leg, in *policy.Sess
 }
 
 // audit appends a record, timing it for the metrics.
-func (g *Gateway) audit(r *audit.Record) (uint64, error) {
-	start := time.Now()
-	seq, err := g.opt.Audit.Append(r)
-	g.m.AuditRecord(time.Since(start), err)
-	return seq, err
-}
-
-// fillContent copies what a content policy reads from the stanza: the fast
-// scanner when it can, the stanza's tree otherwise (prefixes, security
-// labels, CDATA). Every body and subject is read (joined), not only the
-// first. It returns the names of the stanza's children (for the payload
-// pre-check).
-func fillContent(in *policy.StanzaInput, st *inStanza) []xmlstream.Name {
-	st.contentDone = true
-	in.Children = in.Children[:0]
-	if c, ok := xmlstream.ParseContent(st.el.Raw, st.ns); ok {
-		for _, ch := range c.Children {
-			in.Children = append(in.Children, policy.Child{Name: ch.Local, Namespace: ch.Space})
-		}
-		in.Body, in.Subject, in.Thread = c.Body, c.Subject, c.Thread
-		return c.Children
-	}
-	n, err := st.node()
-	if err != nil {
-		return nil
-	}
-	in.Body, in.Subject, in.Thread = "", "", ""
-	names := make([]xmlstream.Name, 0, len(n.Children))
-	thread := false
-	for _, c := range n.Children {
-		names = append(names, xmlstream.Name{Space: c.Space, Local: c.Local})
-		in.Children = append(in.Children, policy.Child{Name: c.Local, Namespace: c.Space})
-		switch {
-		case c.Space == xmlstream.NSServer && c.Local == "body":
-			in.Body = xmlstream.JoinText(in.Body, c.Text, false)
-		case c.Space == xmlstream.NSServer && c.Local == "subject":
-			in.Subject = xmlstream.JoinText(in.Subject, c.Text, false)
-		case c.Space == xmlstream.NSServer && c.Local == "thread" && !thread:
-			in.Thread, thread = c.Text, true
-		case c.Space == xmlstream.SecurityLabelNS && c.Local == "securitylabel":
-			l := &policy.SecurityLabel{}
-			if dm := c.Child(xmlstream.SecurityLabelNS, "displaymarking"); dm != nil {
-				l.Marking, l.FgColor, l.BgColor = dm.Text, dm.Attr("fgcolor"), dm.Attr("bgcolor")
-			}
-			if lb := c.Child(xmlstream.SecurityLabelNS, "label"); lb != nil {
-				l.Label = labelText(lb)
-			}
-			in.SecurityLabel = l
-		}
-	}
-	return names
-}
-
-// labelText flattens a <label/>'s content (the label formats vary, e.g.
-// ESS security labels as base64): its text and its children's names.
-func labelText(n *xmlstream.Node) string {
-	var b strings.Builder
-	b.WriteString(n.Text)
-	for _, c := range n.Children {
-		b.WriteString(" ")
-		b.WriteString(c.Local)
-		b.WriteString(":")
-		b.WriteString(labelText(c))
-	}
-	return strings.TrimSpace(b.String())
-}
-
-// stanzaRecord is the audit record of a stanza, with what the policy
-// asked to keep.
-func stanzaRecord(st *stanza, sessionID string, arrival Leg, decision, reason, revision, keep, body string) *audit.Record {
-	r := &audit.Record{
-		Event: "stanza", Session: sessionID, Leg: arrival.String(), Direction: direction(arrival),
-		From: st.from, To: st.to, Kind: st.kind, Type: st.typ, ID: st.id, Size: len(st.raw),
-		Decision: decision, Reason: reason, PolicyRevision: revision,
-	}
-	if arrival == LegOutside {
-		r.LocalDomain, r.RemoteDomain = st.toDomain, st.fromDomain
-	} else {
-		r.LocalDomain, r.RemoteDomain = st.fromDomain, st.toDomain
-	}
-	switch keep {
-	case policy.AuditFull:
-		r.Stanza = string(st.raw)
-	case policy.AuditHash:
-		sum := sha256.Sum256([]byte(body))
-		r.BodySHA256 = hex.EncodeToString(sum[:])
-	}
-	return r
-}
+func (g *Gateway) audit(r *audit.Record) (uint64, error) { return g.rec.record(r) }

@@ -163,6 +163,8 @@ type Gateway struct {
 	m      *metrics.Metrics // nil-safe
 	local  map[string]bool
 	router *Router
+	path   StanzaHandler          // the stanza path (chain.go)
+	rec    recorder               // audit records, through Options.Audit
 	lim    atomic.Pointer[Limits] // swapped by SetLimits
 
 	ctx    context.Context // cancelled by Shutdown
@@ -222,7 +224,9 @@ func New(opt Options) (*Gateway, error) {
 	g.lim.Store(&defaults)
 	g.SetLimits(opt.Limits)
 	g.ctx, g.cancel = context.WithCancel(context.Background())
+	g.rec = recorder{sink: opt.Audit, m: opt.Metrics}
 	g.router = newRouter(g)
+	g.path = g.newStanzaPath()
 	return g, nil
 }
 
