@@ -170,9 +170,9 @@ type Gateway struct {
 	ctx    context.Context // cancelled by Shutdown
 	cancel context.CancelFunc
 
-	mu        sync.Mutex
+	mu        sync.Mutex // guards listeners
 	listeners []net.Listener
-	incoming  map[*inSession]struct{}
+	incoming  *registry[*inSession, *inSession]
 	wg        sync.WaitGroup // accept loops and incoming sessions
 	bg        sync.WaitGroup // outgoing sessions and dialback verifications
 
@@ -204,7 +204,7 @@ func New(opt Options) (*Gateway, error) {
 		log:      opt.Logger,
 		m:        opt.Metrics,
 		local:    make(map[string]bool),
-		incoming: make(map[*inSession]struct{}),
+		incoming: newRegistry[*inSession, *inSession](),
 
 		verifications: make(chan struct{}, maxVerifications),
 		conns:         make(chan struct{}, maxIncoming),
@@ -398,25 +398,27 @@ func (g *Gateway) acceptLoop(ln net.Listener, leg Leg, directTLS bool) {
 			}
 		}
 		s := g.newInSession(c, leg, directTLS)
-		g.mu.Lock()
-		if g.ctx.Err() != nil {
-			g.mu.Unlock()
+		// Admitted only while the gateway runs; wg counts it before
+		// Shutdown or Close can take their snapshot.
+		if !g.incoming.add(s, s, func() bool {
+			if g.ctx.Err() != nil {
+				return false
+			}
+			g.wg.Add(1)
+			return true
+		}) {
 			s.cancel()
 			c.Close()
 			<-g.conns
+			release()
 			return
 		}
-		g.incoming[s] = struct{}{}
-		g.wg.Add(1)
-		g.mu.Unlock()
 		go func() {
 			defer g.wg.Done()
 			defer func() { <-g.conns }()
 			defer release()
 			s.serve()
-			g.mu.Lock()
-			delete(g.incoming, s)
-			g.mu.Unlock()
+			g.incoming.remove(s, s)
 		}()
 	}
 }
@@ -465,13 +467,7 @@ func (g *Gateway) insideAllowed(a net.Addr) bool {
 // every outgoing stream. It returns when all is closed or ctx ends.
 func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.closeListeners()
-	g.mu.Lock()
-	var ins []*inSession
-	for s := range g.incoming {
-		ins = append(ins, s)
-	}
-	g.mu.Unlock()
-	for _, s := range ins {
+	for _, s := range g.incoming.snapshot(nil) {
 		s.beginClose()
 	}
 	done := make(chan struct{})
@@ -497,11 +493,9 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 func (g *Gateway) Close() {
 	g.cancel()
 	g.closeListeners()
-	g.mu.Lock()
-	for s := range g.incoming {
+	for _, s := range g.incoming.close() {
 		s.sc.connection().Close()
 	}
-	g.mu.Unlock()
 	g.router.closeAll()
 	g.wg.Wait()
 	g.bg.Wait()
@@ -531,13 +525,7 @@ func (g *Gateway) serverTLS(leg Leg, toDomain string, alpn bool) *tls.Config {
 // a policy-violation stream error. It returns how many streams it closed.
 func (g *Gateway) Recheck() int {
 	closed := 0
-	g.mu.Lock()
-	var ins []*inSession
-	for s := range g.incoming {
-		ins = append(ins, s)
-	}
-	g.mu.Unlock()
-	for _, s := range ins {
+	for _, s := range g.incoming.snapshot(nil) {
 		if s.recheck() {
 			closed++
 		}
@@ -553,16 +541,8 @@ func (g *Gateway) Recheck() int {
 // CloseSession closes the stream with id at once (policy-violation stream
 // error, "closed by an administrator"). It reports whether it existed.
 func (g *Gateway) CloseSession(id string) bool {
-	g.mu.Lock()
-	var in *inSession
-	for s := range g.incoming {
-		if s.id == id {
-			in = s
-		}
-	}
-	g.mu.Unlock()
-	if in != nil {
-		in.cut("closed by an administrator", "closed by an administrator")
+	for _, s := range g.incoming.snapshot(func(s, _ *inSession) bool { return s.id == id }) {
+		s.cut("closed by an administrator", "closed by an administrator")
 		return true
 	}
 	return g.router.closeByID(id)
@@ -586,11 +566,9 @@ type SessionInfo struct {
 // Sessions lists the current incoming and outgoing streams.
 func (g *Gateway) Sessions() []SessionInfo {
 	var out []SessionInfo
-	g.mu.Lock()
-	for s := range g.incoming {
+	for _, s := range g.incoming.snapshot(nil) {
 		out = append(out, s.info())
 	}
-	g.mu.Unlock()
 	out = append(out, g.router.infos()...)
 	slices.SortFunc(out, func(a, b SessionInfo) int { return strings.Compare(a.ID, b.ID) })
 	return out

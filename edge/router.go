@@ -24,15 +24,12 @@ type routeKey struct {
 // Router owns the outgoing streams: one per (leg, from-domain, to-domain),
 // set up on first use and reused.
 type Router struct {
-	g *Gateway
-
-	mu       sync.Mutex
-	sessions map[routeKey]*outSession
-	closed   bool
+	g        *Gateway
+	sessions *registry[routeKey, *outSession]
 }
 
 func newRouter(g *Gateway) *Router {
-	return &Router{g: g, sessions: make(map[routeKey]*outSession)}
+	return &Router{g: g, sessions: newRegistry[routeKey, *outSession]()}
 }
 
 var (
@@ -136,44 +133,29 @@ func (r *Router) bounceRecorded(st *stanza, leg Leg, condition, text string, rec
 // bounces it, rather than closing before it was queued); nil once the
 // router is shut down.
 func (r *Router) session(key routeKey, first *stanza) (s *outSession, created bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.closed {
+	s, created, ok := r.sessions.getOrCreate(key, func() *outSession {
+		s := newOutSession(r, key)
+		s.queue = append(s.queue, first)
+		s.qbytes = len(first.raw)
+		r.g.m.QueueDepth(key.leg.String(), 1)
+		r.g.bg.Add(1)
+		go func() {
+			defer r.g.bg.Done()
+			s.run()
+		}()
+		return s
+	})
+	if !ok {
 		return nil, false
 	}
-	if s := r.sessions[key]; s != nil {
-		return s, false
-	}
-	s = newOutSession(r, key)
-	s.queue = append(s.queue, first)
-	s.qbytes = len(first.raw)
-	r.g.m.QueueDepth(key.leg.String(), 1)
-	r.sessions[key] = s
-	r.g.bg.Add(1)
-	go func() {
-		defer r.g.bg.Done()
-		s.run()
-	}()
-	return s, true
+	return s, created
 }
 
-func (r *Router) remove(s *outSession) {
-	r.mu.Lock()
-	if r.sessions[s.key] == s {
-		delete(r.sessions, s.key)
-	}
-	r.mu.Unlock()
-}
+func (r *Router) remove(s *outSession) { r.sessions.remove(s.key, s) }
 
 func (r *Router) infos() []SessionInfo {
-	r.mu.Lock()
-	var ss []*outSession
-	for _, s := range r.sessions {
-		ss = append(ss, s)
-	}
-	r.mu.Unlock()
 	var out []SessionInfo
-	for _, s := range ss {
+	for _, s := range r.sessions.snapshot(nil) {
 		out = append(out, s.info())
 	}
 	return out
@@ -181,34 +163,18 @@ func (r *Router) infos() []SessionInfo {
 
 // closeByID cuts the outgoing stream with id; it reports whether it existed.
 func (r *Router) closeByID(id string) bool {
-	r.mu.Lock()
-	var found *outSession
-	for _, s := range r.sessions {
-		if s.id == id {
-			found = s
-		}
+	for _, s := range r.sessions.snapshot(func(_ routeKey, s *outSession) bool { return s.id == id }) {
+		s.cut("closed by an administrator", "closed by an administrator")
+		return true
 	}
-	r.mu.Unlock()
-	if found == nil {
-		return false
-	}
-	found.cut("closed by an administrator", "closed by an administrator")
-	return true
+	return false
 }
 
 // recheck re-decides the outbound (outside leg) streams after a policy
 // reload and closes those now refused; it returns how many it closed.
 func (r *Router) recheck() int {
-	r.mu.Lock()
-	var ss []*outSession
-	for k, s := range r.sessions {
-		if k.leg == LegOutside {
-			ss = append(ss, s)
-		}
-	}
-	r.mu.Unlock()
 	closed := 0
-	for _, s := range ss {
+	for _, s := range r.sessions.snapshot(func(k routeKey, _ *outSession) bool { return k.leg == LegOutside }) {
 		d, ok := r.g.decideSession(s.preConnectFacts(), false)
 		s.mu.Lock()
 		os := s.os
@@ -230,13 +196,7 @@ func (r *Router) recheck() int {
 // shutdown flushes every outgoing queue, closes the streams and waits for
 // them (or ctx).
 func (r *Router) shutdown(ctx context.Context) error {
-	r.mu.Lock()
-	r.closed = true
-	var ss []*outSession
-	for _, s := range r.sessions {
-		ss = append(ss, s)
-	}
-	r.mu.Unlock()
+	ss := r.sessions.close()
 	for _, s := range ss {
 		s.drain()
 	}
@@ -253,14 +213,7 @@ func (r *Router) shutdown(ctx context.Context) error {
 
 // closeAll drops every outgoing connection at once.
 func (r *Router) closeAll() {
-	r.mu.Lock()
-	r.closed = true
-	var ss []*outSession
-	for _, s := range r.sessions {
-		ss = append(ss, s)
-	}
-	r.mu.Unlock()
-	for _, s := range ss {
+	for _, s := range r.sessions.close() {
 		s.abort()
 	}
 }
