@@ -4,11 +4,9 @@ import (
 	"context"
 	"crypto/tls"
 	"slices"
-	"time"
 
 	"github.com/xmppedge/xmppedge/certs"
 	"github.com/xmppedge/xmppedge/internal/audit"
-	"github.com/xmppedge/xmppedge/internal/metrics"
 	"github.com/xmppedge/xmppedge/policy"
 )
 
@@ -65,22 +63,19 @@ func tlsInfo(st *tls.ConnectionState, v *certs.Verdict) policy.TLSInfo {
 	return ti
 }
 
-// decideSession asks the policy and applies the require list. cert says
-// whether the remote's certificate is valid for its domain. It returns the
-// decision and whether the session may go on.
+// decideSession walks a session decision without an audit record through
+// the session path (session_path.go): the outbound decision before
+// connecting, and the re-checks after a reload. certValid says whether the
+// remote's certificate is valid for its domain; it counts only once the
+// remote has authenticated (in.Auth set). It returns the decision and
+// whether the session may go on.
 func (g *Gateway) decideSession(in *policy.SessionInput, certValid bool) (policy.SessionDecision, bool) {
-	ctx, cancel := context.WithTimeout(g.ctx, 5*time.Second)
-	defer cancel()
-	start := time.Now()
-	d := g.opt.Policy.DecideSession(ctx, in)
-	g.m.PolicyDecision(metrics.PolicyKindSession, time.Since(start), d.Cached, false)
-	ok := d.Allow
-	if ok && requiresCert(d) && in.Auth != "" && !certValid {
-		ok = false
-		d.Allow = false
-		d.Reason = "the policy requires certificate authentication for " + in.RemoteDomain + " and its certificate is not valid"
+	c := &sessionCheck{facts: in}
+	if in.Auth != "" {
+		c.cert = certStateOf(certValid)
 	}
-	return d, ok
+	g.sessionPath.HandleSession(g.ctx, c) // without a record it cannot fail
+	return c.decision, c.decision.Allow
 }
 
 // auditSession writes a session event. A failure to write is logged; the

@@ -158,14 +158,15 @@ func (o *Options) check() error {
 
 // Gateway is one xmppedge node: its listeners, sessions and router.
 type Gateway struct {
-	opt    Options
-	log    *slog.Logger
-	m      *metrics.Metrics // nil-safe
-	local  map[string]bool
-	router *Router
-	path   StanzaHandler          // the stanza path (chain.go)
-	rec    recorder               // audit records, through Options.Audit
-	lim    atomic.Pointer[Limits] // swapped by SetLimits
+	opt         Options
+	log         *slog.Logger
+	m           *metrics.Metrics // nil-safe
+	local       map[string]bool
+	router      *Router
+	path        StanzaHandler          // the stanza path (chain.go)
+	sessionPath SessionHandler         // the session path (session_path.go)
+	rec         recorder               // audit records, through Options.Audit
+	lim         atomic.Pointer[Limits] // swapped by SetLimits
 
 	ctx    context.Context // cancelled by Shutdown
 	cancel context.CancelFunc
@@ -227,6 +228,7 @@ func New(opt Options) (*Gateway, error) {
 	g.rec = recorder{sink: opt.Audit, m: opt.Metrics}
 	g.router = newRouter(g)
 	g.path = g.newStanzaPath()
+	g.sessionPath = g.newSessionPath()
 	return g, nil
 }
 

@@ -175,15 +175,16 @@ func (r *Router) closeByID(id string) bool {
 func (r *Router) recheck() int {
 	closed := 0
 	for _, s := range r.sessions.snapshot(func(k routeKey, _ *outSession) bool { return k.leg == LegOutside }) {
-		d, ok := r.g.decideSession(s.preConnectFacts(), false)
+		// The peer's certificate counts once the stream is established.
+		c := &sessionCheck{facts: s.preConnectFacts()}
 		s.mu.Lock()
-		os := s.os
-		s.mu.Unlock()
-		if ok && requiresCert(d) && os != nil && (os.verdict == nil || !os.verdict.Valid) {
-			ok = false
-			d.Reason = "the policy now requires a valid certificate from " + s.key.to
+		if os := s.os; os != nil {
+			c.cert = certStateOf(os.verdict != nil && os.verdict.Valid)
 		}
-		if ok {
+		s.mu.Unlock()
+		r.g.sessionPath.HandleSession(r.g.ctx, c) // without a record it cannot fail
+		d := c.decision
+		if d.Allow {
 			continue
 		}
 		s.log.Warn("outgoing stream no longer allowed by the policy: closing", "reason", d.Reason, "policy_revision", d.Revision)
