@@ -3,6 +3,7 @@ package edge
 import (
 	"context"
 	"crypto/tls"
+	"log/slog"
 	"slices"
 
 	"github.com/xmppedge/xmppedge/certs"
@@ -70,20 +71,28 @@ func tlsInfo(st *tls.ConnectionState, v *certs.Verdict) policy.TLSInfo {
 // remote has authenticated (in.Auth set). It returns the decision and
 // whether the session may go on.
 func (g *Gateway) decideSession(in *policy.SessionInput, certValid bool) (policy.SessionDecision, bool) {
+	return decideSession(g.ctx, g.sessionPath, in, certValid)
+}
+
+func decideSession(ctx context.Context, path SessionHandler, in *policy.SessionInput, certValid bool) (policy.SessionDecision, bool) {
 	c := &sessionCheck{facts: in}
 	if in.Auth != "" {
 		c.cert = certStateOf(certValid)
 	}
-	g.sessionPath.HandleSession(g.ctx, c) // without a record it cannot fail
+	path.HandleSession(ctx, c) // without a record it cannot fail
 	return c.decision, c.decision.Allow
 }
 
 // auditSession writes a session event. A failure to write is logged; the
 // caller decides whether it stops the session.
 func (g *Gateway) auditSession(event, sessionID string, leg Leg, in *policy.SessionInput, remoteAddr, decision, reason, revision string) error {
-	_, err := g.rec.record(sessionRecord(event, sessionID, leg, in, remoteAddr, decision, reason, revision))
+	return auditSession(g.rec, g.log, sessionRecord(event, sessionID, leg, in, remoteAddr, decision, reason, revision))
+}
+
+func auditSession(rec recorder, log *slog.Logger, r *audit.Record) error {
+	_, err := rec.record(r)
 	if err != nil {
-		g.log.Error("AUDIT LOG NOT WRITABLE: session event not recorded", "event", event, "session", sessionID, "err", err)
+		log.Error("AUDIT LOG NOT WRITABLE: session event not recorded", "event", r.Event, "session", r.Session, "err", err)
 	}
 	return err
 }

@@ -226,9 +226,12 @@ func New(opt Options) (*Gateway, error) {
 	g.SetLimits(opt.Limits)
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	g.rec = recorder{sink: opt.Audit, m: opt.Metrics}
-	g.router = newRouter(g)
-	g.path = g.newStanzaPath()
 	g.sessionPath = g.newSessionPath()
+	g.router = newRouter(routerDeps{
+		ctx: g.ctx, bg: &g.bg, log: g.log, m: g.m, rec: g.rec, limits: g.limits,
+		sessionPath: g.sessionPath, dialer: g, newID: g.newSessionID,
+	})
+	g.path = g.newStanzaPath()
 	return g, nil
 }
 

@@ -24,12 +24,33 @@ type routeKey struct {
 // Router owns the outgoing streams: one per (leg, from-domain, to-domain),
 // set up on first use and reused.
 type Router struct {
-	g        *Gateway
+	routerDeps
 	sessions *registry[routeKey, *outSession]
 }
 
-func newRouter(g *Gateway) *Router {
-	return &Router{g: g, sessions: newRegistry[routeKey, *outSession]()}
+// routerDeps are what the router and its outgoing streams use of the node.
+type routerDeps struct {
+	ctx         context.Context // ends when the gateway stops
+	bg          *sync.WaitGroup // counts the outgoing sessions' goroutines
+	log         *slog.Logger
+	m           *metrics.Metrics // nil-safe
+	rec         recorder         // audit records; rec.sink.WaitDurable before writing
+	limits      func() *Limits
+	sessionPath SessionHandler // outbound decisions and re-checks
+	dialer      streamDialer
+	newID       func(prefix string) string
+}
+
+// streamDialer sets up outgoing streams: dial connects and negotiates up
+// to authentication (running ready on the stream), authenticate
+// authenticates the stream's domain pair.
+type streamDialer interface {
+	dial(ctx context.Context, leg Leg, from, to string, ready readyFunc) (*outStream, error)
+	authenticate(ctx context.Context, os *outStream) error
+}
+
+func newRouter(deps routerDeps) *Router {
+	return &Router{routerDeps: deps, sessions: newRegistry[routeKey, *outSession]()}
 }
 
 var (
@@ -103,20 +124,20 @@ func (r *Router) bounceRecorded(st *stanza, leg Leg, condition, text string, rec
 	decision := "bounced"
 	if b == nil {
 		decision = "undeliverable"
-		r.g.log.Info("undeliverable stanza dropped (errors and results are not answered)", "kind", st.kind, "type", st.typ, "from", st.from, "to", st.to, "condition", condition)
+		r.log.Info("undeliverable stanza dropped (errors and results are not answered)", "kind", st.kind, "type", st.typ, "from", st.from, "to", st.to, "condition", condition)
 	} else {
-		r.g.log.Info("stanza bounced", "kind", st.kind, "from", st.from, "to", st.to, "condition", condition, "text", text)
+		r.log.Info("stanza bounced", "kind", st.kind, "from", st.from, "to", st.to, "condition", condition, "text", text)
 	}
 	outcome := metrics.OutcomeBounced
 	if b == nil {
 		outcome = metrics.OutcomeUndeliverable
 	}
-	r.g.m.Stanza(direction(leg.other()), st.kind, outcome, condition)
+	r.m.Stanza(direction(leg.other()), st.kind, outcome, condition)
 	if record {
 		rec := stanzaRecord(st, "", leg.other(), decision, condition+": "+text, "", policy.AuditMeta, "")
-		seq, err := r.g.audit(rec)
+		seq, err := r.rec.record(rec)
 		if err != nil {
-			r.g.log.Error("AUDIT LOG NOT WRITABLE: bounce not recorded", "from", st.from, "to", st.to, "err", err)
+			r.log.Error("AUDIT LOG NOT WRITABLE: bounce not recorded", "from", st.from, "to", st.to, "err", err)
 		} else if b != nil {
 			b.auditSeq = seq
 		}
@@ -137,10 +158,10 @@ func (r *Router) session(key routeKey, first *stanza) (s *outSession, created bo
 		s := newOutSession(r, key)
 		s.queue = append(s.queue, first)
 		s.qbytes = len(first.raw)
-		r.g.m.QueueDepth(key.leg.String(), 1)
-		r.g.bg.Add(1)
+		r.m.QueueDepth(key.leg.String(), 1)
+		r.bg.Add(1)
 		go func() {
-			defer r.g.bg.Done()
+			defer r.bg.Done()
 			s.run()
 		}()
 		return s
@@ -182,7 +203,7 @@ func (r *Router) recheck() int {
 			c.cert = certStateOf(os.verdict != nil && os.verdict.Valid)
 		}
 		s.mu.Unlock()
-		r.g.sessionPath.HandleSession(r.g.ctx, c) // without a record it cannot fail
+		r.sessionPath.HandleSession(r.ctx, c) // without a record it cannot fail
 		d := c.decision
 		if d.Allow {
 			continue
@@ -243,10 +264,10 @@ type outSession struct {
 }
 
 func newOutSession(r *Router, key routeKey) *outSession {
-	id := r.g.newSessionID("out-")
+	id := r.newID("out-")
 	return &outSession{
 		r: r, key: key, id: id,
-		log:     r.g.log.With("session", id, "leg", key.leg.String(), "role", "outgoing", "from_domain", key.from, "to_domain", key.to),
+		log:     r.log.With("session", id, "leg", key.leg.String(), "role", "outgoing", "from_domain", key.from, "to_domain", key.to),
 		started: time.Now(),
 		space:   make(chan struct{}),
 		notify:  make(chan struct{}, 1),
@@ -284,7 +305,7 @@ func (s *outSession) enqueue(st *stanza) error {
 			s.mu.Unlock()
 			return errSessionClosed
 		}
-		if len(s.queue) < s.r.g.limits().QueueSize && s.qbytes+len(st.raw) <= maxQueueBytes {
+		if len(s.queue) < s.r.limits().QueueSize && s.qbytes+len(st.raw) <= maxQueueBytes {
 			break
 		}
 		if !s.ready {
@@ -307,7 +328,7 @@ func (s *outSession) enqueue(st *stanza) error {
 	s.queue = append(s.queue, st)
 	s.qbytes += len(st.raw)
 	s.mu.Unlock()
-	s.r.g.m.QueueDepth(s.key.leg.String(), 1)
+	s.r.m.QueueDepth(s.key.leg.String(), 1)
 	select {
 	case s.notify <- struct{}{}:
 	default:
@@ -356,7 +377,7 @@ func (s *outSession) closeAndTake() []*stanza {
 	s.closed = true
 	q := s.queue
 	s.queue, s.qbytes = nil, 0
-	s.r.g.m.QueueDepth(s.key.leg.String(), -len(q))
+	s.r.m.QueueDepth(s.key.leg.String(), -len(q))
 	close(s.space)
 	s.space = make(chan struct{})
 	s.mu.Unlock()
@@ -366,13 +387,13 @@ func (s *outSession) closeAndTake() []*stanza {
 
 func (s *outSession) run() {
 	defer close(s.done)
-	g := s.r.g
+	g := s.r
 	g.m.SessionAttempt(s.key.leg.String(), metrics.RoleOutgoing)
 	// Outbound: the policy decides before we connect; the outside
 	// connection's facts are checked against its require list after.
 	var decision policy.SessionDecision
 	if s.key.leg == LegOutside {
-		d, ok := g.decideSession(s.preConnectFacts(), false)
+		d, ok := decideSession(g.ctx, g.sessionPath, s.preConnectFacts(), false)
 		if !ok {
 			s.failAll("policy-violation", d.Reason, fmt.Errorf("refused by policy: %s", d.Reason))
 			return
@@ -383,7 +404,7 @@ func (s *outSession) run() {
 	// whose certificate the policy refuses, or that refuses us, is
 	// skipped for the next one the SRV records name.
 	ctx, cancel := context.WithTimeout(g.ctx, g.limits().ConnectTimeout)
-	os, err := g.dial(ctx, s.key.leg, s.key.from, s.key.to, func(ctx context.Context, os *outStream) error {
+	os, err := g.dialer.dial(ctx, s.key.leg, s.key.from, s.key.to, func(ctx context.Context, os *outStream) error {
 		if requiresCert(decision) && (os.verdict == nil || !os.verdict.Valid) {
 			reason := "no TLS"
 			if os.verdict != nil {
@@ -392,7 +413,7 @@ func (s *outSession) run() {
 			return &dialError{stage: stageCertificate, connected: true, opened: true,
 				err: fmt.Errorf("the policy requires a valid certificate from %s: %s", s.key.to, reason)}
 		}
-		return g.authenticate(ctx, os)
+		return g.dialer.authenticate(ctx, os)
 	})
 	cancel()
 	if err != nil {
@@ -410,7 +431,7 @@ func (s *outSession) run() {
 	// A session record that cannot be written is logged loudly but does
 	// not stop the stream: every stanza on it is recorded (or refused) on
 	// its own, and the stream may be carrying bounces to our own users.
-	g.auditSession("session.open", s.id, s.key.leg, s.facts(os), os.sc.conn.RemoteAddr().String(), "allow", "", decision.Revision)
+	auditSession(g.rec, g.log, sessionRecord("session.open", s.id, s.key.leg, s.facts(os), os.sc.conn.RemoteAddr().String(), "allow", "", decision.Revision))
 	s.mu.Lock()
 	s.os = os
 	s.ready = true
@@ -442,7 +463,7 @@ func (s *outSession) run() {
 
 // failAll ends a session that could not be set up, bouncing what waited.
 func (s *outSession) failAll(cond, text string, err error) {
-	s.r.g.m.SessionFailure(s.key.leg.String(), metrics.RoleOutgoing, sessionFailureKind(cond, err))
+	s.r.m.SessionFailure(s.key.leg.String(), metrics.RoleOutgoing, sessionFailureKind(cond, err))
 	q := s.closeAndTake()
 	s.log.Warn("outgoing stream failed", "err", err, "bounced", len(q), "condition", cond)
 	for _, st := range q {
@@ -495,7 +516,7 @@ func describeStreamError(raw []byte, ns map[string]string) string {
 }
 
 func (s *outSession) writeLoop(peerGone <-chan error) {
-	g := s.r.g
+	g := s.r
 	sc := s.os.sc
 	idle := time.NewTimer(g.limits().IdleTimeout)
 	defer idle.Stop()
@@ -561,7 +582,7 @@ func (s *outSession) writeBatch(batch []*stanza) error {
 	}
 	if maxSeq > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		err := s.r.g.opt.Audit.WaitDurable(ctx, maxSeq)
+		err := s.r.rec.sink.WaitDurable(ctx, maxSeq)
 		cancel()
 		if err != nil {
 			return &auditError{err}
@@ -572,7 +593,7 @@ func (s *outSession) writeBatch(batch []*stanza) error {
 	if sc.closed {
 		return errStreamClosed
 	}
-	sc.conn.SetWriteDeadline(time.Now().Add(s.r.g.limits().ConnectTimeout * 3))
+	sc.conn.SetWriteDeadline(time.Now().Add(s.r.limits().ConnectTimeout * 3))
 	for _, st := range batch {
 		if _, err := sc.w.Write(st.raw); err != nil {
 			return err
@@ -582,7 +603,7 @@ func (s *outSession) writeBatch(batch []*stanza) error {
 		return err
 	}
 	s.stanzas.Add(uint64(len(batch)))
-	m := s.r.g.m
+	m := s.r.m
 	dir := "outbound"
 	if s.key.leg == LegInside {
 		dir = "inbound"
@@ -666,5 +687,5 @@ func (s *outSession) recordClose(reason string) {
 		reason = s.cutWhy
 	}
 	s.mu.Unlock()
-	s.r.g.auditSession("session.close", s.id, s.key.leg, s.facts(s.os), s.os.sc.conn.RemoteAddr().String(), "", reason, "")
+	auditSession(s.r.rec, s.log, sessionRecord("session.close", s.id, s.key.leg, s.facts(s.os), s.os.sc.conn.RemoteAddr().String(), "", reason, ""))
 }
