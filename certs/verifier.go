@@ -282,3 +282,12 @@ func chainFailureReason(err error) string {
 	}
 	return "certificate chain is not valid: " + err.Error()
 }
+
+// outcomeName names outcome n of a check (DANE, POSH) whose outcomes,
+// numbered from 0, are names; any other n is shown as kind(n).
+func outcomeName(kind string, n int, names ...string) string {
+	if n >= 0 && n < len(names) {
+		return names[n]
+	}
+	return fmt.Sprintf("%s(%d)", kind, n)
+}
