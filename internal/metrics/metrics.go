@@ -215,7 +215,7 @@ func (m *Metrics) SessionOpened(leg, role, auth string) {
 	if m == nil {
 		return
 	}
-	m.sessions.at(m.sessions.idx3(legSet.index(leg), roleSet.index(role), authIndex(auth))).Inc()
+	m.session(leg, role, auth).Inc()
 }
 
 // SessionClosed undoes SessionOpened; pass the same labels.
@@ -223,7 +223,12 @@ func (m *Metrics) SessionClosed(leg, role, auth string) {
 	if m == nil {
 		return
 	}
-	m.sessions.at(m.sessions.idx3(legSet.index(leg), roleSet.index(role), authIndex(auth))).Dec()
+	m.session(leg, role, auth).Dec()
+}
+
+// session is the xmppedge_sessions gauge of leg, role and auth.
+func (m *Metrics) session(leg, role, auth string) prometheus.Gauge {
+	return m.sessions.at(m.sessions.idx3(legSet.index(leg), roleSet.index(role), authIndex(auth)))
 }
 
 // SessionAttempt counts a stream begun (accepted or dialled); direction is
