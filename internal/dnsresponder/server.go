@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,6 +14,8 @@ import (
 
 	"github.com/miekg/dns"
 	"golang.org/x/net/idna"
+
+	"github.com/xmppedge/xmppedge/internal/dnslisten"
 )
 
 // Defaults for Config fields left zero.
@@ -292,29 +293,20 @@ func parseUpstream(s string) (string, error) {
 // listenBoth binds UDP and TCP to the same port; with port 0 it retries a
 // few times until TCP can take the port UDP got.
 func listenBoth(ctx context.Context, addr string) (net.PacketConn, net.Listener, error) {
-	host, port, err := net.SplitHostPort(addr)
+	pc, ln, err := dnslisten.UDPAndTCP(ctx, addr)
+	var le *dnslisten.Error
+	if errors.As(err, &le) {
+		switch le.Net {
+		case "":
+			return nil, nil, fmt.Errorf("dnsresponder: listen address %q is not IP:PORT: %w", addr, le.Err)
+		case "udp":
+			return nil, nil, fmt.Errorf("dnsresponder: cannot listen on udp %s (is another DNS server on it?): %w", addr, le.Err)
+		}
+	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("dnsresponder: listen address %q is not IP:PORT: %w", addr, err)
+		return nil, nil, fmt.Errorf("dnsresponder: %w", err)
 	}
-	var lc net.ListenConfig
-	var lastErr error
-	for range 10 {
-		pc, err := lc.ListenPacket(ctx, "udp", addr)
-		if err != nil {
-			return nil, nil, fmt.Errorf("dnsresponder: cannot listen on udp %s (is another DNS server on it?): %w", addr, err)
-		}
-		bound := net.JoinHostPort(host, strconv.Itoa(pc.LocalAddr().(*net.UDPAddr).Port))
-		ln, err := lc.Listen(ctx, "tcp", bound)
-		if err == nil {
-			return pc, ln, nil
-		}
-		pc.Close()
-		lastErr = err
-		if port != "0" {
-			break
-		}
-	}
-	return nil, nil, fmt.Errorf("dnsresponder: cannot listen on tcp %s: %w", addr, lastErr)
+	return pc, ln, nil
 }
 
 // Addr is the "IP:PORT" the responder serves on (UDP and TCP).
