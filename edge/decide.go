@@ -37,11 +37,11 @@ type Policy interface {
 }
 
 // direction of stanzas arriving on leg: from the outside they go inbound.
-func direction(arrivalLeg Leg) string {
+func direction(arrivalLeg Leg) policy.Direction {
 	if arrivalLeg == LegOutside {
-		return "inbound"
+		return policy.Inbound
 	}
-	return "outbound"
+	return policy.Outbound
 }
 
 // requiresCert reports whether a session decision demands certificate

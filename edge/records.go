@@ -17,7 +17,7 @@ import (
 // asked to keep.
 func stanzaRecord(st *stanza, sessionID string, arrival Leg, decision, reason, revision, keep, body string) *audit.Record {
 	r := &audit.Record{
-		Event: "stanza", Session: sessionID, Leg: arrival.String(), Direction: direction(arrival),
+		Event: audit.EventStanza, Session: sessionID, Leg: arrival.String(), Direction: string(direction(arrival)),
 		From: st.from, To: st.to, Kind: st.kind, Type: st.typ, ID: st.id, Size: len(st.raw),
 		Decision: decision, Reason: reason, PolicyRevision: revision,
 	}
@@ -74,7 +74,7 @@ func sessionRecord(event, sessionID string, leg Leg, in *policy.SessionInput, re
 		RemoteAddr: remoteAddr, Decision: decision, Reason: reason, PolicyRevision: revision,
 	}
 	if in != nil {
-		r.Direction = in.Direction
+		r.Direction = string(in.Direction)
 		r.LocalDomain, r.RemoteDomain = in.LocalDomain, in.RemoteDomain
 		r.TLSVersion, r.TLSCipher = in.TLS.Version, in.TLS.Cipher
 		r.Auth = in.Auth

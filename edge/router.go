@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/xmppedge/xmppedge/internal/audit"
 	"github.com/xmppedge/xmppedge/internal/metrics"
 	"github.com/xmppedge/xmppedge/internal/xmlstream"
 	"github.com/xmppedge/xmppedge/policy"
@@ -121,9 +122,9 @@ func (r *Router) bounceAfter(st *stanza, leg Leg, condition, text string, seq ui
 
 func (r *Router) bounceRecorded(st *stanza, leg Leg, condition, text string, record bool) {
 	b := st.bounce(condition, text)
-	decision := "bounced"
+	decision := audit.DecisionBounced
 	if b == nil {
-		decision = "undeliverable"
+		decision = audit.DecisionUndeliverable
 		r.log.Info("undeliverable stanza dropped (errors and results are not answered)", "kind", st.kind, "type", st.typ, "from", st.from, "to", st.to, "condition", condition)
 	} else {
 		r.log.Info("stanza bounced", "kind", st.kind, "from", st.from, "to", st.to, "condition", condition, "text", text)
@@ -132,7 +133,7 @@ func (r *Router) bounceRecorded(st *stanza, leg Leg, condition, text string, rec
 	if b == nil {
 		outcome = metrics.OutcomeUndeliverable
 	}
-	r.m.Stanza(direction(leg.other()), st.kind, outcome, condition)
+	r.m.Stanza(string(direction(leg.other())), st.kind, outcome, condition)
 	if record {
 		rec := stanzaRecord(st, "", leg.other(), decision, condition+": "+text, "", policy.AuditMeta, "")
 		seq, err := r.rec.record(rec)
@@ -431,7 +432,7 @@ func (s *outSession) run() {
 	// A session record that cannot be written is logged loudly but does
 	// not stop the stream: every stanza on it is recorded (or refused) on
 	// its own, and the stream may be carrying bounces to our own users.
-	auditSession(g.rec, g.log, sessionRecord("session.open", s.id, s.key.leg, s.facts(os), os.sc.conn.RemoteAddr().String(), "allow", "", decision.Revision))
+	auditSession(g.rec, g.log, sessionRecord(audit.EventSessionOpen, s.id, s.key.leg, s.facts(os), os.sc.conn.RemoteAddr().String(), audit.DecisionAllow, "", decision.Revision))
 	s.mu.Lock()
 	s.os = os
 	s.ready = true
@@ -474,15 +475,15 @@ func (s *outSession) failAll(cond, text string, err error) {
 // preConnectFacts are what the policy knows of an outbound (outside leg)
 // stream before connecting: the domains; tls and auth are empty.
 func (s *outSession) preConnectFacts() *policy.SessionInput {
-	return &policy.SessionInput{Direction: "outbound", LocalDomain: s.key.from, RemoteDomain: s.key.to}
+	return &policy.SessionInput{Direction: policy.Outbound, LocalDomain: s.key.from, RemoteDomain: s.key.to}
 }
 
 // facts describe an established outgoing stream for the audit log and
 // the policy.
 func (s *outSession) facts(os *outStream) *policy.SessionInput {
-	in := &policy.SessionInput{Direction: "outbound", LocalDomain: s.key.from, RemoteDomain: s.key.to, Auth: os.auth, RemoteIP: remoteIP(os.sc.conn)}
+	in := &policy.SessionInput{Direction: policy.Outbound, LocalDomain: s.key.from, RemoteDomain: s.key.to, Auth: os.auth, RemoteIP: remoteIP(os.sc.conn)}
 	if s.key.leg == LegInside {
-		in.Direction = "inbound"
+		in.Direction = policy.Inbound
 		in.LocalDomain, in.RemoteDomain = s.key.to, s.key.from
 	}
 	in.TLS = tlsInfo(os.sc.tls, os.verdict)
@@ -604,10 +605,7 @@ func (s *outSession) writeBatch(batch []*stanza) error {
 	}
 	s.stanzas.Add(uint64(len(batch)))
 	m := s.r.m
-	dir := "outbound"
-	if s.key.leg == LegInside {
-		dir = "inbound"
-	}
+	dir := string(direction(s.key.leg.other()))
 	n := 0
 	for _, st := range batch {
 		m.Stanza(dir, st.kind, metrics.OutcomeRelayed, metrics.None)
@@ -687,5 +685,5 @@ func (s *outSession) recordClose(reason string) {
 		reason = s.cutWhy
 	}
 	s.mu.Unlock()
-	auditSession(s.r.rec, s.log, sessionRecord("session.close", s.id, s.key.leg, s.facts(s.os), s.os.sc.conn.RemoteAddr().String(), "", reason, ""))
+	auditSession(s.r.rec, s.log, sessionRecord(audit.EventSessionClose, s.id, s.key.leg, s.facts(s.os), s.os.sc.conn.RemoteAddr().String(), "", reason, ""))
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/xmppedge/xmppedge/internal/audit"
 	"github.com/xmppedge/xmppedge/internal/metrics"
 	"github.com/xmppedge/xmppedge/policy"
 )
@@ -136,12 +137,12 @@ func sessionAuditStage(rec recorder, log *slog.Logger) SessionStage {
 				return next.HandleSession(ctx, c)
 			}
 			d := &c.decision
-			verdict := "allow"
+			verdict := audit.DecisionAllow
 			switch {
 			case !d.Allow:
-				verdict = "deny"
+				verdict = audit.DecisionDeny
 			case d.WouldDeny:
-				verdict = "would-deny"
+				verdict = audit.DecisionWouldDeny
 			}
 			if _, err := rec.record(sessionRecord(c.record, c.session, c.leg, c.facts, c.remoteAddr, verdict, d.Reason, d.Revision)); err != nil {
 				log.Error("AUDIT LOG NOT WRITABLE: session refused", "event", c.record, "session", c.session, "err", err)

@@ -23,7 +23,7 @@ func auditStage(rec recorder, router *Router) Stage {
 			if d.Audit == policy.AuditHash && !st.contentDone {
 				fillContent(st.in, st) // the hash is of the bodies
 			}
-			if st.verdict == "allow" && d.Audit == policy.AuditNone && len(st.stripped) == 0 {
+			if st.verdict == audit.DecisionAllow && d.Audit == policy.AuditNone && len(st.stripped) == 0 {
 				return next.HandleStanza(ctx, st)
 			}
 			seq, err := rec.record(stanzaRecordOf(st, out, d, st.verdict, st.in.Body))
@@ -67,7 +67,7 @@ func (r *refuser) refuse(st *inStanza, from, to, condition, text string) {
 		raw: st.el.Raw, kind: st.el.Local, typ: strings.Clone(st.el.Type), id: strings.Clone(st.el.ID),
 		from: from, to: to, fromDomain: st.fromDomain, toDomain: st.toDomain,
 	}
-	rec := stanzaRecord(out, st.session, st.leg, "bounced", condition+": "+text, "", policy.AuditMeta, "")
+	rec := stanzaRecord(out, st.session, st.leg, audit.DecisionBounced, condition+": "+text, "", policy.AuditMeta, "")
 	out.raw = nil // the record has its size; the bounce is built from the fields
 	if from != st.el.From {
 		rec.FromSent = st.el.From

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/xmppedge/xmppedge/internal/audit"
 	"github.com/xmppedge/xmppedge/internal/jid"
 	"github.com/xmppedge/xmppedge/internal/metrics"
 	"github.com/xmppedge/xmppedge/internal/payload"
@@ -25,11 +26,11 @@ func policyStage(pol Policy, m *metrics.Metrics) Stage {
 			m.PolicyDecision(metrics.PolicyKindStanza, time.Since(start), st.decision.Cached, false)
 			switch d := &st.decision; {
 			case !d.Allow:
-				st.verdict = "deny"
+				st.verdict = audit.DecisionDeny
 			case d.WouldDeny:
-				st.verdict = "would-deny"
+				st.verdict = audit.DecisionWouldDeny
 			default:
-				st.verdict = "allow"
+				st.verdict = audit.DecisionAllow
 			}
 			return next.HandleStanza(ctx, st)
 		})

@@ -3,6 +3,7 @@ package edge
 import (
 	"context"
 
+	"github.com/xmppedge/xmppedge/internal/audit"
 	"github.com/xmppedge/xmppedge/internal/xmlstream"
 	"github.com/xmppedge/xmppedge/policy"
 )
@@ -18,7 +19,7 @@ func rewriteStage(limits func() *Limits) Stage {
 				raw, err := forwardBytes(st, d.Strip, limits().MaxStanzaSize)
 				if err != nil {
 					st.log.Warn("stanza cannot be rewritten: refused", "kind", st.el.Local, "from", st.el.From, "to", st.el.To, "err", err)
-					d.Allow, st.verdict = false, "deny"
+					d.Allow, st.verdict = false, audit.DecisionDeny
 					d.Error, d.Reason = "policy-violation", "the stanza cannot be forwarded in the form the policy requires (it would be too large rewritten)"
 				}
 				st.raw = raw

@@ -23,7 +23,7 @@ func routeStage(router *Router, m *metrics.Metrics) Stage {
 			if _, known := stanzaErrorType[cond]; !known && !definedStanzaCondition(cond) {
 				cond = policy.DefaultStanzaError
 			}
-			m.Stanza(direction(st.leg), out.kind, metrics.OutcomeDenied, cond)
+			m.Stanza(string(direction(st.leg)), out.kind, metrics.OutcomeDenied, cond)
 			st.log.Info("stanza refused by policy", "kind", out.kind, "from", out.from, "to", out.to, "reason", d.Reason, "policy_revision", d.Revision)
 			router.bounce(out, dest, cond, d.Reason)
 			return next.HandleStanza(ctx, st)

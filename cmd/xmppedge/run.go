@@ -329,7 +329,7 @@ func (n *node) waitForSignals(ctx context.Context) string {
 // auditSignalReload puts a SIGHUP reload on record, like the admin API's
 // POST /reload.
 func (n *node) auditSignalReload(ctx context.Context, reloadErr error) {
-	r := &audit.Record{Event: audit.EventAdmin, Actor: "signal SIGHUP", Action: admin.ActionReload, Decision: "allow"}
+	r := &audit.Record{Event: audit.EventAdmin, Actor: "signal SIGHUP", Action: admin.ActionReload, Decision: audit.DecisionAllow}
 	if reloadErr != nil {
 		r.Decision = "error"
 		r.Reason = "rejected, the running configuration is kept: " + strings.Join(strings.Fields(strings.ReplaceAll(reloadErr.Error(), "\n", "; ")), " ")
