@@ -18,6 +18,7 @@ import (
 	"github.com/caddyserver/certmagic"
 	"github.com/mholt/acmez/v3"
 	"github.com/mholt/acmez/v3/acme"
+	"go.uber.org/zap"
 )
 
 // ALPNACMETLS is the ALPN protocol id of the ACME TLS-ALPN-01 challenge
@@ -147,26 +148,12 @@ func NewACMEStore(ctx context.Context, domains []string, cfg ACMEConfig, static 
 }
 
 func startACME(ctx context.Context, domains []string, cfg ACMEConfig, log *slog.Logger) (*acmeManager, error) {
-	switch {
-	case cfg.CA == "":
-		return nil, errors.New("ACME: no CA directory URL is configured (tls.acme.ca)")
-	case cfg.Email == "":
-		return nil, errors.New("ACME: no account e-mail is configured (tls.acme.email)")
-	case cfg.Storage == "":
-		return nil, errors.New("ACME: no storage folder is configured (tls.acme.storage)")
-	case cfg.HTTPListen == "" && cfg.TLSALPNListen == "":
-		return nil, errors.New("ACME: neither an HTTP-01 listener (tls.acme.http_listen) nor a direct-TLS listener for TLS-ALPN-01 is configured, so no challenge can be answered")
+	if err := checkACMEConfig(cfg); err != nil {
+		return nil, err
 	}
-	var roots *x509.CertPool
-	if cfg.CARoot != "" {
-		certs, err := readCertificatesFile(cfg.CARoot)
-		if err != nil {
-			return nil, fmt.Errorf("ACME CA root file %s: %w", cfg.CARoot, err)
-		}
-		roots = x509.NewCertPool()
-		for _, c := range certs {
-			roots.AddCert(c)
-		}
+	roots, err := acmeCARoots(cfg.CARoot)
+	if err != nil {
+		return nil, err
 	}
 	listenHost, httpPort, tlsPort, err := challengeAddresses(cfg.HTTPListen, cfg.TLSALPNListen)
 	if err != nil {
@@ -186,19 +173,7 @@ func startACME(ctx context.Context, domains []string, cfg ACMEConfig, log *slog.
 		m.checkInterval = certmagic.DefaultRenewCheckInterval
 	}
 	zlog := zapToSlog(log)
-	// Our own cache and config: certmagic's package-level Default and
-	// default cache are never used nor changed.
-	var magic *certmagic.Config
-	m.cache = certmagic.NewCache(certmagic.CacheOptions{
-		GetConfigForCert:   func(certmagic.Certificate) (*certmagic.Config, error) { return magic, nil },
-		RenewCheckInterval: m.checkInterval,
-		OCSPCheckInterval:  m.checkInterval,
-		Logger:             zlog,
-	})
-	magic = certmagic.New(m.cache, certmagic.Config{
-		Storage: &certmagic.FileStorage{Path: cfg.Storage},
-		Logger:  zlog,
-	})
+	m.magic = m.newCertmagicConfig(cfg.Storage, zlog)
 	template := certmagic.ACMEIssuer{
 		CA:                      cfg.CA,
 		Email:                   cfg.Email,
@@ -214,41 +189,105 @@ func startACME(ctx context.Context, domains []string, cfg ACMEConfig, log *slog.
 	if cfg.EAB != nil {
 		template.ExternalAccount = &acme.EAB{KeyID: cfg.EAB.KeyID, MACKey: cfg.EAB.MACKey}
 	}
-	issuer := certmagic.NewACMEIssuer(magic, template)
-	magic.Issuers = []certmagic.Issuer{issuer}
-	m.magic = magic
+	issuer := certmagic.NewACMEIssuer(m.magic, template)
+	m.magic.Issuers = []certmagic.Issuer{issuer}
 
 	if cfg.HTTPListen != "" {
-		ln, err := net.Listen("tcp", cfg.HTTPListen)
-		if err != nil {
+		if err := m.serveHTTPChallenges(cfg.HTTPListen, issuer); err != nil {
 			m.cache.Stop()
-			return nil, fmt.Errorf("ACME: cannot listen for HTTP-01 challenges on %s (tls.acme.http_listen; is another server on it?): %w", cfg.HTTPListen, err)
+			return nil, err
 		}
-		m.httpServer = &http.Server{
-			Handler:           issuer.HTTPChallengeHandler(http.NotFoundHandler()),
-			ReadHeaderTimeout: 10 * time.Second,
-			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-		}
-		m.httpDone = make(chan struct{})
-		go func() {
-			defer close(m.httpDone)
-			_ = m.httpServer.Serve(ln)
-		}()
-		log.Info("answering ACME HTTP-01 challenges", slog.String("listen", ln.Addr().String()))
 	}
 
-	if err := magic.ManageSync(ctx, domains); err != nil {
+	if err := m.magic.ManageSync(ctx, domains); err != nil {
 		m.close()
 		return nil, fmt.Errorf("ACME: getting certificates for %s from %s failed (check that the CA reaches this gateway for the challenge: DNS of the domain, port 80 to %q, port 443 to %q): %w",
 			strings.Join(domains, ", "), cfg.CA, cfg.HTTPListen, cfg.TLSALPNListen, err)
 	}
-	for _, d := range domains {
+	m.logServed()
+	return m, nil
+}
+
+// checkACMEConfig says which required setting of cfg is missing.
+func checkACMEConfig(cfg ACMEConfig) error {
+	switch {
+	case cfg.CA == "":
+		return errors.New("ACME: no CA directory URL is configured (tls.acme.ca)")
+	case cfg.Email == "":
+		return errors.New("ACME: no account e-mail is configured (tls.acme.email)")
+	case cfg.Storage == "":
+		return errors.New("ACME: no storage folder is configured (tls.acme.storage)")
+	case cfg.HTTPListen == "" && cfg.TLSALPNListen == "":
+		return errors.New("ACME: neither an HTTP-01 listener (tls.acme.http_listen) nor a direct-TLS listener for TLS-ALPN-01 is configured, so no challenge can be answered")
+	}
+	return nil
+}
+
+// acmeCARoots reads the roots that sign the ACME server's HTTPS
+// certificate from file; "" gives nil (the system roots).
+func acmeCARoots(file string) (*x509.CertPool, error) {
+	if file == "" {
+		return nil, nil
+	}
+	certs, err := readCertificatesFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("ACME CA root file %s: %w", file, err)
+	}
+	roots := x509.NewCertPool()
+	for _, c := range certs {
+		roots.AddCert(c)
+	}
+	return roots, nil
+}
+
+// newCertmagicConfig makes m's own certmagic cache (m.cache) and the
+// config over the file storage at folder, which it returns without
+// issuers. Our own cache and config: certmagic's package-level Default
+// and default cache are never used nor changed.
+func (m *acmeManager) newCertmagicConfig(folder string, zlog *zap.Logger) *certmagic.Config {
+	var magic *certmagic.Config
+	m.cache = certmagic.NewCache(certmagic.CacheOptions{
+		GetConfigForCert:   func(certmagic.Certificate) (*certmagic.Config, error) { return magic, nil },
+		RenewCheckInterval: m.checkInterval,
+		OCSPCheckInterval:  m.checkInterval,
+		Logger:             zlog,
+	})
+	magic = certmagic.New(m.cache, certmagic.Config{
+		Storage: &certmagic.FileStorage{Path: folder},
+		Logger:  zlog,
+	})
+	return magic
+}
+
+// serveHTTPChallenges listens on addr and answers the HTTP-01 challenges
+// of issuer there until m is closed.
+func (m *acmeManager) serveHTTPChallenges(addr string, issuer *certmagic.ACMEIssuer) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("ACME: cannot listen for HTTP-01 challenges on %s (tls.acme.http_listen; is another server on it?): %w", addr, err)
+	}
+	m.httpServer = &http.Server{
+		Handler:           issuer.HTTPChallengeHandler(http.NotFoundHandler()),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(m.log.Handler(), slog.LevelWarn),
+	}
+	m.httpDone = make(chan struct{})
+	go func() {
+		defer close(m.httpDone)
+		_ = m.httpServer.Serve(ln)
+	}()
+	m.log.Info("answering ACME HTTP-01 challenges", slog.String("listen", ln.Addr().String()))
+	return nil
+}
+
+// logServed logs the certificate served for each managed domain.
+func (m *acmeManager) logServed() {
+	for _, d := range m.domains {
 		if c := m.current(d); c != nil {
-			log.Info("serving ACME certificate", slog.String("domain", d),
+			m.log.Info("serving ACME certificate", slog.String("domain", d),
 				slog.String("issuer", issuerName(c.Leaf)), slog.Time("not_after", c.Leaf.NotAfter))
 		}
 	}
-	return m, nil
 }
 
 // challengeAddresses derives certmagic's single ListenHost and the two

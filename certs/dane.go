@@ -33,17 +33,7 @@ const (
 )
 
 func (s DANEStatus) String() string {
-	switch s {
-	case DANENotApplicable:
-		return "not applicable"
-	case DANEMatched:
-		return "matched"
-	case DANEFailed:
-		return "failed"
-	case DANELookupFailed:
-		return "lookup failed"
-	}
-	return fmt.Sprintf("DANEStatus(%d)", int(s))
+	return outcomeName("DANEStatus", int(s), "not applicable", "matched", "failed", "lookup failed")
 }
 
 // DANEResult is the outcome of VerifyDANE.

@@ -35,17 +35,7 @@ const (
 )
 
 func (s POSHStatus) String() string {
-	switch s {
-	case POSHNotApplicable:
-		return "not applicable"
-	case POSHMatched:
-		return "matched"
-	case POSHFailed:
-		return "failed"
-	case POSHError:
-		return "error"
-	}
-	return fmt.Sprintf("POSHStatus(%d)", int(s))
+	return outcomeName("POSHStatus", int(s), "not applicable", "matched", "failed", "error")
 }
 
 // POSHResult is the outcome of VerifyPOSH.

@@ -3,7 +3,6 @@ package certs
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
@@ -110,19 +109,13 @@ func loadKeyPair(pair KeyPairFiles) (storeEntry, error) {
 
 // checkKeyPEM gives a clear reason when a key file is not a PEM key.
 func checkKeyPEM(data []byte) error {
-	sawPEM := false
-	for {
-		var block *pem.Block
-		block, data = pem.Decode(data)
-		if block == nil {
-			break
-		}
-		sawPEM = true
+	blocks := pemBlocks(data)
+	for _, block := range blocks {
 		if block.Type == "PRIVATE KEY" || strings.HasSuffix(block.Type, " PRIVATE KEY") {
 			return nil
 		}
 	}
-	if !sawPEM {
+	if len(blocks) == 0 {
 		return errors.New("is not PEM (expected -----BEGIN PRIVATE KEY-----)")
 	}
 	return errors.New("holds no PRIVATE KEY block")

@@ -3,7 +3,6 @@ package certs
 import (
 	"crypto/x509"
 	"encoding/asn1"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"net/http"
@@ -107,14 +106,8 @@ func readCertificatesFile(file string) ([]*x509.Certificate, error) {
 // ignored. No certificate at all is an error.
 func parseCertificatesPEM(data []byte) ([]*x509.Certificate, error) {
 	var certs []*x509.Certificate
-	sawPEM := false
-	for {
-		var block *pem.Block
-		block, data = pem.Decode(data)
-		if block == nil {
-			break
-		}
-		sawPEM = true
+	blocks := pemBlocks(data)
+	for _, block := range blocks {
 		if block.Type != "CERTIFICATE" {
 			continue
 		}
@@ -124,7 +117,7 @@ func parseCertificatesPEM(data []byte) ([]*x509.Certificate, error) {
 		}
 		certs = append(certs, c)
 	}
-	if !sawPEM {
+	if len(blocks) == 0 {
 		return nil, errors.New("is not PEM (expected -----BEGIN CERTIFICATE-----)")
 	}
 	if len(certs) == 0 {
@@ -288,4 +281,13 @@ func chainFailureReason(err error) string {
 		return "no trusted root certificates are configured"
 	}
 	return "certificate chain is not valid: " + err.Error()
+}
+
+// outcomeName names outcome n of a check (DANE, POSH) whose outcomes,
+// numbered from 0, are names; any other n is shown as kind(n).
+func outcomeName(kind string, n int, names ...string) string {
+	if n >= 0 && n < len(names) {
+		return names[n]
+	}
+	return fmt.Sprintf("%s(%d)", kind, n)
 }

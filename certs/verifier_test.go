@@ -244,3 +244,26 @@ func TestVerifierHandlesCriticalOtherNameSAN(t *testing.T) {
 		t.Fatal("Verify modified the caller's certificate")
 	}
 }
+
+func TestOutcomeNames(t *testing.T) {
+	tests := []struct {
+		got, want string
+	}{
+		{DANENotApplicable.String(), "not applicable"},
+		{DANEMatched.String(), "matched"},
+		{DANEFailed.String(), "failed"},
+		{DANELookupFailed.String(), "lookup failed"},
+		{DANEStatus(4).String(), "DANEStatus(4)"},
+		{DANEStatus(-1).String(), "DANEStatus(-1)"},
+		{POSHNotApplicable.String(), "not applicable"},
+		{POSHMatched.String(), "matched"},
+		{POSHFailed.String(), "failed"},
+		{POSHError.String(), "error"},
+		{POSHStatus(7).String(), "POSHStatus(7)"},
+	}
+	for _, tt := range tests {
+		if tt.got != tt.want {
+			t.Errorf("String() = %q, want %q", tt.got, tt.want)
+		}
+	}
+}

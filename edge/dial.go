@@ -223,10 +223,10 @@ type candidate struct {
 // every attempt's error.
 func (g *Gateway) dial(ctx context.Context, leg Leg, from, to string, ready readyFunc) (*outStream, error) {
 	if leg == LegInside {
-		return g.attempt(ctx, leg, candidate{addr: g.opt.InsideServer}, from, to, false, ready)
+		return g.attempt(ctx, leg, candidate{addr: g.opt.Inside.Server}, from, to, false, ready)
 	}
 	start := time.Now()
-	targets, err := g.opt.Resolver.LookupS2S(ctx, to)
+	targets, err := g.opt.Outside.Resolver.LookupS2S(ctx, to)
 	g.m.DNSLookup(metrics.QTypeSRV, time.Since(start), err)
 	if err != nil {
 		return nil, &dialError{stage: stageResolve, err: fmt.Errorf("resolve %s: %w", to, err)}
@@ -248,7 +248,7 @@ func (g *Gateway) dial(ctx context.Context, leg Leg, from, to string, ready read
 dialing:
 	for i, t := range targets {
 		start := time.Now()
-		addrs, err := g.opt.Resolver.LookupHost(ctx, t.Host)
+		addrs, err := g.opt.Outside.Resolver.LookupHost(ctx, t.Host)
 		g.m.DNSLookup(metrics.QTypeA, time.Since(start), err)
 		if err != nil {
 			record(&dialError{stage: stageResolve, err: fmt.Errorf("resolve %s: %w", t.Host, err)})
@@ -401,7 +401,7 @@ func (g *Gateway) negotiateOut(ctx context.Context, c net.Conn, leg Leg, from, t
 		sc.setStreamID(h.ID)
 		if h.Version == "" {
 			// A pre-RFC 3920 server: no features, dialback only.
-			if sc.tls == nil && ((leg == LegOutside && g.opt.RequireTLS) || (leg == LegInside && g.opt.InsideTLS == "required")) {
+			if sc.tls == nil && ((leg == LegOutside && g.opt.Outside.RequireTLS) || (leg == LegInside && g.opt.Inside.TLS == TLSRequired)) {
 				return nil, fail(stageTLS, errors.New("the remote server does not support TLS (no stream version)"))
 			}
 			os.features = &xmlstream.Node{}
@@ -423,7 +423,7 @@ func (g *Gateway) negotiateOut(ctx context.Context, c net.Conn, leg Leg, from, t
 		if err != nil {
 			return nil, fail(stageStream, &StreamError{Condition: "not-well-formed", Text: err.Error()})
 		}
-		if sc.tls == nil && f.Child(xmlstream.NSTLS, "starttls") != nil && (leg == LegOutside || g.opt.InsideTLS != "off") {
+		if sc.tls == nil && f.Child(xmlstream.NSTLS, "starttls") != nil && (leg == LegOutside || g.opt.Inside.TLS != TLSOff) {
 			if err := sc.writeRaw([]byte("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")); err != nil {
 				return nil, fail(stageTLS, err)
 			}
@@ -448,7 +448,7 @@ func (g *Gateway) negotiateOut(ctx context.Context, c net.Conn, leg Leg, from, t
 			os.verdict = &v
 			continue
 		}
-		if sc.tls == nil && ((leg == LegOutside && g.opt.RequireTLS) || (leg == LegInside && g.opt.InsideTLS == "required")) {
+		if sc.tls == nil && ((leg == LegOutside && g.opt.Outside.RequireTLS) || (leg == LegInside && g.opt.Inside.TLS == TLSRequired)) {
 			return nil, fail(stageTLS, &StreamError{Condition: "policy-violation", Text: "TLS is required and " + to + " does not offer STARTTLS"})
 		}
 		os.features = f
@@ -555,8 +555,8 @@ func (g *Gateway) authenticate(ctx context.Context, os *outStream) error {
 // Else PKIX with RFC 6125 identity; when that fails and POSH is on, a POSH
 // delegation of domain can vouch for the certificate.
 func (g *Gateway) verifyPeer(ctx context.Context, chain []*x509.Certificate, domain string, target resolve.Target) certs.Verdict {
-	if g.opt.DANEResolver != "" && target.Host != "" && len(chain) > 0 && g.srvSecure(ctx, domain, target) {
-		r := g.opt.Verifier.VerifyDANEWith(ctx, chain, certs.DANEQuery{Host: target.Host, Port: target.Port, Domain: domain}, certs.DNSSECResolver{Addr: g.opt.DANEResolver})
+	if g.opt.Outside.DANEResolver != "" && target.Host != "" && len(chain) > 0 && g.srvSecure(ctx, domain, target) {
+		r := g.opt.Verifier.VerifyDANEWith(ctx, chain, certs.DANEQuery{Host: target.Host, Port: target.Port, Domain: domain}, certs.DNSSECResolver{Addr: g.opt.Outside.DANEResolver})
 		switch r.Status {
 		case certs.DANEMatched:
 			return r.Verdict
@@ -568,7 +568,7 @@ func (g *Gateway) verifyPeer(ctx context.Context, chain []*x509.Certificate, dom
 		}
 	}
 	v := g.opt.Verifier.Verify(chain, domain, time.Now())
-	if !v.Valid && g.opt.POSH && len(chain) > 0 {
+	if !v.Valid && g.opt.Outside.POSH && len(chain) > 0 {
 		pr := g.opt.Verifier.VerifyPOSH(ctx, chain, domain)
 		switch pr.Status {
 		case certs.POSHMatched:
@@ -595,7 +595,7 @@ func (g *Gateway) srvSecure(ctx context.Context, domain string, target resolve.T
 	m.SetQuestion(dns.Fqdn(service+domain), dns.TypeSRV)
 	m.SetEdns0(1232, true)
 	c := &dns.Client{Timeout: 3 * time.Second}
-	resp, _, err := c.ExchangeContext(ctx, m, g.opt.DANEResolver)
+	resp, _, err := c.ExchangeContext(ctx, m, g.opt.Outside.DANEResolver)
 	if err != nil || resp.Rcode != dns.RcodeSuccess || !resp.AuthenticatedData {
 		return false
 	}
@@ -611,8 +611,8 @@ func (g *Gateway) srvSecure(ctx context.Context, domain string, target resolve.T
 // leg xmppedge presents a certificate of its internal CA for the remote
 // domain it stands in for (from).
 func (g *Gateway) clientTLS(leg Leg, from, to string) *tls.Config {
-	if leg == LegInside && g.opt.InsideCA != nil {
-		return g.opt.InsideCA.ClientConfig(from, to)
+	if leg == LegInside && g.opt.Inside.CA != nil {
+		return g.opt.Inside.CA.ClientConfig(from, to)
 	}
 	return g.certs().ClientConfig(from, to, false)
 }
@@ -621,7 +621,7 @@ func (g *Gateway) clientTLS(leg Leg, from, to string) *tls.Config {
 // leg (and so may try SASL EXTERNAL).
 func (g *Gateway) haveClientCert(leg Leg, domain string) bool {
 	if leg == LegInside {
-		return g.opt.InsideCA != nil
+		return g.opt.Inside.CA != nil
 	}
 	return g.certs().Certificate(domain) != nil
 }

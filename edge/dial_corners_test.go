@@ -295,7 +295,7 @@ func TestOutgoingTriesNextServer(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			// Generous: the silent server may take half of it, and the
 			// good one must then finish TLS and dialback in the rest.
-			env := newTestEnv(t, func(o *Options) { o.ConnectTimeout = 8 * time.Second })
+			env := newTestEnv(t, func(o *Options) { o.Limits.ConnectTimeout = 8 * time.Second })
 			if tt.requireCert {
 				env.pol.requireCert = map[string]bool{"partner.test": true}
 			}
@@ -367,7 +367,7 @@ func TestOutgoingFailureConditions(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			m := metrics.New("test")
-			env := newTestEnv(t, func(o *Options) { o.ConnectTimeout = 2 * time.Second; o.Metrics = m })
+			env := newTestEnv(t, func(o *Options) { o.Limits.ConnectTimeout = 2 * time.Second; o.Metrics = m })
 			if tt.requireCert {
 				env.pol.requireCert = map[string]bool{"partner.test": true}
 			}
@@ -433,7 +433,7 @@ func TestVerifyKeyConditions(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			env := newTestEnv(t, func(o *Options) { o.ConnectTimeout = 2 * time.Second })
+			env := newTestEnv(t, func(o *Options) { o.Limits.ConnectTimeout = 2 * time.Second })
 			if tg := tt.target(t, env); tg != nil {
 				env.res.setTargets("partner.test", *tg)
 			}

@@ -14,14 +14,15 @@
 //     are verified against the claimed domain's authoritative server: for
 //     the inside leg that is the configured internal server, for the outside
 //     leg the server that DNS (SRV) names for the domain.
-//   - Each stanza read from an authenticated pair walks the stanza path
-//     (pipeline.go): its from and to are prepared per RFC 7622 (a
-//     malformed one is bounced with jid-malformed), its from must be a
-//     domain authenticated on this stream and its to a domain on the far
-//     side; the remote domain's stanza rate is applied; the policy
-//     decides on the canonical addresses (and on the content and payload
-//     facts when it reads them); the audit record is written; and the
-//     stanza is handed to the [Router].
+//   - Each stanza read from an authenticated pair walks the stanza path, a
+//     chain of [StanzaHandler] stages whose order is written once
+//     (chain.go): addressing (from and to prepared per RFC 7622, a
+//     malformed one bounced with jid-malformed; the from domain must be
+//     authenticated on this stream for the to domain) → limits (the
+//     remote domain's stanza rate) → policy (on the canonical addresses,
+//     and on the content and payload facts when it reads them) → rewrite
+//     → audit → route (the [Router], or a bounce). Session decisions walk
+//     a [SessionHandler] chain of the same kind (session_path.go).
 //   - The router keeps one outgoing stream per (leg, from-domain, to-domain).
 //     An outgoing stream is negotiated in the initiating role: connect (SRV
 //     for the outside, inside.server for the inside), STARTTLS or direct
@@ -39,7 +40,10 @@
 // canonically from the tree the policy judged. Either way what the receiver
 // parses is what was checked.
 //
-// Every session and stanza is decided by the [Policy] and recorded by the
-// [Auditor]; without either the gateway does not start (fail closed).
+// Every session and stanza is decided by the [Policy] and recorded through
+// an audit.Sink (Options.Audit); without either the gateway does not start
+// (fail closed). Sessions are kept in one generic registry per kind
+// (registry.go); the router and its outgoing streams get the narrow
+// dependencies they use (routerDeps), not the Gateway.
 // ARCHITECTURE.md at the top of the repository is the one-page map.
 package edge

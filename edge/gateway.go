@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/xmppedge/xmppedge/certs"
+	"github.com/xmppedge/xmppedge/internal/audit"
 	"github.com/xmppedge/xmppedge/internal/limit"
 	"github.com/xmppedge/xmppedge/internal/metrics"
 	"github.com/xmppedge/xmppedge/internal/resolve"
@@ -60,90 +61,119 @@ const maxLimitKeys = 65536
 // attacker must not be able to flood the log.
 const refusedLogInterval = 10 * time.Second
 
-// Options configures a Gateway. Zero durations and sizes take the defaults
-// documented on each field.
+// Options configures a Gateway. The zero value of every optional field
+// takes the default documented on it; New refuses options that would let
+// traffic pass unchecked (no policy, no audit sink, no certificates).
 type Options struct {
 	// Domains are the local domains: they live on the internal server.
 	Domains []string
 
-	InsideListen []string       // where the internal server connects to us
-	InsideServer string         // host:port of the internal server's s2s listener
-	InsideAllow  []netip.Prefix // source networks allowed on the inside listeners
+	Inside  InsideOptions  // the leg to the company's internal server
+	Outside OutsideOptions // the leg to the Internet
 
-	OutsideListen    []string // s2s listeners with STARTTLS
-	OutsideListenTLS []string // s2s listeners with direct TLS (XEP-0368)
-	RequireTLS       bool     // refuse outside streams that do not use TLS
+	Certificates *certs.Store    // certificates of the local domains; required
+	Verifier     *certs.Verifier // peer certificate verification; required
 
-	Certificates *certs.Store    // certificates of the local domains; required for the outside leg
-	Verifier     *certs.Verifier // peer certificate verification
+	DialbackSecret string // shared by every node of a deployment; required
+
+	Policy Policy     // decides every session and stanza; required
+	Audit  audit.Sink // records every session and stanza; required
+
+	// Metrics receives the gateway's counters; nil records nothing.
+	Metrics *metrics.Metrics
+	// Limits are the bounds a reload may change; zero fields take the
+	// defaults documented on Limits.
+	Limits Limits
+	Logger *slog.Logger // nil: discard
+}
+
+// InsideOptions configures the inside leg: where the internal server
+// connects to xmppedge, and where xmppedge delivers to it.
+type InsideOptions struct {
+	Listen []string       // where the internal server connects to us
+	Server string         // host:port of the internal server's s2s listener
+	Allow  []netip.Prefix // source networks allowed on the inside listeners
+	// TLS is the inside leg's TLS (default TLSOff). CA mints the
+	// certificates xmppedge presents there for the remote domains it
+	// stands in for; required unless TLS is off.
+	TLS TLSMode
+	CA  *certs.InternalCA
+}
+
+// OutsideOptions configures the outside leg: the listeners partners
+// connect to, and how xmppedge finds and checks the partners' servers.
+type OutsideOptions struct {
+	Listen     []string // s2s listeners with STARTTLS
+	ListenTLS  []string // s2s listeners with direct TLS (XEP-0368)
+	RequireTLS bool     // refuse outside streams that do not use TLS
+	Resolver   Resolver // SRV/A/AAAA lookups; required
 	// DANEResolver, when set ("IP:PORT" of a validating resolver), makes
 	// authenticated TLSA records (RFC 7673) decide the certificates of the
 	// servers xmppedge connects to.
 	DANEResolver string
 	// POSH accepts a certificate that fails PKIX when the domain delegates
 	// to it with POSH (RFC 7711).
-	POSH     bool
-	Resolver Resolver // SRV/A/AAAA lookups for the outside leg
-
-	DialbackSecret string // shared by every node of a deployment
-
-	Policy  Policy  // decides every session and stanza; required
-	Auditor Auditor // records every session and stanza; required
-
-	// InsideTLS is the inside leg's TLS: "off" (default), "optional" or
-	// "required". InsideCA mints the certificates xmppedge presents there
-	// for the remote domains it stands in for.
-	InsideTLS string
-	InsideCA  *certs.InternalCA
-
-	// Metrics receives the gateway's counters; nil records nothing.
-	Metrics *metrics.Metrics
-
-	MaxStanzaSize  int           // default 512 KiB
-	QueueSize      int           // stanzas waiting per outgoing stream, default 10000
-	ConnectTimeout time.Duration // default 10s: connect + negotiate + authenticate one stream
-	IdleTimeout    time.Duration // default 10m: close outgoing streams idle this long
-	// Limits sets the per-source and per-domain limits (the fields above
-	// it repeats are taken from the fields above); zero fields take the
-	// defaults documented on Limits.
-	Limits Limits
-
-	Logger *slog.Logger
+	POSH bool
 }
 
-func (o *Options) setDefaults() {
-	if o.MaxStanzaSize == 0 {
-		o.MaxStanzaSize = 512 << 10
+// TLSMode is the TLS requirement of the inside leg.
+type TLSMode string
+
+// The inside leg's TLS modes.
+const (
+	TLSOff      TLSMode = "off"      // no STARTTLS offered or used
+	TLSOptional TLSMode = "optional" // offered and used when the peer offers it
+	TLSRequired TLSMode = "required" // streams without TLS are refused
+)
+
+// defaultLimits are the limits of a gateway whose options set none.
+func defaultLimits() Limits {
+	return Limits{
+		MaxStanzaSize: 512 << 10, QueueSize: 10000,
+		ConnectTimeout: 10 * time.Second, IdleTimeout: 10 * time.Minute,
+		ConnectionsPerIP: 64, NewConnectionsPerIP: 16, StanzaRate: 200, StanzaBurst: 400,
 	}
-	if o.QueueSize == 0 {
-		o.QueueSize = 10000
+}
+
+// check returns what is missing or wrong in the options, naming the field.
+func (o *Options) check() error {
+	switch {
+	case len(o.Domains) == 0:
+		return errors.New("edge: Options.Domains is empty: a gateway needs at least one local domain")
+	case o.DialbackSecret == "":
+		return errors.New("edge: Options.DialbackSecret is empty")
+	case o.Outside.Resolver == nil:
+		return errors.New("edge: Options.Outside.Resolver is nil")
+	case o.Certificates == nil || o.Verifier == nil:
+		return errors.New("edge: Options.Certificates and Options.Verifier are required")
+	case o.Inside.TLS != TLSOff && o.Inside.TLS != TLSOptional && o.Inside.TLS != TLSRequired:
+		return fmt.Errorf("edge: Options.Inside.TLS is %q: use off, optional or required", o.Inside.TLS)
+	case o.Inside.TLS != TLSOff && o.Inside.CA == nil:
+		return errors.New("edge: Options.Inside.TLS is on but Options.Inside.CA is nil: inside TLS needs the internal CA")
+	case o.Policy == nil || o.Audit == nil:
+		return errors.New("edge: Options.Policy and Options.Audit are required (xmppedge fails closed without them)")
 	}
-	if o.ConnectTimeout == 0 {
-		o.ConnectTimeout = 10 * time.Second
-	}
-	if o.IdleTimeout == 0 {
-		o.IdleTimeout = 10 * time.Minute
-	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
+	return nil
 }
 
 // Gateway is one xmppedge node: its listeners, sessions and router.
 type Gateway struct {
-	opt    Options
-	log    *slog.Logger
-	m      *metrics.Metrics // nil-safe
-	local  map[string]bool
-	router *Router
-	lim    atomic.Pointer[Limits] // swapped by SetLimits
+	opt         Options
+	log         *slog.Logger
+	m           *metrics.Metrics // nil-safe
+	local       map[string]bool
+	router      *Router
+	path        StanzaHandler          // the stanza path (chain.go)
+	sessionPath SessionHandler         // the session path (session_path.go)
+	rec         recorder               // audit records, through Options.Audit
+	lim         atomic.Pointer[Limits] // swapped by SetLimits
 
 	ctx    context.Context // cancelled by Shutdown
 	cancel context.CancelFunc
 
-	mu        sync.Mutex
+	mu        sync.Mutex // guards listeners
 	listeners []net.Listener
-	incoming  map[*inSession]struct{}
+	incoming  *registry[*inSession, *inSession]
 	wg        sync.WaitGroup // accept loops and incoming sessions
 	bg        sync.WaitGroup // outgoing sessions and dialback verifications
 
@@ -161,34 +191,21 @@ type Gateway struct {
 
 // New checks the options and returns a gateway that is not yet listening.
 func New(opt Options) (*Gateway, error) {
-	opt.setDefaults()
-	if len(opt.Domains) == 0 {
-		return nil, errors.New("edge: no local domains configured")
+	if opt.Inside.TLS == "" {
+		opt.Inside.TLS = TLSOff
 	}
-	if opt.DialbackSecret == "" {
-		return nil, errors.New("edge: empty dialback secret")
+	if opt.Logger == nil {
+		opt.Logger = slog.New(slog.DiscardHandler)
 	}
-	if opt.Resolver == nil {
-		return nil, errors.New("edge: no resolver")
-	}
-	if opt.Certificates == nil || opt.Verifier == nil {
-		return nil, errors.New("edge: certificates and verifier are required")
-	}
-	if opt.InsideTLS == "" {
-		opt.InsideTLS = "off"
-	}
-	if opt.InsideTLS != "off" && opt.InsideCA == nil {
-		return nil, errors.New("edge: inside TLS needs the internal CA")
-	}
-	if opt.Policy == nil || opt.Auditor == nil {
-		return nil, errors.New("edge: a policy and an audit log are required (xmppedge fails closed without them)")
+	if err := opt.check(); err != nil {
+		return nil, err
 	}
 	g := &Gateway{
 		opt:      opt,
 		log:      opt.Logger,
 		m:        opt.Metrics,
 		local:    make(map[string]bool),
-		incoming: make(map[*inSession]struct{}),
+		incoming: newRegistry[*inSession, *inSession](),
 
 		verifications: make(chan struct{}, maxVerifications),
 		conns:         make(chan struct{}, maxIncoming),
@@ -204,11 +221,17 @@ func New(opt Options) (*Gateway, error) {
 	}
 	g.preAuth.Store(int64(2 * time.Minute))
 	g.store.Store(opt.Certificates)
-	g.lim.Store(&Limits{MaxStanzaSize: opt.MaxStanzaSize, QueueSize: opt.QueueSize, ConnectTimeout: opt.ConnectTimeout, IdleTimeout: opt.IdleTimeout,
-		ConnectionsPerIP: 64, NewConnectionsPerIP: 16, StanzaRate: 200, StanzaBurst: 400})
+	defaults := defaultLimits()
+	g.lim.Store(&defaults)
 	g.SetLimits(opt.Limits)
 	g.ctx, g.cancel = context.WithCancel(context.Background())
-	g.router = newRouter(g)
+	g.rec = recorder{sink: opt.Audit, m: opt.Metrics}
+	g.sessionPath = g.newSessionPath()
+	g.router = newRouter(routerDeps{
+		ctx: g.ctx, bg: &g.bg, log: g.log, m: g.m, rec: g.rec, limits: g.limits,
+		sessionPath: g.sessionPath, dialer: g, newID: g.newSessionID,
+	})
+	g.path = g.newStanzaPath()
 	return g, nil
 }
 
@@ -216,10 +239,10 @@ func New(opt Options) (*Gateway, error) {
 // and stanzas from then on; established streams keep their stanza size
 // limit.
 type Limits struct {
-	MaxStanzaSize  int
-	QueueSize      int
-	ConnectTimeout time.Duration
-	IdleTimeout    time.Duration
+	MaxStanzaSize  int           // bytes of one stanza (default 512 KiB)
+	QueueSize      int           // stanzas waiting per outgoing stream (default 10000)
+	ConnectTimeout time.Duration // connect + negotiate + authenticate one stream (default 10s)
+	IdleTimeout    time.Duration // close outgoing streams idle this long (default 10m)
 
 	// ConnectionsPerIP bounds the concurrent connections one source
 	// address may hold on the outside listeners (default 64), and
@@ -300,13 +323,13 @@ func (g *Gateway) Start() error {
 		directTLS bool
 	}
 	var specs []spec
-	for _, a := range g.opt.InsideListen {
+	for _, a := range g.opt.Inside.Listen {
 		specs = append(specs, spec{a, LegInside, false})
 	}
-	for _, a := range g.opt.OutsideListen {
+	for _, a := range g.opt.Outside.Listen {
 		specs = append(specs, spec{a, LegOutside, false})
 	}
-	for _, a := range g.opt.OutsideListenTLS {
+	for _, a := range g.opt.Outside.ListenTLS {
 		specs = append(specs, spec{a, LegOutside, true})
 	}
 	var lc net.ListenConfig
@@ -380,25 +403,27 @@ func (g *Gateway) acceptLoop(ln net.Listener, leg Leg, directTLS bool) {
 			}
 		}
 		s := g.newInSession(c, leg, directTLS)
-		g.mu.Lock()
-		if g.ctx.Err() != nil {
-			g.mu.Unlock()
+		// Admitted only while the gateway runs; wg counts it before
+		// Shutdown or Close can take their snapshot.
+		if !g.incoming.add(s, s, func() bool {
+			if g.ctx.Err() != nil {
+				return false
+			}
+			g.wg.Add(1)
+			return true
+		}) {
 			s.cancel()
 			c.Close()
 			<-g.conns
+			release()
 			return
 		}
-		g.incoming[s] = struct{}{}
-		g.wg.Add(1)
-		g.mu.Unlock()
 		go func() {
 			defer g.wg.Done()
 			defer func() { <-g.conns }()
 			defer release()
 			s.serve()
-			g.mu.Lock()
-			delete(g.incoming, s)
-			g.mu.Unlock()
+			g.incoming.remove(s, s)
 		}()
 	}
 }
@@ -439,7 +464,7 @@ func (g *Gateway) insideAllowed(a net.Addr) bool {
 		return false
 	}
 	ip = ip.Unmap()
-	return slices.ContainsFunc(g.opt.InsideAllow, func(p netip.Prefix) bool { return p.Contains(ip) })
+	return slices.ContainsFunc(g.opt.Inside.Allow, func(p netip.Prefix) bool { return p.Contains(ip) })
 }
 
 // Shutdown stops accepting, closes every incoming stream (</stream:stream>,
@@ -447,13 +472,7 @@ func (g *Gateway) insideAllowed(a net.Addr) bool {
 // every outgoing stream. It returns when all is closed or ctx ends.
 func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.closeListeners()
-	g.mu.Lock()
-	var ins []*inSession
-	for s := range g.incoming {
-		ins = append(ins, s)
-	}
-	g.mu.Unlock()
-	for _, s := range ins {
+	for _, s := range g.incoming.snapshot(nil) {
 		s.beginClose()
 	}
 	done := make(chan struct{})
@@ -479,11 +498,9 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 func (g *Gateway) Close() {
 	g.cancel()
 	g.closeListeners()
-	g.mu.Lock()
-	for s := range g.incoming {
+	for _, s := range g.incoming.close() {
 		s.sc.connection().Close()
 	}
-	g.mu.Unlock()
 	g.router.closeAll()
 	g.wg.Wait()
 	g.bg.Wait()
@@ -499,7 +516,7 @@ func (g *Gateway) newSessionID(prefix string) string {
 // internal CA for the remote domain it stands in for.
 func (g *Gateway) serverTLS(leg Leg, toDomain string, alpn bool) *tls.Config {
 	if leg == LegInside {
-		return g.opt.InsideCA.ServerConfig(toDomain)
+		return g.opt.Inside.CA.ServerConfig(toDomain)
 	}
 	fallback := toDomain
 	if fallback == "" || !g.isLocal(fallback) {
@@ -513,13 +530,7 @@ func (g *Gateway) serverTLS(leg Leg, toDomain string, alpn bool) *tls.Config {
 // a policy-violation stream error. It returns how many streams it closed.
 func (g *Gateway) Recheck() int {
 	closed := 0
-	g.mu.Lock()
-	var ins []*inSession
-	for s := range g.incoming {
-		ins = append(ins, s)
-	}
-	g.mu.Unlock()
-	for _, s := range ins {
+	for _, s := range g.incoming.snapshot(nil) {
 		if s.recheck() {
 			closed++
 		}
@@ -535,16 +546,8 @@ func (g *Gateway) Recheck() int {
 // CloseSession closes the stream with id at once (policy-violation stream
 // error, "closed by an administrator"). It reports whether it existed.
 func (g *Gateway) CloseSession(id string) bool {
-	g.mu.Lock()
-	var in *inSession
-	for s := range g.incoming {
-		if s.id == id {
-			in = s
-		}
-	}
-	g.mu.Unlock()
-	if in != nil {
-		in.cut("closed by an administrator", "closed by an administrator")
+	for _, s := range g.incoming.snapshot(func(s, _ *inSession) bool { return s.id == id }) {
+		s.cut("closed by an administrator", "closed by an administrator")
 		return true
 	}
 	return g.router.closeByID(id)
@@ -568,11 +571,9 @@ type SessionInfo struct {
 // Sessions lists the current incoming and outgoing streams.
 func (g *Gateway) Sessions() []SessionInfo {
 	var out []SessionInfo
-	g.mu.Lock()
-	for s := range g.incoming {
+	for _, s := range g.incoming.snapshot(nil) {
 		out = append(out, s.info())
 	}
-	g.mu.Unlock()
 	out = append(out, g.router.infos()...)
 	slices.SortFunc(out, func(a, b SessionInfo) int { return strings.Compare(a.ID, b.ID) })
 	return out

@@ -141,6 +141,10 @@ func (a *fakeAuditor) Append(r *audit.Record) (uint64, error) {
 }
 
 func (a *fakeAuditor) WaitDurable(ctx context.Context, seq uint64) error {
+	return a.Healthy()
+}
+
+func (a *fakeAuditor) Healthy() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.failing {
@@ -148,6 +152,8 @@ func (a *fakeAuditor) WaitDurable(ctx context.Context, seq uint64) error {
 	}
 	return nil
 }
+
+func (a *fakeAuditor) Close() error { return nil }
 
 func (a *fakeAuditor) setFailing(on bool) {
 	a.mu.Lock()
@@ -200,19 +206,23 @@ func newTestEnv(t testing.TB, mods ...func(*Options)) *testEnv {
 	pol := &fakePolicy{deny: map[string]bool{}}
 	aud := &fakeAuditor{}
 	opt := Options{
-		Domains:        []string{"company.test"},
-		InsideListen:   []string{"127.0.0.1:0"},
-		InsideServer:   internal.addr(),
-		InsideAllow:    []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
-		OutsideListen:  []string{"127.0.0.1:0"},
-		RequireTLS:     true,
+		Domains: []string{"company.test"},
+		Inside: InsideOptions{
+			Listen: []string{"127.0.0.1:0"},
+			Server: internal.addr(),
+			Allow:  []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
+		},
+		Outside: OutsideOptions{
+			Listen:     []string{"127.0.0.1:0"},
+			RequireTLS: true,
+			Resolver:   res,
+		},
 		Certificates:   store,
 		Verifier:       ver,
-		Resolver:       res,
 		DialbackSecret: testSecret,
 		Policy:         pol,
-		Auditor:        aud,
-		ConnectTimeout: 3 * time.Second,
+		Audit:          aud,
+		Limits:         Limits{ConnectTimeout: 3 * time.Second},
 		Logger:         slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	for _, m := range mods {
@@ -928,7 +938,7 @@ func TestPOSHDelegation(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				o.Verifier, o.POSH = v, posh
+				o.Verifier, o.Outside.POSH = v, posh
 			})
 			env.pol.requireCert = map[string]bool{"partner.test": true}
 			partner := startFakeServerTLS(t, "partner.test", &tls.Config{Certificates: []tls.Certificate{partnerCert}})

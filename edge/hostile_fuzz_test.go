@@ -38,8 +38,8 @@ import (
 	"time"
 
 	"github.com/xmppedge/xmppedge/dialback"
-	"github.com/xmppedge/xmppedge/internal/xmlstream"
 	"github.com/xmppedge/xmppedge/internal/jid"
+	"github.com/xmppedge/xmppedge/internal/xmlstream"
 )
 
 // fuzzInternal stands for the internal server: it accepts the gateway's
@@ -165,15 +165,15 @@ func newFuzzRig(f *testing.F, anyStreamKey, canary bool) *fuzzRig {
 	r := &fuzzRig{valid: map[string]bool{}}
 	r.internal = startFuzzInternal(f)
 	r.env = newTestEnv(f, func(o *Options) {
-		o.InsideServer = r.internal.addr()
-		o.RequireTLS = false
-		o.MaxStanzaSize = 4096
-		o.ConnectTimeout = 30 * time.Second
+		o.Inside.Server = r.internal.addr()
+		o.Outside.RequireTLS = false
+		o.Limits.MaxStanzaSize = 4096
+		o.Limits.ConnectTimeout = 30 * time.Second
 		o.Logger = slog.New(slog.DiscardHandler)
 		// Outgoing streams close soon after their last stanza: a bounce
 		// opens one to partner.test, and until it closes its goroutines
 		// would count as left behind (noGoroutineLeft).
-		o.IdleTimeout = 20 * time.Millisecond
+		o.Limits.IdleTimeout = 20 * time.Millisecond
 		hostileLimits(o)
 	})
 	r.authority = startFakeServer(f, "partner.test")

@@ -70,9 +70,9 @@ import (
 	"github.com/xmppedge/xmppedge/certs/certstest"
 	"github.com/xmppedge/xmppedge/dialback"
 	"github.com/xmppedge/xmppedge/internal/audit"
+	"github.com/xmppedge/xmppedge/internal/jid"
 	"github.com/xmppedge/xmppedge/internal/metrics"
 	"github.com/xmppedge/xmppedge/internal/xmlstream"
-	"github.com/xmppedge/xmppedge/internal/jid"
 	"github.com/xmppedge/xmppedge/policy"
 )
 
@@ -203,7 +203,7 @@ func newHostileEnv(t *testing.T, mods ...func(*Options)) *hostileEnv {
 		judge.fakePolicy = o.Policy.(*fakePolicy)
 		o.Policy = judge
 	}
-	mods = append([]func(*Options){func(o *Options) { o.ConnectTimeout = 30 * time.Second }, hostileLimits, watch}, mods...)
+	mods = append([]func(*Options){func(o *Options) { o.Limits.ConnectTimeout = 30 * time.Second }, hostileLimits, watch}, mods...)
 	h := &hostileEnv{testEnv: newTestEnv(t, mods...), judge: judge, let: map[string]bool{}, letPairs: map[string]bool{}}
 	h.authority = startFakeServerTLS(t, "partner.test", h.tlsConfig(t, "partner.test"))
 	h.authority.setVerify(func(from, to, id, key string) bool {
@@ -1798,7 +1798,7 @@ func TestHostileStanzaRate(t *testing.T) {
 			// Streams to the internal server close between batches: the
 			// fake one ends each connection after 20 s, and a slow
 			// machine's flood may last that long.
-			o.IdleTimeout = 100 * time.Millisecond
+			o.Limits.IdleTimeout = 100 * time.Millisecond
 		})
 		other := hostileCert(t, h.ca, "other.test")
 		// The bounces go to a server of partner.test that keeps its
@@ -2031,7 +2031,7 @@ func TestHostileVersionlessHeader(t *testing.T) {
 	const versionless = "<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' from='partner.test' to='company.test'>"
 	for _, requireTLS := range []bool{false, true} {
 		t.Run(fmt.Sprintf("require_tls=%v", requireTLS), func(t *testing.T) {
-			h := newHostileEnv(t, func(o *Options) { o.RequireTLS = requireTLS })
+			h := newHostileEnv(t, func(o *Options) { o.Outside.RequireTLS = requireTLS })
 			p := h.hostileDial(t)
 			p.send(versionless)
 			hd, err := p.r.ReadHeader()

@@ -313,10 +313,10 @@ func (s *inSession) negotiate() error {
 	var offerTLS, tlsRequired bool
 	if s.leg == LegOutside {
 		offerTLS = !encrypted && s.g.certs().Certificate(to) != nil
-		tlsRequired = s.g.opt.RequireTLS && !encrypted
+		tlsRequired = s.g.opt.Outside.RequireTLS && !encrypted
 	} else {
-		offerTLS = !encrypted && s.g.opt.InsideTLS != "off"
-		tlsRequired = s.g.opt.InsideTLS == "required" && !encrypted
+		offerTLS = !encrypted && s.g.opt.Inside.TLS != TLSOff
+		tlsRequired = s.g.opt.Inside.TLS == TLSRequired && !encrypted
 	}
 	offerSASL := false
 	s.mu.Lock()

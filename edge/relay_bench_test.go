@@ -156,8 +156,8 @@ func newRelayEnv(b *testing.B, durability string) *relayEnv {
 		b.Fatal(err)
 	}
 	env := newTestEnv(b, func(o *Options) {
-		o.Policy, o.Auditor = eng, alog
-		o.InsideTLS, o.InsideCA = "optional", ica
+		o.Policy, o.Audit = eng, alog
+		o.Inside.TLS, o.Inside.CA = TLSOptional, ica
 		o.Logger = slog.New(slog.DiscardHandler)
 	})
 	sink := startSink(b, env.tlsConfig(b, "partner.test"))

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/xmppedge/xmppedge/internal/audit"
 	"github.com/xmppedge/xmppedge/internal/metrics"
 	"github.com/xmppedge/xmppedge/internal/xmlstream"
 	"github.com/xmppedge/xmppedge/policy"
@@ -24,15 +25,33 @@ type routeKey struct {
 // Router owns the outgoing streams: one per (leg, from-domain, to-domain),
 // set up on first use and reused.
 type Router struct {
-	g *Gateway
-
-	mu       sync.Mutex
-	sessions map[routeKey]*outSession
-	closed   bool
+	routerDeps
+	sessions *registry[routeKey, *outSession]
 }
 
-func newRouter(g *Gateway) *Router {
-	return &Router{g: g, sessions: make(map[routeKey]*outSession)}
+// routerDeps are what the router and its outgoing streams use of the node.
+type routerDeps struct {
+	ctx         context.Context // ends when the gateway stops
+	bg          *sync.WaitGroup // counts the outgoing sessions' goroutines
+	log         *slog.Logger
+	m           *metrics.Metrics // nil-safe
+	rec         recorder         // audit records; rec.sink.WaitDurable before writing
+	limits      func() *Limits
+	sessionPath SessionHandler // outbound decisions and re-checks
+	dialer      streamDialer
+	newID       func(prefix string) string
+}
+
+// streamDialer sets up outgoing streams: dial connects and negotiates up
+// to authentication (running ready on the stream), authenticate
+// authenticates the stream's domain pair.
+type streamDialer interface {
+	dial(ctx context.Context, leg Leg, from, to string, ready readyFunc) (*outStream, error)
+	authenticate(ctx context.Context, os *outStream) error
+}
+
+func newRouter(deps routerDeps) *Router {
+	return &Router{routerDeps: deps, sessions: newRegistry[routeKey, *outSession]()}
 }
 
 var (
@@ -103,23 +122,23 @@ func (r *Router) bounceAfter(st *stanza, leg Leg, condition, text string, seq ui
 
 func (r *Router) bounceRecorded(st *stanza, leg Leg, condition, text string, record bool) {
 	b := st.bounce(condition, text)
-	decision := "bounced"
+	decision := audit.DecisionBounced
 	if b == nil {
-		decision = "undeliverable"
-		r.g.log.Info("undeliverable stanza dropped (errors and results are not answered)", "kind", st.kind, "type", st.typ, "from", st.from, "to", st.to, "condition", condition)
+		decision = audit.DecisionUndeliverable
+		r.log.Info("undeliverable stanza dropped (errors and results are not answered)", "kind", st.kind, "type", st.typ, "from", st.from, "to", st.to, "condition", condition)
 	} else {
-		r.g.log.Info("stanza bounced", "kind", st.kind, "from", st.from, "to", st.to, "condition", condition, "text", text)
+		r.log.Info("stanza bounced", "kind", st.kind, "from", st.from, "to", st.to, "condition", condition, "text", text)
 	}
 	outcome := metrics.OutcomeBounced
 	if b == nil {
 		outcome = metrics.OutcomeUndeliverable
 	}
-	r.g.m.Stanza(direction(leg.other()), st.kind, outcome, condition)
+	r.m.Stanza(string(direction(leg.other())), st.kind, outcome, condition)
 	if record {
 		rec := stanzaRecord(st, "", leg.other(), decision, condition+": "+text, "", policy.AuditMeta, "")
-		seq, err := r.g.audit(rec)
+		seq, err := r.rec.record(rec)
 		if err != nil {
-			r.g.log.Error("AUDIT LOG NOT WRITABLE: bounce not recorded", "from", st.from, "to", st.to, "err", err)
+			r.log.Error("AUDIT LOG NOT WRITABLE: bounce not recorded", "from", st.from, "to", st.to, "err", err)
 		} else if b != nil {
 			b.auditSeq = seq
 		}
@@ -136,44 +155,29 @@ func (r *Router) bounceRecorded(st *stanza, leg Leg, condition, text string, rec
 // bounces it, rather than closing before it was queued); nil once the
 // router is shut down.
 func (r *Router) session(key routeKey, first *stanza) (s *outSession, created bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.closed {
+	s, created, ok := r.sessions.getOrCreate(key, func() *outSession {
+		s := newOutSession(r, key)
+		s.queue = append(s.queue, first)
+		s.qbytes = len(first.raw)
+		r.m.QueueDepth(key.leg.String(), 1)
+		r.bg.Add(1)
+		go func() {
+			defer r.bg.Done()
+			s.run()
+		}()
+		return s
+	})
+	if !ok {
 		return nil, false
 	}
-	if s := r.sessions[key]; s != nil {
-		return s, false
-	}
-	s = newOutSession(r, key)
-	s.queue = append(s.queue, first)
-	s.qbytes = len(first.raw)
-	r.g.m.QueueDepth(key.leg.String(), 1)
-	r.sessions[key] = s
-	r.g.bg.Add(1)
-	go func() {
-		defer r.g.bg.Done()
-		s.run()
-	}()
-	return s, true
+	return s, created
 }
 
-func (r *Router) remove(s *outSession) {
-	r.mu.Lock()
-	if r.sessions[s.key] == s {
-		delete(r.sessions, s.key)
-	}
-	r.mu.Unlock()
-}
+func (r *Router) remove(s *outSession) { r.sessions.remove(s.key, s) }
 
 func (r *Router) infos() []SessionInfo {
-	r.mu.Lock()
-	var ss []*outSession
-	for _, s := range r.sessions {
-		ss = append(ss, s)
-	}
-	r.mu.Unlock()
 	var out []SessionInfo
-	for _, s := range ss {
+	for _, s := range r.sessions.snapshot(nil) {
 		out = append(out, s.info())
 	}
 	return out
@@ -181,43 +185,28 @@ func (r *Router) infos() []SessionInfo {
 
 // closeByID cuts the outgoing stream with id; it reports whether it existed.
 func (r *Router) closeByID(id string) bool {
-	r.mu.Lock()
-	var found *outSession
-	for _, s := range r.sessions {
-		if s.id == id {
-			found = s
-		}
+	for _, s := range r.sessions.snapshot(func(_ routeKey, s *outSession) bool { return s.id == id }) {
+		s.cut("closed by an administrator", "closed by an administrator")
+		return true
 	}
-	r.mu.Unlock()
-	if found == nil {
-		return false
-	}
-	found.cut("closed by an administrator", "closed by an administrator")
-	return true
+	return false
 }
 
 // recheck re-decides the outbound (outside leg) streams after a policy
 // reload and closes those now refused; it returns how many it closed.
 func (r *Router) recheck() int {
-	r.mu.Lock()
-	var ss []*outSession
-	for k, s := range r.sessions {
-		if k.leg == LegOutside {
-			ss = append(ss, s)
-		}
-	}
-	r.mu.Unlock()
 	closed := 0
-	for _, s := range ss {
-		d, ok := r.g.decideSession(s.preConnectFacts(), false)
+	for _, s := range r.sessions.snapshot(func(k routeKey, _ *outSession) bool { return k.leg == LegOutside }) {
+		// The peer's certificate counts once the stream is established.
+		c := &sessionCheck{facts: s.preConnectFacts()}
 		s.mu.Lock()
-		os := s.os
-		s.mu.Unlock()
-		if ok && requiresCert(d) && os != nil && (os.verdict == nil || !os.verdict.Valid) {
-			ok = false
-			d.Reason = "the policy now requires a valid certificate from " + s.key.to
+		if os := s.os; os != nil {
+			c.cert = certStateOf(os.verdict != nil && os.verdict.Valid)
 		}
-		if ok {
+		s.mu.Unlock()
+		r.sessionPath.HandleSession(r.ctx, c) // without a record it cannot fail
+		d := c.decision
+		if d.Allow {
 			continue
 		}
 		s.log.Warn("outgoing stream no longer allowed by the policy: closing", "reason", d.Reason, "policy_revision", d.Revision)
@@ -230,13 +219,7 @@ func (r *Router) recheck() int {
 // shutdown flushes every outgoing queue, closes the streams and waits for
 // them (or ctx).
 func (r *Router) shutdown(ctx context.Context) error {
-	r.mu.Lock()
-	r.closed = true
-	var ss []*outSession
-	for _, s := range r.sessions {
-		ss = append(ss, s)
-	}
-	r.mu.Unlock()
+	ss := r.sessions.close()
 	for _, s := range ss {
 		s.drain()
 	}
@@ -253,14 +236,7 @@ func (r *Router) shutdown(ctx context.Context) error {
 
 // closeAll drops every outgoing connection at once.
 func (r *Router) closeAll() {
-	r.mu.Lock()
-	r.closed = true
-	var ss []*outSession
-	for _, s := range r.sessions {
-		ss = append(ss, s)
-	}
-	r.mu.Unlock()
-	for _, s := range ss {
+	for _, s := range r.sessions.close() {
 		s.abort()
 	}
 }
@@ -289,10 +265,10 @@ type outSession struct {
 }
 
 func newOutSession(r *Router, key routeKey) *outSession {
-	id := r.g.newSessionID("out-")
+	id := r.newID("out-")
 	return &outSession{
 		r: r, key: key, id: id,
-		log:     r.g.log.With("session", id, "leg", key.leg.String(), "role", "outgoing", "from_domain", key.from, "to_domain", key.to),
+		log:     r.log.With("session", id, "leg", key.leg.String(), "role", "outgoing", "from_domain", key.from, "to_domain", key.to),
 		started: time.Now(),
 		space:   make(chan struct{}),
 		notify:  make(chan struct{}, 1),
@@ -330,7 +306,7 @@ func (s *outSession) enqueue(st *stanza) error {
 			s.mu.Unlock()
 			return errSessionClosed
 		}
-		if len(s.queue) < s.r.g.limits().QueueSize && s.qbytes+len(st.raw) <= maxQueueBytes {
+		if len(s.queue) < s.r.limits().QueueSize && s.qbytes+len(st.raw) <= maxQueueBytes {
 			break
 		}
 		if !s.ready {
@@ -353,7 +329,7 @@ func (s *outSession) enqueue(st *stanza) error {
 	s.queue = append(s.queue, st)
 	s.qbytes += len(st.raw)
 	s.mu.Unlock()
-	s.r.g.m.QueueDepth(s.key.leg.String(), 1)
+	s.r.m.QueueDepth(s.key.leg.String(), 1)
 	select {
 	case s.notify <- struct{}{}:
 	default:
@@ -402,7 +378,7 @@ func (s *outSession) closeAndTake() []*stanza {
 	s.closed = true
 	q := s.queue
 	s.queue, s.qbytes = nil, 0
-	s.r.g.m.QueueDepth(s.key.leg.String(), -len(q))
+	s.r.m.QueueDepth(s.key.leg.String(), -len(q))
 	close(s.space)
 	s.space = make(chan struct{})
 	s.mu.Unlock()
@@ -412,13 +388,13 @@ func (s *outSession) closeAndTake() []*stanza {
 
 func (s *outSession) run() {
 	defer close(s.done)
-	g := s.r.g
+	g := s.r
 	g.m.SessionAttempt(s.key.leg.String(), metrics.RoleOutgoing)
 	// Outbound: the policy decides before we connect; the outside
 	// connection's facts are checked against its require list after.
 	var decision policy.SessionDecision
 	if s.key.leg == LegOutside {
-		d, ok := g.decideSession(s.preConnectFacts(), false)
+		d, ok := decideSession(g.ctx, g.sessionPath, s.preConnectFacts(), false)
 		if !ok {
 			s.failAll("policy-violation", d.Reason, fmt.Errorf("refused by policy: %s", d.Reason))
 			return
@@ -429,7 +405,7 @@ func (s *outSession) run() {
 	// whose certificate the policy refuses, or that refuses us, is
 	// skipped for the next one the SRV records name.
 	ctx, cancel := context.WithTimeout(g.ctx, g.limits().ConnectTimeout)
-	os, err := g.dial(ctx, s.key.leg, s.key.from, s.key.to, func(ctx context.Context, os *outStream) error {
+	os, err := g.dialer.dial(ctx, s.key.leg, s.key.from, s.key.to, func(ctx context.Context, os *outStream) error {
 		if requiresCert(decision) && (os.verdict == nil || !os.verdict.Valid) {
 			reason := "no TLS"
 			if os.verdict != nil {
@@ -438,7 +414,7 @@ func (s *outSession) run() {
 			return &dialError{stage: stageCertificate, connected: true, opened: true,
 				err: fmt.Errorf("the policy requires a valid certificate from %s: %s", s.key.to, reason)}
 		}
-		return g.authenticate(ctx, os)
+		return g.dialer.authenticate(ctx, os)
 	})
 	cancel()
 	if err != nil {
@@ -456,7 +432,7 @@ func (s *outSession) run() {
 	// A session record that cannot be written is logged loudly but does
 	// not stop the stream: every stanza on it is recorded (or refused) on
 	// its own, and the stream may be carrying bounces to our own users.
-	g.auditSession("session.open", s.id, s.key.leg, s.facts(os), os.sc.conn.RemoteAddr().String(), "allow", "", decision.Revision)
+	auditSession(g.rec, g.log, sessionRecord(audit.EventSessionOpen, s.id, s.key.leg, s.facts(os), os.sc.conn.RemoteAddr().String(), audit.DecisionAllow, "", decision.Revision))
 	s.mu.Lock()
 	s.os = os
 	s.ready = true
@@ -488,7 +464,7 @@ func (s *outSession) run() {
 
 // failAll ends a session that could not be set up, bouncing what waited.
 func (s *outSession) failAll(cond, text string, err error) {
-	s.r.g.m.SessionFailure(s.key.leg.String(), metrics.RoleOutgoing, sessionFailureKind(cond, err))
+	s.r.m.SessionFailure(s.key.leg.String(), metrics.RoleOutgoing, sessionFailureKind(cond, err))
 	q := s.closeAndTake()
 	s.log.Warn("outgoing stream failed", "err", err, "bounced", len(q), "condition", cond)
 	for _, st := range q {
@@ -499,15 +475,15 @@ func (s *outSession) failAll(cond, text string, err error) {
 // preConnectFacts are what the policy knows of an outbound (outside leg)
 // stream before connecting: the domains; tls and auth are empty.
 func (s *outSession) preConnectFacts() *policy.SessionInput {
-	return &policy.SessionInput{Direction: "outbound", LocalDomain: s.key.from, RemoteDomain: s.key.to}
+	return &policy.SessionInput{Direction: policy.Outbound, LocalDomain: s.key.from, RemoteDomain: s.key.to}
 }
 
 // facts describe an established outgoing stream for the audit log and
 // the policy.
 func (s *outSession) facts(os *outStream) *policy.SessionInput {
-	in := &policy.SessionInput{Direction: "outbound", LocalDomain: s.key.from, RemoteDomain: s.key.to, Auth: os.auth, RemoteIP: remoteIP(os.sc.conn)}
+	in := &policy.SessionInput{Direction: policy.Outbound, LocalDomain: s.key.from, RemoteDomain: s.key.to, Auth: os.auth, RemoteIP: remoteIP(os.sc.conn)}
 	if s.key.leg == LegInside {
-		in.Direction = "inbound"
+		in.Direction = policy.Inbound
 		in.LocalDomain, in.RemoteDomain = s.key.to, s.key.from
 	}
 	in.TLS = tlsInfo(os.sc.tls, os.verdict)
@@ -541,7 +517,7 @@ func describeStreamError(raw []byte, ns map[string]string) string {
 }
 
 func (s *outSession) writeLoop(peerGone <-chan error) {
-	g := s.r.g
+	g := s.r
 	sc := s.os.sc
 	idle := time.NewTimer(g.limits().IdleTimeout)
 	defer idle.Stop()
@@ -607,7 +583,7 @@ func (s *outSession) writeBatch(batch []*stanza) error {
 	}
 	if maxSeq > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		err := s.r.g.opt.Auditor.WaitDurable(ctx, maxSeq)
+		err := s.r.rec.sink.WaitDurable(ctx, maxSeq)
 		cancel()
 		if err != nil {
 			return &auditError{err}
@@ -618,7 +594,7 @@ func (s *outSession) writeBatch(batch []*stanza) error {
 	if sc.closed {
 		return errStreamClosed
 	}
-	sc.conn.SetWriteDeadline(time.Now().Add(s.r.g.limits().ConnectTimeout * 3))
+	sc.conn.SetWriteDeadline(time.Now().Add(s.r.limits().ConnectTimeout * 3))
 	for _, st := range batch {
 		if _, err := sc.w.Write(st.raw); err != nil {
 			return err
@@ -628,11 +604,8 @@ func (s *outSession) writeBatch(batch []*stanza) error {
 		return err
 	}
 	s.stanzas.Add(uint64(len(batch)))
-	m := s.r.g.m
-	dir := "outbound"
-	if s.key.leg == LegInside {
-		dir = "inbound"
-	}
+	m := s.r.m
+	dir := string(direction(s.key.leg.other()))
 	n := 0
 	for _, st := range batch {
 		m.Stanza(dir, st.kind, metrics.OutcomeRelayed, metrics.None)
@@ -712,5 +685,5 @@ func (s *outSession) recordClose(reason string) {
 		reason = s.cutWhy
 	}
 	s.mu.Unlock()
-	s.r.g.auditSession("session.close", s.id, s.key.leg, s.facts(s.os), s.os.sc.conn.RemoteAddr().String(), "", reason, "")
+	auditSession(s.r.rec, s.log, sessionRecord(audit.EventSessionClose, s.id, s.key.leg, s.facts(s.os), s.os.sc.conn.RemoteAddr().String(), "", reason, ""))
 }

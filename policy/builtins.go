@@ -21,25 +21,19 @@ var (
 		Name: "xmppedge.contains_any",
 		Description: "Reports whether text contains any of the keywords, ignoring case " +
 			"(Unicode lower-casing). One pass over the text for the whole set (Aho-Corasick).",
-		Decl: types.NewFunction(
-			types.Args(types.Named("text", types.S), types.Named("keywords", stringSet)),
-			types.Named("result", types.B)),
+		Decl: stringSetTest("text", "keywords"),
 	}
 	declMatchesAny = &rego.Function{
 		Name: "xmppedge.matches_any",
 		Description: "Reports whether any of the regular expressions (Go RE2 syntax, " +
 			"case-sensitive unless (?i)) matches somewhere in text.",
-		Decl: types.NewFunction(
-			types.Args(types.Named("text", types.S), types.Named("patterns", stringSet)),
-			types.Named("result", types.B)),
+		Decl: stringSetTest("text", "patterns"),
 	}
 	declDomainIn = &rego.Function{
 		Name: "xmppedge.domain_in",
 		Description: "Reports whether domain matches any of the patterns: exact domains, " +
 			"\"*.example.org\" (one or more whole labels before example.org) or \"*\".",
-		Decl: types.NewFunction(
-			types.Args(types.Named("domain", types.S), types.Named("patterns", stringSet)),
-			types.Named("result", types.B)),
+		Decl: stringSetTest("domain", "patterns"),
 	}
 	declPartnersFor = &rego.Function{
 		Name: "xmppedge.partners_for",
@@ -52,6 +46,15 @@ var (
 			types.Named("entries", types.NewArray(nil, types.A))),
 	}
 )
+
+// stringSetTest declares a built-in that tests a string, named subject,
+// against a set of strings (an array or a set), named set, and returns a
+// boolean named result.
+func stringSetTest(subject, set string) *types.Function {
+	return types.NewFunction(
+		types.Args(types.Named(subject, types.S), types.Named(set, stringSet)),
+		types.Named("result", types.B))
+}
 
 // customBuiltinDecls returns the declarations, for capabilities.
 func customBuiltinDecls() []*ast.Builtin {

@@ -39,6 +39,21 @@ func decisionObject(t *ast.Term, path string) (ast.Object, error) {
 	return obj, nil
 }
 
+// decisionHead reads what every decision document holds: the object at
+// path (see decisionObject), which it returns, with its allow and its
+// optional reason into allow and reason.
+func decisionHead(t *ast.Term, path string, allow *bool, reason *string) (ast.Object, error) {
+	obj, err := decisionObject(t, path)
+	if err != nil {
+		return nil, err
+	}
+	*allow = bool(obj.Get(kAllow).Value.(ast.Boolean))
+	if *reason, err = optString(obj, kReason, path); err != nil {
+		return nil, err
+	}
+	return obj, nil
+}
+
 func optString(obj ast.Object, key *ast.Term, path string) (string, error) {
 	t := obj.Get(key)
 	if t == nil {
@@ -53,12 +68,8 @@ func optString(obj ast.Object, key *ast.Term, path string) (string, error) {
 
 func parseSessionDecision(t *ast.Term, d *SessionDecision) error {
 	const path = "data.xmppedge.session.decision"
-	obj, err := decisionObject(t, path)
+	obj, err := decisionHead(t, path, &d.Allow, &d.Reason)
 	if err != nil {
-		return err
-	}
-	d.Allow = bool(obj.Get(kAllow).Value.(ast.Boolean))
-	if d.Reason, err = optString(obj, kReason, path); err != nil {
 		return err
 	}
 	if rt := obj.Get(kRequire); rt != nil {
@@ -151,12 +162,8 @@ func parseRate(t *ast.Term, path string) (*Rate, error) {
 
 func parseStanzaDecision(t *ast.Term, d *StanzaDecision) error {
 	const path = "data.xmppedge.stanza.decision"
-	obj, err := decisionObject(t, path)
+	obj, err := decisionHead(t, path, &d.Allow, &d.Reason)
 	if err != nil {
-		return err
-	}
-	d.Allow = bool(obj.Get(kAllow).Value.(ast.Boolean))
-	if d.Reason, err = optString(obj, kReason, path); err != nil {
 		return err
 	}
 	if d.Error, err = optString(obj, kError, path); err != nil {

@@ -4,6 +4,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/open-policy-agent/opa/v1/ast"
 )
 
 // TestStanzaDecisionStrip: strip is read into StanzaDecision.Strip; a
@@ -107,6 +109,42 @@ func TestSessionDecisionRate(t *testing.T) {
 				if wantCached := tt.fail == "" && round == 1; d.Cached != wantCached {
 					t.Errorf("round %d: cached = %v, want %v", round, d.Cached, wantCached)
 				}
+			}
+		})
+	}
+}
+
+// TestDecisionHead: the object, allow and reason every decision holds.
+func TestDecisionHead(t *testing.T) {
+	tests := []struct {
+		result     string // a Rego term
+		wantAllow  bool
+		wantReason string
+		fail       string // substring of the error; "" when valid
+	}{
+		{`{"allow": true}`, true, "", ""},
+		{`{"allow": false, "reason": "not a partner"}`, false, "not a partner", ""},
+		{`{"allow": true, "reason": 3}`, false, "", "reason is number, want a string"},
+		{`{"reason": "x"}`, false, "", "has no allow"},
+		{`{"allow": "yes"}`, false, "", "allow is string, want a boolean"},
+		{`true`, false, "", "is boolean, want an object with allow"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.result, func(t *testing.T) {
+			var allow bool
+			var reason string
+			obj, err := decisionHead(ast.MustParseTerm(tt.result), "p.decision", &allow, &reason)
+			if tt.fail != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.fail) {
+					t.Fatalf("err = %v, want one mentioning %q", err, tt.fail)
+				}
+				return
+			}
+			if err != nil || obj == nil {
+				t.Fatalf("obj %v, err %v", obj, err)
+			}
+			if allow != tt.wantAllow || reason != tt.wantReason {
+				t.Errorf("allow %v reason %q, want %v %q", allow, reason, tt.wantAllow, tt.wantReason)
 			}
 		})
 	}

@@ -394,17 +394,32 @@ func (e *Engine) DecideSession(ctx context.Context, in *SessionInput) SessionDec
 		for _, lf := range q.leaves {
 			key = appendSessionLeaf(key, in, lf)
 		}
-		if d, ok := q.cache.get(key); ok {
-			e.cacheHits.Add(1)
-			d.Cached = true
-			return e.applySessionMode(d, in)
-		}
 	}
-	d, ok := e.evalSession(ctx, l, in)
-	if ok && q.cacheable {
-		q.cache.put(key, d)
+	d, hit := decideThroughCache(e, q.cache, q.cacheable, key, func() (SessionDecision, bool) {
+		return e.evalSession(ctx, l, in)
+	})
+	if hit {
+		d.Cached = true
 	}
 	return e.applySessionMode(d, in)
+}
+
+// decideThroughCache answers a decision from cache under key when
+// cacheable, counting the hit (hit is then true); otherwise, and on a
+// miss, it calls evaluate, whose decision is cached when cacheable and
+// evaluate reports no failure (ok).
+func decideThroughCache[D any](e *Engine, cache *decisionCache[D], cacheable bool, key []byte, evaluate func() (d D, ok bool)) (d D, hit bool) {
+	if cacheable {
+		if d, ok := cache.get(key); ok {
+			e.cacheHits.Add(1)
+			return d, true
+		}
+	}
+	d, ok := evaluate()
+	if ok && cacheable {
+		cache.put(key, d)
+	}
+	return d, false
 }
 
 // evalSession evaluates; ok is false for a failure (not cached).
@@ -450,22 +465,20 @@ func (e *Engine) DecideStanza(ctx context.Context, in *StanzaInput) StanzaDecisi
 			}
 		}
 	}
+	if !cacheable && q.progs != nil {
+		return e.applyStanzaMode(e.decideContent(ctx, l, in, keyBuf[:0]), in)
+	}
 	if cacheable {
 		key = keyBuf[:0]
 		for _, lf := range q.leaves {
 			key = appendStanzaLeaf(key, in, lf)
 		}
-		if d, ok := q.cache.get(key); ok {
-			e.cacheHits.Add(1)
-			d.Cached = true
-			return e.applyStanzaMode(d, in)
-		}
-	} else if q.progs != nil {
-		return e.applyStanzaMode(e.decideContent(ctx, l, in, keyBuf[:0]), in)
 	}
-	d, ok := e.evalStanza(ctx, l, in)
-	if ok && cacheable {
-		q.cache.put(key, d)
+	d, hit := decideThroughCache(e, q.cache, cacheable, key, func() (StanzaDecision, bool) {
+		return e.evalStanza(ctx, l, in)
+	})
+	if hit {
+		d.Cached = true
 	}
 	return e.applyStanzaMode(d, in)
 }

@@ -147,7 +147,7 @@ func appendBool(key []byte, b bool) []byte {
 func appendSessionLeaf(key []byte, in *SessionInput, l leaf) []byte {
 	switch l {
 	case lfDirection:
-		return appendString(key, in.Direction)
+		return appendString(key, string(in.Direction))
 	case lfLocalDomain:
 		return appendString(key, in.LocalDomain)
 	case lfRemoteDomain:
@@ -175,7 +175,7 @@ func appendSessionLeaf(key []byte, in *SessionInput, l leaf) []byte {
 func appendStanzaLeaf(key []byte, in *StanzaInput, l leaf) []byte {
 	switch l {
 	case lfStanzaDirection:
-		return appendString(key, in.Direction)
+		return appendString(key, string(in.Direction))
 	case lfKind:
 		return appendString(key, in.Kind)
 	case lfType:
@@ -280,7 +280,7 @@ func str(s string) *ast.Term {
 func sessionValue(in *SessionInput, need uint32) ast.Value {
 	pairs := make([][2]*ast.Term, 0, 6)
 	if need&(1<<0) != 0 {
-		pairs = append(pairs, [2]*ast.Term{kDirection, str(in.Direction)})
+		pairs = append(pairs, [2]*ast.Term{kDirection, str(string(in.Direction))})
 	}
 	if need&(1<<1) != 0 {
 		pairs = append(pairs, [2]*ast.Term{kLocalDomain, str(in.LocalDomain)})
@@ -333,7 +333,7 @@ func jidValue(j *JID) *ast.Term {
 func stanzaValue(in *StanzaInput, need uint32) ast.Value {
 	pairs := make([][2]*ast.Term, 0, 15)
 	if need&(1<<0) != 0 {
-		pairs = append(pairs, [2]*ast.Term{kDirection, str(in.Direction)})
+		pairs = append(pairs, [2]*ast.Term{kDirection, str(string(in.Direction))})
 	}
 	if need&(1<<1) != 0 {
 		pairs = append(pairs, [2]*ast.Term{kKind, str(in.Kind)})

@@ -52,8 +52,34 @@ func newKeywordSets(sets [][]string) (*keywordSets, error) {
 		return nil, fmt.Errorf("more than 64 keyword sets")
 	}
 	m := &keywordSets{}
-	lowered := make([][]string, len(sets))
-	classes := 1
+	lowered, classes, err := m.classify(sets)
+	if err != nil {
+		return nil, err
+	}
+	nodes := m.buildTrie(lowered, classes)
+	if len(nodes)*classes >= hasMask {
+		return nil, fmt.Errorf("keyword sets too large (%d states)", len(nodes))
+	}
+	completeAutomaton(nodes, classes)
+	m.compileTable(nodes, classes)
+	return m, nil
+}
+
+// trieNode is a state of the keyword automaton while it is built.
+type trieNode struct {
+	next []int32 // class → state; 0 = none (in the trie) or the root
+	fail int32
+	mask uint64 // the sets a keyword of which ends here
+}
+
+// classify lowers the keywords of sets, notes in m which sets can match
+// (all) and which always do (always), and gives every byte that occurs in
+// a keyword its class in m.class, upper-case ASCII letters sharing the
+// class of their lower-case form. It returns the lowered sets and the
+// number of classes (class 0 included).
+func (m *keywordSets) classify(sets [][]string) (lowered [][]string, classes int, err error) {
+	lowered = make([][]string, len(sets))
+	classes = 1
 	for i, set := range sets {
 		if len(set) > 0 {
 			m.all |= 1 << i
@@ -68,7 +94,7 @@ func newKeywordSets(sets [][]string) (*keywordSets, error) {
 				b := l[j]
 				if m.class[b] == 0 {
 					if classes == 255 {
-						return nil, fmt.Errorf("keyword set uses more than 254 distinct bytes")
+						return nil, 0, fmt.Errorf("keyword set uses more than 254 distinct bytes")
 					}
 					m.class[b] = uint8(classes)
 					classes++
@@ -81,20 +107,20 @@ func newKeywordSets(sets [][]string) (*keywordSets, error) {
 		m.class[b] = m.class[b+'a'-'A']
 	}
 	m.stride = int32(classes)
-	// Trie.
-	type node struct {
-		next []int32
-		fail int32
-		mask uint64
-	}
-	nodes := []node{{next: make([]int32, classes)}}
+	return lowered, classes, nil
+}
+
+// buildTrie returns the trie of the lowered keywords over m's byte
+// classes, each keyword's last state marked with its set.
+func (m *keywordSets) buildTrie(lowered [][]string, classes int) []trieNode {
+	nodes := []trieNode{{next: make([]int32, classes)}}
 	for i, set := range lowered {
 		for _, k := range set {
 			s := int32(0)
 			for j := 0; j < len(k); j++ {
 				c := m.class[k[j]]
 				if nodes[s].next[c] == 0 {
-					nodes = append(nodes, node{next: make([]int32, classes)})
+					nodes = append(nodes, trieNode{next: make([]int32, classes)})
 					nodes[s].next[c] = int32(len(nodes) - 1)
 				}
 				s = nodes[s].next[c]
@@ -102,12 +128,13 @@ func newKeywordSets(sets [][]string) (*keywordSets, error) {
 			nodes[s].mask |= 1 << i
 		}
 	}
-	if len(nodes)*classes >= hasMask {
-		return nil, fmt.Errorf("keyword sets too large (%d states)", len(nodes))
-	}
-	// Breadth-first: failure links (a state also ends the keywords its
-	// failure state ends), and the goto function completed into a DFA (a
-	// missing edge follows the failure link's edge).
+	return nodes
+}
+
+// completeAutomaton walks the trie breadth-first: failure links (a state
+// also ends the keywords its failure state ends), and the goto function
+// completed into a DFA (a missing edge follows the failure link's edge).
+func completeAutomaton(nodes []trieNode, classes int) {
 	queue := make([]int32, 0, len(nodes))
 	for c := 1; c < classes; c++ {
 		if t := nodes[0].next[c]; t != 0 {
@@ -129,6 +156,11 @@ func newKeywordSets(sets [][]string) (*keywordSets, error) {
 			}
 		}
 	}
+}
+
+// compileTable lays the DFA out as m's dense transition table (delta,
+// each target flagged with hasMask when a keyword ends there) and masks.
+func (m *keywordSets) compileTable(nodes []trieNode, classes int) {
 	m.delta = make([]int32, len(nodes)*classes)
 	m.mask = make([]uint64, len(nodes))
 	for i, n := range nodes {
@@ -141,7 +173,6 @@ func newKeywordSets(sets [][]string) (*keywordSets, error) {
 		}
 		m.mask[i] = n.mask
 	}
-	return m, nil
 }
 
 // scan returns the sets that have a keyword in text, ignoring case.

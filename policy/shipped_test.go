@@ -98,9 +98,9 @@ func TestShippedStanzaDecisions(t *testing.T) {
 	alice, bob, carol, mallory := jid("alice@company.test/phone"), jid("bob@company.test/pc"), jid("carol@company.test/pc"), jid("mallory@company.test/x")
 	peer := jid("pete@partner.test/home")
 	msg := func(from, to JID, body string) StanzaInput {
-		dir := "outbound"
+		dir := Outbound
 		if from.Domain != "company.test" {
-			dir = "inbound"
+			dir = Inbound
 		}
 		return StanzaInput{Direction: dir, Kind: "message", Type: "chat", ID: "1", From: from, To: to, Body: body,
 			Children: []Child{{Name: "body", Namespace: "jabber:server"}}}

@@ -15,15 +15,25 @@ type TLSInfo struct {
 	PeerCertError  string `json:"peer_cert_error"` // why not valid ("" when valid)
 }
 
+// Direction says which way a session or stanza goes, seen from the
+// company: Inbound (remote → local) or Outbound (local → remote).
+type Direction string
+
+// The directions.
+const (
+	Inbound  Direction = "inbound"
+	Outbound Direction = "outbound"
+)
+
 // SessionInput is the input of the session decision. Its JSON form (the
 // tags) is exactly the Rego input document.
 type SessionInput struct {
-	Direction    string  `json:"direction"` // "inbound" (remote → local) | "outbound" (local → remote)
-	LocalDomain  string  `json:"local_domain"`
-	RemoteDomain string  `json:"remote_domain"`
-	RemoteIP     string  `json:"remote_ip"`
-	TLS          TLSInfo `json:"tls"`
-	Auth         string  `json:"auth"` // "sasl_external" | "dialback" | "" (outbound, before authentication)
+	Direction    Direction `json:"direction"` // Inbound (remote → local) | Outbound (local → remote)
+	LocalDomain  string    `json:"local_domain"`
+	RemoteDomain string    `json:"remote_domain"`
+	RemoteIP     string    `json:"remote_ip"`
+	TLS          TLSInfo   `json:"tls"`
+	Auth         string    `json:"auth"` // "sasl_external" | "dialback" | "" (outbound, before authentication)
 }
 
 // SessionDecision is the result of the session decision.
@@ -74,7 +84,7 @@ type SecurityLabel struct {
 // tags) is exactly the Rego input document; security_label and session
 // are absent from the input when nil.
 type StanzaInput struct {
-	Direction     string         `json:"direction"`
+	Direction     Direction      `json:"direction"`
 	Kind          string         `json:"kind"` // message | presence | iq
 	Type          string         `json:"type"`
 	ID            string         `json:"id"`

@@ -39,42 +39,8 @@ import (
 // errors are FieldErrors where a field is to blame.
 func buildOptions(ctx context.Context, cfg *config.Config, log *slog.Logger, obtain bool) (edge.Options, error) {
 	var fe config.FieldErrors
-	pairs := certificatePairs(cfg)
-	store, err := certs.LoadStore(pairs)
-	if err != nil {
-		fe = append(fe, config.FieldError{Field: "tls.certificates", Problem: err.Error()})
-	}
-	// The local domains no certificate file covers are ACME's, if
-	// configured.
-	var acmeDomains []string
-	if store != nil {
-		acmeDomains = uncoveredDomains(store, cfg.Domains)
-		if cfg.TLS.ACME == nil {
-			for _, d := range acmeDomains {
-				fe = append(fe, config.FieldError{Field: "tls.certificates", Problem: "no certificate covers the local domain " + d + ": outside peers need one for STARTTLS; add a cert_file/key_file pair for it, or configure tls.acme"})
-			}
-		}
-	}
-	if a := cfg.TLS.ACME; a != nil && obtain && len(fe) == 0 && len(acmeDomains) > 0 {
-		ac := certs.ACMEConfig{
-			CA: a.CA, Email: a.Email, Storage: cfg.ResolvePath(a.Storage),
-			HTTPListen: a.HTTPListen, RenewBefore: time.Duration(a.RenewBefore),
-			CheckInterval: time.Duration(a.CheckInterval),
-		}
-		if a.CARoot != "" {
-			ac.CARoot = cfg.ResolvePath(a.CARoot)
-		}
-		if a.EAB != nil {
-			ac.EAB = &certs.EAB{KeyID: a.EAB.KeyID, MACKey: a.EAB.MACKey}
-		}
-		if len(cfg.Outside.ListenTLS) > 0 {
-			ac.TLSALPNListen = cfg.Outside.ListenTLS[0]
-		}
-		store, err = certs.NewACMEStore(ctx, acmeDomains, ac, pairs, log)
-		if err != nil {
-			fe = append(fe, config.FieldError{Field: "tls.acme", Problem: err.Error()})
-		}
-	}
+	store, certErrs := loadCertificates(ctx, cfg, log, obtain)
+	fe = append(fe, certErrs...)
 	var cas []string
 	for _, f := range cfg.TLS.CAFiles {
 		cas = append(cas, cfg.ResolvePath(f))
@@ -87,21 +53,9 @@ func buildOptions(ctx context.Context, cfg *config.Config, log *slog.Logger, obt
 	if err != nil {
 		fe = append(fe, config.FieldError{Field: "dns.servers", Problem: err.Error()})
 	}
-	var ica *certs.InternalCA
-	if cfg.Inside.TLS != config.InsideTLSOff && !obtain {
-		if err := checkInternalCA(cfg); err != nil {
-			fe = append(fe, config.FieldError{Field: "inside.ca", Problem: err.Error()})
-		}
-	}
-	if cfg.Inside.TLS != config.InsideTLSOff && obtain {
-		var created bool
-		ica, created, err = certs.LoadOrCreateInternalCA(cfg.ResolvePath(cfg.Inside.CA.CertFile), cfg.ResolvePath(cfg.Inside.CA.KeyFile))
-		if err != nil {
-			fe = append(fe, config.FieldError{Field: "inside.ca", Problem: err.Error()})
-		} else if created {
-			log.Warn("created the internal CA for the inside leg: install its certificate in the internal server's trust store",
-				"cert_file", cfg.ResolvePath(cfg.Inside.CA.CertFile))
-		}
+	ica, err := insideCA(cfg, log, obtain)
+	if err != nil {
+		fe = append(fe, config.FieldError{Field: "inside.ca", Problem: err.Error()})
 	}
 	if len(fe) > 0 {
 		return edge.Options{}, fe
@@ -111,27 +65,91 @@ func buildOptions(ctx context.Context, cfg *config.Config, log *slog.Logger, obt
 		dane = cfg.DNS.Servers[0]
 	}
 	return edge.Options{
-		DANEResolver:     dane,
-		POSH:             cfg.TLS.POSH,
-		Domains:          cfg.Domains,
-		InsideListen:     cfg.Inside.Listen,
-		InsideServer:     cfg.Inside.Server,
-		InsideAllow:      cfg.ParsedAllow(),
-		InsideTLS:        cfg.Inside.TLS,
-		InsideCA:         ica,
-		OutsideListen:    cfg.Outside.Listen,
-		OutsideListenTLS: cfg.Outside.ListenTLS,
-		RequireTLS:       cfg.Outside.TLSRequired(),
-		Certificates:     store,
-		Verifier:         verifier,
-		Resolver:         res,
-		MaxStanzaSize:    cfg.Limits.MaxStanzaSize,
-		QueueSize:        cfg.Limits.QueueSize,
-		ConnectTimeout:   time.Duration(cfg.Limits.ConnectTimeout),
-		IdleTimeout:      time.Duration(cfg.Limits.IdleTimeout),
-		Limits:           gatewayLimits(cfg.Limits),
-		Logger:           log,
+		Domains: cfg.Domains,
+		Inside: edge.InsideOptions{
+			Listen: cfg.Inside.Listen,
+			Server: cfg.Inside.Server,
+			Allow:  cfg.ParsedAllow(),
+			TLS:    edge.TLSMode(cfg.Inside.TLS),
+			CA:     ica,
+		},
+		Outside: edge.OutsideOptions{
+			Listen:       cfg.Outside.Listen,
+			ListenTLS:    cfg.Outside.ListenTLS,
+			RequireTLS:   cfg.Outside.TLSRequired(),
+			Resolver:     res,
+			DANEResolver: dane,
+			POSH:         cfg.TLS.POSH,
+		},
+		Certificates: store,
+		Verifier:     verifier,
+		Limits:       gatewayLimits(cfg.Limits),
+		Logger:       log,
 	}, nil
+}
+
+// loadCertificates loads the certificate files of the local domains and,
+// with obtain, has ACME obtain the domains no file covers.
+func loadCertificates(ctx context.Context, cfg *config.Config, log *slog.Logger, obtain bool) (*certs.Store, config.FieldErrors) {
+	var fe config.FieldErrors
+	pairs := certificatePairs(cfg)
+	store, err := certs.LoadStore(pairs)
+	if err != nil {
+		return nil, append(fe, config.FieldError{Field: "tls.certificates", Problem: err.Error()})
+	}
+	// The local domains no certificate file covers are ACME's, if
+	// configured.
+	acmeDomains := uncoveredDomains(store, cfg.Domains)
+	if cfg.TLS.ACME == nil {
+		for _, d := range acmeDomains {
+			fe = append(fe, config.FieldError{Field: "tls.certificates", Problem: "no certificate covers the local domain " + d + ": outside peers need one for STARTTLS; add a cert_file/key_file pair for it, or configure tls.acme"})
+		}
+	}
+	if cfg.TLS.ACME == nil || !obtain || len(fe) > 0 || len(acmeDomains) == 0 {
+		return store, fe
+	}
+	store, err = certs.NewACMEStore(ctx, acmeDomains, acmeConfig(cfg), pairs, log)
+	if err != nil {
+		fe = append(fe, config.FieldError{Field: "tls.acme", Problem: err.Error()})
+	}
+	return store, fe
+}
+
+// acmeConfig is certmagic's part of tls.acme.
+func acmeConfig(cfg *config.Config) certs.ACMEConfig {
+	a := cfg.TLS.ACME
+	ac := certs.ACMEConfig{
+		CA: a.CA, Email: a.Email, Storage: cfg.ResolvePath(a.Storage),
+		HTTPListen: a.HTTPListen, RenewBefore: time.Duration(a.RenewBefore),
+		CheckInterval: time.Duration(a.CheckInterval),
+	}
+	if a.CARoot != "" {
+		ac.CARoot = cfg.ResolvePath(a.CARoot)
+	}
+	if a.EAB != nil {
+		ac.EAB = &certs.EAB{KeyID: a.EAB.KeyID, MACKey: a.EAB.MACKey}
+	}
+	if len(cfg.Outside.ListenTLS) > 0 {
+		ac.TLSALPNListen = cfg.Outside.ListenTLS[0]
+	}
+	return ac
+}
+
+// insideCA is the internal CA of the inside leg (nil with inside TLS off).
+// Without obtain it is only checked; with it, loaded or created.
+func insideCA(cfg *config.Config, log *slog.Logger, obtain bool) (*certs.InternalCA, error) {
+	if cfg.Inside.TLS == config.InsideTLSOff {
+		return nil, nil
+	}
+	if !obtain {
+		return nil, checkInternalCA(cfg)
+	}
+	ica, created, err := certs.LoadOrCreateInternalCA(cfg.ResolvePath(cfg.Inside.CA.CertFile), cfg.ResolvePath(cfg.Inside.CA.KeyFile))
+	if err == nil && created {
+		log.Warn("created the internal CA for the inside leg: install its certificate in the internal server's trust store",
+			"cert_file", cfg.ResolvePath(cfg.Inside.CA.CertFile))
+	}
+	return ica, err
 }
 
 // gatewayLimits are the limits of the config, as the gateway takes them
@@ -214,7 +232,7 @@ func run(ctx context.Context, cfg *config.Config, path string, stdout, stderr io
 	defer n.alog.Close()
 	opt.DialbackSecret = st.secret
 	opt.Policy = n.eng
-	opt.Auditor = n.alog
+	opt.Audit = n.alog
 	opt.Metrics = n.m
 	if n.gw, err = edge.New(opt); err != nil {
 		return fail(err)
@@ -224,26 +242,12 @@ func run(ctx context.Context, cfg *config.Config, path string, stdout, stderr io
 	}
 	n.m.PolicyRevision(n.eng.Revision())
 
-	if cfg.Metrics.Listen != "" {
-		srv, addr, err := n.serveHTTP(st.metricsTLS)
-		if err != nil {
-			n.gw.Close()
-			return fail(fmt.Errorf("metrics.listen: %w", err))
-		}
-		defer srv.Close()
-		log.Info("metrics and health listening", "addr", addr, "https", st.metricsTLS != nil, "admin", cfg.Metrics.Admin)
-		if cfg.Metrics.Admin && cfg.Metrics.AdminTokenFile != "" && st.metricsTLS == nil && !isLoopback(addr) {
-			log.Warn("the admin API's bearer token travels in clear text beyond loopback: serve metrics.listen over HTTPS (metrics.tls_cert_file, metrics.tls_key_file) or keep it on 127.0.0.1", "addr", addr)
-		}
+	closeSide, err := n.startSideServices(ctx, st.metricsTLS)
+	if err != nil {
+		n.gw.Close()
+		return fail(err)
 	}
-	if cfg.Inside.DNSListen != "" {
-		dnsSrv, err := n.startDNSResponder(ctx)
-		if err != nil {
-			n.gw.Close()
-			return fail(fmt.Errorf("inside.dns_listen: %w", err))
-		}
-		defer dnsSrv.Close()
-	}
+	defer closeSide()
 	go n.watchCertificates(ctx)
 
 	// A new policy (file change, bundle, SIGHUP) re-decides every session.
@@ -254,28 +258,7 @@ func run(ctx context.Context, cfg *config.Config, path string, stdout, stderr io
 	go n.eng.Watch(ctx)
 	n.printSummary(stdout)
 
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	defer signal.Stop(sig)
-	why := "context ended"
-wait:
-	for {
-		select {
-		case s := <-sig:
-			if s != syscall.SIGHUP {
-				why = s.String()
-				break wait
-			}
-			log.Info("SIGHUP: reloading")
-			err := n.reload(ctx)
-			if err != nil {
-				log.Error("reload rejected: the running configuration stays active", "err", err)
-			}
-			n.auditSignalReload(ctx, err)
-		case <-ctx.Done():
-			break wait
-		}
-	}
+	why := n.waitForSignals(ctx)
 	log.Info("shutting down", "signal", why)
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownBound)
 	defer cancel()
@@ -287,10 +270,66 @@ wait:
 	return 0
 }
 
+// startSideServices starts the metrics/health/admin listener and the
+// inside DNS responder when configured; closeAll stops them.
+func (n *node) startSideServices(ctx context.Context, metricsTLS *tls.Config) (closeAll func(), err error) {
+	var closers []func()
+	closeAll = func() {
+		for _, c := range closers {
+			c()
+		}
+	}
+	cfg, log := n.cfg, n.log
+	if cfg.Metrics.Listen != "" {
+		srv, addr, err := n.serveHTTP(metricsTLS)
+		if err != nil {
+			return nil, fmt.Errorf("metrics.listen: %w", err)
+		}
+		closers = append(closers, func() { srv.Close() })
+		log.Info("metrics and health listening", "addr", addr, "https", metricsTLS != nil, "admin", cfg.Metrics.Admin)
+		if cfg.Metrics.Admin && cfg.Metrics.AdminTokenFile != "" && metricsTLS == nil && !isLoopback(addr) {
+			log.Warn("the admin API's bearer token travels in clear text beyond loopback: serve metrics.listen over HTTPS (metrics.tls_cert_file, metrics.tls_key_file) or keep it on 127.0.0.1", "addr", addr)
+		}
+	}
+	if cfg.Inside.DNSListen != "" {
+		dnsSrv, err := n.startDNSResponder(ctx)
+		if err != nil {
+			closeAll()
+			return nil, fmt.Errorf("inside.dns_listen: %w", err)
+		}
+		closers = append(closers, func() { dnsSrv.Close() })
+	}
+	return closeAll, nil
+}
+
+// waitForSignals reloads on SIGHUP until SIGTERM, SIGINT or the end of
+// ctx, and says which ended it.
+func (n *node) waitForSignals(ctx context.Context) string {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sig)
+	for {
+		select {
+		case s := <-sig:
+			if s != syscall.SIGHUP {
+				return s.String()
+			}
+			n.log.Info("SIGHUP: reloading")
+			err := n.reload(ctx)
+			if err != nil {
+				n.log.Error("reload rejected: the running configuration stays active", "err", err)
+			}
+			n.auditSignalReload(ctx, err)
+		case <-ctx.Done():
+			return "context ended"
+		}
+	}
+}
+
 // auditSignalReload puts a SIGHUP reload on record, like the admin API's
 // POST /reload.
 func (n *node) auditSignalReload(ctx context.Context, reloadErr error) {
-	r := &audit.Record{Event: audit.EventAdmin, Actor: "signal SIGHUP", Action: admin.ActionReload, Decision: "allow"}
+	r := &audit.Record{Event: audit.EventAdmin, Actor: "signal SIGHUP", Action: admin.ActionReload, Decision: audit.DecisionAllow}
 	if reloadErr != nil {
 		r.Decision = "error"
 		r.Reason = "rejected, the running configuration is kept: " + strings.Join(strings.Fields(strings.ReplaceAll(reloadErr.Error(), "\n", "; ")), " ")

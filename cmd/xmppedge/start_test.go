@@ -352,11 +352,13 @@ func TestGatewayLimits(t *testing.T) {
 	}
 }
 
-// nullAuditor satisfies edge.Auditor for a gateway that relays nothing.
+// nullAuditor satisfies audit.Sink for a gateway that relays nothing.
 type nullAuditor struct{}
 
 func (nullAuditor) Append(*audit.Record) (uint64, error)      { return 1, nil }
 func (nullAuditor) WaitDurable(context.Context, uint64) error { return nil }
+func (nullAuditor) Healthy() error                            { return nil }
+func (nullAuditor) Close() error                              { return nil }
 
 // A reload re-reads the admin token file; a token file that is not
 // acceptable rejects the whole reload and the running token stays.
@@ -375,7 +377,7 @@ func TestReloadAdminToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	opt := st.opt
-	opt.DialbackSecret, opt.Policy, opt.Auditor = st.secret, st.eng, nullAuditor{}
+	opt.DialbackSecret, opt.Policy, opt.Audit = st.secret, st.eng, nullAuditor{}
 	gw, err := edge.New(opt) // not started: nothing listens
 	if err != nil {
 		t.Fatal(err)
@@ -523,7 +525,7 @@ func TestMetricsListener(t *testing.T) {
 		t.Fatal(err)
 	}
 	opt := st.opt
-	opt.DialbackSecret, opt.Policy, opt.Auditor = st.secret, st.eng, alog
+	opt.DialbackSecret, opt.Policy, opt.Audit = st.secret, st.eng, alog
 	gw, err := edge.New(opt) // not started: only the metrics listener listens
 	if err != nil {
 		t.Fatal(err)

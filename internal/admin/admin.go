@@ -49,9 +49,9 @@ const (
 
 // Decisions of admin audit records.
 const (
-	decisionDone    = "allow" // authenticated and done
-	decisionRefused = "deny"  // not authenticated
-	decisionFailed  = "error" // authenticated, but it failed
+	decisionDone    = audit.DecisionAllow // authenticated and done
+	decisionRefused = audit.DecisionDeny  // not authenticated
+	decisionFailed  = "error"             // authenticated, but it failed
 )
 
 // Session is the JSON shape of one session expected from

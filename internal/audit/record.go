@@ -30,6 +30,19 @@ const (
 	EventAdmin = "admin"
 )
 
+// Decisions a record carries.
+const (
+	DecisionAllow     = "allow"      // the policy allowed it
+	DecisionDeny      = "deny"       // the policy (or a check before it) refused it
+	DecisionWouldDeny = "would-deny" // dry run: the policy would have refused it
+	// DecisionBounced: refused before the policy (a malformed address, a
+	// rate) or undeliverable, and answered with an error stanza.
+	DecisionBounced = "bounced"
+	// DecisionUndeliverable: not delivered and not answered (an error or
+	// a result is never answered with an error).
+	DecisionUndeliverable = "undeliverable"
+)
+
 // Record is one audit event: one line of the audit file. The JSON member
 // names and their order are the schema documented in the package comment;
 // empty members are left out, except seq, time, node, event, prev and hash.

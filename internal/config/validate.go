@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/net/idna"
+
+	"github.com/xmppedge/xmppedge/internal/resolve"
 )
 
 // Bounds checked by Validate.
@@ -107,7 +109,7 @@ func normalizeDomain(d string) (string, string) {
 			return "", fmt.Sprintf("it cannot be converted to an ASCII (A-label) name: %v", err)
 		}
 	}
-	if problem := hostnameProblem(a); problem != "" {
+	if problem := resolve.HostnameProblem(a); problem != "" {
 		return "", problem
 	}
 	// Labels already in A-label form must decode, and a name must be
@@ -127,30 +129,6 @@ func isASCII(s string) bool {
 		}
 	}
 	return true
-}
-
-// hostnameProblem says what is wrong with a lowercase ASCII host name, or "".
-func hostnameProblem(n string) string {
-	if len(n) > 253 {
-		return "longer than 253 characters"
-	}
-	for _, label := range strings.Split(n, ".") {
-		switch {
-		case label == "":
-			return "it has an empty label (two dots in a row?)"
-		case len(label) > 63:
-			return fmt.Sprintf("label %q is longer than 63 characters", label)
-		case label[0] == '-' || label[len(label)-1] == '-':
-			return fmt.Sprintf("label %q starts or ends with a hyphen", label)
-		}
-		for i := 0; i < len(label); i++ {
-			ch := label[i]
-			if !('a' <= ch && ch <= 'z' || '0' <= ch && ch <= '9' || ch == '-') {
-				return fmt.Sprintf("label %q contains %q (only letters, digits and hyphens)", label, ch)
-			}
-		}
-	}
-	return ""
 }
 
 // listenAddr is a parsed listener address; host "*" means every interface.
@@ -240,7 +218,7 @@ func parseHostPort(s string, listener bool) (listenAddr, string) {
 			break
 		}
 		h := strings.ToLower(strings.TrimSuffix(host, "."))
-		if problem := hostnameProblem(h); problem != "" {
+		if problem := resolve.HostnameProblem(h); problem != "" {
 			return listenAddr{}, fmt.Sprintf("%q: host %q is neither an IP address nor a valid host name: %s", s, host, problem)
 		}
 		host = h

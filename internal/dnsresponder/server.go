@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,6 +14,8 @@ import (
 
 	"github.com/miekg/dns"
 	"golang.org/x/net/idna"
+
+	"github.com/xmppedge/xmppedge/internal/dnslisten"
 )
 
 // Defaults for Config fields left zero.
@@ -146,7 +147,27 @@ func newServer(cfg Config) (*Server, error) {
 	if s.ttl == 0 {
 		s.ttl = DefaultTTL
 	}
-	target := cfg.TargetName
+	if err := s.setTarget(cfg.TargetName); err != nil {
+		return nil, err
+	}
+	if err := s.setInsideAddrs(cfg.InsideAddrs); err != nil {
+		return nil, err
+	}
+	if err := s.setLocal(cfg.Local); err != nil {
+		return nil, err
+	}
+	if err := s.setAllow(cfg.Allow); err != nil {
+		return nil, err
+	}
+	if err := s.setForward(cfg.Forward, cfg.ForwardTimeout); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// setTarget sets the SRV target name announced for local domains
+// (DefaultTargetName when target is "").
+func (s *Server) setTarget(target string) error {
 	if target == "" {
 		target = DefaultTargetName
 	}
@@ -158,25 +179,30 @@ func newServer(cfg Config) (*Server, error) {
 		err = hostNameProblem(t)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("dnsresponder: target name %q is not a valid host name (like %s): %w", target, DefaultTargetName, err)
+		return fmt.Errorf("dnsresponder: target name %q is not a valid host name (like %s): %w", target, DefaultTargetName, err)
 	}
 	s.target = t
+	return nil
+}
 
-	if len(cfg.InsideAddrs) == 0 {
-		return nil, errors.New("dnsresponder: no inside listener address to announce: set the inside listener's address (IP:PORT)")
+// setInsideAddrs sets the port and the addresses announced for the
+// target from the inside listeners' addresses, which must share a port.
+func (s *Server) setInsideAddrs(addrs []netip.AddrPort) error {
+	if len(addrs) == 0 {
+		return errors.New("dnsresponder: no inside listener address to announce: set the inside listener's address (IP:PORT)")
 	}
-	for i, ap := range cfg.InsideAddrs {
+	for i, ap := range addrs {
 		if !ap.IsValid() || ap.Port() == 0 {
-			return nil, fmt.Errorf("dnsresponder: inside listener address %q is not IP:PORT", ap)
+			return fmt.Errorf("dnsresponder: inside listener address %q is not IP:PORT", ap)
 		}
 		a := ap.Addr().Unmap()
 		if a.IsUnspecified() {
-			return nil, fmt.Errorf("dnsresponder: inside listener %s listens on all addresses; announce the address the internal server should connect to instead", ap)
+			return fmt.Errorf("dnsresponder: inside listener %s listens on all addresses; announce the address the internal server should connect to instead", ap)
 		}
 		if i == 0 {
 			s.port = ap.Port()
 		} else if ap.Port() != s.port {
-			return nil, fmt.Errorf("dnsresponder: inside listeners %s and %s are on different ports; one SRV target can announce one port: list only listeners on port %d", cfg.InsideAddrs[0], ap, s.port)
+			return fmt.Errorf("dnsresponder: inside listeners %s and %s are on different ports; one SRV target can announce one port: list only listeners on port %d", addrs[0], ap, s.port)
 		}
 		if a.Is4() {
 			s.v4 = append(s.v4, a)
@@ -184,8 +210,12 @@ func newServer(cfg Config) (*Server, error) {
 			s.v6 = append(s.v6, a.WithZone(""))
 		}
 	}
+	return nil
+}
 
-	for _, d := range cfg.Local {
+// setLocal sets the local domains, answered for the gateway.
+func (s *Server) setLocal(domains []string) error {
+	for _, d := range domains {
 		n, err := canonicalName(d)
 		if err == nil && n == "." {
 			err = errors.New("it is empty")
@@ -194,35 +224,44 @@ func newServer(cfg Config) (*Server, error) {
 			err = hostNameProblem(n)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("dnsresponder: local domain %q is not a valid domain name: %w", d, err)
+			return fmt.Errorf("dnsresponder: local domain %q is not a valid domain name: %w", d, err)
 		}
 		s.local[n] = true
 	}
+	return nil
+}
 
-	if len(cfg.Allow) == 0 {
-		return nil, errors.New("dnsresponder: no source network is allowed to query: list the internal server's networks in Allow (inside.dns_allow)")
+// setAllow sets the source networks that may query.
+func (s *Server) setAllow(networks []netip.Prefix) error {
+	if len(networks) == 0 {
+		return errors.New("dnsresponder: no source network is allowed to query: list the internal server's networks in Allow (inside.dns_allow)")
 	}
-	for _, p := range cfg.Allow {
+	for _, p := range networks {
 		if !p.IsValid() {
-			return nil, fmt.Errorf("dnsresponder: allowed network %q is not a network in CIDR notation", p)
+			return fmt.Errorf("dnsresponder: allowed network %q is not a network in CIDR notation", p)
 		}
 		s.allow = append(s.allow, p.Masked())
 	}
+	return nil
+}
 
-	for _, f := range cfg.Forward {
+// setForward sets the upstream resolvers that other names are forwarded
+// to and the clients that ask them (DefaultForwardTimeout when timeout is
+// not positive).
+func (s *Server) setForward(upstreams []string, timeout time.Duration) error {
+	for _, f := range upstreams {
 		addr, err := parseUpstream(f)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		s.forward = append(s.forward, addr)
 	}
-	timeout := cfg.ForwardTimeout
 	if timeout <= 0 {
 		timeout = DefaultForwardTimeout
 	}
 	s.udpClient = &dns.Client{Net: "udp", Timeout: timeout, UDPSize: ednsSize}
 	s.tcpClient = &dns.Client{Net: "tcp", Timeout: timeout}
-	return s, nil
+	return nil
 }
 
 // canonicalName lowercases name, converts its labels to A-labels (IDNA; a
@@ -292,29 +331,20 @@ func parseUpstream(s string) (string, error) {
 // listenBoth binds UDP and TCP to the same port; with port 0 it retries a
 // few times until TCP can take the port UDP got.
 func listenBoth(ctx context.Context, addr string) (net.PacketConn, net.Listener, error) {
-	host, port, err := net.SplitHostPort(addr)
+	pc, ln, err := dnslisten.UDPAndTCP(ctx, addr)
+	var le *dnslisten.Error
+	if errors.As(err, &le) {
+		switch le.Net {
+		case "":
+			return nil, nil, fmt.Errorf("dnsresponder: listen address %q is not IP:PORT: %w", addr, le.Err)
+		case "udp":
+			return nil, nil, fmt.Errorf("dnsresponder: cannot listen on udp %s (is another DNS server on it?): %w", addr, le.Err)
+		}
+	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("dnsresponder: listen address %q is not IP:PORT: %w", addr, err)
+		return nil, nil, fmt.Errorf("dnsresponder: %w", err)
 	}
-	var lc net.ListenConfig
-	var lastErr error
-	for range 10 {
-		pc, err := lc.ListenPacket(ctx, "udp", addr)
-		if err != nil {
-			return nil, nil, fmt.Errorf("dnsresponder: cannot listen on udp %s (is another DNS server on it?): %w", addr, err)
-		}
-		bound := net.JoinHostPort(host, strconv.Itoa(pc.LocalAddr().(*net.UDPAddr).Port))
-		ln, err := lc.Listen(ctx, "tcp", bound)
-		if err == nil {
-			return pc, ln, nil
-		}
-		pc.Close()
-		lastErr = err
-		if port != "0" {
-			break
-		}
-	}
-	return nil, nil, fmt.Errorf("dnsresponder: cannot listen on tcp %s: %w", addr, lastErr)
+	return pc, ln, nil
 }
 
 // Addr is the "IP:PORT" the responder serves on (UDP and TCP).

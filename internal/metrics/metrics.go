@@ -69,86 +69,125 @@ func New(version string) *Metrics {
 	}
 	reg := prometheus.NewRegistry()
 	m := &Metrics{reg: reg}
+	r := registrar{reg: reg}
+	m.registerStreamMetrics(r)
+	m.registerLookupMetrics(r)
+	m.registerSetupMetrics(r)
+	m.registerOperationMetrics(r)
+	registerBuildInfo(reg, version)
+	reg.MustRegister(collectors.NewGoCollector())
+	reg.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
 
-	counterVec := func(name, help string, labels ...string) *prometheus.CounterVec {
-		v := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: name, Help: help}, labels)
-		reg.MustRegister(v)
-		return v
-	}
-	gaugeVec := func(name, help string, labels ...string) *prometheus.GaugeVec {
-		v := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: name, Help: help}, labels)
-		reg.MustRegister(v)
-		return v
-	}
-	histogramVec := func(name, help string, buckets []float64, labels ...string) *prometheus.HistogramVec {
-		v := prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: namespace, Name: name, Help: help, Buckets: buckets}, labels)
-		reg.MustRegister(v)
-		return v
-	}
-	counter := func(name, help string) prometheus.Counter {
-		c := prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: name, Help: help})
-		reg.MustRegister(c)
-		return c
-	}
-	histogram := func(name, help string, buckets []float64) prometheus.Histogram {
-		h := prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace, Name: name, Help: help, Buckets: buckets})
-		reg.MustRegister(h)
-		return h
-	}
+// registrar creates metrics in the xmppedge namespace and registers them
+// in reg.
+type registrar struct {
+	reg *prometheus.Registry
+}
 
-	m.sessions = newLazyVec(gaugeVec("sessions",
+func (r registrar) counterVec(name, help string, labels ...string) *prometheus.CounterVec {
+	v := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: name, Help: help}, labels)
+	r.reg.MustRegister(v)
+	return v
+}
+
+func (r registrar) gaugeVec(name, help string, labels ...string) *prometheus.GaugeVec {
+	v := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: name, Help: help}, labels)
+	r.reg.MustRegister(v)
+	return v
+}
+
+func (r registrar) histogramVec(name, help string, buckets []float64, labels ...string) *prometheus.HistogramVec {
+	v := prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: namespace, Name: name, Help: help, Buckets: buckets}, labels)
+	r.reg.MustRegister(v)
+	return v
+}
+
+func (r registrar) counter(name, help string) prometheus.Counter {
+	c := prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: name, Help: help})
+	r.reg.MustRegister(c)
+	return c
+}
+
+func (r registrar) histogram(name, help string, buckets []float64) prometheus.Histogram {
+	h := prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace, Name: name, Help: help, Buckets: buckets})
+	r.reg.MustRegister(h)
+	return h
+}
+
+// registerStreamMetrics registers what counts streams and the stanzas
+// and bytes they carry.
+func (m *Metrics) registerStreamMetrics(r registrar) {
+	m.sessions = newLazyVec(r.gaugeVec("sessions",
 		"Open s2s streams by leg (inside|outside), role (incoming|outgoing) and authentication method.",
 		"leg", "role", "auth").WithLabelValues, legSet, roleSet, authSet)
-	m.sessionAttempts = newLazyVec(counterVec("session_attempts_total",
+	m.sessionAttempts = newLazyVec(r.counterVec("session_attempts_total",
 		"s2s streams begun, by leg and direction (incoming|outgoing).",
 		"leg", "direction").WithLabelValues, legSet, roleSet)
-	m.sessionFailures = newLazyVec(counterVec("session_failures_total",
+	m.sessionFailures = newLazyVec(r.counterVec("session_failures_total",
 		"s2s streams that failed to establish or ended in error, by leg, direction and reason.",
 		"leg", "direction", "reason").WithLabelValues, legSet, roleSet, failSet)
-	m.stanzas = newLazyVec(counterVec("stanzas_total",
+	m.stanzas = newLazyVec(r.counterVec("stanzas_total",
 		"Stanzas by direction (inbound|outbound), kind, outcome (relayed|denied|bounced|undeliverable) and stanza error condition.",
 		"direction", "kind", "outcome", "reason").WithLabelValues, stanzaDirs, kindSet, outcomeSet, reasonSet)
-	m.bytes = newLazyVec(counterVec("bytes_total",
+	m.bytes = newLazyVec(r.counterVec("bytes_total",
 		"Bytes received from and sent to peers, by leg and direction (received|sent).",
 		"leg", "direction").WithLabelValues, legSet, byteDirs)
-	policySeconds := histogramVec("policy_decision_seconds",
+}
+
+// registerLookupMetrics registers the policy decisions' and the DNS
+// lookups' latencies and failures.
+func (m *Metrics) registerLookupMetrics(r registrar) {
+	policySeconds := r.histogramVec("policy_decision_seconds",
 		"Time to take a policy decision (cached or evaluated), by kind (session|stanza).", policyBuckets, "kind")
 	m.policySeconds = newLazyVec(func(v ...string) prometheus.Observer { return policySeconds.WithLabelValues(v...) }, policyKinds)
-	m.policyCacheHits = newLazyVec(counterVec("policy_decision_cache_hits_total",
+	m.policyCacheHits = newLazyVec(r.counterVec("policy_decision_cache_hits_total",
 		"Policy decisions answered from the decision cache, by kind.", "kind").WithLabelValues, policyKinds)
-	m.policyFailures = newLazyVec(counterVec("policy_decision_failures_total",
+	m.policyFailures = newLazyVec(r.counterVec("policy_decision_failures_total",
 		"Policy decisions that failed to evaluate (and so denied), by kind.", "kind").WithLabelValues, policyKinds)
-	dnsSeconds := histogramVec("dns_lookup_seconds",
+	dnsSeconds := r.histogramVec("dns_lookup_seconds",
 		"DNS lookup latency by query type (SRV|A|AAAA).", dnsBuckets, "qtype")
 	m.dnsSeconds = newLazyVec(func(v ...string) prometheus.Observer { return dnsSeconds.WithLabelValues(v...) }, qtypeSet)
-	m.dnsFailures = newLazyVec(counterVec("dns_lookup_failures_total",
+	m.dnsFailures = newLazyVec(r.counterVec("dns_lookup_failures_total",
 		"DNS lookups that failed (timeout, SERVFAIL, REFUSED, ...; not NXDOMAIN), by query type.", "qtype").WithLabelValues, qtypeSet)
-	m.tlsHandshakes = newLazyVec(counterVec("tls_handshakes_total",
+}
+
+// registerSetupMetrics registers what counts the setting up of streams:
+// TLS handshakes, dialback exchanges, and the stanzas waiting meanwhile.
+func (m *Metrics) registerSetupMetrics(r registrar) {
+	m.tlsHandshakes = newLazyVec(r.counterVec("tls_handshakes_total",
 		"TLS handshakes by leg, result (success|failure) and negotiated version.",
 		"leg", "result", "version").WithLabelValues, legSet, resultSet, tlsVersions)
-	m.dialback = newLazyVec(counterVec("dialback_total",
+	m.dialback = newLazyVec(r.counterVec("dialback_total",
 		"Server Dialback exchanges by our role (originating|receiving|authoritative) and result (valid|invalid|error|timeout).",
 		"role", "result").WithLabelValues, dbRoles, dbResults)
-	m.queued = newLazyVec(gaugeVec("queued_stanzas",
+	m.queued = newLazyVec(r.gaugeVec("queued_stanzas",
 		"Stanzas waiting in the queues of outgoing streams being set up, by leg.", "leg").WithLabelValues, legSet)
-	m.reloads = newLazyVec(counterVec("reloads_total",
+}
+
+// registerOperationMetrics registers reloads, limits, the audit log,
+// certificate expiry and the policy revision.
+func (m *Metrics) registerOperationMetrics(r registrar) {
+	m.reloads = newLazyVec(r.counterVec("reloads_total",
 		"Configuration reloads by result (success|failure).", "result").WithLabelValues, resultSet)
-	m.limitRefusals = newLazyVec(counterVec("limit_refusals_total",
+	m.limitRefusals = newLazyVec(r.counterVec("limit_refusals_total",
 		"Connections and stanzas refused by a limit: connections_per_ip, new_connections_per_ip (outside listeners) or stanza_rate (per remote domain; the stanza is bounced with resource-constraint).",
 		"limit").WithLabelValues, limitSet)
-
-	m.auditRecords = counter("audit_records_total", "Audit records written.")
-	m.auditFailures = counter("audit_write_failures_total", "Audit records that could not be written.")
-	m.auditRecordSeconds = histogram("audit_record_seconds",
+	m.auditRecords = r.counter("audit_records_total", "Audit records written.")
+	m.auditFailures = r.counter("audit_write_failures_total", "Audit records that could not be written.")
+	m.auditRecordSeconds = r.histogram("audit_record_seconds",
 		"Time to append one audit record, including the wait for its group commit in sync durability.", auditBuckets)
-	m.auditFsyncSeconds = histogram("audit_fsync_seconds", "Latency of the audit log's fsync calls.", auditBuckets)
-	m.reloadClosed = counter("reload_closed_sessions_total",
+	m.auditFsyncSeconds = r.histogram("audit_fsync_seconds", "Latency of the audit log's fsync calls.", auditBuckets)
+	m.reloadClosed = r.counter("reload_closed_sessions_total",
 		"Sessions closed because a reloaded configuration or policy no longer allowed them.")
-
-	m.certExpiry = gaugeVec("certificate_expiry_timestamp_seconds",
+	m.certExpiry = r.gaugeVec("certificate_expiry_timestamp_seconds",
 		"Not-after time of the certificate presented for each local domain, in seconds since the epoch.", "domain")
-	m.policyInfo = gaugeVec("policy_info", "The policy revision in force (value 1).", "revision")
+	m.policyInfo = r.gaugeVec("policy_info", "The policy revision in force (value 1).", "revision")
+}
 
+// registerBuildInfo registers xmppedge_build_info{version, goversion}.
+func registerBuildInfo(reg *prometheus.Registry, version string) {
 	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace:   namespace,
 		Name:        "build_info",
@@ -157,9 +196,6 @@ func New(version string) *Metrics {
 	})
 	buildInfo.Set(1)
 	reg.MustRegister(buildInfo)
-	reg.MustRegister(collectors.NewGoCollector())
-	reg.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return m
 }
 
 // Registry is the registry the metrics are served from, for components that
@@ -179,7 +215,7 @@ func (m *Metrics) SessionOpened(leg, role, auth string) {
 	if m == nil {
 		return
 	}
-	m.sessions.at(m.sessions.idx3(legSet.index(leg), roleSet.index(role), authIndex(auth))).Inc()
+	m.session(leg, role, auth).Inc()
 }
 
 // SessionClosed undoes SessionOpened; pass the same labels.
@@ -187,7 +223,12 @@ func (m *Metrics) SessionClosed(leg, role, auth string) {
 	if m == nil {
 		return
 	}
-	m.sessions.at(m.sessions.idx3(legSet.index(leg), roleSet.index(role), authIndex(auth))).Dec()
+	m.session(leg, role, auth).Dec()
+}
+
+// session is the xmppedge_sessions gauge of leg, role and auth.
+func (m *Metrics) session(leg, role, auth string) prometheus.Gauge {
+	return m.sessions.at(m.sessions.idx3(legSet.index(leg), roleSet.index(role), authIndex(auth)))
 }
 
 // SessionAttempt counts a stream begun (accepted or dialled); direction is

@@ -5,8 +5,8 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/xmppedge/xmppedge/internal/xmlstream"
 	"github.com/xmppedge/xmppedge/internal/jid"
+	"github.com/xmppedge/xmppedge/internal/xmlstream"
 )
 
 // Facts is what the policy reads about a stanza's payload.

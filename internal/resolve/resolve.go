@@ -290,24 +290,28 @@ func normalizeName(name string) (string, error) {
 		n = a
 	}
 	n = strings.ToLower(n)
-	if problem := hostnameProblem(n); problem != "" {
+	if problem := HostnameProblem(n); problem != "" {
 		return "", fmt.Errorf("resolve: %q is not a valid domain name: %s", name, problem)
 	}
 	return n, nil
 }
 
-// hostnameProblem says what is wrong with a lowercase ASCII name without the
-// trailing dot, or "" when it is a valid host name: at most 253 characters,
-// labels of 1-63 letters, digits, hyphens (not first or last) and
-// underscores (found in SRV owner names), and "xn--" labels that decode.
-func hostnameProblem(n string) string {
+// HostnameProblem says what is wrong with a lowercase ASCII name without
+// the trailing dot, or "" when it is a valid DNS host name (RFC 1123 §2.1,
+// RFC 5890 §2.3.1): at most 253 characters, labels of 1-63 letters, digits
+// and hyphens (not first or last), and "xn--" labels that are valid
+// A-labels. An underscore is not allowed: host names, and so XMPP domains
+// and SRV targets, have none (it only appears in service owner names such
+// as _xmpp-server._tcp, which are never checked here). The problem is a
+// phrase for the caller to put after the name or the field it names.
+func HostnameProblem(n string) string {
 	if len(n) > 253 {
 		return "longer than 253 characters"
 	}
 	for _, label := range strings.Split(n, ".") {
 		switch {
 		case label == "":
-			return "empty label"
+			return "it has an empty label (two dots in a row?)"
 		case len(label) > 63:
 			return fmt.Sprintf("label %q is longer than 63 characters", label)
 		case label[0] == '-' || label[len(label)-1] == '-':
@@ -315,13 +319,13 @@ func hostnameProblem(n string) string {
 		}
 		for i := 0; i < len(label); i++ {
 			c := label[i]
-			if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
-				return fmt.Sprintf("label %q contains %q", label, c)
+			if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-') {
+				return fmt.Sprintf("label %q contains %q (only letters, digits and hyphens)", label, c)
 			}
 		}
 		if strings.HasPrefix(label, "xn--") {
 			if _, err := idna.Lookup.ToUnicode(label); err != nil {
-				return fmt.Sprintf("label %q is not valid punycode", label)
+				return fmt.Sprintf("label %q is an invalid A-label (xn--): %v", label, err)
 			}
 		}
 	}

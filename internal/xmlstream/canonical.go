@@ -69,6 +69,33 @@ func (w *canonWriter) tooBig() error {
 }
 
 func (w *canonWriter) element(dst []byte, n *Node, parentNS string) ([]byte, error) {
+	dst = w.startTag(dst, n, parentNS)
+	if len(dst) > w.limit {
+		return dst, w.tooBig()
+	}
+	// The start tag is closed with '>' before the first content written,
+	// or with "/>" if there is none.
+	dst, open, err := w.content(dst, n)
+	if err != nil {
+		return dst, err
+	}
+	if open {
+		dst = append(dst, "</"...)
+		dst = append(dst, n.Local...)
+		dst = append(dst, '>')
+	} else {
+		dst = append(dst, "/>"...)
+	}
+	if len(dst) > w.limit {
+		return dst, w.tooBig()
+	}
+	return dst, nil
+}
+
+// startTag appends n's start tag, left open: its name, its namespace when
+// it is not parentNS, a prefix nsN declared for each namespace of its
+// attributes (but xml:), and the attributes.
+func (w *canonWriter) startTag(dst []byte, n *Node, parentNS string) []byte {
 	dst = append(dst, '<')
 	dst = append(dst, n.Local...)
 	if n.Space != parentNS {
@@ -101,13 +128,13 @@ func (w *canonWriter) element(dst []byte, n *Node, parentNS string) ([]byte, err
 		}
 		dst = appendAttr(dst, a.Local, a.Value)
 	}
-	if len(dst) > w.limit {
-		return dst, w.tooBig()
-	}
+	return dst
+}
 
-	// The start tag is closed with '>' before the first content written,
-	// or with "/>" if there is none.
-	open := false
+// content appends n's text and the children that are not stripped, in
+// document order when n keeps its text segments, closing the start tag
+// before the first of them; open says whether it did.
+func (w *canonWriter) content(dst []byte, n *Node) (_ []byte, open bool, _ error) {
 	ordered := len(n.Segments) == len(n.Children)+1
 	if !ordered {
 		dst, open = appendCanonicalText(dst, n.Text, open)
@@ -120,7 +147,7 @@ func (w *canonWriter) element(dst []byte, n *Node, parentNS string) ([]byte, err
 			dst, open = appendCanonicalText(dst, n.Segments[i], open)
 		}
 		if len(dst) > w.limit {
-			return dst, w.tooBig()
+			return dst, open, w.tooBig()
 		}
 		if w.strip != nil && w.strip(w.path, c) {
 			continue
@@ -130,7 +157,7 @@ func (w *canonWriter) element(dst []byte, n *Node, parentNS string) ([]byte, err
 		}
 		var err error
 		if dst, err = w.element(dst, c, n.Space); err != nil {
-			return dst, err
+			return dst, open, err
 		}
 	}
 	if w.strip != nil {
@@ -139,17 +166,7 @@ func (w *canonWriter) element(dst []byte, n *Node, parentNS string) ([]byte, err
 	if ordered {
 		dst, open = appendCanonicalText(dst, n.Segments[len(n.Children)], open)
 	}
-	if open {
-		dst = append(dst, "</"...)
-		dst = append(dst, n.Local...)
-		dst = append(dst, '>')
-	} else {
-		dst = append(dst, "/>"...)
-	}
-	if len(dst) > w.limit {
-		return dst, w.tooBig()
-	}
-	return dst, nil
+	return dst, open, nil
 }
 
 // appendCanonicalText appends escaped character data, first closing the

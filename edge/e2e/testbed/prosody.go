@@ -74,13 +74,32 @@ func StartProsody(t testing.TB, opts ProsodyOptions) *Prosody {
 		opts.DNS = "127.0.0.53:5300"
 	}
 	p := &Prosody{Opts: opts, t: t, done: make(chan struct{})}
+	p.checkPortsFree()
+	cfg := p.writeFiles()
+	p.registerUsers()
+	p.start(cfg)
+	p.waitAccepting()
+	return p
+}
+
+// checkPortsFree fails the test when the c2s or s2s address is taken.
+func (p *Prosody) checkPortsFree() {
+	p.t.Helper()
 	for _, addr := range []string{p.C2SAddr(), p.S2SAddr()} {
 		l, err := net.Listen("tcp", addr)
 		if err != nil {
-			t.Fatalf("testbed: %s is not free for Prosody %s: %v (a Prosody left running? stop it: ss -ltnp)", addr, opts.Domain, err)
+			p.t.Fatalf("testbed: %s is not free for Prosody %s: %v (a Prosody left running? stop it: ss -ltnp)", addr, p.Opts.Domain, err)
 		}
 		l.Close()
 	}
+}
+
+// writeFiles makes p.Dir with its data and certs folders, writes the
+// certificate and key (self-signed unless given) and the config, and
+// returns the config.
+func (p *Prosody) writeFiles() []byte {
+	t, opts := p.t, p.Opts
+	t.Helper()
 	p.Dir = filepath.Join(t.TempDir(), "prosody-"+opts.Domain)
 	for _, d := range []string{"data", "certs"} {
 		if err := os.MkdirAll(filepath.Join(p.Dir, d), 0o700); err != nil {
@@ -110,7 +129,13 @@ func StartProsody(t testing.TB, opts ProsodyOptions) *Prosody {
 	if err := os.WriteFile(p.Config, cfg, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	return cfg
+}
 
+// registerUsers registers p.Opts.Users with prosodyctl, in name order.
+func (p *Prosody) registerUsers() {
+	t, opts := p.t, p.Opts
+	t.Helper()
 	users := make([]string, 0, len(opts.Users))
 	for u := range opts.Users {
 		users = append(users, u)
@@ -124,7 +149,14 @@ func StartProsody(t testing.TB, opts ProsodyOptions) *Prosody {
 			t.Fatalf("testbed: prosodyctl register %s@%s: %v\n%s", u, opts.Domain, err, out)
 		}
 	}
+}
 
+// start runs `prosody --config FILE -F` in its own process group, its
+// console to console.log, and registers the cleanup that stops it (and
+// keeps its log and config, cfg, when XMPPEDGE_E2E_KEEP names a folder).
+func (p *Prosody) start(cfg []byte) {
+	t, opts := p.t, p.Opts
+	t.Helper()
 	console, err := os.Create(filepath.Join(p.Dir, "console.log"))
 	if err != nil {
 		t.Fatal(err)
@@ -153,7 +185,14 @@ func StartProsody(t testing.TB, opts ProsodyOptions) *Prosody {
 			t.Logf("testbed: Prosody %s log tail:\n%s", opts.Domain, p.tail(60))
 		}
 	})
+}
 
+// waitAccepting returns once c2s and s2s accept connections, and fails
+// the test when Prosody exits or does not accept within
+// prosodyStartTimeout.
+func (p *Prosody) waitAccepting() {
+	t, opts := p.t, p.Opts
+	t.Helper()
 	deadline := time.Now().Add(prosodyStartTimeout)
 	for _, addr := range []string{p.C2SAddr(), p.S2SAddr()} {
 		for {
@@ -173,7 +212,6 @@ func StartProsody(t testing.TB, opts ProsodyOptions) *Prosody {
 			time.Sleep(prosodyPortsCheckEvery)
 		}
 	}
-	return p
 }
 
 func sanitize(name string) string {

@@ -1,6 +1,7 @@
 package resolvetest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/xmppedge/xmppedge/internal/dnslisten"
 )
 
 // Server is a running in-memory DNS server. Create it with Start and stop it
@@ -41,9 +44,9 @@ func Start(addr string) (*Server, error) {
 		rcodes:   make(map[string]int),
 		perName:  make(map[string]int),
 	}
-	pc, ln, err := listenBoth(addr)
+	pc, ln, err := dnslisten.UDPAndTCP(context.Background(), addr)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("resolvetest: %w", err)
 	}
 	s.addr = pc.LocalAddr().String()
 
@@ -72,33 +75,6 @@ func Start(addr string) (*Server, error) {
 		}
 	}
 	return s, nil
-}
-
-// listenBoth binds UDP and TCP to the same port. With port 0 the UDP port is
-// chosen first; if TCP cannot take the same port it tries again a few times.
-func listenBoth(addr string) (net.PacketConn, net.Listener, error) {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil, nil, fmt.Errorf("resolvetest: address %q is not IP:PORT: %w", addr, err)
-	}
-	var lastErr error
-	for attempt := 0; attempt < 10; attempt++ {
-		pc, err := net.ListenPacket("udp", addr)
-		if err != nil {
-			return nil, nil, fmt.Errorf("resolvetest: cannot listen on udp %s: %w", addr, err)
-		}
-		bound := net.JoinHostPort(host, fmt.Sprint(pc.LocalAddr().(*net.UDPAddr).Port))
-		ln, err := net.Listen("tcp", bound)
-		if err == nil {
-			return pc, ln, nil
-		}
-		pc.Close()
-		lastErr = err
-		if port != "0" {
-			break
-		}
-	}
-	return nil, nil, fmt.Errorf("resolvetest: cannot listen on tcp %s: %w", addr, lastErr)
 }
 
 // Addr is the "IP:PORT" the server answers on (UDP and TCP).

@@ -1,0 +1,91 @@
+package edge
+
+import (
+	"context"
+
+	"github.com/xmppedge/xmppedge/internal/audit"
+	"github.com/xmppedge/xmppedge/internal/xmlstream"
+	"github.com/xmppedge/xmppedge/policy"
+)
+
+// rewriteStage decides the bytes an allowed stanza is forwarded as (see
+// forwardBytes) and builds the stanza that leaves the path. A stanza that
+// cannot be rewritten within the size limit is refused (policy-violation):
+// it is never forwarded in a form the policy did not judge.
+func rewriteStage(limits func() *Limits) Stage {
+	return func(next StanzaHandler) StanzaHandler {
+		return StanzaHandlerFunc(func(ctx context.Context, st *inStanza) error {
+			if d := &st.decision; d.Allow {
+				raw, err := forwardBytes(st, d.Strip, limits().MaxStanzaSize)
+				if err != nil {
+					st.log.Warn("stanza cannot be rewritten: refused", "kind", st.el.Local, "from", st.el.From, "to", st.el.To, "err", err)
+					d.Allow, st.verdict = false, audit.DecisionDeny
+					d.Error, d.Reason = "policy-violation", "the stanza cannot be forwarded in the form the policy requires (it would be too large rewritten)"
+				}
+				st.raw = raw
+			}
+			st.out = newStanza(st.el, st.ns, st.fromStr, st.toStr, st.fromDomain, st.toDomain, st.raw)
+			return next.HandleStanza(ctx, st)
+		})
+	}
+}
+
+// forwardBytes returns what is written to the receiver: the raw bytes
+// (with header prefixes declared) when nothing changes; with the canonical
+// addresses when they differ from what was sent; a canonical
+// re-serialisation when the stanza has CDATA or the policy strips
+// children.
+func forwardBytes(st *inStanza, strip []policy.Child, maxSize int) ([]byte, error) {
+	el := st.el
+	from, to := st.fromStr, st.toStr
+	if !el.HasCDATA && len(strip) == 0 {
+		if from == el.From && to == el.To {
+			return el.AppendForward(make([]byte, 0, len(el.Raw)), st.ns), nil
+		}
+		return el.AppendForwardAddressed(make([]byte, 0, len(el.Raw)+16), st.ns, from, to), nil
+	}
+	n, err := st.node()
+	if err != nil {
+		return nil, err
+	}
+	if !el.HasCDATA && !stripsAny(n, strip) {
+		// Nothing to remove: forwarded as it came, byte for byte.
+		return forwardBytes(st, nil, maxSize)
+	}
+	n.SetAttr("from", from)
+	n.SetAttr("to", to)
+	var drop func(path []*xmlstream.Node, child *xmlstream.Node) bool
+	if len(strip) > 0 {
+		drop = func(path []*xmlstream.Node, child *xmlstream.Node) bool {
+			if len(path) != 1 {
+				return false // the policy strips direct children of the stanza
+			}
+			if isStripped(child, strip) {
+				st.stripped = append(st.stripped, "{"+child.Space+"}"+child.Local)
+				return true
+			}
+			return false
+		}
+	}
+	return xmlstream.AppendCanonical(nil, n, xmlstream.NSServer, drop, maxSize)
+}
+
+// stripsAny reports whether a child of n is in strip.
+func stripsAny(n *xmlstream.Node, strip []policy.Child) bool {
+	for _, child := range n.Children {
+		if isStripped(child, strip) {
+			return true
+		}
+	}
+	return false
+}
+
+// isStripped reports whether child is named in strip.
+func isStripped(child *xmlstream.Node, strip []policy.Child) bool {
+	for _, c := range strip {
+		if c.Name == child.Local && c.Namespace == child.Space {
+			return true
+		}
+	}
+	return false
+}

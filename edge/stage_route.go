@@ -1,0 +1,32 @@
+package edge
+
+import (
+	"context"
+
+	"github.com/xmppedge/xmppedge/internal/metrics"
+	"github.com/xmppedge/xmppedge/policy"
+)
+
+// routeStage hands an allowed stanza to the router, towards the other leg;
+// a refused one is bounced to its sender with the condition the policy
+// named (a condition RFC 6120 does not define becomes policy-violation:
+// nothing a policy says is written into XML as it is).
+func routeStage(router *Router, m *metrics.Metrics) Stage {
+	return func(next StanzaHandler) StanzaHandler {
+		return StanzaHandlerFunc(func(ctx context.Context, st *inStanza) error {
+			d, out, dest := &st.decision, st.out, st.leg.other()
+			if d.Allow {
+				router.route(out, dest)
+				return next.HandleStanza(ctx, st)
+			}
+			cond := d.Error
+			if _, known := stanzaErrorType[cond]; !known && !definedStanzaCondition(cond) {
+				cond = policy.DefaultStanzaError
+			}
+			m.Stanza(string(direction(st.leg)), out.kind, metrics.OutcomeDenied, cond)
+			st.log.Info("stanza refused by policy", "kind", out.kind, "from", out.from, "to", out.to, "reason", d.Reason, "policy_revision", d.Revision)
+			router.bounce(out, dest, cond, d.Reason)
+			return next.HandleStanza(ctx, st)
+		})
+	}
+}
