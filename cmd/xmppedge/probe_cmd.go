@@ -445,7 +445,7 @@ func probeSRVRecords(ctx context.Context, s probeSettings, res *resolve.Resolver
 	for _, service := range []string{"_xmpps-server._tcp.", "_xmpp-server._tcp."} {
 		name := service + s.domain
 		qctx, cancel := context.WithTimeout(ctx, s.timeout)
-		a, err := res.LookupSRV(qctx, name)
+		a, err := res.LookupSRV(qctx, s.domain, service == "_xmpps-server._tcp.")
 		cancel()
 		if err != nil {
 			rep.add(probeFail, "dns", "", "SRV %s: %v", name, err)

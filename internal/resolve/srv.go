@@ -13,15 +13,19 @@ type SRVAnswer struct {
 	Secure   bool       // DNSSEC-authenticated (the resolver set the AD bit)
 }
 
-// LookupSRV asks for the SRV records of name (e.g.
-// "_xmpp-server._tcp.example.com") as they are published, for diagnosis;
-// LookupS2S is what connecting uses.
-func (r *Resolver) LookupSRV(ctx context.Context, name string) (SRVAnswer, error) {
-	n, err := normalizeName(name)
+// LookupSRV asks for the SRV records of _xmpps-server._tcp.DOMAIN
+// (directTLS) or _xmpp-server._tcp.DOMAIN as they are published, for
+// diagnosis; LookupS2S is what connecting uses.
+func (r *Resolver) LookupSRV(ctx context.Context, domain string, directTLS bool) (SRVAnswer, error) {
+	n, err := normalizeName(domain)
 	if err != nil {
 		return SRVAnswer{}, err
 	}
-	ans, err := r.query(ctx, n, dns.TypeSRV)
+	service := serviceStartTLS
+	if directTLS {
+		service = serviceDirectTLS
+	}
+	ans, err := r.query(ctx, service+n, dns.TypeSRV)
 	if err != nil {
 		return SRVAnswer{}, err
 	}

@@ -19,13 +19,13 @@ func TestSRVSecure(t *testing.T) {
 		if targets[0].Secure != want {
 			t.Errorf("%s: Secure = %v, want %v", domain, targets[0].Secure, want)
 		}
-		a, err := r.LookupSRV(ctx, "_xmpp-server._tcp."+domain)
+		a, err := r.LookupSRV(ctx, domain, false)
 		if err != nil || len(a.Records) != 1 || a.Secure != want || a.NXDomain {
 			t.Errorf("LookupSRV %s = %+v, %v", domain, a, err)
 		}
 	}
 	dns.SetNXDomain("_xmpps-server._tcp.none.test")
-	if a, err := r.LookupSRV(ctx, "_xmpps-server._tcp.none.test"); err != nil || !a.NXDomain || len(a.Records) != 0 {
+	if a, err := r.LookupSRV(ctx, "none.test", true); err != nil || !a.NXDomain || len(a.Records) != 0 {
 		t.Errorf("NXDOMAIN: %+v, %v", a, err)
 	}
 }
