@@ -441,7 +441,7 @@ func TestVerifyKeyConditions(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*env.gw.limits().ConnectTimeout)
 			defer cancel()
 			key := dialback.Key(testSecret, "company.test", "partner.test", "S1")
-			valid, err := env.gw.verifyKey(ctx, LegOutside, "partner.test", "company.test", "S1", key)
+			valid, err := env.gw.dialer.verifyKey(ctx, LegOutside, "partner.test", "company.test", "S1", key)
 			if valid != tt.wantValid {
 				t.Errorf("valid = %v, want %v", valid, tt.wantValid)
 			}
@@ -455,7 +455,7 @@ func TestVerifyKeyConditions(t *testing.T) {
 			if !errors.As(err, &ve) {
 				t.Fatalf("error %v (%T) is not a *verifyError", err, err)
 			}
-			if got := dialbackCondition(err); got != tt.wantCond {
+			if got := dialbackCondition(err); string(got) != tt.wantCond {
 				t.Errorf("dialbackCondition = %s, want %s (err: %v)", got, tt.wantCond, err)
 			}
 			if got := dialFailureKind(err); got != tt.wantKind {
@@ -492,15 +492,15 @@ func TestDialFailureKind(t *testing.T) {
 			if got := dialFailureKind(tt.err); got != tt.wantKind {
 				t.Errorf("dialFailureKind = %s, want %s", got, tt.wantKind)
 			}
-			if got := dialbackCondition(tt.err); got != tt.wantCond {
+			if got := dialbackCondition(tt.err); string(got) != tt.wantCond {
 				t.Errorf("dialbackCondition = %s, want %s", got, tt.wantCond)
 			}
 			wantType := "cancel"
 			if tt.wantCond == "remote-server-timeout" {
 				wantType = "wait"
 			}
-			if got := dialbackErrorType(dialbackCondition(tt.err)); got != wantType {
-				t.Errorf("dialbackErrorType = %s, want %s", got, wantType)
+			if got := dialbackCondition(tt.err).Type(); string(got) != wantType {
+				t.Errorf("dialback error type = %s, want %s", got, wantType)
 			}
 		})
 	}

@@ -163,6 +163,7 @@ type Gateway struct {
 	m           *metrics.Metrics // nil-safe
 	local       map[string]bool
 	router      *Router
+	dialer      *Dialer                // outgoing streams and dialback verifications
 	path        StanzaHandler          // the stanza path (chain.go)
 	sessionPath SessionHandler         // the session path (session_path.go)
 	rec         recorder               // audit records, through Options.Audit
@@ -227,9 +228,10 @@ func New(opt Options) (*Gateway, error) {
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	g.rec = recorder{sink: opt.Audit, m: opt.Metrics}
 	g.sessionPath = g.newSessionPath()
+	g.dialer = g.newDialer()
 	g.router = newRouter(routerDeps{
 		ctx: g.ctx, bg: &g.bg, log: g.log, m: g.m, rec: g.rec, limits: g.limits,
-		sessionPath: g.sessionPath, dialer: g, newID: g.newSessionID,
+		sessionPath: g.sessionPath, dialer: g.dialer, newID: g.newSessionID,
 	})
 	g.path = g.newStanzaPath()
 	return g, nil
@@ -499,7 +501,7 @@ func (g *Gateway) Close() {
 	g.cancel()
 	g.closeListeners()
 	for _, s := range g.incoming.close() {
-		s.sc.connection().Close()
+		s.sc.Abort()
 	}
 	g.router.closeAll()
 	g.wg.Wait()

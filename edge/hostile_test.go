@@ -72,6 +72,7 @@ import (
 	"github.com/xmppedge/xmppedge/internal/audit"
 	"github.com/xmppedge/xmppedge/internal/jid"
 	"github.com/xmppedge/xmppedge/internal/metrics"
+	"github.com/xmppedge/xmppedge/internal/s2s"
 	"github.com/xmppedge/xmppedge/internal/xmlstream"
 	"github.com/xmppedge/xmppedge/policy"
 )
@@ -1439,14 +1440,14 @@ func TestHostileDialbackPendingBound(t *testing.T) {
 		fmt.Fprintf(&b, "<db:result from='%s' to='company.test'>k%d</db:result>", domain(i), i)
 	}
 	hostileWrite(p, b.String())
-	for i := maxPendingDialback; i < n; i++ {
+	for i := s2s.MaxPendingDialback; i < n; i++ {
 		expectDialbackAnswer(t, p, "result", "company.test", domain(i), "error", "resource-constraint")
 	}
 	// The first sixteen are under way: all sixteen reach the authority.
 	deadline := time.Now().Add(hostileWait)
-	for auth.heldCount() < maxPendingDialback {
+	for auth.heldCount() < s2s.MaxPendingDialback {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d verifications reached the authority, want %d", auth.heldCount(), maxPendingDialback)
+			t.Fatalf("%d verifications reached the authority, want %d", auth.heldCount(), s2s.MaxPendingDialback)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -1455,7 +1456,7 @@ func TestHostileDialbackPendingBound(t *testing.T) {
 	expectDialbackAnswer(t, p, "result", "company.test", domain(n), "error", "resource-constraint")
 	close(auth.release)
 	valid := map[string]bool{}
-	for range maxPendingDialback {
+	for range s2s.MaxPendingDialback {
 		raw := p.next()
 		n, err := xmlstream.ParseNode([]byte(raw), p.hdr.Namespaces)
 		if err != nil || n.Local != "result" || n.Attr("type") != "valid" {
@@ -1463,7 +1464,7 @@ func TestHostileDialbackPendingBound(t *testing.T) {
 		}
 		valid[n.Attr("to")] = true
 	}
-	for i := range maxPendingDialback {
+	for i := range s2s.MaxPendingDialback {
 		if !valid[domain(i)] {
 			t.Fatalf("%s was not verified (verified: %v)", domain(i), valid)
 		}

@@ -8,8 +8,8 @@ import (
 // stanza path (chain.go). An error is the stream error to close the stream
 // with.
 func (s *inSession) handleStanza(el *xmlstream.Element) error {
-	st := &inStanza{el: el, ns: s.sc.peer.Namespaces, stream: s, leg: s.leg, session: s.id, log: s.log}
-	return s.g.path.HandleStanza(s.g.ctx, st)
+	st := &inStanza{el: el, ns: s.peerNS, stream: s, leg: s.leg, session: s.id, log: s.log}
+	return s.d.path.HandleStanza(s.d.ctx, st)
 }
 
 // pairFor implements stanzaStream.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/xmppedge/xmppedge/internal/audit"
 	"github.com/xmppedge/xmppedge/internal/metrics"
+	"github.com/xmppedge/xmppedge/internal/stream"
 	"github.com/xmppedge/xmppedge/internal/xmlstream"
 	"github.com/xmppedge/xmppedge/policy"
 )
@@ -288,8 +289,8 @@ func (s *outSession) info() SessionInfo {
 		in.Local, in.Remote = in.Remote, in.Local
 	}
 	if s.os != nil {
-		in.RemoteAddr = s.os.sc.conn.RemoteAddr().String()
-		in.TLSVersion = s.os.sc.tlsVersion()
+		in.RemoteAddr = s.os.sc.RemoteAddr().String()
+		in.TLSVersion = s.os.sc.TLSVersion()
 		in.Auth = s.os.auth
 		if s.os.verdict != nil {
 			in.PeerCert = verdictString(*s.os.verdict)
@@ -358,7 +359,7 @@ func (s *outSession) cut(why, text string) {
 	s.mu.Unlock()
 	s.r.remove(s)
 	if os != nil {
-		os.sc.streamError(&StreamError{Condition: "policy-violation", Text: text}, "", "")
+		os.sc.Fail(&stream.Error{Condition: stream.PolicyViolation, Text: text}, "", "")
 	}
 }
 
@@ -368,7 +369,7 @@ func (s *outSession) abort() {
 	os := s.os
 	s.mu.Unlock()
 	if os != nil {
-		os.sc.conn.Close()
+		os.sc.Abort()
 	}
 }
 
@@ -432,7 +433,7 @@ func (s *outSession) run() {
 	// A session record that cannot be written is logged loudly but does
 	// not stop the stream: every stanza on it is recorded (or refused) on
 	// its own, and the stream may be carrying bounces to our own users.
-	auditSession(g.rec, g.log, sessionRecord(audit.EventSessionOpen, s.id, s.key.leg, s.facts(os), os.sc.conn.RemoteAddr().String(), audit.DecisionAllow, "", decision.Revision))
+	auditSession(g.rec, g.log, sessionRecord(audit.EventSessionOpen, s.id, s.key.leg, s.facts(os), os.sc.RemoteAddr().String(), audit.DecisionAllow, "", decision.Revision))
 	s.mu.Lock()
 	s.os = os
 	s.ready = true
@@ -443,14 +444,14 @@ func (s *outSession) run() {
 	if aborted {
 		// Cut (policy reload, administrator) while it was being set up:
 		// what waited is bounced, not lost.
-		os.sc.conn.Close()
+		os.sc.Abort()
 		s.mu.Lock()
 		why := s.cutWhy
 		s.mu.Unlock()
 		s.failAll("policy-violation", why, errors.New("closed while connecting: "+why))
 		return
 	}
-	s.log.Info("outgoing stream established", "auth", os.auth, "tls", os.sc.tlsVersion(), "remote_addr", os.sc.conn.RemoteAddr().String(),
+	s.log.Info("outgoing stream established", "auth", os.auth, "tls", os.sc.TLSVersion(), "remote_addr", os.sc.RemoteAddr().String(),
 		"peer_cert", func() string {
 			if os.verdict == nil {
 				return "none"
@@ -481,12 +482,12 @@ func (s *outSession) preConnectFacts() *policy.SessionInput {
 // facts describe an established outgoing stream for the audit log and
 // the policy.
 func (s *outSession) facts(os *outStream) *policy.SessionInput {
-	in := &policy.SessionInput{Direction: policy.Outbound, LocalDomain: s.key.from, RemoteDomain: s.key.to, Auth: os.auth, RemoteIP: remoteIP(os.sc.conn)}
+	in := &policy.SessionInput{Direction: policy.Outbound, LocalDomain: s.key.from, RemoteDomain: s.key.to, Auth: os.auth, RemoteIP: remoteIP(os.sc.NetConn())}
 	if s.key.leg == LegInside {
 		in.Direction = policy.Inbound
 		in.LocalDomain, in.RemoteDomain = s.key.to, s.key.from
 	}
-	in.TLS = tlsInfo(os.sc.tls, os.verdict)
+	in.TLS = tlsInfo(os.sc.TLS(), os.verdict)
 	return in
 }
 
@@ -495,25 +496,17 @@ func (s *outSession) facts(os *outStream) *policy.SessionInput {
 func (s *outSession) readLoop(peerGone chan<- error) {
 	sc := s.os.sc
 	for {
-		el, err := sc.next(0)
+		el, err := sc.Next(0)
 		if err != nil {
 			peerGone <- err
 			return
 		}
 		if el.Space == xmlstream.NSStream && el.Local == "error" {
-			s.log.Warn("peer sent a stream error", "condition", describeStreamError(el.Raw, sc.peer.Namespaces))
+			s.log.Warn("peer sent a stream error", "condition", stream.ParsePeerError(el.Raw, sc.Peer().Namespaces).Condition)
 			continue // the close follows
 		}
 		s.log.Debug("ignored element on outgoing stream", "element", el.Local, "ns", el.Space)
 	}
-}
-
-func describeStreamError(raw []byte, ns map[string]string) string {
-	n, err := xmlstream.ParseNode(raw, ns)
-	if err != nil || len(n.Children) == 0 {
-		return "unspecified"
-	}
-	return n.Children[0].Local
 }
 
 func (s *outSession) writeLoop(peerGone <-chan error) {
@@ -560,8 +553,8 @@ func (s *outSession) writeLoop(peerGone <-chan error) {
 			return
 		case err := <-peerGone:
 			q := s.closeAndTake()
-			sc.closeStream()
-			sc.conn.Close()
+			sc.Close()
+			sc.Abort()
 			s.log.Info("outgoing stream closed by peer", "err", err, "rerouted", len(q))
 			s.recordClose("closed by the peer")
 			for _, st := range q {
@@ -589,18 +582,11 @@ func (s *outSession) writeBatch(batch []*stanza) error {
 			return &auditError{err}
 		}
 	}
-	sc.wmu.Lock()
-	defer sc.wmu.Unlock()
-	if sc.closed {
-		return errStreamClosed
+	bufs := make([][]byte, len(batch))
+	for i, st := range batch {
+		bufs[i] = st.raw
 	}
-	sc.conn.SetWriteDeadline(time.Now().Add(s.r.limits().ConnectTimeout * 3))
-	for _, st := range batch {
-		if _, err := sc.w.Write(st.raw); err != nil {
-			return err
-		}
-	}
-	if err := sc.w.Flush(); err != nil {
+	if err := sc.SendWait(s.r.limits().ConnectTimeout*3, bufs...); err != nil {
 		return err
 	}
 	s.stanzas.Add(uint64(len(batch)))
@@ -624,14 +610,14 @@ func (s *outSession) failWritten(batch []*stanza, err error) {
 	if errors.As(err, &ae) {
 		// Fail closed: the records could not be made durable.
 		s.log.Error("AUDIT LOG NOT WRITABLE: stanzas refused", "err", err, "bounced", len(batch)+len(q))
-		s.os.sc.closeStream()
-		s.os.sc.conn.Close()
+		s.os.sc.Close()
+		s.os.sc.Abort()
 		for _, st := range append(batch, q...) {
 			s.r.bounceUnaudited(st, s.key.leg, "internal-server-error", "the gateway cannot record this stanza; try again later")
 		}
 		return
 	}
-	s.os.sc.conn.Close()
+	s.os.sc.Abort()
 	s.recordClose("write failed: " + err.Error())
 	for _, st := range append(batch, q...) {
 		s.r.bounce(st, s.key.leg, "remote-server-timeout", "the stream to "+s.key.to+" failed")
@@ -664,7 +650,7 @@ func (s *outSession) closeGracefully(why string, peerGone <-chan error) {
 			return
 		}
 	}
-	sc.closeStream()
+	sc.Close()
 	// Give the peer a moment to answer with its own </stream:stream>.
 	t := time.NewTimer(2 * time.Second)
 	select {
@@ -672,7 +658,7 @@ func (s *outSession) closeGracefully(why string, peerGone <-chan error) {
 	case <-t.C:
 	}
 	t.Stop()
-	sc.conn.Close()
+	sc.Abort()
 	s.log.Info("outgoing stream closed", "reason", why, "stanzas", s.stanzas.Load())
 	s.recordClose(why)
 }
@@ -685,5 +671,5 @@ func (s *outSession) recordClose(reason string) {
 		reason = s.cutWhy
 	}
 	s.mu.Unlock()
-	auditSession(s.r.rec, s.log, sessionRecord(audit.EventSessionClose, s.id, s.key.leg, s.facts(s.os), s.os.sc.conn.RemoteAddr().String(), "", reason, ""))
+	auditSession(s.r.rec, s.log, sessionRecord(audit.EventSessionClose, s.id, s.key.leg, s.facts(s.os), s.os.sc.RemoteAddr().String(), "", reason, ""))
 }

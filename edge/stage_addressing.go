@@ -7,6 +7,7 @@ import (
 
 	"github.com/xmppedge/xmppedge/internal/jid"
 	"github.com/xmppedge/xmppedge/internal/metrics"
+	"github.com/xmppedge/xmppedge/internal/stream"
 )
 
 // addressingStage prepares from and to (RFC 7622) and checks them against
@@ -40,7 +41,7 @@ func addressingStage(m *metrics.Metrics, r *refuser) Stage {
 }
 
 func improperAddressing() error {
-	return &StreamError{Condition: "improper-addressing", Text: "a stanza between servers needs both 'from' and 'to'"}
+	return &stream.Error{Condition: stream.ImproperAddressing, Text: "a stanza between servers needs both 'from' and 'to'"}
 }
 
 // pairOf checks that the stanza's from domain is authenticated on its
@@ -53,12 +54,12 @@ func pairOf(st *inStanza) (pairSnapshot, error) {
 		return p, nil
 	}
 	if _, okRecv := st.stream.sides(fromDom, toDom); !okRecv {
-		return p, &StreamError{Condition: "host-unknown", Text: toDom + " is not reachable through this stream"}
+		return p, &stream.Error{Condition: stream.HostUnknown, Text: toDom + " is not reachable through this stream"}
 	}
 	if !anyAuthed {
-		return p, &StreamError{Condition: "not-authorized", Text: "no domain has been authenticated on this stream"}
+		return p, &stream.Error{Condition: stream.NotAuthorized, Text: "no domain has been authenticated on this stream"}
 	}
-	return p, &StreamError{Condition: "invalid-from", Text: fromDom + " has not been authenticated on this stream for " + toDom}
+	return p, &stream.Error{Condition: stream.InvalidFrom, Text: fromDom + " has not been authenticated on this stream for " + toDom}
 }
 
 // prepareAddresses reads and prepares from and to. A JID that cannot be
