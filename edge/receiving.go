@@ -280,17 +280,17 @@ func (s *inSession) facts(remote, local, auth string) *policy.SessionInput {
 // authorize asks the policy about a pair and audits the answer. A deny is
 // returned as the policy-violation stream error to close with.
 func (s *inSession) authorize(facts *policy.SessionInput) (policy.SessionDecision, error) {
-	d, ok := decideSession(s.d.ctx, s.d.sessionPath, facts, facts.TLS.PeerCertValid)
-	decision := audit.DecisionAllow
-	switch {
-	case !ok:
-		decision = audit.DecisionDeny
-	case d.WouldDeny:
-		decision = audit.DecisionWouldDeny
+	c := &sessionCheck{
+		facts: facts, cert: certStateOf(facts.TLS.PeerCertValid),
+		record: audit.EventSessionAuth, session: s.id, leg: s.leg, remoteAddr: s.sc.RemoteAddr().String(),
 	}
-	if err := auditSession(s.d.rec, s.d.log, sessionRecord(audit.EventSessionAuth, s.id, s.leg, facts, s.sc.RemoteAddr().String(), decision, d.Reason, d.Revision)); err != nil {
-		return d, &stream.Error{Condition: stream.InternalServerError, Text: "the audit log cannot be written"}
+	if facts.Auth == "" {
+		c.cert = certUnknown // the outbound pair of the inside leg: the outside is not connected yet
 	}
+	if err := s.d.sessionPath.HandleSession(s.d.ctx, c); err != nil {
+		return c.decision, &stream.Error{Condition: stream.InternalServerError, Text: "the audit log cannot be written"}
+	}
+	d, ok := c.decision, c.decision.Allow
 	if !ok {
 		s.d.m.SessionFailure(s.leg.String(), metrics.RoleIncoming, metrics.FailPolicy)
 		s.log.Warn("session refused by policy", "remote_domain", facts.RemoteDomain, "local_domain", facts.LocalDomain, "direction", facts.Direction, "reason", d.Reason, "policy_revision", d.Revision)
