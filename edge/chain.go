@@ -134,7 +134,7 @@ type inStanza struct {
 	stripped []string // children removed, as "{namespace}name"
 
 	// audit and route
-	out *stanza // what leaves the path (built by the rewrite stage)
+	out *relayed // what leaves the path (built by the rewrite stage)
 }
 
 // node returns the stanza's tree, parsing it once.

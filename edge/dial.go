@@ -7,6 +7,7 @@ import (
 
 	"github.com/xmppedge/xmppedge/internal/metrics"
 	"github.com/xmppedge/xmppedge/internal/s2s"
+	"github.com/xmppedge/xmppedge/internal/stanza"
 	stanzaerr "github.com/xmppedge/xmppedge/internal/stanza"
 	"github.com/xmppedge/xmppedge/internal/stream"
 )
@@ -56,14 +57,14 @@ func (e *dialError) reason() error {
 // (Prosody uses it once a stream had opened); one that could not be
 // resolved or reached at all is remote-server-not-found; a certificate
 // the policy refuses is policy-violation.
-func (e *dialError) condition() string {
+func (e *dialError) condition() stanza.Condition {
 	switch {
 	case e.stage == stageCertificate:
-		return "policy-violation"
+		return stanza.PolicyViolation
 	case e.connected || e.opened:
-		return "remote-server-timeout"
+		return stanza.RemoteServerTimeout
 	}
-	return "remote-server-not-found"
+	return stanza.RemoteServerNotFound
 }
 
 // beats reports whether attempt e got further than o.
@@ -112,8 +113,8 @@ func dialFailureKind(err error) string {
 
 // sessionFailureKind is the metric label of a failed outgoing session:
 // a policy refusal, else dialFailureKind.
-func sessionFailureKind(cond string, err error) string {
-	if cond == "policy-violation" {
+func sessionFailureKind(cond stanza.Condition, err error) string {
+	if cond == stanza.PolicyViolation {
 		return metrics.FailPolicy
 	}
 	return dialFailureKind(err)

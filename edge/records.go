@@ -15,7 +15,7 @@ import (
 
 // stanzaRecord is the audit record of a stanza, with what the policy
 // asked to keep.
-func stanzaRecord(st *stanza, sessionID string, arrival Leg, decision, reason, revision, keep, body string) *audit.Record {
+func stanzaRecord(st *relayed, sessionID string, arrival Leg, decision, reason, revision, keep, body string) *audit.Record {
 	r := &audit.Record{
 		Event: audit.EventStanza, Session: sessionID, Leg: arrival.String(), Direction: string(direction(arrival)),
 		From: st.from, To: st.to, Kind: st.kind, Type: st.typ, ID: st.id, Size: len(st.raw),
@@ -39,7 +39,7 @@ func stanzaRecord(st *stanza, sessionID string, arrival Leg, decision, reason, r
 // stanzaRecordOf is the audit record of a stanza that went through the
 // policy: the canonical addresses (and the ones sent, where they differ),
 // the payload facts and what was stripped.
-func stanzaRecordOf(st *inStanza, out *stanza, d *policy.StanzaDecision, decision, body string) *audit.Record {
+func stanzaRecordOf(st *inStanza, out *relayed, d *policy.StanzaDecision, decision, body string) *audit.Record {
 	r := stanzaRecord(out, st.session, st.leg, decision, d.Reason, d.Revision, d.Audit, body)
 	if st.el.From != out.from {
 		r.FromSent = st.el.From

@@ -11,6 +11,7 @@ import (
 
 	"github.com/xmppedge/xmppedge/internal/audit"
 	"github.com/xmppedge/xmppedge/internal/metrics"
+	"github.com/xmppedge/xmppedge/internal/stanza"
 	"github.com/xmppedge/xmppedge/internal/stream"
 	"github.com/xmppedge/xmppedge/internal/xmlstream"
 	"github.com/xmppedge/xmppedge/policy"
@@ -71,12 +72,12 @@ const queueWait = 5 * time.Second
 
 // route hands st to the outgoing stream for its domain pair on leg,
 // creating the stream if needed. A stanza that cannot be queued is bounced.
-func (r *Router) route(st *stanza, leg Leg) {
+func (r *Router) route(st *relayed, leg Leg) {
 	key := routeKey{leg: leg, from: st.fromDomain, to: st.toDomain}
 	for attempt := 0; attempt < 3; attempt++ {
 		s, created := r.session(key, st)
 		if s == nil {
-			r.bounce(st, leg, "service-unavailable", "the gateway is shutting down")
+			r.bounce(st, leg, stanza.ServiceUnavailable, "the gateway is shutting down")
 			return
 		}
 		if created {
@@ -92,11 +93,11 @@ func (r *Router) route(st *stanza, leg Leg) {
 			r.remove(s)
 			continue
 		case errQueueFull:
-			r.bounce(st, leg, "resource-constraint", "too many stanzas waiting for "+st.toDomain)
+			r.bounce(st, leg, stanza.ResourceConstraint, "too many stanzas waiting for "+st.toDomain)
 			return
 		}
 	}
-	r.bounce(st, leg, "remote-server-timeout", "the stream to "+st.toDomain+" keeps closing")
+	r.bounce(st, leg, stanza.RemoteServerTimeout, "the stream to "+st.toDomain+" keeps closing")
 }
 
 // bounce answers st, which was on its way to leg, with an error stanza to
@@ -104,24 +105,24 @@ func (r *Router) route(st *stanza, leg Leg) {
 //
 // Every bounce is audited (decision "bounced", or "undeliverable" when the
 // stanza is not answered).
-func (r *Router) bounce(st *stanza, leg Leg, condition, text string) {
+func (r *Router) bounce(st *relayed, leg Leg, condition stanza.Condition, text string) {
 	r.bounceRecorded(st, leg, condition, text, true)
 }
 
 // bounceUnaudited bounces without writing a record: the audit log is what
 // failed.
-func (r *Router) bounceUnaudited(st *stanza, leg Leg, condition, text string) {
+func (r *Router) bounceUnaudited(st *relayed, leg Leg, condition stanza.Condition, text string) {
 	r.bounceRecorded(st, leg, condition, text, false)
 }
 
 // bounceAfter bounces a stanza whose refusal the caller has recorded as
 // record seq: the error stanza goes out once that record is durable.
-func (r *Router) bounceAfter(st *stanza, leg Leg, condition, text string, seq uint64) {
+func (r *Router) bounceAfter(st *relayed, leg Leg, condition stanza.Condition, text string, seq uint64) {
 	st.auditSeq = seq
 	r.bounceRecorded(st, leg, condition, text, false)
 }
 
-func (r *Router) bounceRecorded(st *stanza, leg Leg, condition, text string, record bool) {
+func (r *Router) bounceRecorded(st *relayed, leg Leg, condition stanza.Condition, text string, record bool) {
 	b := st.bounce(condition, text)
 	decision := audit.DecisionBounced
 	if b == nil {
@@ -134,9 +135,9 @@ func (r *Router) bounceRecorded(st *stanza, leg Leg, condition, text string, rec
 	if b == nil {
 		outcome = metrics.OutcomeUndeliverable
 	}
-	r.m.Stanza(string(direction(leg.other())), st.kind, outcome, condition)
+	r.m.Stanza(string(direction(leg.other())), st.kind, outcome, string(condition))
 	if record {
-		rec := stanzaRecord(st, "", leg.other(), decision, condition+": "+text, "", policy.AuditMeta, "")
+		rec := stanzaRecord(st, "", leg.other(), decision, string(condition)+": "+text, "", policy.AuditMeta, "")
 		seq, err := r.rec.record(rec)
 		if err != nil {
 			r.log.Error("AUDIT LOG NOT WRITABLE: bounce not recorded", "from", st.from, "to", st.to, "err", err)
@@ -155,7 +156,7 @@ func (r *Router) bounceRecorded(st *stanza, leg Leg, condition, text string, rec
 // first already queued (created true: a stream that fails at once still
 // bounces it, rather than closing before it was queued); nil once the
 // router is shut down.
-func (r *Router) session(key routeKey, first *stanza) (s *outSession, created bool) {
+func (r *Router) session(key routeKey, first *relayed) (s *outSession, created bool) {
 	s, created, ok := r.sessions.getOrCreate(key, func() *outSession {
 		s := newOutSession(r, key)
 		s.queue = append(s.queue, first)
@@ -251,7 +252,7 @@ type outSession struct {
 	started time.Time
 
 	mu       sync.Mutex
-	queue    []*stanza
+	queue    []*relayed
 	qbytes   int           // bytes of the stanzas in queue
 	closed   bool          // no more stanzas accepted
 	ready    bool          // authenticated; stanzas are being written
@@ -299,7 +300,7 @@ func (s *outSession) info() SessionInfo {
 	return in
 }
 
-func (s *outSession) enqueue(st *stanza) error {
+func (s *outSession) enqueue(st *relayed) error {
 	deadline := time.Now().Add(queueWait)
 	s.mu.Lock()
 	for {
@@ -374,7 +375,7 @@ func (s *outSession) abort() {
 }
 
 // takeQueue closes the session to new stanzas and returns what waited.
-func (s *outSession) closeAndTake() []*stanza {
+func (s *outSession) closeAndTake() []*relayed {
 	s.mu.Lock()
 	s.closed = true
 	q := s.queue
@@ -397,7 +398,7 @@ func (s *outSession) run() {
 	if s.key.leg == LegOutside {
 		d, ok := decideSession(g.ctx, g.sessionPath, s.preConnectFacts(), false)
 		if !ok {
-			s.failAll("policy-violation", d.Reason, fmt.Errorf("refused by policy: %s", d.Reason))
+			s.failAll(stanza.PolicyViolation, d.Reason, fmt.Errorf("refused by policy: %s", d.Reason))
 			return
 		}
 		decision = d
@@ -419,11 +420,11 @@ func (s *outSession) run() {
 	})
 	cancel()
 	if err != nil {
-		cond, text := "remote-server-not-found", "xmppedge could not reach "+s.key.to
+		cond, text := stanza.RemoteServerNotFound, "xmppedge could not reach "+s.key.to
 		var de *dialError
 		if errors.As(err, &de) {
 			cond = de.condition()
-			if cond == "policy-violation" {
+			if cond == stanza.PolicyViolation {
 				text = de.reason().Error()
 			}
 		}
@@ -448,7 +449,7 @@ func (s *outSession) run() {
 		s.mu.Lock()
 		why := s.cutWhy
 		s.mu.Unlock()
-		s.failAll("policy-violation", why, errors.New("closed while connecting: "+why))
+		s.failAll(stanza.PolicyViolation, why, errors.New("closed while connecting: "+why))
 		return
 	}
 	s.log.Info("outgoing stream established", "auth", os.auth, "tls", os.sc.TLSVersion(), "remote_addr", os.sc.RemoteAddr().String(),
@@ -464,7 +465,7 @@ func (s *outSession) run() {
 }
 
 // failAll ends a session that could not be set up, bouncing what waited.
-func (s *outSession) failAll(cond, text string, err error) {
+func (s *outSession) failAll(cond stanza.Condition, text string, err error) {
 	s.r.m.SessionFailure(s.key.leg.String(), metrics.RoleOutgoing, sessionFailureKind(cond, err))
 	q := s.closeAndTake()
 	s.log.Warn("outgoing stream failed", "err", err, "bounced", len(q), "condition", cond)
@@ -514,7 +515,7 @@ func (s *outSession) writeLoop(peerGone <-chan error) {
 	sc := s.os.sc
 	idle := time.NewTimer(g.limits().IdleTimeout)
 	defer idle.Stop()
-	var batch []*stanza
+	var batch []*relayed
 	for {
 		s.mu.Lock()
 		batch, s.queue = s.queue, batch[:0]
@@ -566,7 +567,7 @@ func (s *outSession) writeLoop(peerGone <-chan error) {
 }
 
 // writeBatch writes every stanza of batch and flushes once.
-func (s *outSession) writeBatch(batch []*stanza) error {
+func (s *outSession) writeBatch(batch []*relayed) error {
 	sc := s.os.sc
 	// Nothing reaches the peer before its audit record is durable (in sync
 	// mode; a no-op wait in async mode).
@@ -604,7 +605,7 @@ func (s *outSession) writeBatch(batch []*stanza) error {
 // failWritten handles a write failure: what was in the failed batch and
 // what still waits is bounced (the peer may or may not have received the
 // batch; a bounce tells the sender so).
-func (s *outSession) failWritten(batch []*stanza, err error) {
+func (s *outSession) failWritten(batch []*relayed, err error) {
 	q := s.closeAndTake()
 	var ae *auditError
 	if errors.As(err, &ae) {
@@ -613,14 +614,14 @@ func (s *outSession) failWritten(batch []*stanza, err error) {
 		s.os.sc.Close()
 		s.os.sc.Abort()
 		for _, st := range append(batch, q...) {
-			s.r.bounceUnaudited(st, s.key.leg, "internal-server-error", "the gateway cannot record this stanza; try again later")
+			s.r.bounceUnaudited(st, s.key.leg, stanza.InternalServerError, "the gateway cannot record this stanza; try again later")
 		}
 		return
 	}
 	s.os.sc.Abort()
 	s.recordClose("write failed: " + err.Error())
 	for _, st := range append(batch, q...) {
-		s.r.bounce(st, s.key.leg, "remote-server-timeout", "the stream to "+s.key.to+" failed")
+		s.r.bounce(st, s.key.leg, stanza.RemoteServerTimeout, "the stream to "+s.key.to+" failed")
 	}
 }
 
@@ -632,9 +633,9 @@ func (e *auditError) Unwrap() error { return e.err }
 
 // reroute gives a stanza that never reached the wire a second chance on a
 // new stream; one that already had it is bounced.
-func (s *outSession) reroute(st *stanza) {
+func (s *outSession) reroute(st *relayed) {
 	if st.rerouted {
-		s.r.bounce(st, s.key.leg, "remote-server-timeout", "the stream to "+s.key.to+" closed")
+		s.r.bounce(st, s.key.leg, stanza.RemoteServerTimeout, "the stream to "+s.key.to+" closed")
 		return
 	}
 	st.rerouted = true

@@ -7,6 +7,7 @@ import (
 
 	"github.com/xmppedge/xmppedge/internal/jid"
 	"github.com/xmppedge/xmppedge/internal/metrics"
+	"github.com/xmppedge/xmppedge/internal/stanza"
 	"github.com/xmppedge/xmppedge/internal/stream"
 )
 
@@ -182,5 +183,5 @@ func bounceMalformed(st *inStanza, r *refuser) {
 	}
 	text := malformedText(st)
 	st.log.Info("stanza with a malformed address refused", "kind", st.el.Local, "from", st.el.From, "to", st.el.To, "reason", text)
-	r.refuse(st, from, to, "jid-malformed", text)
+	r.refuse(st, from, to, stanza.JIDMalformed, text)
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/xmppedge/xmppedge/internal/audit"
 	"github.com/xmppedge/xmppedge/internal/metrics"
+	"github.com/xmppedge/xmppedge/internal/stanza"
 	"github.com/xmppedge/xmppedge/policy"
 )
 
@@ -29,7 +30,7 @@ func auditStage(rec recorder, router *Router) Stage {
 			seq, err := rec.record(stanzaRecordOf(st, out, d, st.verdict, st.in.Body))
 			if err != nil {
 				st.log.Error("AUDIT LOG NOT WRITABLE: stanza refused", "from", out.from, "to", out.to, "err", err)
-				router.bounceUnaudited(out, st.leg.other(), "internal-server-error", "the gateway cannot record this stanza; try again later")
+				router.bounceUnaudited(out, st.leg.other(), stanza.InternalServerError, "the gateway cannot record this stanza; try again later")
 				return nil
 			}
 			out.auditSeq = seq
@@ -62,12 +63,12 @@ type refuser struct {
 // refuse bounces st with condition: the refusal is recorded first (with
 // the addresses as sent where they differ), and the error stanza goes out
 // once the record is durable. The stanza itself is never forwarded.
-func (r *refuser) refuse(st *inStanza, from, to, condition, text string) {
-	out := &stanza{
+func (r *refuser) refuse(st *inStanza, from, to string, condition stanza.Condition, text string) {
+	out := &relayed{
 		raw: st.el.Raw, kind: st.el.Local, typ: strings.Clone(st.el.Type), id: strings.Clone(st.el.ID),
 		from: from, to: to, fromDomain: st.fromDomain, toDomain: st.toDomain,
 	}
-	rec := stanzaRecord(out, st.session, st.leg, audit.DecisionBounced, condition+": "+text, "", policy.AuditMeta, "")
+	rec := stanzaRecord(out, st.session, st.leg, audit.DecisionBounced, string(condition)+": "+text, "", policy.AuditMeta, "")
 	out.raw = nil // the record has its size; the bounce is built from the fields
 	if from != st.el.From {
 		rec.FromSent = st.el.From
@@ -78,7 +79,7 @@ func (r *refuser) refuse(st *inStanza, from, to, condition, text string) {
 	seq, err := r.rec.record(rec)
 	if err != nil {
 		st.log.Error("AUDIT LOG NOT WRITABLE: stanza refused", "from", st.el.From, "to", st.el.To, "err", err)
-		r.router.bounceUnaudited(out, st.leg.other(), "internal-server-error", "the gateway cannot record this stanza; try again later")
+		r.router.bounceUnaudited(out, st.leg.other(), stanza.InternalServerError, "the gateway cannot record this stanza; try again later")
 		return
 	}
 	r.router.bounceAfter(out, st.leg.other(), condition, text, seq)

@@ -6,6 +6,7 @@ import (
 
 	"github.com/xmppedge/xmppedge/internal/limit"
 	"github.com/xmppedge/xmppedge/internal/metrics"
+	"github.com/xmppedge/xmppedge/internal/stanza"
 )
 
 // limitsStage applies the remote domain's stanza rate to stanzas from the
@@ -27,7 +28,7 @@ func limitsStage(rates *limit.Rates, limits func() *Limits, m *metrics.Metrics, 
 			}
 			if !rates.Allow(st.fromDomain, perSecond, burst, time.Now()) {
 				m.LimitRefused(metrics.LimitStanzaRate)
-				r.refuse(st, st.fromStr, st.toStr, "resource-constraint", "too many stanzas from "+st.fromDomain+": slow down and try again later")
+				r.refuse(st, st.fromStr, st.toStr, stanza.ResourceConstraint, "too many stanzas from "+st.fromDomain+": slow down and try again later")
 				return nil
 			}
 			return next.HandleStanza(ctx, st)

@@ -24,7 +24,7 @@ func rewriteStage(limits func() *Limits) Stage {
 				}
 				st.raw = raw
 			}
-			st.out = newStanza(st.el, st.ns, st.fromStr, st.toStr, st.fromDomain, st.toDomain, st.raw)
+			st.out = newRelayed(st.el, st.ns, st.fromStr, st.toStr, st.fromDomain, st.toDomain, st.raw)
 			return next.HandleStanza(ctx, st)
 		})
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/xmppedge/xmppedge/internal/metrics"
+	"github.com/xmppedge/xmppedge/internal/stanza"
 	"github.com/xmppedge/xmppedge/policy"
 )
 
@@ -19,11 +20,11 @@ func routeStage(router *Router, m *metrics.Metrics) Stage {
 				router.route(out, dest)
 				return next.HandleStanza(ctx, st)
 			}
-			cond := d.Error
-			if _, known := stanzaErrorType[cond]; !known && !definedStanzaCondition(cond) {
-				cond = policy.DefaultStanzaError
+			cond := stanza.Condition(policy.DefaultStanzaError)
+			if stanza.Defined(d.Error) {
+				cond = stanza.Condition(d.Error)
 			}
-			m.Stanza(string(direction(st.leg)), out.kind, metrics.OutcomeDenied, cond)
+			m.Stanza(string(direction(st.leg)), out.kind, metrics.OutcomeDenied, string(cond))
 			st.log.Info("stanza refused by policy", "kind", out.kind, "from", out.from, "to", out.to, "reason", d.Reason, "policy_revision", d.Revision)
 			router.bounce(out, dest, cond, d.Reason)
 			return next.HandleStanza(ctx, st)
