@@ -32,28 +32,36 @@ import (
 // What the internal server (or the partner) receives is exactly what the
 // policy judged: the canonical addresses, and the tree the policy saw minus
 // what it stripped. A new stage (a content scanner, a second limit) is one
-// file with a type implementing StanzaHandler and one line in
+// file with a type implementing stanzaHandler and one line in
 // newStanzaPath.
 
-// StanzaHandler is one stage of the stanza path. An error is a stream
-// error: the stream the stanza arrived on is closed with it.
-type StanzaHandler interface {
-	HandleStanza(ctx context.Context, st *inStanza) error
+// handler is one stage of a path: the stanza path (T is *inStanza) or the
+// session path (T is *sessionCheck, session_path.go). For the stanza path
+// an error is a stream error: the stream the stanza arrived on is closed
+// with it; for the session path it means the check could not be completed
+// and the session must not go on.
+type handler[T any] interface {
+	handle(ctx context.Context, v T) error
 }
 
-// StanzaHandlerFunc adapts a function to StanzaHandler.
-type StanzaHandlerFunc func(ctx context.Context, st *inStanza) error
+// handlerFunc adapts a function to handler.
+type handlerFunc[T any] func(ctx context.Context, v T) error
 
-// HandleStanza calls f.
-func (f StanzaHandlerFunc) HandleStanza(ctx context.Context, st *inStanza) error { return f(ctx, st) }
+func (f handlerFunc[T]) handle(ctx context.Context, v T) error { return f(ctx, v) }
 
-// Stage builds one stage of the path around the next.
-type Stage func(next StanzaHandler) StanzaHandler
+// stage builds one stage of a path around the next.
+type stage[T any] func(next handler[T]) handler[T]
+
+// The two paths.
+type (
+	stanzaHandler  = handler[*inStanza]
+	sessionHandler = handler[*sessionCheck]
+)
 
 // chainOf builds the handler that runs stages in order; the last stage's
 // next is a handler that does nothing.
-func chainOf(stages ...Stage) StanzaHandler {
-	var h StanzaHandler = StanzaHandlerFunc(func(context.Context, *inStanza) error { return nil })
+func chainOf[T any](stages ...stage[T]) handler[T] {
+	var h handler[T] = handlerFunc[T](func(context.Context, T) error { return nil })
 	for i := len(stages) - 1; i >= 0; i-- {
 		h = stages[i](h)
 	}
@@ -62,9 +70,9 @@ func chainOf(stages ...Stage) StanzaHandler {
 
 // newStanzaPath is the stanza path of this gateway: the one place that
 // says which stages a stanza walks, in which order.
-func (g *Gateway) newStanzaPath() StanzaHandler {
+func (g *Gateway) newStanzaPath() stanzaHandler {
 	r := &refuser{rec: g.rec, router: g.router}
-	return chainOf(
+	return chainOf[*inStanza](
 		addressingStage(g.m, r),
 		limitsStage(g.rates, g.limits, g.m, r),
 		policyStage(g.opt.Policy, g.m),

@@ -29,18 +29,18 @@ func TestChainOf(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var ran []int
-			stage := func(i int) Stage {
-				return func(next StanzaHandler) StanzaHandler {
-					return StanzaHandlerFunc(func(ctx context.Context, st *inStanza) error {
+			mk := func(i int) stage[*inStanza] {
+				return func(next stanzaHandler) stanzaHandler {
+					return handlerFunc[*inStanza](func(ctx context.Context, st *inStanza) error {
 						ran = append(ran, i)
 						if i == tt.stopAt {
 							return tt.stopErr
 						}
-						return next.HandleStanza(ctx, st)
+						return next.handle(ctx, st)
 					})
 				}
 			}
-			err := chainOf(stage(0), stage(1), stage(2)).HandleStanza(context.Background(), &inStanza{})
+			err := chainOf(mk(0), mk(1), mk(2)).handle(context.Background(), &inStanza{})
 			if !errors.Is(err, tt.stopErr) {
 				t.Fatalf("err = %v, want %v", err, tt.stopErr)
 			}
@@ -91,7 +91,7 @@ func TestSessionPath(t *testing.T) {
 			aud := &fakeAuditor{failing: tt.auditFails}
 			g := &Gateway{opt: Options{Policy: &sessionPolicy{d: tt.d}}, rec: recorder{sink: aud}, log: slog.New(slog.DiscardHandler)}
 			c := &sessionCheck{facts: &policy.SessionInput{RemoteDomain: "partner.test", LocalDomain: "company.test"}, cert: tt.cert, record: tt.record, session: "in-1"}
-			err := g.newSessionPath().HandleSession(context.Background(), c)
+			err := g.newSessionPath().handle(context.Background(), c)
 			if !errors.Is(err, tt.wantErr) {
 				t.Fatalf("err = %v, want %v", err, tt.wantErr)
 			}

@@ -74,12 +74,12 @@ func (g *Gateway) decideSession(in *policy.SessionInput, certValid bool) (policy
 	return decideSession(g.ctx, g.sessionPath, in, certValid)
 }
 
-func decideSession(ctx context.Context, path SessionHandler, in *policy.SessionInput, certValid bool) (policy.SessionDecision, bool) {
+func decideSession(ctx context.Context, path sessionHandler, in *policy.SessionInput, certValid bool) (policy.SessionDecision, bool) {
 	c := &sessionCheck{facts: in}
 	if in.Auth != "" {
 		c.cert = certStateOf(certValid)
 	}
-	path.HandleSession(ctx, c) // without a record it cannot fail
+	path.handle(ctx, c) // without a record it cannot fail
 	return c.decision, c.decision.Allow
 }
 

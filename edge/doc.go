@@ -15,14 +15,14 @@
 //     the inside leg that is the configured internal server, for the outside
 //     leg the server that DNS (SRV) names for the domain.
 //   - Each stanza read from an authenticated pair walks the stanza path, a
-//     chain of [StanzaHandler] stages whose order is written once
+//     chain of handler stages whose order is written once
 //     (chain.go): addressing (from and to prepared per RFC 7622, a
 //     malformed one bounced with jid-malformed; the from domain must be
 //     authenticated on this stream for the to domain) → limits (the
 //     remote domain's stanza rate) → policy (on the canonical addresses,
 //     and on the content and payload facts when it reads them) → rewrite
 //     → audit → route (the [Router], or a bounce). Session decisions walk
-//     a [SessionHandler] chain of the same kind (session_path.go).
+//     a chain of the same kind (session_path.go).
 //   - The router keeps one outgoing stream per (leg, from-domain, to-domain).
 //     An outgoing stream is negotiated in the initiating role: connect (SRV
 //     for the outside, inside.server for the inside), STARTTLS or direct

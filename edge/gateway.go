@@ -164,8 +164,8 @@ type Gateway struct {
 	local       map[string]bool
 	router      *Router
 	dialer      *Dialer                // outgoing streams and dialback verifications
-	path        StanzaHandler          // the stanza path (chain.go)
-	sessionPath SessionHandler         // the session path (session_path.go)
+	path        stanzaHandler          // the stanza path (chain.go)
+	sessionPath sessionHandler         // the session path (session_path.go)
 	rec         recorder               // audit records, through Options.Audit
 	lim         atomic.Pointer[Limits] // swapped by SetLimits
 

@@ -48,8 +48,8 @@ type inDeps struct {
 	log           *slog.Logger
 	m             *metrics.Metrics
 	rec           recorder
-	path          StanzaHandler  // the stanza path
-	sessionPath   SessionHandler // session decisions
+	path          stanzaHandler  // the stanza path
+	sessionPath   sessionHandler // session decisions
 	isLocal       func(domain string) bool
 	certs         func() *certs.Store
 	verifier      *certs.Verifier

@@ -9,7 +9,7 @@ import (
 // with.
 func (s *inSession) handleStanza(el *xmlstream.Element) error {
 	st := &inStanza{el: el, ns: s.peerNS, stream: s, leg: s.leg, session: s.id, log: s.log}
-	return s.d.path.HandleStanza(s.d.ctx, st)
+	return s.d.path.handle(s.d.ctx, st)
 }
 
 // pairFor implements stanzaStream.

@@ -287,7 +287,7 @@ func (s *inSession) authorize(facts *policy.SessionInput) (policy.SessionDecisio
 	if facts.Auth == "" {
 		c.cert = certUnknown // the outbound pair of the inside leg: the outside is not connected yet
 	}
-	if err := s.d.sessionPath.HandleSession(s.d.ctx, c); err != nil {
+	if err := s.d.sessionPath.handle(s.d.ctx, c); err != nil {
 		return c.decision, &stream.Error{Condition: stream.InternalServerError, Text: "the audit log cannot be written"}
 	}
 	d, ok := c.decision, c.decision.Allow

@@ -39,7 +39,7 @@ type routerDeps struct {
 	m           *metrics.Metrics // nil-safe
 	rec         recorder         // audit records; rec.sink.WaitDurable before writing
 	limits      func() *Limits
-	sessionPath SessionHandler // outbound decisions and re-checks
+	sessionPath sessionHandler // outbound decisions and re-checks
 	dialer      streamDialer
 	newID       func(prefix string) string
 }
@@ -206,7 +206,7 @@ func (r *Router) recheck() int {
 			c.cert = certStateOf(os.verdict != nil && os.verdict.Valid)
 		}
 		s.mu.Unlock()
-		r.sessionPath.HandleSession(r.ctx, c) // without a record it cannot fail
+		r.sessionPath.handle(r.ctx, c) // without a record it cannot fail
 		d := c.decision
 		if d.Allow {
 			continue

@@ -26,24 +26,6 @@ import (
 // it knows the peer's certificate (outbound decision), and every
 // established stream again after a policy reload (re-check).
 
-// SessionHandler is one stage of the session path. An error means the
-// check could not be completed (the audit log failed): the session must
-// not go on.
-type SessionHandler interface {
-	HandleSession(ctx context.Context, c *sessionCheck) error
-}
-
-// SessionHandlerFunc adapts a function to SessionHandler.
-type SessionHandlerFunc func(ctx context.Context, c *sessionCheck) error
-
-// HandleSession calls f.
-func (f SessionHandlerFunc) HandleSession(ctx context.Context, c *sessionCheck) error {
-	return f(ctx, c)
-}
-
-// SessionStage builds one stage of the session path around the next.
-type SessionStage func(next SessionHandler) SessionHandler
-
 // certState is what is known of the remote's certificate when a session
 // is decided.
 type certState uint8
@@ -83,17 +65,12 @@ var errSessionUnrecorded = errors.New("the audit log cannot be written")
 
 // newSessionPath is the session path of this gateway: the one place that
 // says which stages a session decision walks, in which order.
-func (g *Gateway) newSessionPath() SessionHandler {
-	stages := []SessionStage{
+func (g *Gateway) newSessionPath() sessionHandler {
+	return chainOf[*sessionCheck](
 		sessionPolicyStage(g.opt.Policy, g.m),
 		certificateStage(),
 		sessionAuditStage(g.rec, g.log),
-	}
-	var h SessionHandler = SessionHandlerFunc(func(context.Context, *sessionCheck) error { return nil })
-	for i := len(stages) - 1; i >= 0; i-- {
-		h = stages[i](h)
-	}
-	return h
+	)
 }
 
 // sessionPolicyTimeout bounds one session decision (the engine bounds its
@@ -101,15 +78,15 @@ func (g *Gateway) newSessionPath() SessionHandler {
 const sessionPolicyTimeout = 5 * time.Second
 
 // sessionPolicyStage asks the policy.
-func sessionPolicyStage(pol Policy, m *metrics.Metrics) SessionStage {
-	return func(next SessionHandler) SessionHandler {
-		return SessionHandlerFunc(func(ctx context.Context, c *sessionCheck) error {
+func sessionPolicyStage(pol Policy, m *metrics.Metrics) stage[*sessionCheck] {
+	return func(next sessionHandler) sessionHandler {
+		return handlerFunc[*sessionCheck](func(ctx context.Context, c *sessionCheck) error {
 			ctx, cancel := context.WithTimeout(ctx, sessionPolicyTimeout)
 			start := time.Now()
 			c.decision = pol.DecideSession(ctx, c.facts)
 			cancel()
 			m.PolicyDecision(metrics.PolicyKindSession, time.Since(start), c.decision.Cached, false)
-			return next.HandleSession(ctx, c)
+			return next.handle(ctx, c)
 		})
 	}
 }
@@ -117,24 +94,24 @@ func sessionPolicyStage(pol Policy, m *metrics.Metrics) SessionStage {
 // certificateStage enforces require: ["certificate"]: a session the policy
 // allows only with a valid certificate is refused when the remote's
 // certificate is known not to be valid.
-func certificateStage() SessionStage {
-	return func(next SessionHandler) SessionHandler {
-		return SessionHandlerFunc(func(ctx context.Context, c *sessionCheck) error {
+func certificateStage() stage[*sessionCheck] {
+	return func(next sessionHandler) sessionHandler {
+		return handlerFunc[*sessionCheck](func(ctx context.Context, c *sessionCheck) error {
 			if d := &c.decision; d.Allow && requiresCert(*d) && c.cert == certInvalid {
 				d.Allow = false
 				d.Reason = "the policy requires certificate authentication for " + c.facts.RemoteDomain + " and its certificate is not valid"
 			}
-			return next.HandleSession(ctx, c)
+			return next.handle(ctx, c)
 		})
 	}
 }
 
 // sessionAuditStage writes the check's record, when it asks for one.
-func sessionAuditStage(rec recorder, log *slog.Logger) SessionStage {
-	return func(next SessionHandler) SessionHandler {
-		return SessionHandlerFunc(func(ctx context.Context, c *sessionCheck) error {
+func sessionAuditStage(rec recorder, log *slog.Logger) stage[*sessionCheck] {
+	return func(next sessionHandler) sessionHandler {
+		return handlerFunc[*sessionCheck](func(ctx context.Context, c *sessionCheck) error {
 			if c.record == "" {
-				return next.HandleSession(ctx, c)
+				return next.handle(ctx, c)
 			}
 			d := &c.decision
 			verdict := audit.DecisionAllow
@@ -148,7 +125,7 @@ func sessionAuditStage(rec recorder, log *slog.Logger) SessionStage {
 				log.Error("AUDIT LOG NOT WRITABLE: session refused", "event", c.record, "session", c.session, "err", err)
 				return errSessionUnrecorded
 			}
-			return next.HandleSession(ctx, c)
+			return next.handle(ctx, c)
 		})
 	}
 }

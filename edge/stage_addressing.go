@@ -17,9 +17,9 @@ import (
 // authenticated on it for the to domain (else not-authorized or
 // invalid-from). A stanza whose from or to cannot be prepared is bounced
 // with jid-malformed and goes no further.
-func addressingStage(m *metrics.Metrics, r *refuser) Stage {
-	return func(next StanzaHandler) StanzaHandler {
-		return StanzaHandlerFunc(func(ctx context.Context, st *inStanza) error {
+func addressingStage(m *metrics.Metrics, r *refuser) stage[*inStanza] {
+	return func(next stanzaHandler) stanzaHandler {
+		return handlerFunc[*inStanza](func(ctx context.Context, st *inStanza) error {
 			el := st.el
 			if el.From == "" || el.To == "" {
 				return improperAddressing()
@@ -36,7 +36,7 @@ func addressingStage(m *metrics.Metrics, r *refuser) Stage {
 				bounceMalformed(st, r)
 				return nil
 			}
-			return next.HandleStanza(ctx, st)
+			return next.handle(ctx, st)
 		})
 	}
 }
@@ -67,21 +67,17 @@ func pairOf(st *inStanza) (pairSnapshot, error) {
 // prepared leaves its domain from a loose split (so that the stream checks
 // can still name it), and badFrom / badTo set.
 func (st *inStanza) prepareAddresses() {
-	var err error
-	if st.from, err = jid.Prepare(st.el.From); err != nil {
-		st.badFrom = err
-		st.fromDomain = looseDomain(st.el.From)
-	} else {
-		st.fromDomain = st.from.Domain
-		st.fromStr = jidString(st.from, st.el.From)
+	st.from, st.fromStr, st.fromDomain, st.badFrom = prepareAddress(st.el.From)
+	st.to, st.toStr, st.toDomain, st.badTo = prepareAddress(st.el.To)
+}
+
+// prepareAddress prepares one address as sent: the JID, its string and
+// its domain, or the error and the domain of a loose split.
+func prepareAddress(sent string) (j jid.JID, s, domain string, err error) {
+	if j, err = jid.Prepare(sent); err != nil {
+		return j, "", looseDomain(sent), err
 	}
-	if st.to, err = jid.Prepare(st.el.To); err != nil {
-		st.badTo = err
-		st.toDomain = looseDomain(st.el.To)
-	} else {
-		st.toDomain = st.to.Domain
-		st.toStr = jidString(st.to, st.el.To)
-	}
+	return j, jidString(j, sent), j.Domain, nil
 }
 
 // jidString is j.String(), without building it when sent (the address as

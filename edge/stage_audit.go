@@ -17,15 +17,15 @@ import (
 // internal-server-error and goes no further. The record's sequence number
 // travels with the stanza: the router writes it to the peer only once the
 // record is durable.
-func auditStage(rec recorder, router *Router) Stage {
-	return func(next StanzaHandler) StanzaHandler {
-		return StanzaHandlerFunc(func(ctx context.Context, st *inStanza) error {
+func auditStage(rec recorder, router *Router) stage[*inStanza] {
+	return func(next stanzaHandler) stanzaHandler {
+		return handlerFunc[*inStanza](func(ctx context.Context, st *inStanza) error {
 			d, out := &st.decision, st.out
 			if d.Audit == policy.AuditHash && !st.contentDone {
 				fillContent(st.in, st) // the hash is of the bodies
 			}
 			if st.verdict == audit.DecisionAllow && d.Audit == policy.AuditNone && len(st.stripped) == 0 {
-				return next.HandleStanza(ctx, st)
+				return next.handle(ctx, st)
 			}
 			seq, err := rec.record(stanzaRecordOf(st, out, d, st.verdict, st.in.Body))
 			if err != nil {
@@ -34,7 +34,7 @@ func auditStage(rec recorder, router *Router) Stage {
 				return nil
 			}
 			out.auditSeq = seq
-			return next.HandleStanza(ctx, st)
+			return next.handle(ctx, st)
 		})
 	}
 }

@@ -15,11 +15,11 @@ import (
 // trusted by configuration, and bursts to a partner are queued, with
 // back-pressure, by the router). A stanza over the rate is bounced with
 // resource-constraint (type wait).
-func limitsStage(rates *limit.Rates, limits func() *Limits, m *metrics.Metrics, r *refuser) Stage {
-	return func(next StanzaHandler) StanzaHandler {
-		return StanzaHandlerFunc(func(ctx context.Context, st *inStanza) error {
+func limitsStage(rates *limit.Rates, limits func() *Limits, m *metrics.Metrics, r *refuser) stage[*inStanza] {
+	return func(next stanzaHandler) stanzaHandler {
+		return handlerFunc[*inStanza](func(ctx context.Context, st *inStanza) error {
 			if st.leg != LegOutside {
-				return next.HandleStanza(ctx, st)
+				return next.handle(ctx, st)
 			}
 			lim := limits()
 			perSecond, burst := lim.StanzaRate, lim.StanzaBurst
@@ -31,7 +31,7 @@ func limitsStage(rates *limit.Rates, limits func() *Limits, m *metrics.Metrics, 
 				r.refuse(st, st.fromStr, st.toStr, stanza.ResourceConstraint, "too many stanzas from "+st.fromDomain+": slow down and try again later")
 				return nil
 			}
-			return next.HandleStanza(ctx, st)
+			return next.handle(ctx, st)
 		})
 	}
 }

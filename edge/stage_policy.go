@@ -17,9 +17,9 @@ import (
 // canonical JIDs always, and the content and the payload facts only when
 // the loaded policy reads them. The engine bounds its own evaluation
 // (policy.timeout) and fails closed.
-func policyStage(pol Policy, m *metrics.Metrics) Stage {
-	return func(next StanzaHandler) StanzaHandler {
-		return StanzaHandlerFunc(func(ctx context.Context, st *inStanza) error {
+func policyStage(pol Policy, m *metrics.Metrics) stage[*inStanza] {
+	return func(next stanzaHandler) stanzaHandler {
+		return handlerFunc[*inStanza](func(ctx context.Context, st *inStanza) error {
 			st.in = policyInput(st, pol)
 			start := time.Now()
 			st.decision = pol.DecideStanza(ctx, st.in)
@@ -32,7 +32,7 @@ func policyStage(pol Policy, m *metrics.Metrics) Stage {
 			default:
 				st.verdict = audit.DecisionAllow
 			}
-			return next.HandleStanza(ctx, st)
+			return next.handle(ctx, st)
 		})
 	}
 }

@@ -12,9 +12,9 @@ import (
 // forwardBytes) and builds the stanza that leaves the path. A stanza that
 // cannot be rewritten within the size limit is refused (policy-violation):
 // it is never forwarded in a form the policy did not judge.
-func rewriteStage(limits func() *Limits) Stage {
-	return func(next StanzaHandler) StanzaHandler {
-		return StanzaHandlerFunc(func(ctx context.Context, st *inStanza) error {
+func rewriteStage(limits func() *Limits) stage[*inStanza] {
+	return func(next stanzaHandler) stanzaHandler {
+		return handlerFunc[*inStanza](func(ctx context.Context, st *inStanza) error {
 			if d := &st.decision; d.Allow {
 				raw, err := forwardBytes(st, d.Strip, limits().MaxStanzaSize)
 				if err != nil {
@@ -25,7 +25,7 @@ func rewriteStage(limits func() *Limits) Stage {
 				st.raw = raw
 			}
 			st.out = newRelayed(st.el, st.ns, st.fromStr, st.toStr, st.fromDomain, st.toDomain, st.raw)
-			return next.HandleStanza(ctx, st)
+			return next.handle(ctx, st)
 		})
 	}
 }
