@@ -479,7 +479,7 @@ func (n *node) serveHTTP(tc *tls.Config) (*http.Server, string, error) {
 			Sessions: func() any { return adminSessions(n.gw.Sessions()) },
 			Close:    n.gw.CloseSession,
 			ReloadFn: func() error { return n.reload(context.Background()) },
-		}, admin.Options{Auth: n.adminAuth, Auditor: n.alog, Logger: n.log})
+		}, admin.Options{Auth: n.adminAuth, Audit: n.alog, Logger: n.log})
 		if err != nil {
 			return nil, "", err
 		}

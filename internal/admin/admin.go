@@ -29,17 +29,6 @@ type Source interface {
 	Reload() error
 }
 
-// Auditor is the part of the audit log the API writes to: *audit.Log (an
-// audit.Sink) is one.
-type Auditor interface {
-	// Append queues a record; an error means it was not accepted.
-	Append(r *audit.Record) (uint64, error)
-	// WaitDurable returns once record seq is stored as configured.
-	WaitDurable(ctx context.Context, seq uint64) error
-	// Healthy is nil while records can be stored.
-	Healthy() error
-}
-
 // Actions written in audit records and log lines: what was done.
 const (
 	ActionList   = "sessions.list"
@@ -112,12 +101,12 @@ func implemented(src Source, action string) bool {
 type Options struct {
 	// Auth authenticates every request; required.
 	Auth *Auth
-	// Auditor receives a record of every action and every refused
-	// attempt; nil: none are audited (tests). With an Auditor, an action
+	// Audit receives a record of every action and every refused
+	// attempt; nil: none are audited (tests). With a sink, an action
 	// is answered only once its record is stored (as durably as the log
 	// is configured), and a state-changing action is refused while the
 	// log cannot store records.
-	Auditor Auditor
+	Audit audit.Sink
 	// Logger receives a line per action and refused attempt; nil: not
 	// logged.
 	Logger *slog.Logger
@@ -127,7 +116,7 @@ type Options struct {
 type api struct {
 	src  Source
 	auth *Auth
-	aud  Auditor
+	aud  audit.Sink
 	log  *slog.Logger
 
 	refusals refusalBudget
@@ -175,7 +164,7 @@ func Register(mux *http.ServeMux, src Source, opt Options) error {
 	if opt.Auth == nil {
 		return errors.New("admin: the admin API needs authentication: configure metrics.admin_token_file or metrics.client_ca")
 	}
-	a := &api{src: src, auth: opt.Auth, aud: opt.Auditor, log: opt.Logger}
+	a := &api{src: src, auth: opt.Auth, aud: opt.Audit, log: opt.Logger}
 	a.refusals.now = time.Now
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)

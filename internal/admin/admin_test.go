@@ -106,6 +106,8 @@ func (a *fakeAuditor) WaitDurable(ctx context.Context, seq uint64) error {
 
 func (a *fakeAuditor) Healthy() error { return a.healthErr }
 
+func (a *fakeAuditor) Close() error { return nil }
+
 func (a *fakeAuditor) all() []audit.Record {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -232,7 +234,7 @@ func TestEndpoints(t *testing.T) {
 			src := newFake()
 			src.reloadErr = tt.reloadErr
 			aud := &fakeAuditor{}
-			srv, logs := server(t, src, Options{Auth: tokenAuth(t), Auditor: aud})
+			srv, logs := server(t, src, Options{Auth: tokenAuth(t), Audit: aud})
 			header := tt.header
 			if header == nil {
 				header = bearer
@@ -311,7 +313,7 @@ func TestAuditUnavailable(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			src := newFake()
-			srv, _ := server(t, src, Options{Auth: tokenAuth(t), Auditor: tt.aud})
+			srv, _ := server(t, src, Options{Auth: tokenAuth(t), Audit: tt.aud})
 			resp, body := do(t, srv.Client(), tt.method, srv.URL+tt.path, bearer)
 			if resp.StatusCode != tt.wantStatus || !strings.Contains(body, tt.wantBody) {
 				t.Errorf("%d %q, want %d and %q", resp.StatusCode, body, tt.wantStatus, tt.wantBody)
@@ -450,7 +452,7 @@ func TestClientCertificates(t *testing.T) {
 			aud := &fakeAuditor{}
 			mux := http.NewServeMux()
 			mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { writeText(w, 200, "ok\n") })
-			if err := Register(mux, newFake(), Options{Auth: auth, Auditor: aud}); err != nil {
+			if err := Register(mux, newFake(), Options{Auth: auth, Audit: aud}); err != nil {
 				t.Fatal(err)
 			}
 			srv := httptest.NewUnstartedServer(mux)

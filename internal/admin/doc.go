@@ -49,7 +49,7 @@
 //
 // # Audit
 //
-// With an Auditor every action and every refused attempt is recorded
+// With an audit sink (Options.Audit) every action and every refused attempt is recorded
 // (event "admin", see internal/audit): actor, action (sessions.list,
 // session.close, reload), target (the session id), remote_addr, decision
 // (allow: done; deny: refused, not authenticated; error: failed, e.g. no
