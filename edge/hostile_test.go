@@ -73,6 +73,7 @@ import (
 	"github.com/xmppedge/xmppedge/internal/jid"
 	"github.com/xmppedge/xmppedge/internal/metrics"
 	"github.com/xmppedge/xmppedge/internal/s2s"
+	"github.com/xmppedge/xmppedge/internal/stream"
 	"github.com/xmppedge/xmppedge/internal/xmlstream"
 	"github.com/xmppedge/xmppedge/policy"
 )
@@ -2333,4 +2334,44 @@ func TestHostileConnectionsPerIP(t *testing.T) {
 		}
 		h.finish(t, peers...)
 	})
+}
+
+// A peer that asks and never reads: it sends db:verify requests (the
+// authoritative role answers each) without reading a byte. The answers
+// pile up in the socket buffers, then in the stream's writer backlog
+// (stream.DefaultMaxBacklog); past it the gateway drops the connection
+// instead of buffering without bound, and the peer's writes fail.
+func TestHostileNeverReads(t *testing.T) {
+	h := newHostileEnv(t, func(o *Options) {
+		o.Outside.RequireTLS = false
+		// Info: a debug line per answer would fill the test's own log.
+		o.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	})
+	p := h.plainPeer(t)
+	var chunk strings.Builder
+	for i := range 500 {
+		fmt.Fprintf(&chunk, "<db:verify from='partner.test' to='company.test' id='s%d'>%s</db:verify>", i, strings.Repeat("0", 64))
+	}
+	const limit = 256 << 20 // far more than any socket buffer plus the backlog
+	sent := 0
+	var err error
+	for sent < limit {
+		var n int
+		if n, err = p.conn.Write([]byte(chunk.String())); err != nil {
+			break
+		}
+		sent += n
+	}
+	if err == nil {
+		t.Fatalf("the gateway kept reading %d bytes from a peer that never reads its answers", sent)
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		t.Fatalf("the gateway stopped reading but kept the connection open after %d bytes: %v", sent, err)
+	}
+	if sent < stream.DefaultMaxBacklog {
+		t.Fatalf("the connection was dropped after %d bytes, before the answers could fill the backlog: %v", sent, err)
+	}
+	t.Logf("connection dropped after %d bytes sent: %v", sent, err)
+	h.finish(t, p)
 }

@@ -256,7 +256,9 @@ func (s *inSession) DialbackSecret() string { return s.d.secret }
 
 func (s *inSession) DialbackAnswered(orig, recv, typ string) {
 	s.d.m.Dialback(metrics.DialbackAuthoritative, typ)
-	s.log.Info("answered dialback verify", "originating", orig, "receiving", recv, "result", typ)
+	// Debug, not Info: an unauthenticated peer may ask any number of
+	// these; xmppedge_dialback_total counts them.
+	s.log.Debug("answered dialback verify", "originating", orig, "receiving", recv, "result", typ)
 }
 
 // facts are the session facts of a pair on this stream, as the policy

@@ -200,7 +200,7 @@ func (Dialback) answerVerify(s *Stream, el *xmlstream.Element) error {
 		}
 	}
 	s.recv.DialbackAnswered(orig, recv, typ)
-	return s.Conn.SendWait(0, dialback.Answer(dialback.Verify, orig, recv, el.ID, typ))
+	return s.Conn.Send(dialback.Answer(dialback.Verify, orig, recv, el.ID, typ))
 }
 
 // Initiate sends our key in db:result and waits for the verdict: dialback
@@ -208,7 +208,7 @@ func (Dialback) answerVerify(s *Stream, el *xmlstream.Element) error {
 // announcing it).
 func (Dialback) Initiate(_ context.Context, s *Stream) (Step, error) {
 	key := dialback.Key(s.init.DialbackSecret(), s.to, s.from, s.Conn.StreamID())
-	if err := s.Conn.SendWait(0, dialback.Request(dialback.Result, s.from, s.to, "", key)); err != nil {
+	if err := s.Conn.SendWait(HeaderTimeout, dialback.Request(dialback.Result, s.from, s.to, "", key)); err != nil {
 		return Skip, err
 	}
 	el, err := s.readAnswer(s.init.DialbackTimeout())
@@ -272,7 +272,7 @@ var ErrVerifyMismatch = errors.New("db:verify answer does not match the request"
 func (s *Stream) VerifyKey(ctx context.Context, receiving, originating, streamID, key string, timeout time.Duration) (bool, error) {
 	stop := context.AfterFunc(ctx, func() { s.Conn.NetConn().SetDeadline(time.Now()) })
 	defer stop()
-	if err := s.Conn.SendWait(0, dialback.Request(dialback.Verify, receiving, originating, streamID, key)); err != nil {
+	if err := s.Conn.SendWait(HeaderTimeout, dialback.Request(dialback.Verify, receiving, originating, streamID, key)); err != nil {
 		return false, fmt.Errorf("send db:verify to %s: %w", originating, err)
 	}
 	for {

@@ -78,7 +78,7 @@ func (s *Stream) receiveStream(ctx context.Context) error {
 			}
 		}
 		b = append(b, "</stream:features>"...)
-		if err := s.Conn.SendWait(0, b); err != nil {
+		if err := s.Conn.SendWait(HeaderTimeout, b); err != nil {
 			return err
 		}
 	}

@@ -70,26 +70,26 @@ func (f SASLExternal) Handle(_ context.Context, s *Stream, el *xmlstream.Element
 		return Skip, err
 	}
 	if n.Attr("mechanism") != "EXTERNAL" {
-		return Skip, s.Conn.SendWait(0, saslFailure("invalid-mechanism"))
+		return Skip, s.Conn.SendWait(HeaderTimeout, saslFailure("invalid-mechanism"))
 	}
 	if authz := strings.TrimSpace(n.Text); authz != "" && authz != "=" {
 		dec, err := base64.StdEncoding.DecodeString(authz)
 		if err != nil {
-			return Skip, s.Conn.SendWait(0, saslFailure("incorrect-encoding"))
+			return Skip, s.Conn.SendWait(HeaderTimeout, saslFailure("incorrect-encoding"))
 		}
 		if !strings.EqualFold(string(dec), s.from) {
-			return Skip, s.Conn.SendWait(0, saslFailure("invalid-authzid"))
+			return Skip, s.Conn.SendWait(HeaderTimeout, saslFailure("invalid-authzid"))
 		}
 	}
 	// The certificate proves the peer is from; it must still be a domain
 	// that may originate on this leg.
 	if !s.recv.MayOriginate(s.from, s.to) {
-		return Skip, s.Conn.SendWait(0, saslFailure("not-authorized"))
+		return Skip, s.Conn.SendWait(HeaderTimeout, saslFailure("not-authorized"))
 	}
 	if err := s.recv.AuthenticateSASL(s.from, s.to); err != nil {
 		return Skip, err
 	}
-	if err := s.Conn.SendWait(0, []byte("<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>")); err != nil {
+	if err := s.Conn.SendWait(HeaderTimeout, []byte("<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>")); err != nil {
 		return Skip, err
 	}
 	s.mu.Lock()
@@ -107,7 +107,7 @@ func (SASLExternal) Initiate(_ context.Context, s *Stream) (Step, error) {
 		return Skip, nil
 	}
 	auth := "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>" + base64.StdEncoding.EncodeToString([]byte(s.from)) + "</auth>"
-	if err := s.Conn.SendWait(0, []byte(auth)); err != nil {
+	if err := s.Conn.SendWait(HeaderTimeout, []byte(auth)); err != nil {
 		return Skip, err
 	}
 	el, err := s.Conn.Next(HeaderTimeout)

@@ -106,7 +106,7 @@ func (StartTLS) Initiate(ctx context.Context, s *Stream) (Step, error) {
 		}
 		return Skip, nil
 	}
-	if err := s.Conn.SendWait(0, []byte(tlsStart)); err != nil {
+	if err := s.Conn.SendWait(HeaderTimeout, []byte(tlsStart)); err != nil {
 		return Skip, err
 	}
 	el, err := s.Conn.Next(HeaderTimeout)
