@@ -305,7 +305,9 @@ func BenchmarkRelayRawTLS(b *testing.B) {
 // choosing the session count.
 func BenchmarkIdleSessionMemory(b *testing.B) {
 	const sessions = 300
-	env := newTestEnv(b, func(o *Options) { o.Logger = slog.New(slog.DiscardHandler) })
+	// One source address opens every session: the per-source limits
+	// (64 connections, 16 new per second) would refuse most of them.
+	env := newTestEnv(b, hostileLimits, func(o *Options) { o.Logger = slog.New(slog.DiscardHandler) })
 	authority := startFakeServerTLS(b, "partner.test", env.tlsConfig(b, "partner.test"))
 	authority.setVerify(func(from, to, id, key string) bool { return true })
 	env.res.set("partner.test", authority.addr(), true)
