@@ -194,6 +194,12 @@ func TestStartTLSBothRoles(t *testing.T) {
 			errc <- err
 			return
 		}
+		// The header goes first: from this goroutine, in order with the
+		// <proceed/> that follows (two writers would race).
+		if err := srv.WriteHeader("b.test", "a.test", "S1"); err != nil {
+			errc <- err
+			return
+		}
 		if _, err := srv.Next(time.Second); err != nil { // <starttls/>
 			errc <- err
 			return
@@ -205,9 +211,6 @@ func TestStartTLSBothRoles(t *testing.T) {
 		t.Fatal(err)
 	}
 	cli.Send([]byte("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"))
-	// The client reads the proceed without a header of the server: use
-	// the scanner through a header the server sends first.
-	go srv.WriteHeader("b.test", "a.test", "S1")
 	if _, err := cli.ReadHeader(time.Second); err != nil {
 		t.Fatal(err)
 	}
