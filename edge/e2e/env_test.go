@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -8,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -47,7 +49,14 @@ func startDNS(t testing.TB) *resolvetest.Server { return startDNSAt(t, DNSAddr) 
 // startDNSAt starts a test DNS server on addr, closed by t.Cleanup.
 func startDNSAt(t testing.TB, addr string) *resolvetest.Server {
 	t.Helper()
+	// The previous test's server on the same address may still be letting
+	// go of it (a loaded machine): wait for it, within a bound.
+	deadline := time.Now().Add(10 * time.Second)
 	dns, err := resolvetest.Start(addr)
+	for err != nil && errors.Is(err, syscall.EADDRINUSE) && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+		dns, err = resolvetest.Start(addr)
+	}
 	if err != nil {
 		t.Fatalf("test DNS on %s: %v", addr, err)
 	}
