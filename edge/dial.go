@@ -8,7 +8,6 @@ import (
 	"github.com/xmppedge/xmppedge/internal/metrics"
 	"github.com/xmppedge/xmppedge/internal/s2s"
 	"github.com/xmppedge/xmppedge/internal/stanza"
-	stanzaerr "github.com/xmppedge/xmppedge/internal/stanza"
 	"github.com/xmppedge/xmppedge/internal/stream"
 )
 
@@ -124,8 +123,8 @@ func sessionFailureKind(cond stanza.Condition, err error) string {
 // authoritative server (XEP-0220 step 3), with the dialback error
 // condition the receiving side answers the initiating server with.
 type verifyError struct {
-	condition stanzaerr.Condition // XEP-0220 §2.4: remote-connection-failed, remote-server-not-found, remote-server-timeout
-	kind      string              // metrics.Fail* label
+	condition stanza.Condition // XEP-0220 §2.4: remote-connection-failed, remote-server-not-found, remote-server-timeout
+	kind      string           // metrics.Fail* label
 	err       error
 }
 
@@ -144,7 +143,7 @@ func (e *verifyError) Unwrap() error { return e.err }
 //   - remote-server-timeout: it was reached but did not verify the key —
 //     it did not complete the stream or answer in time, or closed the
 //     stream without an answer.
-func dialbackCondition(err error) stanzaerr.Condition {
+func dialbackCondition(err error) stanza.Condition {
 	var ve *verifyError
 	if errors.As(err, &ve) {
 		return ve.condition
@@ -153,19 +152,19 @@ func dialbackCondition(err error) stanzaerr.Condition {
 	if errors.As(err, &de) {
 		return dialbackDialCondition(de)
 	}
-	return stanzaerr.RemoteConnectionFailed
+	return stanza.RemoteConnectionFailed
 }
 
 // dialbackDialCondition is dialbackCondition for a failure to set up the
 // stream to the authoritative server.
-func dialbackDialCondition(de *dialError) stanzaerr.Condition {
+func dialbackDialCondition(de *dialError) stanza.Condition {
 	switch {
 	case de.peerError == string(stream.HostUnknown) || de.peerError == string(stream.HostGone):
-		return stanzaerr.RemoteServerNotFound
+		return stanza.RemoteServerNotFound
 	case de.connected && (de.timeout || de.stage > stageTLS):
-		return stanzaerr.RemoteServerTimeout
+		return stanza.RemoteServerTimeout
 	}
-	return stanzaerr.RemoteConnectionFailed
+	return stanza.RemoteConnectionFailed
 }
 
 // attemptError builds the dialError of a failed step. It is a timeout when

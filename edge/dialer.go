@@ -16,7 +16,7 @@ import (
 	"github.com/xmppedge/xmppedge/internal/metrics"
 	"github.com/xmppedge/xmppedge/internal/resolve"
 	"github.com/xmppedge/xmppedge/internal/s2s"
-	stanzaerr "github.com/xmppedge/xmppedge/internal/stanza"
+	"github.com/xmppedge/xmppedge/internal/stanza"
 	"github.com/xmppedge/xmppedge/internal/stream"
 	"github.com/xmppedge/xmppedge/internal/xmlstream"
 )
@@ -255,7 +255,7 @@ func (d *Dialer) verifyKey(ctx context.Context, leg Leg, originating, receiving,
 	os, err := d.dial(ctx, leg, receiving, originating, nil)
 	if err != nil {
 		var de *dialError
-		cond, kind := stanzaerr.RemoteConnectionFailed, metrics.Other
+		cond, kind := stanza.RemoteConnectionFailed, metrics.Other
 		if errors.As(err, &de) {
 			cond, kind = dialbackDialCondition(de), dialFailureKind(de)
 		}
@@ -276,17 +276,17 @@ func (d *Dialer) verifyKey(ctx context.Context, leg Leg, originating, receiving,
 	)
 	switch {
 	case errors.As(err, &pe) && (pe.Condition == string(stream.HostUnknown) || pe.Condition == string(stream.HostGone)):
-		return false, &verifyError{condition: stanzaerr.RemoteServerNotFound, kind: metrics.FailStreamError, err: err}
+		return false, &verifyError{condition: stanza.RemoteServerNotFound, kind: metrics.FailStreamError, err: err}
 	case errors.As(err, &pe):
-		return false, &verifyError{condition: stanzaerr.RemoteServerTimeout, kind: metrics.FailStreamError, err: err}
+		return false, &verifyError{condition: stanza.RemoteServerTimeout, kind: metrics.FailStreamError, err: err}
 	case errors.As(err, &ve):
 		// XEP-0220 §2.4: an error in step 3 is answered with
 		// remote-server-not-found.
-		return false, &verifyError{condition: stanzaerr.RemoteServerNotFound, kind: metrics.FailAuth, err: err}
+		return false, &verifyError{condition: stanza.RemoteServerNotFound, kind: metrics.FailAuth, err: err}
 	case errors.Is(ctx.Err(), context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
-		return false, &verifyError{condition: stanzaerr.RemoteServerTimeout, kind: metrics.FailTimeout, err: err}
+		return false, &verifyError{condition: stanza.RemoteServerTimeout, kind: metrics.FailTimeout, err: err}
 	}
-	return false, &verifyError{condition: stanzaerr.RemoteServerTimeout, kind: metrics.FailAuth, err: err}
+	return false, &verifyError{condition: stanza.RemoteServerTimeout, kind: metrics.FailAuth, err: err}
 }
 
 // clientTLS is the TLS config for an outgoing stream on leg: on the inside

@@ -9,7 +9,7 @@ import (
 	"github.com/xmppedge/xmppedge/internal/audit"
 	"github.com/xmppedge/xmppedge/internal/metrics"
 	"github.com/xmppedge/xmppedge/internal/s2s"
-	stanzaerr "github.com/xmppedge/xmppedge/internal/stanza"
+	"github.com/xmppedge/xmppedge/internal/stanza"
 	"github.com/xmppedge/xmppedge/internal/stream"
 	"github.com/xmppedge/xmppedge/internal/xmlstream"
 	"github.com/xmppedge/xmppedge/policy"
@@ -233,7 +233,7 @@ func (s *inSession) VerifyKey(ctx context.Context, p s2s.Pair, streamID, key str
 	return s.d.dialer.verifyKey(ctx, s.leg, p.From, p.To, streamID, key)
 }
 
-func (s *inSession) DialbackCondition(err error) stanzaerr.Condition { return dialbackCondition(err) }
+func (s *inSession) DialbackCondition(err error) stanza.Condition { return dialbackCondition(err) }
 
 func (s *inSession) Go(f func()) {
 	s.d.bg.Add(1)
