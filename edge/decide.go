@@ -70,10 +70,6 @@ func tlsInfo(st *tls.ConnectionState, v *certs.Verdict) policy.TLSInfo {
 // remote's certificate is valid for its domain; it counts only once the
 // remote has authenticated (in.Auth set). It returns the decision and
 // whether the session may go on.
-func (g *Gateway) decideSession(in *policy.SessionInput, certValid bool) (policy.SessionDecision, bool) {
-	return decideSession(g.ctx, g.sessionPath, in, certValid)
-}
-
 func decideSession(ctx context.Context, path sessionHandler, in *policy.SessionInput, certValid bool) (policy.SessionDecision, bool) {
 	c := &sessionCheck{facts: in}
 	if in.Auth != "" {
@@ -85,10 +81,6 @@ func decideSession(ctx context.Context, path sessionHandler, in *policy.SessionI
 
 // auditSession writes a session event. A failure to write is logged; the
 // caller decides whether it stops the session.
-func (g *Gateway) auditSession(event, sessionID string, leg Leg, in *policy.SessionInput, remoteAddr, decision, reason, revision string) error {
-	return auditSession(g.rec, g.log, sessionRecord(event, sessionID, leg, in, remoteAddr, decision, reason, revision))
-}
-
 func auditSession(rec recorder, log *slog.Logger, r *audit.Record) error {
 	_, err := rec.record(r)
 	if err != nil {
@@ -96,6 +88,3 @@ func auditSession(rec recorder, log *slog.Logger, r *audit.Record) error {
 	}
 	return err
 }
-
-// audit appends a record, timing it for the metrics.
-func (g *Gateway) audit(r *audit.Record) (uint64, error) { return g.rec.record(r) }
