@@ -573,19 +573,6 @@ func TestDialbackVerifyAnswers(t *testing.T) {
 	})
 }
 
-// insideStream opens an inside stream as the internal server would and
-// authenticates company.test → each of remotes by dialback; the fake
-// internal server answers db:verify for keys in valid.
-func insideStream(t testing.TB, env *testEnv, remotes ...string) *peer {
-	t.Helper()
-	p := dialPeer(t, env.inside)
-	p.open("company.test", remotes[0])
-	for _, r := range remotes {
-		p.send("<db:result from='company.test' to='" + r + "'>key-" + r + "</db:result>")
-	}
-	return p
-}
-
 // Several domain pairs on one stream, each verified on its own; a wrong
 // key for an additional pair is a dialback error and the stream stays.
 func TestDialbackMultiplexing(t *testing.T) {

@@ -139,30 +139,6 @@ func (p *rawPeer) readLoop() {
 	}
 }
 
-// waitReceived waits until the gateway sent an element containing substr,
-// and returns it.
-func (p *rawPeer) waitReceived(substr string, timeout time.Duration) (string, error) {
-	deadline := time.Now().Add(timeout)
-	for {
-		p.mu.Lock()
-		for _, r := range p.received {
-			if strings.Contains(r, substr) {
-				p.mu.Unlock()
-				return r, nil
-			}
-		}
-		ended := p.ended
-		p.mu.Unlock()
-		if ended != nil {
-			return "", fmt.Errorf("raw peer: stream ended (%v) before the gateway sent %q", ended, substr)
-		}
-		if time.Now().After(deadline) {
-			return "", fmt.Errorf("raw peer: the gateway sent no %q within %v", substr, timeout)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // alive reports whether the stream is still open (the gateway has not
 // closed it).
 func (p *rawPeer) alive() bool {
