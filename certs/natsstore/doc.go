@@ -1,0 +1,28 @@
+// Package natsstore is a certmagic Storage over a NATS JetStream
+// key-value bucket, so that every node of an xmppedge cluster shares one
+// set of ACME accounts, certificates and locks: one ACME order per domain
+// for the whole cluster, and every node serves what any node obtained.
+//
+// # Keys
+//
+// certmagic names its items with slash-separated paths
+// ("certificates/<issuer>/<domain>/<domain>.crt"). A NATS key is a
+// dot-separated list of tokens from a small alphabet, so each path segment
+// becomes one token, escaped: every byte outside [A-Za-z0-9_-] is written
+// as "=XX" (its hex value), "=" included. The escaping is reversible and
+// keeps the hierarchy, so List is a subject filter ("certificates.>").
+// Items live under "data."; locks under "locks." (never listed).
+//
+// # Locks
+//
+// Lock creates "locks.<name>" with a per-key TTL (Storage.LockTTL, default
+// 2 minutes; the bucket allows per-message TTLs, which needs a NATS server
+// ≥ 2.11) and keeps its revision: that revision is the fencing token.
+// Create fails while another holder's key exists, so Lock polls until the
+// key is gone (released, or expired with a holder that died) or ctx ends.
+// RenewLockLease re-publishes the key with a fresh TTL only if its
+// revision is still ours (expected-last-subject-sequence); Unlock deletes
+// it only if the revision is still ours. A holder whose lease expired and
+// was taken over can therefore neither renew nor release the new holder's
+// lock.
+package natsstore

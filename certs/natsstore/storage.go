@@ -1,0 +1,353 @@
+package natsstore
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/certmagic"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Config configures a Storage.
+type Config struct {
+	// Bucket is the key-value bucket's name (default "xmppedge_certs").
+	Bucket string
+	// Replicas is how many copies the bucket keeps (default 1; a cluster
+	// uses its replicas setting).
+	Replicas int
+	// LockTTL is how long a lock lives without a renewal (default 2m).
+	LockTTL time.Duration
+	// LockPoll is how often Lock retries while the lock is held elsewhere
+	// (default 1s).
+	LockPoll time.Duration
+}
+
+// Storage implements certmagic.Storage and certmagic.LockLeaseRenewer.
+type Storage struct {
+	kv     jetstream.KeyValue
+	js     jetstream.JetStream
+	prefix string // "$KV.<bucket>." for raw publishes
+	cfg    Config
+	owner  string // this process's identity in lock values
+
+	mu    sync.Mutex
+	locks map[string]uint64 // lock key → revision we hold (the fencing token)
+}
+
+var (
+	_ certmagic.Storage          = (*Storage)(nil)
+	_ certmagic.LockLeaseRenewer = (*Storage)(nil)
+)
+
+// New opens (creating it if needed) the bucket and returns its Storage.
+func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Storage, error) {
+	if cfg.Bucket == "" {
+		cfg.Bucket = "xmppedge_certs"
+	}
+	if cfg.Replicas <= 0 {
+		cfg.Replicas = 1
+	}
+	if cfg.LockTTL <= 0 {
+		cfg.LockTTL = 2 * time.Minute
+	}
+	if cfg.LockPoll <= 0 {
+		cfg.LockPoll = time.Second
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:   cfg.Bucket,
+		Replicas: cfg.Replicas,
+		Storage:  jetstream.FileStorage,
+		History:  1,
+		// Per-key TTLs (locks) need the bucket to allow them.
+		LimitMarkerTTL: time.Minute,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("natsstore: open the key-value bucket %s: %w", cfg.Bucket, err)
+	}
+	var id [8]byte
+	rand.Read(id[:])
+	return &Storage{
+		kv: kv, js: js, prefix: "$KV." + cfg.Bucket + ".", cfg: cfg,
+		owner: hex.EncodeToString(id[:]), locks: make(map[string]uint64),
+	}, nil
+}
+
+// escapeSegment writes one path segment as a NATS key token.
+func escapeSegment(b *strings.Builder, seg string) {
+	const hexdigits = "0123456789ABCDEF"
+	for i := 0; i < len(seg); i++ {
+		c := seg[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' {
+			b.WriteByte(c)
+			continue
+		}
+		b.WriteByte('=')
+		b.WriteByte(hexdigits[c>>4])
+		b.WriteByte(hexdigits[c&15])
+	}
+}
+
+// keyOf is the NATS key of a certmagic path under root ("data" or
+// "locks"). Empty segments (a leading, trailing or doubled slash) are
+// dropped: certmagic does not tell them apart.
+func keyOf(root, path string) (string, error) {
+	var b strings.Builder
+	b.WriteString(root)
+	n := 0
+	for seg := range strings.SplitSeq(path, "/") {
+		if seg == "" {
+			continue
+		}
+		b.WriteByte('.')
+		escapeSegment(&b, seg)
+		n++
+	}
+	if n == 0 {
+		return "", fmt.Errorf("natsstore: empty key %q", path)
+	}
+	return b.String(), nil
+}
+
+// pathOf is the certmagic path of a NATS key under root.
+func pathOf(root, key string) (string, error) {
+	rest, ok := strings.CutPrefix(key, root+".")
+	if !ok {
+		return "", fmt.Errorf("natsstore: key %q is not under %s", key, root)
+	}
+	var b strings.Builder
+	for i := 0; i < len(rest); i++ {
+		switch c := rest[i]; c {
+		case '.':
+			b.WriteByte('/')
+		case '=':
+			if i+2 >= len(rest) {
+				return "", fmt.Errorf("natsstore: bad escape in key %q", key)
+			}
+			v, err := hex.DecodeString(rest[i+1 : i+3])
+			if err != nil {
+				return "", fmt.Errorf("natsstore: bad escape in key %q: %w", key, err)
+			}
+			b.WriteByte(v[0])
+			i += 2
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String(), nil
+}
+
+// Store puts value under key.
+func (s *Storage) Store(ctx context.Context, key string, value []byte) error {
+	k, err := keyOf("data", key)
+	if err != nil {
+		return err
+	}
+	if _, err := s.kv.Put(ctx, k, value); err != nil {
+		return fmt.Errorf("natsstore: store %s: %w", key, err)
+	}
+	return nil
+}
+
+// Load returns the value under key; fs.ErrNotExist when there is none.
+func (s *Storage) Load(ctx context.Context, key string) ([]byte, error) {
+	e, err := s.get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	return e.Value(), nil
+}
+
+func (s *Storage) get(ctx context.Context, key string) (jetstream.KeyValueEntry, error) {
+	k, err := keyOf("data", key)
+	if err != nil {
+		return nil, err
+	}
+	e, err := s.kv.Get(ctx, k)
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+		return nil, fmt.Errorf("natsstore: %s: %w", key, fs.ErrNotExist)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("natsstore: load %s: %w", key, err)
+	}
+	return e, nil
+}
+
+// Delete removes key and, when key is a "directory", everything under it.
+func (s *Storage) Delete(ctx context.Context, key string) error {
+	keys, err := s.keysUnder(ctx, key, true)
+	if err != nil {
+		return err
+	}
+	if k, err := keyOf("data", key); err == nil {
+		keys = append(keys, k)
+	}
+	found := false
+	for _, k := range keys {
+		if _, err := s.kv.Get(ctx, k); err != nil {
+			continue
+		}
+		found = true
+		if err := s.kv.Purge(ctx, k); err != nil {
+			return fmt.Errorf("natsstore: delete %s: %w", key, err)
+		}
+	}
+	if !found {
+		return fmt.Errorf("natsstore: delete %s: %w", key, fs.ErrNotExist)
+	}
+	return nil
+}
+
+// Exists reports whether key (or anything under it) exists.
+func (s *Storage) Exists(ctx context.Context, key string) bool {
+	if _, err := s.get(ctx, key); err == nil {
+		return true
+	}
+	keys, err := s.keysUnder(ctx, key, true)
+	return err == nil && len(keys) > 0
+}
+
+// keysUnder lists the NATS keys below path (recursive: at any depth).
+func (s *Storage) keysUnder(ctx context.Context, path string, recursive bool) ([]string, error) {
+	root := "data"
+	if strings.Trim(path, "/") != "" {
+		var err error
+		if root, err = keyOf("data", path); err != nil {
+			return nil, err
+		}
+	}
+	filter := root + ".*"
+	if recursive {
+		filter = root + ".>"
+	}
+	lister, err := s.kv.ListKeysFiltered(ctx, filter)
+	if err != nil {
+		return nil, fmt.Errorf("natsstore: list %s: %w", path, err)
+	}
+	var keys []string
+	for k := range lister.Keys() {
+		keys = append(keys, k)
+	}
+	return keys, nil
+}
+
+// List returns the keys under path: at any depth when recursive, else the
+// direct children (items and "directories").
+func (s *Storage) List(ctx context.Context, path string, recursive bool) ([]string, error) {
+	keys, err := s.keysUnder(ctx, path, true)
+	if err != nil {
+		return nil, err
+	}
+	base := strings.Trim(path, "/")
+	seen := make(map[string]bool)
+	var out []string
+	for _, k := range keys {
+		p, err := pathOf("data", k)
+		if err != nil {
+			return nil, err
+		}
+		if !recursive {
+			rest := strings.TrimPrefix(strings.TrimPrefix(p, base), "/")
+			if i := strings.IndexByte(rest, '/'); i >= 0 {
+				p = strings.TrimSuffix(base+"/"+rest[:i], "/")
+				p = strings.TrimPrefix(p, "/")
+			}
+		}
+		if !seen[p] {
+			seen[p] = true
+			out = append(out, p)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("natsstore: list %s: %w", path, fs.ErrNotExist)
+	}
+	return out, nil
+}
+
+// Stat describes key.
+func (s *Storage) Stat(ctx context.Context, key string) (certmagic.KeyInfo, error) {
+	e, err := s.get(ctx, key)
+	if err == nil {
+		return certmagic.KeyInfo{Key: key, Modified: e.Created(), Size: int64(len(e.Value())), IsTerminal: true}, nil
+	}
+	if keys, lerr := s.keysUnder(ctx, key, true); lerr == nil && len(keys) > 0 {
+		return certmagic.KeyInfo{Key: key, IsTerminal: false}, nil
+	}
+	return certmagic.KeyInfo{}, err
+}
+
+// Lock takes the lock name, waiting while another holder has it.
+func (s *Storage) Lock(ctx context.Context, name string) error {
+	k, err := keyOf("locks", name)
+	if err != nil {
+		return err
+	}
+	for {
+		rev, err := s.kv.Create(ctx, k, []byte(s.owner), jetstream.KeyTTL(s.cfg.LockTTL))
+		if err == nil {
+			s.mu.Lock()
+			s.locks[k] = rev
+			s.mu.Unlock()
+			return nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			return fmt.Errorf("natsstore: lock %s: %w", name, err)
+		}
+		t := time.NewTimer(s.cfg.LockPoll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("natsstore: lock %s: held elsewhere: %w", name, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// RenewLockLease gives the lock we hold a fresh TTL; it fails when the
+// lock is no longer ours (expired and taken over).
+func (s *Storage) RenewLockLease(ctx context.Context, name string, lease time.Duration) error {
+	k, err := keyOf("locks", name)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	rev, ok := s.locks[k]
+	s.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("natsstore: renew %s: not locked here", name)
+	}
+	ack, err := s.js.Publish(ctx, s.prefix+k, []byte(s.owner),
+		jetstream.WithExpectLastSequencePerSubject(rev), jetstream.WithMsgTTL(lease))
+	if err != nil {
+		return fmt.Errorf("natsstore: renew %s: the lock is no longer ours: %w", name, err)
+	}
+	s.mu.Lock()
+	s.locks[k] = ack.Sequence
+	s.mu.Unlock()
+	return nil
+}
+
+// Unlock releases the lock if it is still ours.
+func (s *Storage) Unlock(ctx context.Context, name string) error {
+	k, err := keyOf("locks", name)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	rev, ok := s.locks[k]
+	delete(s.locks, k)
+	s.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("natsstore: unlock %s: not locked here", name)
+	}
+	if err := s.kv.Purge(ctx, k, jetstream.LastRevision(rev)); err != nil {
+		return fmt.Errorf("natsstore: unlock %s: %w", name, err)
+	}
+	return nil
+}

@@ -1,0 +1,229 @@
+package natsstore
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// startJetStream runs an in-process NATS server with JetStream on
+// 127.0.0.75 (a port of its own) and returns a client's JetStream.
+func startJetStream(t *testing.T) jetstream.JetStream {
+	t.Helper()
+	srv, err := server.NewServer(&server.Options{
+		Host: "127.0.0.75", Port: -1, JetStream: true, StoreDir: t.TempDir(),
+		NoLog: true, NoSigs: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start()
+	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	if !srv.ReadyForConnections(30 * time.Second) {
+		t.Fatal("NATS server not ready")
+	}
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+func newStorage(t *testing.T, js jetstream.JetStream, cfg Config) *Storage {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := New(ctx, js, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestKeyEscaping(t *testing.T) {
+	tests := []struct{ path, key string }{
+		{"certificates/acme-v02.api.letsencrypt.org-directory/example.com/example.com.crt",
+			"data.certificates.acme-v02=2Eapi=2Eletsencrypt=2Eorg-directory.example=2Ecom.example=2Ecom=2Ecrt"},
+		{"acme/ca/users/a@b.c/a.json", "data.acme.ca.users.a=40b=2Ec.a=2Ejson"},
+		{"weird/ *>=", "data.weird.=20=2A=3E=3D"},
+		{"/leading/and//double/", "data.leading.and.double"},
+		{"wildcard_*.example.com", "data.wildcard_=2A=2Eexample=2Ecom"},
+	}
+	for _, tt := range tests {
+		k, err := keyOf("data", tt.path)
+		if err != nil || k != tt.key {
+			t.Errorf("keyOf(%q) = %q, %v; want %q", tt.path, k, err, tt.key)
+			continue
+		}
+		back, err := pathOf("data", k)
+		want := tt.path
+		if tt.path == "/leading/and//double/" {
+			want = "leading/and/double"
+		}
+		if err != nil || back != want {
+			t.Errorf("pathOf(%q) = %q, %v; want %q", k, back, err, want)
+		}
+	}
+	if _, err := keyOf("data", "//"); err == nil {
+		t.Error("an empty path was accepted")
+	}
+	if _, err := pathOf("data", "data.bad=4"); err == nil {
+		t.Error("a truncated escape was accepted")
+	}
+}
+
+func FuzzKeyRoundTrip(f *testing.F) {
+	f.Add("certificates/x/y.crt")
+	f.Add("a=b/c.d/\x00\xff")
+	f.Fuzz(func(t *testing.T, path string) {
+		k, err := keyOf("data", path)
+		if err != nil {
+			return
+		}
+		for i := 0; i < len(k); i++ {
+			c := k[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.' || c == '=') {
+				t.Fatalf("key %q of %q has a byte outside NATS's alphabet", k, path)
+			}
+		}
+		back, err := pathOf("data", k)
+		if err != nil {
+			t.Fatalf("pathOf(%q): %v", k, err)
+		}
+		segs := strings.FieldsFunc(path, func(r rune) bool { return r == '/' })
+		if want := strings.Join(segs, "/"); back != want {
+			t.Fatalf("round trip of %q: %q, want %q", path, back, want)
+		}
+	})
+}
+
+// The certmagic Storage contract: store, load, exists, stat, list (direct
+// children and recursive), delete of an item and of a "directory", and
+// fs.ErrNotExist for what is not there.
+func TestStorage(t *testing.T) {
+	js := startJetStream(t)
+	s := newStorage(t, js, Config{Bucket: "certs_test"})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	items := map[string]string{
+		"certificates/ca.example/company.test/company.test.crt":  "cert",
+		"certificates/ca.example/company.test/company.test.key":  "key",
+		"certificates/ca.example/company.test/company.test.json": "meta",
+		"certificates/ca.example/other.test/other.test.crt":      "cert2",
+		"acme/ca.example/users/ops@company.test/ops.json":        "user",
+	}
+	for k, v := range items {
+		if err := s.Store(ctx, k, []byte(v)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for k, v := range items {
+		got, err := s.Load(ctx, k)
+		if err != nil || string(got) != v {
+			t.Fatalf("Load(%s) = %q, %v", k, got, err)
+		}
+	}
+	if _, err := s.Load(ctx, "certificates/none"); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("Load of a missing key: %v, want fs.ErrNotExist", err)
+	}
+	if !s.Exists(ctx, "certificates/ca.example") || s.Exists(ctx, "certificates/none") {
+		t.Fatal("Exists wrong for a directory or a missing key")
+	}
+	info, err := s.Stat(ctx, "certificates/ca.example/company.test/company.test.crt")
+	if err != nil || !info.IsTerminal || info.Size != 4 {
+		t.Fatalf("Stat = %+v, %v", info, err)
+	}
+	if info, err := s.Stat(ctx, "certificates/ca.example"); err != nil || info.IsTerminal {
+		t.Fatalf("Stat of a directory = %+v, %v", info, err)
+	}
+	children, err := s.List(ctx, "certificates/ca.example", false)
+	slices.Sort(children)
+	if err != nil || !slices.Equal(children, []string{"certificates/ca.example/company.test", "certificates/ca.example/other.test"}) {
+		t.Fatalf("List non-recursive = %q, %v", children, err)
+	}
+	all, err := s.List(ctx, "certificates", true)
+	if err != nil || len(all) != 4 {
+		t.Fatalf("List recursive = %q, %v", all, err)
+	}
+	if err := s.Delete(ctx, "certificates/ca.example/company.test"); err != nil {
+		t.Fatal(err)
+	}
+	if s.Exists(ctx, "certificates/ca.example/company.test/company.test.key") || !s.Exists(ctx, "certificates/ca.example/other.test/other.test.crt") {
+		t.Fatal("Delete of a directory removed the wrong keys")
+	}
+	if err := s.Delete(ctx, "certificates/none"); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("Delete of a missing key: %v", err)
+	}
+	// A second Storage (another node) sees the same items.
+	other := newStorage(t, js, Config{Bucket: "certs_test"})
+	if got, err := other.Load(ctx, "acme/ca.example/users/ops@company.test/ops.json"); err != nil || string(got) != "user" {
+		t.Fatalf("another node's Load = %q, %v", got, err)
+	}
+}
+
+// Two nodes contend for one lock: only one holds it at a time; the other
+// gets it once it is released; a lock whose holder died expires (TTL), and
+// the dead holder can then neither renew nor release the new holder's lock.
+func TestLocks(t *testing.T) {
+	js := startJetStream(t)
+	a := newStorage(t, js, Config{Bucket: "locks_test", LockTTL: 2 * time.Second, LockPoll: 50 * time.Millisecond})
+	b := newStorage(t, js, Config{Bucket: "locks_test", LockTTL: 2 * time.Second, LockPoll: 50 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	if err := a.Lock(ctx, "issue_cert_company.test"); err != nil {
+		t.Fatal(err)
+	}
+	short, cancelShort := context.WithTimeout(ctx, 300*time.Millisecond)
+	if err := b.Lock(short, "issue_cert_company.test"); err == nil {
+		t.Fatal("two holders of one lock")
+	}
+	cancelShort()
+	var wg sync.WaitGroup
+	got := make(chan error, 1)
+	wg.Add(1)
+	go func() { defer wg.Done(); got <- b.Lock(ctx, "issue_cert_company.test") }()
+	if err := a.Unlock(ctx, "issue_cert_company.test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-got; err != nil {
+		t.Fatalf("b did not get the released lock: %v", err)
+	}
+	wg.Wait()
+	if err := b.RenewLockLease(ctx, "issue_cert_company.test", 2*time.Second); err != nil {
+		t.Fatalf("renewing our own lock: %v", err)
+	}
+
+	// b "dies" holding the lock: it expires, a takes it over.
+	if err := a.Lock(ctx, "issue_cert_company.test"); err != nil {
+		t.Fatalf("the expired lock was not taken over: %v", err)
+	}
+	if err := b.RenewLockLease(ctx, "issue_cert_company.test", 2*time.Second); err == nil {
+		t.Fatal("the dead holder renewed the new holder's lock")
+	}
+	if err := b.Unlock(ctx, "issue_cert_company.test"); err == nil {
+		t.Fatal("the dead holder released the new holder's lock")
+	}
+	short, cancelShort = context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancelShort()
+	if err := b.Lock(short, "issue_cert_company.test"); err == nil {
+		t.Fatal("the lock was free after the dead holder's Unlock")
+	}
+	if err := a.Unlock(ctx, "issue_cert_company.test"); err != nil {
+		t.Fatal(err)
+	}
+}
