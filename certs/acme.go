@@ -55,8 +55,14 @@ type ACMEConfig struct {
 	// Storage is the folder of certmagic's file storage: certificates,
 	// keys, the ACME account and locks. Nodes sharing it share
 	// certificates and coordinate renewals (the cluster boundary).
-	// Required.
+	// Required unless SharedStorage is set.
 	Storage string
+	// SharedStorage, when set, replaces the folder: certmagic keeps the
+	// certificates, keys, the ACME account and its locks there. A cluster
+	// passes its JetStream key-value storage (certs/natsstore), so that
+	// its nodes make one ACME order per domain and serve the same
+	// certificate.
+	SharedStorage certmagic.Storage
 	// HTTPListen is the address ("host:port") of the HTTP-01 challenge
 	// server that the Store runs while it is open, e.g. ":80" or
 	// "127.0.0.11:80". The CA always connects to port 80 of the domain;
@@ -173,7 +179,11 @@ func startACME(ctx context.Context, domains []string, cfg ACMEConfig, log *slog.
 		m.checkInterval = certmagic.DefaultRenewCheckInterval
 	}
 	zlog := zapToSlog(log)
-	m.magic = m.newCertmagicConfig(cfg.Storage, zlog)
+	var storage certmagic.Storage = &certmagic.FileStorage{Path: cfg.Storage}
+	if cfg.SharedStorage != nil {
+		storage = cfg.SharedStorage
+	}
+	m.magic = m.newCertmagicConfig(storage, zlog)
 	template := certmagic.ACMEIssuer{
 		CA:                      cfg.CA,
 		Email:                   cfg.Email,
@@ -215,7 +225,7 @@ func checkACMEConfig(cfg ACMEConfig) error {
 		return errors.New("ACME: no CA directory URL is configured (tls.acme.ca)")
 	case cfg.Email == "":
 		return errors.New("ACME: no account e-mail is configured (tls.acme.email)")
-	case cfg.Storage == "":
+	case cfg.Storage == "" && cfg.SharedStorage == nil:
 		return errors.New("ACME: no storage folder is configured (tls.acme.storage)")
 	case cfg.HTTPListen == "" && cfg.TLSALPNListen == "":
 		return errors.New("ACME: neither an HTTP-01 listener (tls.acme.http_listen) nor a direct-TLS listener for TLS-ALPN-01 is configured, so no challenge can be answered")
@@ -241,10 +251,9 @@ func acmeCARoots(file string) (*x509.CertPool, error) {
 }
 
 // newCertmagicConfig makes m's own certmagic cache (m.cache) and the
-// config over the file storage at folder, which it returns without
-// issuers. Our own cache and config: certmagic's package-level Default
+// config over storage, which it returns without issuers. Our own cache and config: certmagic's package-level Default
 // and default cache are never used nor changed.
-func (m *acmeManager) newCertmagicConfig(folder string, zlog *zap.Logger) *certmagic.Config {
+func (m *acmeManager) newCertmagicConfig(storage certmagic.Storage, zlog *zap.Logger) *certmagic.Config {
 	var magic *certmagic.Config
 	m.cache = certmagic.NewCache(certmagic.CacheOptions{
 		GetConfigForCert:   func(certmagic.Certificate) (*certmagic.Config, error) { return magic, nil },
@@ -253,7 +262,7 @@ func (m *acmeManager) newCertmagicConfig(folder string, zlog *zap.Logger) *certm
 		Logger:             zlog,
 	})
 	magic = certmagic.New(m.cache, certmagic.Config{
-		Storage: &certmagic.FileStorage{Path: folder},
+		Storage: storage,
 		Logger:  zlog,
 	})
 	return magic

@@ -15,7 +15,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/xmppedge/xmppedge/certs/certstest"
+	"github.com/xmppedge/xmppedge/certs/natsstore"
 	"github.com/xmppedge/xmppedge/internal/resolve/resolvetest"
 )
 
@@ -363,4 +367,67 @@ func TestNewACMEStoreBoundedByContext(t *testing.T) {
 		return
 	}
 	t.Errorf("error does not explain itself: %v", err)
+}
+
+// Two nodes of a cluster share certmagic's storage through a JetStream
+// key-value bucket (certs/natsstore): the first obtains company.test's
+// certificate from Pebble, the second starts on the same bucket and serves
+// the same certificate without a second order.
+func TestACMESharedStorage(t *testing.T) {
+	tb := newACMETestbed(t, 0)
+	js := startTestJetStream(t, "127.0.0.76")
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	node := func(httpPort int) *Store {
+		shared, err := natsstore.New(ctx, js, natsstore.Config{Bucket: "acme_shared"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := tb.config("")
+		cfg.SharedStorage = shared
+		cfg.HTTPListen = loopback(httpPort)
+		store, err := NewACMEStore(ctx, []string{"company.test"}, cfg, nil, testLogger(t))
+		if err != nil {
+			t.Fatalf("NewACMEStore: %v", err)
+		}
+		t.Cleanup(func() { store.Close() })
+		return store
+	}
+	first := node(tb.httpPort) // the port Pebble's HTTP-01 validation uses
+	second := node(freePort(t))
+	if n := tb.pebble.orders.Load(); n != 1 {
+		t.Errorf("Pebble saw %d orders for two nodes sharing storage, want 1", n)
+	}
+	a, b := first.Certificate("company.test"), second.Certificate("company.test")
+	if a == nil || b == nil {
+		t.Fatalf("a node serves no certificate for company.test: %v %v", a != nil, b != nil)
+	}
+	if serial(a) != serial(b) {
+		t.Errorf("the nodes serve different certificates: %s and %s", serial(a), serial(b))
+	}
+}
+
+// startTestJetStream runs an in-process NATS server with JetStream on ip
+// and returns a client's JetStream.
+func startTestJetStream(t *testing.T, ip string) jetstream.JetStream {
+	t.Helper()
+	srv, err := server.NewServer(&server.Options{Host: ip, Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start()
+	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	if !srv.ReadyForConnections(30 * time.Second) {
+		t.Fatal("NATS server not ready")
+	}
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
 }
