@@ -67,6 +67,9 @@ const refusedLogInterval = 10 * time.Second
 type Options struct {
 	// Domains are the local domains: they live on the internal server.
 	Domains []string
+	// Node is this node's name in a cluster: session ids start with it
+	// ("edge1-in-3"), so they are unique in the cluster. "" outside one.
+	Node string
 
 	Inside  InsideOptions  // the leg to the company's internal server
 	Outside OutsideOptions // the leg to the Internet
@@ -509,6 +512,9 @@ func (g *Gateway) Close() {
 }
 
 func (g *Gateway) newSessionID(prefix string) string {
+	if g.opt.Node != "" {
+		return fmt.Sprintf("%s-%s%d", g.opt.Node, prefix, g.nextID.Add(1))
+	}
 	return fmt.Sprintf("%s%d", prefix, g.nextID.Add(1))
 }
 

@@ -966,15 +966,19 @@ func TestDryRun(t *testing.T) {
 }
 
 // An administrator closes a session by id; the peer gets a stream error
-// and the session.close record says who closed it.
+// and the session.close record says who closed it. In a cluster the id
+// starts with the node's name (unique in the cluster).
 func TestCloseSession(t *testing.T) {
-	env := newTestEnv(t)
+	env := newTestEnv(t, func(o *Options) { o.Node = "edge1" })
 	p := authedInside(t, env, "partner.test")
 	var id string
 	for _, s := range env.gw.Sessions() {
 		if s.Role == "incoming" && s.Leg == "inside" {
 			id = s.ID
 		}
+	}
+	if !strings.HasPrefix(id, "edge1-in-") {
+		t.Fatalf("session id %q does not name the node", id)
 	}
 	if id == "" || !env.gw.CloseSession(id) {
 		t.Fatalf("no incoming inside session to close (id %q)", id)
