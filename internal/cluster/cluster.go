@@ -382,7 +382,9 @@ func (n *Node) probe(ctx context.Context) error {
 }
 
 // Healthy returns nil when JetStream answers now (in a cluster: a meta
-// leader is elected and reachable), else why not. The answer is cached for
+// leader is elected and reachable, and, when this node's embedded server is
+// the leader, a quorum of servers was heard from in the last few seconds),
+// else why not. The answer is cached for
 // a second and concurrent callers share one probe; a call takes at most
 // about half a second.
 func (n *Node) Healthy() error {
@@ -411,6 +413,8 @@ func (n *Node) Healthy() error {
 	default:
 		if perr := n.probe(context.Background()); perr != nil {
 			err = fmt.Errorf("cluster: JetStream unavailable (no meta leader reachable within %s): %w", attemptTimeout, perr)
+		} else {
+			err = n.leaderQuorum()
 		}
 	}
 	n.setHealth(err)
@@ -419,6 +423,34 @@ func (n *Node) Healthy() error {
 	n.healthMu.Unlock()
 	close(done)
 	return err
+}
+
+// peerSeenWithin is how recently the meta leader must have heard from a
+// peer to count it towards a quorum in Healthy (the raft heartbeat is 1s).
+const peerSeenWithin = 5 * time.Second
+
+// leaderQuorum covers what the probe cannot see: a meta leader that lost
+// its peers keeps answering for several seconds (until raft's lost-quorum
+// check makes it step down). When this node's embedded server is that
+// leader, it counts the peers heard from recently.
+func (n *Node) leaderQuorum() error {
+	if n.srv == nil || !n.srv.JetStreamIsClustered() || !n.srv.JetStreamIsLeader() {
+		return nil
+	}
+	jsz, err := n.srv.Jsz(&server.JSzOptions{LeaderOnly: true})
+	if err != nil || jsz.Meta == nil {
+		return nil // no longer the leader: the next probe tells
+	}
+	seen := 1 // this server
+	for _, p := range jsz.Meta.Replicas {
+		if p != nil && !p.Offline && p.Active <= peerSeenWithin {
+			seen++
+		}
+	}
+	if seen < jsz.Meta.QuorumNeeded {
+		return fmt.Errorf("cluster: JetStream unavailable: this node is the meta leader but has heard from only %d of %d servers in the last %s (quorum %d)", seen, jsz.Meta.Size, peerSeenWithin, jsz.Meta.QuorumNeeded)
+	}
+	return nil
 }
 
 func (n *Node) setHealth(err error) {

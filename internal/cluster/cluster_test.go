@@ -237,7 +237,7 @@ func TestStartFailsOnBusyAddress(t *testing.T) {
 }
 
 func TestThreeNodeCluster(t *testing.T) {
-	before := runtime.NumGoroutine()
+	before, start := runtime.NumGoroutine(), time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	log := testLogger(t)
@@ -326,12 +326,14 @@ func TestThreeNodeCluster(t *testing.T) {
 		t.Fatalf("stream info: %+v %v", info, err)
 	}
 
+	t.Logf("three nodes: stream created and published after %s", time.Since(start))
 	// One node down: a quorum remains.
 	nodes[2].Close()
 	closed[2] = true
 	eventually(t, 45*time.Second, "publish with one node down", func() error { return publish(nodes[0], 3*time.Second) })
 	eventually(t, 45*time.Second, "healthy with one node down", nodes[1].Healthy)
 
+	t.Logf("one node down: published after %s", time.Since(start))
 	// Two nodes down: no quorum, no leader.
 	nodes[1].Close()
 	closed[1] = true
@@ -341,6 +343,7 @@ func TestThreeNodeCluster(t *testing.T) {
 		}
 		return nil
 	})
+	t.Logf("two nodes down: unhealthy after %s", time.Since(start))
 	if err := publish(nodes[0], 2*time.Second); err == nil {
 		t.Fatal("publish succeeded without a quorum")
 	}
@@ -348,4 +351,5 @@ func TestThreeNodeCluster(t *testing.T) {
 	nodes[0].Close()
 	closed[0] = true
 	checkGoroutines(t, before)
+	t.Logf("all closed, no goroutine left, after %s", time.Since(start))
 }
