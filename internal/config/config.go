@@ -46,6 +46,9 @@ type Config struct {
 	Policy   PolicyConfig   `yaml:"policy"`
 	Audit    AuditConfig    `yaml:"audit"`
 	Metrics  MetricsConfig  `yaml:"metrics"`
+	// Cluster, when set, makes this node one of a cluster sharing NATS
+	// JetStream; nil: a node on its own (files only).
+	Cluster *ClusterConfig `yaml:"cluster"`
 
 	// Dir is the folder of the config file: relative paths in the file are
 	// resolved against it (ResolvePath).
@@ -294,6 +297,7 @@ func checkSingleDocument(dec *yaml.Decoder) *FieldError {
 func (c *Config) ApplyDefaults() {
 	c.applyPolicyAuditDefaults()
 	c.applyOpsDefaults()
+	c.applyClusterDefaults()
 	if len(c.Inside.Allow) == 0 {
 		c.Inside.Allow = append([]string(nil), defaultInsideAllow...)
 	}

@@ -36,4 +36,14 @@
 // inside.dns_allow (default inside.allow) bounds who the DNS responder
 // answers; limits.* bound connections per source address and stanzas per
 // remote domain.
+//
+// The cluster section (optional) makes the node one of several
+// interchangeable nodes sharing NATS JetStream: cluster.node names it,
+// cluster.nats runs a NATS server inside the node (embedded) or reaches an
+// external cluster (url), cluster.replicas sizes the shared streams.
+// ClusterNode converts the section for package internal/cluster. Without it
+// the node stands alone, exactly as before. audit.backend chooses where
+// audit records go: file (default) or jetstream, which needs the cluster
+// section; in a cluster audit.node defaults to, and must equal,
+// cluster.node.
 package config

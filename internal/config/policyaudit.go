@@ -52,8 +52,12 @@ type BundleConfig struct {
 
 // AuditConfig configures the tamper-evident audit log.
 type AuditConfig struct {
+	// Backend is file (default: the hash-chained file at Path) or
+	// jetstream (the cluster's replicated stream; needs the cluster
+	// section).
+	Backend string `yaml:"backend"`
 	// Path is the current audit file (JSON Lines); rotated files sit beside
-	// it. Required.
+	// it. Required with the file backend.
 	Path string `yaml:"path"`
 	// Durability is sync (default: a stanza is relayed only once its record
 	// is on disk) or async (records reach the disk within a second).
@@ -63,7 +67,8 @@ type AuditConfig struct {
 	// HMACKeyFile, when set, keys the hash chain so that someone who can
 	// write the file cannot rebuild a valid chain.
 	HMACKeyFile string `yaml:"hmac_key_file"`
-	// Node names this node in every record (default: the host name).
+	// Node names this node in every record (default: cluster.node in a
+	// cluster, else the host name); in a cluster it must equal cluster.node.
 	Node string `yaml:"node"`
 }
 
@@ -135,7 +140,9 @@ func (c *Config) validatePolicy(v *validator) {
 
 func (c *Config) validateAudit(v *validator) {
 	a := &c.Audit
-	if a.Path == "" {
+	if a.Path == "" && strings.EqualFold(strings.TrimSpace(a.Backend), AuditBackendJetStream) {
+		// The stream holds the records; no file is needed.
+	} else if a.Path == "" {
 		v.add("audit.path", "required: the audit log file (JSON Lines), like /var/lib/xmppedge/audit.jsonl; every cross-organisation stanza is recorded there")
 	} else {
 		dir := filepath.Dir(c.ResolvePath(a.Path))

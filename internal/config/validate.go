@@ -58,6 +58,7 @@ func (c *Config) Validate() FieldErrors {
 	c.validatePolicy(v)
 	c.validateAudit(v)
 	c.validateOps(v)
+	c.validateCluster(v)
 	if len(v.problems) == 0 {
 		return nil
 	}
