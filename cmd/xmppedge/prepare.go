@@ -16,6 +16,7 @@ import (
 	"github.com/xmppedge/xmppedge/edge"
 	"github.com/xmppedge/xmppedge/internal/admin"
 	"github.com/xmppedge/xmppedge/internal/audit"
+	"github.com/xmppedge/xmppedge/internal/cluster"
 	"github.com/xmppedge/xmppedge/internal/config"
 	"github.com/xmppedge/xmppedge/policy"
 )
@@ -29,6 +30,7 @@ type startup struct {
 	hmacKey    []byte         // audit.hmac_key_file's key, or nil
 	adminAuth  *admin.Auth    // nil when the admin API is off
 	metricsTLS *tls.Config    // nil: the metrics listener serves plain HTTP
+	cluster    *cluster.Node  // this node's part of the cluster (run only), or nil
 }
 
 // prepare loads and checks everything a valid configuration points at —
@@ -79,7 +81,13 @@ func prepare(ctx context.Context, cfg *config.Config, log *slog.Logger, obtain b
 	add("policy.rules", err)
 
 	obtain = obtain && len(fe) == 0
-	st.opt, err = buildOptions(ctx, cfg, log, obtain)
+	if obtain {
+		// The cluster comes first: ACME keeps its state there.
+		st.cluster, err = startCluster(ctx, cfg, log)
+		add("cluster", err)
+		obtain = len(fe) == 0
+	}
+	st.opt, err = buildOptions(ctx, cfg, log, obtain, st.cluster)
 	add("tls", err)
 	if obtain && len(fe) == 0 {
 		st.secret, err = dialback.LoadOrCreateSecret(cfg.ResolvePath(cfg.Dialback.SecretFile))
@@ -89,6 +97,9 @@ func prepare(ctx context.Context, cfg *config.Config, log *slog.Logger, obtain b
 		}
 	}
 	if len(fe) > 0 {
+		if st.cluster != nil {
+			st.cluster.Close()
+		}
 		return nil, fe
 	}
 	return st, nil

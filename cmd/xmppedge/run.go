@@ -25,10 +25,12 @@ import (
 	"github.com/xmppedge/xmppedge/edge"
 	"github.com/xmppedge/xmppedge/internal/admin"
 	"github.com/xmppedge/xmppedge/internal/audit"
+	"github.com/xmppedge/xmppedge/internal/cluster"
 	"github.com/xmppedge/xmppedge/internal/config"
 	"github.com/xmppedge/xmppedge/internal/dnsresponder"
 	"github.com/xmppedge/xmppedge/internal/metrics"
 	"github.com/xmppedge/xmppedge/internal/resolve"
+	"github.com/xmppedge/xmppedge/internal/sessiondir"
 	"github.com/xmppedge/xmppedge/policy"
 )
 
@@ -37,9 +39,9 @@ import (
 // nothing is contacted or created: ACME certificates are not ordered and
 // the internal CA is checked (loaded when it exists), not generated. Its
 // errors are FieldErrors where a field is to blame.
-func buildOptions(ctx context.Context, cfg *config.Config, log *slog.Logger, obtain bool) (edge.Options, error) {
+func buildOptions(ctx context.Context, cfg *config.Config, log *slog.Logger, obtain bool, node *cluster.Node) (edge.Options, error) {
 	var fe config.FieldErrors
-	store, certErrs := loadCertificates(ctx, cfg, log, obtain)
+	store, certErrs := loadCertificates(ctx, cfg, log, obtain, node)
 	fe = append(fe, certErrs...)
 	var cas []string
 	for _, f := range cfg.TLS.CAFiles {
@@ -64,8 +66,13 @@ func buildOptions(ctx context.Context, cfg *config.Config, log *slog.Logger, obt
 	if cfg.TLS.DANE {
 		dane = cfg.DNS.Servers[0]
 	}
+	nodeName := ""
+	if cfg.Cluster != nil {
+		nodeName = cfg.Cluster.Node
+	}
 	return edge.Options{
 		Domains: cfg.Domains,
+		Node:    nodeName,
 		Inside: edge.InsideOptions{
 			Listen: cfg.Inside.Listen,
 			Server: cfg.Inside.Server,
@@ -89,8 +96,9 @@ func buildOptions(ctx context.Context, cfg *config.Config, log *slog.Logger, obt
 }
 
 // loadCertificates loads the certificate files of the local domains and,
-// with obtain, has ACME obtain the domains no file covers.
-func loadCertificates(ctx context.Context, cfg *config.Config, log *slog.Logger, obtain bool) (*certs.Store, config.FieldErrors) {
+// with obtain, has ACME obtain the domains no file covers (in a cluster,
+// keeping ACME's state in the cluster: one order for every node).
+func loadCertificates(ctx context.Context, cfg *config.Config, log *slog.Logger, obtain bool, node *cluster.Node) (*certs.Store, config.FieldErrors) {
 	var fe config.FieldErrors
 	pairs := certificatePairs(cfg)
 	store, err := certs.LoadStore(pairs)
@@ -108,7 +116,13 @@ func loadCertificates(ctx context.Context, cfg *config.Config, log *slog.Logger,
 	if cfg.TLS.ACME == nil || !obtain || len(fe) > 0 || len(acmeDomains) == 0 {
 		return store, fe
 	}
-	store, err = certs.NewACMEStore(ctx, acmeDomains, acmeConfig(cfg), pairs, log)
+	ac := acmeConfig(cfg)
+	if node != nil {
+		if ac.SharedStorage, err = sharedACMEStorage(ctx, node); err != nil {
+			return store, append(fe, config.FieldError{Field: "tls.acme", Problem: err.Error()})
+		}
+	}
+	store, err = certs.NewACMEStore(ctx, acmeDomains, ac, pairs, log)
 	if err != nil {
 		fe = append(fe, config.FieldError{Field: "tls.acme", Problem: err.Error()})
 	}
@@ -201,6 +215,8 @@ type node struct {
 	adminAuth *admin.Auth  // the admin API's authentication, or nil
 	reloadMu  sync.Mutex   // one reload at a time (SIGHUP, POST /reload)
 	m         *metrics.Metrics
+	cluster   *cluster.Node         // this node's part of the cluster, or nil
+	dir       *sessiondir.Directory // the cluster's sessions, or nil
 }
 
 // run runs the gateway until SIGTERM or SIGINT (or ctx ends) and returns
@@ -221,6 +237,9 @@ func run(ctx context.Context, cfg *config.Config, path string, stdout, stderr io
 		return fail(err)
 	}
 	opt := st.opt
+	if n.cluster = st.cluster; n.cluster != nil {
+		defer n.cluster.Close()
+	}
 	if cfg.TLS.ACME != nil {
 		n.acme = opt.Certificates
 		defer n.acme.Close()
@@ -239,6 +258,13 @@ func run(ctx context.Context, cfg *config.Config, path string, stdout, stderr io
 	}
 	if err := n.gw.Start(); err != nil {
 		return fail(err)
+	}
+	if n.cluster != nil {
+		if err := n.startSessionDirectory(ctx); err != nil {
+			n.gw.Close()
+			return fail(err)
+		}
+		defer n.dir.Close()
 	}
 	n.m.PolicyRevision(n.eng.Revision())
 
@@ -366,6 +392,7 @@ func (n *node) printSummary(w io.Writer) {
 		}
 	}
 	fmt.Fprintf(w, "  audit: %s (%s)\n", cfg.ResolvePath(cfg.Audit.Path), cfg.Audit.Durability)
+	n.printClusterSummary(w)
 	if cfg.Metrics.Listen != "" {
 		scheme := "http"
 		if cfg.Metrics.TLS() {
@@ -459,6 +486,11 @@ func (n *node) ready() []string {
 		f.Close()
 		os.Remove(f.Name())
 	}
+	if n.cluster != nil {
+		if err := n.cluster.Healthy(); err != nil {
+			problems = append(problems, "cluster: "+err.Error())
+		}
+	}
 	for _, d := range n.cfg.Domains {
 		if n.gw.Certificates().Certificate(d) == nil {
 			problems = append(problems, "certificate: none for "+d)
@@ -475,11 +507,7 @@ func (n *node) ready() []string {
 func (n *node) serveHTTP(tc *tls.Config) (*http.Server, string, error) {
 	mux := n.m.Mux(n.ready)
 	if n.cfg.Metrics.Admin {
-		err := admin.Register(mux, admin.Funcs{
-			Sessions: func() any { return adminSessions(n.gw.Sessions()) },
-			Close:    n.gw.CloseSession,
-			ReloadFn: func() error { return n.reload(context.Background()) },
-		}, admin.Options{Auth: n.adminAuth, Audit: n.alog, Logger: n.log})
+		err := admin.Register(mux, n.adminSource(), admin.Options{Auth: n.adminAuth, Audit: n.alog, Logger: n.log})
 		if err != nil {
 			return nil, "", err
 		}

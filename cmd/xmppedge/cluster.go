@@ -1,0 +1,131 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/xmppedge/xmppedge/certs/natsstore"
+	"github.com/xmppedge/xmppedge/internal/admin"
+	"github.com/xmppedge/xmppedge/internal/cluster"
+	"github.com/xmppedge/xmppedge/internal/config"
+	"github.com/xmppedge/xmppedge/internal/sessiondir"
+)
+
+// clusterStartBound bounds the start of this node's part of the cluster:
+// the embedded NATS server, the connection and the first JetStream
+// leader (DESIGN §6: about 2.3 s with three embedded servers on
+// loopback; the others may start later, so wait longer).
+const clusterStartBound = 2 * time.Minute
+
+// startCluster starts this node's part of the cluster (the embedded NATS
+// server, or a client of an external cluster) and waits until JetStream
+// answers. nil without a cluster section.
+func startCluster(ctx context.Context, cfg *config.Config, log *slog.Logger) (*cluster.Node, error) {
+	ccfg, ok := cfg.ClusterNode()
+	if !ok {
+		return nil, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, clusterStartBound)
+	defer cancel()
+	node, err := cluster.Start(ctx, ccfg, log.With("component", "cluster"))
+	if err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	if err := node.WaitReady(ctx); err != nil {
+		node.Close()
+		return nil, fmt.Errorf("cluster: JetStream did not become ready within %v (are the other nodes' NATS servers up and cluster.nats routes right?): %w", clusterStartBound, err)
+	}
+	return node, nil
+}
+
+// sharedACMEStorage is certmagic's storage for a cluster: one JetStream
+// key-value bucket, so that the nodes make one ACME order per domain.
+func sharedACMEStorage(ctx context.Context, node *cluster.Node) (*natsstore.Storage, error) {
+	s, err := natsstore.New(ctx, node.JetStream(), natsstore.Config{Replicas: node.Replicas()})
+	if err != nil {
+		return nil, fmt.Errorf("tls.acme with cluster: %w", err)
+	}
+	return s, nil
+}
+
+// startSessionDirectory publishes this node's sessions to the cluster's
+// directory and answers requests to close them.
+func (n *node) startSessionDirectory(ctx context.Context) error {
+	d, err := sessiondir.Start(ctx, n.cluster.Conn(), n.cluster.JetStream(), sessiondir.Config{
+		Node: n.cluster.Name(), Replicas: n.cluster.Replicas(),
+	}, localSessions{n}, n.log.With("component", "sessiondir"))
+	if err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	n.dir = d
+	return nil
+}
+
+// localSessions is this node's part of the directory: its own sessions as
+// the admin API shows them.
+type localSessions struct{ n *node }
+
+func (l localSessions) Sessions() []admin.Session   { return adminSessions(l.n.gw.Sessions()) }
+func (l localSessions) CloseSession(id string) bool { return l.n.gw.CloseSession(id) }
+
+// adminSource is what the admin API administers: this node's sessions, or
+// with a cluster the whole cluster's (listed from the directory, closed
+// on whichever node holds them).
+func (n *node) adminSource() admin.Funcs {
+	f := admin.Funcs{
+		Sessions: func() any { return adminSessions(n.gw.Sessions()) },
+		Close:    n.gw.CloseSession,
+		ReloadFn: func() error { return n.reload(context.Background()) },
+	}
+	if n.dir == nil {
+		return f
+	}
+	f.Sessions = func() any {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		entries, err := n.dir.Sessions(ctx)
+		if err != nil {
+			n.log.Warn("the cluster's session directory cannot be read: listing this node's sessions only", "err", err)
+			local := adminSessions(n.gw.Sessions())
+			out := make([]sessiondir.Entry, 0, len(local))
+			for _, s := range local {
+				out = append(out, sessiondir.Entry{Node: n.cluster.Name(), Session: s})
+			}
+			return out
+		}
+		return entries
+	}
+	f.Close = func(id string) bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		closed, err := n.dir.CloseSession(ctx, id)
+		if err != nil {
+			n.log.Warn("closing a session on another node failed", "session", id, "err", err)
+		}
+		return closed
+	}
+	return f
+}
+
+// printClusterSummary adds the cluster's lines to the start-up summary.
+func (n *node) printClusterSummary(w io.Writer) {
+	if n.cluster == nil {
+		return
+	}
+	var peers []string
+	for _, p := range n.cluster.Peers() {
+		peers = append(peers, p.Name)
+	}
+	fmt.Fprintf(w, "  cluster: node %s, %d replicas, peers: %s\n", n.cluster.Name(), n.cluster.Replicas(), strings.Join(peersOrNone(peers), ", "))
+}
+
+func peersOrNone(p []string) []string {
+	if len(p) == 0 {
+		return []string{"none yet"}
+	}
+	return p
+}
