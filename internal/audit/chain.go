@@ -4,7 +4,11 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"hash"
+	"time"
 )
 
 // chainHasher computes record hashes: hex(SHA-256(prev + "\n" + canonical))
@@ -46,4 +50,94 @@ func (c *chainHasher) sum(prev, body []byte) [2 * sha256.Size]byte {
 func (c *chainHasher) check(p lineParts) bool {
 	want := c.sum(p.prev, p.body)
 	return hmac.Equal(want[:], p.hash)
+}
+
+// Chain is one node's hash chain for a backend other than the file Log (a
+// replicated log such as internal/audit/jsaudit): it gives each record its
+// seq, time, node, prev and hash and encodes it as exactly the line the
+// file Log writes, so that lines taken from that backend and written one
+// after the other to a file pass [Verify]. It holds the chain head (the
+// last seq and hash); it is not safe for concurrent use.
+type Chain struct {
+	node    string
+	hasher  *chainHasher
+	seq     uint64
+	last    [hashHexLen]byte
+	lastLen int
+	lastStr string
+}
+
+// NewChain starts an empty chain (the first record gets seq 1 and prev "")
+// for records of node, hashed with hmacKey if it is set (at least
+// MinHMACKeyLen bytes).
+func NewChain(node string, hmacKey []byte) (*Chain, error) {
+	if node == "" {
+		return nil, errors.New("audit: a chain needs a node name")
+	}
+	if len(hmacKey) > 0 && len(hmacKey) < MinHMACKeyLen {
+		return nil, fmt.Errorf("audit: the HMAC key is %d bytes: use at least %d", len(hmacKey), MinHMACKeyLen)
+	}
+	return &Chain{node: node, hasher: newChainHasher(hmacKey)}, nil
+}
+
+// Resume continues the chain after line, the last stored record of this
+// chain (without its newline). The line must be a record of the chain's
+// node whose hash is the hash of its content with the chain's key;
+// otherwise Resume says why and leaves the head as it was.
+func (c *Chain) Resume(line []byte) error {
+	p, err := splitLine(line)
+	if err != nil {
+		return fmt.Errorf("audit: the last record is unreadable: %w", err)
+	}
+	if !json.Valid(line) {
+		return errors.New("audit: the last record is not JSON")
+	}
+	if !c.hasher.check(p) {
+		return errors.New("audit: the last record's hash does not match its content (edited, or written with another HMAC key?)")
+	}
+	var r struct {
+		Node string `json:"node"`
+	}
+	if err := json.Unmarshal(line, &r); err != nil {
+		return fmt.Errorf("audit: the last record: %w", err)
+	}
+	if r.Node != c.node {
+		return fmt.Errorf("audit: the last record was written by node %q, not %q", r.Node, c.node)
+	}
+	c.seq = p.seq
+	copy(c.last[:], p.hash)
+	c.lastLen = hashHexLen
+	c.lastStr = string(p.hash)
+	return nil
+}
+
+// Head returns the seq and hash of the last record of the chain (0 and ""
+// for an empty chain).
+func (c *Chain) Head() (seq uint64, hash string) { return c.seq, c.lastStr }
+
+// Next makes r the chain's next record: it sets r.Seq, r.Time (now, UTC),
+// r.Node, r.Prev and r.Hash, appends r's line with its newline to b and
+// returns it.
+func (c *Chain) Next(b []byte, r *Record, now time.Time) []byte {
+	c.seq++
+	r.Seq = c.seq
+	r.Time = now.UTC().Round(0)
+	r.Node = c.node
+	start := len(b)
+	b = appendHead(b, r.Seq, r.Time)
+	b = appendBody(b, r)
+	prev := c.last[:c.lastLen]
+	b = append(b, prevMemberPrefix...)
+	b = append(b, prev...)
+	b = append(b, '"')
+	sum := c.hasher.sum(prev, b[start:])
+	b = append(b, hashMemberPrefix...)
+	b = append(b, sum[:]...)
+	b = append(b, '"', '}', '\n')
+	r.Prev = c.lastStr
+	r.Hash = string(sum[:])
+	c.last = sum
+	c.lastLen = hashHexLen
+	c.lastStr = r.Hash
+	return b
 }
