@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -180,7 +181,9 @@ func TestSecondWriterRefused(t *testing.T) {
 	srv := startServers(t, "127.0.0.91")
 	js := connect(t, srv[0])
 	logs := &logBuffer{}
-	a := openSink(t, testConfig(js, "edge-a", logs))
+	cfgA := testConfig(js, "edge-a", logs)
+	cfgA.CloseTimeout = 500 * time.Millisecond
+	a := openSink(t, cfgA)
 	appendDurable(t, a, 0, 3)
 	ctx := testContext(t)
 
@@ -209,6 +212,11 @@ func TestSecondWriterRefused(t *testing.T) {
 	}
 	if res := exportVerify(t, js, nil)["edge-a"]; res.Records != 5 {
 		t.Fatalf("verify: %+v", res)
+	}
+	// Closing the failed sink gives up on its queue after CloseTimeout and
+	// says what was lost.
+	if err := a.Close(); err == nil || !strings.Contains(err.Error(), "1 records not stored") {
+		t.Fatalf("Close of the stale writer: %v", err)
 	}
 	if !strings.Contains(logs.String(), "does not store records") {
 		t.Fatalf("the failure was not logged:\n%s", logs)
