@@ -36,6 +36,15 @@
 // a quorum of its replicas; the relay forwards a stanza only then. In
 // async durability it returns at once (nil, or the failure).
 //
+// What "stored" means is the server's. With replicas, a batch is
+// acknowledged once a quorum of servers has it in its store; nats-server
+// fsyncs its stores on its own interval (sync_interval, default 2
+// minutes) unless configured with sync_interval "always". So a record
+// survives the loss of a minority of servers at once, not a power cut of
+// all of them within that interval; a single server (R1) is no more
+// durable than its page cache unless it syncs always. This differs from
+// the file log, which fsyncs each batch before WaitDurable returns.
+//
 // # Failure: fail closed, resume by itself
 //
 // When a batch is not acknowledged (no quorum, no leader, timeout, lost
