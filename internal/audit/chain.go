@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -89,8 +90,8 @@ func (c *Chain) Resume(line []byte) error {
 	if err != nil {
 		return fmt.Errorf("audit: the last record is unreadable: %w", err)
 	}
-	if !json.Valid(line) {
-		return errors.New("audit: the last record is not JSON")
+	if !json.Valid(line) || bytes.IndexByte(line, '\n') >= 0 {
+		return errors.New("audit: the last record is not a JSON line")
 	}
 	if !c.hasher.check(p) {
 		return errors.New("audit: the last record's hash does not match its content (edited, or written with another HMAC key?)")

@@ -102,3 +102,28 @@ func TestChainResumeRefuses(t *testing.T) {
 		t.Fatal("NewChain accepted a short key")
 	}
 }
+
+// FuzzChainResume: Resume never panics, and it accepts a line only if the
+// line is a record of the chain's node whose hash verifies; a chain
+// resumed from it continues to a file that Verify accepts.
+func FuzzChainResume(f *testing.F) {
+	c, _ := NewChain("n", nil)
+	now := time.Date(2026, 3, 15, 10, 20, 30, 0, time.UTC)
+	good := c.Next(nil, stanzaRecord(1), now)
+	f.Add(bytes.TrimSuffix(good, []byte("\n")))
+	f.Add([]byte(`{"seq":1,"time":"x","node":"n","event":"e","prev":"","hash":"` + strings.Repeat("0", 64) + `"}`))
+	f.Add([]byte(`{}`))
+	f.Fuzz(func(t *testing.T, line []byte) {
+		c, _ := NewChain("n", nil)
+		if err := c.Resume(line); err != nil {
+			return
+		}
+		out := append(append([]byte{}, line...), '\n')
+		out = c.Next(out, stanzaRecord(2), now)
+		path := filepath.Join(t.TempDir(), "a.jsonl")
+		writeFile(t, path, string(out))
+		if res, err := Verify([]string{path}, nil); err != nil || !res.OK {
+			t.Fatalf("resumed from %q: %+v %v", line, res, err)
+		}
+	})
+}

@@ -86,20 +86,31 @@ func ReadChain(ctx context.Context, js jetstream.JetStream, streamName, node str
 	if err != nil {
 		return fmt.Errorf("jsaudit: reading the last record of %s: %w", subject, err)
 	}
-	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
+	// Creating a consumer goes through the cluster's meta leader, which
+	// may still be settling after a server came back: retry with short
+	// attempts, as Open does.
+	var cons jetstream.Consumer
+	err = retry(ctx, "creating a reader", func(actx context.Context) error {
+		c, err := st.OrderedConsumer(actx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
+		cons = c
+		return err
+	})
 	if err != nil {
-		return fmt.Errorf("jsaudit: reading %s: %w", subject, err)
+		return fmt.Errorf("jsaudit: creating a reader of %s: %w", subject, err)
 	}
 	it, err := cons.Messages()
 	if err != nil {
-		return fmt.Errorf("jsaudit: reading %s: %w", subject, err)
+		return fmt.Errorf("jsaudit: starting to read %s: %w", subject, err)
 	}
 	defer it.Stop()
+	var read int
+	var at uint64
 	for {
 		m, err := it.Next(jetstream.NextContext(ctx))
 		if err != nil {
-			return fmt.Errorf("jsaudit: reading %s: %w", subject, err)
+			return fmt.Errorf("jsaudit: reading %s (%d records read, at stream sequence %d of %d): %w", subject, read, at, last.Sequence, err)
 		}
+		read++
 		md, err := m.Metadata()
 		if err != nil {
 			return fmt.Errorf("jsaudit: reading %s: %w", subject, err)
@@ -111,6 +122,7 @@ func ReadChain(ctx context.Context, js jetstream.JetStream, streamName, node str
 		if err := fn(&rec, m.Data()); err != nil {
 			return err
 		}
+		at = md.Sequence.Stream
 		if md.Sequence.Stream >= last.Sequence {
 			return nil
 		}

@@ -250,3 +250,41 @@ func TestConfigRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestAsyncAndPeriodicCheckpoint: in async mode WaitDurable does not wait,
+// the records are stored all the same, and the checkpoint timer appends
+// audit.checkpoint records on the node's chain by itself.
+func TestAsyncAndPeriodicCheckpoint(t *testing.T) {
+	srv := startServers(t, "127.0.0.91")
+	js := connect(t, srv[0])
+	cfg := testConfig(js, "edge-a", nil)
+	cfg.Durability = audit.DurabilityAsync
+	cfg.CheckpointInterval = 50 * time.Millisecond
+	s := openSink(t, cfg)
+	ctx := testContext(t)
+	for i := range 20 {
+		seq, err := s.Append(stanzaRecord(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.WaitDurable(ctx, seq); err != nil {
+			t.Fatalf("WaitDurable (async): %v", err)
+		}
+	}
+	eventually(t, "a checkpoint after the records", func() bool {
+		found := false
+		err := ReadChain(ctx, js, DefaultStream, "edge-a", func(r *audit.Record, _ []byte) error {
+			if r.Event == audit.EventCheckpoint && r.Seq > 20 && r.Heads.Len() == 1 {
+				found = true
+			}
+			return nil
+		})
+		return err == nil && found
+	})
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if res := exportVerify(t, js, nil)["edge-a"]; res.Records != s.LastSeq() || res.Records < 21 {
+		t.Fatalf("verify: %+v, last seq %d", res, s.LastSeq())
+	}
+}
