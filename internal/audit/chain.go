@@ -53,8 +53,8 @@ func (c *chainHasher) check(p lineParts) bool {
 	return hmac.Equal(want[:], p.hash)
 }
 
-// Chain is one node's hash chain for a backend other than the file Log (a
-// replicated log such as internal/audit/jsaudit): it gives each record its
+// Chain is one node's hash chain, used by the file Log and by other
+// backends (a replicated log such as internal/audit/jsaudit): it gives each record its
 // seq, time, node, prev and hash and encodes it as exactly the line the
 // file Log writes, so that lines taken from that backend and written one
 // after the other to a file pass [Verify]. It holds the chain head (the
@@ -66,6 +66,7 @@ type Chain struct {
 	last    [hashHexLen]byte
 	lastLen int
 	lastStr string
+	body    []byte // scratch for Next
 }
 
 // NewChain starts an empty chain (the first record gets seq 1 and prev "")
@@ -78,7 +79,11 @@ func NewChain(node string, hmacKey []byte) (*Chain, error) {
 	if len(hmacKey) > 0 && len(hmacKey) < MinHMACKeyLen {
 		return nil, fmt.Errorf("audit: the HMAC key is %d bytes: use at least %d", len(hmacKey), MinHMACKeyLen)
 	}
-	return &Chain{node: node, hasher: newChainHasher(hmacKey)}, nil
+	return newChain(node, hmacKey), nil
+}
+
+func newChain(node string, hmacKey []byte) *Chain {
+	return &Chain{node: node, hasher: newChainHasher(hmacKey)}
 }
 
 // Resume continues the chain after line, the last stored record of this
@@ -105,10 +110,7 @@ func (c *Chain) Resume(line []byte) error {
 	if r.Node != c.node {
 		return fmt.Errorf("audit: the last record was written by node %q, not %q", r.Node, c.node)
 	}
-	c.seq = p.seq
-	copy(c.last[:], p.hash)
-	c.lastLen = hashHexLen
-	c.lastStr = string(p.hash)
+	c.setHead(p)
 	return nil
 }
 
@@ -120,13 +122,20 @@ func (c *Chain) Head() (seq uint64, hash string) { return c.seq, c.lastStr }
 // r.Node, r.Prev and r.Hash, appends r's line with its newline to b and
 // returns it.
 func (c *Chain) Next(b []byte, r *Record, now time.Time) []byte {
+	r.Node = c.node
+	c.body = appendBody(c.body[:0], r)
+	return c.appendEncoded(b, r, c.body, now)
+}
+
+// appendEncoded is Next for a record whose body (appendBody, with r.Node
+// set) the caller encoded already: Log encodes it before taking its lock.
+func (c *Chain) appendEncoded(b []byte, r *Record, body []byte, now time.Time) []byte {
 	c.seq++
 	r.Seq = c.seq
 	r.Time = now.UTC().Round(0)
-	r.Node = c.node
 	start := len(b)
 	b = appendHead(b, r.Seq, r.Time)
-	b = appendBody(b, r)
+	b = append(b, body...)
 	prev := c.last[:c.lastLen]
 	b = append(b, prevMemberPrefix...)
 	b = append(b, prev...)
@@ -141,4 +150,11 @@ func (c *Chain) Next(b []byte, r *Record, now time.Time) []byte {
 	c.lastLen = hashHexLen
 	c.lastStr = r.Hash
 	return b
+}
+
+// setHead continues the chain after the record p (checked by the caller).
+func (c *Chain) setHead(p lineParts) {
+	c.seq = p.seq
+	c.lastLen = copy(c.last[:], p.hash)
+	c.lastStr = string(p.hash)
 }
