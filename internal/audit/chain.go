@@ -158,3 +158,8 @@ func (c *Chain) setHead(p lineParts) {
 	c.lastLen = copy(c.last[:], p.hash)
 	c.lastStr = string(p.hash)
 }
+
+// AppendBody appends the members of r between time and prev (node to the
+// last optional member) exactly as they appear in its line; a backend uses
+// its length to size a record before giving it a place in the chain.
+func AppendBody(b []byte, r *Record) []byte { return appendBody(b, r) }

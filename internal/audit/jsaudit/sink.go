@@ -39,6 +39,10 @@ const (
 	// slower than the records come (or unreachable): past it Append
 	// refuses rather than let memory grow.
 	maxPendingBytes = 64 << 20
+	// headroom is what a message needs besides its record: the headers
+	// (message id, batch id and sequence, expected sequence, commit) and
+	// the head, prev and hash members not in the body.
+	headroom = 1024
 	// attemptTimeout bounds one JetStream call while Open waits for a
 	// leader.
 	attemptTimeout = 2 * time.Second
@@ -223,6 +227,8 @@ type Sink struct {
 	failedAt    uint64 // durable seq when the failure began
 
 	published, batches, failures atomic.Uint64
+
+	bodyBufs sync.Pool // *[]byte scratch for sizing a record
 }
 
 type failureState struct{ err error }
@@ -260,6 +266,7 @@ func Open(ctx context.Context, cfg Config) (*Sink, error) {
 		tickDone: make(chan struct{}),
 		waitCh:   make(chan struct{}),
 	}
+	s.bodyBufs.New = func() any { b := make([]byte, 0, 1024); return &b }
 	err = retry(ctx, "creating the audit stream", func(actx context.Context) error {
 		st, err := cfg.JetStream.CreateOrUpdateStream(actx, StreamConfig(cfg))
 		s.stream = st
@@ -339,6 +346,16 @@ func retriable(err error) bool {
 func (s *Sink) Append(r *audit.Record) (uint64, error) {
 	if f := s.failure.Load(); f != nil {
 		return 0, fmt.Errorf("jsaudit: record refused: %w: %w", audit.ErrUnavailable, f.err)
+	}
+	// A record larger than a NATS message can carry would fail its batch
+	// for ever: refuse it alone, before it takes a place in the chain.
+	r.Node = s.cfg.Node
+	bp := s.bodyBufs.Get().(*[]byte)
+	*bp = audit.AppendBody((*bp)[:0], r)
+	size := len(*bp) + headroom
+	s.bodyBufs.Put(bp)
+	if max := s.nc.MaxPayload(); max > 0 && int64(size) > max {
+		return 0, fmt.Errorf("jsaudit: record refused: %w: about %d bytes, more than the %d bytes a NATS message may carry (max_payload)", audit.ErrUnavailable, size, max)
 	}
 	s.mu.Lock()
 	if s.closing {

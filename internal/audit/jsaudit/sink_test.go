@@ -288,3 +288,23 @@ func TestAsyncAndPeriodicCheckpoint(t *testing.T) {
 		t.Fatalf("verify: %+v, last seq %d", res, s.LastSeq())
 	}
 }
+
+// TestOversizeRecordRefusedAlone: a record larger than a NATS message can
+// carry is refused by Append without failing the sink or taking a seq.
+func TestOversizeRecordRefusedAlone(t *testing.T) {
+	srv := startServers(t, "127.0.0.91")
+	js := connect(t, srv[0])
+	s := openSink(t, testConfig(js, "edge-a", nil))
+	appendDurable(t, s, 0, 2)
+	big := stanzaRecord(2)
+	big.Stanza = strings.Repeat("x", int(js.Conn().MaxPayload()))
+	if _, err := s.Append(big); !errors.Is(err, audit.ErrUnavailable) || !strings.Contains(err.Error(), "max_payload") {
+		t.Fatalf("Append of an oversize record: %v", err)
+	}
+	if err := s.Healthy(); err != nil {
+		t.Fatalf("Healthy after an oversize record: %v", err)
+	}
+	if recs := appendDurable(t, s, 3, 1); recs[0].Seq != 3 {
+		t.Fatalf("next record has seq %d, want 3", recs[0].Seq)
+	}
+}
