@@ -41,9 +41,12 @@
 // fsyncs its stores on its own interval (sync_interval, default 2
 // minutes) unless configured with sync_interval "always". So a record
 // survives the loss of a minority of servers at once, not a power cut of
-// all of them within that interval; a single server (R1) is no more
-// durable than its page cache unless it syncs always. This differs from
-// the file log, which fsyncs each batch before WaitDurable returns.
+// all of them within that interval. This differs from the file log, which
+// fsyncs each batch before WaitDurable returns. A single server (R1)
+// stages each atomic batch in a small file store of its own that it
+// fsyncs before the commit: durable, but slower per batch than a
+// three-server cluster on fast links (BenchmarkAppendSync: ~5 ms per
+// batch on R1 against ~0.4 ms on R3 over loopback).
 //
 // # Failure: fail closed, resume by itself
 //
