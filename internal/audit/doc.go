@@ -5,8 +5,9 @@
 // # Model
 //
 // The relay writes through the [Sink] interface; [Log] is its local-file
-// implementation (a replicated backend can implement the same interface
-// later without touching the relay). For each event the relay calls
+// implementation; internal/audit/jsaudit is the replicated one (a NATS
+// JetStream stream), which encodes and chains records with [Chain], so
+// that its lines are byte for byte what Log writes. For each event the relay calls
 // [Log.Append], which gives the record its place in the chain and queues
 // it without waiting for the disk (under a microsecond of CPU), and in
 // sync mode then [Log.WaitDurable] before it relays the stanza.
@@ -88,7 +89,7 @@
 //	seq             number  1, 2, 3 …: strictly increasing by 1 along the chain, across files and restarts
 //	time            string  when Append ran: RFC 3339 UTC with exactly nine fractional digits, 2026-03-15T10:20:30.123456789Z
 //	node            string  the node that wrote it (Config.Node, default the host name)
-//	event           string  session.open | session.auth | session.close | stanza | admin | log.recovered | log.resumed
+//	event           string  session.open | session.auth | session.close | stanza | admin | log.recovered | log.resumed | audit.checkpoint
 //	session         string  session id (omitted when empty, like all below)
 //	leg             string  inside | outside
 //	direction       string  inbound (partner → company) | outbound (company → partner)
@@ -127,6 +128,8 @@
 //	dropped_offset  number  log.recovered: the byte offset of the torn line in the current file
 //	dropped_bytes   number  log.recovered: how many bytes were cut off
 //	dropped_sha256  string  log.recovered: hex SHA-256 of those bytes
+//	heads           array   audit.checkpoint: every node's chain head in the replicated log,
+//	                        strings "<node> <seq> <hash>", e.g. ["edge-1 812 9f3c…","edge-2 77 01ab…"]
 //	prev            string  the previous record's hash (64 hex digits); "" only for the first record of a chain
 //	hash            string  this record's hash (64 hex digits); always the last member
 //

@@ -41,6 +41,7 @@ func FuzzVerify(f *testing.F) {
 		&Record{Time: base, Node: "n", Event: EventStanza, From: "a@x/r", To: "b@y", Decision: "allow", Stanza: "<message>\"q\"\n</message>"},
 		&Record{Time: base, Node: "n", Event: EventSessionOpen, RemoteDomain: "y", Size: 7},
 		&Record{Time: base, Node: "n", Event: EventLogRecovered, DroppedOffset: 10, DroppedBytes: 3, DroppedSHA256: "ab"},
+		&Record{Time: base, Node: "n", Event: EventCheckpoint, Heads: StringsOf("n 3 ab", "m 1 cd")},
 	)
 	f.Add(good)
 	f.Add(good[:len(good)-5])

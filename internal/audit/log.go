@@ -146,11 +146,7 @@ type Log struct {
 
 	// mu guards the chain head and the pending batch.
 	mu           sync.Mutex
-	seq          uint64 // last assigned
-	lastHash     [hashHexLen]byte
-	lastHashLen  int // 0 before the first record of a chain
-	lastHashStr  string
-	hasher       *chainHasher
+	chain        *Chain // the head: last seq and hash assigned
 	pending      []byte
 	pendingFirst uint64
 	pendingCount int
@@ -208,11 +204,11 @@ func Open(cfg Config) (*Log, error) {
 		window:        cfg.CommitInterval,
 		retryInterval: defaultRetryInterval,
 		openFile:      openAppend,
-		hasher:        newChainHasher(cfg.HMACKey),
 		wake:          make(chan struct{}, 1),
 		done:          make(chan struct{}),
 		waitCh:        make(chan struct{}),
 	}
+	l.chain = newChain(cfg.Node, cfg.HMACKey)
 	l.bodyBufs.New = func() any { b := make([]byte, 0, 1024); return &b }
 	if h := cfg.hooks; h != nil {
 		if h.openFile != nil {
@@ -244,14 +240,14 @@ func Open(cfg Config) (*Log, error) {
 		f.Close()
 		return nil, fmt.Errorf("audit: syncing the folder %s: %w", dir, err)
 	}
-	l.durable.Store(l.seq)
+	l.durable.Store(l.chain.seq)
 	go l.run()
 	if torn != nil {
 		l.log.Error("audit: the last line of the audit file was torn (crash while writing?); cut it off and continuing the chain",
-			"file", cfg.Path, "offset", torn.offset, "bytes", torn.length, "sha256", torn.sum, "saved_as", torn.savedAs, "continues_after_seq", l.seq)
+			"file", cfg.Path, "offset", torn.offset, "bytes", torn.length, "sha256", torn.sum, "saved_as", torn.savedAs, "continues_after_seq", l.chain.seq)
 		rec := &Record{
 			Event:         EventLogRecovered,
-			Reason:        fmt.Sprintf("torn last line (crash while writing?): %d bytes at offset %d of %s cut off and saved to %s; the chain continues from seq %d", torn.length, torn.offset, filepath.Base(cfg.Path), filepath.Base(torn.savedAs), l.seq),
+			Reason:        fmt.Sprintf("torn last line (crash while writing?): %d bytes at offset %d of %s cut off and saved to %s; the chain continues from seq %d", torn.length, torn.offset, filepath.Base(cfg.Path), filepath.Base(torn.savedAs), l.chain.seq),
 			DroppedOffset: torn.offset,
 			DroppedBytes:  torn.length,
 			DroppedSHA256: torn.sum,
@@ -354,32 +350,12 @@ func (l *Log) Append(r *Record) (uint64, error) {
 // reports whether the writer needs a wake-up (first record of a batch, or
 // the batch is full).
 func (l *Log) appendLocked(r *Record, body []byte, now time.Time) (uint64, bool) {
-	l.seq++
-	r.Seq = l.seq
-	r.Time = now.UTC().Round(0)
 	first := len(l.pending) == 0
 	if first {
-		l.pendingFirst = r.Seq
+		l.pendingFirst = l.chain.seq + 1
 		l.pendingSince = now
 	}
-	start := len(l.pending)
-	b := appendHead(l.pending, r.Seq, r.Time)
-	b = append(b, body...)
-	prev := l.lastHash[:l.lastHashLen]
-	b = append(b, prevMemberPrefix...)
-	b = append(b, prev...)
-	b = append(b, '"')
-	sum := l.hasher.sum(prev, b[start:])
-	b = append(b, hashMemberPrefix...)
-	b = append(b, sum[:]...)
-	b = append(b, '"', '}', '\n')
-	l.pending = b
-
-	r.Prev = l.lastHashStr
-	r.Hash = string(sum[:])
-	l.lastHash = sum
-	l.lastHashLen = len(sum)
-	l.lastHashStr = r.Hash
+	l.pending = l.chain.appendEncoded(l.pending, r, body, now)
 	l.pendingCount++
 	return r.Seq, first || l.pendingCount == maxBatchRecords || len(l.pending) >= maxBatchBytes
 }
@@ -435,7 +411,7 @@ func (l *Log) Healthy() error {
 func (l *Log) LastSeq() uint64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.seq
+	return l.chain.seq
 }
 
 // Stats returns the log's counters.

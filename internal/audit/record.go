@@ -28,6 +28,10 @@ const (
 	// RemoteAddr, Decision and Reason say who did what to which session
 	// and how it ended.
 	EventAdmin = "admin"
+	// EventCheckpoint is written periodically by a replicated backend
+	// (internal/audit/jsaudit) on its node's chain: Heads lists every
+	// node's chain head as the stream held it.
+	EventCheckpoint = "audit.checkpoint"
 )
 
 // Decisions a record carries.
@@ -106,6 +110,10 @@ type Record struct {
 	DroppedBytes  int64  `json:"dropped_bytes,omitempty"`
 	DroppedSHA256 string `json:"dropped_sha256,omitempty"`
 
+	// Set on audit.checkpoint: every node's chain head, each as
+	// "<node> <seq> <hash>", in node order.
+	Heads Strings `json:"heads,omitempty"`
+
 	Prev string `json:"prev"` // set by Log.Append: the previous record's hash; "" starts a chain
 	Hash string `json:"hash"` // set by Log.Append
 }
@@ -165,6 +173,7 @@ func appendBody(b []byte, r *Record) []byte {
 		b = strconv.AppendInt(b, r.DroppedBytes, 10)
 	}
 	b = appendMember(b, `,"dropped_sha256":`, r.DroppedSHA256, false)
+	b = appendStrings(b, `,"heads":`, r.Heads)
 	return b
 }
 

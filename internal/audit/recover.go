@@ -112,17 +112,13 @@ func (l *Log) checkHead(line []byte) (lineParts, error) {
 	if err != nil {
 		return p, fmt.Errorf("is not an audit record (%w)", err)
 	}
-	if !l.hasher.check(p) {
+	if !l.chain.hasher.check(p) {
 		return p, errors.New("has a hash that does not match its content (edited, or written with another HMAC key than the one configured?)")
 	}
 	return p, nil
 }
 
-func (l *Log) setHead(p lineParts) {
-	l.seq = p.seq
-	l.lastHashLen = copy(l.lastHash[:], p.hash)
-	l.lastHashStr = string(p.hash)
-}
+func (l *Log) setHead(p lineParts) { l.chain.setHead(p) }
 
 // readFirstRecord decodes the first line of a file whose complete lines
 // end at end.

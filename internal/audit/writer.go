@@ -141,7 +141,7 @@ func (l *Log) takePending() {
 		l.out = append(l.out, l.pending...)
 		l.pending = l.pending[:0]
 	}
-	l.outLast = l.seq
+	l.outLast = l.chain.seq
 	l.pendingCount = 0
 	l.mu.Unlock()
 }
