@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/xmppedge/xmppedge/internal/audit"
+	"github.com/xmppedge/xmppedge/internal/audit/jsaudit"
+	"github.com/xmppedge/xmppedge/internal/cluster"
 	"github.com/xmppedge/xmppedge/internal/config"
 	"github.com/xmppedge/xmppedge/policy"
 )
@@ -168,7 +170,23 @@ func newPolicyEngine(ctx context.Context, cfg *config.Config, log *slog.Logger) 
 
 // openAudit opens the audit log the config names, keyed with hmacKey
 // (audit.hmac_key_file, loaded by prepare) when set.
-func openAudit(cfg *config.Config, hmacKey []byte, log *slog.Logger) (*audit.Log, error) {
+func openAudit(ctx context.Context, cfg *config.Config, hmacKey []byte, log *slog.Logger, node *cluster.Node) (audit.Sink, error) {
+	if cfg.Audit.Backend == config.AuditBackendJetStream {
+		ctx, cancel := context.WithTimeout(ctx, clusterStartBound)
+		defer cancel()
+		s, err := jsaudit.Open(ctx, jsaudit.Config{
+			JetStream:  node.JetStream(),
+			Node:       node.Name(),
+			Replicas:   node.Replicas(),
+			Durability: cfg.Audit.Durability,
+			HMACKey:    hmacKey,
+			Logger:     log.With("component", "audit"),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("audit.backend jetstream: %w", err)
+		}
+		return s, nil
+	}
 	ac := audit.Config{
 		Path:       cfg.ResolvePath(cfg.Audit.Path),
 		Durability: cfg.Audit.Durability,

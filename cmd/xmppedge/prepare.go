@@ -69,7 +69,7 @@ func prepare(ctx context.Context, cfg *config.Config, log *slog.Logger, obtain b
 		st.hmacKey, err = audit.LoadHMACKey(cfg.ResolvePath(cfg.Audit.HMACKeyFile))
 		add("audit.hmac_key_file", err)
 	}
-	if err == nil {
+	if err == nil && cfg.Audit.Backend != config.AuditBackendJetStream {
 		add("audit.path", checkAuditFiles(cfg, st.hmacKey))
 	}
 	if cfg.Metrics.Admin || cfg.Metrics.TLS() {

@@ -210,7 +210,7 @@ type node struct {
 	level     *slog.LevelVar
 	gw        *edge.Gateway
 	eng       *policy.Engine
-	alog      *audit.Log
+	alog      audit.Sink   // the audit log: the file, or the cluster's stream
 	acme      *certs.Store // the ACME-managed store to stop at exit, or nil
 	adminAuth *admin.Auth  // the admin API's authentication, or nil
 	reloadMu  sync.Mutex   // one reload at a time (SIGHUP, POST /reload)
@@ -245,7 +245,7 @@ func run(ctx context.Context, cfg *config.Config, path string, stdout, stderr io
 		defer n.acme.Close()
 	}
 	n.eng, n.adminAuth = st.eng, st.adminAuth
-	if n.alog, err = openAudit(cfg, st.hmacKey, log); err != nil {
+	if n.alog, err = openAudit(ctx, cfg, st.hmacKey, log, n.cluster); err != nil {
 		return fail(err)
 	}
 	defer n.alog.Close()
@@ -391,7 +391,11 @@ func (n *node) printSummary(w io.Writer) {
 			fmt.Fprintf(w, "  certificate %s: MISSING\n", d)
 		}
 	}
-	fmt.Fprintf(w, "  audit: %s (%s)\n", cfg.ResolvePath(cfg.Audit.Path), cfg.Audit.Durability)
+	if cfg.Audit.Backend == config.AuditBackendJetStream {
+		fmt.Fprintf(w, "  audit: the cluster's JetStream stream (%s)\n", cfg.Audit.Durability)
+	} else {
+		fmt.Fprintf(w, "  audit: %s (%s)\n", cfg.ResolvePath(cfg.Audit.Path), cfg.Audit.Durability)
+	}
 	n.printClusterSummary(w)
 	if cfg.Metrics.Listen != "" {
 		scheme := "http"
@@ -479,12 +483,14 @@ func (n *node) ready() []string {
 	}
 	// Healthy only knows of failed writes; a folder that became
 	// unwritable is found by trying.
-	dir := filepath.Dir(n.cfg.ResolvePath(n.cfg.Audit.Path))
-	if f, err := os.CreateTemp(dir, ".readyz-*"); err != nil {
-		problems = append(problems, "audit: the folder "+dir+" is not writable: "+err.Error())
-	} else {
-		f.Close()
-		os.Remove(f.Name())
+	if n.cfg.Audit.Backend != config.AuditBackendJetStream {
+		dir := filepath.Dir(n.cfg.ResolvePath(n.cfg.Audit.Path))
+		if f, err := os.CreateTemp(dir, ".readyz-*"); err != nil {
+			problems = append(problems, "audit: the folder "+dir+" is not writable: "+err.Error())
+		} else {
+			f.Close()
+			os.Remove(f.Name())
+		}
 	}
 	if n.cluster != nil {
 		if err := n.cluster.Healthy(); err != nil {

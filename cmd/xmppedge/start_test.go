@@ -520,7 +520,7 @@ func TestMetricsListener(t *testing.T) {
 	if st.metricsTLS == nil || st.adminAuth == nil {
 		t.Fatal("prepare gave no TLS configuration or no authentication")
 	}
-	alog, err := openAudit(cfg, nil, discardLogger())
+	alog, err := openAudit(context.Background(), cfg, nil, discardLogger(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
