@@ -169,7 +169,8 @@ func newPolicyEngine(ctx context.Context, cfg *config.Config, log *slog.Logger) 
 }
 
 // openAudit opens the audit log the config names, keyed with hmacKey
-// (audit.hmac_key_file, loaded by prepare) when set.
+// (audit.hmac_key_file, loaded by prepare) when set: the file log, or with
+// audit.backend jetstream this node's chain in the cluster's stream.
 func openAudit(ctx context.Context, cfg *config.Config, hmacKey []byte, log *slog.Logger, node *cluster.Node) (audit.Sink, error) {
 	if cfg.Audit.Backend == config.AuditBackendJetStream {
 		ctx, cancel := context.WithTimeout(ctx, clusterStartBound)
