@@ -123,11 +123,14 @@ func (p *fakePolicy) DecideStanza(ctx context.Context, in *policy.StanzaInput) p
 func (p *fakePolicy) NeedsContent() bool      { return true }
 func (p *fakePolicy) NeedsPayloadFacts() bool { return true }
 
-// fakeAuditor keeps records in memory; failing makes every call fail.
+// fakeAuditor keeps records in memory; failing makes every call fail,
+// notDurable only WaitDurable (records are accepted, never stored: a
+// replicated log that lost its quorum).
 type fakeAuditor struct {
-	mu      sync.Mutex
-	records []audit.Record
-	failing bool
+	mu         sync.Mutex
+	records    []audit.Record
+	failing    bool
+	notDurable bool
 }
 
 func (a *fakeAuditor) Append(r *audit.Record) (uint64, error) {
@@ -141,6 +144,12 @@ func (a *fakeAuditor) Append(r *audit.Record) (uint64, error) {
 }
 
 func (a *fakeAuditor) WaitDurable(ctx context.Context, seq uint64) error {
+	a.mu.Lock()
+	notDurable := a.notDurable
+	a.mu.Unlock()
+	if notDurable {
+		return errors.New("no quorum")
+	}
 	return a.Healthy()
 }
 
@@ -818,6 +827,29 @@ func TestAuditFailureFailsClosed(t *testing.T) {
 	env.aud.setFailing(false)
 	p.send("<message from='alice@company.test/r' to='bob@partner.test' id='a2'><body>x</body></message>")
 	partner.expectStanza(t, "id='a2'")
+}
+
+// A record accepted but never stored (the replicated log lost its quorum)
+// stops the stanza like a failed write: it is bounced to its sender with
+// internal-server-error — and the bounce itself does not wait for the
+// record that could not be stored.
+func TestAuditNotDurableBounces(t *testing.T) {
+	env := newTestEnv(t)
+	partner := startFakeServerTLS(t, "partner.test", env.tlsConfig(t, "partner.test"))
+	env.res.set("partner.test", partner.addr(), true)
+	p := authedInside(t, env, "partner.test")
+	p.send("<message from='alice@company.test/r' to='bob@partner.test' id='d0'><body>x</body></message>")
+	partner.expectStanza(t, "id='d0'")
+	env.aud.mu.Lock()
+	env.aud.notDurable = true
+	env.aud.mu.Unlock()
+	p.send("<message from='alice@company.test/r' to='bob@partner.test' id='d1'><body>x</body></message>")
+	env.internal.expectStanza(t, "id='d1'", "type='error'", "<internal-server-error")
+	select {
+	case s := <-partner.stanzas:
+		t.Fatalf("relayed without a stored audit record: %q", s)
+	case <-time.After(200 * time.Millisecond):
+	}
 }
 
 // After a policy reload, a session the new policy refuses is cut with a

@@ -106,23 +106,25 @@ func (r *Router) route(st *relayed, leg Leg) {
 // Every bounce is audited (decision "bounced", or "undeliverable" when the
 // stanza is not answered).
 func (r *Router) bounce(st *relayed, leg Leg, condition stanza.Condition, text string) {
-	r.bounceRecorded(st, leg, condition, text, true)
+	r.bounceRecorded(st, leg, condition, text, true, 0)
 }
 
 // bounceUnaudited bounces without writing a record: the audit log is what
-// failed.
+// failed. The error stanza waits for no record: the one of the stanza it
+// answers is the record that could not be stored.
 func (r *Router) bounceUnaudited(st *relayed, leg Leg, condition stanza.Condition, text string) {
-	r.bounceRecorded(st, leg, condition, text, false)
+	r.bounceRecorded(st, leg, condition, text, false, 0)
 }
 
 // bounceAfter bounces a stanza whose refusal the caller has recorded as
 // record seq: the error stanza goes out once that record is durable.
 func (r *Router) bounceAfter(st *relayed, leg Leg, condition stanza.Condition, text string, seq uint64) {
-	st.auditSeq = seq
-	r.bounceRecorded(st, leg, condition, text, false)
+	r.bounceRecorded(st, leg, condition, text, false, seq)
 }
 
-func (r *Router) bounceRecorded(st *relayed, leg Leg, condition stanza.Condition, text string, record bool) {
+// bounceRecorded sends st's error stanza: with record, after writing the
+// bounce's own record; else after the record after (0: none).
+func (r *Router) bounceRecorded(st *relayed, leg Leg, condition stanza.Condition, text string, record bool, after uint64) {
 	b := st.bounce(condition, text)
 	decision := audit.DecisionBounced
 	if b == nil {
@@ -145,7 +147,7 @@ func (r *Router) bounceRecorded(st *relayed, leg Leg, condition stanza.Condition
 			b.auditSeq = seq
 		}
 	} else if b != nil {
-		b.auditSeq = st.auditSeq
+		b.auditSeq = after
 	}
 	if b != nil {
 		r.route(b, leg.other())
