@@ -394,10 +394,10 @@ func checkCheckpoints(files []string) (checkpointResult, error) {
 		spans[node] = sp
 		wrongNode := false
 		err := audit.ReadRecords([]string{f}, func(r *audit.Record, _ []byte) error {
-			if sp.first == 0 {
+			if sp.first == 0 || r.Seq < sp.first {
 				sp.first = r.Seq
 			}
-			sp.last = r.Seq
+			sp.last = max(sp.last, r.Seq) // a forged record may go back
 			if r.Node != node && !wrongNode {
 				wrongNode = true
 				res.problems = append(res.problems, fmt.Sprintf("node %s: its record seq %d names node %q (written by another writer?)", node, r.Seq, r.Node))
