@@ -3,7 +3,7 @@
 //	xmppedge run   -config FILE   run the gateway
 //	xmppedge check -config FILE   validate a config file and what it points at: every error with its field; exit 1 on any
 //	xmppedge policy test|eval     run the Rego tests, or evaluate a sample input
-//	xmppedge audit verify|tail|query  check the audit chain, read the audit log
+//	xmppedge audit verify|tail|query|export  check the audit chain, read or export the audit log
 //	xmppedge probe DOMAIN         diagnose federation with a domain
 //	xmppedge version              print the version
 //
@@ -45,8 +45,9 @@ func usage(w io.Writer) {
   xmppedge check -config FILE   validate a config file
   xmppedge policy test [-rules DIR] [-data FILE]...       run the policy's Rego tests
   xmppedge policy eval -input FILE [-kind session|stanza]  print the decision for a sample input
-  xmppedge audit verify FILE...                           check the audit hash chain
-  xmppedge audit tail|query ... FILE...                   read the audit log
+  xmppedge audit verify FILE... | -config FILE            check the audit hash chain(s) (and checkpoints)
+  xmppedge audit tail|query ... FILE... | -config FILE    read the audit log (file or cluster stream)
+  xmppedge audit export -config FILE -o DIR               write the cluster's audit stream as verifiable files
   xmppedge probe [-config FILE] [-json] DOMAIN            diagnose federation with DOMAIN
   xmppedge version              print the version
 `)

@@ -171,20 +171,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, replicas: cfg.effectiveReplicas(), log: log, closed: make(chan struct{})}
 
-	opts := []nats.Option{
-		nats.Name("xmppedge-" + cfg.Node),
-		nats.MaxReconnects(-1),
-		nats.DrainTimeout(drainTimeout),
-		nats.Timeout(timeout),
-		nats.ClosedHandler(func(*nats.Conn) { close(n.closed) }),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			if err != nil {
-				log.Warn("NATS connection lost", "err", err)
-			}
-		}),
-		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("NATS connection restored", "server", c.ConnectedUrlRedacted()) }),
-		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { log.Warn("NATS error", "err", err) }),
-	}
+	opts := n.clientOptions("xmppedge-"+cfg.Node, timeout)
 	url := cfg.URL
 	if cfg.Embedded != nil {
 		srv, err := startServer(ctx, cfg, timeout, log)
@@ -195,15 +182,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		url = ""
 		opts = append(opts, nats.InProcessServer(srv))
 	} else {
-		if cfg.CredentialsFile != "" {
-			opts = append(opts, nats.UserCredentials(cfg.CredentialsFile))
-		}
-		if cfg.TLS.CAFile != "" {
-			opts = append(opts, nats.RootCAs(cfg.TLS.CAFile))
-		}
-		if cfg.TLS.CertFile != "" {
-			opts = append(opts, nats.ClientCert(cfg.TLS.CertFile, cfg.TLS.KeyFile))
-		}
+		opts = append(opts, cfg.externalOptions()...)
 	}
 	nc, err := connect(ctx, url, opts)
 	if err != nil {
@@ -222,6 +201,111 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 	n.js = js
 	log.Info("joined the NATS cluster", "embedded", cfg.Embedded != nil, "server", nc.ConnectedUrlRedacted(), "replicas", n.replicas)
 	return n, nil
+}
+
+// clientOptions are the options of the node's client connection, named
+// name: reconnect for ever, log connection changes, close n.closed.
+func (n *Node) clientOptions(name string, timeout time.Duration) []nats.Option {
+	log := n.log
+	return []nats.Option{
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.DrainTimeout(drainTimeout),
+		nats.Timeout(timeout),
+		nats.ClosedHandler(func(*nats.Conn) { close(n.closed) }),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("NATS connection lost", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("NATS connection restored", "server", c.ConnectedUrlRedacted()) }),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { log.Warn("NATS error", "err", err) }),
+	}
+}
+
+// externalOptions are the credentials and TLS options for Config.URL.
+func (c Config) externalOptions() []nats.Option {
+	var opts []nats.Option
+	if c.CredentialsFile != "" {
+		opts = append(opts, nats.UserCredentials(c.CredentialsFile))
+	}
+	if c.TLS.CAFile != "" {
+		opts = append(opts, nats.RootCAs(c.TLS.CAFile))
+	}
+	if c.TLS.CertFile != "" {
+		opts = append(opts, nats.ClientCert(c.TLS.CertFile, c.TLS.KeyFile))
+	}
+	return opts
+}
+
+// Connect connects to the cluster as a client only, as a tool such as the
+// CLI does on a node's host: with Config.URL, to those servers with the
+// configured credentials and TLS; with Config.Embedded, to the node's
+// embedded server at its client address (Embedded.Listen; a wildcard
+// host means this host's loopback). It never starts a server. The
+// returned Node has no server: Peers lists the client's servers, Close
+// drains the client. Call WaitReady before the first JetStream call.
+func Connect(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("component", "cluster", "node", cfg.Node, "client", true)
+	timeout := cfg.StartTimeout
+	if timeout <= 0 {
+		timeout = DefaultStartTimeout
+	}
+	url := cfg.URL
+	var opts []nats.Option
+	if e := cfg.Embedded; e != nil {
+		u, err := embeddedClientURL(e.Listen)
+		if err != nil {
+			return nil, err
+		}
+		url = u
+	} else {
+		opts = cfg.externalOptions()
+	}
+	n := &Node{cfg: cfg, replicas: cfg.effectiveReplicas(), log: log, closed: make(chan struct{})}
+	opts = append(n.clientOptions("xmppedge-cli-"+cfg.Node, timeout), opts...)
+	opts = append(opts, nats.RetryOnFailedConnect(false))
+	nc, err := connect(ctx, url, opts)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: cannot connect to NATS at %s: %w", url, err)
+	}
+	n.nc = nc
+	js, err := jetstream.New(nc)
+	if err != nil {
+		n.Close()
+		return nil, fmt.Errorf("cluster: JetStream client: %w", err)
+	}
+	n.js = js
+	log.Debug("connected to the NATS cluster as a client", "server", nc.ConnectedUrlRedacted())
+	return n, nil
+}
+
+// embeddedClientURL is the URL a client on this host uses to reach an
+// embedded server listening on listen.
+func embeddedClientURL(listen string) (string, error) {
+	if listen == "" {
+		return "", errors.New("cluster: nats.embedded.listen is empty: the node's NATS server accepts no network clients; set it (like 127.0.0.1:4222) to connect from the command line")
+	}
+	host, port, err := splitHostPort(listen)
+	if err != nil {
+		return "", fmt.Errorf("cluster: nats.embedded.listen: %w", err)
+	}
+	if port == 0 {
+		return "", fmt.Errorf("cluster: nats.embedded.listen %q has port 0 (any free port): give the port to connect to it", listen)
+	}
+	switch ip := net.ParseIP(host); {
+	case ip != nil && ip.IsUnspecified() && ip.To4() != nil:
+		host = "127.0.0.1"
+	case ip != nil && ip.IsUnspecified():
+		host = "::1"
+	}
+	return "nats://" + net.JoinHostPort(host, strconv.Itoa(port)), nil
 }
 
 // connect runs nats.Connect so that ctx can abandon it (the client then

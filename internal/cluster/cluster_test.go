@@ -353,3 +353,84 @@ func TestThreeNodeCluster(t *testing.T) {
 	checkGoroutines(t, before)
 	t.Logf("all closed, no goroutine left, after %s", time.Since(start))
 }
+
+// Connect reaches a running node's embedded server over its client address
+// (as the CLI does) or through a URL, and never starts a server.
+func TestConnect(t *testing.T) {
+	before := runtime.NumGoroutine()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	port := freePort(t, testIPs[0])
+	cfg := Config{
+		Node:     "solo",
+		Embedded: &EmbeddedConfig{Listen: fmt.Sprintf("%s:%d", testIPs[0], port), StoreDir: t.TempDir()},
+	}
+	n, err := Start(ctx, cfg, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if err := n.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.JetStream().CreateStream(ctx, jetstream.StreamConfig{Name: "T", Subjects: []string{"t.>"}}); err != nil {
+		t.Fatal(err)
+	}
+
+	for name, c := range map[string]Config{
+		"embedded": cfg, // the same file as the node's
+		"url":      {Node: "solo", URL: fmt.Sprintf("nats://%s:%d", testIPs[0], port)},
+	} {
+		t.Run(name, func(t *testing.T) {
+			cl, err := Connect(ctx, c, testLogger(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cl.Close()
+			if cl.srv != nil {
+				t.Fatal("Connect started a server")
+			}
+			if err := cl.WaitReady(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := cl.JetStream().Stream(ctx, "T"); err != nil {
+				t.Fatalf("the node's stream through the client: %v", err)
+			}
+		})
+	}
+
+	// No client address, or one with any port: nothing to connect to.
+	for _, listen := range []string{"", testIPs[0] + ":0"} {
+		c := cfg
+		c.Embedded = &EmbeddedConfig{Listen: listen, StoreDir: cfg.Embedded.StoreDir}
+		if cl, err := Connect(ctx, c, nil); err == nil {
+			cl.Close()
+			t.Fatalf("Connect with listen %q succeeded", listen)
+		} else if !strings.Contains(err.Error(), "nats.embedded.listen") {
+			t.Fatalf("listen %q: error does not name the setting: %v", listen, err)
+		}
+	}
+	// Nobody listening: an error, soon.
+	dead := Config{Node: "solo", URL: fmt.Sprintf("nats://%s:%d", testIPs[1], freePort(t, testIPs[1])), StartTimeout: 2 * time.Second}
+	if cl, err := Connect(ctx, dead, nil); err == nil {
+		cl.Close()
+		t.Fatal("Connect to nobody succeeded")
+	}
+	n.Close()
+	checkGoroutines(t, before)
+}
+
+func TestEmbeddedClientURL(t *testing.T) {
+	for listen, want := range map[string]string{
+		"127.0.0.5:4222": "nats://127.0.0.5:4222",
+		"0.0.0.0:4222":   "nats://127.0.0.1:4222",
+		":4222":          "nats://127.0.0.1:4222",
+		"[::]:4222":      "nats://[::1]:4222",
+		"node1:4222":     "nats://node1:4222",
+	} {
+		got, err := embeddedClientURL(listen)
+		if err != nil || got != want {
+			t.Errorf("%q: %q %v, want %q", listen, got, err, want)
+		}
+	}
+}

@@ -11,7 +11,9 @@
 // the nodes' servers route to one another and form one JetStream cluster
 // named "xmppedge"), or connects to a NATS cluster the operator already runs
 // (Config.URL). Start returns a Node with a connected client in both cases;
-// Close drains the client and stops the embedded server.
+// Close drains the client and stops the embedded server. Connect is the
+// client side alone, for tools such as the CLI: it connects to the node's
+// embedded server at its client address (or to the URL) and starts none.
 //
 // A JetStream cluster can serve requests only once its servers have elected
 // a meta leader (a few seconds after the first servers meet). Until then a
