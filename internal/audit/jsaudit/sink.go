@@ -526,10 +526,40 @@ func (s *Sink) run() {
 	}
 }
 
+// failoverGrace bounds how long a batch is retried before the sink fails
+// closed: a stream whose leader was lost elects another within a few
+// seconds (no responders, "temporarily unavailable" meanwhile), and one of
+// three servers down must not stop the traffic.
+const failoverGrace = 10 * time.Second
+
+// ride retries batch (reconciling with the stream's chain head first, so
+// that a batch stored before its acknowledgement was lost is not sent
+// twice) for up to failoverGrace; it returns the last error, or nil once
+// the stream holds the batch.
+func (s *Sink) ride(batch []queued, err error) error {
+	deadline := time.Now().Add(failoverGrace)
+	for err != nil && time.Now().Before(deadline) {
+		s.log.Debug("jsaudit: batch not acknowledged yet; retrying (leader election?)", "error", err)
+		select {
+		case <-time.After(250 * time.Millisecond):
+		case <-s.stopTick:
+			return err
+		}
+		var stored bool
+		if stored, err = s.reconcile(batch); err == nil && !stored {
+			err = s.publish(batch)
+		}
+	}
+	return err
+}
+
 // store publishes batch until the stream holds it; it returns false only
 // when closing and closeDeadline has passed.
 func (s *Sink) store(batch []queued, closeDeadline time.Time) bool {
 	err := s.publish(batch)
+	if err != nil {
+		err = s.ride(batch, err)
+	}
 	for err != nil {
 		s.failures.Add(1)
 		s.fail(err, batch)
