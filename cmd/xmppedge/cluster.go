@@ -55,6 +55,8 @@ func sharedACMEStorage(ctx context.Context, node *cluster.Node) (*natsstore.Stor
 // startSessionDirectory publishes this node's sessions to the cluster's
 // directory and answers requests to close them.
 func (n *node) startSessionDirectory(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, clusterStartBound)
+	defer cancel()
 	d, err := sessiondir.Start(ctx, n.cluster.Conn(), n.cluster.JetStream(), sessiondir.Config{
 		Node: n.cluster.Name(), Replicas: n.cluster.Replicas(),
 	}, localSessions{n}, n.log.With("component", "sessiondir"))

@@ -95,6 +95,15 @@ func runGateway(t testing.TB, dir, cfg string, files map[string][]byte) *gateway
 
 func runGatewayAt(t testing.TB, dir, cfg string, files map[string][]byte, insideAddr string, wait time.Duration) *gatewayProc {
 	t.Helper()
+	g := launchGateway(t, dir, cfg, files)
+	g.waitListening(insideAddr, wait)
+	return g
+}
+
+// launchGateway starts xmppedge in dir without waiting for it to listen
+// (cluster nodes wait for each other before they listen).
+func launchGateway(t testing.TB, dir, cfg string, files map[string][]byte) *gatewayProc {
+	t.Helper()
 	bin := gatewayBinary(t)
 	for name, data := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
@@ -131,12 +140,19 @@ func runGatewayAt(t testing.TB, dir, cfg string, files map[string][]byte, inside
 			t.Logf("xmppedge log:\n%s", tail(g.log(), 200))
 		}
 	})
+	return g
+}
+
+// waitListening waits until the gateway accepts on insideAddr.
+func (g *gatewayProc) waitListening(insideAddr string, wait time.Duration) {
+	t := g.t
+	t.Helper()
 	deadline := time.Now().Add(wait)
 	for {
 		c, err := net.DialTimeout("tcp", insideAddr, 200*time.Millisecond)
 		if err == nil {
 			c.Close()
-			break
+			return
 		}
 		select {
 		case <-g.done:
@@ -148,7 +164,6 @@ func runGatewayAt(t testing.TB, dir, cfg string, files map[string][]byte, inside
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return g
 }
 
 func (g *gatewayProc) log() string {

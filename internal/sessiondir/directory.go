@@ -84,7 +84,7 @@ func Start(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, cfg Confi
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 5 * time.Second
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kv, err := openBucket(ctx, js, jetstream.KeyValueConfig{
 		Bucket: cfg.Bucket, Replicas: cfg.Replicas, Storage: jetstream.MemoryStorage,
 		History: 1, LimitMarkerTTL: time.Minute,
 	})
@@ -103,6 +103,25 @@ func Start(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, cfg Confi
 	d.cancel = cancel
 	go d.run(runCtx)
 	return d, nil
+}
+
+// openBucket creates or opens the bucket, retrying with short attempts
+// until ctx ends: right after a cluster starts (or while nodes create the
+// bucket at once) the JetStream API may not answer in time (DESIGN §6).
+func openBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	for {
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		kv, err := js.CreateOrUpdateKeyValue(actx, cfg)
+		cancel()
+		if err == nil {
+			return kv, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w (last attempt: %v)", ctx.Err(), err)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
 
 // answerClose closes a session of this node on another node's request.

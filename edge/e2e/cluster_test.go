@@ -1,0 +1,306 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/xmppedge/xmppedge/edge/e2e/testbed"
+	"github.com/xmppedge/xmppedge/internal/audit"
+	"github.com/xmppedge/xmppedge/internal/audit/jsaudit"
+)
+
+// The cluster test bed: three xmppedge nodes, each embedding one NATS
+// server (client port 4222, route port 6222 on its own address). edge1 is
+// the gateway of the other tests (its listeners, its inside DNS responder,
+// its metrics address); edge2 and edge3 listen on addresses of their own.
+var clusterNATSIP = [3]string{"127.0.0.41", "127.0.0.42", "127.0.0.43"}
+
+// clusterNodeIP is where edge2 and edge3 listen (inside :5269, outside
+// :5279 and :5280, metrics :9269); edge1 uses the gateway addresses.
+var clusterNodeIP = [3]string{"", "127.0.0.44", "127.0.0.45"}
+
+func clusterNodeName(i int) string { return fmt.Sprintf("edge%d", i+1) }
+
+// clusterMetricsAddr is node i's metrics and admin listener.
+func clusterMetricsAddr(i int) string {
+	if i == 0 {
+		return MetricsAddr
+	}
+	return clusterNodeIP[i] + ":9269"
+}
+
+// clusterInsideAddr is node i's inside listener.
+func clusterInsideAddr(i int) string {
+	if i == 0 {
+		return fmt.Sprintf("%s:%d", GatewayIP, S2SPort)
+	}
+	return clusterNodeIP[i] + ":5269"
+}
+
+// clusterConfig is node i's configuration: the gateway config of the other
+// tests (edge2 and edge3 moved to their own addresses, without the inside
+// DNS responder), the cluster section, and the audit in the cluster's
+// stream.
+func clusterConfig(caFile string, i int) string {
+	cfg := gatewayConfig(caFile)
+	if i > 0 {
+		ip := clusterNodeIP[i]
+		cfg = strings.Replace(cfg, fmt.Sprintf("listen: [\"%s:%d\"]", GatewayIP, S2SPort), fmt.Sprintf("listen: [\"%s:5269\"]", ip), 1)
+		cfg = strings.Replace(cfg, fmt.Sprintf("listen: [\"%s:%d\"]", GatewayOutsideIP, S2SPort), fmt.Sprintf("listen: [\"%s:5279\"]", ip), 1)
+		cfg = strings.Replace(cfg, fmt.Sprintf("listen_tls: [\"%s:%d\"]", GatewayOutsideIP, DirectTLSPort), fmt.Sprintf("listen_tls: [\"%s:5280\"]", ip), 1)
+		cfg = strings.Replace(cfg, fmt.Sprintf("  dns_listen: \"%s\"\n", InsideDNSAddr), "", 1)
+		cfg = strings.Replace(cfg, fmt.Sprintf("listen: \"%s\"", MetricsAddr), fmt.Sprintf("listen: \"%s\"", clusterMetricsAddr(i)), 1)
+	}
+	cfg = strings.Replace(cfg, "audit:\n  path: audit/audit.jsonl\n", "audit:\n  backend: jetstream\n", 1)
+	var routes []string
+	for j, ip := range clusterNATSIP {
+		if j != i {
+			routes = append(routes, fmt.Sprintf("\"nats://%s:6222\"", ip))
+		}
+	}
+	return cfg + fmt.Sprintf(`cluster:
+  node: %s
+  nats:
+    embedded:
+      listen: "%s:4222"
+      cluster_listen: "%s:6222"
+      routes: [%s]
+      store_dir: nats
+  replicas: 3
+`, clusterNodeName(i), clusterNATSIP[i], clusterNATSIP[i], strings.Join(routes, ", "))
+}
+
+// clusterAdmin calls node i's admin API.
+func clusterAdmin(t *testing.T, i int, method, path string) (int, string) {
+	t.Helper()
+	code, body, err := clusterHTTP(i, method, path)
+	if err != nil {
+		t.Fatalf("%s %s on %s: %v", method, path, clusterNodeName(i), err)
+	}
+	return code, body
+}
+
+func clusterHTTP(i int, method, path string) (int, string, error) {
+	req, err := http.NewRequest(method, "http://"+clusterMetricsAddr(i)+path, nil)
+	if err != nil {
+		return 0, "", err
+	}
+	req.Header.Set("Authorization", "Bearer "+AdminToken)
+	c := &http.Client{Timeout: 20 * time.Second}
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body), nil
+}
+
+// waitReady polls node i's /readyz until it answers want (bounded; the
+// metrics listener opens after the s2s listeners).
+func waitReady(t *testing.T, i int, want int) string {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		code, body, err := clusterHTTP(i, http.MethodGet, "/readyz")
+		if err == nil && code == want {
+			return body
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s /readyz: %d %q, want %d", clusterNodeName(i), code, body, want)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestCluster runs three xmppedge nodes that share one JetStream (each
+// embedding a NATS server) between a real company Prosody and a real
+// partner Prosody; the traffic goes through edge1:
+//
+//   - every node is ready; a message each way is relayed and its records
+//     are in the cluster's stream, read through edge3's NATS server and
+//     verified there and after an export;
+//   - the admin API of edge3 lists edge1's sessions and closes one of them;
+//   - with edge2 killed (SIGKILL) traffic flows on; with edge3 killed too
+//     the stream has no quorum: edge1's /readyz says so and a message is
+//     bounced to its sender, not relayed unrecorded; with edge3 back the
+//     traffic resumes.
+func TestCluster(t *testing.T) {
+	testbed.Require(t)
+	public := publicDNS(t, false)
+	ca := newCA(t)
+	files := gatewayFiles(t, ca, PartnerDomain)
+	var nodes [3]*gatewayProc
+	var dirs [3]string
+	for i := range nodes {
+		dirs[i] = t.TempDir()
+		nodes[i] = launchGateway(t, dirs[i], clusterConfig(ca.file, i), files)
+	}
+	for i, g := range nodes {
+		g.waitListening(clusterInsideAddr(i), 90*time.Second)
+	}
+	for i := range nodes {
+		waitReady(t, i, http.StatusOK)
+	}
+	companyProsody(t, ca, nodes[0], false)
+	testbed.StartProsody(t, testbed.ProsodyOptions{Domain: PartnerDomain, IP: PartnerIP, DNS: public.Addr(), Users: Users, RequireEncryption: true})
+	alice := testbed.StartClient(t, "alice@"+CompanyDomain, Password, CompanyIP+":5222")
+	bob := testbed.StartClient(t, "bob@"+PartnerDomain, Password, PartnerIP+":5222")
+	messageBothWays(t, alice, bob)
+
+	t.Run("audit in the stream", func(t *testing.T) { clusterAuditVerified(t, ca) })
+	t.Run("admin of edge3 closes a session of edge1", func(t *testing.T) { clusterAdminCloses(t) })
+	t.Run("quorum", func(t *testing.T) {
+		nodes[1].kill()
+		send := func(id string) Event {
+			t.Helper()
+			if err := alice.SendMessageID(bob.JID, "through the cluster "+id, id); err != nil {
+				t.Fatal(err)
+			}
+			ev, err := waitEither(alice, bob, id, 60*time.Second)
+			if err != nil {
+				t.Fatalf("%s: %v", id, err)
+			}
+			return ev
+		}
+		if ev := send("one-down"); ev.Kind != "message" {
+			t.Fatalf("with one node of three down the message was not relayed: %+v", ev)
+		}
+		nodes[2].kill()
+		body := waitReady(t, 0, http.StatusServiceUnavailable)
+		if !strings.Contains(body, "cluster") && !strings.Contains(body, "audit") {
+			t.Errorf("/readyz without quorum does not name the cluster or the audit: %q", body)
+		}
+		if ev := send("two-down"); ev.Kind != "message_error" || ev.Error != "internal-server-error" {
+			t.Fatalf("without quorum the message was not bounced with internal-server-error: %+v", ev)
+		}
+		nodes[2] = runGatewayAt(t, dirs[2], clusterConfig(ca.file, 2), files, clusterInsideAddr(2), 90*time.Second)
+		waitReady(t, 0, http.StatusOK)
+		deadline := time.Now().Add(60 * time.Second)
+		for n := 0; ; n++ {
+			// The sender's server may still hold the stream the bounce
+			// came on; a message after the quorum is back gets through.
+			ev := send(fmt.Sprintf("back-%d", n))
+			if ev.Kind == "message" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("with the quorum back, messages are still refused: %+v", ev)
+			}
+			time.Sleep(time.Second)
+		}
+	})
+}
+
+// waitEither waits for the message id at bob's, or its bounce at alice's.
+func waitEither(alice, bob *testbed.Client, id string, wait time.Duration) (Event, error) {
+	deadline := time.Now().Add(wait)
+	for time.Now().Before(deadline) {
+		if ev, err := bob.WaitEvent(200*time.Millisecond, func(e Event) bool { return e.ID == id && e.Kind == "message" }); err == nil {
+			return ev, nil
+		}
+		if ev, err := alice.WaitEvent(200*time.Millisecond, func(e Event) bool { return e.ID == id && e.Kind == "message_error" }); err == nil {
+			return ev, nil
+		}
+	}
+	return Event{}, fmt.Errorf("neither delivered nor bounced within %v", wait)
+}
+
+// clusterAuditVerified reads the audit stream through edge3's NATS server:
+// edge1's chain holds the relayed messages, and the export verifies with
+// the file verifier.
+func clusterAuditVerified(t *testing.T, ca *testCA) {
+	nc, err := nats.Connect("nats://" + clusterNATSIP[2] + ":4222")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		files, err := jsaudit.Export(ctx, js, jsaudit.DefaultStream, dir)
+		if err != nil {
+			t.Fatalf("export through edge3: %v", err)
+		}
+		var stanzas []string
+		for _, f := range files {
+			if err := audit.ReadRecords([]string{f}, func(r *audit.Record, _ []byte) error {
+				if r.Event == audit.EventStanza && r.Node == "edge1" && (r.ID == "m1" || r.ID == "m2") {
+					stanzas = append(stanzas, r.ID)
+				}
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if len(stanzas) >= 2 {
+			for _, f := range files {
+				res, err := audit.Verify([]string{f}, nil)
+				if err != nil || !res.OK {
+					t.Fatalf("the export of %s does not verify: %+v %v", filepath.Base(f), res, err)
+				}
+			}
+			t.Logf("audit: %d node chain(s) exported through edge3 and verified; edge1 recorded %v", len(files), stanzas)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("edge1's records of m1 and m2 are not in the stream (found %v)", stanzas)
+		}
+		time.Sleep(500 * time.Millisecond)
+		os.RemoveAll(dir)
+		dir = t.TempDir()
+	}
+}
+
+// clusterAdminCloses lists the cluster's sessions on edge3 and closes one
+// of edge1's there.
+func clusterAdminCloses(t *testing.T) {
+	var sessions []struct {
+		Node string `json:"node"`
+		ID   string `json:"id"`
+		Leg  string `json:"leg"`
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	var target string
+	for target == "" {
+		code, body := clusterAdmin(t, 2, http.MethodGet, "/admin/sessions")
+		if code != http.StatusOK {
+			t.Fatalf("GET /admin/sessions on edge3: %d %s", code, body)
+		}
+		sessions = sessions[:0]
+		if err := json.Unmarshal([]byte(body), &sessions); err != nil {
+			t.Fatalf("sessions on edge3: %v\n%s", err, body)
+		}
+		for _, s := range sessions {
+			if s.Node == "edge1" && strings.HasPrefix(s.ID, "edge1-") && s.Leg == "outside" {
+				target = s.ID
+			}
+		}
+		if target == "" && time.Now().After(deadline) {
+			t.Fatalf("edge3 lists no outside session of edge1: %s", body)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	code, body := clusterAdmin(t, 2, http.MethodPost, "/admin/sessions/"+target+"/close")
+	if code != http.StatusOK {
+		t.Fatalf("closing %s on edge3: %d %s", target, code, body)
+	}
+	t.Logf("edge3 closed edge1's session %s", target)
+}
