@@ -174,7 +174,7 @@ func (c *Config) validateEmbeddedNATS(v *validator, e *EmbeddedNATSConfig) {
 			v.add(f+".store_dir", "%s is not a folder", dir)
 		}
 	} else if info, err := os.Stat(filepath.Dir(dir)); err != nil || !info.IsDir() {
-		v.add(f+".store_dir", "neither %s nor its parent folder exists: create the parent (the data folder is created on first start)", dir)
+		v.add(f+".store_dir", "%s does not exist, nor does its parent folder: create the parent (the data folder itself is created on first start)", dir)
 	}
 }
 
