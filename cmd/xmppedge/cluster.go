@@ -10,8 +10,10 @@ import (
 
 	"github.com/xmppedge/xmppedge/certs/natsstore"
 	"github.com/xmppedge/xmppedge/internal/admin"
+	"github.com/xmppedge/xmppedge/internal/audit/jsaudit"
 	"github.com/xmppedge/xmppedge/internal/cluster"
 	"github.com/xmppedge/xmppedge/internal/config"
+	"github.com/xmppedge/xmppedge/internal/metrics"
 	"github.com/xmppedge/xmppedge/internal/sessiondir"
 )
 
@@ -111,6 +113,18 @@ func (n *node) adminSource() admin.Funcs {
 		return closed
 	}
 	return f
+}
+
+// watchClusterMetrics exports the quorum and, with the JetStream audit
+// backend, the stream's acknowledgements.
+func (n *node) watchClusterMetrics() {
+	src := metrics.ClusterSource{Healthy: n.cluster.Healthy}
+	if s, ok := n.alog.(*jsaudit.Sink); ok {
+		src.AuditStream = func() (uint64, uint64, uint64) {
+			return s.LastSeq(), s.DurableSeq(), s.Stats().Failures
+		}
+	}
+	n.m.WatchCluster(src)
 }
 
 // printClusterSummary adds the cluster's lines to the start-up summary.

@@ -260,6 +260,7 @@ func run(ctx context.Context, cfg *config.Config, path string, stdout, stderr io
 		return fail(err)
 	}
 	if n.cluster != nil {
+		n.watchClusterMetrics()
 		if err := n.startSessionDirectory(ctx); err != nil {
 			n.gw.Close()
 			return fail(err)

@@ -409,3 +409,51 @@ func (m *Metrics) ReloadClosedSessions(n int) {
 	}
 	m.reloadClosed.Add(float64(n))
 }
+
+// ClusterSource is what the cluster metrics read at each scrape: the
+// node's view of the JetStream quorum, and its replicated audit sink.
+type ClusterSource struct {
+	Healthy func() error // nil: JetStream answers and the node hears from a quorum
+	// AuditStream reports the records this node appended to the audit
+	// stream, those the stream acknowledged, and the batches that failed
+	// and were retried; nil without the JetStream backend.
+	AuditStream func() (appended, acknowledged, failedBatches uint64)
+}
+
+// WatchCluster registers the cluster's metrics, read from src at each
+// scrape:
+//
+//	xmppedge_cluster_quorum                     gauge: 1 while JetStream has a quorum for this node
+//	xmppedge_audit_stream_pending               gauge: records appended, not yet acknowledged by the stream
+//	xmppedge_audit_stream_acknowledged_total    records the stream acknowledged
+//	xmppedge_audit_stream_failed_batches_total  batches the stream did not acknowledge (retried)
+func (m *Metrics) WatchCluster(src ClusterSource) {
+	if m == nil {
+		return
+	}
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: "cluster_quorum",
+		Help: "1 while JetStream answers and this node hears from a quorum, else 0."}, func() float64 {
+		if src.Healthy() != nil {
+			return 0
+		}
+		return 1
+	}))
+	if src.AuditStream == nil {
+		return
+	}
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: "audit_stream_pending",
+		Help: "Audit records appended by this node and not yet acknowledged by the stream."}, func() float64 {
+		appended, acked, _ := src.AuditStream()
+		return float64(appended - min(acked, appended))
+	}))
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: namespace, Name: "audit_stream_acknowledged_total",
+		Help: "Audit records of this node the stream acknowledged."}, func() float64 {
+		_, acked, _ := src.AuditStream()
+		return float64(acked)
+	}))
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: namespace, Name: "audit_stream_failed_batches_total",
+		Help: "Batches of audit records the stream did not acknowledge (retried until it did)."}, func() float64 {
+		_, _, failed := src.AuditStream()
+		return float64(failed)
+	}))
+}

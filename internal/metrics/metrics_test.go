@@ -447,3 +447,56 @@ func sampleValue(m *Metrics, name string, labelPairs ...string) float64 {
 	}
 	return 0
 }
+
+// The cluster metrics read their source at each scrape.
+func TestWatchCluster(t *testing.T) {
+	m := New("test")
+	var healthy error
+	appended, acked, failed := uint64(10), uint64(7), uint64(2)
+	m.WatchCluster(ClusterSource{
+		Healthy:     func() error { return healthy },
+		AuditStream: func() (uint64, uint64, uint64) { return appended, acked, failed },
+	})
+	tests := []struct {
+		name   string
+		set    func()
+		metric string
+		want   float64
+	}{
+		{"quorum", func() {}, "xmppedge_cluster_quorum", 1},
+		{"quorum lost", func() { healthy = errors.New("no quorum") }, "xmppedge_cluster_quorum", 0},
+		{"pending", func() {}, "xmppedge_audit_stream_pending", 3},
+		{"acknowledged", func() {}, "xmppedge_audit_stream_acknowledged_total", 7},
+		{"failed batches", func() {}, "xmppedge_audit_stream_failed_batches_total", 2},
+		{"pending drained", func() { acked = 10 }, "xmppedge_audit_stream_pending", 0},
+	}
+	for _, tt := range tests {
+		tt.set()
+		if got := scrapeValue(t, m, tt.metric); got != tt.want {
+			t.Errorf("%s: %s = %v, want %v", tt.name, tt.metric, got, tt.want)
+		}
+	}
+}
+
+// scrapeValue gathers m and returns the value of the unlabelled metric name.
+func scrapeValue(t *testing.T, m *Metrics, name string) float64 {
+	t.Helper()
+	families, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name || len(f.GetMetric()) != 1 {
+			continue
+		}
+		mm := f.GetMetric()[0]
+		switch {
+		case mm.GetGauge() != nil:
+			return mm.GetGauge().GetValue()
+		case mm.GetCounter() != nil:
+			return mm.GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
+}
