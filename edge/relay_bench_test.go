@@ -16,8 +16,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/xmppedge/xmppedge/certs"
 	"github.com/xmppedge/xmppedge/internal/audit"
+	"github.com/xmppedge/xmppedge/internal/audit/jsaudit"
 	"github.com/xmppedge/xmppedge/internal/xmlstream"
 	"github.com/xmppedge/xmppedge/policy"
 )
@@ -115,8 +119,19 @@ type relayEnv struct {
 	p    *peer
 }
 
+// BenchmarkRelayGatewayJetStream is BenchmarkRelayGateway (sync audit)
+// with the cluster's audit backend: the records in a JetStream stream with
+// three replicas on three in-process NATS servers on loopback. Read its
+// stanzas/s against BenchmarkRelayGateway's in the same run.
+func BenchmarkRelayGatewayJetStream(b *testing.B) {
+	benchmarkRelay(b, newRelayEnvWith(b, func(dir string) audit.Sink { return jetStreamSink(b) }))
+}
+
 func benchmarkRelayGateway(b *testing.B, durability string) {
-	r := newRelayEnv(b, durability)
+	benchmarkRelay(b, newRelayEnv(b, durability))
+}
+
+func benchmarkRelay(b *testing.B, r *relayEnv) {
 	p, sink := r.p, r.sink
 	payload := make([]byte, 0, 1<<20)
 	for i := 0; i < 2000; i++ {
@@ -137,6 +152,16 @@ func benchmarkRelayGateway(b *testing.B, durability string) {
 }
 
 func newRelayEnv(b *testing.B, durability string) *relayEnv {
+	return newRelayEnvWith(b, func(dir string) audit.Sink {
+		alog, err := audit.Open(audit.Config{Path: filepath.Join(dir, "audit.jsonl"), Durability: durability, Node: "bench"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return alog
+	})
+}
+
+func newRelayEnvWith(b *testing.B, openSink func(dir string) audit.Sink) *relayEnv {
 	dir := b.TempDir()
 	partners := filepath.Join(dir, "partners.yaml")
 	if err := os.WriteFile(partners, []byte("partners:\n  - domain: partner.test\n    direction: both\nconfidential:\n  keywords: [CONFIDENTIAL]\n"), 0o600); err != nil {
@@ -146,10 +171,7 @@ func newRelayEnv(b *testing.B, durability string) *relayEnv {
 	if err != nil {
 		b.Fatal(err)
 	}
-	alog, err := audit.Open(audit.Config{Path: filepath.Join(dir, "audit.jsonl"), Durability: durability, Node: "bench"})
-	if err != nil {
-		b.Fatal(err)
-	}
+	alog := openSink(dir)
 	b.Cleanup(func() { alog.Close() })
 	ica, _, err := certs.LoadOrCreateInternalCA(filepath.Join(dir, "ica.crt"), filepath.Join(dir, "ica.key"))
 	if err != nil {
@@ -338,4 +360,56 @@ func BenchmarkIdleSessionMemory(b *testing.B) {
 	// reader) is counted too, so the figure is an upper bound.
 	b.ReportMetric(float64(after.HeapInuse-before.HeapInuse)/sessions, "heap-bytes/session")
 	b.ReportMetric(float64(len(env.gw.Sessions())), "sessions")
+}
+
+// jetStreamSink starts three clustered NATS servers with JetStream on
+// 127.0.0.65-67 and opens the replicated audit sink (three replicas, sync)
+// on them.
+func jetStreamSink(b *testing.B) audit.Sink {
+	hosts := []string{"127.0.0.65", "127.0.0.66", "127.0.0.67"}
+	var routes []string
+	for _, h := range hosts {
+		routes = append(routes, "nats://"+h+":16222")
+	}
+	var servers []*server.Server
+	for i, h := range hosts {
+		srv, err := server.NewServer(&server.Options{
+			ServerName: fmt.Sprintf("bench%d", i+1), Host: h, Port: 14222, JetStream: true,
+			StoreDir: b.TempDir(), NoLog: true, NoSigs: true,
+			Cluster: server.ClusterOpts{Name: "bench", Host: h, Port: 16222},
+			Routes:  server.RoutesFromStr(strings.Join(routes, ",")),
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		srv.Start()
+		servers = append(servers, srv)
+	}
+	b.Cleanup(func() {
+		for _, srv := range servers {
+			srv.Shutdown()
+			srv.WaitForShutdown()
+		}
+	})
+	for _, srv := range servers {
+		if !srv.ReadyForConnections(30 * time.Second) {
+			b.Fatal("NATS server not ready")
+		}
+	}
+	nc, err := nats.Connect(servers[0].ClientURL())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	sink, err := jsaudit.Open(ctx, jsaudit.Config{JetStream: js, Node: "bench", Replicas: 3, Durability: audit.DurabilitySync, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return sink
 }

@@ -163,6 +163,10 @@ func TestCluster(t *testing.T) {
 	t.Run("admin of edge3 closes a session of edge1", func(t *testing.T) { clusterAdminCloses(t) })
 	t.Run("quorum", func(t *testing.T) {
 		nodes[1].kill()
+		// The audit stream's leader may have been edge2's server: wait for
+		// the election (seconds; longer on a loaded machine) before
+		// judging the traffic.
+		waitStreamLeader(t, clusterNATSIP[0], "edge2")
 		send := func(id string) Event {
 			t.Helper()
 			if err := alice.SendMessageID(bob.JID, "through the cluster "+id, id); err != nil {
@@ -303,4 +307,39 @@ func clusterAdminCloses(t *testing.T) {
 		t.Fatalf("closing %s on edge3: %d %s", target, code, body)
 	}
 	t.Logf("edge3 closed edge1's session %s", target)
+}
+
+// waitStreamLeader waits (bounded) until the audit stream has a leader
+// other than gone, asking the NATS server at ip.
+func waitStreamLeader(t *testing.T, ip, gone string) {
+	t.Helper()
+	nc, err := nats.Connect("nats://" + ip + ":4222")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		st, err := js.Stream(ctx, jsaudit.DefaultStream)
+		var leader string
+		if err == nil {
+			if info, err := st.Info(ctx); err == nil && info.Cluster != nil {
+				leader = info.Cluster.Leader
+			}
+		}
+		cancel()
+		if leader != "" && leader != gone {
+			t.Logf("audit stream leader: %s", leader)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the audit stream has no leader besides %s (last error: %v)", gone, err)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
 }

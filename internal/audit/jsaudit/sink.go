@@ -530,7 +530,7 @@ func (s *Sink) run() {
 // closed: a stream whose leader was lost elects another within a few
 // seconds (no responders, "temporarily unavailable" meanwhile), and one of
 // three servers down must not stop the traffic.
-const failoverGrace = 10 * time.Second
+const failoverGrace = 15 * time.Second
 
 // ride retries batch (reconciling with the stream's chain head first, so
 // that a batch stored before its acknowledgement was lost is not sent
