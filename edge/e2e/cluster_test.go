@@ -161,11 +161,14 @@ func TestCluster(t *testing.T) {
 
 	t.Run("audit in the stream", func(t *testing.T) { clusterAuditVerified(t, ca) })
 	t.Run("admin of edge3 closes a session of edge1", func(t *testing.T) { clusterAdminCloses(t) })
+	t.Run("burst while edge2 dies", func(t *testing.T) { clusterBurstKill(t, alice, bob, nodes[1]) })
 	t.Run("quorum", func(t *testing.T) {
-		nodes[1].kill()
-		// The audit stream's leader may have been edge2's server: wait for
-		// the election (seconds; longer on a loaded machine) before
-		// judging the traffic.
+		// edge2 is down (the burst killed it). The audit stream's leader
+		// may have been its server: wait for the election (seconds;
+		// longer on a loaded machine) before judging the traffic.
+		if !nodes[1].stopped {
+			nodes[1].kill()
+		}
 		waitStreamLeader(t, clusterNATSIP[0], "edge2")
 		send := func(id string) Event {
 			t.Helper()
@@ -342,4 +345,101 @@ func waitStreamLeader(t *testing.T, ip, gone string) {
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
+}
+
+// clusterBurstKill sends a burst of 1,000 messages through edge1 and kills
+// edge2 (SIGKILL) in the middle of it: every message is delivered or
+// bounced to its sender (none silently lost), and every delivered one has
+// exactly one record in edge1's chain in the stream.
+func clusterBurstKill(t *testing.T, alice, bob *testbed.Client, victim *gatewayProc) {
+	const n = 1000
+	id := func(i int) string { return fmt.Sprintf("b%04d", i) }
+	go func() {
+		for i := 0; i < n; i++ {
+			if alice.SendMessageID(bob.JID, fmt.Sprintf("burst %04d", i), id(i)) != nil {
+				return
+			}
+		}
+	}()
+	countBurst := func() (delivered, bounced map[string]bool) {
+		delivered, bounced = map[string]bool{}, map[string]bool{}
+		for _, m := range bob.Messages() {
+			if strings.HasPrefix(m.ID, "b") {
+				delivered[m.ID] = true
+			}
+		}
+		for _, e := range alice.Events() {
+			if e.Kind == "message_error" && strings.HasPrefix(e.ID, "b") {
+				bounced[e.ID] = true
+			}
+		}
+		return delivered, bounced
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		d, _ := countBurst()
+		if len(d) >= n/4 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d of %d burst messages arrived", len(d), n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	victim.kill()
+	var delivered, bounced map[string]bool
+	for {
+		delivered, bounced = countBurst()
+		if len(delivered)+len(bounced) >= n {
+			break
+		}
+		if time.Now().After(deadline) {
+			var lost []string
+			for i := 0; i < n; i++ {
+				if !delivered[id(i)] && !bounced[id(i)] {
+					lost = append(lost, id(i))
+				}
+			}
+			t.Fatalf("%d of %d burst messages neither delivered nor bounced, e.g. %v", len(lost), n, lost[:min(5, len(lost))])
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if len(delivered) == n && len(bounced) == 0 {
+		t.Logf("edge2 died mid-burst and every message was delivered")
+	}
+	records := clusterStanzaRecords(t, "edge1", "b")
+	for mid := range delivered {
+		if records[mid] != 1 {
+			t.Errorf("delivered message %s has %d allow records in edge1's chain, want 1", mid, records[mid])
+		}
+	}
+	t.Logf("burst: %d delivered, %d bounced of %d; edge2 killed after %d had arrived", len(delivered), len(bounced), n, n/4)
+}
+
+// clusterStanzaRecords counts node's allowed stanza records by stanza id
+// (those with the prefix), read from the stream through edge3's server.
+func clusterStanzaRecords(t *testing.T, node, prefix string) map[string]int {
+	t.Helper()
+	nc, err := nats.Connect("nats://" + clusterNATSIP[2] + ":4222")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out := map[string]int{}
+	err = jsaudit.ReadChain(ctx, js, jsaudit.DefaultStream, node, func(r *audit.Record, _ []byte) error {
+		if r.Event == audit.EventStanza && r.Decision == audit.DecisionAllow && strings.HasPrefix(r.ID, prefix) {
+			out[r.ID]++
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("reading %s's chain through edge3: %v", node, err)
+	}
+	return out
 }
