@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -159,9 +160,28 @@ func TestCluster(t *testing.T) {
 	bob := testbed.StartClient(t, "bob@"+PartnerDomain, Password, PartnerIP+":5222")
 	messageBothWays(t, alice, bob)
 
-	t.Run("audit in the stream", func(t *testing.T) { clusterAuditVerified(t, ca) })
+	t.Run("audit in the stream", func(t *testing.T) {
+		clusterAuditVerified(t, ca)
+		// The operator's way: xmppedge audit verify -config on another node.
+		out, err := exec.Command(gatewayBinary(t), "audit", "verify", "-config", filepath.Join(dirs[2], "xmppedge.yaml")).CombinedOutput()
+		if err != nil {
+			t.Fatalf("xmppedge audit verify -config (edge3): %v\n%s", err, out)
+		}
+		t.Logf("xmppedge audit verify -config on edge3:\n%s", strings.TrimSpace(string(out)))
+	})
 	t.Run("admin of edge3 closes a session of edge1", func(t *testing.T) { clusterAdminCloses(t) })
-	t.Run("burst while edge2 dies", func(t *testing.T) { clusterBurstKill(t, alice, bob, nodes[1]) })
+	t.Run("burst while edge2 dies", func(t *testing.T) {
+		clusterBurstKill(t, alice, bob, nodes[1])
+		// On a surviving node, and on the export: every chain verifies.
+		cfg := filepath.Join(dirs[2], "xmppedge.yaml")
+		for _, args := range [][]string{{"audit", "verify", "-config", cfg}, {"audit", "export", "-config", cfg, "-o", t.TempDir()}} {
+			out, err := exec.Command(gatewayBinary(t), args...).CombinedOutput()
+			if err != nil {
+				t.Fatalf("xmppedge %s after the kill: %v\n%s", strings.Join(args[:2], " "), err, out)
+			}
+			t.Logf("xmppedge %s on edge3 after the kill:\n%s", strings.Join(args[:2], " "), strings.TrimSpace(string(out)))
+		}
+	})
 	t.Run("quorum", func(t *testing.T) {
 		// edge2 is down (the burst killed it). The audit stream's leader
 		// may have been its server: wait for the election (seconds;
