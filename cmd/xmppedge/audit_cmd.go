@@ -114,24 +114,38 @@ func auditSeries(files []string, series bool) ([]string, error) {
 // or files named on the command line) or, with -config and audit.backend
 // jetstream, the cluster's stream through a client connection.
 type auditTarget struct {
-	cfg   *config.Config // nil without -config
-	files []string       // the file backend
-	node  *cluster.Node  // the jetstream backend: a client, not a server
+	cfg   *config.Config     // nil without -config
+	files []string           // the file backend
+	node  *cluster.Node      // the jetstream backend: a client, not a server
+	stop  context.CancelFunc // ends the interruptible context of a stream read
 }
 
 func (t *auditTarget) stream() bool { return t.node != nil }
 
 func (t *auditTarget) close() {
+	if t.stop != nil {
+		t.stop()
+	}
 	if t.node != nil {
 		t.node.Close()
 	}
 }
 
 // openAuditTarget loads the config at cfgPath, if given, and connects to
-// the cluster when its audit backend is jetstream. Files named on the
-// command line win over the configured audit.path. It returns an exit
-// code other than 0 when it failed (and said why).
-func openAuditTarget(ctx context.Context, name, cfgPath string, args []string, stderr io.Writer) (*auditTarget, int) {
+// the cluster when its audit backend is jetstream; reading the stream then
+// stops on Ctrl-C (the returned context). Files named on the command line
+// win over the configured audit.path. It returns an exit code other than 0
+// when it failed (and said why).
+func openAuditTarget(ctx context.Context, name, cfgPath string, args []string, stderr io.Writer) (context.Context, *auditTarget, int) {
+	t, code := connectAuditTarget(ctx, name, cfgPath, args, stderr)
+	if code != 0 || !t.stream() {
+		return ctx, t, code
+	}
+	ctx, t.stop = interruptible(ctx)
+	return ctx, t, 0
+}
+
+func connectAuditTarget(ctx context.Context, name, cfgPath string, args []string, stderr io.Writer) (*auditTarget, int) {
 	if cfgPath == "" {
 		return &auditTarget{files: args}, 0
 	}
@@ -200,16 +214,11 @@ func auditVerify(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		fmt.Fprintln(stderr, "xmppedge audit verify: name the audit file(s), or -config FILE")
 		return 2
 	}
-	t, code := openAuditTarget(ctx, "verify", *cfgPath, fs.Args(), stderr)
+	ctx, t, code := openAuditTarget(ctx, "verify", *cfgPath, fs.Args(), stderr)
 	if code != 0 {
 		return code
 	}
 	defer t.close()
-	if t.stream() {
-		var stop context.CancelFunc
-		ctx, stop = interruptible(ctx)
-		defer stop()
-	}
 	key, err := t.hmacKey(*keyFile)
 	if err != nil {
 		fmt.Fprintf(stderr, "xmppedge audit verify: %v\n", err)
@@ -271,16 +280,11 @@ func auditExport(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		fmt.Fprintln(stderr, "xmppedge audit export: give -config FILE and -o DIR (and nothing else)")
 		return 2
 	}
-	t, code := openAuditTarget(ctx, "export", *cfgPath, nil, stderr)
+	ctx, t, code := openAuditTarget(ctx, "export", *cfgPath, nil, stderr)
 	if code != 0 {
 		return code
 	}
 	defer t.close()
-	if t.stream() {
-		var stop context.CancelFunc
-		ctx, stop = interruptible(ctx)
-		defer stop()
-	}
 	if !t.stream() {
 		fmt.Fprintf(stderr, "xmppedge audit export: %s has audit.backend %s: the audit log is already the files at %s (audit verify -config %s checks them)\n",
 			*cfgPath, t.cfg.Audit.Backend, t.files[0], *cfgPath)
@@ -382,103 +386,126 @@ type headRef struct {
 // the checkpoints' heads (and that each record names its file's node),
 // then for the records those heads name.
 func checkCheckpoints(files []string) (checkpointResult, error) {
-	var res checkpointResult
-	type span struct{ first, last uint64 }
-	spans := map[string]*span{}
-	fileOf := map[string]string{}
-	want := map[string]map[uint64][]*headRef{}
+	sc := &checkpointScan{spans: map[string]*chainSpan{}, fileOf: map[string]string{}, want: map[string]map[uint64][]*headRef{}}
 	for _, f := range files {
-		node := strings.TrimSuffix(filepath.Base(f), ".jsonl")
-		fileOf[node] = f
-		sp := &span{}
-		spans[node] = sp
-		wrongNode := false
-		err := audit.ReadRecords([]string{f}, func(r *audit.Record, _ []byte) error {
-			if sp.first == 0 || r.Seq < sp.first {
-				sp.first = r.Seq
-			}
-			sp.last = max(sp.last, r.Seq) // a forged record may go back
-			if r.Node != node && !wrongNode {
-				wrongNode = true
-				res.problems = append(res.problems, fmt.Sprintf("node %s: its record seq %d names node %q (written by another writer?)", node, r.Seq, r.Node))
-			}
-			if r.Event != audit.EventCheckpoint {
-				return nil
-			}
-			res.checkpoints++
-			by := fmt.Sprintf("checkpoint of node %s seq %d", node, r.Seq)
-			for _, h := range r.Heads.Values() {
-				res.heads++
-				parts := strings.Fields(h)
-				var seq uint64
-				var err error
-				if len(parts) == 3 {
-					seq, err = strconv.ParseUint(parts[1], 10, 64)
-				}
-				if len(parts) != 3 || err != nil {
-					res.problems = append(res.problems, fmt.Sprintf("%s: head %q is not \"<node> <seq> <hash>\"", by, h))
-					continue
-				}
-				ref := &headRef{by: by, seq: seq, hash: parts[2]}
-				if want[parts[0]] == nil {
-					want[parts[0]] = map[uint64][]*headRef{}
-				}
-				want[parts[0]][seq] = append(want[parts[0]][seq], ref)
-			}
-			return nil
-		})
-		if err != nil {
-			return res, err
+		if err := sc.readChain(f); err != nil {
+			return sc.res, err
 		}
 	}
-	nodes := make([]string, 0, len(want))
-	for n := range want {
+	nodes := make([]string, 0, len(sc.want))
+	for n := range sc.want {
 		nodes = append(nodes, n)
 	}
 	slices.Sort(nodes)
 	for _, node := range nodes {
-		refs := want[node]
-		sp, ok := spans[node]
-		seqs := make([]uint64, 0, len(refs))
-		for seq := range refs {
-			seqs = append(seqs, seq)
+		if err := sc.matchHeads(node); err != nil {
+			return sc.res, err
 		}
-		slices.Sort(seqs)
-		if !ok || sp.first == 0 {
-			for _, seq := range seqs {
-				for _, r := range refs[seq] {
-					res.problems = append(res.problems, fmt.Sprintf("%s names node %s seq %d, but the stream holds no record of node %s", r.by, node, seq, node))
-				}
-			}
+	}
+	return sc.res, nil
+}
+
+// chainSpan is the first and last seq of a node's chain.
+type chainSpan struct{ first, last uint64 }
+
+// checkpointScan collects the checkpoints' heads of every node's chain,
+// then looks each head up in the chain it names.
+type checkpointScan struct {
+	res    checkpointResult
+	spans  map[string]*chainSpan
+	fileOf map[string]string
+	want   map[string]map[uint64][]*headRef // node → seq → the heads naming it
+}
+
+// readChain reads one node's exported chain: its span, a record naming
+// another node, and the heads of its checkpoints.
+func (sc *checkpointScan) readChain(f string) error {
+	node := strings.TrimSuffix(filepath.Base(f), ".jsonl")
+	sc.fileOf[node] = f
+	sp := &chainSpan{}
+	sc.spans[node] = sp
+	wrongNode := false
+	return audit.ReadRecords([]string{f}, func(r *audit.Record, _ []byte) error {
+		if sp.first == 0 || r.Seq < sp.first {
+			sp.first = r.Seq
+		}
+		sp.last = max(sp.last, r.Seq) // a forged record may go back
+		if r.Node != node && !wrongNode {
+			wrongNode = true
+			sc.res.problems = append(sc.res.problems, fmt.Sprintf("node %s: its record seq %d names node %q (written by another writer?)", node, r.Seq, r.Node))
+		}
+		if r.Event == audit.EventCheckpoint {
+			sc.addHeads(fmt.Sprintf("checkpoint of node %s seq %d", node, r.Seq), r.Heads.Values())
+		}
+		return nil
+	})
+}
+
+// addHeads notes the heads ("<node> <seq> <hash>") a checkpoint names.
+func (sc *checkpointScan) addHeads(by string, heads []string) {
+	sc.res.checkpoints++
+	for _, h := range heads {
+		sc.res.heads++
+		parts := strings.Fields(h)
+		var seq uint64
+		var err error
+		if len(parts) == 3 {
+			seq, err = strconv.ParseUint(parts[1], 10, 64)
+		}
+		if len(parts) != 3 || err != nil {
+			sc.res.problems = append(sc.res.problems, fmt.Sprintf("%s: head %q is not \"<node> <seq> <hash>\"", by, h))
 			continue
 		}
-		err := audit.ReadRecords([]string{fileOf[node]}, func(rec *audit.Record, _ []byte) error {
-			for _, r := range refs[rec.Seq] {
-				if rec.Hash == r.hash {
-					r.seen = true
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return res, err
+		if sc.want[parts[0]] == nil {
+			sc.want[parts[0]] = map[uint64][]*headRef{}
 		}
+		sc.want[parts[0]][seq] = append(sc.want[parts[0]][seq], &headRef{by: by, seq: seq, hash: parts[2]})
+	}
+}
+
+// matchHeads looks up every head naming node in node's chain.
+func (sc *checkpointScan) matchHeads(node string) error {
+	refs := sc.want[node]
+	seqs := make([]uint64, 0, len(refs))
+	for seq := range refs {
+		seqs = append(seqs, seq)
+	}
+	slices.Sort(seqs)
+	sp, ok := sc.spans[node]
+	if !ok || sp.first == 0 {
 		for _, seq := range seqs {
 			for _, r := range refs[seq] {
-				switch {
-				case r.seen:
-					res.matched++
-				case seq < sp.first:
-					res.dropped++
-				case seq > sp.last:
-					res.problems = append(res.problems, fmt.Sprintf("%s names node %s seq %d, past the end of its chain (seq %d): records lost?", r.by, node, seq, sp.last))
-				default:
-					res.problems = append(res.problems, fmt.Sprintf("%s names node %s seq %d with hash %s, but its chain has no such record (chain rewritten?)", r.by, node, seq, r.hash))
-				}
+				sc.res.problems = append(sc.res.problems, fmt.Sprintf("%s names node %s seq %d, but the stream holds no record of node %s", r.by, node, seq, node))
+			}
+		}
+		return nil
+	}
+	err := audit.ReadRecords([]string{sc.fileOf[node]}, func(rec *audit.Record, _ []byte) error {
+		for _, r := range refs[rec.Seq] {
+			if rec.Hash == r.hash {
+				r.seen = true
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, seq := range seqs {
+		for _, r := range refs[seq] {
+			switch {
+			case r.seen:
+				sc.res.matched++
+			case seq < sp.first:
+				sc.res.dropped++
+			case seq > sp.last:
+				sc.res.problems = append(sc.res.problems, fmt.Sprintf("%s names node %s seq %d, past the end of its chain (seq %d): records lost?", r.by, node, seq, sp.last))
+			default:
+				sc.res.problems = append(sc.res.problems, fmt.Sprintf("%s names node %s seq %d with hash %s, but its chain has no such record (chain rewritten?)", r.by, node, seq, r.hash))
 			}
 		}
 	}
-	return res, nil
+	return nil
 }
 
 // newRecordPrinter writes records as a table, or as JSON Lines: the
@@ -515,12 +542,12 @@ func auditTail(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintf(stderr, "xmppedge audit tail: %v\n", err)
 		return 2
 	}
-	t, code := openAuditTarget(ctx, "tail", *cfgPath, fs.Args(), stderr)
+	ctx, t, code := openAuditTarget(ctx, "tail", *cfgPath, fs.Args(), stderr)
 	if code != 0 {
 		return code
 	}
 	defer t.close()
-	if t.stream() || *follow {
+	if *follow && !t.stream() {
 		var stop context.CancelFunc
 		ctx, stop = interruptible(ctx)
 		defer stop()
@@ -680,36 +707,20 @@ func auditQuery(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintln(stderr, "xmppedge audit query: name the audit file(s), or -config FILE")
 		return 2
 	}
-	now := time.Now()
-	for _, b := range []struct {
-		text string
-		into *time.Time
-	}{{*since, &f.Since}, {*until, &f.Until}} {
-		if b.text == "" {
-			continue
-		}
-		t, err := audit.ParseTime(b.text, now)
-		if err != nil {
-			fmt.Fprintf(stderr, "xmppedge audit query: %v\n", err)
-			return 2
-		}
-		*b.into = t
+	if err := parseTimes(&f, *since, *until, time.Now()); err != nil {
+		fmt.Fprintf(stderr, "xmppedge audit query: %v\n", err)
+		return 2
 	}
 	out, err := newRecordPrinter(*format, stdout)
 	if err != nil {
 		fmt.Fprintf(stderr, "xmppedge audit query: %v\n", err)
 		return 2
 	}
-	t, code := openAuditTarget(ctx, "query", *cfgPath, fs.Args(), stderr)
+	ctx, t, code := openAuditTarget(ctx, "query", *cfgPath, fs.Args(), stderr)
 	if code != 0 {
 		return code
 	}
 	defer t.close()
-	if t.stream() {
-		var stop context.CancelFunc
-		ctx, stop = interruptible(ctx)
-		defer stop()
-	}
 	matched := 0
 	match := func(r *audit.Record, line []byte) error {
 		if !f.Match(r) || (*node != "" && r.Node != *node) {
@@ -718,33 +729,50 @@ func auditQuery(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		matched++
 		return out(r, line)
 	}
-	if t.stream() {
-		js := t.node.JetStream()
-		if *node != "" {
-			err = jsaudit.ReadChain(ctx, js, jsaudit.DefaultStream, *node, match)
-		} else {
-			err = jsaudit.ReadAll(ctx, js, jsaudit.DefaultStream, match)
-		}
-		if err != nil {
-			fmt.Fprintf(stderr, "xmppedge audit query: %v\n", err)
-			return 1
-		}
-		if matched == 0 {
-			fmt.Fprintf(stderr, "no records match (in stream %s)\n", jsaudit.DefaultStream)
-		}
-		return 0
-	}
-	files, err := auditSeries(t.files, *series)
+	where, err := readAuditTarget(ctx, t, *node, *series, match)
 	if err != nil {
 		fmt.Fprintf(stderr, "xmppedge audit query: %v\n", err)
 		return 1
 	}
-	if err := audit.ReadRecords(files, match); err != nil {
-		fmt.Fprintf(stderr, "xmppedge audit query: %v\n", err)
-		return 1
-	}
 	if matched == 0 {
-		fmt.Fprintf(stderr, "no records match (in %d file(s): %s)\n", len(files), filepath.Base(files[len(files)-1]))
+		fmt.Fprintf(stderr, "no records match (in %s)\n", where)
 	}
 	return 0
+}
+
+// parseTimes sets the filter's time bounds from -since and -until.
+func parseTimes(f *audit.Filter, since, until string, now time.Time) error {
+	for _, b := range []struct {
+		text string
+		into *time.Time
+	}{{since, &f.Since}, {until, &f.Until}} {
+		if b.text == "" {
+			continue
+		}
+		t, err := audit.ParseTime(b.text, now)
+		if err != nil {
+			return err
+		}
+		*b.into = t
+	}
+	return nil
+}
+
+// readAuditTarget hands every record of the target to fn: the stream (one
+// node's chain, or all), or the files (with their rotated predecessors
+// when series). It says what it read, for messages.
+func readAuditTarget(ctx context.Context, t *auditTarget, node string, series bool, fn audit.RecordFunc) (string, error) {
+	if t.stream() {
+		js := t.node.JetStream()
+		if node != "" {
+			return "stream " + jsaudit.DefaultStream, jsaudit.ReadChain(ctx, js, jsaudit.DefaultStream, node, fn)
+		}
+		return "stream " + jsaudit.DefaultStream, jsaudit.ReadAll(ctx, js, jsaudit.DefaultStream, fn)
+	}
+	files, err := auditSeries(t.files, series)
+	if err != nil {
+		return "", err
+	}
+	where := fmt.Sprintf("%d file(s): %s", len(files), filepath.Base(files[len(files)-1]))
+	return where, audit.ReadRecords(files, fn)
 }
