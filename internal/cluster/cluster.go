@@ -192,13 +192,9 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		}
 		return nil, fmt.Errorf("cluster: cannot connect to nats.url %s: %w", cfg.URL, err)
 	}
-	n.nc = nc
-	js, err := jetstream.New(nc)
-	if err != nil {
-		n.Close()
-		return nil, fmt.Errorf("cluster: JetStream client: %w", err)
+	if err := n.attach(nc); err != nil {
+		return nil, err
 	}
-	n.js = js
 	log.Info("joined the NATS cluster", "embedded", cfg.Embedded != nil, "server", nc.ConnectedUrlRedacted(), "replicas", n.replicas)
 	return n, nil
 }
@@ -275,13 +271,9 @@ func Connect(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster: cannot connect to NATS at %s: %w", url, err)
 	}
-	n.nc = nc
-	js, err := jetstream.New(nc)
-	if err != nil {
-		n.Close()
-		return nil, fmt.Errorf("cluster: JetStream client: %w", err)
+	if err := n.attach(nc); err != nil {
+		return nil, err
 	}
-	n.js = js
 	log.Debug("connected to the NATS cluster as a client", "server", nc.ConnectedUrlRedacted())
 	return n, nil
 }
@@ -615,3 +607,15 @@ func (l *serverLog) Fatalf(format string, v ...any)  { l.log.Error(fmt.Sprintf(f
 func (l *serverLog) Errorf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
 func (l *serverLog) Debugf(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }
 func (l *serverLog) Tracef(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }
+
+// attach makes nc the node's client connection, with its JetStream.
+func (n *Node) attach(nc *nats.Conn) error {
+	n.nc = nc
+	js, err := jetstream.New(nc)
+	if err != nil {
+		n.Close()
+		return fmt.Errorf("cluster: JetStream client: %w", err)
+	}
+	n.js = js
+	return nil
+}
