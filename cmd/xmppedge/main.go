@@ -181,6 +181,7 @@ func openAudit(ctx context.Context, cfg *config.Config, hmacKey []byte, log *slo
 			Node:       node.Name(),
 			Replicas:   node.Replicas(),
 			Durability: cfg.Audit.Durability,
+			Retention:  time.Duration(cfg.Audit.Retention),
 			HMACKey:    hmacKey,
 			Logger:     log.With("component", "audit"),
 		})

@@ -63,7 +63,7 @@ func clusterConfig(caFile string, i int) string {
 		cfg = strings.Replace(cfg, fmt.Sprintf("  dns_listen: \"%s\"\n", InsideDNSAddr), "", 1)
 		cfg = strings.Replace(cfg, fmt.Sprintf("listen: \"%s\"", MetricsAddr), fmt.Sprintf("listen: \"%s\"", clusterMetricsAddr(i)), 1)
 	}
-	cfg = strings.Replace(cfg, "audit:\n  path: audit/audit.jsonl\n", "audit:\n  backend: jetstream\n", 1)
+	cfg = strings.Replace(cfg, "audit:\n  path: audit/audit.jsonl\n", "audit:\n  backend: jetstream\n  retention: 720h\n", 1)
 	var routes []string
 	for j, ip := range clusterNATSIP {
 		if j != i {

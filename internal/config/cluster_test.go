@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/xmppedge/xmppedge/internal/cluster"
 )
@@ -39,6 +40,13 @@ func TestValidateCluster(t *testing.T) {
 		{"jetstream needs no audit.path", func(c *Config) { c.Cluster, c.Audit.Backend, c.Audit.Path = embeddedCluster(), "jetstream", "" }, "", ""},
 		{"file backend in a cluster still needs audit.path", func(c *Config) { c.Cluster, c.Audit.Path = embeddedCluster(), "" }, "audit.path", "required"},
 		{"embedded cluster", func(c *Config) { c.Cluster = embeddedCluster() }, "", ""},
+		{"retention with jetstream", func(c *Config) {
+			c.Cluster, c.Audit.Backend, c.Audit.Retention = embeddedCluster(), "jetstream", Duration(2160*time.Hour)
+		}, "", ""},
+		{"retention with the file backend", func(c *Config) { c.Audit.Retention = Duration(time.Hour) }, "audit.retention", "jetstream backend only"},
+		{"negative retention", func(c *Config) {
+			c.Cluster, c.Audit.Backend, c.Audit.Retention = embeddedCluster(), "jetstream", Duration(-time.Hour)
+		}, "audit.retention", "negative"},
 		{"single embedded node", func(c *Config) {
 			c.Cluster = &ClusterConfig{Node: "solo", NATS: NATSConfig{Embedded: &EmbeddedNATSConfig{StoreDir: "nats"}}}
 		}, "", ""},

@@ -70,6 +70,10 @@ type AuditConfig struct {
 	// Node names this node in every record (default: cluster.node in a
 	// cluster, else the host name); in a cluster it must equal cluster.node.
 	Node string `yaml:"node"`
+	// Retention, with the jetstream backend, drops records older than
+	// this from the stream (e.g. 2160h; 0, the default: keep them all).
+	// The file backend keeps its files: rotate and archive them.
+	Retention Duration `yaml:"retention"`
 }
 
 // RotateConfig bounds one audit file.
