@@ -4,7 +4,6 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"strings"
 	"testing"
 	"time"
 
@@ -101,23 +100,7 @@ func TestValidateCluster(t *testing.T) {
 		}, "", ""},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			c := validConfig(t)
-			tt.change(c)
-			errs := c.Validate()
-			if tt.field == "" {
-				if errs != nil {
-					t.Fatalf("want valid, got:\n%v", errs)
-				}
-				return
-			}
-			if len(errs) != 1 {
-				t.Fatalf("want exactly one problem (%s), got %d:\n%v", tt.field, len(errs), errs)
-			}
-			if errs[0].Field != tt.field || !strings.Contains(errs[0].Problem, tt.problem) {
-				t.Errorf("got %v; want %s: ...%s...", errs[0], tt.field, tt.problem)
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { checkValidate(t, tt.change, tt.field, tt.problem) })
 	}
 }
 

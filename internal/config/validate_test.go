@@ -192,23 +192,7 @@ func TestValidate(t *testing.T) {
 		{"log settings are case-insensitive", func(c *Config) { c.Log.Level, c.Log.Format = "WARN", "JSON" }, "", ""},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			c := validConfig(t)
-			tt.change(c)
-			errs := c.Validate()
-			if tt.field == "" {
-				if errs != nil {
-					t.Fatalf("want valid, got:\n%v", errs)
-				}
-				return
-			}
-			if len(errs) != 1 {
-				t.Fatalf("want exactly one problem (%s), got %d:\n%v", tt.field, len(errs), errs)
-			}
-			if errs[0].Field != tt.field || !strings.Contains(errs[0].Problem, tt.problem) {
-				t.Errorf("got %v; want %s: ...%s...", errs[0], tt.field, tt.problem)
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { checkValidate(t, tt.change, tt.field, tt.problem) })
 	}
 }
 
@@ -277,5 +261,27 @@ func TestParsedAllowBeforeValidate(t *testing.T) {
 	want := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
 	if got := c.ParsedAllow(); !reflect.DeepEqual(got, want) {
 		t.Errorf("ParsedAllow = %v; want %v", got, want)
+	}
+}
+
+// checkValidate applies change to a valid config and validates it: with
+// field "" it must stay valid, else give exactly one problem, on field,
+// whose text contains problem.
+func checkValidate(t *testing.T, change func(*Config), field, problem string) {
+	t.Helper()
+	c := validConfig(t)
+	change(c)
+	errs := c.Validate()
+	if field == "" {
+		if errs != nil {
+			t.Fatalf("want valid, got:\n%v", errs)
+		}
+		return
+	}
+	if len(errs) != 1 {
+		t.Fatalf("want exactly one problem (%s), got %d:\n%v", field, len(errs), errs)
+	}
+	if errs[0].Field != field || !strings.Contains(errs[0].Problem, problem) {
+		t.Errorf("got %v; want %s: ...%s...", errs[0], field, problem)
 	}
 }
