@@ -6,6 +6,7 @@ import (
 
 	"github.com/xmppedge/xmppedge/internal/jid"
 	"github.com/xmppedge/xmppedge/internal/payload"
+	"github.com/xmppedge/xmppedge/internal/s2s"
 	"github.com/xmppedge/xmppedge/internal/xmlstream"
 	"github.com/xmppedge/xmppedge/policy"
 )
@@ -113,6 +114,7 @@ type inStanza struct {
 	leg     Leg    // the leg it arrived on
 	session string // the id of the stream it arrived on
 	log     *slog.Logger
+	ticket  s2s.Ticket // stream management's claim: given to out, done once out is written or dropped
 
 	// addressing
 	from, to   jid.JID      // prepared
@@ -142,7 +144,7 @@ type inStanza struct {
 	stripped []string // children removed, as "{namespace}name"
 
 	// audit and route
-	out *relayed // what leaves the path (built by the rewrite stage)
+	out *relayed // what leaves the path (built by the rewrite stage, or by a refuser); it carries ticket
 }
 
 // node returns the stanza's tree, parsing it once.

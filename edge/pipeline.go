@@ -1,15 +1,25 @@
 package edge
 
 import (
+	"github.com/xmppedge/xmppedge/internal/s2s"
 	"github.com/xmppedge/xmppedge/internal/xmlstream"
 )
 
 // handleStanza walks one stanza read from an incoming stream through the
 // stanza path (chain.go). An error is the stream error to close the stream
 // with.
-func (s *inSession) handleStanza(el *xmlstream.Element) error {
-	st := &inStanza{el: el, ns: s.peerNS, stream: s, leg: s.leg, session: s.id, log: s.log}
-	return s.d.path.handle(s.d.ctx, st)
+//
+// t is the stanza's stream-management ticket: it travels with what leaves
+// the path (st.out, then its bounce) and is done where that is written or
+// dropped (router.go); a stanza the path ends without anything leaving it
+// (a stream error) is done here.
+func (s *inSession) handleStanza(el *xmlstream.Element, t s2s.Ticket) error {
+	st := &inStanza{el: el, ns: s.peerNS, stream: s, leg: s.leg, session: s.id, log: s.log, ticket: t}
+	err := s.d.path.handle(s.d.ctx, st)
+	if st.out == nil {
+		t.Done()
+	}
+	return err
 }
 
 // pairFor implements stanzaStream.

@@ -91,8 +91,14 @@ func (s *inSession) ReadTimeout() (time.Duration, error) {
 	return timeout, nil
 }
 
-// Stanza walks a stanza through the stanza path.
-func (s *inSession) Stanza(el *xmlstream.Element) error { return s.handleStanza(el) }
+// Stanza walks a stanza through the stanza path; t is done when its fate
+// is final (stream management's count).
+func (s *inSession) Stanza(el *xmlstream.Element, t s2s.Ticket) error { return s.handleStanza(el, t) }
+
+// StreamManagement: XEP-0198 acknowledgements are offered on both legs,
+// so that a sending server holds what this node has not handled and
+// bounces it if the node dies (s2s.StreamManagement).
+func (s *inSession) StreamManagement(*s2s.Stream) bool { return true }
 
 // OfferTLS: on the outside leg when we have a certificate for to; on the
 // inside leg unless its TLS is off.

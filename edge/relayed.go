@@ -3,6 +3,7 @@ package edge
 import (
 	"strings"
 
+	"github.com/xmppedge/xmppedge/internal/s2s"
 	"github.com/xmppedge/xmppedge/internal/stanza"
 	"github.com/xmppedge/xmppedge/internal/xmlstream"
 )
@@ -19,6 +20,11 @@ type relayed struct {
 	fromDomain, toDomain string
 	rerouted             bool   // already moved once from a stream that closed under it
 	auditSeq             uint64 // its audit record; written to the peer only once durable
+	// ticket is the stream-management claim of the stanza it is, or
+	// answers: done once it is written to the next hop or dropped (the
+	// sending server then stops holding it). Exactly one relayed holds a
+	// given ticket: a bounce takes it over.
+	ticket s2s.Ticket
 }
 
 // newRelayed makes the stanza that goes on from el: from and to are the
@@ -48,9 +54,18 @@ func (st *relayed) bounce(condition stanza.Condition, text string) *relayed {
 	if !stanza.Answerable(st.kind, st.typ) {
 		return nil
 	}
-	return &relayed{
+	b := &relayed{
 		raw:  stanza.AppendError(make([]byte, 0, 256), st.kind, st.to, st.from, st.id, condition, text),
 		kind: st.kind, from: st.to, to: st.from, typ: "error", id: st.id,
 		fromDomain: st.toDomain, toDomain: st.fromDomain,
+		ticket: st.ticket,
 	}
+	st.ticket = s2s.Ticket{}
+	return b
+}
+
+// handled marks st handled for stream management: written, or dropped.
+func (st *relayed) handled() {
+	st.ticket.Done()
+	st.ticket = s2s.Ticket{}
 }

@@ -151,6 +151,8 @@ func (r *Router) bounceRecorded(st *relayed, leg Leg, condition stanza.Condition
 	}
 	if b != nil {
 		r.route(b, leg.other())
+	} else {
+		st.handled() // dropped, and recorded
 	}
 }
 
@@ -599,6 +601,7 @@ func (s *outSession) writeBatch(batch []*relayed) error {
 	for _, st := range batch {
 		m.Stanza(dir, st.kind, metrics.OutcomeRelayed, metrics.None)
 		n += len(st.raw)
+		st.handled()
 	}
 	m.Bytes(s.key.leg.String(), metrics.BytesSent, n)
 	return nil

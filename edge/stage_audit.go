@@ -67,7 +67,9 @@ func (r *refuser) refuse(st *inStanza, from, to string, condition stanza.Conditi
 	out := &relayed{
 		raw: st.el.Raw, kind: st.el.Local, typ: strings.Clone(st.el.Type), id: strings.Clone(st.el.ID),
 		from: from, to: to, fromDomain: st.fromDomain, toDomain: st.toDomain,
+		ticket: st.ticket,
 	}
+	st.out = out
 	rec := stanzaRecord(out, st.session, st.leg, audit.DecisionBounced, string(condition)+": "+text, "", policy.AuditMeta, "")
 	out.raw = nil // the record has its size; the bounce is built from the fields
 	if from != st.el.From {

@@ -25,6 +25,7 @@ func rewriteStage(limits func() *Limits) stage[*inStanza] {
 				st.raw = raw
 			}
 			st.out = newRelayed(st.el, st.ns, st.fromStr, st.toStr, st.fromDomain, st.toDomain, st.raw)
+			st.out.ticket = st.ticket
 			return next.handle(ctx, st)
 		})
 	}

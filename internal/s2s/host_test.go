@@ -60,8 +60,11 @@ type recvHost struct {
 	keyValid   bool
 	verifyErr  error
 	denied     bool
+	sm         bool // offer stream management
+	hold       bool // keep stanzas' tickets instead of handling them at once
 
 	mu       sync.Mutex
+	tickets  []Ticket
 	pairs    map[Pair]string
 	stanzas  []string
 	answered []string
@@ -79,12 +82,18 @@ func (h *recvHost) Accept(s *Stream) error {
 func (h *recvHost) RequireTLS() bool                    { return h.requireTLS }
 func (h *recvHost) HeaderTimeout() time.Duration        { return 5 * time.Second }
 func (h *recvHost) ReadTimeout() (time.Duration, error) { return 5 * time.Second, nil }
-func (h *recvHost) Stanza(el *xmlstream.Element) error {
+func (h *recvHost) Stanza(el *xmlstream.Element, t Ticket) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.stanzas = append(h.stanzas, string(el.Raw))
+	if h.hold {
+		h.tickets = append(h.tickets, t)
+	} else {
+		t.Done()
+	}
 	return nil
 }
+func (h *recvHost) StreamManagement(*Stream) bool    { return h.sm }
 func (h *recvHost) OfferTLS(string) bool             { return h.offerTLS }
 func (h *recvHost) ServerTLS(string) *tls.Config     { return h.tls }
 func (h *recvHost) TLSDone(error)                    {}

@@ -16,6 +16,7 @@ type Receiver interface {
 	TLSReceiver
 	SASLReceiver
 	DialbackReceiver
+	SMReceiver
 }
 
 // StreamReceiver decides on the stream itself.
@@ -31,8 +32,10 @@ type StreamReceiver interface {
 	// ReadTimeout bounds the wait for the next element (0: none), or is
 	// the stream error that ends a stream that waited too long.
 	ReadTimeout() (time.Duration, error)
-	// Stanza handles a message, presence or iq (jabber:server).
-	Stanza(el *xmlstream.Element) error
+	// Stanza handles a message, presence or iq (jabber:server). With
+	// stream management enabled, t.Done must be called once the stanza
+	// is handled (relayed, bounced or dropped); the zero Ticket otherwise.
+	Stanza(el *xmlstream.Element, t Ticket) error
 }
 
 // Receive runs the receiving side of c until the stream ends: header,
@@ -58,6 +61,7 @@ func (s *Stream) receiveStream(ctx context.Context) error {
 	}
 	// Our header answers with the domain the peer asked for.
 	s.Conn.SetStreamID(dialback.NewStreamID())
+	s.acks = nil // stream management is enabled per stream
 	s.from, s.to = Domain(h.From), Domain(h.To)
 	if err := s.Conn.WriteHeader(s.to, s.from, s.Conn.StreamID()); err != nil {
 		return err
@@ -105,7 +109,7 @@ func (s *Stream) receiveElement(ctx context.Context) (Step, error) {
 	}
 	switch {
 	case el.Space == xmlstream.NSServer && (el.Local == "message" || el.Local == "presence" || el.Local == "iq"):
-		return Skip, s.recv.Stanza(&el)
+		return Skip, s.recv.Stanza(&el, s.acks.ticket())
 	case stream.IsError(&el):
 		// The peer gives up: never answer a stream error with one.
 		return Skip, &EndError{Reason: stream.ParsePeerError(el.Raw, s.Conn.Peer().Namespaces).Condition}

@@ -58,7 +58,7 @@ type Feature interface {
 // Registered returns the features in the order they are listed (receiving)
 // and tried (initiating).
 func Registered() []Feature {
-	return []Feature{StartTLS{}, SASLExternal{}, Dialback{}}
+	return []Feature{StartTLS{}, SASLExternal{}, Dialback{}, StreamManagement{}}
 }
 
 // Pair is a domain pair: From originates, To receives.
@@ -90,6 +90,8 @@ type Stream struct {
 	opened       bool
 	peerFeatures *xmlstream.Node
 	auth         string
+
+	acks *Acks // stream management's counts (receiving, once enabled)
 
 	mu       sync.Mutex
 	saslDone bool
