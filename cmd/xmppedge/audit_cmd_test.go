@@ -127,7 +127,7 @@ func TestAuditStreamCommands(t *testing.T) {
 	appendRecords(t, ctx, js, "edge2", key, true)
 
 	dir := t.TempDir()
-	writeFiles(t, dir, map[string]file{"audit.key": {content: key}, "other.key": {content: []byte(strings.Repeat("o", 32))}})
+	writeFiles(t, dir, map[string]file{"audit.key": {content: key}, "dialback.secret": {content: []byte("shared secret")}, "other.key": {content: []byte(strings.Repeat("o", 32))}})
 	cfgPath := writeConfigIn(t, dir, func(s string) string {
 		s = insert("audit:", "  backend: jetstream\n  hmac_key_file: audit.key\n")(s)
 		return s + "cluster:\n  node: cli\n  nats:\n    url: " + srv.ClientURL() + "\n"
@@ -159,7 +159,7 @@ func TestAuditStreamCommands(t *testing.T) {
 	t.Run("embedded listen", func(t *testing.T) {
 		// A node's own config: the CLI connects to cluster.nats.embedded.listen.
 		edir := t.TempDir()
-		writeFiles(t, edir, map[string]file{"audit.key": {content: key}})
+		writeFiles(t, edir, map[string]file{"audit.key": {content: key}, "dialback.secret": {content: []byte("shared secret")}})
 		p := writeConfigIn(t, edir, func(s string) string {
 			s = insert("audit:", "  backend: jetstream\n  hmac_key_file: audit.key\n")(s)
 			return s + "cluster:\n  node: edge1\n  nats:\n    embedded:\n      listen: \"" + srv.Addr().String() + "\"\n      store_dir: nats\n"

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -141,6 +142,9 @@ func TestClusterFromYAML(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	if err := os.WriteFile(filepath.Join(dir, "dialback.secret"), []byte("shared\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	base := "domains: [company.test]\ninside: {listen: [\"127.0.0.10:5269\"], server: \"127.0.0.2:5269\"}\n" +
 		"outside: {listen: [\"127.0.0.11:5269\"]}\ndialback: {secret_file: dialback.secret}\npolicy: {rules: rules}\n"
 	good := base + `audit:
@@ -179,6 +183,8 @@ cluster:
 		{"typo in embedded", base + "audit: {path: audit.jsonl}\ncluster: {node: edge1, nats: {embeded: {store_dir: nats}}}\n", "cluster.nats.embeded"},
 		{"replicas as a word", base + "audit: {path: audit.jsonl}\ncluster:\n  node: edge1\n  replicas: three\n  nats: {url: \"nats://10.1.0.7:4222\"}\n", "cluster.replicas"},
 		{"jetstream without cluster", base + "audit: {backend: jetstream, path: audit.jsonl}\n", "audit.backend"},
+		// Generated per node, the secrets would differ.
+		{"cluster without its dialback secret", strings.Replace(good, "secret_file: dialback.secret", "secret_file: missing.secret", 1), "dialback.secret_file"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -355,6 +355,10 @@ func (c *Config) validateDialback(v *validator) {
 		if problem := c.fileProblem(c.Dialback.SecretFile); problem != "" {
 			v.add(field, "%s", problem)
 		}
+	case errors.Is(err, fs.ErrNotExist) && c.Cluster != nil:
+		// A secret generated on each node would differ: a partner asking
+		// one node about a key another node sent would be told invalid.
+		v.add(field, "%s does not exist: every node of a cluster must hold the same secret, so none is generated; create it once (head -c 32 /dev/urandom | base64 > %s; chmod 600 %s) and copy it to every node", path, path, path)
 	case errors.Is(err, fs.ErrNotExist):
 		dir := filepath.Dir(path)
 		dinfo, derr := os.Stat(dir)

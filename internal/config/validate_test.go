@@ -16,7 +16,7 @@ import (
 func validConfig(t *testing.T) *Config {
 	t.Helper()
 	dir := t.TempDir()
-	for _, f := range []string{"c.crt", "c.key", "ca.crt", "admin.token"} {
+	for _, f := range []string{"c.crt", "c.key", "ca.crt", "admin.token", "dialback.secret"} {
 		if err := os.WriteFile(filepath.Join(dir, f), []byte("placeholder\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
