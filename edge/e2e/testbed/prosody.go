@@ -44,6 +44,9 @@ type ProsodyOptions struct {
 	SecureAuth        bool   // s2s_secure_auth: refuse peers whose certificate does not validate (no dialback fallback)
 	DialbackSecret    string // dialback_secret; "" = Prosody's default (a random per-process UUID)
 	Extra             string // extra Lua config lines, appended to the global section
+	// Modules are loaded besides the test bed's own (modules_enabled),
+	// e.g. "smacks" (XEP-0198, on s2s too) or "s2s_bidi" (XEP-0288).
+	Modules []string
 }
 
 // Prosody is one real Prosody server run in the foreground with its own
@@ -252,7 +255,11 @@ func (p *Prosody) config(certFile, keyFile string) string {
 	w("use_ipv6 = false")
 	w("network_settings = { nagle = false }")
 	w("unbound = { resolvconf = false; hoststxt = false; forward = { %s }; options = { [\"local-zone:\"] = \"test. transparent\" } }", luaQuote(dnsIP+"@"+dnsPort))
-	w("modules_enabled = { \"roster\", \"saslauth\", \"tls\", \"dialback\", \"disco\", \"ping\", \"version\", \"posix\" }")
+	var modules []string
+	for _, m := range append([]string{"roster", "saslauth", "tls", "dialback", "disco", "ping", "version", "posix"}, o.Modules...) {
+		modules = append(modules, luaQuote(m))
+	}
+	w("modules_enabled = { %s }", strings.Join(modules, ", "))
 	w("authentication = \"internal_plain\"")
 	w("storage = \"internal\"")
 	w("c2s_require_encryption = false")
