@@ -711,7 +711,7 @@ func probeTLSConfig(s probeSettings, direct bool) *tls.Config {
 	if s.store != nil && s.from != "" {
 		return s.store.ClientConfig(s.from, s.domain, direct)
 	}
-	cfg := certs.Harden(&tls.Config{ServerName: s.domain, InsecureSkipVerify: true}) // what the gateway would negotiate; verified below with certs.Verifier
+	cfg := certs.Harden(&tls.Config{ServerName: certs.ServerName(s.domain), InsecureSkipVerify: true}) // what the gateway would negotiate; verified below with certs.Verifier
 	if direct {
 		cfg.NextProtos = []string{"xmpp-server"}
 	}
