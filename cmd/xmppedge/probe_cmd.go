@@ -700,6 +700,7 @@ func (h *probeHost) TLSDone(_ context.Context, st *s2s.Stream, err error) {
 	probeTLSReport(h.s, state, err, h.pt, h.rep, false)
 }
 func (h *probeHost) HaveClientCert(string) bool     { return false }
+func (h *probeHost) SASLRefused(string) bool        { return true } // never asked: no certificate
 func (h *probeHost) DialbackSecret() string         { return h.s.secret }
 func (h *probeHost) DialbackTimeout() time.Duration { return 2 * h.s.timeout }
 func (h *probeHost) DialbackResult(string)          {}
