@@ -242,6 +242,18 @@ func (s identitySet) covered() []string {
 	return names
 }
 
+// ServerName is the TLS server name (SNI, RFC 6066 §3) for a connection to
+// domain: its A-label form, lowercase, without a trailing dot ("bücher.test"
+// is sent as "xn--bcher-kva.test"). A name that is not a valid domain name
+// is returned as given (crypto/tls then sends what it can, or nothing for an
+// IP literal).
+func ServerName(domain string) string {
+	if n, err := normalizeDomain(domain); err == nil {
+		return n
+	}
+	return domain
+}
+
 // normalizeDomain returns domain in the form identities are compared in:
 // A-labels (IDNA lookup profile), lowercase, no trailing dot. It rejects
 // names that are not valid domain names, including any containing '*'.

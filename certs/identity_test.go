@@ -1,6 +1,7 @@
 package certs
 
 import (
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
@@ -218,4 +219,44 @@ func FuzzMatchIdentity(f *testing.F) {
 			}
 		}
 	})
+}
+
+// The TLS server name of every client configuration this package builds
+// (the Store's towards the Internet, the internal CA's towards the
+// internal server) is the remote domain in A-label form, whatever its
+// spelling.
+func TestServerName(t *testing.T) {
+	ca, _ := newInternalCA(t)
+	store, err := LoadStore(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		domain, want string
+	}{
+		{"partner.test", "partner.test"},
+		{"Partner.TEST.", "partner.test"},
+		{"bücher.test", "xn--bcher-kva.test"},
+		{"BÜCHER.test", "xn--bcher-kva.test"},
+		{"xn--bcher-kva.test", "xn--bcher-kva.test"},
+		{"ＦＵＬＬＷＩＤＴＨ.test", "fullwidth.test"},
+		{"", ""},
+		{"a..test", "a..test"}, // not a domain name: as given
+	}
+	for _, tt := range tests {
+		t.Run(tt.domain, func(t *testing.T) {
+			if got := ServerName(tt.domain); got != tt.want {
+				t.Errorf("ServerName(%q) = %q, want %q", tt.domain, got, tt.want)
+			}
+			for name, cfg := range map[string]*tls.Config{
+				"Store.ClientConfig":            store.ClientConfig("company.test", tt.domain, false),
+				"Store.ClientConfig direct TLS": store.ClientConfig("company.test", tt.domain, true),
+				"InternalCA.ClientConfig":       ca.ClientConfig("partner.test", tt.domain),
+			} {
+				if cfg.ServerName != tt.want {
+					t.Errorf("%s: ServerName %q, want %q", name, cfg.ServerName, tt.want)
+				}
+			}
+		})
+	}
 }

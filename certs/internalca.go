@@ -374,15 +374,12 @@ func (ca *InternalCA) ServerConfig(fallbackDomain string) *tls.Config {
 // ClientConfig returns a TLS client config to connect to the internal
 // server (remoteDomain: a local domain of the company) as localDomain
 // (the remote domain xmppedge stands in for), presenting
-// Certificate(localDomain). The internal server's certificate is not
-// verified by crypto/tls: verify PeerCertificates with a Verifier.
+// Certificate(localDomain). ServerName (SNI) is remoteDomain in A-label
+// form. The internal server's certificate is not verified by crypto/tls:
+// verify PeerCertificates with a Verifier.
 func (ca *InternalCA) ClientConfig(localDomain, remoteDomain string) *tls.Config {
-	serverName := remoteDomain
-	if n, err := normalizeDomain(remoteDomain); err == nil {
-		serverName = n
-	}
 	return Harden(&tls.Config{
-		ServerName:         serverName,
+		ServerName:         ServerName(remoteDomain),
 		InsecureSkipVerify: true, // verified by the caller with a Verifier
 		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 			return ca.Certificate(localDomain)

@@ -313,12 +313,8 @@ func (s *Store) ServerConfig(fallbackDomain string, alpn bool) *tls.Config {
 // at once. Versions, cipher suites and curves are set by Harden;
 // NextProtos is {"xmpp-server"} when alpn is true.
 func (s *Store) ClientConfig(localDomain, remoteDomain string, alpn bool) *tls.Config {
-	serverName := remoteDomain
-	if n, err := normalizeDomain(remoteDomain); err == nil {
-		serverName = n
-	}
 	cfg := Harden(&tls.Config{
-		ServerName:         serverName,
+		ServerName:         ServerName(remoteDomain),
 		InsecureSkipVerify: true, // verified by the caller with a Verifier
 	})
 	if local, err := normalizeDomain(localDomain); err == nil && s.acme.manages(local) {

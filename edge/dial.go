@@ -33,7 +33,10 @@ type dialError struct {
 	opened    bool   // the peer's stream header was received
 	timeout   bool   // the attempt ran out of time (connect_timeout or a read deadline)
 	peerError string // the condition of a stream error the peer sent, if any
-	err       error
+	// refused: the server refused our certificate in a way another
+	// connection, for dialback, can avoid (Dialer.attempt).
+	refused *certRefusal
+	err     error
 	// best is the error of the attempt that got furthest (the whole
 	// dial's summary; the attempt's own err otherwise).
 	best error

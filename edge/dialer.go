@@ -6,10 +6,13 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"strconv"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/xmppedge/xmppedge/certs"
@@ -50,6 +53,28 @@ type outStream struct {
 	from, to string
 	verdict  *certs.Verdict // the peer certificate checked against `to` (nil without TLS)
 	auth     string         // sasl_external | dialback, once authenticated
+
+	// requireCert: the policy requires certificate authentication (set
+	// by ready before authenticate): no fallback to dialback when the
+	// server refuses our certificate.
+	requireCert bool
+	// refused is how the server refused our certificate, on this
+	// connection (SASL EXTERNAL) or on the one before it (retry set:
+	// this connection neither tries SASL EXTERNAL nor, after a TLS
+	// refusal, presents a client certificate).
+	refused *certRefusal
+	retry   bool
+	// sentCert: a TLS client certificate was sent.
+	sentCert atomic.Bool
+	// fallback says, once authenticated by dialback after a refusal, why
+	// (the session's audit record); "" otherwise.
+	fallback string
+}
+
+// certRefusal is a server refusing our certificate.
+type certRefusal struct {
+	cause  string // metrics.FallbackSASL | metrics.FallbackTLS
+	detail string // what it said, e.g. "SASL EXTERNAL failure not-authorized"
 }
 
 // readyFunc finishes an outgoing stream that dial negotiated up to
@@ -145,6 +170,12 @@ func (a *attempts) summary(to string) error {
 // attempt connects to one candidate, negotiates the stream and runs ready
 // on it. With share, connecting and negotiating may use at most half of
 // the time ctx has left.
+//
+// A server that refuses our certificate — its TLS handshake refuses our
+// client certificate, or it answers SASL EXTERNAL with <failure/> and
+// ends the stream (XEP-0178 §3) — is connected to once more, without
+// SASL EXTERNAL (and, after a TLS refusal, without a client
+// certificate), for dialback.
 func (d *Dialer) attempt(ctx context.Context, leg Leg, c candidate, from, to string, share bool, ready readyFunc) (*outStream, error) {
 	actx := ctx
 	if dl, ok := ctx.Deadline(); ok && share {
@@ -152,24 +183,47 @@ func (d *Dialer) attempt(ctx context.Context, leg Leg, c candidate, from, to str
 		actx, cancel = context.WithDeadline(ctx, time.Now().Add(time.Until(dl)/2))
 		defer cancel()
 	}
-	conn, err := d.connect(actx, leg, c, from, to)
+	os, err := d.try(ctx, actx, &outStream{leg: leg, from: from, to: to}, c, ready)
+	var de *dialError
+	if errors.As(err, &de) && de.refused != nil && actx.Err() == nil {
+		d.Log.Info("the server refused our certificate; connecting again for dialback", "leg", leg.String(), "from_domain", from, "to_domain", to,
+			"addr", c.addr, "refused", de.refused.detail)
+		os, err = d.try(ctx, actx, &outStream{leg: leg, from: from, to: to, refused: de.refused, retry: true}, c, ready)
+	}
+	return os, err
+}
+
+// try is one connection of attempt: connect and negotiate within actx,
+// then ready within ctx. A *dialError whose refused is set says the
+// server refused our certificate in a way another connection can avoid.
+func (d *Dialer) try(ctx, actx context.Context, os *outStream, c candidate, ready readyFunc) (*outStream, error) {
+	conn, err := d.connect(actx, os, c)
 	if err != nil {
 		return nil, err
 	}
-	os := &outStream{leg: leg, from: from, to: to}
 	os.sc = stream.NewConn(conn, stream.Options{Limits: d.StreamLimits(), WriteBuffer: stream.OutgoingWriteBuffer})
 	if tc, ok := conn.(*tls.Conn); ok {
-		v := d.verifyPeer(actx, tc.ConnectionState().PeerCertificates, to, c.target)
+		v := d.verifyPeer(actx, tc.ConnectionState().PeerCertificates, os.to, c.target)
 		os.verdict = &v
 	}
-	os.st, err = s2s.Open(actx, os.sc, &dialHost{d: d, os: os, target: c.target}, from, to)
+	os.st, err = s2s.Open(actx, os.sc, &dialHost{d: d, os: os, target: c.target}, os.from, os.to)
 	if err != nil {
 		os.sc.Abort()
-		return nil, negotiationError(actx, err)
+		de := negotiationError(actx, err)
+		// TLS 1.3: the server refuses our certificate after the client's
+		// side of the handshake, so the refusal is read after it.
+		de.refused = d.tlsRefusal(os, err)
+		return nil, de
 	}
 	if ready != nil {
 		if err := ready(ctx, os); err != nil {
 			os.sc.Abort()
+			var de *dialError
+			if errors.As(err, &de) && !os.retry && os.refused != nil && os.auth == "" && streamEnded(err) {
+				// SASL EXTERNAL refused, then the stream ended instead of
+				// going on with dialback.
+				de.refused = os.refused
+			}
 			return nil, err
 		}
 	}
@@ -178,11 +232,11 @@ func (d *Dialer) attempt(ctx context.Context, leg Leg, c candidate, from, to str
 
 // connect opens the TCP connection to c, with direct TLS when its SRV
 // record says so.
-func (d *Dialer) connect(ctx context.Context, leg Leg, c candidate, from, to string) (net.Conn, error) {
+func (d *Dialer) connect(ctx context.Context, os *outStream, c candidate) (net.Conn, error) {
 	conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", c.addr)
 	if err != nil {
 		what := "connect to " + c.addr
-		if leg == LegInside {
+		if os.leg == LegInside {
 			what = "connect to the internal server " + c.addr
 		}
 		return nil, attemptError(ctx, stageConnect, false, false, fmt.Errorf("%s: %w", what, err))
@@ -190,24 +244,104 @@ func (d *Dialer) connect(ctx context.Context, leg Leg, c candidate, from, to str
 	if !c.target.DirectTLS {
 		return conn, nil
 	}
-	tc := tls.Client(conn, d.Certs().ClientConfig(from, to, true))
+	tc := tls.Client(conn, d.clientConfig(os, true))
 	if err := tc.HandshakeContext(ctx); err != nil {
 		d.Metrics.TLSHandshake(LegOutside.String(), metrics.ResultFailure, "")
 		conn.Close()
-		return nil, attemptError(ctx, stageTLS, true, false, fmt.Errorf("direct TLS with %s: %w", c.addr, err))
+		de := attemptError(ctx, stageTLS, true, false, fmt.Errorf("direct TLS with %s: %w", c.addr, err))
+		de.refused = d.tlsRefusal(os, err)
+		return nil, de
 	}
 	d.Metrics.TLSHandshake(LegOutside.String(), metrics.ResultSuccess, tls.VersionName(tc.ConnectionState().Version))
 	return tc, nil
 }
 
+// tlsRefusal is the refusal err is when it is the server's TLS alert
+// refusing the client certificate we sent; nil otherwise.
+func (d *Dialer) tlsRefusal(os *outStream, err error) *certRefusal {
+	if !os.sentCert.Load() || !certificateRefused(err) {
+		return nil
+	}
+	var oe *net.OpError
+	errors.As(err, &oe)
+	return &certRefusal{cause: metrics.FallbackTLS, detail: "TLS handshake: " + oe.Error()}
+}
+
+// refusedCertificateAlerts are the TLS alerts (RFC 8446 §6.2) with which a
+// server refuses the certificate a client sent: bad_certificate (what
+// crypto/tls sends for a certificate without the clientAuth usage),
+// unsupported_certificate (OpenSSL's for the same), certificate_revoked,
+// certificate_expired, certificate_unknown, unknown_ca.
+var refusedCertificateAlerts = []tls.AlertError{42, 43, 44, 45, 46, 48}
+
+// certificateRefused reports whether err is a TLS alert from the peer
+// refusing our certificate (crypto/tls reports a received alert as a
+// *net.OpError "remote error" holding the alert).
+func certificateRefused(err error) bool {
+	var oe *net.OpError
+	if !errors.As(err, &oe) || oe.Op != "remote error" || oe.Err == nil {
+		return false
+	}
+	for _, a := range refusedCertificateAlerts {
+		if oe.Err.Error() == a.Error() {
+			return true
+		}
+	}
+	return false
+}
+
+// streamEnded reports whether err is the peer ending the stream or the
+// connection: its </stream:stream> or a stream error, EOF, a reset.
+func streamEnded(err error) bool {
+	var pe *stream.PeerError
+	return errors.As(err, &pe) || errors.Is(err, xmlstream.ErrStreamEnd) || errors.Is(err, io.EOF) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
 // authenticate authenticates os.from to os.to: SASL EXTERNAL when offered
-// (and we have a certificate), else dialback. Every error is a *dialError.
+// (and we have a certificate), else dialback. Dialback after the server
+// refused our certificate (fallBack) is not tried when the policy
+// requires certificate authentication: that is a policy failure
+// (stageCertificate, policy-violation). Every error is a *dialError.
 func (d *Dialer) authenticate(ctx context.Context, os *outStream) error {
+	if os.retry && os.refused.cause == metrics.FallbackTLS && !d.fallBack(os, os.refused) {
+		return refusedByPolicy(os)
+	}
 	if err := os.st.Authenticate(ctx); err != nil {
+		var se *s2s.SASLError
+		if errors.As(err, &se) && !se.NoDialback && os.requireCert {
+			return refusedByPolicy(os)
+		}
 		return negotiationError(ctx, err)
 	}
 	os.auth = os.st.Auth()
+	if os.refused != nil && os.auth == s2s.MethodDialback {
+		os.fallback = "authenticated by dialback: " + os.to + " refused our certificate (" + os.refused.detail + ")"
+	}
 	return nil
+}
+
+// refusedByPolicy is the error of an outgoing stream whose server refused
+// our certificate when the policy requires certificate authentication.
+func refusedByPolicy(os *outStream) *dialError {
+	return &dialError{stage: stageCertificate, connected: true, opened: true,
+		err: fmt.Errorf("%s refused our certificate (%s) and the policy requires certificate authentication: no dialback", os.to, os.refused.detail)}
+}
+
+// fallBack decides whether os goes on with dialback after the server
+// refused our certificate as r says: not when the policy requires
+// certificate authentication. Either way it is logged; a fallback is
+// counted.
+func (d *Dialer) fallBack(os *outStream, r *certRefusal) bool {
+	os.refused = r
+	log := d.Log.With("leg", os.leg.String(), "from_domain", os.from, "to_domain", os.to, "refused", r.detail)
+	if os.requireCert {
+		log.Warn("the server refused our certificate and the policy requires certificate authentication: no dialback")
+		return false
+	}
+	d.Metrics.SASLExternalFallback(os.leg.String(), r.cause)
+	log.Info("the server refused our certificate: falling back to dialback")
+	return true
 }
 
 // verifyPeer checks the certificate of a server xmppedge connected to, for
@@ -291,12 +425,40 @@ func (d *Dialer) verifyKey(ctx context.Context, leg Leg, originating, receiving,
 
 // clientTLS is the TLS config for an outgoing stream on leg: on the inside
 // leg xmppedge presents a certificate of its internal CA for the remote
-// domain it stands in for (from).
+// domain it stands in for (from). Its server name (SNI) is to's A-label
+// form.
 func (d *Dialer) clientTLS(leg Leg, from, to string) *tls.Config {
 	if leg == LegInside && d.InsideCA != nil {
 		return d.InsideCA.ClientConfig(from, to)
 	}
 	return d.Certs().ClientConfig(from, to, false)
+}
+
+// clientConfig is the TLS config of os's connection (direct: direct TLS,
+// with ALPN): clientTLS's, without a client certificate when a TLS
+// handshake of this server refused ours, and noting in os when one is
+// sent.
+func (d *Dialer) clientConfig(os *outStream, direct bool) *tls.Config {
+	var cfg *tls.Config
+	if direct {
+		cfg = d.Certs().ClientConfig(os.from, os.to, true)
+	} else {
+		cfg = d.clientTLS(os.leg, os.from, os.to)
+	}
+	get := cfg.GetClientCertificate
+	switch {
+	case os.retry && os.refused.cause == metrics.FallbackTLS:
+		cfg.GetClientCertificate, cfg.Certificates = nil, nil
+	case get != nil:
+		cfg.GetClientCertificate = func(cri *tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			c, err := get(cri)
+			if err == nil && c != nil && len(c.Certificate) > 0 {
+				os.sentCert.Store(true)
+			}
+			return c, err
+		}
+	}
+	return cfg
 }
 
 // dialHost is the relay's side of one outgoing stream's negotiation
@@ -314,7 +476,7 @@ func (h *dialHost) UseTLS() (use, required bool) {
 	return true, h.d.RequireTLS
 }
 
-func (h *dialHost) ClientTLS(from, to string) *tls.Config { return h.d.clientTLS(h.os.leg, from, to) }
+func (h *dialHost) ClientTLS(string, string) *tls.Config { return h.d.clientConfig(h.os, false) }
 
 func (h *dialHost) TLSDone(ctx context.Context, s *s2s.Stream, err error) {
 	if err != nil {
@@ -328,12 +490,23 @@ func (h *dialHost) TLSDone(ctx context.Context, s *s2s.Stream, err error) {
 }
 
 // HaveClientCert reports whether we present a certificate for from (and
-// so may try SASL EXTERNAL).
+// so may try SASL EXTERNAL): not on a connection again to a server that
+// refused it.
 func (h *dialHost) HaveClientCert(from string) bool {
+	if h.os.retry {
+		return false
+	}
 	if h.os.leg == LegInside {
 		return h.d.InsideCA != nil
 	}
 	return h.d.Certs().Certificate(from) != nil
+}
+
+// SASLRefused: the server answered SASL EXTERNAL with <failure/>; dialback
+// follows on the stream unless the policy requires certificate
+// authentication.
+func (h *dialHost) SASLRefused(condition string) bool {
+	return h.d.fallBack(h.os, &certRefusal{cause: metrics.FallbackSASL, detail: "SASL EXTERNAL failure " + condition})
 }
 
 func (h *dialHost) DialbackSecret() string         { return h.d.Secret }

@@ -26,9 +26,14 @@
 //   - The router keeps one outgoing stream per (leg, from-domain, to-domain).
 //     An outgoing stream is negotiated in the initiating role: connect (SRV
 //     for the outside, inside.server for the inside), STARTTLS or direct
-//     TLS, then SASL EXTERNAL when offered, else dialback. Stanzas wait in a
-//     bounded queue while it is set up; if it cannot be set up they are
-//     bounced to their sender with the stanza error RFC 6120 names.
+//     TLS, then SASL EXTERNAL when offered, else dialback. A server that
+//     refuses our certificate (SASL EXTERNAL <failure/>, or a TLS handshake
+//     refusing it as a client certificate: since 2026 public certificates
+//     carry only the serverAuth usage) gets dialback instead, on the same
+//     stream or a new connection, unless the policy requires certificate
+//     authentication (dialer.go). Stanzas wait in a bounded queue while
+//     it is set up; if it cannot be set up they are bounced to their
+//     sender with the stanza error RFC 6120 names.
 //   - Any listener answers <db:verify/> (the authoritative role) for keys
 //     this deployment issued: keys are HMACs over a secret shared by every
 //     node, so any node can answer for any other.

@@ -420,6 +420,7 @@ func (s *outSession) run() {
 			return &dialError{stage: stageCertificate, connected: true, opened: true,
 				err: fmt.Errorf("the policy requires a valid certificate from %s: %s", s.key.to, reason)}
 		}
+		os.requireCert = requiresCert(decision)
 		return g.dialer.authenticate(ctx, os)
 	})
 	cancel()
@@ -438,7 +439,7 @@ func (s *outSession) run() {
 	// A session record that cannot be written is logged loudly but does
 	// not stop the stream: every stanza on it is recorded (or refused) on
 	// its own, and the stream may be carrying bounces to our own users.
-	auditSession(g.rec, g.log, sessionRecord(audit.EventSessionOpen, s.id, s.key.leg, s.facts(os), os.sc.RemoteAddr().String(), audit.DecisionAllow, "", decision.Revision))
+	auditSession(g.rec, g.log, sessionRecord(audit.EventSessionOpen, s.id, s.key.leg, s.facts(os), os.sc.RemoteAddr().String(), audit.DecisionAllow, os.fallback, decision.Revision))
 	s.mu.Lock()
 	s.os = os
 	s.ready = true

@@ -700,6 +700,7 @@ func (h *probeHost) TLSDone(_ context.Context, st *s2s.Stream, err error) {
 	probeTLSReport(h.s, state, err, h.pt, h.rep, false)
 }
 func (h *probeHost) HaveClientCert(string) bool     { return false }
+func (h *probeHost) SASLRefused(string) bool        { return true } // never asked: no certificate
 func (h *probeHost) DialbackSecret() string         { return h.s.secret }
 func (h *probeHost) DialbackTimeout() time.Duration { return 2 * h.s.timeout }
 func (h *probeHost) DialbackResult(string)          {}
@@ -711,7 +712,7 @@ func probeTLSConfig(s probeSettings, direct bool) *tls.Config {
 	if s.store != nil && s.from != "" {
 		return s.store.ClientConfig(s.from, s.domain, direct)
 	}
-	cfg := certs.Harden(&tls.Config{ServerName: s.domain, InsecureSkipVerify: true}) // what the gateway would negotiate; verified below with certs.Verifier
+	cfg := certs.Harden(&tls.Config{ServerName: certs.ServerName(s.domain), InsecureSkipVerify: true}) // what the gateway would negotiate; verified below with certs.Verifier
 	if direct {
 		cfg.NextProtos = []string{"xmpp-server"}
 	}

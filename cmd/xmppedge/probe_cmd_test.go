@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xmppedge/xmppedge/certs"
 	"github.com/xmppedge/xmppedge/certs/certstest"
 	"github.com/xmppedge/xmppedge/dialback"
 	"github.com/xmppedge/xmppedge/internal/resolve/resolvetest"
@@ -481,4 +482,23 @@ func errConnRefused() error {
 		return se.Err
 	}
 	return err
+}
+
+// The probe's TLS server name is the domain probed in A-label form, with
+// and without our certificates, on STARTTLS and direct TLS.
+func TestProbeTLSServerName(t *testing.T) {
+	store, err := certs.LoadStore(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []probeSettings{
+		{domain: "bücher.test"},
+		{domain: "bücher.test", from: "company.test", store: store},
+	} {
+		for _, direct := range []bool{false, true} {
+			if got := probeTLSConfig(s, direct).ServerName; got != "xn--bcher-kva.test" {
+				t.Errorf("store %v, direct TLS %v: ServerName %q, want xn--bcher-kva.test", s.store != nil, direct, got)
+			}
+		}
+	}
 }

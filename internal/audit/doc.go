@@ -114,6 +114,8 @@
 //	decision        string  allow | deny | would-deny (dry run) | bounced | undeliverable | error;
 //	                        admin: allow (done) | deny (refused: not authenticated) | error (failed)
 //	reason          string  why: the policy's reason, the bounce condition, the close reason;
+//	                        session.open: why an outgoing stream authenticated by dialback after
+//	                        the server refused our certificate (SASL EXTERNAL or TLS);
 //	                        admin: why refused or why it failed
 //	modified        bool    stanza: true when the policy changed it before relaying (only written when true)
 //	stripped        array   stanza: the child elements the policy removed, strings "{namespace}name",

@@ -76,6 +76,12 @@ const (
 	DialbackError         = "error"
 	DialbackTimeout       = "timeout"
 
+	// Why an outgoing stream fell back to dialback (SASLExternalFallback):
+	// the peer refused our certificate in SASL EXTERNAL or in the TLS
+	// handshake.
+	FallbackSASL = "sasl"
+	FallbackTLS  = "tls"
+
 	// TLS versions as label values (TLSHandshake also accepts "TLS 1.3").
 	TLSVersion10 = "1.0"
 	TLSVersion11 = "1.1"
@@ -122,6 +128,7 @@ var (
 	tlsVersions = labelSet{TLSVersion10, TLSVersion11, TLSVersion12, TLSVersion13, None, Other}
 	dbRoles     = labelSet{DialbackOriginating, DialbackReceiving, DialbackAuthoritative, Other}
 	dbResults   = labelSet{DialbackValid, DialbackInvalid, DialbackError, DialbackTimeout, Other}
+	fallbacks   = labelSet{FallbackSASL, FallbackTLS, Other}
 )
 
 // authIndex maps an auth method to authSet. Incoming streams report one

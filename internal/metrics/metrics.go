@@ -43,6 +43,7 @@ type Metrics struct {
 	dnsFailures     *lazyVec[prometheus.Counter]
 	tlsHandshakes   *lazyVec[prometheus.Counter] // leg, result, version
 	dialback        *lazyVec[prometheus.Counter] // role, result
+	saslFallbacks   *lazyVec[prometheus.Counter] // leg, cause
 	queued          *lazyVec[prometheus.Gauge]   // leg
 	reloads         *lazyVec[prometheus.Counter] // result
 	limitRefusals   *lazyVec[prometheus.Counter] // limit
@@ -162,6 +163,9 @@ func (m *Metrics) registerSetupMetrics(r registrar) {
 	m.dialback = newLazyVec(r.counterVec("dialback_total",
 		"Server Dialback exchanges by our role (originating|receiving|authoritative) and result (valid|invalid|error|timeout).",
 		"role", "result").WithLabelValues, dbRoles, dbResults)
+	m.saslFallbacks = newLazyVec(r.counterVec("sasl_external_fallbacks_total",
+		"Outgoing streams that fell back to dialback because the peer refused our certificate, by leg and cause (sasl: a SASL EXTERNAL <failure/>; tls: the TLS handshake refused our client certificate).",
+		"leg", "cause").WithLabelValues, legSet, fallbacks)
 	m.queued = newLazyVec(r.gaugeVec("queued_stanzas",
 		"Stanzas waiting in the queues of outgoing streams being set up, by leg.", "leg").WithLabelValues, legSet)
 }
@@ -326,6 +330,17 @@ func (m *Metrics) Dialback(role, result string) {
 		return
 	}
 	m.dialback.at(m.dialback.idx2(dbRoles.index(role), dbResults.index(result))).Inc()
+}
+
+// SASLExternalFallback counts an outgoing stream on leg that falls back
+// to dialback because the peer refused our certificate: cause
+// FallbackSASL (its SASL EXTERNAL <failure/>) or FallbackTLS (the TLS
+// handshake refused our client certificate).
+func (m *Metrics) SASLExternalFallback(leg, cause string) {
+	if m == nil {
+		return
+	}
+	m.saslFallbacks.at(m.saslFallbacks.idx2(legSet.index(leg), fallbacks.index(cause))).Inc()
 }
 
 // AuditRecord records one audit append that took d; err non-nil counts a

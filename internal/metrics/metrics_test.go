@@ -35,6 +35,8 @@ func exercise(m *Metrics) {
 	m.TLSHandshake(LegOutside, ResultSuccess, "TLS 1.3")
 	m.TLSHandshake(LegOutside, ResultFailure, "")
 	m.Dialback(DialbackReceiving, DialbackValid)
+	m.SASLExternalFallback(LegOutside, FallbackSASL)
+	m.SASLExternalFallback(LegInside, "our certificate for company.test")
 	m.AuditRecord(5*time.Microsecond, nil)
 	m.AuditRecord(0, errors.New("disk full"))
 	m.AuditFsync(200 * time.Microsecond)
@@ -183,6 +185,19 @@ func TestLabelValuesAreBounded(t *testing.T) {
 				return counterValue(m, "xmppedge_dialback_total", "role", "authoritative", "result", "invalid")
 			},
 			want: 1,
+		},
+		{
+			name: "SASL EXTERNAL fallbacks, unknown cause is other",
+			call: func(m *Metrics) {
+				m.SASLExternalFallback("outside", "tls")
+				m.SASLExternalFallback("outside", "TLS")
+				m.SASLExternalFallback("outside", "remote error: tls: bad certificate")
+			},
+			count: func(m *Metrics) float64 {
+				return counterValue(m, "xmppedge_sasl_external_fallbacks_total", "leg", "outside", "cause", "tls") +
+					10*counterValue(m, "xmppedge_sasl_external_fallbacks_total", "leg", "outside", "cause", "other")
+			},
+			want: 12,
 		},
 		{
 			name: "audit failure is not a record",

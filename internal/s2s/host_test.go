@@ -150,8 +150,10 @@ type initHost struct {
 	useTLS     bool
 	requireTLS bool
 	clientCert bool
+	noFallback bool // refuse dialback after a SASL EXTERNAL failure
 	secured    int
 	results    []string
+	refused    []string // the conditions of SASL EXTERNAL failures
 }
 
 func (h *initHost) UseTLS() (bool, bool)                 { return h.useTLS, h.requireTLS }
@@ -161,7 +163,11 @@ func (h *initHost) TLSDone(_ context.Context, _ *Stream, err error) {
 		h.secured++
 	}
 }
-func (h *initHost) HaveClientCert(string) bool     { return h.clientCert }
+func (h *initHost) HaveClientCert(string) bool { return h.clientCert }
+func (h *initHost) SASLRefused(cond string) bool {
+	h.refused = append(h.refused, cond)
+	return !h.noFallback
+}
 func (h *initHost) DialbackSecret() string         { return secret }
 func (h *initHost) DialbackTimeout() time.Duration { return 5 * time.Second }
 func (h *initHost) DialbackResult(typ string)      { h.results = append(h.results, typ) }

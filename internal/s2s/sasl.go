@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/xmppedge/xmppedge/internal/stream"
 	"github.com/xmppedge/xmppedge/internal/xmlstream"
 )
 
@@ -28,8 +29,33 @@ type SASLReceiver interface {
 // SASLInitiator is the relay's side of SASL EXTERNAL in the initiating
 // role.
 type SASLInitiator interface {
-	// HaveClientCert reports whether we present a certificate for from.
+	// HaveClientCert reports whether we present a certificate for from
+	// (and so may try SASL EXTERNAL).
 	HaveClientCert(from string) bool
+	// SASLRefused learns that the peer, which offers dialback, answered
+	// our SASL EXTERNAL with <failure/> (condition: the failure's
+	// condition, e.g. not-authorized): it reports whether to fall back to
+	// dialback on the stream. false ends the negotiation with a
+	// *SASLError.
+	SASLRefused(condition string) bool
+}
+
+// SASLError is the peer refusing our SASL EXTERNAL (its <failure/>) with
+// no dialback to follow on the stream: the peer does not offer it, or the
+// relay did not want it (SASLInitiator.SASLRefused).
+type SASLError struct {
+	Domain    string // who refused
+	Condition string // of the <failure/>, e.g. not-authorized
+	// NoDialback: the peer offers no dialback to fall back to.
+	NoDialback bool
+}
+
+func (e *SASLError) Error() string {
+	s := e.Domain + " refused our certificate for SASL EXTERNAL (" + e.Condition + ")"
+	if e.NoDialback {
+		s += " and offers no dialback"
+	}
+	return s
 }
 
 const (
@@ -100,7 +126,10 @@ func (f SASLExternal) Handle(_ context.Context, s *Stream, el *xmlstream.Element
 }
 
 // Initiate tries SASL EXTERNAL when it is offered on an encrypted stream
-// and we have a certificate; a <failure/> leaves the way to dialback.
+// and we have a certificate. A <failure/> (XEP-0178 §3: the receiving
+// server may go on with dialback or close the stream) leaves the way to
+// dialback on the same stream when the peer offers it and the relay
+// wants it (SASLRefused); else it is a *SASLError.
 func (SASLExternal) Initiate(_ context.Context, s *Stream) (Step, error) {
 	mechs := s.peerFeatures.Child(xmlstream.NSSASL, "mechanisms")
 	if mechs == nil || s.Conn.TLS() == nil || !s.init.HaveClientCert(s.from) || !offersExternal(mechs) {
@@ -110,12 +139,15 @@ func (SASLExternal) Initiate(_ context.Context, s *Stream) (Step, error) {
 	if err := s.Conn.SendWait(HeaderTimeout, []byte(auth)); err != nil {
 		return Skip, err
 	}
-	el, err := s.Conn.Next(HeaderTimeout)
+	el, err := s.readAnswer(HeaderTimeout)
 	if err != nil {
 		return Skip, fmt.Errorf("read SASL answer: %w", err)
 	}
-	if el.Space != xmlstream.NSSASL || el.Local != "success" {
-		return Skip, nil
+	switch {
+	case el.Space == xmlstream.NSSASL && el.Local == "failure":
+		return Skip, s.saslRefused(el)
+	case el.Space != xmlstream.NSSASL || el.Local != "success":
+		return Skip, &stream.Error{Condition: stream.UnsupportedStanzaType, Text: "unexpected <" + el.Local + "> while waiting for the SASL EXTERNAL outcome"}
 	}
 	s.Conn.Restart()
 	if err := s.Conn.WriteHeader(s.from, s.to, ""); err != nil {
@@ -134,6 +166,27 @@ func (SASLExternal) Initiate(_ context.Context, s *Stream) (Step, error) {
 	}
 	s.auth = MethodSASLExternal
 	return Authenticated, nil
+}
+
+// saslRefused decides what follows the peer's <failure/>: nil (dialback
+// on this stream) or a *SASLError.
+func (s *Stream) saslRefused(el xmlstream.Element) error {
+	cond := "unspecified"
+	if n, err := s.node(&el); err == nil {
+		for _, c := range n.Children {
+			if c.Local != "text" {
+				cond = c.Local
+				break
+			}
+		}
+	}
+	if s.peerFeatures.Child(xmlstream.NSDialbackFeature, "dialback") == nil {
+		return &SASLError{Domain: s.to, Condition: cond, NoDialback: true}
+	}
+	if !s.init.SASLRefused(cond) {
+		return &SASLError{Domain: s.to, Condition: cond}
+	}
+	return nil
 }
 
 func offersExternal(mechs *xmlstream.Node) bool {
