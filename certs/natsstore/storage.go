@@ -47,6 +47,9 @@ var (
 )
 
 // New opens (creating it if needed) the bucket and returns its Storage.
+// While JetStream cannot answer (right after a cluster starts, with every
+// node creating the bucket at once, a request may time out) it tries
+// again until ctx ends: give ctx a deadline.
 func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Storage, error) {
 	if cfg.Bucket == "" {
 		cfg.Bucket = "xmppedge_certs"
@@ -60,7 +63,7 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Storage, err
 	if cfg.LockPoll <= 0 {
 		cfg.LockPoll = time.Second
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kv, err := openBucket(ctx, js, jetstream.KeyValueConfig{
 		Bucket:   cfg.Bucket,
 		Replicas: cfg.Replicas,
 		Storage:  jetstream.FileStorage,
@@ -77,6 +80,31 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Storage, err
 		kv: kv, js: js, prefix: "$KV." + cfg.Bucket + ".", cfg: cfg,
 		owner: hex.EncodeToString(id[:]), locks: make(map[string]uint64),
 	}, nil
+}
+
+// attemptTimeout bounds one attempt at opening the bucket.
+const attemptTimeout = 5 * time.Second
+
+// openBucket creates or opens the bucket, trying again every 250 ms until
+// ctx ends while the failure may be the cluster's state (a timeout, no
+// JetStream yet, a server error); a refusal of the configuration is final.
+func openBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	for {
+		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		kv, err := js.CreateOrUpdateKeyValue(actx, cfg)
+		cancel()
+		var apiErr *jetstream.APIError
+		if err == nil || errors.As(err, &apiErr) && apiErr.Code < 500 && apiErr.Code != 408 {
+			return kv, err
+		}
+		t := time.NewTimer(250 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("%w (last attempt: %w)", ctx.Err(), err)
+		case <-t.C:
+		}
+	}
 }
 
 // escapeSegment writes one path segment as a NATS key token.

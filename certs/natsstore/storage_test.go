@@ -43,6 +43,58 @@ func startJetStream(t *testing.T) jetstream.JetStream {
 	return js
 }
 
+// New waits for JetStream: a server that enables it only later (as a
+// cluster's bucket cannot be created until its servers agree) gets the
+// bucket created; one that never does fails New when ctx ends.
+func TestNewWaitsForJetStream(t *testing.T) {
+	srv, err := server.NewServer(&server.Options{Host: "127.0.0.75", Port: -1, NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start()
+	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	if !srv.ReadyForConnections(30 * time.Second) {
+		t.Fatal("NATS server not ready")
+	}
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	short, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if _, err := New(short, js, Config{Bucket: "late"}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("New without JetStream: %v, want the deadline", err)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		s, err := New(ctx, js, Config{Bucket: "late"})
+		if err == nil {
+			err = s.Store(ctx, "k", []byte("v"))
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("New returned before JetStream was enabled: %v", err)
+	case <-time.After(500 * time.Millisecond):
+	}
+	if err := srv.EnableJetStream(&server.JetStreamConfig{StoreDir: t.TempDir()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("New once JetStream is enabled: %v", err)
+	}
+}
+
 func newStorage(t *testing.T, js jetstream.JetStream, cfg Config) *Storage {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
