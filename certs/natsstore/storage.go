@@ -85,13 +85,21 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Storage, err
 // attemptTimeout bounds one attempt at opening the bucket.
 const attemptTimeout = 5 * time.Second
 
-// openBucket creates or opens the bucket, trying again every 250 ms until
-// ctx ends while the failure may be the cluster's state (a timeout, no
-// JetStream yet, a server error); a refusal of the configuration is final.
+// openBucket creates or opens the bucket and returns it once it answers a
+// read, trying again every 250 ms until ctx ends while the failure may be
+// the cluster's state (a timeout, no JetStream yet, a server error, no
+// replica answering reads yet); a refusal of the configuration is final.
 func openBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
 	for {
 		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
 		kv, err := js.CreateOrUpdateKeyValue(actx, cfg)
+		if err == nil {
+			// A replicated bucket just created may not answer reads yet
+			// ("no responders"): certmagic's first Load would fail.
+			if _, err = kv.Get(actx, "ready"); errors.Is(err, jetstream.ErrKeyNotFound) {
+				err = nil
+			}
+		}
 		cancel()
 		var apiErr *jetstream.APIError
 		if err == nil || errors.As(err, &apiErr) && apiErr.Code < 500 && apiErr.Code != 408 {

@@ -95,6 +95,50 @@ func TestNewWaitsForJetStream(t *testing.T) {
 	}
 }
 
+// New returns only once the bucket answers reads: a replicated bucket
+// just created may answer "no responders" for a while, which certmagic's
+// first Load at start took for a failure (found by the cluster ACME e2e).
+func TestNewWaitsForReads(t *testing.T) {
+	js := &unreadyJS{JetStream: startJetStream(t), fails: 3}
+	s := newStorage(t, js, Config{Bucket: "unready"})
+	if js.fails != 0 {
+		t.Fatalf("New returned with %d reads still to fail", js.fails)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := s.Load(ctx, "certificates/none"); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("Load of a missing key after New: %v, want fs.ErrNotExist", err)
+	}
+}
+
+// unreadyJS opens buckets whose first reads (fails of them) find no
+// responders, as a replicated bucket's do right after its creation.
+type unreadyJS struct {
+	jetstream.JetStream
+	fails int
+}
+
+func (j *unreadyJS) CreateOrUpdateKeyValue(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	kv, err := j.JetStream.CreateOrUpdateKeyValue(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return unreadyKV{KeyValue: kv, js: j}, nil
+}
+
+type unreadyKV struct {
+	jetstream.KeyValue
+	js *unreadyJS
+}
+
+func (k unreadyKV) Get(ctx context.Context, key string) (jetstream.KeyValueEntry, error) {
+	if k.js.fails > 0 {
+		k.js.fails--
+		return nil, nats.ErrNoResponders
+	}
+	return k.KeyValue.Get(ctx, key)
+}
+
 func newStorage(t *testing.T, js jetstream.JetStream, cfg Config) *Storage {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
