@@ -13,6 +13,14 @@
 // keeps the hierarchy, so List is a subject filter ("certificates.>").
 // Items live under "data."; locks under "locks." (never listed).
 //
+// # Reads
+//
+// Load, Stat, Exists and Delete read a key from the bucket's stream
+// leader (the STREAM.MSG.GET API), not with a direct get, which any
+// replica answers, one behind an acknowledged write too: certmagic reads
+// what was just written, by itself or by the node that held a lock before
+// it (whether the certificate is already stored decides whether to order).
+//
 // # Locks
 //
 // Lock creates "locks.<name>" with a per-key TTL (Storage.LockTTL, default

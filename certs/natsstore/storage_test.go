@@ -95,48 +95,54 @@ func TestNewWaitsForJetStream(t *testing.T) {
 	}
 }
 
-// New returns only once the bucket answers reads: a replicated bucket
-// just created may answer "no responders" for a while, which certmagic's
-// first Load at start took for a failure (found by the cluster ACME e2e).
-func TestNewWaitsForReads(t *testing.T) {
-	js := &unreadyJS{JetStream: startJetStream(t), fails: 3}
-	s := newStorage(t, js, Config{Bucket: "unready"})
-	if js.fails != 0 {
-		t.Fatalf("New returned with %d reads still to fail", js.fails)
-	}
+// Reads go to the bucket's stream leader, not to jetstream's KeyValue.Get
+// (a direct get, which a replica that has not applied an acknowledged
+// write yet answers with what it has): what was stored is loaded, stated,
+// found and deleted even when every direct get is stale. certmagic reads
+// right after its own writes (the storage check at start failed: found by
+// the cluster ACME e2e) and after another node's, behind a lock.
+func TestReadsFromTheLeader(t *testing.T) {
+	js := &staleJS{JetStream: startJetStream(t)}
+	s := newStorage(t, js, Config{Bucket: "stale"})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := s.Load(ctx, "certificates/none"); !errors.Is(err, fs.ErrNotExist) {
-		t.Fatalf("Load of a missing key after New: %v, want fs.ErrNotExist", err)
+	const key = "certificates/ca.example/company.test/company.test.crt"
+	if err := s.Store(ctx, key, []byte("cert")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Load(ctx, key); err != nil || string(got) != "cert" {
+		t.Fatalf("Load right after Store = %q, %v", got, err)
+	}
+	if info, err := s.Stat(ctx, key); err != nil || !info.IsTerminal || info.Size != 4 || info.Modified.IsZero() {
+		t.Fatalf("Stat right after Store = %+v, %v", info, err)
+	}
+	if !s.Exists(ctx, key) {
+		t.Fatal("Exists right after Store: false")
+	}
+	if err := s.Delete(ctx, key); err != nil {
+		t.Fatalf("Delete right after Store: %v", err)
+	}
+	if _, err := s.Load(ctx, key); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("Load after Delete: %v, want fs.ErrNotExist", err)
 	}
 }
 
-// unreadyJS opens buckets whose first reads (fails of them) find no
-// responders, as a replicated bucket's do right after its creation.
-type unreadyJS struct {
-	jetstream.JetStream
-	fails int
-}
+// staleJS opens buckets whose direct gets (KeyValue.Get) answer as a
+// replica that has applied no write yet.
+type staleJS struct{ jetstream.JetStream }
 
-func (j *unreadyJS) CreateOrUpdateKeyValue(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+func (j *staleJS) CreateOrUpdateKeyValue(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
 	kv, err := j.JetStream.CreateOrUpdateKeyValue(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	return unreadyKV{KeyValue: kv, js: j}, nil
+	return staleKV{kv}, nil
 }
 
-type unreadyKV struct {
-	jetstream.KeyValue
-	js *unreadyJS
-}
+type staleKV struct{ jetstream.KeyValue }
 
-func (k unreadyKV) Get(ctx context.Context, key string) (jetstream.KeyValueEntry, error) {
-	if k.js.fails > 0 {
-		k.js.fails--
-		return nil, nats.ErrNoResponders
-	}
-	return k.KeyValue.Get(ctx, key)
+func (staleKV) Get(context.Context, string) (jetstream.KeyValueEntry, error) {
+	return nil, jetstream.ErrKeyNotFound
 }
 
 func newStorage(t *testing.T, js jetstream.JetStream, cfg Config) *Storage {
