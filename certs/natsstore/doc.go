@@ -26,8 +26,9 @@
 // Lock creates "locks.<name>" with a per-key TTL (Storage.LockTTL, default
 // 2 minutes; the bucket allows per-message TTLs, which needs a NATS server
 // ≥ 2.11) and keeps its revision: that revision is the fencing token.
-// Create fails while another holder's key exists, so Lock polls until the
-// key is gone (released, or expired with a holder that died) or ctx ends.
+// Create fails while another holder's key exists (or when another
+// contender took the released key first), so Lock polls until it creates
+// the key (released, or expired with a holder that died) or ctx ends.
 // RenewLockLease re-publishes the key with a fresh TTL only if its
 // revision is still ours (expected-last-subject-sequence); Unlock deletes
 // it only if the revision is still ours. A holder whose lease expired and

@@ -402,7 +402,7 @@ func (s *Storage) Lock(ctx context.Context, name string) error {
 			s.mu.Unlock()
 			return nil
 		}
-		if !errors.Is(err, jetstream.ErrKeyExists) {
+		if !heldElsewhere(err) {
 			return fmt.Errorf("natsstore: lock %s: %w", name, err)
 		}
 		t := time.NewTimer(s.cfg.LockPoll)
@@ -413,6 +413,17 @@ func (s *Storage) Lock(ctx context.Context, name string) error {
 		case <-t.C:
 		}
 	}
+}
+
+// heldElsewhere reports whether Create failed because another holder has
+// the key, or took it first: after a release, contenders that read the
+// same delete marker each try to replace it, and jetstream returns the
+// losers' bare "wrong last sequence" (code 10164 on a replicated bucket),
+// not ErrKeyExists.
+func heldElsewhere(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.Is(err, jetstream.ErrKeyExists) || errors.As(err, &apiErr) &&
+		(apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
 // RenewLockLease gives the lock we hold a fresh TTL; it fails when the

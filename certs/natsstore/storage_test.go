@@ -145,6 +145,55 @@ func (staleKV) Get(context.Context, string) (jetstream.KeyValueEntry, error) {
 	return nil, jetstream.ErrKeyNotFound
 }
 
+// A contender that loses the race for a released lock gets a bare "wrong
+// last sequence" from jetstream's Create (code 10164 on a replicated
+// bucket), not ErrKeyExists: Lock goes on waiting, as for a held lock (it
+// failed certmagic's obtain on one node of three: found by the cluster
+// ACME e2e).
+func TestLockRaceLost(t *testing.T) {
+	js := &racingJS{JetStream: startJetStream(t), losses: 2}
+	s := newStorage(t, js, Config{Bucket: "race", LockPoll: 50 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.Lock(ctx, "issue_cert_company.test"); err != nil {
+		t.Fatalf("Lock after lost races: %v", err)
+	}
+	if js.losses != 0 {
+		t.Fatalf("Lock returned with %d races still to lose", js.losses)
+	}
+	if err := s.Unlock(ctx, "issue_cert_company.test"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// racingJS opens buckets whose first Creates (losses of them) lose a race
+// for a key, as on a replicated bucket.
+type racingJS struct {
+	jetstream.JetStream
+	losses int
+}
+
+func (j *racingJS) CreateOrUpdateKeyValue(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	kv, err := j.JetStream.CreateOrUpdateKeyValue(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return racingKV{KeyValue: kv, js: j}, nil
+}
+
+type racingKV struct {
+	jetstream.KeyValue
+	js *racingJS
+}
+
+func (k racingKV) Create(ctx context.Context, key string, value []byte, opts ...jetstream.KVCreateOpt) (uint64, error) {
+	if k.js.losses > 0 {
+		k.js.losses--
+		return 0, &jetstream.APIError{Code: 400, ErrorCode: jetstream.JSErrCodeStreamWrongLastSequenceConstant, Description: "wrong last sequence"}
+	}
+	return k.KeyValue.Create(ctx, key, value, opts...)
+}
+
 func newStorage(t *testing.T, js jetstream.JetStream, cfg Config) *Storage {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
