@@ -5,10 +5,12 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,7 +24,8 @@ import (
 //	edgeN outside    127.0.0.104–106:5269 (STARTTLS), :5270 (direct TLS, TLS-ALPN-01), :5002 (HTTP-01)
 //	edgeN NATS       127.0.0.107–109:4222 (clients), :6222 (routes)
 //	Pebble           127.0.0.110:14000 (ACME), :15000 (management)
-//	public DNS       127.0.0.111:5300: company.test → edge2's outside address only, partner.test → its Prosody
+//	public DNS       127.0.0.111:5300: company.test → the front, xmpp.company.test → edge2, partner.test → its Prosody
+//	front            127.0.0.115:5002, :5270: relays the CA's validations to edge2 once edge2 accepts there
 //	company Prosody  127.0.0.112 (inside server), internal DNS 127.0.0.114:5300: partner.test → edge2's inside listener
 //	partner Prosody  127.0.0.113
 var (
@@ -36,9 +39,10 @@ const (
 	clusterACMECompanyIP   = "127.0.0.112"
 	clusterACMEPartnerIP   = "127.0.0.113"
 	clusterACMEInternalDNS = "127.0.0.114:5300"
-	// clusterACMETarget is the node whose outside address public DNS
-	// gives for company.test: every validation of Pebble's goes to it,
-	// whichever node took the lock and ordered.
+	clusterACMEFrontIP     = "127.0.0.115"
+	// clusterACMETarget is the node behind company.test's address (the
+	// front) and xmpp.company.test's: every validation of Pebble's goes
+	// to it, whichever node took the lock and ordered.
 	clusterACMETarget = 1
 )
 
@@ -55,22 +59,32 @@ var clusterACMEPebble = pebbleAddrs{IP: "127.0.0.110", Port: 14000, Mgmt: 15000,
 //     issues exactly one certificate: one node takes the lock in the
 //     shared storage (the cluster's key-value bucket) and orders, the
 //     others wait for it and load what it stored;
-//   - the validation is answered by edge2, the only node public DNS names
-//     for company.test, whichever node ordered (the first to take the
-//     lock, so it changes from run to run; when another node did, edge2
-//     answers from the challenge the orderer put in the shared storage,
-//     over HTTP-01 or, before its own listeners open, TLS-ALPN-01);
+//   - the validation is answered by edge2, the only node behind
+//     company.test's address, whichever node ordered (the first to take
+//     the lock, so it changes from run to run; when another node did,
+//     edge2 answers from the challenge the orderer put in the shared
+//     storage, over HTTP-01 or, before its own listeners open,
+//     TLS-ALPN-01);
 //   - every node serves that certificate (the serial Pebble issued),
 //     chained to Pebble's root, on direct TLS and after STARTTLS;
 //   - a partner Prosody that trusts only Pebble's root and requires
 //     certificates (s2s_secure_auth) federates with a company Prosody
 //     through edge2, authenticated by SASL EXTERNAL both ways.
+//
+// company.test's address is a front, as a load balancer with a health
+// check would be, that relays a validation to edge2 once edge2 accepts on
+// the challenge port: the nodes open the shared storage, and with it their
+// challenge listeners, up to seconds apart, and a validation that reaches
+// a node still starting fails the order (the cluster then orders again).
 func TestClusterACME(t *testing.T) {
 	testbed.Require(t)
 	t0 := time.Now()
 	public := startDNSAt(t, clusterACMEPublicDNS)
 	target := clusterACMEOutsideIP[clusterACMETarget]
-	public.AddA(CompanyDomain, target) // Pebble's HTTP-01 and TLS-ALPN-01 validations
+	public.AddA(CompanyDomain, clusterACMEFrontIP) // Pebble's HTTP-01 and TLS-ALPN-01 validations
+	for _, port := range []int{acmeHTTPPort, acmeDirectTLSPort} {
+		clusterACMEFront(t, net.JoinHostPort(clusterACMEFrontIP, fmt.Sprint(port)), net.JoinHostPort(target, fmt.Sprint(port)))
+	}
 	addServer(public, CompanyDomain, target, S2SPort)
 	addServer(public, PartnerDomain, clusterACMEPartnerIP, S2SPort)
 
@@ -142,6 +156,81 @@ func clusterACMEStart(t *testing.T, ca *testCA, peb *pebbleProc) [3]*gatewayProc
 		g.waitListening(net.JoinHostPort(clusterACMEInsideIP[i], fmt.Sprint(S2SPort)), 3*time.Minute)
 	}
 	return nodes
+}
+
+// clusterACMEFront listens on addr and relays each connection to upstream
+// once upstream accepts (trying for up to 60 s). Closed by t.Cleanup with
+// its relays.
+func clusterACMEFront(t *testing.T, addr, upstream string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("front on %s: %v", addr, err)
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	t.Cleanup(func() { close(done); ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			down, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				clusterACMERelay(down, upstream, done)
+			}()
+		}
+	}()
+}
+
+// clusterACMERelay relays down to upstream, both ways, once upstream
+// accepts, until either side closes or done is closed.
+func clusterACMERelay(down net.Conn, upstream string, done <-chan struct{}) {
+	defer down.Close()
+	up := clusterACMEDial(upstream, 60*time.Second, done)
+	if up == nil {
+		return
+	}
+	defer up.Close()
+	finished := make(chan struct{})
+	defer close(finished)
+	go func() {
+		select {
+		case <-done:
+			down.Close()
+			up.Close()
+		case <-finished:
+		}
+	}()
+	go func() {
+		_, _ = io.Copy(up, down)
+		_ = up.(*net.TCPConn).CloseWrite()
+	}()
+	_, _ = io.Copy(down, up)
+}
+
+// clusterACMEDial connects to addr, trying until it accepts, wait passes
+// or done is closed (nil then).
+func clusterACMEDial(addr string, wait time.Duration, done <-chan struct{}) net.Conn {
+	deadline := time.Now().Add(wait)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			return c
+		}
+		if time.Now().After(deadline) {
+			return nil
+		}
+		select {
+		case <-done:
+			return nil
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // clusterACMEOrderer returns the node that ordered: the only one that
