@@ -70,9 +70,11 @@ type ACMEConfig struct {
 	HTTPListen string
 	// TLSALPNListen is the address of the gateway's direct-TLS listener
 	// (XEP-0368), which answers TLS-ALPN-01 through the Store's
-	// ServerConfig(…, true). While that listener is not running (at
-	// start), certmagic binds the address itself for the time of a
-	// validation. The CA always connects to port 443 of the domain;
+	// ServerConfig(…, true). While that listener is not running (while
+	// NewACMEStore runs), the Store answers on the address itself, the
+	// challenges of another node sharing the storage too: the CA may
+	// reach this node while it waits for the other's order. The CA
+	// always connects to port 443 of the domain;
 	// another port needs a forward. Its host must be the host of
 	// HTTPListen when both are set. "" disables TLS-ALPN-01.
 	TLSALPNListen string
@@ -209,6 +211,15 @@ func startACME(ctx context.Context, domains []string, cfg ACMEConfig, log *slog.
 		}
 	}
 
+	if cfg.TLSALPNListen != "" {
+		stop, err := m.answerTLSALPNAtStart(cfg.TLSALPNListen)
+		if err != nil {
+			m.close()
+			return nil, err
+		}
+		defer stop()
+	}
+
 	if err := m.magic.ManageSync(ctx, domains); err != nil {
 		m.close()
 		return nil, fmt.Errorf("ACME: getting certificates for %s from %s failed (check that the CA reaches this gateway for the challenge: DNS of the domain, port 80 to %q, port 443 to %q): %w",
@@ -287,6 +298,51 @@ func (m *acmeManager) serveHTTPChallenges(addr string, issuer *certmagic.ACMEIss
 	}()
 	m.log.Info("answering ACME HTTP-01 challenges", slog.String("listen", ln.Addr().String()))
 	return nil
+}
+
+// answerTLSALPNAtStart answers TLS-ALPN-01 validations on addr, the
+// direct-TLS listener's address, until stop (before the gateway listens
+// there): the node ordering may be another one sharing the storage, whose
+// challenge this node reads from it. Other handshakes fail.
+func (m *acmeManager) answerTLSALPNAtStart(addr string) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("ACME: cannot listen for TLS-ALPN-01 challenges on %s (the direct-TLS listener; is another server on it?): %w", addr, err)
+	}
+	tc := &tls.Config{
+		NextProtos: []string{ALPNACMETLS},
+		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+			cert, ok, err := m.challengeCertificate(hello)
+			if !ok {
+				return nil, errors.New("only ACME TLS-ALPN-01 validations are answered until the gateway listens")
+			}
+			return cert, err
+		},
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			if err != nil {
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+				_ = tls.Server(c, tc).Handshake()
+			}()
+		}
+	}()
+	m.log.Info("answering ACME TLS-ALPN-01 challenges until the gateway listens", slog.String("listen", ln.Addr().String()))
+	return func() { ln.Close(); wg.Wait() }, nil
 }
 
 // logServed logs the certificate served for each managed domain.

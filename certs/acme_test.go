@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"net"
 	"path/filepath"
 	"slices"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/certmagic"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -405,6 +407,84 @@ func TestACMESharedStorage(t *testing.T) {
 	if serial(a) != serial(b) {
 		t.Errorf("the nodes serve different certificates: %s and %s", serial(a), serial(b))
 	}
+}
+
+// Two nodes share the storage and only TLS-ALPN-01 is enabled; the
+// domain's address (where the CA validates) is the second node's, which
+// waits for the lock while the first orders. The waiting node has not
+// finished starting (no direct-TLS listener yet) and answers the
+// validation on that address all the same: one order, one certificate.
+func TestACMETLSALPNAnsweredByWaitingNode(t *testing.T) {
+	tb := newACMETestbed(t, 0) // company.test → 127.0.0.1
+	js := startTestJetStream(t, "127.0.0.76")
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	shared := func() *natsstore.Storage {
+		s, err := natsstore.New(ctx, js, natsstore.Config{Bucket: "acme_alpn"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	start := func(storage certmagic.Storage, tlsListen string) (*Store, error) {
+		cfg := tb.config("")
+		cfg.SharedStorage = storage
+		cfg.TLSALPNListen = tlsListen
+		return NewACMEStore(ctx, []string{"company.test"}, cfg, nil, testLogger(t))
+	}
+
+	waiter := &gatedLock{Storage: shared(), waiting: make(chan struct{}), open: make(chan struct{})}
+	type result struct {
+		store *Store
+		err   error
+	}
+	waited := make(chan result, 1)
+	go func() {
+		s, err := start(waiter, loopback(tb.tlsPort))
+		waited <- result{s, err}
+	}()
+	select {
+	case <-waiter.waiting:
+	case r := <-waited:
+		t.Fatalf("the second node started without waiting for the lock: %v", r.err)
+	}
+	// The first node's own address is elsewhere: the CA cannot reach it.
+	orderer, err := start(shared(), fmt.Sprintf("127.0.0.119:%d", tb.tlsPort))
+	close(waiter.open)
+	r := <-waited
+	if err != nil {
+		t.Fatalf("the ordering node: %v", err)
+	}
+	defer orderer.Close()
+	if r.err != nil {
+		t.Fatalf("the waiting node: %v", r.err)
+	}
+	defer r.store.Close()
+	if n := tb.pebble.orders.Load(); n != 1 {
+		t.Errorf("Pebble saw %d orders, want 1", n)
+	}
+	if a, b := serial(orderer.Certificate("company.test")), serial(r.store.Certificate("company.test")); a == "" || a != b {
+		t.Errorf("the nodes serve %q and %q, want one certificate", a, b)
+	}
+}
+
+// gatedLock is a node's shared storage whose first Lock closes waiting,
+// then waits for open before it tries the lock.
+type gatedLock struct {
+	*natsstore.Storage
+	waiting, open chan struct{}
+	once          sync.Once
+}
+
+func (g *gatedLock) Lock(ctx context.Context, name string) error {
+	g.once.Do(func() {
+		close(g.waiting)
+		select {
+		case <-g.open:
+		case <-ctx.Done():
+		}
+	})
+	return g.Storage.Lock(ctx, name)
 }
 
 // startTestJetStream runs an in-process NATS server with JetStream on ip

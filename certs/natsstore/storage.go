@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/certmagic"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -33,7 +35,8 @@ type Config struct {
 type Storage struct {
 	kv     jetstream.KeyValue
 	js     jetstream.JetStream
-	prefix string // "$KV.<bucket>." for raw publishes
+	stream string // the bucket's stream, "KV_<bucket>"
+	prefix string // "$KV.<bucket>." for raw publishes and reads
 	cfg    Config
 	owner  string // this process's identity in lock values
 
@@ -47,6 +50,9 @@ var (
 )
 
 // New opens (creating it if needed) the bucket and returns its Storage.
+// While JetStream cannot answer (right after a cluster starts, with every
+// node creating the bucket at once, a request may time out) it tries
+// again until ctx ends: give ctx a deadline.
 func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Storage, error) {
 	if cfg.Bucket == "" {
 		cfg.Bucket = "xmppedge_certs"
@@ -60,7 +66,8 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Storage, err
 	if cfg.LockPoll <= 0 {
 		cfg.LockPoll = time.Second
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	stream := "KV_" + cfg.Bucket
+	kv, err := openBucket(ctx, js, stream, jetstream.KeyValueConfig{
 		Bucket:   cfg.Bucket,
 		Replicas: cfg.Replicas,
 		Storage:  jetstream.FileStorage,
@@ -74,9 +81,108 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Storage, err
 	var id [8]byte
 	rand.Read(id[:])
 	return &Storage{
-		kv: kv, js: js, prefix: "$KV." + cfg.Bucket + ".", cfg: cfg,
+		kv: kv, js: js, stream: stream, prefix: "$KV." + cfg.Bucket + ".", cfg: cfg,
 		owner: hex.EncodeToString(id[:]), locks: make(map[string]uint64),
 	}, nil
+}
+
+// attemptTimeout bounds one attempt at opening the bucket, and a read
+// whose ctx has no deadline.
+const attemptTimeout = 5 * time.Second
+
+// openBucket creates or opens the bucket and returns it once it answers a
+// read, trying again every 250 ms until ctx ends while the failure may be
+// the cluster's state (a timeout, no JetStream yet, a server error, no
+// replica answering reads yet); a refusal of the configuration is final.
+func openBucket(ctx context.Context, js jetstream.JetStream, stream string, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	for {
+		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		kv, err := js.CreateOrUpdateKeyValue(actx, cfg)
+		if err == nil {
+			// A replicated bucket just created may not answer reads yet:
+			// certmagic's first Load would fail.
+			if _, err = readLast(actx, js.Conn(), stream, "$KV."+cfg.Bucket+".ready"); errors.Is(err, errNoValue) {
+				err = nil
+			}
+		}
+		cancel()
+		var apiErr *jetstream.APIError
+		if err == nil || errors.As(err, &apiErr) && apiErr.Code < 500 && apiErr.Code != 408 {
+			return kv, err
+		}
+		t := time.NewTimer(250 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("%w (last attempt: %w)", ctx.Err(), err)
+		case <-t.C:
+		}
+	}
+}
+
+// errNoValue says that a key has no value (never written, deleted or
+// purged).
+var errNoValue = errors.New("no value")
+
+// value is a key's value and when it was written.
+type value struct {
+	data    []byte
+	written time.Time
+}
+
+// readLast reads the last message of subject in stream from the stream's
+// leader (the STREAM.MSG.GET API), never from a replica: the bucket allows
+// direct gets (jetstream's KeyValue.Get uses them), which any replica
+// answers, one that has not applied an acknowledged write yet too, and
+// certmagic reads what it or another node has just written (its storage
+// check; after taking a lock, whether the node that held it stored the
+// certificate; a challenge's key authorization on the node the CA
+// reaches). A stale answer there fails a start or a validation, or makes
+// a second order.
+func readLast(ctx context.Context, nc *nats.Conn, stream, subject string) (*value, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, attemptTimeout)
+		defer cancel()
+	}
+	req, err := json.Marshal(map[string]string{"last_by_subj": subject})
+	if err != nil {
+		return nil, err
+	}
+	msg, err := nc.RequestWithContext(ctx, jetstream.DefaultAPIPrefix+"STREAM.MSG.GET."+stream, req)
+	if err != nil {
+		return nil, err
+	}
+	var resp struct {
+		Error   *jetstream.APIError `json:"error"`
+		Message *struct {
+			Header []byte    `json:"hdrs"`
+			Data   []byte    `json:"data"`
+			Time   time.Time `json:"time"`
+		} `json:"message"`
+	}
+	if err := json.Unmarshal(msg.Data, &resp); err != nil {
+		return nil, fmt.Errorf("reading %s: %w", subject, err)
+	}
+	switch {
+	case resp.Error != nil && resp.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound:
+		return nil, errNoValue
+	case resp.Error != nil:
+		return nil, resp.Error
+	case resp.Message == nil:
+		return nil, fmt.Errorf("reading %s: the answer has no message", subject)
+	}
+	if len(resp.Message.Header) > 0 {
+		h, err := nats.DecodeHeadersMsg(resp.Message.Header)
+		if err != nil {
+			return nil, fmt.Errorf("reading %s: %w", subject, err)
+		}
+		// jetstream's delete and purge markers.
+		if op := h.Get("KV-Operation"); op == "DEL" || op == "PURGE" {
+			return nil, errNoValue
+		}
+	}
+	return &value{data: resp.Message.Data, written: resp.Message.Time}, nil
 }
 
 // escapeSegment writes one path segment as a NATS key token.
@@ -161,16 +267,16 @@ func (s *Storage) Load(ctx context.Context, key string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return e.Value(), nil
+	return e.data, nil
 }
 
-func (s *Storage) get(ctx context.Context, key string) (jetstream.KeyValueEntry, error) {
+func (s *Storage) get(ctx context.Context, key string) (*value, error) {
 	k, err := keyOf("data", key)
 	if err != nil {
 		return nil, err
 	}
-	e, err := s.kv.Get(ctx, k)
-	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+	e, err := readLast(ctx, s.js.Conn(), s.stream, s.prefix+k)
+	if errors.Is(err, errNoValue) {
 		return nil, fmt.Errorf("natsstore: %s: %w", key, fs.ErrNotExist)
 	}
 	if err != nil {
@@ -190,7 +296,7 @@ func (s *Storage) Delete(ctx context.Context, key string) error {
 	}
 	found := false
 	for _, k := range keys {
-		if _, err := s.kv.Get(ctx, k); err != nil {
+		if _, err := readLast(ctx, s.js.Conn(), s.stream, s.prefix+k); err != nil {
 			continue
 		}
 		found = true
@@ -274,7 +380,7 @@ func (s *Storage) List(ctx context.Context, path string, recursive bool) ([]stri
 func (s *Storage) Stat(ctx context.Context, key string) (certmagic.KeyInfo, error) {
 	e, err := s.get(ctx, key)
 	if err == nil {
-		return certmagic.KeyInfo{Key: key, Modified: e.Created(), Size: int64(len(e.Value())), IsTerminal: true}, nil
+		return certmagic.KeyInfo{Key: key, Modified: e.written, Size: int64(len(e.data)), IsTerminal: true}, nil
 	}
 	if keys, lerr := s.keysUnder(ctx, key, true); lerr == nil && len(keys) > 0 {
 		return certmagic.KeyInfo{Key: key, IsTerminal: false}, nil
@@ -296,7 +402,7 @@ func (s *Storage) Lock(ctx context.Context, name string) error {
 			s.mu.Unlock()
 			return nil
 		}
-		if !errors.Is(err, jetstream.ErrKeyExists) {
+		if !heldElsewhere(err) {
 			return fmt.Errorf("natsstore: lock %s: %w", name, err)
 		}
 		t := time.NewTimer(s.cfg.LockPoll)
@@ -307,6 +413,17 @@ func (s *Storage) Lock(ctx context.Context, name string) error {
 		case <-t.C:
 		}
 	}
+}
+
+// heldElsewhere reports whether Create failed because another holder has
+// the key, or took it first: after a release, contenders that read the
+// same delete marker each try to replace it, and jetstream returns the
+// losers' bare "wrong last sequence" (code 10164 on a replicated bucket),
+// not ErrKeyExists.
+func heldElsewhere(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.Is(err, jetstream.ErrKeyExists) || errors.As(err, &apiErr) &&
+		(apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
 // RenewLockLease gives the lock we hold a fresh TTL; it fails when the

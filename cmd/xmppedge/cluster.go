@@ -45,8 +45,12 @@ func startCluster(ctx context.Context, cfg *config.Config, log *slog.Logger) (*c
 }
 
 // sharedACMEStorage is certmagic's storage for a cluster: one JetStream
-// key-value bucket, so that the nodes make one ACME order per domain.
+// key-value bucket, so that the nodes make one ACME order per domain. The
+// nodes that start together create it at once: wait for it, within a
+// bound.
 func sharedACMEStorage(ctx context.Context, node *cluster.Node) (*natsstore.Storage, error) {
+	ctx, cancel := context.WithTimeout(ctx, clusterStartBound)
+	defer cancel()
 	s, err := natsstore.New(ctx, node.JetStream(), natsstore.Config{Replicas: node.Replicas()})
 	if err != nil {
 		return nil, fmt.Errorf("tls.acme with cluster: %w", err)

@@ -280,7 +280,11 @@ log:
 // listener (SNI company.test) and returns the leaf it presents, after
 // checking that it chains to roots and is valid for company.test.
 func acmeServedCert(roots *x509.CertPool) (*x509.Certificate, error) {
-	addr := net.JoinHostPort(acmeOutsideIP, fmt.Sprint(acmeDirectTLSPort))
+	return acmeServedCertAt(net.JoinHostPort(acmeOutsideIP, fmt.Sprint(acmeDirectTLSPort)), roots)
+}
+
+// acmeServedCertAt is acmeServedCert for the direct-TLS listener at addr.
+func acmeServedCertAt(addr string, roots *x509.CertPool) (*x509.Certificate, error) {
 	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, &tls.Config{
 		ServerName:         CompanyDomain,
 		InsecureSkipVerify: true, // verified below, against Pebble's root only
@@ -291,6 +295,12 @@ func acmeServedCert(roots *x509.CertPool) (*x509.Certificate, error) {
 	}
 	state := conn.ConnectionState()
 	conn.Close()
+	return acmeVerifiedLeaf(addr, state, roots)
+}
+
+// acmeVerifiedLeaf returns the leaf of a handshake with addr, after
+// checking that it chains to roots and is valid for company.test.
+func acmeVerifiedLeaf(addr string, state tls.ConnectionState, roots *x509.CertPool) (*x509.Certificate, error) {
 	if len(state.PeerCertificates) == 0 {
 		return nil, fmt.Errorf("%s presented no certificate", addr)
 	}
@@ -300,7 +310,7 @@ func acmeServedCert(roots *x509.CertPool) (*x509.Certificate, error) {
 		inter.AddCert(c)
 	}
 	if _, err := leaf.Verify(x509.VerifyOptions{DNSName: CompanyDomain, Roots: roots, Intermediates: inter}); err != nil {
-		return nil, fmt.Errorf("certificate served for %s (serial %x, issuer %q) does not chain to Pebble's root: %w", CompanyDomain, leaf.SerialNumber, leaf.Issuer.CommonName, err)
+		return nil, fmt.Errorf("certificate served by %s for %s (serial %x, issuer %q) does not chain to Pebble's root: %w", addr, CompanyDomain, leaf.SerialNumber, leaf.Issuer.CommonName, err)
 	}
 	return leaf, nil
 }
@@ -358,6 +368,26 @@ func (p *pebbleProc) issued() int {
 	return strings.Count(string(b), "Issued certificate serial")
 }
 
+// issuedSerials are the serials (hex, as Pebble logs them) of the
+// certificates Pebble has issued so far.
+func (p *pebbleProc) issuedSerials() []string {
+	b, _ := os.ReadFile(p.logFile)
+	var serials []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if _, rest, ok := strings.Cut(line, "Issued certificate serial "); ok {
+			serials = append(serials, strings.Fields(rest)[0])
+		}
+	}
+	return serials
+}
+
+// orders counts the orders Pebble has received so far (new-order
+// requests it accepted), whether or not they led to a certificate.
+func (p *pebbleProc) orders() int {
+	b, _ := os.ReadFile(p.logFile)
+	return strings.Count(string(b), "Added order ")
+}
+
 // pebbleGo is Pebble built from the module in go.mod.
 var pebbleGo = &goBinary{name: "pebble", args: []string{"github.com/letsencrypt/pebble/v2/cmd/pebble"}}
 
@@ -377,10 +407,29 @@ func pebbleBinary(t testing.TB) string {
 	return ""
 }
 
-// startPebbleProcess runs Pebble on acmePebbleIP with its own HTTPS
-// certificate, validating through dns, issuing acmeValidity certificates,
-// and fetches its issuing root. Killed by t.Cleanup.
+// pebbleAddrs says where a Pebble process listens, which ports its VA
+// validates on, and how long its certificates are valid.
+type pebbleAddrs struct {
+	IP                string
+	Port, Mgmt        int // the ACME API and the management API
+	HTTPPort, TLSPort int // where its VA connects for HTTP-01 and TLS-ALPN-01
+	Validity          time.Duration
+}
+
+// acmePebble is the ACME test's Pebble.
+var acmePebble = pebbleAddrs{IP: acmePebbleIP, Port: acmePebblePort, Mgmt: acmePebbleMgmt,
+	HTTPPort: acmeHTTPPort, TLSPort: acmeDirectTLSPort, Validity: acmeValidity}
+
+// startPebbleProcess runs the ACME test's Pebble (startPebbleAt).
 func startPebbleProcess(t *testing.T, dns string) *pebbleProc {
+	t.Helper()
+	return startPebbleAt(t, acmePebble, dns)
+}
+
+// startPebbleAt runs Pebble at a with its own HTTPS certificate,
+// validating through dns, and fetches its issuing root. Killed by
+// t.Cleanup.
+func startPebbleAt(t *testing.T, a pebbleAddrs, dns string) *pebbleProc {
 	t.Helper()
 	bin := pebbleBinary(t)
 	dir := t.TempDir()
@@ -399,7 +448,7 @@ func startPebbleProcess(t *testing.T, dns string) *pebbleProc {
 		SerialNumber: serial,
 		Subject:      pkix.Name{CommonName: "pebble"},
 		DNSNames:     []string{"localhost", "pebble"},
-		IPAddresses:  []net.IP{net.ParseIP(acmePebbleIP)},
+		IPAddresses:  []net.IP{net.ParseIP(a.IP)},
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().Add(24 * time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
@@ -420,16 +469,16 @@ func startPebbleProcess(t *testing.T, dns string) *pebbleProc {
 	}
 
 	cfg := map[string]any{"pebble": map[string]any{
-		"listenAddress":           net.JoinHostPort(acmePebbleIP, fmt.Sprint(acmePebblePort)),
-		"managementListenAddress": net.JoinHostPort(acmePebbleIP, fmt.Sprint(acmePebbleMgmt)),
+		"listenAddress":           net.JoinHostPort(a.IP, fmt.Sprint(a.Port)),
+		"managementListenAddress": net.JoinHostPort(a.IP, fmt.Sprint(a.Mgmt)),
 		"certificate":             certFile,
 		"privateKey":              keyFile,
-		"httpPort":                acmeHTTPPort,
-		"tlsPort":                 acmeDirectTLSPort,
+		"httpPort":                a.HTTPPort,
+		"tlsPort":                 a.TLSPort,
 		"keyAlgorithm":            "ecdsa",
 		"profiles": map[string]any{"default": map[string]any{
-			"description":    "short-lived, to exercise renewal",
-			"validityPeriod": int(acmeValidity / time.Second),
+			"description":    fmt.Sprintf("certificates valid for %v", a.Validity),
+			"validityPeriod": int(a.Validity / time.Second),
 		}},
 	}}
 	cfgJSON, _ := json.MarshalIndent(cfg, "", "  ")
@@ -476,7 +525,7 @@ func startPebbleProcess(t *testing.T, dns string) *pebbleProc {
 	pool.AddCert(httpsCA.Cert)
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 	defer client.CloseIdleConnections()
-	url := fmt.Sprintf("https://%s/roots/0", net.JoinHostPort(acmePebbleIP, fmt.Sprint(acmePebbleMgmt)))
+	url := fmt.Sprintf("https://%s/roots/0", net.JoinHostPort(a.IP, fmt.Sprint(a.Mgmt)))
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		p.rootPEM, err = pebbleGet(client, url)
@@ -496,7 +545,7 @@ func startPebbleProcess(t *testing.T, dns string) *pebbleProc {
 		time.Sleep(50 * time.Millisecond)
 	}
 	// The ACME API too.
-	if _, err := pebbleGet(client, fmt.Sprintf("https://%s/dir", net.JoinHostPort(acmePebbleIP, fmt.Sprint(acmePebblePort)))); err != nil {
+	if _, err := pebbleGet(client, fmt.Sprintf("https://%s/dir", net.JoinHostPort(a.IP, fmt.Sprint(a.Port)))); err != nil {
 		t.Fatalf("Pebble's ACME directory: %v", err)
 	}
 	p.roots = x509.NewCertPool()
