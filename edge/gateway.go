@@ -101,6 +101,9 @@ type InsideOptions struct {
 	// stands in for; required unless TLS is off.
 	TLS TLSMode
 	CA  *certs.InternalCA
+	// NoBidi stops offering XEP-0288 bidirectional streams to the
+	// internal server (config inside.bidi: false).
+	NoBidi bool
 }
 
 // OutsideOptions configures the outside leg: the listeners partners
@@ -117,6 +120,9 @@ type OutsideOptions struct {
 	// POSH accepts a certificate that fails PKIX when the domain delegates
 	// to it with POSH (RFC 7711).
 	POSH bool
+	// NoBidi stops offering XEP-0288 bidirectional streams to partners
+	// (config outside.bidi: false).
+	NoBidi bool
 }
 
 // TLSMode is the TLS requirement of the inside leg.
@@ -235,6 +241,7 @@ func New(opt Options) (*Gateway, error) {
 	g.router = newRouter(routerDeps{
 		ctx: g.ctx, bg: &g.bg, log: g.log, m: g.m, rec: g.rec, limits: g.limits,
 		sessionPath: g.sessionPath, dialer: g.dialer, newID: g.newSessionID,
+		bidi: g.bidiStream,
 	})
 	g.path = g.newStanzaPath()
 	return g, nil
@@ -561,6 +568,18 @@ func (g *Gateway) CloseSession(id string) bool {
 	return g.router.closeByID(id)
 }
 
+// bidiStream finds an incoming stream that may carry key's stanzas: the
+// peer asked for it both ways (XEP-0288) and authenticated key's
+// reverse pair on it. nil: none (the router dials).
+func (g *Gateway) bidiStream(key routeKey) *bidiStream {
+	for _, s := range g.incoming.snapshot(func(s, _ *inSession) bool { return s.leg == key.leg && s.bidi.Load() }) {
+		if b := s.reverse(key.from, key.to); b != nil {
+			return b
+		}
+	}
+	return nil
+}
+
 // SessionInfo describes one stream, for operators and tests.
 type SessionInfo struct {
 	ID         string
@@ -574,6 +593,11 @@ type SessionInfo struct {
 	PeerCert   string // verdict on the peer certificate: "valid" or the reason
 	Stanzas    uint64 // stanzas relayed on this stream
 	Started    time.Time
+	// Bidi: an incoming stream the peer asked to use both ways (XEP-0288).
+	Bidi bool
+	// Over is, for an outgoing direction that writes on such a stream
+	// instead of a connection of its own, the incoming session's ID.
+	Over string
 }
 
 // Sessions lists the current incoming and outgoing streams.

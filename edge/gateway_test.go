@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -376,7 +377,11 @@ type fakeServer struct {
 	stanzas chan string
 	mu      sync.Mutex
 	verify  func(from, to, id, key string) bool
+	accepts atomic.Int32 // connections accepted
 }
+
+// connections is how many connections the server accepted.
+func (f *fakeServer) connections() int { return int(f.accepts.Load()) }
 
 func startFakeServer(t testing.TB, domain string) *fakeServer {
 	return startFakeServerTLS(t, domain, nil)
@@ -395,6 +400,7 @@ func startFakeServerTLS(t testing.TB, domain string, tc *tls.Config) *fakeServer
 			if err != nil {
 				return
 			}
+			f.accepts.Add(1)
 			go f.serve(c)
 		}
 	}()

@@ -62,6 +62,7 @@ type inDeps struct {
 	verifications chan struct{} // the node's verification slots
 	secret        string        // the dialback secret
 	dialer        *Dialer       // dialback verification against the authoritative server
+	noBidi        func(leg Leg) bool
 }
 
 // inDeps is what the gateway gives its incoming sessions.
@@ -73,6 +74,12 @@ func (g *Gateway) inDeps() *inDeps {
 		requireTLS: g.opt.Outside.RequireTLS, insideTLS: g.opt.Inside.TLS,
 		preAuthLimit: g.preAuthLimit, limits: g.limits, streamLimits: g.streamLimits,
 		verifications: g.verifications, secret: g.opt.DialbackSecret, dialer: g.dialer,
+		noBidi: func(leg Leg) bool {
+			if leg == LegInside {
+				return g.opt.Inside.NoBidi
+			}
+			return g.opt.Outside.NoBidi
+		},
 	}
 }
 
@@ -97,6 +104,8 @@ type inSession struct {
 	cutWhy  string // why we cut the stream ourselves (policy reload, administrator)
 
 	stanzas atomic.Uint64
+	bidi    atomic.Bool   // the peer asked to use the stream both ways (XEP-0288)
+	gone    chan struct{} // closed when the stream has ended
 
 	ctx    context.Context // ends with the session: cancels its dialback verifications
 	cancel context.CancelFunc
@@ -112,6 +121,7 @@ func (g *Gateway) newInSession(c net.Conn, leg Leg, directTLS bool) *inSession {
 		log:     g.log.With("session", id, "leg", leg.String(), "role", "incoming", "remote_addr", c.RemoteAddr().String()),
 		started: time.Now(),
 		pairs:   make(map[domainPair]*pairState),
+		gone:    make(chan struct{}),
 	}
 }
 
@@ -124,6 +134,7 @@ func (s *inSession) info() SessionInfo {
 		TLSVersion: s.sc.TLSVersion(),
 		Stanzas:    s.stanzas.Load(),
 		Started:    s.started,
+		Bidi:       s.bidi.Load(),
 	}
 	var auths []string
 	for p, ps := range s.pairs {
@@ -195,6 +206,7 @@ func (s *inSession) beginClose() {
 
 // serve runs the stream until it ends.
 func (s *inSession) serve() {
+	defer close(s.gone)
 	defer s.sc.Abort()
 	defer s.cancel()
 	s.log.Debug("connection accepted")
@@ -283,6 +295,36 @@ func (s *inSession) closed(reason string) {
 	for _, f := range facts {
 		auditSession(s.d.rec, s.d.log, sessionRecord(audit.EventSessionClose, s.id, s.leg, f, s.sc.RemoteAddr().String(), "", reason, ""))
 	}
+}
+
+// OfferBidi: XEP-0288 is offered unless the leg's options turn it off.
+func (s *inSession) OfferBidi(*s2s.Stream) bool { return !s.d.noBidi(s.leg) }
+
+// BidiRequested marks the stream usable both ways: once a pair is
+// authenticated on it, the router writes the reverse pair's stanzas here
+// (Gateway.bidiStream).
+func (s *inSession) BidiRequested(*s2s.Stream) {
+	if !s.bidi.Swap(true) {
+		s.log.Info("the peer uses this stream both ways (XEP-0288)")
+	}
+}
+
+// reverse returns the stream as the way to send from → to, when the
+// pair to → from is authenticated on it (nil otherwise, or once it is
+// closing).
+func (s *inSession) reverse(from, to string) *bidiStream {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ps := s.pairs[domainPair{remote: to, local: from}]
+	if ps == nil || s.closing {
+		return nil
+	}
+	os := &outStream{sc: s.sc, leg: s.leg, from: from, to: to, auth: ps.method}
+	if s.verdict != nil && s.sc.Peer().From == to {
+		v := *s.verdict // the certificate was checked against the header's from
+		os.verdict = &v
+	}
+	return &bidiStream{os: os, owner: s.id, gone: s.gone}
 }
 
 // markOpened counts the session open when its first pair authenticates.

@@ -42,6 +42,17 @@ type routerDeps struct {
 	sessionPath sessionHandler // outbound decisions and re-checks
 	dialer      streamDialer
 	newID       func(prefix string) string
+	// bidi finds an incoming stream that carries key's stanzas too
+	// (XEP-0288); nil, or returning nil: dial.
+	bidi func(key routeKey) *bidiStream
+}
+
+// bidiStream is an incoming stream its peer uses both ways (XEP-0288):
+// an outgoing direction writes on it instead of dialing.
+type bidiStream struct {
+	os    *outStream      // its conn, with the pair's auth and the peer certificate
+	owner string          // the incoming session's id
+	gone  <-chan struct{} // closed when the incoming stream has ended
 }
 
 // streamDialer sets up outgoing streams: dial connects and negotiates up
@@ -264,6 +275,7 @@ type outSession struct {
 	cutWhy   string        // why we cut the stream ourselves (policy reload, administrator)
 	space    chan struct{} // closed (and replaced) whenever the writer takes the queue
 	os       *outStream
+	over     string // the incoming session whose stream it writes on (XEP-0288); "" its own
 
 	notify  chan struct{} // wakes the writer (capacity 1)
 	done    chan struct{} // closed when the session has ended
@@ -293,6 +305,7 @@ func (s *outSession) info() SessionInfo {
 	if s.key.leg == LegInside {
 		in.Local, in.Remote = in.Remote, in.Local
 	}
+	in.Over = s.over
 	if s.os != nil {
 		in.RemoteAddr = s.os.sc.RemoteAddr().String()
 		in.TLSVersion = s.os.sc.TLSVersion()
@@ -407,6 +420,12 @@ func (s *outSession) run() {
 		}
 		decision = d
 	}
+	if g.bidi != nil {
+		if b := g.bidi(s.key); b != nil && (!requiresCert(decision) || b.os.verdict != nil && b.os.verdict.Valid) {
+			s.runOver(b, decision)
+			return
+		}
+	}
 	// Connect, negotiate and authenticate within connect_timeout; a server
 	// whose certificate the policy refuses, or that refuses us, is
 	// skipped for the next one the SRV records name.
@@ -466,6 +485,38 @@ func (s *outSession) run() {
 		}())
 	peerGone := make(chan error, 1)
 	go s.readLoop(peerGone)
+	s.writeLoop(peerGone)
+}
+
+// runOver runs the session on an incoming stream its peer uses both ways
+// (XEP-0288): no connection of its own; it ends when that stream does
+// (what waits is then routed again), or idles without closing it.
+func (s *outSession) runOver(b *bidiStream, decision policy.SessionDecision) {
+	g := s.r
+	os := b.os
+	auditSession(g.rec, g.log, sessionRecord(audit.EventSessionOpen, s.id, s.key.leg, s.facts(os), os.sc.RemoteAddr().String(), audit.DecisionAllow, "over the incoming stream "+b.owner+" (XEP-0288)", decision.Revision))
+	s.mu.Lock()
+	s.os, s.over, s.ready = os, b.owner, true
+	aborted := s.closed
+	s.mu.Unlock()
+	g.m.SessionOpened(s.key.leg.String(), metrics.RoleOutgoing, os.auth)
+	defer g.m.SessionClosed(s.key.leg.String(), metrics.RoleOutgoing, os.auth)
+	if aborted {
+		s.mu.Lock()
+		why := s.cutWhy
+		s.mu.Unlock()
+		s.failAll(stanza.PolicyViolation, why, errors.New("closed while starting: "+why))
+		return
+	}
+	s.log.Info("outgoing direction over an incoming stream (XEP-0288)", "over", b.owner, "auth", os.auth, "remote_addr", os.sc.RemoteAddr().String())
+	peerGone := make(chan error, 1)
+	go func() {
+		select {
+		case <-b.gone:
+			peerGone <- errors.New("the incoming stream it wrote on ended")
+		case <-s.done:
+		}
+	}()
 	s.writeLoop(peerGone)
 }
 
@@ -559,8 +610,10 @@ func (s *outSession) writeLoop(peerGone <-chan error) {
 			return
 		case err := <-peerGone:
 			q := s.closeAndTake()
-			sc.Close()
-			sc.Abort()
+			if s.over == "" {
+				sc.Close()
+				sc.Abort()
+			}
 			s.log.Info("outgoing stream closed by peer", "err", err, "rerouted", len(q))
 			s.recordClose("closed by the peer")
 			for _, st := range q {
@@ -612,6 +665,16 @@ func (s *outSession) writeBatch(batch []*relayed) error {
 // what still waits is bounced (the peer may or may not have received the
 // batch; a bounce tells the sender so).
 func (s *outSession) failWritten(batch []*relayed, err error) {
+	if s.over != "" && errors.Is(err, stream.ErrClosed) {
+		// The incoming stream it wrote on was closed (a shutdown, the
+		// peer): nothing of the batch was written. Route it again.
+		q := s.closeAndTake()
+		s.recordClose("the incoming stream it wrote on closed")
+		for _, st := range append(batch, q...) {
+			s.reroute(st)
+		}
+		return
+	}
 	q := s.closeAndTake()
 	var ae *auditError
 	if errors.As(err, &ae) {
@@ -656,6 +719,12 @@ func (s *outSession) closeGracefully(why string, peerGone <-chan error) {
 			s.failWritten(q, err)
 			return
 		}
+	}
+	if s.over != "" {
+		// The stream is the incoming session's: it goes on, one way.
+		s.log.Info("outgoing direction over an incoming stream ended", "reason", why, "over", s.over, "stanzas", s.stanzas.Load())
+		s.recordClose(why)
+		return
 	}
 	sc.Close()
 	// Give the peer a moment to answer with its own </stream:stream>.

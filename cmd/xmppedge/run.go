@@ -79,6 +79,7 @@ func buildOptions(ctx context.Context, cfg *config.Config, log *slog.Logger, obt
 			Allow:  cfg.ParsedAllow(),
 			TLS:    edge.TLSMode(cfg.Inside.TLS),
 			CA:     ica,
+			NoBidi: !config.BidiOn(cfg.Inside.Bidi),
 		},
 		Outside: edge.OutsideOptions{
 			Listen:       cfg.Outside.Listen,
@@ -87,6 +88,7 @@ func buildOptions(ctx context.Context, cfg *config.Config, log *slog.Logger, obt
 			Resolver:     res,
 			DANEResolver: dane,
 			POSH:         cfg.TLS.POSH,
+			NoBidi:       !config.BidiOn(cfg.Outside.Bidi),
 		},
 		Certificates: store,
 		Verifier:     verifier,
@@ -544,6 +546,7 @@ func adminSessions(in []edge.SessionInfo) []admin.Session {
 			ID: s.ID, Leg: s.Leg, Direction: s.Role, Local: s.Local, Remote: s.Remote,
 			RemoteAddr: s.RemoteAddr, TLSVersion: s.TLSVersion, Auth: s.Auth, PeerCert: s.PeerCert,
 			Started: s.Started, AgeSeconds: time.Since(s.Started).Seconds(),
+			Bidi: s.Bidi, Over: s.Over,
 		}
 		if s.Role == "incoming" {
 			a.StanzasIn = s.Stanzas

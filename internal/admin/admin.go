@@ -61,6 +61,11 @@ type Session struct {
 	BytesOut   uint64    `json:"bytes_out"`
 	Started    time.Time `json:"started"`
 	AgeSeconds float64   `json:"age_seconds"`
+	// Bidi: the peer uses this incoming stream both ways (XEP-0288).
+	Bidi bool `json:"bidi,omitempty"`
+	// Over: this outgoing direction writes on the incoming stream with
+	// this id rather than on a connection of its own.
+	Over string `json:"over,omitempty"`
 }
 
 // Funcs adapts plain functions to a Source. A nil function makes its

@@ -88,6 +88,11 @@ type InsideConfig struct {
 	// it answers REFUSED to every other source, so that it is never an
 	// open resolver. Default: inside.allow.
 	DNSAllow []string `yaml:"dns_allow"`
+	// Bidi offers XEP-0288 bidirectional streams to the internal server:
+	// when it asks (Prosody's mod_s2s_bidi), xmppedge sends the stanzas
+	// for it over the stream it opened instead of opening one of its
+	// own. nil means true; read it with BidiOn.
+	Bidi *bool `yaml:"bidi"`
 }
 
 // OutsideConfig is the leg towards the Internet.
@@ -100,7 +105,13 @@ type OutsideConfig struct {
 	// RequireTLS refuses unencrypted outside streams; nil means true. Read it
 	// with TLSRequired.
 	RequireTLS *bool `yaml:"require_tls"`
+	// Bidi offers XEP-0288 bidirectional streams to partners, as
+	// inside.bidi does to the internal server. nil means true.
+	Bidi *bool `yaml:"bidi"`
 }
+
+// BidiOn reports whether XEP-0288 is offered (default true).
+func BidiOn(b *bool) bool { return b == nil || *b }
 
 // TLSRequired reports whether outside streams must be encrypted (default
 // true).

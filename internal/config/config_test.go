@@ -379,3 +379,28 @@ func TestEmptyFile(t *testing.T) {
 		t.Errorf("fields = %q; want %q", got, want)
 	}
 }
+
+// TestBidi: XEP-0288 is on unless a leg says bidi: false.
+func TestBidi(t *testing.T) {
+	tests := []struct {
+		name            string
+		yaml            string
+		inside, outside bool
+	}{
+		{"default", minimalYAML, true, true},
+		{"inside off", strings.Replace(minimalYAML, "  server: \"127.0.0.2:5269\"\n", "  server: \"127.0.0.2:5269\"\n  bidi: false\n", 1), false, true},
+		{"outside off", strings.Replace(minimalYAML, "  listen: [\"127.0.0.11:5269\"]\n", "  listen: [\"127.0.0.11:5269\"]\n  bidi: false\n", 1), true, false},
+		{"explicitly on", strings.Replace(minimalYAML, "  listen: [\"127.0.0.11:5269\"]\n", "  listen: [\"127.0.0.11:5269\"]\n  bidi: true\n", 1), true, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse([]byte(tt.yaml), "testdata")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if BidiOn(c.Inside.Bidi) != tt.inside || BidiOn(c.Outside.Bidi) != tt.outside {
+				t.Fatalf("inside %v outside %v, want %v %v", BidiOn(c.Inside.Bidi), BidiOn(c.Outside.Bidi), tt.inside, tt.outside)
+			}
+		})
+	}
+}

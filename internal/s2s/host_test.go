@@ -62,6 +62,8 @@ type recvHost struct {
 	denied     bool
 	sm         bool // offer stream management
 	hold       bool // keep stanzas' tickets instead of handling them at once
+	bidi       bool // offer XEP-0288
+	bidiAsked  int
 
 	mu       sync.Mutex
 	tickets  []Ticket
@@ -93,7 +95,13 @@ func (h *recvHost) Stanza(el *xmlstream.Element, t Ticket) error {
 	}
 	return nil
 }
-func (h *recvHost) StreamManagement(*Stream) bool    { return h.sm }
+func (h *recvHost) StreamManagement(*Stream) bool { return h.sm }
+func (h *recvHost) OfferBidi(*Stream) bool        { return h.bidi }
+func (h *recvHost) BidiRequested(*Stream) {
+	h.mu.Lock()
+	h.bidiAsked++
+	h.mu.Unlock()
+}
 func (h *recvHost) OfferTLS(string) bool             { return h.offerTLS }
 func (h *recvHost) ServerTLS(string) *tls.Config     { return h.tls }
 func (h *recvHost) TLSDone(error)                    {}

@@ -17,6 +17,7 @@ type Receiver interface {
 	SASLReceiver
 	DialbackReceiver
 	SMReceiver
+	BidiReceiver
 }
 
 // StreamReceiver decides on the stream itself.

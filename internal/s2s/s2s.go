@@ -58,7 +58,7 @@ type Feature interface {
 // Registered returns the features in the order they are listed (receiving)
 // and tried (initiating).
 func Registered() []Feature {
-	return []Feature{StartTLS{}, SASLExternal{}, Dialback{}, StreamManagement{}}
+	return []Feature{StartTLS{}, SASLExternal{}, Dialback{}, StreamManagement{}, Bidi{}}
 }
 
 // Pair is a domain pair: From originates, To receives.
