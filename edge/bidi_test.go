@@ -171,3 +171,69 @@ func waitUntil(t *testing.T, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestBidiInitiating: a partner server that offers XEP-0288 and whose
+// certificate is valid is asked to use the gateway's outgoing stream both
+// ways; what it sends back on it reaches the internal server, through the
+// same stanza path as an incoming stream's (policy, audit), and no stream
+// of its own is needed. Hostile: a stanza from a domain not authenticated
+// on the stream ends it, and nothing of it reaches the internal server.
+func TestBidiInitiating(t *testing.T) {
+	env, authority := bidiEnv(t)
+	authority.bidi = true
+	q := authedInside(t, env, "partner.test")
+	q.send("<message from='alice@company.test/r' to='bob@partner.test' id='out1'><body>hi bob</body></message>")
+	authority.expectStanza(t, "id='out1'")
+	if !authority.askedBidi() {
+		t.Fatal("the gateway did not ask the partner's server for a bidirectional stream")
+	}
+	authority.sendBack(t, "<message from='bob@partner.test/x' to='alice@company.test' id='back1'><body>hi alice</body></message>", false)
+	env.internal.expectStanza(t, "id='back1'", "hi alice")
+	out := outsideOutgoing(env)
+	if len(out) != 1 || !out[0].Bidi {
+		t.Fatalf("outgoing outside sessions %+v, want one used both ways", out)
+	}
+	for _, s := range env.gw.Sessions() {
+		if s.Leg == "outside" && s.Role == "incoming" && len(s.Remote) > 0 {
+			t.Fatalf("an incoming outside stream authenticated a pair: %+v", s)
+		}
+	}
+	// The reverse pair was authorised and recorded like an incoming one.
+	env.aud.mu.Lock()
+	authed := false
+	for _, r := range env.aud.records {
+		authed = authed || r.Event == "session.auth" && r.Session == out[0].ID && r.RemoteDomain == "partner.test"
+	}
+	env.aud.mu.Unlock()
+	if !authed {
+		t.Error("no session.auth record for the reverse pair")
+	}
+
+	authority.sendBack(t, "<message from='mallory@evil.test' to='alice@company.test' id='evil'><body>x</body></message>", false)
+	waitUntil(t, func() bool { return len(outsideOutgoing(env)) == 0 })
+	select {
+	case got := <-env.internal.stanzas:
+		t.Fatalf("the internal server received %q", got)
+	case <-time.After(200 * time.Millisecond):
+	}
+}
+
+// TestBidiUnasked: stanzas a server sends on the gateway's outgoing
+// stream without having been asked to use it both ways end the stream
+// (unsupported-stanza-type); none reaches the internal server.
+func TestBidiUnasked(t *testing.T) {
+	env, authority := bidiEnv(t) // the authority does not offer bidi
+	q := authedInside(t, env, "partner.test")
+	q.send("<message from='alice@company.test/r' to='bob@partner.test' id='out1'/>")
+	authority.expectStanza(t, "id='out1'")
+	if authority.askedBidi() {
+		t.Fatal("bidi asked of a server that did not offer it")
+	}
+	authority.sendBack(t, "<message from='bob@partner.test/x' to='alice@company.test' id='sneak'/>", true)
+	waitUntil(t, func() bool { return len(outsideOutgoing(env)) == 0 })
+	select {
+	case got := <-env.internal.stanzas:
+		t.Fatalf("the internal server received %q", got)
+	case <-time.After(200 * time.Millisecond):
+	}
+}

@@ -43,6 +43,10 @@ type Dialer struct {
 	StreamLimits func() xmlstream.Limits // the scanner's bounds
 	Metrics      *metrics.Metrics        // nil-safe
 	Log          *slog.Logger
+	// Bidi asks servers that offer XEP-0288 to use our outgoing streams
+	// both ways, on the legs it is true for (outside: only to a server
+	// whose certificate is valid for its domain).
+	Bidi func(leg Leg) bool
 }
 
 // outStream is a negotiated outgoing stream, ready for authentication.
@@ -53,6 +57,7 @@ type outStream struct {
 	from, to string
 	verdict  *certs.Verdict // the peer certificate checked against `to` (nil without TLS)
 	auth     string         // sasl_external | dialback, once authenticated
+	bidi     bool           // ask the server to use the stream both ways (XEP-0288); after authenticate: asked
 
 	// requireCert: the policy requires certificate authentication (set
 	// by ready before authenticate): no fallback to dialback when the
@@ -307,6 +312,13 @@ func (d *Dialer) authenticate(ctx context.Context, os *outStream) error {
 	if os.retry && os.refused.cause == metrics.FallbackTLS && !d.fallBack(os, os.refused) {
 		return refusedByPolicy(os)
 	}
+	if os.bidi {
+		asked, err := os.st.RequestBidi()
+		if err != nil {
+			return negotiationError(ctx, err)
+		}
+		os.bidi = asked
+	}
 	if err := os.st.Authenticate(ctx); err != nil {
 		var se *s2s.SASLError
 		if errors.As(err, &se) && !se.NoDialback && os.requireCert {
@@ -319,6 +331,18 @@ func (d *Dialer) authenticate(ctx context.Context, os *outStream) error {
 		os.fallback = "authenticated by dialback: " + os.to + " refused our certificate (" + os.refused.detail + ")"
 	}
 	return nil
+}
+
+// bidiPossible reports whether XEP-0288 may be asked for on os: the
+// server offers it, the leg's option is on, and on the outside leg the
+// server's certificate is valid for its domain — the stanzas it then
+// sends us on the stream are from the domain that certificate proves.
+// (The internal server is the configured address.)
+func (d *Dialer) bidiPossible(os *outStream) bool {
+	if d.Bidi == nil || !d.Bidi(os.leg) || !os.st.PeerOffersBidi() {
+		return false
+	}
+	return os.leg == LegInside || os.verdict != nil && os.verdict.Valid
 }
 
 // refusedByPolicy is the error of an outgoing stream whose server refused
@@ -534,5 +558,6 @@ func (g *Gateway) newDialer() *Dialer {
 		StreamLimits: g.streamLimits,
 		Metrics:      g.m,
 		Log:          g.log,
+		Bidi:         g.bidiOn,
 	}
 }

@@ -241,7 +241,7 @@ func New(opt Options) (*Gateway, error) {
 	g.router = newRouter(routerDeps{
 		ctx: g.ctx, bg: &g.bg, log: g.log, m: g.m, rec: g.rec, limits: g.limits,
 		sessionPath: g.sessionPath, dialer: g.dialer, newID: g.newSessionID,
-		bidi: g.bidiStream,
+		bidi: g.bidiStream, reverse: g.reverseSession,
 	})
 	g.path = g.newStanzaPath()
 	return g, nil
@@ -566,6 +566,14 @@ func (g *Gateway) CloseSession(id string) bool {
 		return true
 	}
 	return g.router.closeByID(id)
+}
+
+// bidiOn reports whether XEP-0288 is used on leg.
+func (g *Gateway) bidiOn(leg Leg) bool {
+	if leg == LegInside {
+		return !g.opt.Inside.NoBidi
+	}
+	return !g.opt.Outside.NoBidi
 }
 
 // bidiStream finds an incoming stream that may carry key's stanzas: the

@@ -378,6 +378,49 @@ type fakeServer struct {
 	mu      sync.Mutex
 	verify  func(from, to, id, key string) bool
 	accepts atomic.Int32 // connections accepted
+
+	bidi     bool // offer XEP-0288 (set before use)
+	bidiMu   sync.Mutex
+	bidiConn net.Conn // the last stream the gateway asked to use both ways
+	lastConn net.Conn // the last stream opened to it
+}
+
+// lockedConn serialises writes: the fake server's reader and a test
+// sending back on a bidirectional stream share it.
+type lockedConn struct {
+	net.Conn
+	mu sync.Mutex
+}
+
+func (c *lockedConn) Write(b []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.Conn.Write(b)
+}
+
+// sendBack writes s on the stream the gateway asked to use both ways
+// (any: on the last stream opened to it, asked or not).
+func (f *fakeServer) sendBack(t testing.TB, s string, any bool) {
+	t.Helper()
+	f.bidiMu.Lock()
+	c := f.bidiConn
+	if any {
+		c = f.lastConn
+	}
+	f.bidiMu.Unlock()
+	if c == nil {
+		t.Fatal("the gateway did not ask for a bidirectional stream")
+	}
+	if _, err := io.WriteString(c, s); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// askedBidi reports whether a stream was asked to be used both ways.
+func (f *fakeServer) askedBidi() bool {
+	f.bidiMu.Lock()
+	defer f.bidiMu.Unlock()
+	return f.bidiConn != nil
 }
 
 // connections is how many connections the server accepted.
@@ -421,12 +464,20 @@ func (f *fakeServer) serve(c net.Conn) {
 	if f.tlsConf != nil {
 		c = tls.Server(c, f.tlsConf)
 	}
+	c = &lockedConn{Conn: c}
+	f.bidiMu.Lock()
+	f.lastConn = c
+	f.bidiMu.Unlock()
 	r := xmlstream.NewReader(c, xmlstream.Limits{})
 	h, err := r.ReadHeader()
 	if err != nil {
 		return
 	}
-	fmt.Fprintf(c, "<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' from='%s' to='%s' id='%s' version='1.0'><stream:features><dialback xmlns='urn:xmpp:features:dialback'><errors/></dialback></stream:features>", h.To, h.From, dialback.NewStreamID())
+	bidi := ""
+	if f.bidi {
+		bidi = "<bidi xmlns='urn:xmpp:features:bidi'/>"
+	}
+	fmt.Fprintf(c, "<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' from='%s' to='%s' id='%s' version='1.0'><stream:features><dialback xmlns='urn:xmpp:features:dialback'><errors/></dialback>%s</stream:features>", h.To, h.From, dialback.NewStreamID(), bidi)
 	for {
 		el, err := r.Next()
 		if err != nil {
@@ -448,6 +499,10 @@ func (f *fakeServer) serve(c net.Conn) {
 			fmt.Fprintf(c, "<db:verify from='%s' to='%s' id='%s' type='%s'/>", el.To, el.From, el.ID, typ)
 		case el.Local == "message" || el.Local == "presence" || el.Local == "iq":
 			f.stanzas <- string(el.Raw)
+		case el.Local == "bidi" && el.Space == "urn:xmpp:bidi":
+			f.bidiMu.Lock()
+			f.bidiConn = c
+			f.bidiMu.Unlock()
 		}
 	}
 }

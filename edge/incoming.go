@@ -74,12 +74,7 @@ func (g *Gateway) inDeps() *inDeps {
 		requireTLS: g.opt.Outside.RequireTLS, insideTLS: g.opt.Inside.TLS,
 		preAuthLimit: g.preAuthLimit, limits: g.limits, streamLimits: g.streamLimits,
 		verifications: g.verifications, secret: g.opt.DialbackSecret, dialer: g.dialer,
-		noBidi: func(leg Leg) bool {
-			if leg == LegInside {
-				return g.opt.Inside.NoBidi
-			}
-			return g.opt.Outside.NoBidi
-		},
+		noBidi: func(leg Leg) bool { return !g.bidiOn(leg) },
 	}
 }
 
@@ -325,6 +320,52 @@ func (s *inSession) reverse(from, to string) *bidiStream {
 		os.verdict = &v
 	}
 	return &bidiStream{os: os, owner: s.id, gone: s.gone}
+}
+
+// methodReverseInside is the auth label of the reverse pair of an outgoing
+// inside stream (XEP-0288): the internal server at its configured address.
+const methodReverseInside = "bidi"
+
+// reverseSession is the receiving side of an outgoing stream we ask its
+// server to use both ways (XEP-0288): an inSession over the outgoing
+// stream's connection, whose one pair — the reverse of the stream's,
+// os.to → os.from — is authorised and audited as an incoming stream's
+// pair is. On the outside leg the server's certificate is valid for
+// os.to (Dialer.bidiPossible): that is the pair's authentication, as
+// SASL EXTERNAL's would be. The outgoing session's reader hands it the
+// stanzas the server sends.
+func (g *Gateway) reverseSession(os *outStream, id string) (*inSession, error) {
+	ctx, cancel := context.WithCancel(g.ctx)
+	s := &inSession{
+		ctx: ctx, cancel: cancel,
+		d: g.inDeps(), id: id, leg: os.leg, sc: os.sc, peerNS: os.sc.Peer().Namespaces,
+		log:     g.log.With("session", id, "leg", os.leg.String(), "role", "outgoing", "direction", "reverse (XEP-0288)"),
+		started: time.Now(),
+		pairs:   make(map[domainPair]*pairState),
+		gone:    make(chan struct{}),
+	}
+	method := s2s.MethodSASLExternal
+	if os.leg == LegInside {
+		method = methodReverseInside
+	}
+	facts := s.facts(os.to, os.from, method)
+	d, err := s.authorize(facts)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	s.pairs[domainPair{remote: os.to, local: os.from}] = &pairState{method: method, facts: facts, rate: d.Rate}
+	return s, nil
+}
+
+// pairMethod is how the pair remote → local was authenticated ("" if not).
+func (s *inSession) pairMethod(remote, local string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ps := s.pairs[domainPair{remote: remote, local: local}]; ps != nil {
+		return ps.method
+	}
+	return ""
 }
 
 // markOpened counts the session open when its first pair authenticates.

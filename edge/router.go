@@ -11,6 +11,7 @@ import (
 
 	"github.com/xmppedge/xmppedge/internal/audit"
 	"github.com/xmppedge/xmppedge/internal/metrics"
+	"github.com/xmppedge/xmppedge/internal/s2s"
 	"github.com/xmppedge/xmppedge/internal/stanza"
 	"github.com/xmppedge/xmppedge/internal/stream"
 	"github.com/xmppedge/xmppedge/internal/xmlstream"
@@ -45,6 +46,10 @@ type routerDeps struct {
 	// bidi finds an incoming stream that carries key's stanzas too
 	// (XEP-0288); nil, or returning nil: dial.
 	bidi func(key routeKey) *bidiStream
+	// reverse authorises (and audits) the reverse pair of an outgoing
+	// stream we ask to use both ways, and returns the receiving side that
+	// takes the stanzas the server sends on it; an error: do not ask.
+	reverse func(os *outStream, id string) (*inSession, error)
 }
 
 // bidiStream is an incoming stream its peer uses both ways (XEP-0288):
@@ -61,6 +66,10 @@ type bidiStream struct {
 type streamDialer interface {
 	dial(ctx context.Context, leg Leg, from, to string, ready readyFunc) (*outStream, error)
 	authenticate(ctx context.Context, os *outStream) error
+	// bidiPossible reports whether the server may be asked to use the
+	// stream both ways (XEP-0288); ask by setting os.bidi before
+	// authenticate.
+	bidiPossible(os *outStream) bool
 }
 
 func newRouter(deps routerDeps) *Router {
@@ -213,6 +222,14 @@ func (r *Router) closeByID(id string) bool {
 // reload and closes those now refused; it returns how many it closed.
 func (r *Router) recheck() int {
 	closed := 0
+	for _, s := range r.sessions.snapshot(nil) {
+		s.mu.Lock()
+		rev := s.rev
+		s.mu.Unlock()
+		if rev != nil && rev.recheck() { // the reverse pair (XEP-0288): the stream is cut
+			closed++
+		}
+	}
 	for _, s := range r.sessions.snapshot(func(k routeKey, _ *outSession) bool { return k.leg == LegOutside }) {
 		// The peer's certificate counts once the stream is established.
 		c := &sessionCheck{facts: s.preConnectFacts()}
@@ -275,7 +292,9 @@ type outSession struct {
 	cutWhy   string        // why we cut the stream ourselves (policy reload, administrator)
 	space    chan struct{} // closed (and replaced) whenever the writer takes the queue
 	os       *outStream
-	over     string // the incoming session whose stream it writes on (XEP-0288); "" its own
+	over     string       // the incoming session whose stream it writes on (XEP-0288); "" its own
+	rev      *inSession   // the receiving side of our stream, when the server uses it both ways (XEP-0288)
+	lastRead atomic.Int64 // unix nanoseconds of the last stanza the server sent on it (keeps it from idling)
 
 	notify  chan struct{} // wakes the writer (capacity 1)
 	done    chan struct{} // closed when the session has ended
@@ -306,6 +325,7 @@ func (s *outSession) info() SessionInfo {
 		in.Local, in.Remote = in.Remote, in.Local
 	}
 	in.Over = s.over
+	in.Bidi = s.rev != nil
 	if s.os != nil {
 		in.RemoteAddr = s.os.sc.RemoteAddr().String()
 		in.TLSVersion = s.os.sc.TLSVersion()
@@ -440,6 +460,7 @@ func (s *outSession) run() {
 				err: fmt.Errorf("the policy requires a valid certificate from %s: %s", s.key.to, reason)}
 		}
 		os.requireCert = requiresCert(decision)
+		s.askBidi(os)
 		return g.dialer.authenticate(ctx, os)
 	})
 	cancel()
@@ -463,9 +484,19 @@ func (s *outSession) run() {
 	s.os = os
 	s.ready = true
 	aborted := s.closed
+	if !os.bidi {
+		s.rev = nil // the server did not take the offer: nothing comes back
+	}
+	rev := s.rev
 	s.mu.Unlock()
 	g.m.SessionOpened(s.key.leg.String(), metrics.RoleOutgoing, os.auth)
 	defer g.m.SessionClosed(s.key.leg.String(), metrics.RoleOutgoing, os.auth)
+	if rev != nil {
+		rev.peerNS = os.sc.Peer().Namespaces // the header after authentication
+		rev.markOpened(rev.pairMethod(os.to, os.from))
+		defer rev.closed("the outgoing stream it came on ended")
+		defer rev.cancel()
+	}
 	if aborted {
 		// Cut (policy reload, administrator) while it was being set up:
 		// what waited is bounced, not lost.
@@ -520,6 +551,25 @@ func (s *outSession) runOver(b *bidiStream, decision policy.SessionDecision) {
 	s.writeLoop(peerGone)
 }
 
+// askBidi decides, before authentication, whether to ask the server to
+// use the stream both ways (XEP-0288): where possible and the policy
+// allows the reverse pair (its session.auth record is written then).
+func (s *outSession) askBidi(os *outStream) {
+	g := s.r
+	if g.reverse == nil || !g.dialer.bidiPossible(os) {
+		return
+	}
+	rev, err := g.reverse(os, s.id)
+	if err != nil {
+		s.log.Info("not asking for a bidirectional stream", "reason", err)
+		return
+	}
+	s.mu.Lock()
+	s.rev = rev
+	s.mu.Unlock()
+	os.bidi = true
+}
+
 // failAll ends a session that could not be set up, bouncing what waited.
 func (s *outSession) failAll(cond stanza.Condition, text string, err error) {
 	s.r.m.SessionFailure(s.key.leg.String(), metrics.RoleOutgoing, sessionFailureKind(cond, err))
@@ -561,6 +611,22 @@ func (s *outSession) readLoop(peerGone chan<- error) {
 		if el.Space == xmlstream.NSStream && el.Local == "error" {
 			s.log.Warn("peer sent a stream error", "condition", stream.ParsePeerError(el.Raw, sc.Peer().Namespaces).Condition)
 			continue // the close follows
+		}
+		if el.Space == xmlstream.NSServer && (el.Local == "message" || el.Local == "presence" || el.Local == "iq") {
+			// Only a server we asked to use the stream both ways may send
+			// stanzas on it; never one dropped unanswered.
+			err := &stream.Error{Condition: stream.UnsupportedStanzaType, Text: "a stanza on a stream that is not bidirectional"}
+			if s.rev != nil {
+				s.lastRead.Store(time.Now().UnixNano())
+				err = stream.ToError(s.rev.handleStanza(&el, s2s.Ticket{}))
+			}
+			if err != nil {
+				s.log.Warn("stanza refused on the outgoing stream", "condition", err.Condition, "text", err.Text)
+				sc.Fail(err, s.key.from, s.key.to)
+				peerGone <- err
+				return
+			}
+			continue
 		}
 		s.log.Debug("ignored element on outgoing stream", "element", el.Local, "ns", el.Space)
 	}
@@ -606,6 +672,12 @@ func (s *outSession) writeLoop(peerGone <-chan error) {
 		select {
 		case <-s.notify:
 		case <-idle.C:
+			if last := s.lastRead.Load(); last != 0 {
+				if left := g.limits().IdleTimeout - time.Since(time.Unix(0, last)); left > 0 {
+					idle.Reset(left) // the server still sends on it (XEP-0288)
+					continue
+				}
+			}
 			s.closeGracefully("idle", peerGone)
 			return
 		case err := <-peerGone:

@@ -57,5 +57,27 @@ func (f Bidi) Handle(_ context.Context, s *Stream, _ *xmlstream.Element) (Step, 
 	return Skip, nil
 }
 
-// Initiate does nothing: we do not ask for bidirectional streams (yet).
+// Initiate does nothing: the relay asks with Stream.RequestBidi once it
+// knows the peer (its certificate), before Authenticate.
 func (Bidi) Initiate(context.Context, *Stream) (Step, error) { return Skip, nil }
+
+// PeerOffersBidi reports whether the receiving server listed XEP-0288 on
+// the current stream (initiating role).
+func (s *Stream) PeerOffersBidi() bool {
+	return s.peerFeatures != nil && s.peerFeatures.Child(NSBidiFeature, "bidi") != nil
+}
+
+// RequestBidi asks the receiving server to use the stream both ways
+// (initiating role, before Authenticate): once authenticated, it may send
+// stanzas for the reverse pair (to → from) on it, which the relay then
+// reads from the stream. It reports whether it asked (the peer must have
+// offered it).
+func (s *Stream) RequestBidi() (bool, error) {
+	if s.role != Initiating || !s.PeerOffersBidi() {
+		return false, nil
+	}
+	if err := s.Conn.SendWait(HeaderTimeout, []byte("<bidi xmlns='"+NSBidi+"'/>")); err != nil {
+		return false, err
+	}
+	return true, nil
+}
