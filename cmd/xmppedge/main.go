@@ -25,6 +25,7 @@ import (
 	"github.com/xmppedge/xmppedge/internal/audit/jsaudit"
 	"github.com/xmppedge/xmppedge/internal/cluster"
 	"github.com/xmppedge/xmppedge/internal/config"
+	"github.com/xmppedge/xmppedge/internal/metrics"
 	"github.com/xmppedge/xmppedge/policy"
 )
 
@@ -172,18 +173,19 @@ func newPolicyEngine(ctx context.Context, cfg *config.Config, log *slog.Logger) 
 // openAudit opens the audit log the config names, keyed with hmacKey
 // (audit.hmac_key_file, loaded by prepare) when set: the file log, or with
 // audit.backend jetstream this node's chain in the cluster's stream.
-func openAudit(ctx context.Context, cfg *config.Config, hmacKey []byte, log *slog.Logger, node *cluster.Node) (audit.Sink, error) {
+func openAudit(ctx context.Context, cfg *config.Config, hmacKey []byte, log *slog.Logger, node *cluster.Node, m *metrics.Metrics) (audit.Sink, error) {
 	if cfg.Audit.Backend == config.AuditBackendJetStream {
 		ctx, cancel := context.WithTimeout(ctx, clusterStartBound)
 		defer cancel()
 		s, err := jsaudit.Open(ctx, jsaudit.Config{
-			JetStream:  node.JetStream(),
-			Node:       node.Name(),
-			Replicas:   node.Replicas(),
-			Durability: cfg.Audit.Durability,
-			Retention:  time.Duration(cfg.Audit.Retention),
-			HMACKey:    hmacKey,
-			Logger:     log.With("component", "audit"),
+			JetStream:      node.JetStream(),
+			Node:           node.Name(),
+			Replicas:       node.Replicas(),
+			Durability:     cfg.Audit.Durability,
+			Retention:      time.Duration(cfg.Audit.Retention),
+			HMACKey:        hmacKey,
+			Logger:         log.With("component", "audit"),
+			ObservePublish: m.AuditStreamPublish,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("audit.backend jetstream: %w", err)

@@ -247,7 +247,7 @@ func run(ctx context.Context, cfg *config.Config, path string, stdout, stderr io
 		defer n.acme.Close()
 	}
 	n.eng, n.adminAuth = st.eng, st.adminAuth
-	if n.alog, err = openAudit(ctx, cfg, st.hmacKey, log, n.cluster); err != nil {
+	if n.alog, err = openAudit(ctx, cfg, st.hmacKey, log, n.cluster, n.m); err != nil {
 		return fail(err)
 	}
 	defer n.alog.Close()

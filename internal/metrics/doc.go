@@ -53,6 +53,7 @@
 //	xmppedge_build_info{version,goversion}                1
 //	xmppedge_cluster_quorum                               gauge: 1 while JetStream has a quorum for this node (cluster only)
 //	xmppedge_audit_stream_pending                         gauge: audit records appended, not yet acknowledged (audit.backend jetstream)
+//	xmppedge_audit_stream_publish_seconds                 histogram: publish to quorum acknowledgement of a batch (audit.backend jetstream)
 //	xmppedge_audit_stream_acknowledged_total              audit records the stream acknowledged
 //	xmppedge_audit_stream_failed_batches_total            batches of audit records the stream did not acknowledge (retried)
 //

@@ -52,6 +52,7 @@ type Metrics struct {
 	auditFailures      prometheus.Counter
 	auditRecordSeconds prometheus.Histogram
 	auditFsyncSeconds  prometheus.Histogram
+	auditPublish       prometheus.Histogram
 	reloadClosed       prometheus.Counter
 
 	certExpiry *prometheus.GaugeVec
@@ -183,6 +184,7 @@ func (m *Metrics) registerOperationMetrics(r registrar) {
 	m.auditRecordSeconds = r.histogram("audit_record_seconds",
 		"Time to append one audit record, including the wait for its group commit in sync durability.", auditBuckets)
 	m.auditFsyncSeconds = r.histogram("audit_fsync_seconds", "Latency of the audit log's fsync calls.", auditBuckets)
+	m.auditPublish = r.histogram("audit_stream_publish_seconds", "Time from publishing a batch of audit records to the replicated stream (audit.backend jetstream) to its acknowledgement by a quorum.", auditBuckets)
 	m.reloadClosed = r.counter("reload_closed_sessions_total",
 		"Sessions closed because a reloaded configuration or policy no longer allowed them.")
 	m.certExpiry = r.gaugeVec("certificate_expiry_timestamp_seconds",
@@ -355,6 +357,15 @@ func (m *Metrics) AuditRecord(d time.Duration, err error) {
 	}
 	m.auditRecords.Inc()
 	m.auditRecordSeconds.Observe(d.Seconds())
+}
+
+// AuditStreamPublish records how long the replicated audit stream took to
+// acknowledge a batch.
+func (m *Metrics) AuditStreamPublish(d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.auditPublish.Observe(d.Seconds())
 }
 
 // AuditFsync records the latency of one fsync of the audit log.

@@ -92,6 +92,10 @@ type Config struct {
 	// CloseTimeout bounds how long Close keeps trying to store what is
 	// queued; default 10s.
 	CloseTimeout time.Duration
+	// ObservePublish, when set, is told how long each batch took from
+	// its publication to the stream's acknowledgement (a quorum holds
+	// it), on its first attempt.
+	ObservePublish func(time.Duration)
 	// Logger receives the sink's reports; default: discarded.
 	Logger *slog.Logger
 }
@@ -556,7 +560,11 @@ func (s *Sink) ride(batch []queued, err error) error {
 // store publishes batch until the stream holds it; it returns false only
 // when closing and closeDeadline has passed.
 func (s *Sink) store(batch []queued, closeDeadline time.Time) bool {
+	start := time.Now()
 	err := s.publish(batch)
+	if err == nil && s.cfg.ObservePublish != nil {
+		s.cfg.ObservePublish(time.Since(start))
+	}
 	if err != nil {
 		err = s.ride(batch, err)
 	}

@@ -3,6 +3,7 @@ package jsaudit
 import (
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,6 +28,12 @@ func TestRoundTrip(t *testing.T) {
 			js := connect(t, srv[0])
 			cfgA := testConfig(js, "edge-a", nil)
 			cfgA.HMACKey = tc.key
+			var observed atomic.Int64
+			cfgA.ObservePublish = func(d time.Duration) {
+				if d > 0 {
+					observed.Add(1)
+				}
+			}
 			a := openSink(t, cfgA)
 			cfgB := testConfig(js, "edge-b", nil)
 			cfgB.HMACKey = tc.key
@@ -42,6 +49,9 @@ func TestRoundTrip(t *testing.T) {
 			}
 			if a.Healthy() != nil || b.Healthy() != nil {
 				t.Fatalf("Healthy: %v, %v", a.Healthy(), b.Healthy())
+			}
+			if n, batches := observed.Load(), a.Stats().Batches; n == 0 || uint64(n) > batches {
+				t.Fatalf("ObservePublish told %d time(s) for %d batches", n, batches)
 			}
 
 			var got []*audit.Record
