@@ -86,9 +86,14 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Storage, err
 	}, nil
 }
 
-// attemptTimeout bounds one attempt at opening the bucket, and a read
-// whose ctx has no deadline.
+// attemptTimeout bounds a read whose ctx has no deadline.
 const attemptTimeout = 5 * time.Second
+
+// openAttemptTimeout bounds one attempt at opening the bucket: short, as
+// the audit sink's first calls are, so that nodes starting together open
+// it within a second or so of each other once a leader exists (the first
+// call before that blocks for its whole timeout).
+const openAttemptTimeout = 2 * time.Second
 
 // openBucket creates or opens the bucket and returns it once it answers a
 // read, trying again every 250 ms until ctx ends while the failure may be
@@ -96,7 +101,7 @@ const attemptTimeout = 5 * time.Second
 // replica answering reads yet); a refusal of the configuration is final.
 func openBucket(ctx context.Context, js jetstream.JetStream, stream string, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
 	for {
-		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		actx, cancel := context.WithTimeout(ctx, openAttemptTimeout)
 		kv, err := js.CreateOrUpdateKeyValue(actx, cfg)
 		if err == nil {
 			// A replicated bucket just created may not answer reads yet:

@@ -143,7 +143,8 @@ func TestClusterACME(t *testing.T) {
 // listens) and waits until each accepts on its inside listener.
 func clusterACMEStart(t *testing.T, ca *testCA, peb *pebbleProc) [3]*gatewayProc {
 	t.Helper()
-	files := map[string][]byte{"partners.yaml": partnersYAML(PartnerDomain), "pebble-https.pem": peb.httpsCAPEM}
+	files := map[string][]byte{"partners.yaml": partnersYAML(PartnerDomain), "pebble-https.pem": peb.httpsCAPEM,
+		"dialback.secret": []byte("the cluster's one dialback secret\n")}
 	var nodes [3]*gatewayProc
 	for i := range nodes {
 		dir := t.TempDir()
