@@ -2,6 +2,8 @@
 #
 #   make build   bin/xmppedge (and a development certificate for the example config)
 #   make run     build and start xmppedge on xmppedge.example.yaml
+#   make demo    a company and a partner Prosody on loopback with xmppedge between them: a delivered message,
+#                a refused one with its bounce, the audit records, the metrics; stops on Ctrl-C or after DEMO_WAIT (1m)
 #   make test    everything CI runs: deps, vet, unit tests with -race (fuzz seeds included), the e2e suite
 #   make bench   benchmarks
 #   make fuzz    a short coverage-guided fuzz run of every fuzz target (make fuzz-long: 10 minutes each)
@@ -12,7 +14,7 @@ LDFLAGS  := -X main.version=$(VERSION)
 DEV      := dev
 APT_PKGS := prosody lua-unbound python3-slixmpp openssl prometheus testssl.sh
 
-.PHONY: build run test deps vet unit e2e bench fuzz fuzz-long clean
+.PHONY: build run demo test deps vet unit e2e bench fuzz fuzz-long clean
 
 build: bin/xmppedge $(DEV)/company.test.crt
 
@@ -28,6 +30,15 @@ $(DEV)/company.test.crt:
 
 run: build
 	bin/xmppedge run -config xmppedge.example.yaml
+
+# demo runs TestDemo (edge/e2e/demo_test.go) on the e2e test bed: it tells
+# what happens, then keeps everything running for DEMO_WAIT (a duration;
+# 0: stop at once) or until Ctrl-C, and stops every process it started.
+# No go test timeout: every step has its own bound, and Ctrl-C ends it.
+DEMO_WAIT ?= 1m
+demo: deps
+	XMPPEDGE_DEMO=1 XMPPEDGE_DEMO_WAIT=$(DEMO_WAIT) XMPPEDGE_E2E_RACE=0 \
+	  $(GO) test -run '^TestDemo$$' -v -count=1 -timeout 0 ./edge/e2e/
 
 # deps installs what the e2e suite needs (Debian packages) when it is
 # missing and we are root; otherwise it says what to install. Where the
@@ -52,8 +63,9 @@ vet:
 unit:
 	$(GO) test -race -count=1 -timeout 10m $$($(GO) list ./... | grep -v /edge/e2e)
 
+# The e2e suite runs the demo too, as a test (XMPPEDGE_DEMO_WAIT=0: no waiting).
 e2e: deps
-	$(GO) test -race -count=1 -timeout 15m -v ./edge/e2e/...
+	XMPPEDGE_DEMO=1 XMPPEDGE_DEMO_WAIT=0 $(GO) test -race -count=1 -timeout 15m -v ./edge/e2e/...
 
 test: deps vet unit e2e
 

@@ -122,7 +122,10 @@ func launchGateway(t testing.TB, dir, cfg string, files map[string][]byte) *gate
 	g.cmd = exec.Command(bin, "run", "-config", cfgFile)
 	g.cmd.Stdout = logf
 	g.cmd.Stderr = logf
-	g.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// Its own process group, as the test bed's Prosody servers and
+	// clients: a Ctrl-C at the terminal reaches the test, which stops
+	// xmppedge itself (TestDemo catches it and stops everything in order).
+	g.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := g.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
