@@ -83,6 +83,34 @@ func BenchmarkAppendSync(b *testing.B) {
 	}
 }
 
+// BenchmarkAppendSyncOneAtATime: one writer, one record at a time —
+// a single message through an idle gateway. Its Append+WaitDurable time
+// is what sync durability adds to that message's latency (p50, p99).
+func BenchmarkAppendSyncOneAtATime(b *testing.B) {
+	l := benchLog(b, DurabilitySync)
+	ctx := testContext(b)
+	waits := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		seq, err := l.Append(stanzaRecord(i))
+		if err == nil {
+			err = l.WaitDurable(ctx, seq)
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+		waits = append(waits, time.Since(t0))
+	}
+	b.StopTimer()
+	if err := l.Close(); err != nil {
+		b.Fatal(err)
+	}
+	slices.Sort(waits)
+	b.ReportMetric(float64(waits[len(waits)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(waits[len(waits)*99/100].Microseconds()), "p99-µs")
+}
+
 // BenchmarkAppendAsync: concurrent Append without waiting (async mode),
 // to the real disk. Appending outruns the disk (~1 µs × 430 bytes per
 // record per core); when the 64 MiB backlog is full Append refuses, and

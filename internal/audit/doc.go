@@ -14,11 +14,12 @@
 //
 // One writer goroutine does all I/O (group commit). The first record to
 // reach an idle writer opens a batch; the batch is written with one
-// write() and one fsync once the commit interval (default 1 ms, at most
-// 2 ms) has passed since that record, or at once when it holds 4096
-// records or 4 MiB. Records that arrive while a batch is being written and
-// fsynced form the next batch, which goes as soon as the fsync ends (they
-// have waited already). After the fsync the writer stores the batch's last
+// write() and one fsync at once (or, with Config.CommitInterval set, once
+// that much time, at most 2 ms, has passed since that record), and in any
+// case when it holds 4096 records or 4 MiB. Records that arrive while a
+// batch is being written and fsynced form the next batch, which goes as
+// soon as the fsync ends: under load the commits group by themselves,
+// and a single message waits for one fsync, not for a timer. After the fsync the writer stores the batch's last
 // seq as the durable seq and closes a channel that every WaitDurable of
 // that moment is blocked on: one wake-up for the whole batch. In async
 // mode records are written the same way, fsynced within AsyncBound/2 of

@@ -24,8 +24,7 @@ const (
 
 // Defaults and bounds of Config.
 const (
-	DefaultCommitInterval = time.Millisecond
-	MaxCommitInterval     = 2 * time.Millisecond
+	MaxCommitInterval = 2 * time.Millisecond
 	DefaultAsyncBound     = time.Second
 
 	// maxBatchRecords and maxBatchBytes end a batch before its commit
@@ -52,9 +51,12 @@ type Config struct {
 	Path string
 	// Durability is "sync" (default) or "async".
 	Durability string
-	// CommitInterval is the group-commit window: how long the first record
-	// of a batch waits for others before the batch is written and fsynced.
-	// Default 1ms, at most 2ms.
+	// CommitInterval is how long the first record of a batch, appended
+	// to an idle writer, waits for others before the batch is written and
+	// fsynced; at most 2ms. Default 0: written at once. Records appended
+	// while a batch is written and fsynced form the next batch, so the
+	// commits group under load by themselves, and a single message does
+	// not wait for a timer.
 	CommitInterval time.Duration
 	// AsyncBound (async mode) is the longest time between Append and the
 	// record being fsynced. Default 1s.
@@ -278,8 +280,6 @@ func (c *Config) setDefaults() error {
 		return fmt.Errorf("audit: durability %q: use %q or %q", c.Durability, DurabilitySync, DurabilityAsync)
 	}
 	switch {
-	case c.CommitInterval == 0:
-		c.CommitInterval = DefaultCommitInterval
 	case c.CommitInterval < 0 || c.CommitInterval > MaxCommitInterval:
 		return fmt.Errorf("audit: commit interval %s: give a duration up to %s (a stanza waits for its batch that long)", c.CommitInterval, MaxCommitInterval)
 	}
