@@ -233,6 +233,26 @@ func TestACMEFederation(t *testing.T) {
 // acmeGatewayConfig is xmppedge's configuration for the ACME test: no
 // certificate files, company.test's certificate from Pebble.
 func acmeGatewayConfig(caFile string) string {
+	return acmeConfig(acmeAddrs{
+		inside: acmeInsideIP, company: acmeCompanyIP, outside: acmeOutsideIP, publicDNS: acmePublicDNS,
+		pebbleIP: acmePebbleIP, pebblePort: acmePebblePort,
+		extra: fmt.Sprintf("    renew_before: %s\n    check_interval: %s\n", acmeRenewBefore, acmeCheckInterval),
+	}, caFile)
+}
+
+// acmeAddrs are where an ACME test's gateway listens and what it talks to.
+type acmeAddrs struct {
+	inside, company, outside string // xmppedge's inside listener, the company server, xmppedge's outside listeners
+	publicDNS                string // host:port
+	pebbleIP                 string
+	pebblePort               int
+	extra                    string // more lines of tls.acme
+}
+
+// acmeConfig is a gateway config whose certificate for company.test comes
+// from Pebble (HTTP-01 on the outside address, TLS-ALPN-01 on the
+// direct-TLS listener).
+func acmeConfig(a acmeAddrs, caFile string) string {
 	rules, err := filepath.Abs("../../rules")
 	if err != nil {
 		panic(err)
@@ -255,14 +275,12 @@ tls:
     ca_root: pebble-https.pem
     storage: acme
     http_listen: "%[5]s:%[10]d"
-    renew_before: %[11]s
-    check_interval: %[12]s
-  ca_files: [%[13]s]
+%[11]s  ca_files: [%[12]s]
   system_roots: false
 dialback:
   secret_file: dialback.secret
 policy:
-  rules: %[14]s
+  rules: %[13]s
   data: [partners.yaml]
 audit:
   path: audit/audit.jsonl
@@ -272,8 +290,8 @@ limits:
 log:
   level: debug
   format: json
-`, CompanyDomain, acmeInsideIP, acmeCompanyIP, S2SPort, acmeOutsideIP, acmeDirectTLSPort, acmePublicDNS,
-		acmePebbleIP, acmePebblePort, acmeHTTPPort, acmeRenewBefore, acmeCheckInterval, caFile, rules)
+`, CompanyDomain, a.inside, a.company, S2SPort, a.outside, acmeDirectTLSPort, a.publicDNS,
+		a.pebbleIP, a.pebblePort, acmeHTTPPort, a.extra, caFile, rules)
 }
 
 // acmeServedCert makes a direct-TLS handshake with xmppedge's outside

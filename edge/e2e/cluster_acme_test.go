@@ -356,62 +356,10 @@ func clusterACMEFederate(t *testing.T, ca *testCA, peb *pebbleProc, g *gatewayPr
 // http_listen, TLS-ALPN-01 on the direct-TLS listener), and the cluster
 // section (which makes the cluster's key-value bucket ACME's storage).
 func clusterACMEConfig(caFile string, i int) string {
-	rules, err := filepath.Abs("../../rules")
-	if err != nil {
-		panic(err)
-	}
-	var routes []string
-	for j, ip := range clusterACMENATSIP {
-		if j != i {
-			routes = append(routes, fmt.Sprintf("\"nats://%s:6222\"", ip))
-		}
-	}
-	out := clusterACMEOutsideIP[i]
-	return fmt.Sprintf(`domains: [%[1]s]
-inside:
-  listen: ["%[2]s:%[4]d"]
-  server: "%[3]s:%[4]d"
-  allow: ["127.0.0.0/8"]
-outside:
-  listen: ["%[5]s:%[4]d"]
-  listen_tls: ["%[5]s:%[6]d"]
-  require_tls: true
-dns:
-  servers: ["%[7]s"]
-tls:
-  acme:
-    ca: "https://%[8]s:%[9]d/dir"
-    email: "ops@%[1]s"
-    ca_root: pebble-https.pem
-    storage: acme
-    http_listen: "%[5]s:%[10]d"
-  ca_files: [%[11]s]
-  system_roots: false
-dialback:
-  secret_file: dialback.secret
-policy:
-  rules: %[12]s
-  data: [partners.yaml]
-audit:
-  path: audit/audit.jsonl
-  durability: sync
-limits:
-  connect_timeout: 5s
-log:
-  level: debug
-  format: json
-cluster:
-  node: %[13]s
-  nats:
-    embedded:
-      listen: "%[14]s:4222"
-      cluster_listen: "%[14]s:6222"
-      routes: [%[15]s]
-      store_dir: nats
-  replicas: 3
-`, CompanyDomain, clusterACMEInsideIP[i], clusterACMECompanyIP, S2SPort, out, acmeDirectTLSPort, clusterACMEPublicDNS,
-		clusterACMEPebble.IP, clusterACMEPebble.Port, acmeHTTPPort, caFile, rules,
-		clusterACMENode(i), clusterACMENATSIP[i], strings.Join(routes, ", "))
+	return acmeConfig(acmeAddrs{
+		inside: clusterACMEInsideIP[i], company: clusterACMECompanyIP, outside: clusterACMEOutsideIP[i], publicDNS: clusterACMEPublicDNS,
+		pebbleIP: clusterACMEPebble.IP, pebblePort: clusterACMEPebble.Port,
+	}, caFile) + clusterSection(clusterACMENode(i), clusterACMENATSIP[:], i)
 }
 
 // clusterACMENode is node i's name (cluster.node).

@@ -121,13 +121,20 @@ func clusterConfig(caFile string, i int) string {
 		cfg = strings.Replace(cfg, fmt.Sprintf("listen: \"%s\"", MetricsAddr), fmt.Sprintf("listen: \"%s\"", clusterMetricsAddr(i)), 1)
 	}
 	cfg = strings.Replace(cfg, "audit:\n  path: audit/audit.jsonl\n", "audit:\n  backend: jetstream\n  retention: 720h\n", 1)
+	return cfg + clusterSection(clusterNodeName(i), clusterNATSIP[:], i)
+}
+
+// clusterSection is the cluster section of node i (named node) of a
+// cluster whose nodes embed NATS servers on natsIPs (client port 4222,
+// routes on 6222), three replicas.
+func clusterSection(node string, natsIPs []string, i int) string {
 	var routes []string
-	for j, ip := range clusterNATSIP {
+	for j, ip := range natsIPs {
 		if j != i {
 			routes = append(routes, fmt.Sprintf("\"nats://%s:6222\"", ip))
 		}
 	}
-	return cfg + fmt.Sprintf(`cluster:
+	return fmt.Sprintf(`cluster:
   node: %s
   nats:
     embedded:
@@ -136,7 +143,7 @@ func clusterConfig(caFile string, i int) string {
       routes: [%s]
       store_dir: nats
   replicas: 3
-`, clusterNodeName(i), clusterNATSIP[i], clusterNATSIP[i], strings.Join(routes, ", "))
+`, node, natsIPs[i], natsIPs[i], strings.Join(routes, ", "))
 }
 
 // clusterAdmin calls node i's admin API.
