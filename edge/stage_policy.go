@@ -109,6 +109,9 @@ func fillContent(in *policy.StanzaInput, st *inStanza) []xmlstream.Name {
 	st.contentDone = true
 	in.Children = in.Children[:0]
 	if c, ok := xmlstream.ParseContent(st.el.Raw, st.ns); ok {
+		if cap(in.Children) < len(c.Children) {
+			in.Children = make([]policy.Child, 0, len(c.Children))
+		}
 		for _, ch := range c.Children {
 			in.Children = append(in.Children, policy.Child{Name: ch.Local, Namespace: ch.Space})
 		}

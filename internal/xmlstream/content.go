@@ -59,6 +59,9 @@ func ParseContent(raw []byte, header map[string]string) (c Content, ok bool) {
 		if name.Space == SecurityLabelNS {
 			return c, false
 		}
+		if c.Children == nil {
+			c.Children = make([]Name, 0, 4) // one allocation for the usual few
+		}
 		c.Children = append(c.Children, name)
 		var field *string
 		if name.Space == NSServer {
@@ -135,7 +138,7 @@ func (p *contentParser) startTagName(inherited string) (ns string, selfClosing, 
 	if p.i == start {
 		return "", false, false
 	}
-	p.name = string(p.b[start:p.i])
+	p.name = internName(p.b[start:p.i])
 	ns = inherited
 	for {
 		for p.i < len(p.b) && isSpace(p.b[p.i]) {
@@ -156,7 +159,7 @@ func (p *contentParser) startTagName(inherited string) (ns string, selfClosing, 
 		for p.i < len(p.b) && p.b[p.i] != '=' && !isSpace(p.b[p.i]) {
 			p.i++
 		}
-		attr := string(p.b[as:p.i])
+		attr := p.b[as:p.i]
 		for p.i < len(p.b) && (isSpace(p.b[p.i]) || p.b[p.i] == '=') {
 			p.i++
 		}
@@ -171,9 +174,9 @@ func (p *contentParser) startTagName(inherited string) (ns string, selfClosing, 
 		val := p.b[p.i+1 : p.i+1+end]
 		p.i += end + 2
 		switch {
-		case attr == "xmlns":
-			ns = string(appendDecoded(nil, val, decodeAttr))
-		case len(attr) > 6 && attr[:6] == "xmlns:":
+		case string(attr) == "xmlns":
+			ns = internNS(val)
+		case len(attr) > 6 && string(attr[:6]) == "xmlns:":
 			return "", false, false
 		}
 	}
@@ -184,6 +187,8 @@ func (p *contentParser) startTagName(inherited string) (ns string, selfClosing, 
 // skipped).
 func (p *contentParser) childContent(keep bool) (string, bool) {
 	var text []byte
+	var run []byte // the only run of text so far, not copied yet
+	runs := 0
 	depth := 0
 	for {
 		j := bytes.IndexByte(p.b[p.i:], '<')
@@ -191,7 +196,14 @@ func (p *contentParser) childContent(keep bool) (string, bool) {
 			return "", false
 		}
 		if keep && depth == 0 && j > 0 {
-			text = appendDecoded(text, p.b[p.i:p.i+j], decodeText)
+			if runs++; runs == 1 {
+				run = p.b[p.i : p.i+j]
+			} else {
+				if runs == 2 {
+					text = appendDecoded(nil, run, decodeText)
+				}
+				text = appendDecoded(text, p.b[p.i:p.i+j], decodeText)
+			}
 		}
 		p.i += j
 		switch {
@@ -200,6 +212,9 @@ func (p *contentParser) childContent(keep bool) (string, bool) {
 				return "", false
 			}
 			if depth == 0 {
+				if runs == 1 {
+					return decodedString(run), true
+				}
 				return string(text), true
 			}
 			depth--
@@ -250,3 +265,105 @@ func (p *contentParser) endTag() bool {
 }
 
 func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
+
+// decodedString is the character data b decoded, with one allocation.
+func decodedString(b []byte) string {
+	if bytes.IndexAny(b, "&\r") < 0 {
+		return string(b)
+	}
+	return string(appendDecoded(nil, b, decodeText))
+}
+
+// internName returns b as a string, without an allocation for the child
+// names stanzas usually carry.
+func internName(b []byte) string {
+	switch string(b) { // no allocation: the compiler compares in place
+	case "message":
+		return "message"
+	case "presence":
+		return "presence"
+	case "iq":
+		return "iq"
+	case "body":
+		return "body"
+	case "subject":
+		return "subject"
+	case "thread":
+		return "thread"
+	case "active":
+		return "active"
+	case "composing":
+		return "composing"
+	case "paused":
+		return "paused"
+	case "inactive":
+		return "inactive"
+	case "gone":
+		return "gone"
+	case "request":
+		return "request"
+	case "received":
+		return "received"
+	case "markable":
+		return "markable"
+	case "origin-id":
+		return "origin-id"
+	case "stanza-id":
+		return "stanza-id"
+	case "x":
+		return "x"
+	case "store":
+		return "store"
+	case "encryption":
+		return "encryption"
+	case "encrypted":
+		return "encrypted"
+	case "html":
+		return "html"
+	case "delay":
+		return "delay"
+	case "c":
+		return "c"
+	case "priority":
+		return "priority"
+	case "show":
+		return "show"
+	case "status":
+		return "status"
+	}
+	return string(b)
+}
+
+// internNS returns the namespace an xmlns attribute's raw value declares,
+// without an allocation for the usual ones.
+func internNS(val []byte) string {
+	switch string(val) {
+	case NSServer:
+		return NSServer
+	case "http://jabber.org/protocol/chatstates":
+		return "http://jabber.org/protocol/chatstates"
+	case "urn:xmpp:receipts":
+		return "urn:xmpp:receipts"
+	case "urn:xmpp:chat-markers:0":
+		return "urn:xmpp:chat-markers:0"
+	case "urn:xmpp:sid:0":
+		return "urn:xmpp:sid:0"
+	case "urn:xmpp:hints":
+		return "urn:xmpp:hints"
+	case "urn:xmpp:eme:0":
+		return "urn:xmpp:eme:0"
+	case "urn:xmpp:delay":
+		return "urn:xmpp:delay"
+	case "jabber:x:oob":
+		return "jabber:x:oob"
+	case "http://jabber.org/protocol/caps":
+		return "http://jabber.org/protocol/caps"
+	case "http://jabber.org/protocol/xhtml-im":
+		return "http://jabber.org/protocol/xhtml-im"
+	case "eu.siacs.conversations.axolotl":
+		return "eu.siacs.conversations.axolotl"
+	case "urn:xmpp:omemo:2":
+		return "urn:xmpp:omemo:2"
+	}
+	return string(appendDecoded(nil, val, decodeAttr))
+}
