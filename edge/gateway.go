@@ -117,6 +117,11 @@ type OutsideOptions struct {
 	// POSH accepts a certificate that fails PKIX when the domain delegates
 	// to it with POSH (RFC 7711).
 	POSH bool
+	// NoDialbackShortcut turns XEP-0344's "dialback without dialback" off:
+	// a db:result is then verified with the authoritative server even
+	// when the peer's certificate is valid for its from (default: answered
+	// at once).
+	NoDialbackShortcut bool
 }
 
 // TLSMode is the TLS requirement of the inside leg.

@@ -62,6 +62,9 @@ type inDeps struct {
 	verifications chan struct{} // the node's verification slots
 	secret        string        // the dialback secret
 	dialer        *Dialer       // dialback verification against the authoritative server
+	// dialbackShortcut: XEP-0344 on the outside leg (receiving.go,
+	// DialbackCertificate).
+	dialbackShortcut bool
 }
 
 // inDeps is what the gateway gives its incoming sessions.
@@ -73,6 +76,7 @@ func (g *Gateway) inDeps() *inDeps {
 		requireTLS: g.opt.Outside.RequireTLS, insideTLS: g.opt.Inside.TLS,
 		preAuthLimit: g.preAuthLimit, limits: g.limits, streamLimits: g.streamLimits,
 		verifications: g.verifications, secret: g.opt.DialbackSecret, dialer: g.dialer,
+		dialbackShortcut: !g.opt.Outside.NoDialbackShortcut,
 	}
 }
 

@@ -145,7 +145,7 @@ func (s *inSession) MayOriginate(from, to string) bool {
 // EXTERNAL (XEP-0178).
 func (s *inSession) AuthenticateSASL(from, to string) error {
 	facts := s.facts(from, to, s2s.MethodSASLExternal)
-	d, err := s.authorize(facts)
+	d, err := s.authorize(facts, "")
 	if err != nil {
 		return err
 	}
@@ -191,20 +191,58 @@ func (s *inSession) AcquireVerification() bool {
 
 func (s *inSession) ReleaseVerification() { <-s.d.verifications }
 
+// DialbackCertificate is XEP-0344's "dialback without dialback" on the
+// outside leg (unless outside.dialback_shortcut is off): the peer's
+// certificate, checked now, is valid (PKIX and RFC 6125 identity, as for
+// SASL EXTERNAL) for the db:result's from — not merely for the stream
+// header's. Local only, like Accept's check: nothing an unauthenticated
+// peer says makes us reach out before the policy allowed its domain. The
+// inside leg's db:results are always verified with the internal server.
+func (s *inSession) DialbackCertificate(_ *s2s.Stream, p s2s.Pair) bool {
+	if s.leg != LegOutside || !s.d.dialbackShortcut {
+		return false
+	}
+	ts := s.sc.TLS()
+	if ts == nil {
+		return false
+	}
+	return s.d.verifier.Verify(ts.PeerCertificates, p.From, time.Now()).Valid
+}
+
 // AuthorizeDialback asks the policy before a key is verified: a domain
 // that may not federate is refused without us connecting to its server.
-func (s *inSession) AuthorizeDialback(p s2s.Pair) (func(valid bool, err error), error) {
+// The pair is authenticated by dialback either way (the policy's auth is
+// "dialback", its requirements apply as to any dialback); byCertificate
+// (XEP-0344, no db:verify) is said in the session.auth record's reason,
+// the log and xmppedge_dialback_total{result="valid_cert"}.
+func (s *inSession) AuthorizeDialback(p s2s.Pair, byCertificate bool) (func(valid bool, err error), error) {
 	facts := s.facts(p.From, p.To, s2s.MethodDialback)
-	d, err := s.authorize(facts)
+	note := ""
+	if byCertificate {
+		if !facts.TLS.PeerCertValid {
+			// DialbackCertificate found it valid a moment ago: it
+			// expired in between.
+			return nil, &stream.Error{Condition: stream.NotAuthorized, Text: "the certificate is not valid for " + p.From + ": " + facts.TLS.PeerCertError}
+		}
+		note = dialbackByCertificate(p.From)
+	}
+	d, err := s.authorize(facts, note)
 	if err != nil {
 		return nil, err
 	}
 	ps := &pairState{method: s2s.MethodDialback, facts: facts, rate: d.Rate}
-	return func(valid bool, err error) { s.dialbackVerified(p, ps, valid, err) }, nil
+	return func(valid bool, err error) { s.dialbackVerified(p, ps, valid, err, byCertificate) }, nil
 }
 
-// dialbackVerified records the outcome of a dialback verification.
-func (s *inSession) dialbackVerified(p s2s.Pair, ps *pairState, valid bool, err error) {
+// dialbackByCertificate is the reason of the session.auth record of a
+// pair whose db:result the certificate settled (XEP-0344).
+func dialbackByCertificate(from string) string {
+	return "XEP-0344: the certificate is valid for " + from + ", dialback answered without db:verify"
+}
+
+// dialbackVerified records the outcome of a dialback verification
+// (byCertificate: settled by the certificate, XEP-0344).
+func (s *inSession) dialbackVerified(p s2s.Pair, ps *pairState, valid bool, err error, byCertificate bool) {
 	log := s.log.With("remote_domain", p.From, "local_domain", p.To)
 	switch {
 	case err != nil:
@@ -215,9 +253,14 @@ func (s *inSession) dialbackVerified(p s2s.Pair, ps *pairState, valid bool, err 
 		s.mu.Lock()
 		s.pairs[domainPair{remote: p.From, local: p.To}] = ps
 		s.mu.Unlock()
-		s.d.m.Dialback(metrics.DialbackReceiving, metrics.DialbackValid)
 		s.markOpened(s2s.MethodDialback)
-		log.Info("peer authenticated", "method", s2s.MethodDialback, "tls", s.sc.TLSVersion())
+		if byCertificate {
+			s.d.m.Dialback(metrics.DialbackReceiving, metrics.DialbackValidCert)
+			log.Info("peer authenticated", "method", s2s.MethodDialback, "verified_by", "certificate (XEP-0344, no db:verify)", "tls", s.sc.TLSVersion())
+			return
+		}
+		s.d.m.Dialback(metrics.DialbackReceiving, metrics.DialbackValid)
+		log.Info("peer authenticated", "method", s2s.MethodDialback, "verified_by", "authoritative server (db:verify)", "tls", s.sc.TLSVersion())
 		return
 	default:
 		s.d.m.Dialback(metrics.DialbackReceiving, metrics.DialbackInvalid)
@@ -285,12 +328,14 @@ func (s *inSession) facts(remote, local, auth string) *policy.SessionInput {
 	return in
 }
 
-// authorize asks the policy about a pair and audits the answer. A deny is
-// returned as the policy-violation stream error to close with.
-func (s *inSession) authorize(facts *policy.SessionInput) (policy.SessionDecision, error) {
+// authorize asks the policy about a pair and audits the answer (with note,
+// when allowed, leading the record's reason). A deny is returned as the
+// policy-violation stream error to close with.
+func (s *inSession) authorize(facts *policy.SessionInput, note string) (policy.SessionDecision, error) {
 	c := &sessionCheck{
 		facts: facts, cert: certStateOf(facts.TLS.PeerCertValid),
 		record: audit.EventSessionAuth, session: s.id, leg: s.leg, remoteAddr: s.sc.RemoteAddr().String(),
+		note: note,
 	}
 	if facts.Auth == "" {
 		c.cert = certUnknown // the outbound pair of the inside leg: the outside is not connected yet

@@ -116,6 +116,10 @@
 //	reason          string  why: the policy's reason, the bounce condition, the close reason;
 //	                        session.open: why an outgoing stream authenticated by dialback after
 //	                        the server refused our certificate (SASL EXTERNAL or TLS);
+//	                        session.auth (allow) of a dialback pair whose certificate settled it
+//	                        without db:verify (XEP-0344): "XEP-0344: the certificate is valid
+//	                        for <remote_domain>, dialback answered without db:verify", then
+//	                        "; " and the policy's reason if it gave one;
 //	                        admin: why refused or why it failed
 //	modified        bool    stanza: true when the policy changed it before relaying (only written when true)
 //	stripped        array   stanza: the child elements the policy removed, strings "{namespace}name",

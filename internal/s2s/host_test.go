@@ -62,12 +62,17 @@ type recvHost struct {
 	denied     bool
 	sm         bool // offer stream management
 	hold       bool // keep stanzas' tickets instead of handling them at once
+	// certFor is the relay's XEP-0344 verdict (DialbackCertificate);
+	// nil: never settled by the certificate.
+	certFor func(s *Stream, p Pair) bool
 
 	mu       sync.Mutex
 	tickets  []Ticket
 	pairs    map[Pair]string
 	stanzas  []string
 	answered []string
+	verified []Pair // the pairs VerifyKey was asked about
+	byCert   []Pair // the pairs authorised as settled by the certificate
 	wg       sync.WaitGroup
 }
 
@@ -116,9 +121,17 @@ func (h *recvHost) Authenticated(p Pair) (bool, bool) {
 }
 func (h *recvHost) AcquireVerification() bool { return true }
 func (h *recvHost) ReleaseVerification()      {}
-func (h *recvHost) AuthorizeDialback(p Pair) (func(bool, error), error) {
+func (h *recvHost) DialbackCertificate(s *Stream, p Pair) bool {
+	return h.certFor != nil && h.certFor(s, p)
+}
+func (h *recvHost) AuthorizeDialback(p Pair, byCertificate bool) (func(bool, error), error) {
 	if h.denied {
 		return nil, &stream.Error{Condition: stream.PolicyViolation, Text: "denied"}
+	}
+	if byCertificate {
+		h.mu.Lock()
+		h.byCert = append(h.byCert, p)
+		h.mu.Unlock()
 	}
 	return func(valid bool, err error) {
 		if valid && err == nil {
@@ -129,6 +142,9 @@ func (h *recvHost) AuthorizeDialback(p Pair) (func(bool, error), error) {
 	}, nil
 }
 func (h *recvHost) VerifyKey(_ context.Context, p Pair, streamID, key string) (bool, error) {
+	h.mu.Lock()
+	h.verified = append(h.verified, p)
+	h.mu.Unlock()
 	if h.verifyErr != nil {
 		return false, h.verifyErr
 	}
