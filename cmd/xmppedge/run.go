@@ -87,6 +87,8 @@ func buildOptions(ctx context.Context, cfg *config.Config, log *slog.Logger, obt
 			Resolver:     res,
 			DANEResolver: dane,
 			POSH:         cfg.TLS.POSH,
+			// XEP-0344: db:result settled by a certificate valid for its from.
+			NoDialbackShortcut: !cfg.Outside.DialbackShortcutOn(),
 		},
 		Certificates: store,
 		Verifier:     verifier,

@@ -100,11 +100,23 @@ type OutsideConfig struct {
 	// RequireTLS refuses unencrypted outside streams; nil means true. Read it
 	// with TLSRequired.
 	RequireTLS *bool `yaml:"require_tls"`
+	// DialbackShortcut answers a partner's dialback request without
+	// asking its authoritative server (db:verify) when the stream is
+	// encrypted and the partner's certificate is valid for the requesting
+	// domain (XEP-0344, "dialback without dialback"); nil means true.
+	// Read it with DialbackShortcutOn.
+	DialbackShortcut *bool `yaml:"dialback_shortcut"`
 }
 
 // TLSRequired reports whether outside streams must be encrypted (default
 // true).
 func (o OutsideConfig) TLSRequired() bool { return o.RequireTLS == nil || *o.RequireTLS }
+
+// DialbackShortcutOn reports whether XEP-0344's shortcut is on (default
+// true).
+func (o OutsideConfig) DialbackShortcutOn() bool {
+	return o.DialbackShortcut == nil || *o.DialbackShortcut
+}
 
 // DNSConfig chooses the resolvers used for SRV/A/AAAA lookups.
 type DNSConfig struct {
@@ -304,6 +316,10 @@ func (c *Config) ApplyDefaults() {
 	if c.Outside.RequireTLS == nil {
 		t := true
 		c.Outside.RequireTLS = &t
+	}
+	if c.Outside.DialbackShortcut == nil {
+		t := true
+		c.Outside.DialbackShortcut = &t
 	}
 	if c.TLS.SystemRoots == nil {
 		t := true
