@@ -119,8 +119,9 @@ type OutsideOptions struct {
 	POSH bool
 	// NoDialbackShortcut turns XEP-0344's "dialback without dialback" off:
 	// a db:result is then verified with the authoritative server even
-	// when the peer's certificate is valid for its from (default: answered
-	// at once).
+	// when the peer's certificate is valid for its from, or (with
+	// DANEResolver) matches the DNSSEC-authenticated TLSA records of its
+	// from's servers (default: answered without db:verify).
 	NoDialbackShortcut bool
 }
 

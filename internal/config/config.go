@@ -103,8 +103,9 @@ type OutsideConfig struct {
 	// DialbackShortcut answers a partner's dialback request without
 	// asking its authoritative server (db:verify) when the stream is
 	// encrypted and the partner's certificate is valid for the requesting
-	// domain (XEP-0344, "dialback without dialback"); nil means true.
-	// Read it with DialbackShortcutOn.
+	// domain — or, with tls.dane, matches the DNSSEC-authenticated TLSA
+	// records of its servers (XEP-0344, "dialback without dialback"); nil
+	// means true. Read it with DialbackShortcutOn.
 	DialbackShortcut *bool `yaml:"dialback_shortcut"`
 }
 

@@ -76,7 +76,8 @@ const (
 	DialbackError         = "error"
 	DialbackTimeout       = "timeout"
 	// DialbackValidCert (receiving): answered valid without db:verify,
-	// the peer's certificate being valid for the originating domain
+	// the peer's certificate being valid for the originating domain, or
+	// matching the DNSSEC-authenticated TLSA records of its servers
 	// (XEP-0344, "dialback without dialback").
 	DialbackValidCert = "valid_cert"
 

@@ -44,11 +44,20 @@ type DialbackReceiver interface {
 	DialbackCertificate(s *Stream, p Pair) bool
 	// AuthorizeDialback asks the policy about p before its key is
 	// verified (an error, a *stream.Error, refuses it). verified is
-	// called with the verification's outcome, and records p when valid.
-	// byCertificate: DialbackCertificate settled p, there is no db:verify
-	// and verified(true, nil) follows at once (the relay records that
-	// p was so decided).
-	AuthorizeDialback(p Pair, byCertificate bool) (verified func(valid bool, err error), err error)
+	// called with the verification's outcome, and records p when valid;
+	// its byCertificate says the peer's certificate settled p (XEP-0344),
+	// not the authoritative server. byCertificate here: DialbackCertificate
+	// settled p, there is no db:verify and verified(true, true, nil)
+	// follows at once (the relay records that p was so decided).
+	AuthorizeDialback(p Pair, byCertificate bool) (verified func(valid, byCertificate bool, err error), err error)
+	// DialbackDANE reports whether DNSSEC-authenticated data settles a
+	// db:result for p that DialbackCertificate did not (XEP-0344 with
+	// DANE): the peer's certificate matches authenticated TLSA records
+	// of p.From's servers. It may look them up, so it is asked only once
+	// AuthorizeDialback allowed p, in the background (holding the
+	// verification slot), on a TLS-protected stream, before VerifyKey;
+	// true: no db:verify.
+	DialbackDANE(ctx context.Context, s *Stream, p Pair) bool
 	// VerifyKey asks the authoritative server of p.From whether it issued
 	// key for (p.To, p.From, streamID).
 	VerifyKey(ctx context.Context, p Pair, streamID, key string) (bool, error)
@@ -183,7 +192,7 @@ func (d Dialback) answerByCertificate(s *Stream, p Pair, others bool) error {
 	if err != nil {
 		return d.refused(s, p, others, err)
 	}
-	verified(true, nil)
+	verified(true, true, nil)
 	return s.Conn.Send(dialback.Answer(dialback.Result, p.To, p.From, "", dialback.Valid))
 }
 
@@ -197,11 +206,20 @@ func (Dialback) refused(s *Stream, p Pair, others bool, err error) error {
 	return err
 }
 
-// verify asks the authoritative server and answers the initiating one.
-func (Dialback) verify(ctx context.Context, s *Stream, p Pair, key, streamID string, verified func(bool, error)) {
-	valid, err := s.recv.VerifyKey(ctx, p, streamID, key)
+// verify asks the authoritative server — unless DNSSEC-authenticated data
+// settles p (DialbackDANE) — and answers the initiating one.
+func (Dialback) verify(ctx context.Context, s *Stream, p Pair, key, streamID string, verified func(bool, bool, error)) {
+	var (
+		valid, byCert bool
+		err           error
+	)
+	if s.Conn.TLS() != nil && s.recv.DialbackDANE(ctx, s, p) {
+		valid, byCert = true, true
+	} else {
+		valid, err = s.recv.VerifyKey(ctx, p, streamID, key)
+	}
 	_, others := s.recv.Authenticated(p)
-	verified(valid, err)
+	verified(valid, byCert, err)
 	s.mu.Lock()
 	delete(s.pending, p)
 	s.mu.Unlock()

@@ -224,3 +224,76 @@ func TestDialbackWithoutDialbackRefused(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 }
+
+// TestDialbackDANE: DNSSEC-authenticated data (DANE) may settle a
+// db:result the certificate's PKIX check did not — asked only on a
+// TLS-protected stream, after the policy allowed the pair, and not when
+// the certificate settled it already.
+func TestDialbackDANE(t *testing.T) {
+	d := newDWDTLS(t)
+	aTest := func(_ *Stream, p Pair) bool { return p.From == "a.test" }
+	for _, tt := range []struct {
+		name    string
+		tls     bool
+		cert    *tls.Certificate
+		dane    func(*Stream, Pair) bool
+		denied  bool
+		answer  string // valid | invalid | "": a stream error (policy-violation)
+		asked   bool   // DialbackDANE asked
+		byDANE  bool   // settled by DANE, no VerifyKey
+		keyGood bool
+	}{
+		{name: "DANE settles an untrusted certificate", tls: true, cert: &d.untrusted, dane: aTest, answer: dialback.Valid, asked: true, byDANE: true, keyGood: true},
+		{name: "DANE settles, forged key", tls: true, cert: &d.untrusted, dane: aTest, answer: dialback.Valid, asked: true, byDANE: true},
+		{name: "DANE does not settle: db:verify", tls: true, cert: &d.untrusted, dane: func(*Stream, Pair) bool { return false }, answer: dialback.Valid, asked: true, keyGood: true},
+		{name: "DANE does not settle, forged key", tls: true, cert: &d.untrusted, answer: dialback.Invalid, asked: true},
+		{name: "no TLS: DANE not asked", dane: aTest, answer: dialback.Valid, keyGood: true},
+		{name: "certificate settles: DANE not asked", tls: true, cert: &d.a, dane: aTest, answer: dialback.Valid},
+		{name: "policy refuses: DANE not asked", tls: true, cert: &d.untrusted, dane: aTest, denied: true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			rh := newRecvHost()
+			rh.tls, rh.offerTLS, rh.certFor, rh.daneFor, rh.denied = d.server, tt.tls, d.validFor, tt.dane, tt.denied
+			p, id, done := openDWD(t, rh, tt.tls, tt.cert)
+			key := "forged"
+			if tt.keyGood {
+				key = dialback.Key(secret, "b.test", "a.test", id)
+			}
+			p.send("<db:result from='a.test' to='b.test'>" + key + "</db:result>")
+			var err error
+			if tt.answer == "" {
+				go func() {
+					for {
+						if _, err := p.r.Next(); err != nil {
+							return
+						}
+					}
+				}()
+				err = <-done
+				expectCondition(t, err, stream.PolicyViolation)
+			} else if el := p.next(); el.Local != "result" || el.Type != tt.answer {
+				t.Fatalf("got %s, want %s", el.Raw, tt.answer)
+			}
+			rh.mu.Lock()
+			asked, byDANE, verified := len(rh.askDANE), slices.Clone(rh.byDANE), len(rh.verified)
+			rh.mu.Unlock()
+			if asked != 0 != tt.asked {
+				t.Errorf("DialbackDANE asked %d times, want asked: %v", asked, tt.asked)
+			}
+			var want []Pair
+			if tt.byDANE {
+				want = []Pair{{"a.test", "b.test"}}
+			}
+			if !slices.Equal(byDANE, want) {
+				t.Errorf("settled by DANE: %v, want %v", byDANE, want)
+			}
+			if wantVerify := tt.answer != "" && !tt.byDANE && !(tt.tls && tt.cert == &d.a); (verified == 1) != wantVerify {
+				t.Errorf("VerifyKey asked %d times, want asked: %v", verified, wantVerify)
+			}
+			if tt.answer != "" {
+				p.c.Close()
+				<-done
+			}
+		})
+	}
+}

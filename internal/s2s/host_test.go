@@ -65,6 +65,8 @@ type recvHost struct {
 	// certFor is the relay's XEP-0344 verdict (DialbackCertificate);
 	// nil: never settled by the certificate.
 	certFor func(s *Stream, p Pair) bool
+	// daneFor is the relay's DANE verdict (DialbackDANE); nil: never.
+	daneFor func(s *Stream, p Pair) bool
 
 	mu       sync.Mutex
 	tickets  []Ticket
@@ -73,6 +75,8 @@ type recvHost struct {
 	answered []string
 	verified []Pair // the pairs VerifyKey was asked about
 	byCert   []Pair // the pairs authorised as settled by the certificate
+	byDANE   []Pair // the pairs verified as settled by DANE
+	askDANE  []Pair // the pairs DialbackDANE was asked about
 	wg       sync.WaitGroup
 }
 
@@ -124,7 +128,13 @@ func (h *recvHost) ReleaseVerification()      {}
 func (h *recvHost) DialbackCertificate(s *Stream, p Pair) bool {
 	return h.certFor != nil && h.certFor(s, p)
 }
-func (h *recvHost) AuthorizeDialback(p Pair, byCertificate bool) (func(bool, error), error) {
+func (h *recvHost) DialbackDANE(_ context.Context, s *Stream, p Pair) bool {
+	h.mu.Lock()
+	h.askDANE = append(h.askDANE, p)
+	h.mu.Unlock()
+	return h.daneFor != nil && h.daneFor(s, p)
+}
+func (h *recvHost) AuthorizeDialback(p Pair, byCertificate bool) (func(bool, bool, error), error) {
 	if h.denied {
 		return nil, &stream.Error{Condition: stream.PolicyViolation, Text: "denied"}
 	}
@@ -133,10 +143,13 @@ func (h *recvHost) AuthorizeDialback(p Pair, byCertificate bool) (func(bool, err
 		h.byCert = append(h.byCert, p)
 		h.mu.Unlock()
 	}
-	return func(valid bool, err error) {
+	return func(valid, byCert bool, err error) {
 		if valid && err == nil {
 			h.mu.Lock()
 			h.pairs[p] = MethodDialback
+			if byCert && !byCertificate {
+				h.byDANE = append(h.byDANE, p)
+			}
 			h.mu.Unlock()
 		}
 	}, nil
