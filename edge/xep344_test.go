@@ -8,18 +8,28 @@ package edge
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
 	"fmt"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/miekg/dns"
 
 	"github.com/xmppedge/xmppedge/dialback"
 	"github.com/xmppedge/xmppedge/internal/audit"
 	"github.com/xmppedge/xmppedge/internal/metrics"
+	"github.com/xmppedge/xmppedge/internal/resolve"
 	"github.com/xmppedge/xmppedge/policy"
 )
 
@@ -323,5 +333,193 @@ func TestDialbackShortcutShippedRules(t *testing.T) {
 	defer mu.Unlock()
 	if asked != 0 {
 		t.Fatalf("an authoritative server was asked %d times", asked)
+	}
+}
+
+// tlsaDNS is a validating resolver's stand-in for TLSA records: it
+// answers the zones set, with the AD bit where marked, and counts the
+// TLSA questions.
+type tlsaDNS struct {
+	addr  string
+	mu    sync.Mutex
+	zones map[string]tlsaAnswer // FQDN, lowercase
+	asked int
+}
+
+type tlsaAnswer struct {
+	records []dns.RR
+	ad      bool
+}
+
+func startTLSADNS(t *testing.T) *tlsaDNS {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &tlsaDNS{addr: pc.LocalAddr().String(), zones: map[string]tlsaAnswer{}}
+	started := make(chan struct{})
+	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(d.serve), NotifyStartedFunc: func() { close(started) }}
+	go srv.ActivateAndServe()
+	select {
+	case <-started:
+	case <-time.After(5 * time.Second):
+		t.Fatal("DNS server did not start")
+	}
+	t.Cleanup(func() { srv.Shutdown() })
+	return d
+}
+
+func (d *tlsaDNS) set(name string, a tlsaAnswer) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.zones = map[string]tlsaAnswer{strings.ToLower(dns.Fqdn(name)): a}
+}
+
+func (d *tlsaDNS) questions() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.asked
+}
+
+func (d *tlsaDNS) serve(w dns.ResponseWriter, req *dns.Msg) {
+	resp := new(dns.Msg)
+	resp.SetReply(req)
+	d.mu.Lock()
+	if req.Question[0].Qtype == dns.TypeTLSA {
+		d.asked++
+	}
+	a, ok := d.zones[strings.ToLower(req.Question[0].Name)]
+	d.mu.Unlock()
+	if ok {
+		resp.Answer = a.records
+		resp.AuthenticatedData = a.ad
+	} else {
+		resp.Rcode = dns.RcodeNameError
+	}
+	if opt := req.IsEdns0(); opt != nil {
+		resp.SetEdns0(4096, opt.Do())
+	}
+	w.WriteMsg(resp)
+}
+
+// daneEE is a DANE-EE TLSA record (3 1 1: SHA-256 of the key) for cert.
+func daneEE(t testing.TB, name string, cert *tls.Certificate) dns.RR {
+	t.Helper()
+	leaf, err := x509.ParseCertificate(cert.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(leaf.RawSubjectPublicKeyInfo)
+	return &dns.TLSA{
+		Hdr:   dns.RR_Header{Name: dns.Fqdn(name), Rrtype: dns.TypeTLSA, Class: dns.ClassINET, Ttl: 60},
+		Usage: 3, Selector: 1, MatchingType: 1, Certificate: hex.EncodeToString(sum[:]),
+	}
+}
+
+// namedResolver is the fake resolver with host names for targets (TLSA
+// records are published under the SRV target's name).
+type namedResolver struct {
+	*fakeResolver
+	hosts map[string]string // host name → IP
+}
+
+func (r *namedResolver) LookupHost(ctx context.Context, host string) ([]netip.Addr, error) {
+	if ip, ok := r.hosts[host]; ok {
+		host = ip
+	}
+	return r.fakeResolver.LookupHost(ctx, host)
+}
+
+// XEP-0344 with DANE (tls.dane on): a certificate of a CA the gateway does
+// not trust is as good as a trusted one for a db:result when it matches
+// the DNSSEC-authenticated TLSA records of the from's servers — reached
+// through a DNSSEC-authenticated SRV answer. Unauthenticated TLSA records,
+// records for another certificate, or an unauthenticated SRV answer leave
+// the key to db:verify; and nothing is looked up for a domain the policy
+// refuses.
+func TestHostileDialbackDANE(t *testing.T) {
+	tlsa := startTLSADNS(t)
+	var named *namedResolver
+	h := newHostileEnv(t, func(o *Options) {
+		o.Outside.DANEResolver = tlsa.addr
+		named = &namedResolver{fakeResolver: o.Outside.Resolver.(*fakeResolver), hosts: map[string]string{}}
+		o.Outside.Resolver = named
+	})
+	host, portStr, _ := net.SplitHostPort(h.authority.addr())
+	port, _ := strconv.Atoi(portStr)
+	named.hosts["xmpp.partner.test"] = host
+	srv := func(secure bool) {
+		h.res.mu.Lock()
+		h.res.targets["partner.test"] = []resolve.Target{{Host: "xmpp.partner.test", Port: uint16(port), DirectTLS: true, Secure: secure}}
+		h.res.mu.Unlock()
+	}
+	name := fmt.Sprintf("_%d._tcp.xmpp.partner.test", port)
+	someoneElse := hostileCert(t, h.ca, "partner.test")
+	for _, tt := range []struct {
+		name      string
+		srvSecure bool
+		tlsa      tlsaAnswer
+		deny      bool
+		settled   bool // answered valid without db:verify
+	}{
+		{name: "DANE-EE match, authenticated", srvSecure: true, tlsa: tlsaAnswer{records: []dns.RR{daneEE(t, name, &h.untrusted)}, ad: true}, settled: true},
+		{name: "DANE-EE match, not authenticated", srvSecure: true, tlsa: tlsaAnswer{records: []dns.RR{daneEE(t, name, &h.untrusted)}}},
+		{name: "authenticated TLSA of another certificate", srvSecure: true, tlsa: tlsaAnswer{records: []dns.RR{daneEE(t, name, &someoneElse)}, ad: true}},
+		{name: "SRV answer not authenticated", tlsa: tlsaAnswer{records: []dns.RR{daneEE(t, name, &h.untrusted)}, ad: true}},
+		{name: "domain the policy refuses", srvSecure: true, tlsa: tlsaAnswer{records: []dns.RR{daneEE(t, name, &h.untrusted)}, ad: true}, deny: true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			srv(tt.srvSecure)
+			tlsa.set(name, tt.tlsa)
+			h.pol.setDeny("partner.test", tt.deny)
+			recs, asked, questions := auditLen(h.aud), len(h.askedAuthority()), tlsa.questions()
+			p := h.untrustedPeer(t)
+			hostileWrite(p, "<db:result from='partner.test' to='company.test'>"+forgedKey+"</db:result>")
+			switch {
+			case tt.deny:
+				expectStreamErrorApp(t, p, "policy-violation", "")
+				if q := tlsa.questions() - questions; q != 0 {
+					t.Fatalf("%d TLSA questions for a domain the policy refuses", q)
+				}
+				h.pol.setDeny("partner.test", false) // for finish's canary
+			case tt.settled:
+				expectDialbackAnswer(t, p, "result", "company.test", "partner.test", "valid", "")
+				id := fmt.Sprintf("dane-%d", recs)
+				hostileWrite(p, hostileAddressed("message", "bob@partner.test/x", "alice@company.test", id, "<body>hi</body>"))
+				h.expectRelayed(t, id)
+				hostileClose(t, p)
+			default:
+				expectDialbackAnswer(t, p, "result", "company.test", "partner.test", "invalid", "")
+				expectStreamErrorApp(t, p, "not-authorized", "")
+			}
+			// TLSA is looked up only through an authenticated SRV answer,
+			// and only for a domain the policy allows.
+			if q, want := tlsa.questions()-questions, tt.srvSecure && !tt.deny; (q > 0) != want {
+				t.Errorf("%d TLSA questions, want some: %v", q, want)
+			}
+			wantAsked := 1
+			if tt.deny || tt.settled {
+				wantAsked = 0
+			}
+			if got := len(h.askedAuthority()) - asked; got != wantAsked {
+				t.Errorf("partner.test's authority asked %d times, want %d", got, wantAsked)
+			}
+			var reasons []string
+			for _, r := range sessionAuths(h.aud, recs) {
+				reasons = append(reasons, r.Reason)
+			}
+			var want []string
+			switch {
+			case tt.settled:
+				want = []string{"", "XEP-0344: the certificate matches the DNSSEC-authenticated TLSA records (DANE) of partner.test's servers, dialback answered without db:verify"}
+			case !tt.deny:
+				want = []string{""}
+			}
+			if !slices.Equal(reasons, want) {
+				t.Errorf("session.auth allow reasons %q, want %q", reasons, want)
+			}
+			h.finish(t, p)
+		})
 	}
 }
