@@ -181,8 +181,8 @@ func (d Dialback) startVerification(ctx context.Context, s *Stream, p Pair, key 
 
 // answerByCertificate is XEP-0344's "dialback without dialback": the
 // TLS-protected stream's certificate is valid for p.From, which proves
-// what db:verify would (and more, RFC 6120 §13.7.2's strong
-// authentication): once the policy allows p, it is answered valid at once,
+// what db:verify would, and as strongly as SASL EXTERNAL (XEP-0344 §3):
+// once the policy allows p, it is answered valid at once,
 // with no connection to the authoritative server. The certificate is
 // judged when the db:result arrives, not only at the handshake (XEP-0344
 // §3: a renegotiation could change it; Go's TLS server never
