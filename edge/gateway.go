@@ -123,6 +123,12 @@ type OutsideOptions struct {
 	// NoBidi stops offering XEP-0288 bidirectional streams to partners
 	// (config outside.bidi: false).
 	NoBidi bool
+	// NoDialbackShortcut turns XEP-0344's "dialback without dialback" off:
+	// a db:result is then verified with the authoritative server even
+	// when the peer's certificate is valid for its from, or (with
+	// DANEResolver) matches the DNSSEC-authenticated TLSA records of its
+	// from's servers (default: answered without db:verify).
+	NoDialbackShortcut bool
 }
 
 // TLSMode is the TLS requirement of the inside leg.

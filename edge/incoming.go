@@ -63,6 +63,9 @@ type inDeps struct {
 	secret        string        // the dialback secret
 	dialer        *Dialer       // dialback verification against the authoritative server
 	noBidi        func(leg Leg) bool
+	// dialbackShortcut: XEP-0344 on the outside leg (receiving.go,
+	// DialbackCertificate).
+	dialbackShortcut bool
 }
 
 // inDeps is what the gateway gives its incoming sessions.
@@ -74,7 +77,8 @@ func (g *Gateway) inDeps() *inDeps {
 		requireTLS: g.opt.Outside.RequireTLS, insideTLS: g.opt.Inside.TLS,
 		preAuthLimit: g.preAuthLimit, limits: g.limits, streamLimits: g.streamLimits,
 		verifications: g.verifications, secret: g.opt.DialbackSecret, dialer: g.dialer,
-		noBidi: func(leg Leg) bool { return !g.bidiOn(leg) },
+		noBidi:           func(leg Leg) bool { return !g.bidiOn(leg) },
+		dialbackShortcut: !g.opt.Outside.NoDialbackShortcut,
 	}
 }
 
@@ -349,7 +353,7 @@ func (g *Gateway) reverseSession(os *outStream, id string) (*inSession, error) {
 		method = methodReverseInside
 	}
 	facts := s.facts(os.to, os.from, method)
-	d, err := s.authorize(facts)
+	d, err := s.authorize(facts, "the reverse direction of our stream, which we asked the server to use both ways (XEP-0288)")
 	if err != nil {
 		cancel()
 		return nil, err

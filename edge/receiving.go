@@ -3,6 +3,7 @@ package edge
 import (
 	"context"
 	"crypto/tls"
+	"strings"
 	"time"
 
 	"github.com/xmppedge/xmppedge/certs"
@@ -145,7 +146,7 @@ func (s *inSession) MayOriginate(from, to string) bool {
 // EXTERNAL (XEP-0178).
 func (s *inSession) AuthenticateSASL(from, to string) error {
 	facts := s.facts(from, to, s2s.MethodSASLExternal)
-	d, err := s.authorize(facts)
+	d, err := s.authorize(facts, "")
 	if err != nil {
 		return err
 	}
@@ -191,33 +192,143 @@ func (s *inSession) AcquireVerification() bool {
 
 func (s *inSession) ReleaseVerification() { <-s.d.verifications }
 
+// DialbackCertificate is XEP-0344's "dialback without dialback" on the
+// outside leg (unless outside.dialback_shortcut is off): the peer's
+// certificate, checked now, is valid (PKIX and RFC 6125 identity, as for
+// SASL EXTERNAL) for the db:result's from — not merely for the stream
+// header's. Local only, like Accept's check: nothing an unauthenticated
+// peer says makes us reach out before the policy allowed its domain. The
+// inside leg's db:results are always verified with the internal server.
+func (s *inSession) DialbackCertificate(_ *s2s.Stream, p s2s.Pair) bool {
+	if s.leg != LegOutside || !s.d.dialbackShortcut {
+		return false
+	}
+	ts := s.sc.TLS()
+	if ts == nil {
+		return false
+	}
+	return s.d.verifier.Verify(ts.PeerCertificates, p.From, time.Now()).Valid
+}
+
 // AuthorizeDialback asks the policy before a key is verified: a domain
 // that may not federate is refused without us connecting to its server.
-func (s *inSession) AuthorizeDialback(p s2s.Pair) (func(valid bool, err error), error) {
+// The pair is authenticated by dialback either way (the policy's auth is
+// "dialback", its requirements apply as to any dialback); byCertificate
+// (XEP-0344, no db:verify) is said in the session.auth record's reason,
+// the log and xmppedge_dialback_total{result="valid_cert"}.
+func (s *inSession) AuthorizeDialback(p s2s.Pair, byCertificate bool) (func(valid, settled bool, err error), error) {
 	facts := s.facts(p.From, p.To, s2s.MethodDialback)
-	d, err := s.authorize(facts)
+	note := ""
+	if byCertificate {
+		if !facts.TLS.PeerCertValid {
+			// DialbackCertificate found it valid a moment ago: it
+			// expired in between.
+			return nil, &stream.Error{Condition: stream.NotAuthorized, Text: "the certificate is not valid for " + p.From + ": " + facts.TLS.PeerCertError}
+		}
+		note = dialbackByCertificate(p.From)
+	}
+	d, err := s.authorize(facts, note)
 	if err != nil {
 		return nil, err
 	}
 	ps := &pairState{method: s2s.MethodDialback, facts: facts, rate: d.Rate}
-	return func(valid bool, err error) { s.dialbackVerified(p, ps, valid, err) }, nil
+	return func(valid, settled bool, err error) {
+		// Settled later than the record of this decision: by DANE.
+		dane := settled && !byCertificate
+		s.dialbackVerified(p, ps, valid, settled, dane, err)
+	}, nil
 }
 
-// dialbackVerified records the outcome of a dialback verification.
-func (s *inSession) dialbackVerified(p s2s.Pair, ps *pairState, valid bool, err error) {
+// dialbackByCertificate is the reason of the session.auth record of a
+// pair whose db:result the certificate settled (XEP-0344).
+func dialbackByCertificate(from string) string {
+	return "XEP-0344: the certificate is valid for " + from + ", dialback answered without db:verify"
+}
+
+// dialbackByDANE is the reason of the second session.auth record of a pair
+// whose db:result DNSSEC-authenticated TLSA records settled (XEP-0344 with
+// DANE), after the policy allowed it.
+func dialbackByDANE(from string) string {
+	return "XEP-0344: the certificate matches the DNSSEC-authenticated TLSA records (DANE) of " + from + "'s servers, dialback answered without db:verify"
+}
+
+// DialbackDANE is XEP-0344 with DNSSEC (DANE) on the outside leg, with tls.dane on
+// and the shortcut not off: the certificate that failed PKIX for p.From
+// matches the authenticated TLSA records (RFC 7673: DANE-EE, or DANE-TA
+// with an identity for p.From) of one of p.From's servers — the
+// targets of its SRV records when their answer was DNSSEC-authenticated,
+// or p.From itself without SRV, as the dialer's own check of the servers
+// it connects to (verifyPeer) — so the peer presents the certificate
+// p.From's own servers are published with. Asked only after the policy
+// allowed p: the lookups are made for a domain that may federate.
+func (s *inSession) DialbackDANE(ctx context.Context, _ *s2s.Stream, p s2s.Pair) bool {
+	dl := s.d.dialer
+	if s.leg != LegOutside || !s.d.dialbackShortcut || !dl.DANE || dl.Resolver == nil {
+		return false
+	}
+	ts := s.sc.TLS()
+	if ts == nil || len(ts.PeerCertificates) == 0 {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.d.limits().ConnectTimeout)
+	defer cancel()
+	log := s.log.With("remote_domain", p.From, "local_domain", p.To)
+	targets, err := dl.Resolver.LookupS2S(ctx, p.From)
+	if err != nil {
+		log.Debug("DANE for dialback: the servers of the originating domain cannot be found", "err", err)
+		return false
+	}
+	for _, t := range targets {
+		if !t.Secure && !strings.EqualFold(t.Host, p.From) {
+			continue
+		}
+		r := s.d.verifier.VerifyDANEWith(ctx, ts.PeerCertificates, certs.DANEQuery{Host: t.Host, Port: t.Port, Domain: p.From}, certs.DNSSECResolver{Addr: dl.DANEResolver})
+		if r.Status == certs.DANEMatched {
+			log.Debug("DANE for dialback: the certificate matches", "host", t.Host, "port", t.Port, "dane", r.Verdict.Method)
+			return true
+		}
+		log.Debug("DANE for dialback: no match", "host", t.Host, "port", t.Port, "status", r.Status.String(), "reason", r.Verdict.Reason)
+	}
+	return false
+}
+
+// dialbackVerified records the outcome of a dialback verification
+// (settled: by the certificate, XEP-0344, not by db:verify; dane: by
+// DANE, after the session.auth record, which a second one completes).
+func (s *inSession) dialbackVerified(p s2s.Pair, ps *pairState, valid, settled, dane bool, err error) {
 	log := s.log.With("remote_domain", p.From, "local_domain", p.To)
 	switch {
 	case err != nil:
 		s.d.m.Dialback(metrics.DialbackReceiving, metrics.DialbackError)
 		s.d.m.SessionFailure(s.leg.String(), metrics.RoleIncoming, dialFailureKind(err))
 		log.Warn("dialback verification failed", "err", err)
+	case valid && dane:
+		// Recorded before the pair may carry stanzas (fail closed: not
+		// recorded, not authenticated).
+		if _, err := s.d.rec.record(sessionRecord(audit.EventSessionAuth, s.id, s.leg, ps.facts, s.sc.RemoteAddr().String(), audit.DecisionAllow, dialbackByDANE(p.From), "")); err != nil {
+			s.d.log.Error("AUDIT LOG NOT WRITABLE: session refused", "event", audit.EventSessionAuth, "session", s.id, "err", err)
+			s.d.m.Dialback(metrics.DialbackReceiving, metrics.DialbackError)
+			// The stream ends before the valid answer can be sent.
+			s.sc.Fail(&stream.Error{Condition: stream.InternalServerError, Text: "the audit log cannot be written"}, "", "")
+			return
+		}
+		fallthrough
 	case valid:
 		s.mu.Lock()
 		s.pairs[domainPair{remote: p.From, local: p.To}] = ps
 		s.mu.Unlock()
-		s.d.m.Dialback(metrics.DialbackReceiving, metrics.DialbackValid)
 		s.markOpened(s2s.MethodDialback)
-		log.Info("peer authenticated", "method", s2s.MethodDialback, "tls", s.sc.TLSVersion())
+		if settled {
+			how := "certificate (XEP-0344, no db:verify)"
+			if dane {
+				how = "certificate matching DANE TLSA records (XEP-0344, no db:verify)"
+			}
+			s.d.m.Dialback(metrics.DialbackReceiving, metrics.DialbackValidCert)
+			log.Info("peer authenticated", "method", s2s.MethodDialback, "verified_by", how, "tls", s.sc.TLSVersion())
+			return
+		}
+		s.d.m.Dialback(metrics.DialbackReceiving, metrics.DialbackValid)
+		log.Info("peer authenticated", "method", s2s.MethodDialback, "verified_by", "authoritative server (db:verify)", "tls", s.sc.TLSVersion())
 		return
 	default:
 		s.d.m.Dialback(metrics.DialbackReceiving, metrics.DialbackInvalid)
@@ -285,12 +396,14 @@ func (s *inSession) facts(remote, local, auth string) *policy.SessionInput {
 	return in
 }
 
-// authorize asks the policy about a pair and audits the answer. A deny is
-// returned as the policy-violation stream error to close with.
-func (s *inSession) authorize(facts *policy.SessionInput) (policy.SessionDecision, error) {
+// authorize asks the policy about a pair and audits the answer (with note,
+// when allowed, leading the record's reason). A deny is returned as the
+// policy-violation stream error to close with.
+func (s *inSession) authorize(facts *policy.SessionInput, note string) (policy.SessionDecision, error) {
 	c := &sessionCheck{
 		facts: facts, cert: certStateOf(facts.TLS.PeerCertValid),
 		record: audit.EventSessionAuth, session: s.id, leg: s.leg, remoteAddr: s.sc.RemoteAddr().String(),
+		note: note,
 	}
 	if facts.Auth == "" {
 		c.cert = certUnknown // the outbound pair of the inside leg: the outside is not connected yet

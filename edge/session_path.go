@@ -55,6 +55,9 @@ type sessionCheck struct {
 	session    string
 	leg        Leg
 	remoteAddr string
+	// note, when set, leads the record's reason when the session is
+	// allowed (how it was authenticated, e.g. XEP-0344's shortcut).
+	note string
 
 	decision policy.SessionDecision // the verdict: decision.Allow
 }
@@ -121,7 +124,14 @@ func sessionAuditStage(rec recorder, log *slog.Logger) stage[*sessionCheck] {
 			case d.WouldDeny:
 				verdict = audit.DecisionWouldDeny
 			}
-			if _, err := rec.record(sessionRecord(c.record, c.session, c.leg, c.facts, c.remoteAddr, verdict, d.Reason, d.Revision)); err != nil {
+			reason := d.Reason
+			if c.note != "" && d.Allow {
+				reason = c.note
+				if d.Reason != "" {
+					reason += "; " + d.Reason
+				}
+			}
+			if _, err := rec.record(sessionRecord(c.record, c.session, c.leg, c.facts, c.remoteAddr, verdict, reason, d.Revision)); err != nil {
 				log.Error("AUDIT LOG NOT WRITABLE: session refused", "event", c.record, "session", c.session, "err", err)
 				return errSessionUnrecorded
 			}

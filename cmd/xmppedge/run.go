@@ -89,6 +89,8 @@ func buildOptions(ctx context.Context, cfg *config.Config, log *slog.Logger, obt
 			DANEResolver: dane,
 			POSH:         cfg.TLS.POSH,
 			NoBidi:       !config.BidiOn(cfg.Outside.Bidi),
+			// XEP-0344: db:result settled by a certificate valid for its from.
+			NoDialbackShortcut: !cfg.Outside.DialbackShortcutOn(),
 		},
 		Certificates: store,
 		Verifier:     verifier,

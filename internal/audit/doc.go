@@ -117,6 +117,14 @@
 //	reason          string  why: the policy's reason, the bounce condition, the close reason;
 //	                        session.open: why an outgoing stream authenticated by dialback after
 //	                        the server refused our certificate (SASL EXTERNAL or TLS);
+//	                        session.auth (allow) of a dialback pair whose certificate settled it
+//	                        without db:verify (XEP-0344): "XEP-0344: the certificate is valid
+//	                        for <remote_domain>, dialback answered without db:verify", then
+//	                        "; " and the policy's reason if it gave one; when DNSSEC-authenticated
+//	                        TLSA records settled it (tls.dane), a second session.auth (allow)
+//	                        after the policy's: "XEP-0344: the certificate matches the
+//	                        DNSSEC-authenticated TLSA records (DANE) of <remote_domain>'s servers,
+//	                        dialback answered without db:verify";
 //	                        admin: why refused or why it failed
 //	modified        bool    stanza: true when the policy changed it before relaying (only written when true)
 //	stripped        array   stanza: the child elements the policy removed, strings "{namespace}name",

@@ -108,6 +108,13 @@ type OutsideConfig struct {
 	// Bidi offers XEP-0288 bidirectional streams to partners, as
 	// inside.bidi does to the internal server. nil means true.
 	Bidi *bool `yaml:"bidi"`
+	// DialbackShortcut answers a partner's dialback request without
+	// asking its authoritative server (db:verify) when the stream is
+	// encrypted and the partner's certificate is valid for the requesting
+	// domain — or, with tls.dane, matches the DNSSEC-authenticated TLSA
+	// records of its servers (XEP-0344, "dialback without dialback"); nil
+	// means true. Read it with DialbackShortcutOn.
+	DialbackShortcut *bool `yaml:"dialback_shortcut"`
 }
 
 // BidiOn reports whether XEP-0288 is offered (default true).
@@ -116,6 +123,12 @@ func BidiOn(b *bool) bool { return b == nil || *b }
 // TLSRequired reports whether outside streams must be encrypted (default
 // true).
 func (o OutsideConfig) TLSRequired() bool { return o.RequireTLS == nil || *o.RequireTLS }
+
+// DialbackShortcutOn reports whether XEP-0344's shortcut is on (default
+// true).
+func (o OutsideConfig) DialbackShortcutOn() bool {
+	return o.DialbackShortcut == nil || *o.DialbackShortcut
+}
 
 // DNSConfig chooses the resolvers used for SRV/A/AAAA lookups.
 type DNSConfig struct {
@@ -315,6 +328,10 @@ func (c *Config) ApplyDefaults() {
 	if c.Outside.RequireTLS == nil {
 		t := true
 		c.Outside.RequireTLS = &t
+	}
+	if c.Outside.DialbackShortcut == nil {
+		t := true
+		c.Outside.DialbackShortcut = &t
 	}
 	if c.TLS.SystemRoots == nil {
 		t := true

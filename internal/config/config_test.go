@@ -70,6 +70,7 @@ func TestDefaults(t *testing.T) {
 		{"inside.allow", cfg.Inside.Allow, []string{"127.0.0.0/8", "::1/128"}},
 		{"parsed allow", cfg.ParsedAllow(), []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}},
 		{"outside.require_tls", cfg.Outside.TLSRequired(), true},
+		{"outside.dialback_shortcut", cfg.Outside.DialbackShortcutOn(), true},
 		{"outside.listen_tls", len(cfg.Outside.ListenTLS), 0},
 		{"dns.servers (system)", len(cfg.DNS.Servers), 0},
 		{"tls.system_roots", cfg.TLS.SystemRootsTrusted(), true},
@@ -102,11 +103,14 @@ func TestTLSFlagsDefaultTrueButFalseHonoured(t *testing.T) {
 		want bool
 	}{
 		{"unset", OutsideConfig{}, TLSConfig{}, true},
-		{"false", OutsideConfig{RequireTLS: &f}, TLSConfig{SystemRoots: &f}, false},
+		{"false", OutsideConfig{RequireTLS: &f, DialbackShortcut: &f}, TLSConfig{SystemRoots: &f}, false},
 	}
 	for _, tt := range tests {
 		if got := tt.o.TLSRequired(); got != tt.want {
 			t.Errorf("%s: TLSRequired = %v", tt.name, got)
+		}
+		if got := tt.o.DialbackShortcutOn(); got != tt.want {
+			t.Errorf("%s: DialbackShortcutOn = %v", tt.name, got)
 		}
 		if got := tt.tl.SystemRootsTrusted(); got != tt.want {
 			t.Errorf("%s: SystemRootsTrusted = %v", tt.name, got)
@@ -223,6 +227,39 @@ func TestWrongTypes(t *testing.T) {
 	}
 	if !reflect.DeepEqual(fe, want) {
 		t.Errorf("got\n%v\nwant\n%v", fe, want)
+	}
+}
+
+// TestDialbackShortcut: outside.dialback_shortcut is on unless written
+// false, and only true or false are accepted.
+func TestDialbackShortcut(t *testing.T) {
+	with := func(v string) string {
+		return strings.Replace(minimalYAML, "  listen: [\"127.0.0.11:5269\"]\n", "  listen: [\"127.0.0.11:5269\"]\n  dialback_shortcut: "+v+"\n", 1)
+	}
+	for _, tt := range []struct {
+		yaml    string
+		want    bool
+		problem string
+	}{
+		{minimalYAML, true, ""},
+		{with("true"), true, ""},
+		{with("false"), false, ""},
+		{with("no db:verify"), false, `line 7: must be true or false, not "no db:verify"`},
+	} {
+		cfg, err := Parse([]byte(tt.yaml), "testdata")
+		if tt.problem != "" {
+			fe := requireFieldErrors(t, err)
+			if len(fe) != 1 || fe[0].Field != "outside.dialback_shortcut" || fe[0].Problem != tt.problem {
+				t.Errorf("%q: got %v, want outside.dialback_shortcut: %s", tt.yaml, fe, tt.problem)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%q: %v", tt.yaml, err)
+		}
+		if got := cfg.Outside.DialbackShortcutOn(); got != tt.want {
+			t.Errorf("%q: DialbackShortcutOn = %v, want %v", tt.yaml, got, tt.want)
+		}
 	}
 }
 

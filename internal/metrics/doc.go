@@ -40,7 +40,7 @@
 //	xmppedge_dns_lookup_seconds{qtype}                    histogram: DNS lookup latency
 //	xmppedge_dns_lookup_failures_total{qtype}             DNS lookups that failed
 //	xmppedge_tls_handshakes_total{leg,result,version}     TLS handshakes
-//	xmppedge_dialback_total{role,result}                  dialback exchanges by our role
+//	xmppedge_dialback_total{role,result}                  dialback exchanges by our role (originating | receiving | authoritative) and result (valid | invalid | error | timeout | valid_cert: receiving, answered without db:verify, the certificate being valid for the originating domain or matching its DANE records, XEP-0344)
 //	xmppedge_sasl_external_fallbacks_total{leg,cause}     outgoing streams that fell back to dialback: the peer refused our certificate (cause sasl | tls)
 //	xmppedge_audit_records_total                          audit records written
 //	xmppedge_audit_write_failures_total                   audit records that could not be written

@@ -75,6 +75,11 @@ const (
 	DialbackInvalid       = "invalid"
 	DialbackError         = "error"
 	DialbackTimeout       = "timeout"
+	// DialbackValidCert (receiving): answered valid without db:verify,
+	// the peer's certificate being valid for the originating domain, or
+	// matching the DNSSEC-authenticated TLSA records of its servers
+	// (XEP-0344, "dialback without dialback").
+	DialbackValidCert = "valid_cert"
 
 	// Why an outgoing stream fell back to dialback (SASLExternalFallback):
 	// the peer refused our certificate in SASL EXTERNAL or in the TLS
@@ -127,7 +132,7 @@ var (
 	resultSet   = labelSet{ResultSuccess, ResultFailure, Other}
 	tlsVersions = labelSet{TLSVersion10, TLSVersion11, TLSVersion12, TLSVersion13, None, Other}
 	dbRoles     = labelSet{DialbackOriginating, DialbackReceiving, DialbackAuthoritative, Other}
-	dbResults   = labelSet{DialbackValid, DialbackInvalid, DialbackError, DialbackTimeout, Other}
+	dbResults   = labelSet{DialbackValid, DialbackInvalid, DialbackError, DialbackTimeout, DialbackValidCert, Other}
 	fallbacks   = labelSet{FallbackSASL, FallbackTLS, Other}
 )
 

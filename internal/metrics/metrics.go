@@ -162,7 +162,7 @@ func (m *Metrics) registerSetupMetrics(r registrar) {
 		"TLS handshakes by leg, result (success|failure) and negotiated version.",
 		"leg", "result", "version").WithLabelValues, legSet, resultSet, tlsVersions)
 	m.dialback = newLazyVec(r.counterVec("dialback_total",
-		"Server Dialback exchanges by our role (originating|receiving|authoritative) and result (valid|invalid|error|timeout).",
+		"Server Dialback exchanges by our role (originating|receiving|authoritative) and result (valid|invalid|error|timeout|valid_cert: receiving, answered valid without db:verify because the peer's certificate is valid for the originating domain or matches its DANE records, XEP-0344).",
 		"role", "result").WithLabelValues, dbRoles, dbResults)
 	m.saslFallbacks = newLazyVec(r.counterVec("sasl_external_fallbacks_total",
 		"Outgoing streams that fell back to dialback because the peer refused our certificate, by leg and cause (sasl: a SASL EXTERNAL <failure/>; tls: the TLS handshake refused our client certificate).",

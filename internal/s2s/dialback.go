@@ -34,10 +34,30 @@ type DialbackReceiver interface {
 	// (false: none free); ReleaseVerification gives it back.
 	AcquireVerification() bool
 	ReleaseVerification()
+	// DialbackCertificate reports whether the peer's certificate settles
+	// a db:result for p without asking the authoritative server (XEP-0344,
+	// "dialback without dialback"): it is valid, now, for p.From — the
+	// db:result's from, which is not the stream header's when several
+	// domains are multiplexed on the stream. It is asked only on a
+	// TLS-protected stream, for a pair neither authenticated nor under
+	// verification; false leaves the key to db:verify.
+	DialbackCertificate(s *Stream, p Pair) bool
 	// AuthorizeDialback asks the policy about p before its key is
 	// verified (an error, a *stream.Error, refuses it). verified is
-	// called with the verification's outcome, and records p when valid.
-	AuthorizeDialback(p Pair) (verified func(valid bool, err error), err error)
+	// called with the verification's outcome, and records p when valid;
+	// its byCertificate says the peer's certificate settled p (XEP-0344),
+	// not the authoritative server. byCertificate here: DialbackCertificate
+	// settled p, there is no db:verify and verified(true, true, nil)
+	// follows at once (the relay records that p was so decided).
+	AuthorizeDialback(p Pair, byCertificate bool) (verified func(valid, byCertificate bool, err error), err error)
+	// DialbackDANE reports whether DNSSEC-authenticated data settles a
+	// db:result for p that DialbackCertificate did not (XEP-0344 with
+	// DANE): the peer's certificate matches authenticated TLSA records
+	// of p.From's servers. It may look them up, so it is asked only once
+	// AuthorizeDialback allowed p, in the background (holding the
+	// verification slot), on a TLS-protected stream, before VerifyKey;
+	// true: no db:verify.
+	DialbackDANE(ctx context.Context, s *Stream, p Pair) bool
 	// VerifyKey asks the authoritative server of p.From whether it issued
 	// key for (p.To, p.From, streamID).
 	VerifyKey(ctx context.Context, p Pair, streamID, key string) (bool, error)
@@ -124,7 +144,8 @@ func (d Dialback) Handle(ctx context.Context, s *Stream, el *xmlstream.Element) 
 }
 
 // startVerification verifies key for p in the background, unless p is
-// done, under way, or no slot is free.
+// done, under way, settled by the peer's certificate (XEP-0344), or no
+// slot is free.
 func (d Dialback) startVerification(ctx context.Context, s *Stream, p Pair, key string) error {
 	done, others := s.recv.Authenticated(p)
 	s.mu.Lock()
@@ -135,18 +156,17 @@ func (d Dialback) startVerification(ctx context.Context, s *Stream, p Pair, key 
 		return s.Conn.Send(dialback.Answer(dialback.Result, p.To, p.From, "", dialback.Valid))
 	case pending:
 		return nil
+	case s.Conn.TLS() != nil && s.recv.DialbackCertificate(s, p):
+		return d.answerByCertificate(s, p, others)
 	case n >= MaxPendingDialback, !s.recv.AcquireVerification():
 		return s.Conn.Send(dialback.ErrorAnswer(dialback.Result, p.To, p.From, "", stanza.Wait, stanza.ResourceConstraint))
 	}
 	// Ask the policy before verifying: a domain that may not federate is
 	// refused without us connecting to its server.
-	verified, err := s.recv.AuthorizeDialback(p)
+	verified, err := s.recv.AuthorizeDialback(p, false)
 	if err != nil {
 		s.recv.ReleaseVerification()
-		if others {
-			return s.Conn.Send(dialback.ErrorAnswer(dialback.Result, p.To, p.From, "", stanza.Auth, stanza.Forbidden))
-		}
-		return err
+		return d.refused(s, p, others, err)
 	}
 	s.mu.Lock()
 	s.pending[p] = true
@@ -159,11 +179,47 @@ func (d Dialback) startVerification(ctx context.Context, s *Stream, p Pair, key 
 	return nil
 }
 
-// verify asks the authoritative server and answers the initiating one.
-func (Dialback) verify(ctx context.Context, s *Stream, p Pair, key, streamID string, verified func(bool, error)) {
-	valid, err := s.recv.VerifyKey(ctx, p, streamID, key)
+// answerByCertificate is XEP-0344's "dialback without dialback": the
+// TLS-protected stream's certificate is valid for p.From, which proves
+// what db:verify would, and as strongly as SASL EXTERNAL (XEP-0344 §3):
+// once the policy allows p, it is answered valid at once,
+// with no connection to the authoritative server. The certificate is
+// judged when the db:result arrives, not only at the handshake (XEP-0344
+// §3: a renegotiation could change it; Go's TLS server never
+// renegotiates, and the check is made now anyway).
+func (d Dialback) answerByCertificate(s *Stream, p Pair, others bool) error {
+	verified, err := s.recv.AuthorizeDialback(p, true)
+	if err != nil {
+		return d.refused(s, p, others, err)
+	}
+	verified(true, true, nil)
+	return s.Conn.Send(dialback.Answer(dialback.Result, p.To, p.From, "", dialback.Valid))
+}
+
+// refused answers a db:result for p that the relay refused with err: a
+// dialback error when other pairs are authenticated on the stream (they
+// go on), else the stream error err ends the stream.
+func (Dialback) refused(s *Stream, p Pair, others bool, err error) error {
+	if others {
+		return s.Conn.Send(dialback.ErrorAnswer(dialback.Result, p.To, p.From, "", stanza.Auth, stanza.Forbidden))
+	}
+	return err
+}
+
+// verify asks the authoritative server — unless DNSSEC-authenticated data
+// settles p (DialbackDANE) — and answers the initiating one.
+func (Dialback) verify(ctx context.Context, s *Stream, p Pair, key, streamID string, verified func(bool, bool, error)) {
+	var (
+		valid, byCert bool
+		err           error
+	)
+	if s.Conn.TLS() != nil && s.recv.DialbackDANE(ctx, s, p) {
+		valid, byCert = true, true
+	} else {
+		valid, err = s.recv.VerifyKey(ctx, p, streamID, key)
+	}
 	_, others := s.recv.Authenticated(p)
-	verified(valid, err)
+	verified(valid, byCert, err)
 	s.mu.Lock()
 	delete(s.pending, p)
 	s.mu.Unlock()

@@ -64,12 +64,21 @@ type recvHost struct {
 	hold       bool // keep stanzas' tickets instead of handling them at once
 	bidi       bool // offer XEP-0288
 	bidiAsked  int
+	// certFor is the relay's XEP-0344 verdict (DialbackCertificate);
+	// nil: never settled by the certificate.
+	certFor func(s *Stream, p Pair) bool
+	// daneFor is the relay's DANE verdict (DialbackDANE); nil: never.
+	daneFor func(s *Stream, p Pair) bool
 
 	mu       sync.Mutex
 	tickets  []Ticket
 	pairs    map[Pair]string
 	stanzas  []string
 	answered []string
+	verified []Pair // the pairs VerifyKey was asked about
+	byCert   []Pair // the pairs authorised as settled by the certificate
+	byDANE   []Pair // the pairs verified as settled by DANE
+	askDANE  []Pair // the pairs DialbackDANE was asked about
 	wg       sync.WaitGroup
 }
 
@@ -124,19 +133,39 @@ func (h *recvHost) Authenticated(p Pair) (bool, bool) {
 }
 func (h *recvHost) AcquireVerification() bool { return true }
 func (h *recvHost) ReleaseVerification()      {}
-func (h *recvHost) AuthorizeDialback(p Pair) (func(bool, error), error) {
+func (h *recvHost) DialbackCertificate(s *Stream, p Pair) bool {
+	return h.certFor != nil && h.certFor(s, p)
+}
+func (h *recvHost) DialbackDANE(_ context.Context, s *Stream, p Pair) bool {
+	h.mu.Lock()
+	h.askDANE = append(h.askDANE, p)
+	h.mu.Unlock()
+	return h.daneFor != nil && h.daneFor(s, p)
+}
+func (h *recvHost) AuthorizeDialback(p Pair, byCertificate bool) (func(bool, bool, error), error) {
 	if h.denied {
 		return nil, &stream.Error{Condition: stream.PolicyViolation, Text: "denied"}
 	}
-	return func(valid bool, err error) {
+	if byCertificate {
+		h.mu.Lock()
+		h.byCert = append(h.byCert, p)
+		h.mu.Unlock()
+	}
+	return func(valid, byCert bool, err error) {
 		if valid && err == nil {
 			h.mu.Lock()
 			h.pairs[p] = MethodDialback
+			if byCert && !byCertificate {
+				h.byDANE = append(h.byDANE, p)
+			}
 			h.mu.Unlock()
 		}
 	}, nil
 }
 func (h *recvHost) VerifyKey(_ context.Context, p Pair, streamID, key string) (bool, error) {
+	h.mu.Lock()
+	h.verified = append(h.verified, p)
+	h.mu.Unlock()
 	if h.verifyErr != nil {
 		return false, h.verifyErr
 	}
