@@ -24,8 +24,10 @@
 // ejabberd (Debian 12's 23.01, StartEjabberd) runs as the Erlang VM
 // directly, in the foreground, as the current user, with its own
 // ejabberd.yml, Mnesia spool, log folder and node name
-// (ejabberd_<ip>_<random>@localhost); Erlang distribution listens on the
-// instance's own address, port 5291, without epmd. Facts it relies on:
+// (ejabberd_<ip>_<random>@localhost); Erlang distribution listens on
+// 127.0.0.1, port 42000 + the last byte of the instance's address, without
+// epmd, and Ejabberd.Ctl runs ejabberdctl commands through it as Debian's
+// ejabberdctl does. Facts it relies on:
 //   - ejabberd asks Erlang's resolver (inet_res) for SRV records
 //     (_xmpps-server and _xmpp-server, direct TLS targets included): the
 //     resolver is pointed at EjabberdOptions.DNS by an ERL_INETRC file;
@@ -35,6 +37,9 @@
 //     (unshare --mount), so the machine's file is untouched;
 //   - users are registered at start by ejabberd_admin:register/3 (what
 //     `ejabberdctl register` runs), before the test sees it ready;
+//   - the node that runs an ejabberdctl command finds the node's host,
+//     localhost, through the same ERL_INETRC: the inetrc file has a host
+//     line for it, or it would ask the test DNS;
 //   - it cannot verify a certificate whose subjectAltName has a domain
 //     XmppAddr (p1_xmpp's get_cert_domains crashes the stream): give it
 //     peers with DNS-IDs (and SRV-IDs) only.

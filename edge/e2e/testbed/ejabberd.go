@@ -2,6 +2,7 @@ package testbed
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -33,13 +34,17 @@ const (
 	ejabberdAppGlob = "/usr/lib/*/ejabberd-*/ebin/ejabberd.app"
 	ejabberdErl     = "/usr/bin/erl"
 	ejabberdApt     = "apt-get install -y ejabberd"
-	ejabberdDistP   = 5291 // the Erlang distribution port on the instance's own IP (no epmd)
+	// ejabberdDistBase + the last byte of the instance's address is its
+	// Erlang distribution port on 127.0.0.1 (no epmd), where its node
+	// name's host, localhost, is.
+	ejabberdDistBase   = 42000
+	ejabberdCtlTimeout = 30 * time.Second
 )
 
 // EjabberdOptions configures one ejabberd server.
 type EjabberdOptions struct {
 	Domain string // the served host, e.g. "partner.test"
-	IP     string // listeners bind IP only: c2s IP:5222, s2s IP:5269, the Erlang distribution IP:5291
+	IP     string // an IPv4 loopback address; the listeners bind it only: c2s IP:5222, s2s IP:5269 (Erlang distribution: 127.0.0.1:42000+IP's last byte)
 	// DNS is the "IP:PORT" of the DNS server Erlang's resolver asks for
 	// SRV records (ERL_INETRC's nameserver); "" = 127.0.0.53:5300.
 	DNS string
@@ -83,6 +88,8 @@ type Ejabberd struct {
 	Config  string // ejabberd.yml
 	LogFile string // ejabberd.log (debug level)
 	Node    string // the Erlang node name, ejabberd_<ip>_<random>@localhost
+
+	cookie string // the Erlang cookie (-setcookie), for Ctl
 
 	t        testing.TB
 	cmd      *exec.Cmd
@@ -157,7 +164,7 @@ func StartEjabberd(t testing.TB, opts EjabberdOptions) *Ejabberd {
 }
 
 func (e *Ejabberd) ports() []string {
-	addrs := []string{e.C2SAddr(), e.S2SAddr(), net.JoinHostPort(e.Opts.IP, strconv.Itoa(ejabberdDistP))}
+	addrs := []string{e.C2SAddr(), e.S2SAddr(), e.distAddr()}
 	if e.Opts.DirectTLSPort != 0 {
 		addrs = append(addrs, e.DirectTLSAddr())
 	}
@@ -220,7 +227,7 @@ func (e *Ejabberd) writeFiles() []byte {
 
 // inetrc points Erlang's resolver (inet_res, which ejabberd asks for SRV
 // records) at opts.DNS only: resolv_conf first, so that /etc/resolv.conf
-// is not read.
+// is not read; localhost comes from its own host line.
 func (e *Ejabberd) inetrc() string {
 	host, port, err := net.SplitHostPort(e.Opts.DNS)
 	if err != nil {
@@ -230,7 +237,9 @@ func (e *Ejabberd) inetrc() string {
 	if ip == nil {
 		e.t.Fatalf("testbed: DNS %q: not an IPv4 address", e.Opts.DNS)
 	}
-	return fmt.Sprintf("{resolv_conf, \"/dev/null\"}.\n{hosts_file, \"/dev/null\"}.\n{nameserver, {%d,%d,%d,%d}, %s}.\n{lookup, [file, dns]}.\n",
+	// localhost is the host of the node names: the node that runs an
+	// ejabberd_ctl command (ejabberdctl) must find it without DNS.
+	return fmt.Sprintf("{resolv_conf, \"/dev/null\"}.\n{hosts_file, \"/dev/null\"}.\n{nameserver, {%d,%d,%d,%d}, %s}.\n{lookup, [file, dns]}.\n{host, {127,0,0,1}, [\"localhost\"]}.\n",
 		ip[0], ip[1], ip[2], ip[3], port)
 }
 
@@ -340,34 +349,25 @@ func (e *Ejabberd) start(cfg []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ip := net.ParseIP(opts.IP).To4()
 	var cookie [12]byte
 	_, _ = rand.Read(cookie[:])
+	e.cookie = hex.EncodeToString(cookie[:])
 	etc := filepath.Join(e.Dir, "etc")
 	args := []string{"--mount", "--propagation", "private", "--",
 		"/bin/sh", "-c", `mount --bind "$0" /etc/hosts && exec "$@"`, filepath.Join(etc, "hosts"),
 		ejabberdErl,
-		"-sname", e.Node, "-setcookie", hex.EncodeToString(cookie[:]),
-		// Erlang distribution on the instance's address and a fixed port:
-		// no epmd (as ejabberdctl does with ERL_DIST_PORT).
-		"-erl_epmd_port", strconv.Itoa(ejabberdDistP), "-start_epmd", "false",
-		"-kernel", "inet_dist_use_interface", fmt.Sprintf("{%d,%d,%d,%d}", ip[0], ip[1], ip[2], ip[3]),
+		"-sname", e.Node, "-setcookie", e.cookie,
+		// Erlang distribution on loopback and a port of its own: no
+		// epmd (as ejabberdctl does with ERL_DIST_PORT).
+		"-erl_epmd_port", strconv.Itoa(e.distPort()), "-start_epmd", "false",
+		"-kernel", "inet_dist_use_interface", "{127,0,0,1}",
 		"+K", "true", "+P", "250000", "-env", "ERL_CRASH_DUMP_BYTES", "0",
 		"-mnesia", "dir", erlString(filepath.Join(e.Dir, "spool")),
 		"-noinput", "-s", "ejabberd", "-eval", e.readyEval(),
 	}
 	e.cmd = exec.Command("unshare", args...)
 	e.cmd.Dir = e.Dir
-	e.cmd.Env = append(os.Environ(),
-		"HOME="+e.Dir,
-		"EJABBERD_CONFIG_PATH="+e.Config,
-		"EJABBERD_LOG_PATH="+e.LogFile,
-		"ERL_LIBS="+ejabberdLibs,
-		"ERL_INETRC="+filepath.Join(etc, "inetrc"),
-		"ERL_CRASH_DUMP="+filepath.Join(e.Dir, "logs", "erl_crash.dump"),
-		"ERL_MAX_PORTS=32000",
-		"ERL_MAX_ETS_TABLES=1400",
-	)
+	e.cmd.Env = e.env()
 	e.cmd.Stdout, e.cmd.Stderr = console, console
 	e.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := e.cmd.Start(); err != nil {
@@ -391,6 +391,53 @@ func (e *Ejabberd) start(cfg []byte) {
 			t.Logf("testbed: ejabberd %s log tail:\n%s", opts.Domain, e.tail(80))
 		}
 	})
+}
+
+// env is the environment of the node and of Ctl's, as ejabberdctl
+// exports it.
+func (e *Ejabberd) env() []string {
+	return append(os.Environ(),
+		"HOME="+e.Dir,
+		"EJABBERD_CONFIG_PATH="+e.Config,
+		"EJABBERD_LOG_PATH="+e.LogFile,
+		"ERL_LIBS="+ejabberdLibs,
+		"ERL_INETRC="+filepath.Join(e.Dir, "etc", "inetrc"),
+		"ERL_CRASH_DUMP="+filepath.Join(e.Dir, "logs", "erl_crash.dump"),
+		"ERL_MAX_PORTS=32000",
+		"ERL_MAX_ETS_TABLES=1400",
+	)
+}
+
+// distPort is the node's Erlang distribution port, on 127.0.0.1.
+func (e *Ejabberd) distPort() int {
+	return ejabberdDistBase + int(net.ParseIP(e.Opts.IP).To4()[3])
+}
+
+func (e *Ejabberd) distAddr() string {
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(e.distPort()))
+}
+
+// Ctl runs an ejabberdctl command (e.g. "registered_users", DOMAIN) on the
+// running node the way Debian's ejabberdctl does with ERL_DIST_PORT set:
+// a hidden Erlang node, with the same ERL_INETRC, that runs ejabberd_ctl
+// against the node (found at localhost). It returns the command's output
+// and an error for a non-zero exit status.
+func (e *Ejabberd) Ctl(args ...string) (string, error) {
+	var rnd [4]byte
+	_, _ = rand.Read(rnd[:])
+	ctx, cancel := context.WithTimeout(context.Background(), ejabberdCtlTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, ejabberdErl, append([]string{
+		"-sname", "ctl_" + hex.EncodeToString(rnd[:]) + "@localhost", "-setcookie", e.cookie,
+		"-erl_epmd_port", strconv.Itoa(e.distPort()), "-start_epmd", "false", "-dist_listen", "false",
+		"-hidden", "-noinput", "-s", "ejabberd_ctl", "-extra", e.Node}, args...)...)
+	cmd.Dir = e.Dir
+	cmd.Env = e.env()
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("ejabberdctl %s: %v", strings.Join(args, " "), err)
+	}
+	return string(out), nil
 }
 
 // waitReady returns once the ready file exists (users registered) and
