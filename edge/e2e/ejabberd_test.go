@@ -196,6 +196,13 @@ func testEjabberdRow(t *testing.T, row ejdRow, a ejdAddrs) {
 	}
 	step(t, "start ejabberd and Prosody", start)
 
+	// ejabberdctl reaches the node (the inetrc file resolves localhost).
+	start = time.Now()
+	if out, err := ejd.Ctl("registered_users", ejd.Opts.Domain); err != nil || !strings.Contains(out, "alice") || !strings.Contains(out, "bob") {
+		t.Errorf("ejabberdctl registered_users %s: %q %v, want alice and bob", ejd.Opts.Domain, out, err)
+	}
+	step(t, "ejabberdctl registered_users", start)
+
 	start = time.Now()
 	alice := testbed.StartClient(t, "alice@"+CompanyDomain, Password, companyC2S)
 	bob := testbed.StartClient(t, "bob@"+PartnerDomain, Password, partnerC2S)
@@ -258,6 +265,23 @@ func testEjabberdRow(t *testing.T, row ejdRow, a ejdAddrs) {
 		want := net.JoinHostPort(a.outside, fmt.Sprint(ejdDirectTLS))
 		if s := streams["partner -> xmppedge"]; s != nil && s.local != want {
 			t.Errorf("partner -> xmppedge arrived on %s, want %s", s.local, want)
+		}
+	}
+
+	if row.ejabberd == "internal" {
+		// ejabberd asked the responder for SRV records, never for the
+		// target's address: that comes from libc (its hosts file).
+		var srv, addr int
+		for _, r := range gw.records("dns query") {
+			switch {
+			case r["name"] == "_xmpp-server._tcp."+PartnerDomain+".":
+				srv++
+			case r["name"] == ejdInsideName+".":
+				addr++
+			}
+		}
+		if srv == 0 || addr != 0 {
+			t.Errorf("responder: %d SRV queries for %s, %d queries for %s.; want some, and none (libc reads the hosts file)", srv, PartnerDomain, addr, ejdInsideName)
 		}
 	}
 
