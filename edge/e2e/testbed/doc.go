@@ -50,7 +50,9 @@
 //
 // Require(t) checks the prerequisites: it fails the test with the apt-get
 // command to run when they are missing, or skips it when XMPPEDGE_E2E=skip.
-// RequireEjabberd(t) does the same for the tests that run ejabberd too.
+// RequireEjabberd(t), for the tests that run ejabberd too, fails the test
+// when ejabberd is missing in CI (CI set) and skips it elsewhere, as the
+// suite does for testssl.sh and promtool.
 //
 // Environment:
 //   - XMPPEDGE_E2E=skip: skip the end-to-end tests;

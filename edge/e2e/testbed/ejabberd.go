@@ -104,10 +104,12 @@ var (
 	ejabberdLibs string // ERL_LIBS: the folder holding ejabberd-<version>
 )
 
-// RequireEjabberd is Require for the tests that run ejabberd too: it fails
-// the test, naming the apt-get command to run, when Debian's ejabberd (or
-// unshare, for the private hosts file) is missing; XMPPEDGE_E2E=skip skips
-// it instead.
+// RequireEjabberd is Require for the tests that run ejabberd too. When
+// Debian's ejabberd (or unshare, for the private hosts file) is missing it
+// fails the test in CI (CI set: make deps installs it) and skips it
+// elsewhere, naming the apt-get command to run, as the suite does for
+// testssl.sh and promtool; XMPPEDGE_E2E=skip skips it as it skips every
+// end-to-end test.
 func RequireEjabberd(t testing.TB) {
 	t.Helper()
 	Require(t)
@@ -126,9 +128,13 @@ func RequireEjabberd(t testing.TB) {
 			}
 		}
 	})
-	if ejabberdErr != "" {
-		t.Fatalf("end-to-end prerequisites missing (%s). Install them with:\n\t%s\n(then stop and disable its own service: systemctl disable --now ejabberd)\nor set XMPPEDGE_E2E=skip to skip these tests", ejabberdErr, ejabberdApt)
+	if ejabberdErr == "" {
+		return
 	}
+	if os.Getenv("CI") != "" {
+		t.Fatalf("end-to-end prerequisites missing (%s). Install them with:\n\t%s\n(make deps does, and stops the package's own service)", ejabberdErr, ejabberdApt)
+	}
+	t.Skipf("ejabberd tests skipped: %s (install it with `%s`, then stop its own service; in CI this is a failure)", ejabberdErr, ejabberdApt)
 }
 
 // StartEjabberd writes the config, inetrc and hosts file for opts,
