@@ -22,7 +22,11 @@ import (
 // here the Prosody on the other side runs in the same mode, so the rows
 // cover Prosody's cells too.
 //
-// Each row has its own addresses (127.0.0.141–164, four per row), apart
+// One more row is not a cell of the matrix: an ejabberd partner whose
+// verification of xmppedge's certificate crashes (an XmppAddr), and
+// xmppedge's fallback to dialback.
+//
+// Each row has its own addresses (127.0.0.141–168, four per row), apart
 // from the rest of the suite:
 //
 //	company server .N ──responder (xmppedge, .N+2:5300): every remote domain → .N+2:5269──▶ xmppedge inside .N+2
@@ -55,21 +59,28 @@ type ejdRow struct {
 	mode     string // "dialback", "sasl_external" or "direct_tls"
 
 	insideTLS string // xmppedge's inside.tls
-	// How the streams must be authenticated: the outside leg both ways,
-	// the internal server's streams to xmppedge, xmppedge's to it.
-	outsideAuth, insideIn, insideOut string
-	insideEncrypted                  bool
+	// How the streams must be authenticated: the partner's to xmppedge,
+	// xmppedge's to the partner, the internal server's to xmppedge,
+	// xmppedge's to it.
+	outsideIn, outsideOut, insideIn, insideOut string
+	insideEncrypted                            bool
 }
 
 var ejdMatrix = []ejdRow{
 	// ejabberd as the partner: the outside leg is ejabberd ↔ xmppedge.
-	{ejabberd: "partner", mode: "dialback", insideTLS: "off", outsideAuth: "dialback", insideIn: "dialback", insideOut: "dialback"},
-	{ejabberd: "partner", mode: "sasl_external", insideTLS: "required", outsideAuth: "sasl_external", insideIn: "sasl_external", insideOut: "sasl_external", insideEncrypted: true},
-	{ejabberd: "partner", mode: "direct_tls", insideTLS: "optional", outsideAuth: "dialback", insideIn: "sasl_external", insideOut: "dialback", insideEncrypted: true},
+	{ejabberd: "partner", mode: "dialback", insideTLS: "off", outsideIn: "dialback", outsideOut: "dialback", insideIn: "dialback", insideOut: "dialback"},
+	{ejabberd: "partner", mode: "sasl_external", insideTLS: "required", outsideIn: "sasl_external", outsideOut: "sasl_external", insideIn: "sasl_external", insideOut: "sasl_external", insideEncrypted: true},
+	{ejabberd: "partner", mode: "direct_tls", insideTLS: "optional", outsideIn: "dialback", outsideOut: "dialback", insideIn: "sasl_external", insideOut: "dialback", insideEncrypted: true},
 	// ejabberd as the internal server: the inside leg is ejabberd ↔ xmppedge.
-	{ejabberd: "internal", mode: "dialback", insideTLS: "off", outsideAuth: "dialback", insideIn: "dialback", insideOut: "dialback"},
-	{ejabberd: "internal", mode: "sasl_external", insideTLS: "required", outsideAuth: "sasl_external", insideIn: "sasl_external", insideOut: "sasl_external", insideEncrypted: true},
-	{ejabberd: "internal", mode: "direct_tls", insideTLS: "optional", outsideAuth: "dialback", insideIn: "sasl_external", insideOut: "dialback", insideEncrypted: true},
+	{ejabberd: "internal", mode: "dialback", insideTLS: "off", outsideIn: "dialback", outsideOut: "dialback", insideIn: "dialback", insideOut: "dialback"},
+	{ejabberd: "internal", mode: "sasl_external", insideTLS: "required", outsideIn: "sasl_external", outsideOut: "sasl_external", insideIn: "sasl_external", insideOut: "sasl_external", insideEncrypted: true},
+	{ejabberd: "internal", mode: "direct_tls", insideTLS: "optional", outsideIn: "dialback", outsideOut: "dialback", insideIn: "sasl_external", insideOut: "dialback", insideEncrypted: true},
+	// Not a cell of the matrix: an ejabberd partner that trusts the issuer
+	// of xmppedge's certificate, which has an XmppAddr. ejabberd 23.01's
+	// verification crashes its stream with no answer to SASL EXTERNAL;
+	// xmppedge connects again and uses dialback. The partner's own
+	// certificate has none: it authenticates by SASL EXTERNAL.
+	{ejabberd: "partner", mode: "xmppaddr_fallback", insideTLS: "off", outsideIn: "sasl_external", outsideOut: "dialback", insideIn: "dialback", insideOut: "dialback"},
 }
 
 // TestEjabberdMatrix runs each row with its own xmppedge, ejabberd,
@@ -127,8 +138,10 @@ func testEjabberdRow(t *testing.T, row ejdRow, a ejdAddrs) {
 
 	ca := newCA(t)
 	start := time.Now()
-	files := gatewayFiles(t, ca, PartnerDomain)
-	files["company.crt"], files["company.key"] = ejdIssue(t, ca, CompanyDomain)
+	files := gatewayFiles(t, ca, PartnerDomain) // company.test's certificate with an XmppAddr
+	if row.mode != "xmppaddr_fallback" {
+		files["company.crt"], files["company.key"] = ejdIssue(t, ca, CompanyDomain)
+	}
 	gw := startGatewayAt(t, ejdGatewayConfig(a, ca.file, row.insideTLS), files,
 		net.JoinHostPort(a.inside, fmt.Sprint(S2SPort)), 20*time.Second)
 	step(t, "start xmppedge", start)
@@ -164,6 +177,9 @@ func testEjabberdRow(t *testing.T, row ejdRow, a ejdAddrs) {
 			eopts.CAFile, eopts.SecureAuth = ca.file, true
 		case "direct_tls":
 			eopts.DirectTLSPort = ejdDirectTLS
+		case "xmppaddr_fallback":
+			eopts.CertPEM, eopts.KeyPEM = ejdIssue(t, ca, PartnerDomain)
+			eopts.CAFile = ca.file
 		}
 		ejd = testbed.StartEjabberd(t, eopts)
 		partnerC2S = ejd.C2SAddr()
@@ -243,8 +259,8 @@ func testEjabberdRow(t *testing.T, row ejdRow, a ejdAddrs) {
 		name, auth string
 		encrypted  bool
 	}{
-		{"partner -> xmppedge", row.outsideAuth, true},
-		{"xmppedge -> partner", row.outsideAuth, true},
+		{"partner -> xmppedge", row.outsideIn, true},
+		{"xmppedge -> partner", row.outsideOut, true},
 		{"internal -> xmppedge", row.insideIn, row.insideEncrypted},
 		{"xmppedge -> internal", row.insideOut, row.insideEncrypted},
 	} {
@@ -285,10 +301,27 @@ func testEjabberdRow(t *testing.T, row ejdRow, a ejdAddrs) {
 		}
 	}
 
+	if row.mode == "xmppaddr_fallback" {
+		// ejabberd's verification of xmppedge's certificate crashed, and
+		// xmppedge says why it used dialback.
+		if err := ejd.WaitErrorLog("get_cert_domains", 5*time.Second); err != nil {
+			t.Error(err)
+		}
+		var reasons []string
+		for _, r := range gw.auditRecords(t) {
+			if r["event"] == "session.open" && r["leg"] == "outside" && r["remote_domain"] == PartnerDomain {
+				reasons = append(reasons, fmt.Sprint(r["reason"]))
+			}
+		}
+		if len(reasons) == 0 || !strings.Contains(reasons[0], "no answer to SASL EXTERNAL") {
+			t.Errorf("xmppedge -> partner session.open reasons %q, want the fallback after no answer to SASL EXTERNAL", reasons)
+		}
+	}
+
 	// ejabberd's side: it logs every stream it authenticated, with the
 	// method (EXTERNAL or dialback); it tries EXTERNAL first.
 	method := map[string]string{"dialback": "dialback", "sasl_external": "EXTERNAL"}
-	local, remote, in, out := PartnerDomain, CompanyDomain, row.outsideAuth, row.outsideAuth
+	local, remote, in, out := PartnerDomain, CompanyDomain, row.outsideOut, row.outsideIn
 	if row.ejabberd == "internal" {
 		local, remote, in, out = CompanyDomain, PartnerDomain, row.insideOut, row.insideIn
 	}

@@ -555,6 +555,20 @@ func (e *Ejabberd) WaitLog(substr string, timeout time.Duration) error {
 	}
 }
 
+// WaitErrorLog is WaitLog for error.log (crash reports).
+func (e *Ejabberd) WaitErrorLog(substr string, timeout time.Duration) error {
+	file := filepath.Join(e.Dir, "logs", "error.log")
+	for deadline := time.Now().Add(timeout); ; time.Sleep(20 * time.Millisecond) {
+		b, _ := os.ReadFile(file)
+		if strings.Contains(string(b), substr) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("ejabberd %s: %q not in error.log within %v", e.Opts.Domain, substr, timeout)
+		}
+	}
+}
+
 // CountLog returns how many times substr occurs in the log so far.
 func (e *Ejabberd) CountLog(substr string) int { return strings.Count(e.Log(), substr) }
 
