@@ -105,11 +105,11 @@ var (
 )
 
 // RequireEjabberd is Require for the tests that run ejabberd too. When
-// Debian's ejabberd (or unshare, for the private hosts file) is missing it
-// fails the test in CI (CI set: make deps installs it) and skips it
-// elsewhere, naming the apt-get command to run, as the suite does for
-// testssl.sh and promtool; XMPPEDGE_E2E=skip skips it as it skips every
-// end-to-end test.
+// Debian's ejabberd (or a working unshare --mount, for the private hosts
+// file) is missing it fails the test in CI (CI set: make deps installs
+// it) and skips it elsewhere, naming the apt-get command to run, as the
+// suite does for testssl.sh and promtool; XMPPEDGE_E2E=skip skips it as it
+// skips every end-to-end test.
 func RequireEjabberd(t testing.TB) {
 	t.Helper()
 	Require(t)
@@ -126,6 +126,12 @@ func RequireEjabberd(t testing.TB) {
 				ejabberdErr = bin + " not found"
 				return
 			}
+		}
+		// The private hosts file needs a mount namespace (root, or
+		// CAP_SYS_ADMIN in a container).
+		if out, err := exec.Command("unshare", "--mount", "--propagation", "private", "true").CombinedOutput(); err != nil {
+			ejabberdErr = fmt.Sprintf("unshare --mount does not work here (%v: %s): ejabberd's private /etc/hosts needs root or CAP_SYS_ADMIN", err, bytes.TrimSpace(out))
+			return
 		}
 	})
 	if ejabberdErr == "" {
