@@ -12,7 +12,7 @@ GO       ?= go
 VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X main.version=$(VERSION)
 DEV      := dev
-APT_PKGS := prosody lua-unbound python3-slixmpp openssl prometheus testssl.sh
+APT_PKGS := prosody lua-unbound python3-slixmpp ejabberd openssl prometheus testssl.sh
 
 .PHONY: build run demo test deps vet unit e2e bench fuzz fuzz-long clean
 
@@ -42,8 +42,9 @@ demo: deps
 
 # deps installs what the e2e suite needs (Debian packages) when it is
 # missing and we are root; otherwise it says what to install. Where the
-# package's own Prosody service starts, it is stopped: it would hold the
-# ports the test servers bind.
+# packages' own Prosody and ejabberd services start, they are stopped (and
+# ejabberd's disabled): they would hold the ports the test servers bind.
+# The tests run their own servers, never these services.
 deps:
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -51,6 +52,8 @@ deps:
 	    echo "installing:$$missing"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	    service prosody stop >/dev/null 2>&1 || true; \
+	    service ejabberd stop >/dev/null 2>&1 || true; \
+	    systemctl disable ejabberd >/dev/null 2>&1 || true; \
 	  else \
 	    echo "missing Debian packages:$$missing"; echo "run: sudo apt-get install -y$$missing"; exit 1; \
 	  fi; \

@@ -28,7 +28,9 @@
 // remote domain towards the internal server, so it mints short-lived
 // (24h) certificates for those domains on demand, in memory, reused until
 // two thirds of their life; the internal server trusts only this CA for
-// them and can require certificate authentication.
+// them and can require certificate authentication. Their identities are a
+// DNS-ID and an SRV-ID, no XmppAddr (ejabberd cannot verify a certificate
+// with a domain XmppAddr).
 //
 // Verifier answers "is the peer who it claims to be?". crypto/tls is never
 // allowed to decide this: our TLS configurations request, but do not

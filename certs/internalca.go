@@ -18,8 +18,6 @@ import (
 	"os"
 	"sync"
 	"time"
-
-	"golang.org/x/net/idna"
 )
 
 // DefaultLeafLifetime is the validity of the certificates an InternalCA
@@ -210,9 +208,9 @@ func loadInternalCA(certFile, keyFile string) (*InternalCA, error) {
 func (ca *InternalCA) CertPEM() []byte { return bytes.Clone(ca.certPEM) }
 
 // Certificate returns a certificate for domain signed by the CA, valid
-// for the leaf lifetime (default 24h), with the DNS-ID DOMAIN, the SRV-ID
-// _xmpp-server.DOMAIN and the XmppAddr DOMAIN, usable for TLS server and
-// client authentication. It is minted on first use and reused until two
+// for the leaf lifetime (default 24h), with the DNS-ID DOMAIN and the
+// SRV-ID _xmpp-server.DOMAIN (no XmppAddr: see xmppSubjectAltName), usable
+// for TLS server and client authentication. It is minted on first use and reused until two
 // thirds of its life has passed.
 func (ca *InternalCA) Certificate(domain string) (*tls.Certificate, error) {
 	name, err := normalizeDomain(domain)
@@ -302,41 +300,31 @@ func (ca *InternalCA) mint(domain string, now time.Time) (*tls.Certificate, erro
 	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, nil
 }
 
-// xmppSubjectAltName builds a SubjectAltName with the DNS-ID, the SRV-ID
-// _xmpp-server.DOMAIN and the XmppAddr of domain (in A-label form; the
-// XmppAddr in U-labels, as JIDs are written).
+// xmppSubjectAltName builds a SubjectAltName with the DNS-ID and the
+// SRV-ID _xmpp-server.DOMAIN of domain (in A-label form).
+//
+// No XmppAddr: RFC 6120 §13.7.1.2 keeps it in server certificates only for
+// backward compatibility, and ejabberd (p1_xmpp's
+// xmpp_stream_pkix:get_cert_domains, 23.01 and later) crashes the stream
+// with badarg on a certificate that carries a domain XmppAddr, so an
+// ejabberd internal server could not authenticate xmppedge by SASL
+// EXTERNAL.
 func xmppSubjectAltName(domain string) (pkix.Extension, error) {
-	otherName := func(oid asn1.ObjectIdentifier, value, params string) (asn1.RawValue, error) {
-		v, err := asn1.MarshalWithParams(value, params)
-		if err != nil {
-			return asn1.RawValue{}, err
-		}
-		oidDER, err := asn1.Marshal(oid)
-		if err != nil {
-			return asn1.RawValue{}, err
-		}
-		explicit, err := asn1.Marshal(asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 0, IsCompound: true, Bytes: v})
-		if err != nil {
-			return asn1.RawValue{}, err
-		}
-		return asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: tagOtherName, IsCompound: true, Bytes: append(oidDER, explicit...)}, nil
-	}
-	jid, err := idna.Lookup.ToUnicode(domain)
-	if err != nil {
-		jid = domain
-	}
-	srv, err := otherName(oidOnDNSSRV, srvXMPPServerPrefix+domain, "ia5")
+	v, err := asn1.MarshalWithParams(srvXMPPServerPrefix+domain, "ia5")
 	if err != nil {
 		return pkix.Extension{}, fmt.Errorf("internal CA: encoding the SRV-ID of %s: %w", domain, err)
 	}
-	xmpp, err := otherName(oidOnXmppAddr, jid, "utf8")
+	oidDER, err := asn1.Marshal(oidOnDNSSRV)
 	if err != nil {
-		return pkix.Extension{}, fmt.Errorf("internal CA: encoding the XmppAddr of %s: %w", domain, err)
+		return pkix.Extension{}, err
+	}
+	explicit, err := asn1.Marshal(asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 0, IsCompound: true, Bytes: v})
+	if err != nil {
+		return pkix.Extension{}, err
 	}
 	names := []asn1.RawValue{
 		{Class: asn1.ClassContextSpecific, Tag: tagDNSName, Bytes: []byte(domain)},
-		srv,
-		xmpp,
+		{Class: asn1.ClassContextSpecific, Tag: tagOtherName, IsCompound: true, Bytes: append(oidDER, explicit...)},
 	}
 	value, err := asn1.Marshal(names)
 	if err != nil {

@@ -186,6 +186,10 @@ type refusal struct {
 	// closeOnDialback: db:result is answered by the end of the stream, on
 	// every connection.
 	closeOnDialback bool
+	// noAnswer: SASL EXTERNAL gets no answer, the stream ends instead:
+	// "close" </stream:stream>, "drop" the connection is closed (as
+	// ejabberd 23.01 does when our certificate has an XmppAddr).
+	noAnswer string
 }
 
 // certServer is a partner's server on its own loopback address: STARTTLS
@@ -338,6 +342,12 @@ func (s *certServer) serve(c net.Conn, n int) {
 		s.mu.Unlock()
 		switch {
 		case silent:
+		case el.Local == "auth" && !refusedOnce && s.r.noAnswer != "":
+			if s.r.noAnswer == "close" {
+				io.WriteString(c, "</stream:stream>")
+			}
+			c.Close()
+			return
 		case el.Local == "auth":
 			io.WriteString(c, "<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><not-authorized/><text>certificate not usable for client authentication</text></failure>")
 			refusedOnce = true
@@ -450,7 +460,9 @@ func (fe *fallbackEnv) sendOut(t testing.TB, id string) {
 }
 
 // A partner that refuses our certificate — SASL EXTERNAL <failure/>, on a
-// stream that goes on or that it ends, or its TLS handshake refusing a
+// stream that goes on or that it ends, the end of the stream with no
+// answer to SASL EXTERNAL (ejabberd 23.01 when our certificate has an
+// XmppAddr), or its TLS handshake refusing a
 // client certificate without the clientAuth usage, on STARTTLS or direct
 // TLS, TLS 1.2 or 1.3 — gets dialback, on the same stream when it goes on
 // and else on a new connection without SASL EXTERNAL (and without a
@@ -476,6 +488,14 @@ func TestOutgoingSASLExternalFallback(t *testing.T) {
 			r:    refusal{afterFailure: "close"}, wantConns: [][]string{{"auth"}, {"result", "message"}}, wantCause: metrics.FallbackSASL,
 		},
 		{
+			name: "no answer to SASL EXTERNAL, the end of the stream: dialback on a new connection",
+			r:    refusal{noAnswer: "close"}, wantConns: [][]string{{"auth"}, {"result", "message"}}, wantCause: metrics.FallbackSASL,
+		},
+		{
+			name: "no answer to SASL EXTERNAL, the connection closed: dialback on a new connection",
+			r:    refusal{noAnswer: "drop"}, wantConns: [][]string{{"auth"}, {"result", "message"}}, wantCause: metrics.FallbackSASL,
+		},
+		{
 			name: "TLS 1.3 handshake refuses our certificate (STARTTLS)",
 			r:    refusal{tlsRefuses: true}, wantConns: [][]string{nil, {"result", "message"}}, wantCause: metrics.FallbackTLS,
 		},
@@ -498,6 +518,10 @@ func TestOutgoingSASLExternalFallback(t *testing.T) {
 		{
 			name: "SASL failure and the end of the stream, certificate required: no dialback", requireCert: true,
 			r: refusal{afterFailure: "close"}, wantConns: [][]string{{"auth"}},
+		},
+		{
+			name: "no answer to SASL EXTERNAL, certificate required: no dialback", requireCert: true,
+			r: refusal{noAnswer: "close"}, wantConns: [][]string{{"auth"}},
 		},
 		{
 			name: "TLS handshake refuses our certificate, certificate required: no dialback", requireCert: true,

@@ -178,9 +178,9 @@ func (a *attempts) summary(to string) error {
 //
 // A server that refuses our certificate — its TLS handshake refuses our
 // client certificate, or it answers SASL EXTERNAL with <failure/> and
-// ends the stream (XEP-0178 §3) — is connected to once more, without
-// SASL EXTERNAL (and, after a TLS refusal, without a client
-// certificate), for dialback.
+// ends the stream (XEP-0178 §3), or it ends the stream with no answer to
+// SASL EXTERNAL at all — is connected to once more, without SASL EXTERNAL
+// (and, after a TLS refusal, without a client certificate), for dialback.
 func (d *Dialer) attempt(ctx context.Context, leg Leg, c candidate, from, to string, share bool, ready readyFunc) (*outStream, error) {
 	actx := ctx
 	if dl, ok := ctx.Deadline(); ok && share {
@@ -223,10 +223,22 @@ func (d *Dialer) try(ctx, actx context.Context, os *outStream, c candidate, read
 	if ready != nil {
 		if err := ready(ctx, os); err != nil {
 			os.sc.Abort()
-			var de *dialError
-			if errors.As(err, &de) && !os.retry && os.refused != nil && os.auth == "" && streamEnded(err) {
+			var (
+				de *dialError
+				ue *s2s.SASLUnansweredError
+			)
+			switch {
+			case !errors.As(err, &de) || os.retry || os.auth != "" || !streamEnded(err):
+			case os.refused != nil:
 				// SASL EXTERNAL refused, then the stream ended instead of
 				// going on with dialback.
+				de.refused = os.refused
+			case errors.As(err, &ue):
+				// The stream ended with no answer to SASL EXTERNAL (as
+				// ejabberd's does when our certificate has an XmppAddr).
+				if !d.fallBack(os, &certRefusal{cause: metrics.FallbackSASL, detail: "the stream ended with no answer to SASL EXTERNAL"}) {
+					return nil, refusedByPolicy(os)
+				}
 				de.refused = os.refused
 			}
 			return nil, err

@@ -117,7 +117,7 @@ func (g *Gateway) newInSession(c net.Conn, leg Leg, directTLS bool) *inSession {
 		ctx: ctx, cancel: cancel,
 		d: g.inDeps(), id: id, leg: leg, directTLS: directTLS,
 		sc:      stream.NewConn(c, stream.Options{Limits: g.streamLimits(), WriteBuffer: stream.IncomingWriteBuffer}),
-		log:     g.log.With("session", id, "leg", leg.String(), "role", "incoming", "remote_addr", c.RemoteAddr().String()),
+		log:     g.log.With("session", id, "leg", leg.String(), "role", "incoming", "remote_addr", c.RemoteAddr().String(), "local_addr", c.LocalAddr().String()),
 		started: time.Now(),
 		pairs:   make(map[domainPair]*pairState),
 		gone:    make(chan struct{}),

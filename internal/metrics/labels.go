@@ -82,8 +82,8 @@ const (
 	DialbackValidCert = "valid_cert"
 
 	// Why an outgoing stream fell back to dialback (SASLExternalFallback):
-	// the peer refused our certificate in SASL EXTERNAL or in the TLS
-	// handshake.
+	// the peer refused our certificate in SASL EXTERNAL (a <failure/>, or
+	// the end of the stream with no answer) or in the TLS handshake.
 	FallbackSASL = "sasl"
 	FallbackTLS  = "tls"
 

@@ -165,7 +165,7 @@ func (m *Metrics) registerSetupMetrics(r registrar) {
 		"Server Dialback exchanges by our role (originating|receiving|authoritative) and result (valid|invalid|error|timeout|valid_cert: receiving, answered valid without db:verify because the peer's certificate is valid for the originating domain or matches its DANE records, XEP-0344).",
 		"role", "result").WithLabelValues, dbRoles, dbResults)
 	m.saslFallbacks = newLazyVec(r.counterVec("sasl_external_fallbacks_total",
-		"Outgoing streams that fell back to dialback because the peer refused our certificate, by leg and cause (sasl: a SASL EXTERNAL <failure/>; tls: the TLS handshake refused our client certificate).",
+		"Outgoing streams that fell back to dialback because the peer refused our certificate, by leg and cause (sasl: a SASL EXTERNAL <failure/>, or the stream ended with no answer to it; tls: the TLS handshake refused our client certificate).",
 		"leg", "cause").WithLabelValues, legSet, fallbacks)
 	m.queued = newLazyVec(r.gaugeVec("queued_stanzas",
 		"Stanzas waiting in the queues of outgoing streams being set up, by leg.", "leg").WithLabelValues, legSet)
@@ -336,8 +336,9 @@ func (m *Metrics) Dialback(role, result string) {
 
 // SASLExternalFallback counts an outgoing stream on leg that falls back
 // to dialback because the peer refused our certificate: cause
-// FallbackSASL (its SASL EXTERNAL <failure/>) or FallbackTLS (the TLS
-// handshake refused our client certificate).
+// FallbackSASL (its SASL EXTERNAL <failure/>, or the end of the stream
+// with no answer to it) or FallbackTLS (the TLS handshake refused our
+// client certificate).
 func (m *Metrics) SASLExternalFallback(leg, cause string) {
 	if m == nil {
 		return

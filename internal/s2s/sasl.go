@@ -58,6 +58,20 @@ func (e *SASLError) Error() string {
 	return s
 }
 
+// SASLUnansweredError is the stream failing — ended, reset, a stream
+// error — while the initiating side waits for the answer to its SASL
+// EXTERNAL <auth/>: no <success/>, no <failure/>. ejabberd 23.01 does
+// this when the certificate it verifies carries a domain XmppAddr (its
+// verification crashes the stream), so a relay may count it as a refusal
+// of its certificate and connect again for dialback.
+type SASLUnansweredError struct {
+	Domain string // the peer
+	Err    error  // how the stream failed
+}
+
+func (e *SASLUnansweredError) Error() string { return "read SASL answer: " + e.Err.Error() }
+func (e *SASLUnansweredError) Unwrap() error { return e.Err }
+
 const (
 	MethodSASLExternal = "sasl_external"
 	MethodDialback     = "dialback"
@@ -141,7 +155,7 @@ func (SASLExternal) Initiate(_ context.Context, s *Stream) (Step, error) {
 	}
 	el, err := s.readAnswer(HeaderTimeout)
 	if err != nil {
-		return Skip, fmt.Errorf("read SASL answer: %w", err)
+		return Skip, &SASLUnansweredError{Domain: s.to, Err: err}
 	}
 	switch {
 	case el.Space == xmlstream.NSSASL && el.Local == "failure":

@@ -44,6 +44,10 @@ type ProsodyOptions struct {
 	SecureAuth        bool   // s2s_secure_auth: refuse peers whose certificate does not validate (no dialback fallback)
 	DialbackSecret    string // dialback_secret; "" = Prosody's default (a random per-process UUID)
 	Extra             string // extra Lua config lines, appended to the global section
+	// S2SDirectTLSPort, when not 0, is a direct TLS (XEP-0368) s2s
+	// listener on IP (s2s_direct_tls_ports); its certificate is chosen by
+	// SNI from the certificates folder.
+	S2SDirectTLSPort int
 	// Modules are loaded besides the test bed's own (modules_enabled),
 	// e.g. "smacks" (XEP-0198, on s2s too) or "s2s_bidi" (XEP-0288).
 	Modules []string
@@ -88,7 +92,7 @@ func StartProsody(t testing.TB, opts ProsodyOptions) *Prosody {
 // checkPortsFree fails the test when the c2s or s2s address is taken.
 func (p *Prosody) checkPortsFree() {
 	p.t.Helper()
-	for _, addr := range []string{p.C2SAddr(), p.S2SAddr()} {
+	for _, addr := range p.listenAddrs() {
 		l, err := net.Listen("tcp", addr)
 		if err != nil {
 			p.t.Fatalf("testbed: %s is not free for Prosody %s: %v (a Prosody left running? stop it: ss -ltnp)", addr, p.Opts.Domain, err)
@@ -197,7 +201,7 @@ func (p *Prosody) waitAccepting() {
 	t, opts := p.t, p.Opts
 	t.Helper()
 	deadline := time.Now().Add(prosodyStartTimeout)
-	for _, addr := range []string{p.C2SAddr(), p.S2SAddr()} {
+	for _, addr := range p.listenAddrs() {
 		for {
 			c, err := net.DialTimeout("tcp", addr, time.Second)
 			if err == nil {
@@ -250,7 +254,11 @@ func (p *Prosody) config(certFile, keyFile string) string {
 	w("c2s_ports = { 5222 }")
 	w("s2s_ports = { 5269 }")
 	w("c2s_direct_tls_ports = { }")
-	w("s2s_direct_tls_ports = { }")
+	if o.S2SDirectTLSPort != 0 {
+		w("s2s_direct_tls_ports = { %d }", o.S2SDirectTLSPort)
+	} else {
+		w("s2s_direct_tls_ports = { }")
+	}
 	w("legacy_ssl_ports = { }")
 	w("use_ipv6 = false")
 	w("network_settings = { nagle = false }")
@@ -363,6 +371,15 @@ func (p *Prosody) CountLog(substr string) int { return strings.Count(p.Log(), su
 
 // C2SAddr is the client listener, IP:5222.
 func (p *Prosody) C2SAddr() string { return net.JoinHostPort(p.Opts.IP, "5222") }
+
+// listenAddrs are the addresses Prosody listens on.
+func (p *Prosody) listenAddrs() []string {
+	addrs := []string{p.C2SAddr(), p.S2SAddr()}
+	if p.Opts.S2SDirectTLSPort != 0 {
+		addrs = append(addrs, net.JoinHostPort(p.Opts.IP, fmt.Sprint(p.Opts.S2SDirectTLSPort)))
+	}
+	return addrs
+}
 
 // S2SAddr is the server listener, IP:5269.
 func (p *Prosody) S2SAddr() string { return net.JoinHostPort(p.Opts.IP, "5269") }
