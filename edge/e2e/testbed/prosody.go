@@ -366,3 +366,6 @@ func (p *Prosody) C2SAddr() string { return net.JoinHostPort(p.Opts.IP, "5222") 
 
 // S2SAddr is the server listener, IP:5269.
 func (p *Prosody) S2SAddr() string { return net.JoinHostPort(p.Opts.IP, "5269") }
+
+// PID is the Prosody process's id (for measuring its CPU time).
+func (p *Prosody) PID() int { return p.cmd.Process.Pid }
