@@ -21,27 +21,35 @@ import (
 // The load tests' own addresses (127.0.0.201–229), apart from the rest of
 // the suite so that they can run beside it:
 //
-//	xmppedge-load 127.0.0.205:5269 (load1.test, load2.test …: their SRV in the public DNS)
+//	xmppedge-load 127.0.0.205:5269 (load1.test, load2.test: their SRV in the public DNS)
 //	    │ s2s, dialback (the gateway verifies our keys at 127.0.0.205) or SASL EXTERNAL
 //	    ▼
-//	xmppedge outside 127.0.0.203:5269 / :5270 ── inside 127.0.0.202:5269, internal DNS :5300
+//	xmppedge outside 127.0.0.203:5269 / :5270 ── inside 127.0.0.202:5269, internal DNS :5300, metrics :9269
 //	    │ s2s (dialback with the company Prosody)
 //	    ▼
 //	company Prosody 127.0.0.201 ──c2s──▶ xmppedge-load, logged in as load0… (the receiving side)
 //
-//	direct: xmppedge-load ──s2s──▶ Prosody 127.0.0.206 (DNS: the public view) ──c2s──▶ xmppedge-load
 //	public DNS 127.0.0.204:5300
+//	make bench-e2e only: a second gateway path (audit async) on 127.0.0.207 (company Prosody),
+//	.208 (inside), .209 (outside); the direct path: xmppedge-load ──s2s──▶ Prosody 127.0.0.206
+//	(DNS: the public view) ──c2s──▶ xmppedge-load
 const (
-	loadCompanyIP = "127.0.0.201"
-	loadInsideIP  = "127.0.0.202"
-	loadOutsideIP = "127.0.0.203"
 	loadPublicDNS = "127.0.0.204:5300"
 	loadToolIP    = "127.0.0.205"
 	loadDirectIP  = "127.0.0.206"
 )
 
+// loadAddrs are one gateway path's addresses.
+type loadAddrs struct{ company, inside, outside string }
+
+var (
+	loadSyncAddrs  = loadAddrs{company: "127.0.0.201", inside: "127.0.0.202", outside: "127.0.0.203"}
+	loadAsyncAddrs = loadAddrs{company: "127.0.0.207", inside: "127.0.0.208", outside: "127.0.0.209"}
+)
+
 // loadBinary is cmd/xmppedge-load, built once per test run (with the race
-// detector unless XMPPEDGE_E2E_RACE=0).
+// detector unless XMPPEDGE_E2E_RACE=0), unless XMPPEDGE_LOAD_BIN names one
+// (make bench-e2e: bin/xmppedge-load).
 var loadBinary = &goBinary{name: "xmppedge-load", args: raceArgs("../../cmd/xmppedge-load")}
 
 // loadDomains are the tool's fake sending domains.
@@ -56,18 +64,18 @@ func loadUsers(n int) map[string]string {
 	return u
 }
 
-// loadConfig is the gateway tests' configuration (gatewayConfig) on the
-// load tests' addresses, with durability (sync or async), a log level,
+// loadConfig is the gateway tests' configuration (gatewayConfig) on a
+// load path's addresses, with durability (sync or async), a log level,
 // and the per-domain stanza limit out of the way.
-func loadConfig(caFile, durability, level string) string {
+func loadConfig(a loadAddrs, caFile, durability, level string) string {
 	hp := func(ip string, port int) string { return net.JoinHostPort(ip, fmt.Sprint(port)) }
 	cfg := strings.NewReplacer(
-		`"`+hp(GatewayIP, S2SPort)+`"`, `"`+hp(loadInsideIP, S2SPort)+`"`,
-		`"`+hp(CompanyIP, S2SPort)+`"`, `"`+hp(loadCompanyIP, S2SPort)+`"`,
-		`"`+hp(GatewayOutsideIP, S2SPort)+`"`, `"`+hp(loadOutsideIP, S2SPort)+`"`,
-		`"`+hp(GatewayOutsideIP, DirectTLSPort)+`"`, `"`+hp(loadOutsideIP, DirectTLSPort)+`"`,
-		`"`+InsideDNSAddr+`"`, `"`+hp(loadInsideIP, 5300)+`"`,
-		`"`+MetricsAddr+`"`, `"`+hp(loadInsideIP, 9269)+`"`,
+		`"`+hp(GatewayIP, S2SPort)+`"`, `"`+hp(a.inside, S2SPort)+`"`,
+		`"`+hp(CompanyIP, S2SPort)+`"`, `"`+hp(a.company, S2SPort)+`"`,
+		`"`+hp(GatewayOutsideIP, S2SPort)+`"`, `"`+hp(a.outside, S2SPort)+`"`,
+		`"`+hp(GatewayOutsideIP, DirectTLSPort)+`"`, `"`+hp(a.outside, DirectTLSPort)+`"`,
+		`"`+InsideDNSAddr+`"`, `"`+hp(a.inside, 5300)+`"`,
+		`"`+MetricsAddr+`"`, `"`+hp(a.inside, 9269)+`"`,
 		`"`+PublicDNSAddr+`"`, `"`+loadPublicDNS+`"`,
 		"durability: sync", "durability: "+durability,
 		"level: debug", "level: "+level,
@@ -81,33 +89,43 @@ func loadConfig(caFile, durability, level string) string {
 	return cfg
 }
 
-// loadBed is the gateway between the tool and a company Prosody.
+// loadBed is what every load path shares: the CA, the public DNS, the
+// tool and its certificate.
 type loadBed struct {
 	ca      *testCA
 	public  *resolvetest.Server
 	tool    string
 	toolDir string // the listener's certificate and key, the run outputs
+}
+
+// loadPath is a gateway between the tool and a company Prosody.
+type loadPath struct {
+	addrs   loadAddrs
 	gw      *gatewayProc
 	company *testbed.Prosody
 }
 
-// startLoadBed starts the public DNS and the gateway (audit durability,
-// log level), and a company Prosody with users receiving users; extra are
-// more Lua lines for it.
-func startLoadBed(t *testing.T, durability, level string, users int, extra string) *loadBed {
+// target is the gateway's outside listener.
+func (p *loadPath) target() string { return net.JoinHostPort(p.addrs.outside, fmt.Sprint(S2SPort)) }
+
+// startLoadBed starts the public DNS (the load domains at the tool's
+// listener) and writes the tool's certificate.
+func startLoadBed(t *testing.T) *loadBed {
 	t.Helper()
-	b := &loadBed{ca: newCA(t), toolDir: t.TempDir()}
-	tool, err := loadBinary.build(t)
-	if err != nil {
-		t.Fatal(err)
+	b := &loadBed{ca: newCA(t), toolDir: t.TempDir(), tool: os.Getenv("XMPPEDGE_LOAD_BIN")}
+	if b.tool == "" {
+		tool, err := loadBinary.build(t)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.tool = tool
 	}
-	b.tool = tool
 	b.public = startDNSAt(t, loadPublicDNS)
-	addServer(b.public, CompanyDomain, loadOutsideIP, S2SPort)
+	addServer(b.public, CompanyDomain, loadSyncAddrs.outside, S2SPort)
 	for _, d := range loadDomains {
 		addServer(b.public, d, loadToolIP, S2SPort)
 	}
-	// The tool's certificates: for its listener (the gateway verifies the
+	// The tool's certificate: for its listener (the gateway verifies the
 	// load domains' authoritative server) and for SASL EXTERNAL.
 	certPEM, keyPEM, err := b.ca.Issue(certstest.LeafOptions{DNSNames: loadDomains, SRVNames: loadDomains, XmppAddrs: loadDomains})
 	if err != nil {
@@ -116,18 +134,19 @@ func startLoadBed(t *testing.T, durability, level string, users int, extra strin
 	if _, _, err := certstest.WriteFiles(b.toolDir, "load", certPEM, keyPEM); err != nil {
 		t.Fatal(err)
 	}
-	b.gw = b.startGateway(t, durability, level)
-	opts := testbed.ProsodyOptions{Domain: CompanyDomain, IP: loadCompanyIP, DNS: net.JoinHostPort(loadInsideIP, "5300"), Users: loadUsers(users), Extra: extra}
-	opts.CertPEM, opts.KeyPEM = b.ca.issue(t, CompanyDomain)
-	b.company = testbed.StartProsody(t, opts)
 	return b
 }
 
-// startGateway starts xmppedge on the load tests' addresses.
-func (b *loadBed) startGateway(t *testing.T, durability, level string) *gatewayProc {
+// startPath starts a gateway on a (audit durability, log level) and its
+// company Prosody with users receiving users, logging from prosodyLevel
+// ("": debug).
+func (b *loadBed) startPath(t *testing.T, a loadAddrs, durability, level string, users int, prosodyLevel string) *loadPath {
 	t.Helper()
 	files := gatewayFiles(t, b.ca, loadDomains...)
-	return startGatewayAt(t, loadConfig(b.ca.file, durability, level), files, net.JoinHostPort(loadInsideIP, fmt.Sprint(S2SPort)), 20*time.Second)
+	gw := startGatewayAt(t, loadConfig(a, b.ca.file, durability, level), files, net.JoinHostPort(a.inside, fmt.Sprint(S2SPort)), 20*time.Second)
+	opts := testbed.ProsodyOptions{Domain: CompanyDomain, IP: a.company, DNS: net.JoinHostPort(a.inside, "5300"), Users: loadUsers(users), LogLevel: prosodyLevel}
+	opts.CertPEM, opts.KeyPEM = b.ca.issue(t, CompanyDomain)
+	return &loadPath{addrs: a, gw: gw, company: testbed.StartProsody(t, opts)}
 }
 
 // loadSummary is the part of xmppedge-load's JSON summary the tests read.
@@ -199,10 +218,9 @@ func (b *loadBed) runLoad(t *testing.T, out string, args ...string) loadSummary 
 func TestLoad(t *testing.T) {
 	testbed.Require(t)
 	const users, count = 4, 200
-	b := startLoadBed(t, "sync", "debug", users, "")
-	c2s := b.company.C2SAddr()
-	target := net.JoinHostPort(loadOutsideIP, fmt.Sprint(S2SPort))
-	gwPID := b.gw.cmd.Process.Pid
+	b := startLoadBed(t)
+	p := b.startPath(t, loadSyncAddrs, "sync", "debug", users, "")
+	c2s, target, gwPID := p.company.C2SAddr(), p.target(), p.gw.cmd.Process.Pid
 
 	check := func(t *testing.T, s loadSummary, streams int, auth string) {
 		t.Helper()

@@ -44,6 +44,9 @@ type ProsodyOptions struct {
 	SecureAuth        bool   // s2s_secure_auth: refuse peers whose certificate does not validate (no dialback fallback)
 	DialbackSecret    string // dialback_secret; "" = Prosody's default (a random per-process UUID)
 	Extra             string // extra Lua config lines, appended to the global section
+	// LogLevel is the least level logged: "" = debug (the tests read the
+	// debug log); benchmarks use "warn".
+	LogLevel string
 	// Modules are loaded besides the test bed's own (modules_enabled),
 	// e.g. "smacks" (XEP-0198, on s2s too) or "s2s_bidi" (XEP-0288).
 	Modules []string
@@ -245,7 +248,11 @@ func (p *Prosody) config(certFile, keyFile string) string {
 	w("pidfile = %s", luaQuote(filepath.Join(p.Dir, "prosody.pid")))
 	w("data_path = %s", luaQuote(filepath.Join(p.Dir, "data")))
 	w("certificates = %s", luaQuote(filepath.Join(p.Dir, "certs")))
-	w("log = { { levels = { min = \"debug\" }, to = \"file\", filename = %s } }", luaQuote(p.LogFile))
+	level := o.LogLevel
+	if level == "" {
+		level = "debug"
+	}
+	w("log = { { levels = { min = %s }, to = \"file\", filename = %s } }", luaQuote(level), luaQuote(p.LogFile))
 	w("interfaces = { %s }", luaQuote(o.IP))
 	w("c2s_ports = { 5222 }")
 	w("s2s_ports = { 5269 }")
