@@ -38,6 +38,7 @@ type benchPath struct {
 	gwCPU, proCPU  []float64     // µs per stanza, fast runs
 	throughput     []float64
 	p50, p99       []float64 // one at a time
+	lost, bounced  int64     // over every run
 	gatewayPresent bool
 }
 
@@ -65,8 +66,9 @@ func median(v []float64) float64 {
 // rounds as a table; with XMPPEDGE_BENCH_OUT, it also writes the table
 // (table.md) and every run's JSON summary there.
 //
-// It runs only with XMPPEDGE_BENCH_E2E=1 and asserts no figure: only
-// that every run completes without losing a stanza.
+// It runs only with XMPPEDGE_BENCH_E2E=1 and asserts no figure, nor
+// that no stanza was lost: the table counts the lost ones (an overloaded
+// gateway fails closed, and bounces), the log says which run lost them.
 func TestBenchE2E(t *testing.T) {
 	if os.Getenv("XMPPEDGE_BENCH_E2E") != "1" {
 		t.Skip("the end-to-end benchmark: run `make bench-e2e` (or set XMPPEDGE_BENCH_E2E=1)")
@@ -113,7 +115,7 @@ func TestBenchE2E(t *testing.T) {
 			for i, pid := range p.pids {
 				pids[i] = strconv.Itoa(pid)
 			}
-			common := []string{"-target", p.target, "-receive", "c2s", "-c2s", p.c2s, "-pid", strings.Join(pids, ","), "-timeout", "20s", "-drain", "30s"}
+			common := []string{"-target", p.target, "-receive", "c2s", "-c2s", p.c2s, "-pid", strings.Join(pids, ","), "-timeout", "20s", "-drain", "30s", "-allow-loss"}
 			name := fmt.Sprintf("%s-fast-%d", p.name, round)
 			fast := b.runLoad(t, name, append(common, "-users", strconv.Itoa(users), "-streams", strconv.Itoa(streams), "-count", strconv.Itoa(count), "-rate", "0")...)
 			save(name)
@@ -121,8 +123,10 @@ func TestBenchE2E(t *testing.T) {
 			one := b.runLoad(t, name, append(common, "-users", "1", "-streams", "1", "-count", "300", "-rate", "100")...)
 			save(name)
 			for _, s := range []loadSummary{fast, one} {
+				p.lost += s.Lost
+				p.bounced += int64(s.Bounced)
 				if s.Lost != 0 {
-					t.Errorf("%s, round %d: %d stanzas lost", p.label, round, s.Lost)
+					t.Logf("%s, round %d: %d stanzas lost (%d bounced)", p.label, round, s.Lost, s.Bounced)
 				}
 			}
 			p.throughput = append(p.throughput, fast.Throughput)
@@ -140,16 +144,16 @@ func TestBenchE2E(t *testing.T) {
 	var tb strings.Builder
 	fmt.Fprintf(&tb, "machine: %d CPUs (%s), %s; medians of %d rounds; throughput: %d stanzas of 400 bytes over %d streams to 4 c2s users, as fast as possible; one at a time: 300 stanzas at 100/s on one stream\n\n",
 		runtime.NumCPU(), cpuModel(), time.Now().UTC().Format("2006-01-02"), rounds, count, streams)
-	tb.WriteString("| path | stanzas/s | vs direct | xmppedge CPU µs/stanza | Prosody CPU µs/stanza | one at a time p50 / p99 ms | added p50 ms |\n")
-	tb.WriteString("| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	tb.WriteString("| path | stanzas/s | vs direct | xmppedge CPU µs/stanza | Prosody CPU µs/stanza | one at a time p50 / p99 ms | added p50 ms | lost (bounced) |\n")
+	tb.WriteString("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	base := paths[0]
 	for _, p := range paths {
 		gw := "—"
 		if p.gatewayPresent {
 			gw = fmt.Sprintf("%.1f", median(p.gwCPU))
 		}
-		fmt.Fprintf(&tb, "| %s | %.0f | %.2f | %s | %.1f | %.2f / %.2f | %+.2f |\n", p.label, median(p.throughput), median(p.throughput)/median(base.throughput),
-			gw, median(p.proCPU), median(p.p50), median(p.p99), median(p.p50)-median(base.p50))
+		fmt.Fprintf(&tb, "| %s | %.0f | %.2f | %s | %.1f | %.2f / %.2f | %+.2f | %d (%d) |\n", p.label, median(p.throughput), median(p.throughput)/median(base.throughput),
+			gw, median(p.proCPU), median(p.p50), median(p.p99), median(p.p50)-median(base.p50), p.lost, p.bounced)
 	}
 	tb.WriteString("\nper round (stanzas/s):")
 	for _, p := range paths {
