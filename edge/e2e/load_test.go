@@ -30,6 +30,8 @@ import (
 //	company Prosody 127.0.0.201 ──c2s──▶ xmppedge-load, logged in as load0… (the receiving side)
 //
 //	public DNS 127.0.0.204:5300
+//	TestLoad's s2s receiving: a gateway on 127.0.0.210 (inside), .211 (outside) whose inside
+//	server is xmppedge-load's listener (127.0.0.205:5269): no Prosody
 //	make bench-e2e only: a second gateway path (audit async) on 127.0.0.207 (company Prosody),
 //	.208 (inside), .209 (outside); the direct path: xmppedge-load ──s2s──▶ Prosody 127.0.0.206
 //	(DNS: the public view) ──c2s──▶ xmppedge-load
@@ -45,6 +47,8 @@ type loadAddrs struct{ company, inside, outside string }
 var (
 	loadSyncAddrs  = loadAddrs{company: "127.0.0.201", inside: "127.0.0.202", outside: "127.0.0.203"}
 	loadAsyncAddrs = loadAddrs{company: "127.0.0.207", inside: "127.0.0.208", outside: "127.0.0.209"}
+	// loadS2SAddrs: the company server is the tool itself.
+	loadS2SAddrs = loadAddrs{company: loadToolIP, inside: "127.0.0.210", outside: "127.0.0.211"}
 )
 
 // loadBinary is cmd/xmppedge-load, built once per test run (with the race
@@ -137,13 +141,19 @@ func startLoadBed(t *testing.T) *loadBed {
 	return b
 }
 
+// startGateway starts a gateway on a (audit durability, log level).
+func (b *loadBed) startGateway(t *testing.T, a loadAddrs, durability, level string) *gatewayProc {
+	t.Helper()
+	files := gatewayFiles(t, b.ca, loadDomains...)
+	return startGatewayAt(t, loadConfig(a, b.ca.file, durability, level), files, net.JoinHostPort(a.inside, fmt.Sprint(S2SPort)), 20*time.Second)
+}
+
 // startPath starts a gateway on a (audit durability, log level) and its
 // company Prosody with users receiving users, logging from prosodyLevel
 // ("": debug).
 func (b *loadBed) startPath(t *testing.T, a loadAddrs, durability, level string, users int, prosodyLevel string) *loadPath {
 	t.Helper()
-	files := gatewayFiles(t, b.ca, loadDomains...)
-	gw := startGatewayAt(t, loadConfig(a, b.ca.file, durability, level), files, net.JoinHostPort(a.inside, fmt.Sprint(S2SPort)), 20*time.Second)
+	gw := b.startGateway(t, a, durability, level)
 	opts := testbed.ProsodyOptions{Domain: CompanyDomain, IP: a.company, DNS: net.JoinHostPort(a.inside, "5300"), Users: loadUsers(users), LogLevel: prosodyLevel}
 	opts.CertPEM, opts.KeyPEM = b.ca.issue(t, CompanyDomain)
 	return &loadPath{addrs: a, gw: gw, company: testbed.StartProsody(t, opts)}
@@ -222,7 +232,7 @@ func TestLoad(t *testing.T) {
 	p := b.startPath(t, loadSyncAddrs, "sync", "debug", users, "")
 	c2s, target, gwPID := p.company.C2SAddr(), p.target(), p.gw.cmd.Process.Pid
 
-	check := func(t *testing.T, s loadSummary, streams int, auth string) {
+	check := func(t *testing.T, s loadSummary, streams int, auth string, gwPID int) {
 		t.Helper()
 		if s.Sent != count || s.Received != count || s.Lost != 0 || s.Duplicates != 0 || s.Bounced != 0 {
 			t.Errorf("sent %d, received %d, lost %d, duplicates %d, bounced %d; want %d each way, none lost", s.Sent, s.Received, s.Lost, s.Duplicates, s.Bounced, count)
@@ -250,7 +260,7 @@ func TestLoad(t *testing.T) {
 	t.Run("dialback", func(t *testing.T) {
 		s := b.runLoad(t, "dialback", "-target", target, "-receive", "c2s", "-c2s", c2s, "-users", strconv.Itoa(users),
 			"-streams", "2", "-count", strconv.Itoa(count), "-mix", "2:1:1", "-pid", strconv.Itoa(gwPID))
-		check(t, s, 2, "dialback")
+		check(t, s, 2, "dialback", gwPID)
 		if s.DialbackOK < 2 {
 			t.Errorf("the listener verified %d dialback keys for the gateway, want one per stream at least", s.DialbackOK)
 		}
@@ -264,6 +274,14 @@ func TestLoad(t *testing.T) {
 		s := b.runLoad(t, "external", "-target", target, "-receive", "c2s", "-c2s", c2s, "-users", strconv.Itoa(users),
 			"-auth", "external", "-cert", filepath.Join(b.toolDir, "load.crt"), "-key", filepath.Join(b.toolDir, "load.key"),
 			"-streams", "1", "-count", strconv.Itoa(count), "-rate", "400", "-pid", strconv.Itoa(gwPID))
-		check(t, s, 1, "sasl_external")
+		check(t, s, 1, "sasl_external", gwPID)
+	})
+	// The tool on both sides of a gateway: its listener is the company
+	// server the gateway relays to (xmppedge alone, no Prosody).
+	t.Run("s2s receiving", func(t *testing.T) {
+		gw := b.startGateway(t, loadS2SAddrs, "sync", "debug")
+		s := b.runLoad(t, "s2s", "-target", net.JoinHostPort(loadS2SAddrs.outside, fmt.Sprint(S2SPort)), "-receive", "s2s", "-users", strconv.Itoa(users),
+			"-streams", "2", "-count", strconv.Itoa(count), "-mix", "1:1:1", "-pid", strconv.Itoa(gw.cmd.Process.Pid))
+		check(t, s, 2, "dialback", gw.cmd.Process.Pid)
 	})
 }
