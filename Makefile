@@ -6,6 +6,10 @@
 #                a refused one with its bounce, the audit records, the metrics; stops on Ctrl-C or after DEMO_WAIT (1m)
 #   make test    everything CI runs: deps, vet, unit tests with -race (fuzz seeds included), the e2e suite
 #   make bench   benchmarks
+#   make bench-e2e  bin/xmppedge-load against real Prosody, directly and through xmppedge (audit sync and async),
+#                then the in-process relay benchmarks, on this machine: the figures of BENCHMARKS.md
+#                (BENCH_OUT=DIR keeps the table and every run's JSON; BENCH_COUNT, BENCH_ROUNDS, BENCH_STREAMS)
+#   make load    bin/xmppedge-load, the load generator (cmd/xmppedge-load)
 #   make fuzz    a short coverage-guided fuzz run of every fuzz target (make fuzz-long: 10 minutes each)
 
 GO       ?= go
@@ -14,12 +18,17 @@ LDFLAGS  := -X main.version=$(VERSION)
 DEV      := dev
 APT_PKGS := prosody lua-unbound python3-slixmpp ejabberd openssl prometheus testssl.sh
 
-.PHONY: build run demo test deps vet unit e2e bench fuzz fuzz-long clean
+.PHONY: build run demo test deps vet unit e2e bench bench-e2e load fuzz fuzz-long clean
 
 build: bin/xmppedge $(DEV)/company.test.crt
 
 bin/xmppedge: $(shell find . -name '*.go' -not -path './$(DEV)/*') go.mod go.sum
 	$(GO) build -ldflags "$(LDFLAGS)" -o $@ ./cmd/xmppedge
+
+load: bin/xmppedge-load
+
+bin/xmppedge-load: $(shell find . -name '*.go' -not -path './$(DEV)/*') go.mod go.sum
+	$(GO) build -ldflags "$(LDFLAGS)" -o $@ ./cmd/xmppedge-load
 
 # A self-signed certificate so that the example config works out of the box.
 $(DEV)/company.test.crt:
@@ -74,6 +83,24 @@ test: deps vet unit e2e
 
 bench:
 	$(GO) test -run XXX -bench . -benchmem ./...
+
+# bench-e2e runs TestBenchE2E (edge/e2e/bench_e2e_test.go) with bin/xmppedge-load and
+# xmppedge built without the race detector: BENCH_ROUNDS rounds, each path in turn, of
+# BENCH_COUNT stanzas as fast as possible and 300 one at a time; it prints the medians
+# as a table. Then, in the same session, the in-process relay benchmarks (a raw TLS
+# relay, xmppedge with the audit sync and async). See BENCHMARKS.md.
+BENCH_COUNT   ?= 20000
+BENCH_ROUNDS  ?= 3
+BENCH_STREAMS ?= 4
+BENCH_OUT     ?=
+BENCH_RELAY_N ?= 100000x
+bench-e2e: deps bin/xmppedge-load
+	@echo "machine: $$(nproc) CPUs, $$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load average $$(cut -d' ' -f1-3 /proc/loadavg)"
+	XMPPEDGE_BENCH_E2E=1 XMPPEDGE_E2E_RACE=0 XMPPEDGE_LOAD_BIN=$(abspath bin/xmppedge-load) \
+	  XMPPEDGE_BENCH_COUNT=$(BENCH_COUNT) XMPPEDGE_BENCH_ROUNDS=$(BENCH_ROUNDS) XMPPEDGE_BENCH_STREAMS=$(BENCH_STREAMS) \
+	  XMPPEDGE_BENCH_OUT=$(if $(BENCH_OUT),$(abspath $(BENCH_OUT))) \
+	  $(GO) test -run '^TestBenchE2E$$' -v -count=1 -timeout 20m ./edge/e2e/
+	$(GO) test -run XXX -bench 'Relay(Gateway$$|GatewayAsyncAudit|RawTLS)' -benchtime $(BENCH_RELAY_N) ./edge/
 
 # fuzz runs every fuzz target of the module (each func Fuzz* in a _test.go
 # file) for FUZZTIME, one after the other; FUZZ selects targets by regular

@@ -48,6 +48,9 @@ type ProsodyOptions struct {
 	// listener on IP (s2s_direct_tls_ports); its certificate is chosen by
 	// SNI from the certificates folder.
 	S2SDirectTLSPort int
+	// LogLevel is the least level logged: "" = debug (the tests read the
+	// debug log); benchmarks use "warn".
+	LogLevel string
 	// Modules are loaded besides the test bed's own (modules_enabled),
 	// e.g. "smacks" (XEP-0198, on s2s too) or "s2s_bidi" (XEP-0288).
 	Modules []string
@@ -249,7 +252,11 @@ func (p *Prosody) config(certFile, keyFile string) string {
 	w("pidfile = %s", luaQuote(filepath.Join(p.Dir, "prosody.pid")))
 	w("data_path = %s", luaQuote(filepath.Join(p.Dir, "data")))
 	w("certificates = %s", luaQuote(filepath.Join(p.Dir, "certs")))
-	w("log = { { levels = { min = \"debug\" }, to = \"file\", filename = %s } }", luaQuote(p.LogFile))
+	level := o.LogLevel
+	if level == "" {
+		level = "debug"
+	}
+	w("log = { { levels = { min = %s }, to = \"file\", filename = %s } }", luaQuote(level), luaQuote(p.LogFile))
 	w("interfaces = { %s }", luaQuote(o.IP))
 	w("c2s_ports = { 5222 }")
 	w("s2s_ports = { 5269 }")
@@ -383,3 +390,6 @@ func (p *Prosody) listenAddrs() []string {
 
 // S2SAddr is the server listener, IP:5269.
 func (p *Prosody) S2SAddr() string { return net.JoinHostPort(p.Opts.IP, "5269") }
+
+// PID is the Prosody process's id (for measuring its CPU time).
+func (p *Prosody) PID() int { return p.cmd.Process.Pid }
