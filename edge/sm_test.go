@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -45,6 +46,59 @@ func TestStreamManagementAcks(t *testing.T) {
 	p.send("<enable xmlns='urn:xmpp:sm:3'/>")
 	if got := p.next(); !strings.Contains(got, "<failed") || !strings.Contains(got, "unexpected-request") {
 		t.Fatalf("a second <enable/>: %s", got)
+	}
+	h.finish(t, p)
+}
+
+// TestStreamManagementBurst: acknowledgements keep up with a burst, as
+// Prosody asks for them — an <r/> whenever the previous one is answered —
+// and the last one counts every stanza once all are relayed.
+func TestStreamManagementBurst(t *testing.T) {
+	h := newHostileEnv(t)
+	p, _ := h.tlsPeer(t, &h.trusted, "partner.test")
+	saslAuth(t, p)
+	p.open("partner.test", "company.test")
+	p.send("<enable xmlns='urn:xmpp:sm:3'/>")
+	if got := p.next(); !strings.HasPrefix(got, "<enabled") {
+		t.Fatalf("answer to <enable/>: %s", got)
+	}
+	const n = 600
+	acks := make(chan string, n)
+	go func() {
+		for {
+			el, err := p.r.Next()
+			if err != nil {
+				close(acks)
+				return
+			}
+			acks <- string(el.Raw)
+		}
+	}()
+	waiting := false
+	last := ""
+	for i := 1; i <= n; i++ {
+		p.send(hostileAddressed("message", "bob@partner.test/r", "alice@company.test", fmt.Sprintf("b%d", i), "<body>burst</body>"))
+		select {
+		case a := <-acks:
+			last, waiting = a, false
+		default:
+		}
+		if !waiting {
+			p.send("<r xmlns='urn:xmpp:sm:3'/>")
+			waiting = true
+		}
+	}
+	for got := 0; got < n; got++ {
+		h.expectRelayed(t, fmt.Sprintf("b%d", got+1))
+	}
+	p.send("<r xmlns='urn:xmpp:sm:3'/>")
+	want := fmt.Sprintf("<a xmlns='urn:xmpp:sm:3' h='%d'/>", n)
+	for last != want {
+		a, ok := <-acks
+		if !ok {
+			t.Fatalf("the stream ended; last answer %s, want %s", last, want)
+		}
+		last = a
 	}
 	h.finish(t, p)
 }

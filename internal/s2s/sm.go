@@ -22,7 +22,11 @@ const NSStreamManagement = "urn:xmpp:sm:3"
 // instead of losing it with the process.
 //
 // An <r/> is answered once every stanza received before it is handled,
-// not at once with a count that would leave the tail unacknowledged.
+// not at once with a count that would leave the tail unacknowledged. In
+// a burst, an <a/> also goes unasked every ackEvery handled stanzas
+// (XEP-0198 §4 allows it at any time): a sender asks again only once its
+// <r/> is answered, and Prosody keeps only the last 500 unacknowledged
+// stanzas (smacks_max_queue_size), dropping older ones unbounced.
 // Resumption (<resume/>) is refused: a stream's state dies with the
 // connection, and another node could not resume it anyway.
 type StreamManagement struct{}
@@ -110,7 +114,11 @@ type Acks struct {
 	early    map[uint64]struct{} // handled, beyond handled+1
 	waiting  bool                // an <r/> is not answered yet
 	asked    uint64              // ... and is answered once handled reaches this
+	sent     uint64              // the h of the last <a/> sent
 }
+
+// ackEvery is how many handled stanzas make an <a/> go unasked.
+const ackEvery = 32
 
 func newAcks(c *stream.Conn) *Acks {
 	return &Acks{send: c.Send, early: make(map[uint64]struct{})}
@@ -181,13 +189,18 @@ func (a *Acks) request() {
 	}
 }
 
-// answerable reports whether a waiting <r/> can be answered, and with
-// which count (with a.mu held).
+// answerable reports whether an <a/> is due — a waiting <r/> can be
+// answered, or ackEvery stanzas were handled since the last one — and
+// with which count (with a.mu held).
 func (a *Acks) answerable() (uint64, bool) {
-	if !a.waiting || a.handled < a.asked {
+	switch {
+	case a.waiting && a.handled >= a.asked:
+		a.waiting = false
+	case a.handled-a.sent >= ackEvery:
+	default:
 		return 0, false
 	}
-	a.waiting = false
+	a.sent = a.handled
 	return a.handled, true
 }
 

@@ -32,6 +32,8 @@ func TestAcks(t *testing.T) {
 		{"done twice counts once", []op{{recv: 2}, {done: []int{1, 1}}, {r: true}, {done: []int{2}, want: "2"}}},
 		{"a ticket never issued counts nothing", []op{{recv: 1}, {done: []int{7}}, {r: true}, {done: []int{1}, want: "1"}}},
 		{"no r, no a", []op{{recv: 2}, {done: []int{2, 1}}}},
+		// A burst: an <a/> unasked every ackEvery handled stanzas.
+		{"unasked every 32", []op{{recv: 40}, {done: seq(1, 31)}, {done: []int{32}, want: "32"}, {done: seq(33, 40)}, {r: true, want: "40"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -63,6 +65,15 @@ func TestAcks(t *testing.T) {
 			}
 		})
 	}
+}
+
+// seq is from, from+1, ..., to.
+func seq(from, to int) []int {
+	var out []int
+	for i := from; i <= to; i++ {
+		out = append(out, i)
+	}
+	return out
 }
 
 func TestAckElementWraps(t *testing.T) {
