@@ -80,6 +80,18 @@ type localSessions struct{ n *node }
 func (l localSessions) Sessions() []admin.Session   { return adminSessions(l.n.gw.Sessions()) }
 func (l localSessions) CloseSession(id string) bool { return l.n.gw.CloseSession(id) }
 
+// Reload reloads this node because another one did (and is not
+// announced again).
+func (l localSessions) Reload(origin string) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err := l.n.reload(ctx)
+	if err != nil {
+		l.n.log.Error("reload asked by another node rejected: the running configuration stays active", "origin", origin, "err", err)
+	}
+	l.n.auditReload(ctx, "cluster node "+origin, err)
+}
+
 // adminSource is what the admin API administers: this node's sessions, or
 // with a cluster the whole cluster's (listed from the directory, closed
 // on whichever node holds them).
@@ -87,7 +99,7 @@ func (n *node) adminSource() admin.Funcs {
 	f := admin.Funcs{
 		Sessions: func() any { return adminSessions(n.gw.Sessions()) },
 		Close:    n.gw.CloseSession,
-		ReloadFn: func() error { return n.reload(context.Background()) },
+		ReloadFn: func() error { return n.reloadAnnounced(context.Background()) },
 	}
 	if n.dir == nil {
 		return f

@@ -231,6 +231,12 @@ func run(ctx context.Context, cfg *config.Config, path string, stdout, stderr io
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
 	n := &node{cfgPath: path, cfg: cfg, log: log, level: level, m: metrics.New(version)}
+	// A SIGHUP while the node starts (a cluster's first answers can take
+	// seconds) must not end it, as its default action would: it is caught
+	// from here on and served once the node runs.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	fail := func(err error) int {
 		printConfigError(stderr, path, err)
 		return 1
@@ -265,6 +271,7 @@ func run(ctx context.Context, cfg *config.Config, path string, stdout, stderr io
 	}
 	if n.cluster != nil {
 		n.watchClusterMetrics()
+		log.Debug("starting the cluster's session directory")
 		if err := n.startSessionDirectory(ctx); err != nil {
 			n.gw.Close()
 			return fail(err)
@@ -289,7 +296,7 @@ func run(ctx context.Context, cfg *config.Config, path string, stdout, stderr io
 	go n.eng.Watch(ctx)
 	n.printSummary(stdout)
 
-	why := n.waitForSignals(ctx)
+	why := n.waitForSignals(ctx, hup)
 	log.Info("shutting down", "signal", why)
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownBound)
 	defer cancel()
@@ -333,34 +340,46 @@ func (n *node) startSideServices(ctx context.Context, metricsTLS *tls.Config) (c
 	return closeAll, nil
 }
 
-// waitForSignals reloads on SIGHUP until SIGTERM, SIGINT or the end of
-// ctx, and says which ended it.
-func (n *node) waitForSignals(ctx context.Context) string {
+// waitForSignals reloads on SIGHUP (hup, caught since the start) until
+// SIGTERM, SIGINT or the end of ctx, and says which ended it.
+func (n *node) waitForSignals(ctx context.Context, hup <-chan os.Signal) string {
 	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sig)
 	for {
 		select {
 		case s := <-sig:
-			if s != syscall.SIGHUP {
-				return s.String()
-			}
+			return s.String()
+		case <-hup:
 			n.log.Info("SIGHUP: reloading")
-			err := n.reload(ctx)
+			err := n.reloadAnnounced(ctx)
 			if err != nil {
 				n.log.Error("reload rejected: the running configuration stays active", "err", err)
 			}
-			n.auditSignalReload(ctx, err)
+			n.auditReload(ctx, "signal SIGHUP", err)
 		case <-ctx.Done():
 			return "context ended"
 		}
 	}
 }
 
-// auditSignalReload puts a SIGHUP reload on record, like the admin API's
-// POST /reload.
-func (n *node) auditSignalReload(ctx context.Context, reloadErr error) {
-	r := &audit.Record{Event: audit.EventAdmin, Actor: "signal SIGHUP", Action: admin.ActionReload, Decision: audit.DecisionAllow}
+// reloadAnnounced reloads this node and, in a cluster, has the other
+// nodes reload theirs (sessiondir.AnnounceReload): a partner the new
+// policy removes is cut on every node.
+func (n *node) reloadAnnounced(ctx context.Context) error {
+	err := n.reload(ctx)
+	if err == nil && n.dir != nil {
+		if aerr := n.dir.AnnounceReload(); aerr != nil {
+			n.log.Warn("the other nodes were not told to reload: reload them yourself", "err", aerr)
+		}
+	}
+	return err
+}
+
+// auditReload puts a reload the admin API did not make (a SIGHUP, another
+// node's announcement) on record, like the admin API's POST /reload.
+func (n *node) auditReload(ctx context.Context, actor string, reloadErr error) {
+	r := &audit.Record{Event: audit.EventAdmin, Actor: actor, Action: admin.ActionReload, Decision: audit.DecisionAllow}
 	if reloadErr != nil {
 		r.Decision = "error"
 		r.Reason = "rejected, the running configuration is kept: " + strings.Join(strings.Fields(strings.ReplaceAll(reloadErr.Error(), "\n", "; ")), " ")
@@ -370,7 +389,7 @@ func (n *node) auditSignalReload(ctx context.Context, reloadErr error) {
 		err = n.alog.WaitDurable(ctx, seq)
 	}
 	if err != nil {
-		n.log.Error("the SIGHUP reload could not be audited", "err", err)
+		n.log.Error("the reload could not be audited", "actor", actor, "err", err)
 	}
 }
 

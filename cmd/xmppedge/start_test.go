@@ -451,8 +451,8 @@ func TestSIGHUPReloadAudited(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := &node{alog: l, log: discardLogger()}
-	n.auditSignalReload(context.Background(), nil)
-	n.auditSignalReload(context.Background(), errors.New("policy: x.rego:3: unexpected token\ntls.certificates: no certificate"))
+	n.auditReload(context.Background(), "signal SIGHUP", nil)
+	n.auditReload(context.Background(), "signal SIGHUP", errors.New("policy: x.rego:3: unexpected token\ntls.certificates: no certificate"))
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -83,11 +84,14 @@ func clusterDNS(t *testing.T, public *resolvetest.Server) {
 // management only on a stream whose features come after authentication,
 // which SASL EXTERNAL gives and dialback does not.
 func clusterProsodies(t *testing.T, ca *testCA, public *resolvetest.Server) {
+	// Prosody keeps only the last smacks_max_queue_size (500) unacknowledged
+	// stanzas and drops older ones unbounced: hold the whole burst.
+	const holdAll = "smacks_max_queue_size = 5000"
 	company := testbed.ProsodyOptions{Domain: CompanyDomain, IP: CompanyIP, DNS: clusterInsideDNS, Users: Users, Modules: []string{"smacks"},
-		CAFile: ca.file, SecureAuth: true, RequireEncryption: true}
+		CAFile: ca.file, SecureAuth: true, RequireEncryption: true, Extra: holdAll}
 	company.CertPEM, company.KeyPEM = ca.issue(t, CompanyDomain)
 	testbed.StartProsody(t, company)
-	testbed.StartProsody(t, testbed.ProsodyOptions{Domain: PartnerDomain, IP: PartnerIP, DNS: public.Addr(), Users: Users, RequireEncryption: true, Modules: []string{"smacks"}})
+	testbed.StartProsody(t, testbed.ProsodyOptions{Domain: PartnerDomain, IP: PartnerIP, DNS: public.Addr(), Users: Users, RequireEncryption: true, Modules: []string{"smacks"}, Extra: holdAll})
 }
 
 // clusterMetricsAddr is node i's metrics and admin listener.
@@ -203,6 +207,7 @@ func waitReady(t *testing.T, i int, want int) string {
 //     traffic resumes.
 func TestCluster(t *testing.T) {
 	testbed.Require(t)
+	top := t
 	public := publicDNS(t, false)
 	ca := newCA(t)
 	files := gatewayFiles(t, ca, PartnerDomain)
@@ -306,10 +311,81 @@ func TestCluster(t *testing.T) {
 		if ev := send("two-down"); ev.Kind != "message_error" || ev.Error != "internal-server-error" {
 			t.Fatalf("without quorum the message was not bounced with internal-server-error: %+v", ev)
 		}
-		nodes[other] = runGatewayAt(t, dirs[other], clusterConfig(ca.file, other), files, clusterInsideAddr(other), 90*time.Second)
+		// Started for the rest of the test, not this subtest.
+		nodes[other] = runGatewayAt(top, dirs[other], clusterConfig(ca.file, other), files, clusterInsideAddr(other), 90*time.Second)
 		waitReady(t, watch, http.StatusOK)
 		sendUntil("back", "message", "")
 	})
+	t.Run("a reload on one node cuts the partner on every node", func(t *testing.T) {
+		clusterReloadCuts(t, alice, bob, nodes, dirs, (victim+1)%3, (victim+2)%3)
+	})
+}
+
+// clusterReloadCuts removes partner.test from the partner list of the two
+// live nodes and reloads only other (SIGHUP): other tells the cluster, and
+// watch, which holds the company server's stream and the stream to
+// partner.test, reloads its own files and cuts them; a message to bob is
+// then refused.
+func clusterReloadCuts(t *testing.T, alice, bob *testbed.Client, nodes [3]*gatewayProc, dirs [3]string, watch, other int) {
+	waitReady(t, other, http.StatusOK) // restarted by the quorum subtest
+	before := len(nodes[watch].records("reloaded"))
+	if err := os.WriteFile(filepath.Join(dirs[watch], "partners.yaml"), partnersYAML("other.test"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	nodes[other].setPartners(t, "other.test")
+	deadline := time.Now().Add(30 * time.Second)
+	for len(nodes[watch].records("reloaded")) <= before {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not reload after %s's reload", clusterNodeName(watch), clusterNodeName(other))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if _, err := nodes[watch].waitRecord("session no longer allowed by the policy: closing", nil, 30*time.Second); err != nil {
+		t.Fatalf("%s cut nothing: %v", clusterNodeName(watch), err)
+	}
+	var sessions []struct {
+		Node      string   `json:"node"`
+		ID        string   `json:"id"`
+		Leg       string   `json:"leg"`
+		Direction string   `json:"direction"`
+		Local     []string `json:"local"`
+		Remote    []string `json:"remote"`
+	}
+	// Every stream with the partner, and the company server's streams
+	// towards it; the stream that delivers to the company server stays (it
+	// carries the bounces to our users).
+	for {
+		code, body := clusterAdmin(t, watch, http.MethodGet, "/admin/sessions")
+		if code != http.StatusOK {
+			t.Fatalf("GET /admin/sessions: %d %s", code, body)
+		}
+		sessions = sessions[:0]
+		if err := json.Unmarshal([]byte(body), &sessions); err != nil {
+			t.Fatal(err)
+		}
+		left := 0
+		for _, s := range sessions {
+			if s.Node == clusterNodeName(watch) && !(s.Leg == "inside" && s.Direction == "outgoing") &&
+				(slices.Contains(s.Remote, PartnerDomain) || slices.Contains(s.Local, PartnerDomain)) {
+				left++
+			}
+		}
+		if left == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still has %d session(s) with %s: %s", clusterNodeName(watch), left, PartnerDomain, body)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err := alice.SendMessageID(bob.JID, "after the reload", "after-reload"); err != nil {
+		t.Fatal(err)
+	}
+	ev, err := waitEither(alice, bob, "after-reload", 60*time.Second)
+	if err != nil || ev.Kind != "message_error" {
+		t.Fatalf("a message to %s after its removal: %+v %v, want it refused", PartnerDomain, ev, err)
+	}
+	t.Logf("SIGHUP on %s: %s reloaded and cut its sessions with %s; a message to bob was refused (%s)", clusterNodeName(other), clusterNodeName(watch), PartnerDomain, ev.Error)
 }
 
 // clusterRelayingNode is the node the company server's stream goes to

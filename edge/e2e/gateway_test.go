@@ -141,7 +141,7 @@ func launchGateway(t testing.TB, dir, cfg string, files map[string][]byte) *gate
 		}
 		if keep := os.Getenv("XMPPEDGE_E2E_KEEP"); keep != "" {
 			_ = os.MkdirAll(keep, 0o755)
-			_ = os.WriteFile(filepath.Join(keep, strings.NewReplacer("/", "_", " ", "_").Replace(t.Name())+"-xmppedge-"+filepath.Base(g.dir)+".log"), []byte(g.log()), 0o644)
+			_ = os.WriteFile(filepath.Join(keep, strings.NewReplacer("/", "_", " ", "_").Replace(t.Name())+"-"+filepath.Base(filepath.Dir(g.logFile))+"-"+filepath.Base(g.logFile)), []byte(g.log()), 0o644)
 		}
 		if t.Failed() || os.Getenv("XMPPEDGE_E2E_VERBOSE") != "" {
 			t.Logf("xmppedge log:\n%s", tail(g.log(), 200))

@@ -18,11 +18,13 @@ import (
 	"github.com/xmppedge/xmppedge/internal/admin"
 )
 
-// Local is what this node offers the directory: its own sessions, and
-// closing one of them.
+// Local is what this node offers the directory: its own sessions,
+// closing one of them, and reloading its configuration and policy when
+// another node announces that it reloaded (origin names it).
 type Local interface {
 	Sessions() []admin.Session
 	CloseSession(id string) bool
+	Reload(origin string)
 }
 
 // Config configures a Directory.
@@ -50,6 +52,7 @@ type Directory struct {
 	local Local
 	log   *slog.Logger
 	sub   *nats.Subscription
+	rsub  *nats.Subscription // reload announcements
 
 	mu        sync.Mutex
 	published map[string]bool // keys this node published in the last round
@@ -62,6 +65,9 @@ var nodeName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
 
 // closeSubject is where a node takes requests to close its sessions.
 func closeSubject(node string) string { return "xmppedge.sessions.close." + node }
+
+// reloadSubject is where a node announces that it reloaded.
+const reloadSubject = "xmppedge.cluster.reload"
 
 // Start opens the bucket, answers close requests for this node and
 // publishes its sessions until Close.
@@ -84,8 +90,8 @@ func Start(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, cfg Confi
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 5 * time.Second
 	}
-	kv, err := openBucket(ctx, js, jetstream.KeyValueConfig{
-		Bucket: cfg.Bucket, Replicas: cfg.Replicas, Storage: jetstream.MemoryStorage,
+	kv, err := openBucket(ctx, js, log, jetstream.KeyValueConfig{
+		Bucket: cfg.Bucket, Replicas: cfg.Replicas, Storage: jetstream.FileStorage,
 		History: 1, LimitMarkerTTL: time.Minute,
 	})
 	if err != nil {
@@ -95,6 +101,18 @@ func Start(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, cfg Confi
 	d.sub, err = nc.Subscribe(closeSubject(cfg.Node), d.answerClose)
 	if err != nil {
 		return nil, fmt.Errorf("sessiondir: subscribe to close requests: %w", err)
+	}
+	d.rsub, err = nc.Subscribe(reloadSubject, d.answerReload)
+	if err != nil {
+		d.sub.Unsubscribe()
+		return nil, fmt.Errorf("sessiondir: subscribe to reload announcements: %w", err)
+	}
+	// The server holds both subscriptions once it answered a round trip:
+	// from then on no request or announcement is missed.
+	if err := nc.FlushWithContext(ctx); err != nil {
+		d.sub.Unsubscribe()
+		d.rsub.Unsubscribe()
+		return nil, fmt.Errorf("sessiondir: subscribe: %w", err)
 	}
 	if err := d.publish(ctx); err != nil {
 		log.Warn("could not publish this node's sessions to the cluster directory", "err", err)
@@ -108,20 +126,45 @@ func Start(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, cfg Confi
 // openBucket creates or opens the bucket, retrying with short attempts
 // until ctx ends: right after a cluster starts (or while nodes create the
 // bucket at once) the JetStream API may not answer in time (DESIGN §6).
-func openBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
-	for {
-		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+func openBucket(ctx context.Context, js jetstream.JetStream, log *slog.Logger, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	for attempt := 1; ; attempt++ {
+		// Short attempts: before the cluster has a leader, a call blocks
+		// for its whole timeout (DESIGN §6).
+		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		kv, err := js.CreateOrUpdateKeyValue(actx, cfg)
 		cancel()
 		if err == nil {
 			return kv, nil
 		}
+		log.Debug("the session bucket does not answer yet", "bucket", cfg.Bucket, "attempt", attempt, "err", err)
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("%w (last attempt: %v)", ctx.Err(), err)
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
+}
+
+// AnnounceReload tells the other nodes that this node reloaded its
+// configuration and policy: each reloads its own (the same files or the
+// same bundle on every node), and cuts the sessions the new policy
+// refuses - so a partner removed on one node is cut on every node. A
+// reload made on an announcement is not announced again.
+func (d *Directory) AnnounceReload() error {
+	if err := d.nc.Publish(reloadSubject, []byte(d.cfg.Node)); err != nil {
+		return fmt.Errorf("sessiondir: announce the reload: %w", err)
+	}
+	return d.nc.Flush()
+}
+
+// answerReload reloads this node when another one announces a reload.
+func (d *Directory) answerReload(m *nats.Msg) {
+	origin := string(m.Data)
+	if origin == d.cfg.Node || !nodeName.MatchString(origin) {
+		return
+	}
+	d.log.Info("another node reloaded: reloading", "origin", origin)
+	go d.local.Reload(origin) // not on NATS's delivery goroutine: a reload takes its time
 }
 
 // answerClose closes a session of this node on another node's request.
@@ -252,6 +295,7 @@ func (d *Directory) Close() {
 	d.cancel()
 	<-d.done
 	d.sub.Unsubscribe()
+	d.rsub.Unsubscribe()
 	ctx, cancel := context.WithTimeout(context.Background(), d.cfg.Timeout)
 	defer cancel()
 	d.mu.Lock()

@@ -17,9 +17,22 @@ import (
 
 // fakeLocal is a node's own sessions.
 type fakeLocal struct {
-	mu     sync.Mutex
-	ids    []string
-	closed []string
+	mu       sync.Mutex
+	ids      []string
+	closed   []string
+	reloaded []string // the origins of the reloads it was asked for
+}
+
+func (f *fakeLocal) Reload(origin string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.reloaded = append(f.reloaded, origin)
+}
+
+func (f *fakeLocal) reloads() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.reloaded)
 }
 
 func (f *fakeLocal) Sessions() []admin.Session {
@@ -144,6 +157,37 @@ func TestDirectoryAcrossNodes(t *testing.T) {
 	<-d1.done
 	d1.sub.Unsubscribe()
 	waitFor(t, d2, []string{"edge2/edge2-in-1"})
+}
+
+// A reload announced by one node makes every other node reload, once;
+// the announcing node does not reload again.
+func TestReloadAnnounced(t *testing.T) {
+	conn := startNATS(t)
+	one, two, three := &fakeLocal{}, &fakeLocal{}, &fakeLocal{}
+	d1 := startNode(t, conn, "edge1", one, time.Second)
+	defer d1.Close()
+	for _, n := range []struct {
+		name  string
+		local *fakeLocal
+	}{{"edge2", two}, {"edge3", three}} {
+		d := startNode(t, conn, n.name, n.local, time.Second)
+		defer d.Close()
+	}
+	if err := d1.AnnounceReload(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !slices.Equal(two.reloads(), []string{"edge1"}) || !slices.Equal(three.reloads(), []string{"edge1"}) {
+		if time.Now().After(deadline) {
+			t.Fatalf("reloads: edge2 %v, edge3 %v; want [edge1] each", two.reloads(), three.reloads())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// edge1 got its own announcement too (one connection here): it was
+	// delivered before the others' and ignored.
+	if got := one.reloads(); len(got) != 0 {
+		t.Fatalf("the announcing node reloaded on its own announcement: %v", got)
+	}
 }
 
 func TestNodeName(t *testing.T) {
