@@ -17,4 +17,14 @@
 // Closing: the directory finds the node in the session's key and sends
 // a request on "xmppedge.sessions.close.<node>" with the id; that node
 // closes the session through its Local and answers whether it existed.
+//
+// Reloading: a node that reloaded its configuration and policy announces
+// it on "xmppedge.cluster.reload" (AnnounceReload); every other node
+// reloads its own (Local.Reload) and cuts what its new policy refuses,
+// so a partner removed is cut on every node. Announcements are not
+// repeated.
+//
+// The bucket is on file storage: a node that restarts keeps its replica,
+// where a memory replica would have to be rebuilt — which, with another
+// node down, did not happen and left the restarted node unable to start.
 package sessiondir
