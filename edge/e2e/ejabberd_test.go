@@ -453,6 +453,7 @@ dialback:
 policy:
   rules: %[9]s
   data: [partners.yaml]
+  timeout: 2s # not the 50 ms default: on a shared CI machine under -race a decision may wait that long for a CPU
 audit:
   path: audit/audit.jsonl
   durability: sync
