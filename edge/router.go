@@ -465,6 +465,7 @@ func (s *outSession) run() {
 	})
 	cancel()
 	if err != nil {
+		s.dropReverse()
 		cond, text := stanza.RemoteServerNotFound, "xmppedge could not reach "+s.key.to
 		var de *dialError
 		if errors.As(err, &de) {
@@ -480,13 +481,13 @@ func (s *outSession) run() {
 	// not stop the stream: every stanza on it is recorded (or refused) on
 	// its own, and the stream may be carrying bounces to our own users.
 	auditSession(g.rec, g.log, sessionRecord(audit.EventSessionOpen, s.id, s.key.leg, s.facts(os), os.sc.RemoteAddr().String(), audit.DecisionAllow, os.fallback, decision.Revision))
+	if !os.bidi {
+		s.dropReverse() // the server did not take the offer: nothing comes back
+	}
 	s.mu.Lock()
 	s.os = os
 	s.ready = true
 	aborted := s.closed
-	if !os.bidi {
-		s.rev = nil // the server did not take the offer: nothing comes back
-	}
 	rev := s.rev
 	s.mu.Unlock()
 	g.m.SessionOpened(s.key.leg.String(), metrics.RoleOutgoing, os.auth)
@@ -559,6 +560,7 @@ func (s *outSession) askBidi(os *outStream) {
 	if g.reverse == nil || !g.dialer.bidiPossible(os) {
 		return
 	}
+	s.dropReverse() // an earlier SRV target's, if it failed
 	rev, err := g.reverse(os, s.id)
 	if err != nil {
 		s.log.Info("not asking for a bidirectional stream", "reason", err)
@@ -568,6 +570,18 @@ func (s *outSession) askBidi(os *outStream) {
 	s.rev = rev
 	s.mu.Unlock()
 	os.bidi = true
+}
+
+// dropReverse forgets a reverse side that will not be used (its stream
+// was not established, or the server did not take the offer).
+func (s *outSession) dropReverse() {
+	s.mu.Lock()
+	rev := s.rev
+	s.rev = nil
+	s.mu.Unlock()
+	if rev != nil {
+		rev.cancel()
+	}
 }
 
 // failAll ends a session that could not be set up, bouncing what waited.
