@@ -15,6 +15,8 @@ import (
 	"github.com/caddyserver/certmagic"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/xmppedge/xmppedge/internal/jsretry"
 )
 
 // Config configures a Storage.
@@ -111,8 +113,7 @@ func openBucket(ctx context.Context, js jetstream.JetStream, stream string, cfg 
 			}
 		}
 		cancel()
-		var apiErr *jetstream.APIError
-		if err == nil || errors.As(err, &apiErr) && apiErr.Code < 500 && apiErr.Code != 408 {
+		if err == nil || !jsretry.Transient(err) {
 			return kv, err
 		}
 		t := time.NewTimer(250 * time.Millisecond)

@@ -25,7 +25,7 @@ const (
 // Defaults and bounds of Config.
 const (
 	MaxCommitInterval = 2 * time.Millisecond
-	DefaultAsyncBound     = time.Second
+	DefaultAsyncBound = time.Second
 
 	// maxBatchRecords and maxBatchBytes end a batch before its commit
 	// interval is over.

@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/xmppedge/xmppedge/internal/audit"
+	"github.com/xmppedge/xmppedge/internal/jsretry"
 )
 
 // Defaults of Config.
@@ -322,7 +323,7 @@ func retry(ctx context.Context, what string, fn func(context.Context) error) err
 		if err == nil {
 			return nil
 		}
-		if !retriable(err) {
+		if !jsretry.Transient(err) {
 			return err
 		}
 		select {
@@ -331,17 +332,6 @@ func retry(ctx context.Context, what string, fn func(context.Context) error) err
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-}
-
-// retriable reports whether err may go away once the cluster has a
-// leader (timeouts, no responders, cluster errors), as opposed to a
-// refusal (a configuration the server rejects).
-func retriable(err error) bool {
-	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) {
-		return apiErr.Code >= 500 || apiErr.Code == 408
-	}
-	return true
 }
 
 // Append chains and encodes r and queues it for the publisher; it does
