@@ -253,46 +253,11 @@ type acmeAddrs struct {
 // from Pebble (HTTP-01 on the outside address, TLS-ALPN-01 on the
 // direct-TLS listener).
 func acmeConfig(a acmeAddrs, caFile string) string {
-	rules, err := filepath.Abs("../../rules")
-	if err != nil {
-		panic(err)
-	}
-	return fmt.Sprintf(`domains: [%[1]s]
-inside:
-  listen: ["%[2]s:%[4]d"]
-  server: "%[3]s:%[4]d"
-  allow: ["127.0.0.0/8"]
-outside:
-  listen: ["%[5]s:%[4]d"]
-  listen_tls: ["%[5]s:%[6]d"]
-  require_tls: true
-dns:
-  servers: ["%[7]s"]
-tls:
-  acme:
-    ca: "https://%[8]s:%[9]d/dir"
-    email: "ops@%[1]s"
-    ca_root: pebble-https.pem
-    storage: acme
-    http_listen: "%[5]s:%[10]d"
-%[11]s  ca_files: [%[12]s]
-  system_roots: false
-dialback:
-  secret_file: dialback.secret
-policy:
-  rules: %[13]s
-  data: [partners.yaml]
-  timeout: 2s # not the 50 ms default: on a shared CI machine under -race a decision may wait that long for a CPU
-audit:
-  path: audit/audit.jsonl
-  durability: sync
-limits:
-  connect_timeout: 5s
-log:
-  level: debug
-  format: json
-`, CompanyDomain, a.inside, a.company, S2SPort, a.outside, acmeDirectTLSPort, a.publicDNS,
-		a.pebbleIP, a.pebblePort, acmeHTTPPort, a.extra, caFile, rules)
+	return gatewayConfigAt(gatewayAddrs{
+		inside: a.inside, company: a.company, outside: a.outside, directTLS: acmeDirectTLSPort, publicDNS: a.publicDNS,
+		tls: fmt.Sprintf("  acme:\n    ca: \"https://%s:%d/dir\"\n    email: \"ops@%s\"\n    ca_root: pebble-https.pem\n    storage: acme\n    http_listen: \"%s:%d\"\n%s",
+			a.pebbleIP, a.pebblePort, CompanyDomain, a.outside, acmeHTTPPort, a.extra),
+	}, caFile)
 }
 
 // acmeServedCert makes a direct-TLS handshake with xmppedge's outside

@@ -5,7 +5,6 @@ import (
 	"encoding/pem"
 	"fmt"
 	"net"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -151,38 +150,5 @@ func issueServerAuthOnly(t testing.TB, ca *testCA, domain string) (certPEM, keyP
 // its own addresses, no DNS responder and no metrics listener (their
 // addresses belong to the other gateway tests).
 func certGatewayConfig(caFile string) string {
-	rules, err := filepath.Abs("../../rules")
-	if err != nil {
-		panic(err)
-	}
-	return fmt.Sprintf(`domains: [%[1]s]
-inside:
-  listen: ["%[2]s:%[4]d"]
-  server: "%[3]s:%[4]d"
-  allow: ["127.0.0.0/8"]
-outside:
-  listen: ["%[5]s:%[4]d"]
-  require_tls: true
-dns:
-  servers: ["%[6]s"]
-tls:
-  certificates:
-    - {cert_file: company.crt, key_file: company.key}
-  ca_files: [%[7]s]
-  system_roots: false
-dialback:
-  secret_file: dialback.secret
-policy:
-  rules: %[8]s
-  data: [partners.yaml]
-  timeout: 2s # not the 50 ms default: on a shared CI machine under -race a decision may wait that long for a CPU
-audit:
-  path: audit/audit.jsonl
-  durability: sync
-limits:
-  connect_timeout: 5s
-log:
-  level: debug
-  format: json
-`, CompanyDomain, certInsideIP, certCompanyIP, S2SPort, certOutsideIP, certPublicDNS, caFile, rules)
+	return gatewayConfigAt(gatewayAddrs{inside: certInsideIP, company: certCompanyIP, outside: certOutsideIP, publicDNS: certPublicDNS}, caFile)
 }

@@ -423,44 +423,12 @@ func ejdIssue(t testing.TB, ca *testCA, domain string) (certPEM, keyPEM []byte) 
 // addresses, the internal DNS responder, inside.tls as given (with the
 // internal CA unless off), no metrics listener.
 func ejdGatewayConfig(a ejdAddrs, caFile, insideTLS string) string {
-	rules, err := filepath.Abs("../../rules")
-	if err != nil {
-		panic(err)
-	}
 	inside := ""
 	if insideTLS != "off" {
 		inside = fmt.Sprintf("  tls: %s\n  ca: {cert_file: inside-ca.crt, key_file: inside-ca.key}\n", insideTLS)
 	}
-	return fmt.Sprintf(`domains: [%[1]s]
-inside:
-  listen: ["%[2]s:%[4]d"]
-  server: "%[3]s:%[4]d"
-  allow: ["127.0.0.0/8"]
-  dns_listen: "%[10]s"
-%[11]soutside:
-  listen: ["%[5]s:%[4]d"]
-  listen_tls: ["%[5]s:%[6]d"]
-  require_tls: true
-dns:
-  servers: ["%[7]s"]
-tls:
-  certificates:
-    - {cert_file: company.crt, key_file: company.key}
-  ca_files: [%[8]s]
-  system_roots: false
-dialback:
-  secret_file: dialback.secret
-policy:
-  rules: %[9]s
-  data: [partners.yaml]
-  timeout: 2s # not the 50 ms default: on a shared CI machine under -race a decision may wait that long for a CPU
-audit:
-  path: audit/audit.jsonl
-  durability: sync
-limits:
-  connect_timeout: 5s
-log:
-  level: debug
-  format: json
-`, CompanyDomain, a.inside, a.company, S2SPort, a.outside, ejdDirectTLS, a.public(), caFile, rules, a.responder(), inside)
+	return gatewayConfigAt(gatewayAddrs{
+		inside: a.inside, company: a.company, outside: a.outside, directTLS: ejdDirectTLS,
+		publicDNS: a.public(), responder: a.responder(), insideExtra: inside,
+	}, caFile)
 }

@@ -296,31 +296,56 @@ func companyProsodyWith(t *testing.T, ca *testCA, gw *gatewayProc, insideTLS boo
 // gatewayConfig is xmppedge's configuration in the test bed: the shipped
 // rules with the test's partners.yaml, a sync audit log, both legs.
 func gatewayConfig(caFile string) string {
+	return gatewayConfigAt(gatewayAddrs{
+		inside: GatewayIP, company: CompanyIP, outside: GatewayOutsideIP, directTLS: DirectTLSPort,
+		publicDNS: PublicDNSAddr, responder: InsideDNSAddr, metrics: MetricsAddr,
+	}, caFile)
+}
+
+// gatewayAddrs are where a test's gateway listens and what it talks to;
+// the optional parts ("" or 0) are left out of the config.
+type gatewayAddrs struct {
+	inside, company, outside string // xmppedge's inside listener IP, the company server's IP, xmppedge's outside IP (all on S2SPort)
+	directTLS                int    // xmppedge's direct-TLS port on outside (0: none)
+	publicDNS                string // the resolver xmppedge asks (host:port)
+	responder                string // inside.dns_listen (host:port)
+	metrics                  string // metrics.listen, with the admin API (host:port)
+	insideExtra              string // more lines of the inside section (e.g. tls)
+	tls                      string // the tls section's own lines ("": company.test's certificate files)
+}
+
+// gatewayConfigAt is the test bed's gateway configuration at a's
+// addresses: the shipped rules with the test's partners.yaml, a sync
+// audit log, both legs.
+func gatewayConfigAt(a gatewayAddrs, caFile string) string {
 	rules, err := filepath.Abs("../../rules")
 	if err != nil {
 		panic(err)
 	}
-	return fmt.Sprintf(`domains: [%[1]s]
-inside:
-  listen: ["%[2]s:%[4]d"]
-  server: "%[3]s:%[4]d"
-  allow: ["127.0.0.0/8"]
-  dns_listen: "%[10]s"
-outside:
-  listen: ["%[5]s:%[4]d"]
-  listen_tls: ["%[5]s:%[6]d"]
-  require_tls: true
+	var b strings.Builder
+	fmt.Fprintf(&b, "domains: [%s]\ninside:\n  listen: [\"%s:%d\"]\n  server: \"%s:%d\"\n  allow: [\"127.0.0.0/8\"]\n", CompanyDomain, a.inside, S2SPort, a.company, S2SPort)
+	if a.responder != "" {
+		fmt.Fprintf(&b, "  dns_listen: \"%s\"\n", a.responder)
+	}
+	b.WriteString(a.insideExtra)
+	fmt.Fprintf(&b, "outside:\n  listen: [\"%s:%d\"]\n", a.outside, S2SPort)
+	if a.directTLS != 0 {
+		fmt.Fprintf(&b, "  listen_tls: [\"%s:%d\"]\n", a.outside, a.directTLS)
+	}
+	tls := a.tls
+	if tls == "" {
+		tls = "  certificates:\n    - {cert_file: company.crt, key_file: company.key}\n"
+	}
+	fmt.Fprintf(&b, `  require_tls: true
 dns:
-  servers: ["%[7]s"]
+  servers: ["%s"]
 tls:
-  certificates:
-    - {cert_file: company.crt, key_file: company.key}
-  ca_files: [%[8]s]
+%s  ca_files: [%s]
   system_roots: false
 dialback:
   secret_file: dialback.secret
 policy:
-  rules: %[9]s
+  rules: %s
   data: [partners.yaml]
   timeout: 2s # not the 50 ms default: on a shared CI machine under -race a decision may wait that long for a CPU
 audit:
@@ -328,14 +353,12 @@ audit:
   durability: sync
 limits:
   connect_timeout: 5s
-metrics:
-  listen: "%[11]s"
-  admin: true
-  admin_token_file: admin.token
-log:
-  level: debug
-  format: json
-`, CompanyDomain, GatewayIP, CompanyIP, S2SPort, GatewayOutsideIP, DirectTLSPort, PublicDNSAddr, caFile, rules, InsideDNSAddr, MetricsAddr)
+`, a.publicDNS, tls, caFile, rules)
+	if a.metrics != "" {
+		fmt.Fprintf(&b, "metrics:\n  listen: \"%s\"\n  admin: true\n  admin_token_file: admin.token\n", a.metrics)
+	}
+	b.WriteString("log:\n  level: debug\n  format: json\n")
+	return b.String()
 }
 
 // withInsideTLS turns on TLS with certificate authentication on the inside
