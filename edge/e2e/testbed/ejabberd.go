@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -15,7 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -83,19 +81,14 @@ type EjabberdOptions struct {
 // its own config, spool (Mnesia), log folder, resolver config and Erlang
 // node name under t.TempDir().
 type Ejabberd struct {
-	Opts    EjabberdOptions
-	Dir     string // the instance's folder
-	Config  string // ejabberd.yml
-	LogFile string // ejabberd.log (debug level)
-	Node    string // the Erlang node name, ejabberd_<ip>_<random>@localhost
+	server // the process, its log (LogFile: ejabberd.log, debug level), Stop, WaitLog, ...
+
+	Opts   EjabberdOptions
+	Dir    string // the instance's folder
+	Config string // ejabberd.yml
+	Node   string // the Erlang node name, ejabberd_<ip>_<random>@localhost
 
 	cookie string // the Erlang cookie (-setcookie), for Ctl
-
-	t        testing.TB
-	cmd      *exec.Cmd
-	done     chan struct{}
-	waitErr  error
-	stopOnce sync.Once
 }
 
 var (
@@ -167,7 +160,10 @@ func StartEjabberd(t testing.TB, opts EjabberdOptions) *Ejabberd {
 	default:
 		t.Fatalf("testbed: StartEjabberd: StartTLS %q (want false, optional or required)", opts.StartTLS)
 	}
-	e := &Ejabberd{Opts: opts, t: t, done: make(chan struct{})}
+	// SIGTERM: the Erlang VM stops its applications (init:stop);
+	// erl_child_setup, in a session of its own, exits with the VM.
+	e := &Ejabberd{server: newServer(t, "ejabberd", opts.Domain, ejabberdStopTimeout), Opts: opts}
+	e.tailOf = e.tail
 	e.checkPortsFree()
 	cfg := e.writeFiles()
 	e.start(cfg)
@@ -355,12 +351,7 @@ func (e *Ejabberd) readyFile() string { return filepath.Join(e.Dir, "ready") }
 // process group; its console goes to console.log. The cleanup stops it
 // and keeps the log and config when XMPPEDGE_E2E_KEEP names a folder.
 func (e *Ejabberd) start(cfg []byte) {
-	t, opts := e.t, e.Opts
-	t.Helper()
-	console, err := os.Create(filepath.Join(e.Dir, "console.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	e.t.Helper()
 	var cookie [12]byte
 	_, _ = rand.Read(cookie[:])
 	e.cookie = hex.EncodeToString(cookie[:])
@@ -377,32 +368,12 @@ func (e *Ejabberd) start(cfg []byte) {
 		"-mnesia", "dir", erlString(filepath.Join(e.Dir, "spool")),
 		"-noinput", "-s", "ejabberd", "-eval", e.readyEval(),
 	}
-	e.cmd = exec.Command("unshare", args...)
-	e.cmd.Dir = e.Dir
-	e.cmd.Env = e.env()
-	e.cmd.Stdout, e.cmd.Stderr = console, console
-	e.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := e.cmd.Start(); err != nil {
-		console.Close()
-		t.Fatalf("testbed: start ejabberd: %v", err)
-	}
-	go func() {
-		e.waitErr = e.cmd.Wait()
-		console.Close()
-		close(e.done)
-	}()
-	t.Cleanup(func() {
-		e.Stop()
-		if keep := os.Getenv("XMPPEDGE_E2E_KEEP"); keep != "" {
-			_ = os.MkdirAll(keep, 0o755)
-			base := filepath.Join(keep, sanitize(t.Name())+"-ejabberd-"+opts.Domain)
-			_ = os.WriteFile(base+".log", []byte(e.Log()), 0o644)
-			_ = os.WriteFile(base+".yml", cfg, 0o644)
-		}
-		if t.Failed() || os.Getenv("XMPPEDGE_E2E_VERBOSE") != "" {
-			t.Logf("testbed: ejabberd %s log tail:\n%s", opts.Domain, e.tail(80))
-		}
-	})
+	cmd := exec.Command("unshare", args...)
+	cmd.Env = e.env()
+	e.launch(cmd, e.Dir, func() map[string][]byte {
+		base := "ejabberd-" + e.Opts.Domain
+		return map[string][]byte{base + ".log": []byte(e.Log()), base + ".yml": cfg}
+	}, 80)
 }
 
 // env is the environment of the node and of Ctl's, as ejabberdctl
@@ -484,54 +455,10 @@ func (e *Ejabberd) waitReady() {
 	}
 }
 
-// Stop stops the server: SIGTERM to its process group (the Erlang VM
-// stops its applications, init:stop), then SIGKILL if it has not exited
-// within a bound. Idempotent; also run by t.Cleanup.
-func (e *Ejabberd) Stop() {
-	e.stopOnce.Do(func() {
-		if e.cmd == nil || e.cmd.Process == nil {
-			return
-		}
-		pgid := e.cmd.Process.Pid
-		_ = syscall.Kill(-pgid, syscall.SIGTERM)
-		select {
-		case <-e.done:
-		case <-time.After(ejabberdStopTimeout):
-			e.t.Logf("testbed: ejabberd %s did not stop within %v of SIGTERM: SIGKILL", e.Opts.Domain, ejabberdStopTimeout)
-			_ = syscall.Kill(-pgid, syscall.SIGKILL)
-			<-e.done
-		}
-		// erl_child_setup runs in a session of its own and exits with
-		// the VM (it watches its pipe to beam).
-	})
-}
-
-// Exited reports whether the process has exited.
-func (e *Ejabberd) Exited() bool {
-	select {
-	case <-e.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// Log returns ejabberd.log so far (debug level).
-func (e *Ejabberd) Log() string {
-	b, _ := os.ReadFile(e.LogFile)
-	return string(b)
-}
-
 // tail is the last n lines of ejabberd.log, then error.log and the
 // console's last lines (crash reports, erl's own errors).
 func (e *Ejabberd) tail(n int) string {
-	last := func(b []byte, n int) []byte {
-		lines := bytes.Split(bytes.TrimRight(b, "\n"), []byte("\n"))
-		if len(lines) > n {
-			lines = lines[len(lines)-n:]
-		}
-		return bytes.Join(lines, []byte("\n"))
-	}
+	last := lastLines
 	b, _ := os.ReadFile(e.LogFile)
 	out := last(b, n)
 	if el, _ := os.ReadFile(filepath.Join(e.Dir, "logs", "error.log")); len(bytes.TrimSpace(el)) > 0 {
@@ -541,24 +468,6 @@ func (e *Ejabberd) tail(n int) string {
 		out = append(append(out, "\n--- console ---\n"...), last(c, n)...)
 	}
 	return string(out)
-}
-
-// WaitLog waits until the log contains substr, or returns an error that
-// quotes the log's tail after timeout.
-func (e *Ejabberd) WaitLog(substr string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		if strings.Contains(e.Log(), substr) {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("ejabberd %s: %q not logged within %v; log tail:\n%s", e.Opts.Domain, substr, timeout, e.tail(30))
-		}
-		if e.Exited() {
-			return errors.New("ejabberd " + e.Opts.Domain + " has exited; log tail:\n" + e.tail(30))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // WaitErrorLog is WaitLog for error.log (crash reports).
@@ -574,9 +483,6 @@ func (e *Ejabberd) WaitErrorLog(substr string, timeout time.Duration) error {
 		}
 	}
 }
-
-// CountLog returns how many times substr occurs in the log so far.
-func (e *Ejabberd) CountLog(substr string) int { return strings.Count(e.Log(), substr) }
 
 // C2SAddr is the client listener, IP:5222.
 func (e *Ejabberd) C2SAddr() string { return net.JoinHostPort(e.Opts.IP, "5222") }

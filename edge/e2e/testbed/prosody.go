@@ -1,9 +1,7 @@
 package testbed
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -11,8 +9,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -59,16 +55,11 @@ type ProsodyOptions struct {
 // Prosody is one real Prosody server run in the foreground with its own
 // config, data, log and certificate folders under t.TempDir().
 type Prosody struct {
-	Opts    ProsodyOptions
-	Dir     string // the instance's folder
-	Config  string // the config file
-	LogFile string // Prosody's log (debug level)
+	server // the process, its log (LogFile), Stop, WaitLog, ...
 
-	t        testing.TB
-	cmd      *exec.Cmd
-	done     chan struct{} // closed when the process has exited
-	waitErr  error
-	stopOnce sync.Once
+	Opts   ProsodyOptions
+	Dir    string // the instance's folder
+	Config string // the config file
 }
 
 // StartProsody writes a config for opts, registers opts.Users, starts
@@ -83,7 +74,8 @@ func StartProsody(t testing.TB, opts ProsodyOptions) *Prosody {
 	if opts.DNS == "" {
 		opts.DNS = "127.0.0.53:5300"
 	}
-	p := &Prosody{Opts: opts, t: t, done: make(chan struct{})}
+	p := &Prosody{server: newServer(t, "Prosody", opts.Domain, prosodyStopTimeout), Opts: opts}
+	p.tailOf = p.tail
 	p.checkPortsFree()
 	cfg := p.writeFiles()
 	p.registerUsers()
@@ -165,36 +157,10 @@ func (p *Prosody) registerUsers() {
 // console to console.log, and registers the cleanup that stops it (and
 // keeps its log and config, cfg, when XMPPEDGE_E2E_KEEP names a folder).
 func (p *Prosody) start(cfg []byte) {
-	t, opts := p.t, p.Opts
-	t.Helper()
-	console, err := os.Create(filepath.Join(p.Dir, "console.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.cmd = exec.Command("prosody", "--config", p.Config, "-F")
-	p.cmd.Dir = p.Dir
-	p.cmd.Stdout, p.cmd.Stderr = console, console
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := p.cmd.Start(); err != nil {
-		console.Close()
-		t.Fatalf("testbed: start prosody: %v", err)
-	}
-	go func() {
-		p.waitErr = p.cmd.Wait()
-		console.Close()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		p.Stop()
-		if keep := os.Getenv("XMPPEDGE_E2E_KEEP"); keep != "" {
-			_ = os.MkdirAll(keep, 0o755)
-			_ = os.WriteFile(filepath.Join(keep, sanitize(t.Name())+"-"+opts.Domain+".log"), []byte(p.Log()), 0o644)
-			_ = os.WriteFile(filepath.Join(keep, sanitize(t.Name())+"-"+opts.Domain+".cfg.lua"), cfg, 0o644)
-		}
-		if t.Failed() || os.Getenv("XMPPEDGE_E2E_VERBOSE") != "" {
-			t.Logf("testbed: Prosody %s log tail:\n%s", opts.Domain, p.tail(60))
-		}
-	})
+	p.t.Helper()
+	p.launch(exec.Command("prosody", "--config", p.Config, "-F"), p.Dir, func() map[string][]byte {
+		return map[string][]byte{p.Opts.Domain + ".log": []byte(p.Log()), p.Opts.Domain + ".cfg.lua": cfg}
+	}, 60)
 }
 
 // waitAccepting returns once c2s and s2s accept connections, and fails
@@ -298,68 +264,13 @@ func (p *Prosody) config(certFile, keyFile string) string {
 	return b.String()
 }
 
-// Stop stops the server: SIGTERM to its process group, then SIGKILL if it has
-// not exited within a bound. It is idempotent and also run by t.Cleanup.
-func (p *Prosody) Stop() {
-	p.stopOnce.Do(func() {
-		if p.cmd == nil || p.cmd.Process == nil {
-			return
-		}
-		pgid := p.cmd.Process.Pid
-		_ = syscall.Kill(-pgid, syscall.SIGTERM)
-		select {
-		case <-p.done:
-		case <-time.After(prosodyStopTimeout):
-			_ = syscall.Kill(-pgid, syscall.SIGKILL)
-			<-p.done
-		}
-	})
-}
-
-// Exited reports whether the process has exited.
-func (p *Prosody) Exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// Log returns the whole log so far (debug level).
-func (p *Prosody) Log() string {
-	b, _ := os.ReadFile(p.LogFile)
-	return string(b)
-}
-
+// tail is the last n lines of the log, then of the console.
 func (p *Prosody) tail(n int) string {
 	b, _ := os.ReadFile(p.LogFile)
 	if c, _ := os.ReadFile(filepath.Join(p.Dir, "console.log")); len(c) > 0 {
 		b = append(append(b, "--- console ---\n"...), c...)
 	}
-	lines := bytes.Split(bytes.TrimRight(b, "\n"), []byte("\n"))
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return string(bytes.Join(lines, []byte("\n")))
-}
-
-// WaitLog waits until the log contains substr, or fails after timeout with
-// an error that quotes the log's tail.
-func (p *Prosody) WaitLog(substr string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		if strings.Contains(p.Log(), substr) {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("prosody %s: %q not logged within %v; log tail:\n%s", p.Opts.Domain, substr, timeout, p.tail(30))
-		}
-		if p.Exited() {
-			return errors.New("prosody " + p.Opts.Domain + " has exited; log tail:\n" + p.tail(30))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return string(lastLines(b, n))
 }
 
 // LogLines returns the log lines that contain substr.
@@ -372,9 +283,6 @@ func (p *Prosody) LogLines(substr string) []string {
 	}
 	return out
 }
-
-// CountLog returns how many times substr occurs in the log so far.
-func (p *Prosody) CountLog(substr string) int { return strings.Count(p.Log(), substr) }
 
 // C2SAddr is the client listener, IP:5222.
 func (p *Prosody) C2SAddr() string { return net.JoinHostPort(p.Opts.IP, "5222") }
