@@ -164,7 +164,7 @@ func StartEjabberd(t testing.TB, opts EjabberdOptions) *Ejabberd {
 	// erl_child_setup, in a session of its own, exits with the VM.
 	e := &Ejabberd{server: newServer(t, "ejabberd", opts.Domain, ejabberdStopTimeout), Opts: opts}
 	e.tailOf = e.tail
-	e.checkPortsFree()
+	e.checkPortsFree(e.ports())
 	cfg := e.writeFiles()
 	e.start(cfg)
 	e.waitReady()
@@ -177,17 +177,6 @@ func (e *Ejabberd) ports() []string {
 		addrs = append(addrs, e.DirectTLSAddr())
 	}
 	return addrs
-}
-
-func (e *Ejabberd) checkPortsFree() {
-	e.t.Helper()
-	for _, addr := range e.ports() {
-		l, err := net.Listen("tcp", addr)
-		if err != nil {
-			e.t.Fatalf("testbed: %s is not free for ejabberd %s: %v (an ejabberd left running? ss -ltnp)", addr, e.Opts.Domain, err)
-		}
-		l.Close()
-	}
 }
 
 // writeFiles makes e.Dir with its spool, logs and config folders, and

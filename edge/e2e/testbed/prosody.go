@@ -76,24 +76,12 @@ func StartProsody(t testing.TB, opts ProsodyOptions) *Prosody {
 	}
 	p := &Prosody{server: newServer(t, "Prosody", opts.Domain, prosodyStopTimeout), Opts: opts}
 	p.tailOf = p.tail
-	p.checkPortsFree()
+	p.checkPortsFree(p.listenAddrs())
 	cfg := p.writeFiles()
 	p.registerUsers()
 	p.start(cfg)
 	p.waitAccepting()
 	return p
-}
-
-// checkPortsFree fails the test when the c2s or s2s address is taken.
-func (p *Prosody) checkPortsFree() {
-	p.t.Helper()
-	for _, addr := range p.listenAddrs() {
-		l, err := net.Listen("tcp", addr)
-		if err != nil {
-			p.t.Fatalf("testbed: %s is not free for Prosody %s: %v (a Prosody left running? stop it: ss -ltnp)", addr, p.Opts.Domain, err)
-		}
-		l.Close()
-	}
 }
 
 // writeFiles makes p.Dir with its data and certs folders, writes the

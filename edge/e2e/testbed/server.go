@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -130,6 +131,19 @@ func (s *server) WaitLog(substr string, timeout time.Duration) error {
 
 // CountLog returns how many times substr occurs in the log so far.
 func (s *server) CountLog(substr string) int { return strings.Count(s.Log(), substr) }
+
+// checkPortsFree fails the test when one of addrs is taken (a server of
+// an earlier run left running?).
+func (s *server) checkPortsFree(addrs []string) {
+	s.t.Helper()
+	for _, addr := range addrs {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			s.t.Fatalf("testbed: %s is not free for %s %s: %v (one left running? see ss -ltnp)", addr, s.kind, s.domain, err)
+		}
+		l.Close()
+	}
+}
 
 // lastLines is the last n lines of b.
 func lastLines(b []byte, n int) []byte {
