@@ -564,7 +564,11 @@ func auditTail(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return 2
 	}
 	path := t.files[0]
-	end, err := audit.LastRecords(path, *n, out)
+	var last uint64 // the seq of the last record shown
+	end, err := audit.LastRecords(path, *n, func(r *audit.Record, line []byte) error {
+		last = r.Seq
+		return out(r, line)
+	})
 	if err != nil {
 		fmt.Fprintf(stderr, "xmppedge audit tail: %v\n", err)
 		return 1
@@ -572,7 +576,7 @@ func auditTail(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if !*follow {
 		return 0
 	}
-	if err := audit.Follow(ctx, path, end, 200*time.Millisecond, out); err != nil {
+	if err := audit.Follow(ctx, path, end, last, 200*time.Millisecond, out); err != nil {
 		fmt.Fprintf(stderr, "xmppedge audit tail: %v\n", err)
 		return 1
 	}

@@ -160,13 +160,18 @@ func TestCloseWhileFailedReportsLostRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 	fs.failWrite.Store(true)
-	appendN(t, l, 0, 3)
+	// One record: the writer tries it at once, and once the write has
+	// failed Append refuses the next ones (fail closed).
+	appendN(t, l, 0, 1)
 	eventually(t, "the failure", func() bool { return l.Healthy() != nil })
+	if _, err := l.Append(stanzaRecord(1)); err == nil {
+		t.Fatal("Append accepted a record while the log was failing")
+	}
 	done := make(chan error, 1)
 	go func() { done <- l.Close() }()
 	select {
 	case err := <-done:
-		if err == nil || !strings.Contains(err.Error(), "3 records could not be written") {
+		if err == nil || !strings.Contains(err.Error(), "1 records could not be written") {
 			t.Errorf("Close = %v", err)
 		}
 	case <-time.After(testTimeout):

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
@@ -103,17 +104,50 @@ func LastRecords(path string, n int, fn RecordFunc) (int64, error) {
 // when a seq gap shows that whole files were rotated between two polls,
 // it reads the missing records from the rotated files (their names carry
 // their first seq) before going on.
-func Follow(ctx context.Context, path string, offset int64, poll time.Duration, fn RecordFunc) error {
+//
+// after is the seq of the record just before offset, when the caller
+// read it (0: Follow reads it there). With it Follow notices a rotation
+// between the caller's read and its own open — offset then belongs to
+// the rotated file — and goes on from the records after it wherever they
+// are.
+func Follow(ctx context.Context, path string, offset int64, after uint64, poll time.Duration, fn RecordFunc) error {
+	fw := &follower{path: path, fn: fn, lastSeq: after}
 	f, err := os.Open(path)
+	for after > 0 && errors.Is(err, fs.ErrNotExist) {
+		// Rotated away since the caller read it, and not made again yet
+		// (the log makes the current file at its next write).
+		if err := fw.fillGap(math.MaxUint64); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(poll):
+		}
+		f, err = os.Open(path)
+		offset = 0
+	}
 	if err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
 	defer func() { f.Close() }()
-	fw := &follower{path: path, fn: fn}
-	if offset > 0 { // learn the seq before offset, to notice gaps
+	if offset > 0 { // the seq before offset: to notice gaps, and a file rotated since
+		seq := uint64(0)
 		if line, _, _, err := lastLine(f, offset); err == nil {
 			if p, err := splitLine(line); err == nil {
-				fw.lastSeq = p.seq
+				seq = p.seq
+			}
+		}
+		switch {
+		case after == 0:
+			fw.lastSeq = seq
+		case seq != after:
+			// Not the file offset was taken in: what came after `after`
+			// is in the files rotated since, then in this one from its
+			// start (what is not after `after` is skipped).
+			offset = 0
+			if err := fw.fillGap(math.MaxUint64); err != nil {
+				return err
 			}
 		}
 	}
@@ -159,6 +193,9 @@ func Follow(ctx context.Context, path string, offset int64, poll time.Duration, 
 				return err
 			}
 			nf, err := os.Open(path)
+			if errors.Is(err, fs.ErrNotExist) {
+				break // rotated again before it was made anew: look at the next poll
+			}
 			if err != nil {
 				return fmt.Errorf("audit: %w", err)
 			}

@@ -132,7 +132,7 @@ func TestFollowAcrossRotation(t *testing.T) {
 	var got []uint64
 	done := make(chan error, 1)
 	go func() {
-		done <- Follow(ctx, cfg.Path, end, 5*time.Millisecond, func(r *Record, _ []byte) error {
+		done <- Follow(ctx, cfg.Path, end, 3, 5*time.Millisecond, func(r *Record, _ []byte) error {
 			mu.Lock()
 			got = append(got, r.Seq)
 			mu.Unlock()
@@ -159,6 +159,11 @@ func TestFollowAcrossRotation(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			mu.Lock()
+			select {
+			case err := <-done:
+				t.Logf("Follow returned %v", err)
+			default:
+			}
 			t.Fatalf("followed %d of %d records: %v", n, more, got)
 		}
 		time.Sleep(5 * time.Millisecond)
@@ -198,4 +203,77 @@ func TestTableWriter(t *testing.T) {
 	if !strings.Contains(lines[2], "company.test") || strings.Index(lines[2], "company.test") > strings.Index(lines[2], "partner.test") {
 		t.Errorf("outbound session row should read company.test -> partner.test: %q", lines[2])
 	}
+}
+
+// TestFollowStartsAfterARotation: the file rotates between LastRecords
+// and Follow's open (offset belongs to the rotated file); with the seq
+// the caller read, Follow still passes on every record after it, once
+// and in order.
+func TestFollowStartsAfterARotation(t *testing.T) {
+	cfg, _ := testConfig(t)
+	cfg.RotateSize = 4 << 10
+	l := openLog(t, cfg)
+	appendN(t, l, 0, 3)
+	if err := l.WaitDurable(testContext(t), 3); err != nil {
+		t.Fatal(err)
+	}
+	end, err := LastRecords(cfg.Path, 1, func(*Record, []byte) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Rotations before Follow opens the file.
+	const more = 100
+	for i := 0; i < more; i += 10 {
+		seqs := appendN(t, l, 3+i, 10)
+		if err := l.WaitDurable(testContext(t), seqs[9]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if l.Stats().Rotations == 0 {
+		t.Fatal("no rotation: the test shows nothing")
+	}
+	ctx, cancel := context.WithCancel(testContext(t))
+	defer cancel()
+	var mu sync.Mutex
+	var got []uint64
+	done := make(chan error, 1)
+	go func() {
+		done <- Follow(ctx, cfg.Path, end, 3, 5*time.Millisecond, func(r *Record, _ []byte) error {
+			mu.Lock()
+			got = append(got, r.Seq)
+			mu.Unlock()
+			return nil
+		})
+	}()
+	deadline := time.Now().Add(testTimeout)
+	for {
+		mu.Lock()
+		n := len(got)
+		mu.Unlock()
+		if n >= more {
+			break
+		}
+		if time.Now().After(deadline) {
+			mu.Lock()
+			select {
+			case err := <-done:
+				t.Logf("Follow returned %v", err)
+			default:
+			}
+			t.Fatalf("followed %d of %d records: %v", n, more, got)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for i, s := range got {
+		if s != uint64(4+i) {
+			t.Fatalf("followed seqs not contiguous from 4: position %d is %d (%v)", i, s, got)
+		}
+	}
+	closeLog(t, l)
 }
