@@ -113,6 +113,72 @@ func TestReadRecordsAndLastRecords(t *testing.T) {
 	}
 }
 
+// following is a Follow of the log after its record 3, in the background,
+// collecting the seqs it passes on.
+type following struct {
+	mu     sync.Mutex
+	got    []uint64
+	done   chan error
+	cancel context.CancelFunc
+}
+
+func startFollow(t *testing.T, path string, end int64) *following {
+	ctx, cancel := context.WithCancel(testContext(t))
+	t.Cleanup(cancel)
+	fw := &following{done: make(chan error, 1), cancel: cancel}
+	go func() {
+		fw.done <- Follow(ctx, path, end, 3, 5*time.Millisecond, func(r *Record, _ []byte) error {
+			fw.mu.Lock()
+			fw.got = append(fw.got, r.Seq)
+			fw.mu.Unlock()
+			return nil
+		})
+	}()
+	return fw
+}
+
+// wait waits (bounded) until n records were passed on, then stops
+// following; Follow must have ended without an error.
+func (fw *following) wait(t *testing.T, n int, bound time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(bound)
+	for {
+		fw.mu.Lock()
+		have := len(fw.got)
+		fw.mu.Unlock()
+		if have >= n {
+			break
+		}
+		if time.Now().After(deadline) {
+			select {
+			case err := <-fw.done:
+				t.Logf("Follow returned %v", err)
+			default:
+			}
+			fw.mu.Lock()
+			defer fw.mu.Unlock()
+			t.Fatalf("followed %d of %d records: %v", have, n, fw.got)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	fw.cancel()
+	if err := <-fw.done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// contiguousFrom checks that the seqs passed on are first, first+1, ...
+func (fw *following) contiguousFrom(t *testing.T, first uint64) {
+	t.Helper()
+	fw.mu.Lock()
+	defer fw.mu.Unlock()
+	for i, s := range fw.got {
+		if s != first+uint64(i) {
+			t.Fatalf("followed seqs not contiguous from %d: position %d is %d (%v)", first, i, s, fw.got)
+		}
+	}
+}
+
 func TestFollowAcrossRotation(t *testing.T) {
 	cfg, _ := testConfig(t)
 	cfg.RotateSize = 4 << 10
@@ -126,19 +192,7 @@ func TestFollowAcrossRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	ctx, cancel := context.WithCancel(testContext(t))
-	defer cancel()
-	var mu sync.Mutex
-	var got []uint64
-	done := make(chan error, 1)
-	go func() {
-		done <- Follow(ctx, cfg.Path, end, 3, 5*time.Millisecond, func(r *Record, _ []byte) error {
-			mu.Lock()
-			got = append(got, r.Seq)
-			mu.Unlock()
-			return nil
-		})
-	}()
+	fw := startFollow(t, cfg.Path, end)
 	const more = 300 // many rotations, several between two polls
 	for i := 0; i < more; i += 5 {
 		seqs := appendN(t, l, 3+i, 5)
@@ -149,39 +203,11 @@ func TestFollowAcrossRotation(t *testing.T) {
 		}
 	}
 	closeLog(t, l)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		mu.Lock()
-		n := len(got)
-		mu.Unlock()
-		if n >= more {
-			break
-		}
-		if time.Now().After(deadline) {
-			mu.Lock()
-			select {
-			case err := <-done:
-				t.Logf("Follow returned %v", err)
-			default:
-			}
-			t.Fatalf("followed %d of %d records: %v", n, more, got)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	fw.wait(t, more, 5*time.Second)
 	if l.Stats().Rotations < 3 {
 		t.Errorf("only %d rotations", l.Stats().Rotations)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	for i, s := range got {
-		if s != uint64(4+i) {
-			t.Fatalf("followed seqs not contiguous from 4: position %d is %d (%v)", i, s, got)
-		}
-	}
+	fw.contiguousFrom(t, 4)
 }
 
 func TestTableWriter(t *testing.T) {
@@ -232,48 +258,8 @@ func TestFollowStartsAfterARotation(t *testing.T) {
 	if l.Stats().Rotations == 0 {
 		t.Fatal("no rotation: the test shows nothing")
 	}
-	ctx, cancel := context.WithCancel(testContext(t))
-	defer cancel()
-	var mu sync.Mutex
-	var got []uint64
-	done := make(chan error, 1)
-	go func() {
-		done <- Follow(ctx, cfg.Path, end, 3, 5*time.Millisecond, func(r *Record, _ []byte) error {
-			mu.Lock()
-			got = append(got, r.Seq)
-			mu.Unlock()
-			return nil
-		})
-	}()
-	deadline := time.Now().Add(testTimeout)
-	for {
-		mu.Lock()
-		n := len(got)
-		mu.Unlock()
-		if n >= more {
-			break
-		}
-		if time.Now().After(deadline) {
-			mu.Lock()
-			select {
-			case err := <-done:
-				t.Logf("Follow returned %v", err)
-			default:
-			}
-			t.Fatalf("followed %d of %d records: %v", n, more, got)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	for i, s := range got {
-		if s != uint64(4+i) {
-			t.Fatalf("followed seqs not contiguous from 4: position %d is %d (%v)", i, s, got)
-		}
-	}
+	fw := startFollow(t, cfg.Path, end)
+	fw.wait(t, more, testTimeout)
+	fw.contiguousFrom(t, 4)
 	closeLog(t, l)
 }
