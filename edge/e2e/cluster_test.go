@@ -150,6 +150,22 @@ func clusterSection(node string, natsIPs []string, i int) string {
 `, node, natsIPs[i], natsIPs[i], strings.Join(routes, ", "))
 }
 
+// clusterJetStream connects to the NATS server on ip (closed with the
+// test).
+func clusterJetStream(t *testing.T, ip string) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect("nats://" + ip + ":4222")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
 // clusterAdmin calls node i's admin API.
 func clusterAdmin(t *testing.T, i int, method, path string) (int, string) {
 	t.Helper()
@@ -436,15 +452,7 @@ func waitEither(alice, bob *testbed.Client, id string, wait time.Duration) (Even
 // the chains hold the relayed messages, and the export verifies with the
 // file verifier.
 func clusterAuditVerified(t *testing.T, ca *testCA) {
-	nc, err := nats.Connect("nats://" + clusterNATSIP[2] + ":4222")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := clusterJetStream(t, clusterNATSIP[2])
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	dir := t.TempDir()
@@ -524,15 +532,7 @@ func clusterAdminCloses(t *testing.T) {
 // other than gone, asking the NATS server at ip.
 func waitStreamLeader(t *testing.T, ip, gone string) {
 	t.Helper()
-	nc, err := nats.Connect("nats://" + ip + ":4222")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := clusterJetStream(t, ip)
 	deadline := time.Now().Add(90 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -649,19 +649,11 @@ func clusterBurstKill(t *testing.T, alice, bob *testbed.Client, victim *gatewayP
 // at ip.
 func clusterStanzaRecords(t *testing.T, ip, node, prefix string) map[string]int {
 	t.Helper()
-	nc, err := nats.Connect("nats://" + ip + ":4222")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := clusterJetStream(t, ip)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	out := map[string]int{}
-	err = jsaudit.ReadChain(ctx, js, jsaudit.DefaultStream, node, func(r *audit.Record, _ []byte) error {
+	err := jsaudit.ReadChain(ctx, js, jsaudit.DefaultStream, node, func(r *audit.Record, _ []byte) error {
 		if r.Event == audit.EventStanza && r.Decision == audit.DecisionAllow && strings.HasPrefix(r.ID, prefix) {
 			out[r.ID]++
 		}
