@@ -99,7 +99,7 @@ bench-e2e: deps bin/xmppedge-load
 	XMPPEDGE_BENCH_E2E=1 XMPPEDGE_E2E_RACE=0 XMPPEDGE_LOAD_BIN=$(abspath bin/xmppedge-load) \
 	  XMPPEDGE_BENCH_COUNT=$(BENCH_COUNT) XMPPEDGE_BENCH_ROUNDS=$(BENCH_ROUNDS) XMPPEDGE_BENCH_STREAMS=$(BENCH_STREAMS) \
 	  XMPPEDGE_BENCH_OUT=$(if $(BENCH_OUT),$(abspath $(BENCH_OUT))) \
-	  $(GO) test -run '^TestBenchE2E$$' -v -count=1 -timeout 20m ./edge/e2e/
+	  $(GO) test -run '^TestBench(E2E|Idle)$$' -v -count=1 -timeout 20m ./edge/e2e/
 	$(GO) test -run XXX -bench 'Relay(Gateway$$|GatewayAsyncAudit|RawTLS)' -benchtime $(BENCH_RELAY_N) ./edge/
 
 # fuzz runs every fuzz target of the module (each func Fuzz* in a _test.go

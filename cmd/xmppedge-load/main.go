@@ -105,10 +105,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.Float64Var(&cfg.Rate, "rate", 0, "stanzas per second over all streams (0: as fast as the target takes them)")
 	fs.IntVar(&cfg.Batch, "batch", 16, "at most this many stanzas per write (at a rate, fewer: those due)")
 	fs.IntVar(&cfg.Size, "size", 400, "stanza size in bytes (padded body, status or query)")
+	fs.DurationVar(&cfg.Hold, "hold", 0, "after the warm-up, keep the streams open and idle this long, then report the memory growth per stream of the -pid processes (alone: send nothing more)")
 	fs.DurationVar(&cfg.Drain, "drain", 10*time.Second, "wait this long at most for the last stanzas after sending")
 	fs.DurationVar(&cfg.Timeout, "timeout", 10*time.Second, "bound on each connection, login and the warm-up")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: xmppedge-load -to-domain DOMAIN [-target HOST:PORT] [-from-domains D,...] [-listen HOST:PORT] [-receive c2s -c2s HOST:PORT -users N -password PW | -receive s2s] [-count N | -duration D] [flags]\n")
+		fmt.Fprintf(stderr, "usage: xmppedge-load -to-domain DOMAIN [-target HOST:PORT] [-from-domains D,...] [-listen HOST:PORT] [-receive c2s -c2s HOST:PORT -users N -password PW | -receive s2s] [-count N | -duration D | -hold D -pid P] [flags]\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -160,6 +161,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "sent %d, received %d, lost %d (bounced %d); %.0f stanzas/s; latency p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, max %.2f ms\n",
 		sum.Sent, sum.Received, sum.Lost, sum.Bounced, sum.Throughput, sum.Latency.P50, sum.Latency.P90, sum.Latency.P99, sum.Latency.Max)
+	for _, m := range sum.Memory {
+		fmt.Fprintf(stderr, "process %d (%s): resident memory %d → %d KiB, %.1f KiB per idle stream\n", m.PID, m.Name, m.Before, m.After, m.PerStream)
+	}
 	for _, c := range sum.CPU {
 		fmt.Fprintf(stderr, "process %d (%s): %.3f s CPU, %.1f µs per received stanza\n", c.PID, c.Name, c.Seconds, c.PerStanzaUS)
 	}

@@ -182,3 +182,33 @@ func cpuModel() string {
 	}
 	return "unknown model"
 }
+
+// TestBenchIdle measures what an idle s2s stream costs in resident
+// memory: xmppedge-load opens XMPPEDGE_BENCH_IDLE streams (default
+// 10,000; SASL EXTERNAL, one TLS stream each) to a gateway in front of a
+// company Prosody, sends one message on each (the warm-up), holds them
+// idle for 10 seconds and reports the gateway's RSS growth per stream.
+// Like TestBenchE2E it runs only with XMPPEDGE_BENCH_E2E=1 (make
+// bench-e2e) and asserts no figure.
+func TestBenchIdle(t *testing.T) {
+	if os.Getenv("XMPPEDGE_BENCH_E2E") != "1" {
+		t.Skip("the end-to-end benchmark: run `make bench-e2e` (or set XMPPEDGE_BENCH_E2E=1)")
+	}
+	testbed.Require(t)
+	idle := benchEnvInt(t, "XMPPEDGE_BENCH_IDLE", 10000)
+	b := startLoadBed(t)
+	p := b.startPath(t, loadSyncAddrs, "sync", "warn", 1, "warn")
+	gwPID := p.gw.cmd.Process.Pid
+	s := b.runLoad(t, "idle", "-target", p.target(), "-receive", "c2s", "-c2s", p.company.C2SAddr(), "-users", "1",
+		"-auth", "external", "-cert", filepath.Join(b.toolDir, "load.crt"), "-key", filepath.Join(b.toolDir, "load.key"),
+		"-streams", strconv.Itoa(idle), "-hold", "10s", "-timeout", "120s", "-pid", strconv.Itoa(gwPID), "-quiet")
+	for _, m := range s.Memory {
+		fmt.Printf("\nidle streams: %d open through xmppedge (SASL EXTERNAL, TLS 1.3); %s RSS %d → %d KiB: %.1f KiB per idle stream\n",
+			len(s.Auth), m.Name, m.Before, m.After, m.PerStream)
+	}
+	if out := os.Getenv("XMPPEDGE_BENCH_OUT"); out != "" {
+		if data, err := os.ReadFile(filepath.Join(b.toolDir, "idle.json")); err == nil {
+			_ = os.WriteFile(filepath.Join(out, "idle.json"), data, 0o644)
+		}
+	}
+}

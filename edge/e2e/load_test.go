@@ -70,7 +70,8 @@ func loadUsers(n int) map[string]string {
 
 // loadConfig is the gateway tests' configuration (gatewayConfig) on a
 // load path's addresses, with durability (sync or async), a log level,
-// and the per-domain stanza limit out of the way.
+// and the per-domain stanza limit and the per-address connection limits
+// out of the way (the tool's streams all come from one address).
 func loadConfig(a loadAddrs, caFile, durability, level string) string {
 	hp := func(ip string, port int) string { return net.JoinHostPort(ip, fmt.Sprint(port)) }
 	cfg := strings.NewReplacer(
@@ -83,7 +84,7 @@ func loadConfig(a loadAddrs, caFile, durability, level string) string {
 		`"`+PublicDNSAddr+`"`, `"`+loadPublicDNS+`"`,
 		"durability: sync", "durability: "+durability,
 		"level: debug", "level: "+level,
-		"  connect_timeout: 5s\n", "  connect_timeout: 5s\n  stanza_rate: 1000000\n  stanza_burst: 1000000\n",
+		"  connect_timeout: 5s\n", "  connect_timeout: 5s\n  stanza_rate: 1000000\n  stanza_burst: 1000000\n  connections_per_ip: 20000\n  new_connections_per_ip: 10000\n",
 	).Replace(gatewayConfig(caFile))
 	for _, old := range []string{CompanyIP, GatewayIP, GatewayOutsideIP, PublicDNSAddr} {
 		if strings.Contains(cfg, `"`+old+":") || strings.Contains(cfg, `"`+old+`"`) {
@@ -173,7 +174,14 @@ type loadSummary struct {
 	Throughput float64           `json:"throughput"`
 	SendRate   float64           `json:"send_rate"`
 	Seconds    float64           `json:"elapsed_s"`
-	Latency    struct {
+	Memory     []struct {
+		PID       int     `json:"pid"`
+		Name      string  `json:"name"`
+		Before    int64   `json:"rss_before_kib"`
+		After     int64   `json:"rss_after_kib"`
+		PerStream float64 `json:"kib_per_stream"`
+	} `json:"memory"`
+	Latency struct {
 		Count int     `json:"count"`
 		P50   float64 `json:"p50_ms"`
 		P90   float64 `json:"p90_ms"`
@@ -275,6 +283,20 @@ func TestLoad(t *testing.T) {
 			"-auth", "external", "-cert", filepath.Join(b.toolDir, "load.crt"), "-key", filepath.Join(b.toolDir, "load.key"),
 			"-streams", "1", "-count", strconv.Itoa(count), "-rate", "400", "-pid", strconv.Itoa(gwPID))
 		check(t, s, 1, "sasl_external", gwPID)
+	})
+	// Idle streams: the tool holds them open after the warm-up and
+	// reports the gateway's memory growth (make bench-e2e: 10,000).
+	t.Run("idle streams", func(t *testing.T) {
+		const streams = 50
+		s := b.runLoad(t, "idle", "-target", target, "-receive", "c2s", "-c2s", c2s, "-users", "1",
+			"-auth", "external", "-cert", filepath.Join(b.toolDir, "load.crt"), "-key", filepath.Join(b.toolDir, "load.key"),
+			"-streams", strconv.Itoa(streams), "-hold", "500ms", "-pid", strconv.Itoa(gwPID))
+		if len(s.Auth) != streams || s.Sent != 0 {
+			t.Errorf("%d streams authenticated, %d stanzas sent after the warm-up; want %d and none", len(s.Auth), s.Sent, streams)
+		}
+		if len(s.Memory) != 1 || s.Memory[0].PID != gwPID || s.Memory[0].Name != "xmppedge" || s.Memory[0].Before <= 0 || s.Memory[0].After <= 0 {
+			t.Errorf("memory %+v: want xmppedge's (pid %d) resident sizes", s.Memory, gwPID)
+		}
 	})
 	// The tool on both sides of a gateway: its listener is the company
 	// server the gateway relays to (xmppedge alone, no Prosody).

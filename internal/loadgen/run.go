@@ -81,6 +81,12 @@ type Config struct {
 	Size     int
 	Mix      Mix
 
+	// Hold keeps the streams open and idle this long after the warm-up,
+	// then measures how much the resident memory of PIDs grew since
+	// before the streams opened (Summary.Memory). With neither Count nor
+	// Duration, the run ends there: nothing more is sent.
+	Hold time.Duration
+
 	// Drain is how long to wait for the last stanzas after sending ends;
 	// Timeout bounds each connection, login and the warm-up.
 	Drain, Timeout time.Duration
@@ -121,10 +127,13 @@ type Summary struct {
 	Throughput   float64 `json:"throughput"`
 	Latency      Latency `json:"latency"`
 
-	CPU         []ProcessCPU `json:"cpu,omitempty"`
-	ToolCPU     float64      `json:"tool_cpu_s"`
-	DialbackOK  int64        `json:"dialback_verified"` // db:verify answered valid by the listener
-	StreamsLost []string     `json:"stream_errors,omitempty"`
+	CPU []ProcessCPU `json:"cpu,omitempty"`
+	// Memory: with Hold, the growth of each PIDs' resident memory per
+	// stream, the streams open and idle.
+	Memory      []ProcessMemory `json:"memory,omitempty"`
+	ToolCPU     float64         `json:"tool_cpu_s"`
+	DialbackOK  int64           `json:"dialback_verified"` // db:verify answered valid by the listener
+	StreamsLost []string        `json:"stream_errors,omitempty"`
 }
 
 // ProcessCPU is the CPU time a process used during the measured phase.
@@ -176,8 +185,11 @@ func (c *Config) check() error {
 	if c.Users < 1 {
 		bad("-users %d: want at least 1", c.Users)
 	}
-	if c.Count == 0 && c.Duration <= 0 {
-		bad("give -count or -duration")
+	if c.Count == 0 && c.Duration <= 0 && c.Hold <= 0 {
+		bad("give -count, -duration or -hold")
+	}
+	if c.Hold > 0 && len(c.PIDs) == 0 {
+		bad("-hold measures the memory of processes: give their -pid")
 	}
 	if c.Duration <= 0 {
 		c.Duration = 24 * time.Hour
@@ -207,6 +219,7 @@ func (c *Config) check() error {
 // Run runs one load test: it sets everything up, sends, drains, and
 // summarises. ctx ends it early (the summary covers what was done).
 func Run(ctx context.Context, cfg Config) (*Summary, error) {
+	holdOnly := cfg.Count == 0 && cfg.Duration <= 0 && cfg.Hold > 0
 	if err := cfg.check(); err != nil {
 		return nil, err
 	}
@@ -288,6 +301,13 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	}
 
 	// The sending streams.
+	var rssBefore []int64
+	if cfg.Hold > 0 {
+		var err error
+		if rssBefore, err = memorySample(cfg.PIDs); err != nil {
+			return nil, err
+		}
+	}
 	var res *resolve.Resolver
 	if cfg.Target == "" {
 		r, err := resolve.New(resolve.Config{Servers: cfg.DNS})
@@ -318,6 +338,16 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	}
 	sum.SetupSeconds = round3(rec.now().Seconds())
 	log.Info("set up", "streams", len(streams), "recipients", len(recipients), "setup", rec.now().Round(time.Millisecond))
+	if cfg.Hold > 0 {
+		m, err := holdIdle(ctx, cfg, rssBefore, len(streams))
+		if err != nil {
+			return nil, err
+		}
+		sum.Memory = m
+		if holdOnly {
+			return sum, nil
+		}
+	}
 
 	// The measured phase.
 	cpu0 := make([]time.Duration, len(cfg.PIDs))
@@ -397,6 +427,26 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		sum.DialbackOK = lis.verified.Load()
 	}
 	return sum, nil
+}
+
+// holdIdle waits cfg.Hold with the streams open and idle, then reports
+// the memory growth of cfg.PIDs since before.
+func holdIdle(ctx context.Context, cfg Config, before []int64, streams int) ([]ProcessMemory, error) {
+	if cfg.Progress != nil {
+		fmt.Fprintf(cfg.Progress, "holding %d streams idle for %v\n", streams, cfg.Hold)
+	}
+	t := time.NewTimer(cfg.Hold)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	after, err := memorySample(cfg.PIDs)
+	if err != nil {
+		return nil, err
+	}
+	return memoryGrowth(cfg.PIDs, before, after, streams), nil
 }
 
 // loginAll logs the users in, a few at a time, and starts their readers.

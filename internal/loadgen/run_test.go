@@ -110,7 +110,9 @@ func TestConfigCheck(t *testing.T) {
 		{"c2s without an address", func(c *Config) { c.Receive = ReceiveC2S }, "-c2s"},
 		{"unknown receive", func(c *Config) { c.Receive = "smtp" }, "-receive"},
 		{"no users", func(c *Config) { c.Users = 0 }, "-users"},
-		{"no bound", func(c *Config) { c.Count = 0 }, "-count or -duration"},
+		{"no bound", func(c *Config) { c.Count = 0 }, "-count, -duration or -hold"},
+		{"hold alone", func(c *Config) { c.Count, c.Hold, c.PIDs = 0, time.Second, []int{1} }, ""},
+		{"hold without a pid", func(c *Config) { c.Hold = time.Second }, "give their -pid"},
 		{"negative rate", func(c *Config) { c.Rate = -1 }, "-rate"},
 	}
 	for _, tt := range tests {
