@@ -59,8 +59,14 @@ type Conn struct {
 	queue      []*writeReq
 	backlog    int // bytes in queue
 	maxBacklog int
-	wake       chan struct{}
-	quit       chan struct{}
+	// writing: a writer goroutine runs. It is started for what is
+	// queued and ends once the queue is empty, so that an idle stream
+	// holds no goroutine (nor its stack) for writing. Only that goroutine
+	// uses w and wconn (the connection it writes to, swapped by StartTLS).
+	writing bool
+	w       *bufio.Writer
+	wconn   net.Conn
+	batch   []*writeReq // the writer's, reused
 	peer       xmlstream.Header
 	streamID   string
 }
@@ -87,38 +93,41 @@ func NewConn(c net.Conn, opt Options) *Conn {
 		r:          xmlstream.NewReader(c, opt.Limits),
 		conn:       c,
 		maxBacklog: opt.MaxBacklog,
-		wake:       make(chan struct{}, 1),
-		quit:       make(chan struct{}),
+		w:          bufio.NewWriterSize(c, opt.WriteBuffer),
+		wconn:      c,
 	}
 	if tc, ok := c.(*tls.Conn); ok && tc.ConnectionState().HandshakeComplete {
 		st := tc.ConnectionState()
 		s.tls = &st
 	}
-	go s.writer(c, bufio.NewWriterSize(c, opt.WriteBuffer))
 	return s
 }
 
-// writer is the Conn's one writer goroutine.
-func (s *Conn) writer(c net.Conn, w *bufio.Writer) {
-	var batch []*writeReq
+// writer is the Conn's writer goroutine, started by enqueue when none
+// runs: it writes what is queued, batch after batch, and ends when the
+// queue is empty (or fails what is queued once the Conn is aborted).
+func (s *Conn) writer() {
 	for {
-		select {
-		case <-s.wake:
-		case <-s.quit:
+		s.mu.Lock()
+		if s.aborted {
+			s.mu.Unlock()
 			s.failQueued()
 			return
 		}
-		for {
-			s.mu.Lock()
-			batch, s.queue = s.queue, batch[:0]
-			werr := s.err
+		batch := s.queue
+		s.queue, s.batch = s.batch[:0], nil
+		werr := s.err
+		if len(batch) == 0 {
+			s.batch, s.writing = batch, false
 			s.mu.Unlock()
-			if len(batch) == 0 {
-				break
-			}
-			c = s.write(c, w, batch, werr)
-			clear(batch)
+			return
 		}
+		s.mu.Unlock()
+		s.wconn = s.write(s.wconn, s.w, batch, werr)
+		clear(batch)
+		s.mu.Lock()
+		s.batch = batch[:0]
+		s.mu.Unlock()
 	}
 }
 
@@ -171,7 +180,7 @@ func (s *Conn) write(c net.Conn, w *bufio.Writer, batch []*writeReq, err error) 
 func (s *Conn) failQueued() {
 	s.mu.Lock()
 	q := s.queue
-	s.queue = nil
+	s.queue, s.writing = nil, false
 	s.mu.Unlock()
 	for _, r := range q {
 		if r.done != nil {
@@ -202,9 +211,9 @@ func (s *Conn) enqueue(q *writeReq) error {
 	}
 	s.backlog += q.n
 	s.queue = append(s.queue, q)
-	select {
-	case s.wake <- struct{}{}:
-	default:
+	if !s.writing {
+		s.writing = true
+		go s.writer()
 	}
 	return nil
 }
@@ -315,7 +324,6 @@ func (s *Conn) abortLocked() {
 	s.aborted = true
 	s.closed = true
 	s.conn.Close()
-	close(s.quit)
 }
 
 // Closed reports whether our side of the stream is closed.
