@@ -95,18 +95,39 @@ func encodedWords(s string) string {
 	return strings.Join(words, " ")
 }
 
-// mailbox is a JID as an RFC 5322 mailbox: the full JID as the display
-// name, and the bare JID as the address (see address).
+// mailbox is a JID as an RFC 5322 mailbox: a display name (see
+// displayName), and the bare JID as the address (see address).
 func mailbox(j string) string {
 	j = strings.ToValidUTF8(j, "\uFFFD")
-	addr := (&mail.Address{Address: address(j)}).String()
+	a := &mail.Address{Address: address(j)}
 	if plain(j) {
-		return (&mail.Address{Name: j, Address: address(j)}).String()
+		a.Name = j
+		return a.String() // a quoted string
 	}
 	if j == "" {
-		return addr
+		return a.String()
 	}
-	return encodedWords(j) + " " + addr
+	return displayName(j) + " " + a.String()
+}
+
+// displayName is a JID that is not plain as one base64 encoded word:
+// readers disagree on adjacent encoded words in a display name (Python's
+// email package puts a space between them), so there is only one. A JID
+// longer than one word holds is shown by its bare JID, else shortened,
+// with "…"; the exact JID is in X-XMPP-From and X-XMPP-To.
+func displayName(j string) string {
+	if len(j) > wordBytes {
+		if bare, _, _ := strings.Cut(j, "/"); len(bare)+len("/…") <= wordBytes {
+			j = bare + "/…"
+		} else {
+			n := wordBytes - len("…")
+			for n > 0 && !utf8.RuneStart(j[n]) {
+				n--
+			}
+			j = j[:n] + "…"
+		}
+	}
+	return encodedWords(j)
 }
 
 // address is the bare JID of j as an ASCII addr-spec: the domain in
