@@ -2,9 +2,7 @@ package archive
 
 import (
 	"bytes"
-	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -13,6 +11,7 @@ import (
 	"time"
 
 	"github.com/xmppedge/xmppedge/internal/audit"
+	"github.com/xmppedge/xmppedge/internal/audit/archive/archivetest"
 )
 
 // emlCase is a record and message to write, and what a mail parser must
@@ -113,64 +112,13 @@ func TestWriteEML(t *testing.T) {
 		}
 		files = append(files, f)
 	}
-	got := readWithPython(t, files)
+	got := archivetest.ReadEML(t, files...)
 	for i, tc := range cases {
 		checkParsed(t, tc, got[i])
 	}
 }
 
-// parsedEML is what testdata/read_eml.py prints for one file.
-type parsedEML struct {
-	File      string
-	Headers   []string
-	From, To  *struct{ Name, Addr string }
-	Date      string
-	Subject   *string
-	MessageID string `json:"message_id"`
-	Thread    *string
-	ID        *string
-	XMPPFrom  string `json:"xmpp_from"`
-	XMPPTo    string `json:"xmpp_to"`
-	Decision  string
-	Direction string
-	Chain     string
-	Body      string
-	Charset   string
-	Defects   []string
-}
-
-// readWithPython reads files with Python's email package.
-func readWithPython(t *testing.T, files []string) []parsedEML {
-	t.Helper()
-	py, err := exec.LookPath("python3")
-	if err != nil {
-		t.Skip("python3 is not installed: the export is not checked with Python's email package (the Go checks ran)")
-	}
-	script, err := filepath.Abs(filepath.Join("testdata", "read_eml.py"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return RunReadEML(t, py, script, files)
-}
-
-// RunReadEML runs the Python reader script over files.
-func RunReadEML(t *testing.T, python, script string, files []string) []parsedEML {
-	t.Helper()
-	cmd := exec.Command(python, append([]string{script}, files...)...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("python3 read_eml.py: %v\n%s", err, stderr.String())
-	}
-	var got []parsedEML
-	if err := json.Unmarshal(out, &got); err != nil || len(got) != len(files) {
-		t.Fatalf("python3 read_eml.py printed %d results for %d files (%v):\n%s", len(got), len(files), err, out)
-	}
-	return got
-}
-
-func checkParsed(t *testing.T, tc emlCase, p parsedEML) {
+func checkParsed(t *testing.T, tc emlCase, p archivetest.Parsed) {
 	t.Helper()
 	valid := func(s string) string { return strings.ToValidUTF8(s, "\uFFFD") }
 	if len(p.Defects) > 0 {

@@ -1,7 +1,7 @@
 """Read .eml files with Python's standard email package, as an archiver
 would, and print what it found as JSON: one object per file, in order.
-Used by the Go tests of xmppedge's export (internal/audit/archive,
-edge/e2e): python3 read_eml.py FILE..."""
+Embedded by internal/audit/archive/archivetest for the Go tests of
+xmppedge's export: python3 read_eml.py FILE..."""
 import email
 import email.policy
 import json
