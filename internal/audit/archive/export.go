@@ -208,6 +208,12 @@ func (e *Export) Finish() (*Manifest, error) {
 		e.Abort()
 		return nil, err
 	}
+	// An empty Dir gives way (os.Rename does not replace a folder);
+	// os.Remove never removes one that holds something.
+	if err := os.Remove(e.opts.Dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+		e.Abort()
+		return nil, fmt.Errorf("moving the export into place: %w (is %s still empty?)", err, e.opts.Dir)
+	}
 	if err := os.Rename(e.tmp, e.opts.Dir); err != nil {
 		e.Abort()
 		return nil, fmt.Errorf("moving the export into place: %w (is %s still empty?)", err, e.opts.Dir)
