@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/xmppedge/xmppedge/internal/audit"
@@ -88,13 +89,18 @@ func auditArchive(ctx context.Context, o *archiveOptions, cfgPath, out, keyFile 
 	return 0
 }
 
-// archiveChains lists the chains to read, each as its files in order:
-// the file series, or each node's chain of the stream written to a
-// temporary folder (cleanup removes it).
-func archiveChains(ctx context.Context, t *auditTarget, series bool) ([][]string, func(), error) {
+// chainInput is one chain to read: its files in order, and what the
+// manifest names as its source.
+type chainInput struct {
+	files, source []string
+}
+
+// archiveChains lists the chains to read: the file series, or each node's
+// chain of the stream written to a temporary folder (cleanup removes it).
+func archiveChains(ctx context.Context, t *auditTarget, series bool) ([]chainInput, func(), error) {
 	if !t.stream() {
 		files, err := auditSeries(t.files, series)
-		return [][]string{files}, func() {}, err
+		return []chainInput{{files, files}}, func() {}, err
 	}
 	dir, err := os.MkdirTemp("", "xmppedge-audit-export-")
 	if err != nil {
@@ -105,9 +111,10 @@ func archiveChains(ctx context.Context, t *auditTarget, series bool) ([][]string
 	if err != nil {
 		return nil, cleanup, fmt.Errorf("reading the stream: %w", err)
 	}
-	chains := make([][]string, 0, len(files))
+	chains := make([]chainInput, 0, len(files))
 	for _, f := range files {
-		chains = append(chains, []string{f})
+		node := strings.TrimSuffix(filepath.Base(f), ".jsonl")
+		chains = append(chains, chainInput{[]string{f}, []string{"stream " + jsaudit.DefaultStream + ", node " + node}})
 	}
 	return chains, cleanup, nil
 }
@@ -115,9 +122,10 @@ func archiveChains(ctx context.Context, t *auditTarget, series bool) ([][]string
 // exportChains reads each chain into the export: verified in the same
 // pass, or (noVerify) verified apart and read whole. A broken chain stops
 // the export unless noVerify. It returns the exit code.
-func exportChains(e *archive.Export, chains [][]string, key []byte, noVerify bool, stderr io.Writer) int {
-	for _, files := range chains {
-		e.BeginChain(files)
+func exportChains(e *archive.Export, chains []chainInput, key []byte, noVerify bool, stderr io.Writer) int {
+	for _, c := range chains {
+		files := c.files
+		e.BeginChain(c.source)
 		var res audit.VerifyResult
 		var err error
 		if noVerify {
@@ -157,7 +165,15 @@ func printArchiveSummary(w io.Writer, dir string, m *archive.Manifest) {
 		if !ch.Intact {
 			state = "BROKEN: " + ch.Break
 		}
-		fmt.Fprintf(w, "chain %s: %d records, seq %d to %d, last hash %s, %s\n", filepath.Base(ch.Source[len(ch.Source)-1]), ch.Records, ch.FirstSeq, ch.LastSeq, ch.LastHash, state)
+		fmt.Fprintf(w, "chain %s: %d records, seq %d to %d, last hash %s, %s\n", chainName(ch.Source), ch.Records, ch.FirstSeq, ch.LastSeq, ch.LastHash, state)
 	}
 	fmt.Fprintf(w, "manifest: %s\n", filepath.Join(dir, archive.ManifestName))
+}
+
+// chainName names a chain by its last source, a file's base name.
+func chainName(source []string) string {
+	if len(source) == 0 {
+		return "(none)"
+	}
+	return filepath.Base(source[len(source)-1])
 }

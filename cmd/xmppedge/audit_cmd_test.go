@@ -268,7 +268,8 @@ func TestAuditStreamCommands(t *testing.T) {
 			t.Fatalf("export -format jsonl: exit %d\n%s%s", code, out, errOut)
 		}
 		m := readManifest(t, outDir)
-		if len(m.Chains) != 2 || !m.Chains[0].Intact || !m.Chains[1].Intact || m.Chains[0].Records != 3 || m.Chains[1].Records != 3 {
+		if len(m.Chains) != 2 || !m.Chains[0].Intact || !m.Chains[1].Intact || m.Chains[0].Records != 3 || m.Chains[1].Records != 3 ||
+			m.Chains[0].Source[0] != "stream "+jsaudit.DefaultStream+", node edge1" {
 			t.Fatalf("manifest chains: %+v", m.Chains)
 		}
 	})
