@@ -50,6 +50,15 @@ const auditUsage = `usage:
       DIR/<node>.jsonl, the file log's format, then verify those files as
       verify does; exit 0 only if all are intact. audit verify FILE checks
       one of them again offline.
+  xmppedge audit export -format eml|jsonl [-domain D] [-jid J] [-since T] [-until T]
+                        [-hmac-key-file F] [-series=false] [-no-verify] -o DIR (FILE... | -config FILE)
+      for archivers (docs/export.md): verify the chain while reading it and
+      write the matching records to DIR (new or empty): -format eml, one
+      RFC 5322 message DIR/<node>-<seq>.eml per message kept in full with a
+      body, the other matching records in DIR/records.jsonl; -format jsonl,
+      all of them in DIR/records.jsonl; and DIR/manifest.json with the
+      chain positions and SHA-256 of every file. A broken chain exports
+      nothing (exit 1) unless -no-verify.
 `
 
 // auditConnectBound bounds connecting to the cluster and waiting for
@@ -270,10 +279,18 @@ func auditVerify(ctx context.Context, args []string, stdout, stderr io.Writer) i
 
 func auditExport(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := auditFlags("export", stderr)
-	cfgPath := fs.String("config", "", "the configuration file (audit.backend jetstream)")
-	out := fs.String("o", "", "the folder to write <node>.jsonl into (created; files of the same name replaced)")
+	cfgPath := fs.String("config", "", "the configuration file: its audit log (file or jetstream) and HMAC key")
+	out := fs.String("o", "", "the folder to write into")
 	keyFile := fs.String("hmac-key-file", "", "the HMAC key file, instead of the config's audit.hmac_key_file")
+	ao := archiveFlags(fs)
 	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if ao.format != "" {
+		return auditArchive(ctx, ao, *cfgPath, *out, *keyFile, fs.Args(), stdout, stderr)
+	}
+	if ao.filtered() {
+		fmt.Fprintln(stderr, "xmppedge audit export: the filters need -format eml or -format jsonl")
 		return 2
 	}
 	if *cfgPath == "" || *out == "" || fs.NArg() != 0 {
@@ -286,7 +303,7 @@ func auditExport(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	}
 	defer t.close()
 	if !t.stream() {
-		fmt.Fprintf(stderr, "xmppedge audit export: %s has audit.backend %s: the audit log is already the files at %s (audit verify -config %s checks them)\n",
+		fmt.Fprintf(stderr, "xmppedge audit export: %s has audit.backend %s: the audit log is already the files at %s (audit verify -config %s checks them); for an archiver, add -format eml or -format jsonl\n",
 			*cfgPath, t.cfg.Audit.Backend, t.files[0], *cfgPath)
 		return 2
 	}

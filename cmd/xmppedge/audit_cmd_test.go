@@ -261,6 +261,19 @@ func TestAuditStreamCommands(t *testing.T) {
 		}
 	})
 
+	t.Run("export -format", func(t *testing.T) {
+		outDir := filepath.Join(t.TempDir(), "export")
+		code, out, errOut := runAudit(ctx, "export", "-format", "jsonl", "-domain", "partner.test", "-config", cfgPath, "-o", outDir)
+		if code != 0 || !strings.Contains(out, "0 message(s) and 2 record line(s)") {
+			t.Fatalf("export -format jsonl: exit %d\n%s%s", code, out, errOut)
+		}
+		m := readManifest(t, outDir)
+		if len(m.Chains) != 2 || !m.Chains[0].Intact || !m.Chains[1].Intact || m.Chains[0].Records != 3 || m.Chains[1].Records != 3 ||
+			m.Chains[0].Source[0] != "stream "+jsaudit.DefaultStream+", node edge1" {
+			t.Fatalf("manifest chains: %+v", m.Chains)
+		}
+	})
+
 	t.Run("checkpoint naming no record", func(t *testing.T) {
 		appendRecords(t, ctx, js, "edge2", key, false, &audit.Record{Event: audit.EventCheckpoint,
 			Heads: audit.StringsOf("edge1 2 " + strings.Repeat("0", 64))})

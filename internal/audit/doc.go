@@ -191,7 +191,8 @@
 // # Reading
 //
 // [Verify] checks a series of files in order and names the first break
-// (file, line, seq, reason). [ReadRecords], [LastRecords] and [Follow]
+// (file, line, seq, reason); [VerifyEach] hands each verified record on in
+// the same pass (`xmppedge audit export -format`, internal/audit/archive). [ReadRecords], [LastRecords] and [Follow]
 // decode records for `xmppedge audit query` and `audit tail` (Follow goes
 // on across rotation), [Filter] selects them and [TableWriter] prints a
 // readable table.

@@ -43,10 +43,20 @@ type VerifyResult struct {
 // The error is for files that cannot be read; a broken chain is a result
 // with OK false.
 func Verify(files []string, hmacKey []byte) (VerifyResult, error) {
+	return VerifyEach(files, hmacKey, nil)
+}
+
+// VerifyEach is Verify, and it hands every record that continues the
+// chain to fn (when not nil), decoded, in order, as soon as its line is
+// checked: one pass, so that what fn sees is what was verified even while
+// the log is written. A record at or after the first break is not handed
+// on. fn returning an error stops the reading with that error.
+func VerifyEach(files []string, hmacKey []byte, fn RecordFunc) (VerifyResult, error) {
 	if len(files) == 0 {
 		return VerifyResult{}, errors.New("audit: no files to verify: name the audit file(s), oldest first")
 	}
 	v := newChainVerifier(hmacKey)
+	v.fn = fn
 	for _, name := range files {
 		f, err := os.Open(name)
 		if err != nil {
@@ -55,6 +65,9 @@ func Verify(files []string, hmacKey []byte) (VerifyResult, error) {
 		v.res.Files++
 		broken, err := v.verifyFile(name, f)
 		f.Close()
+		if v.stop != nil {
+			return v.res, v.stop
+		}
 		if err != nil {
 			return v.res, fmt.Errorf("audit: verify: reading %s: %w", name, err)
 		}
@@ -73,6 +86,8 @@ type chainVerifier struct {
 	res     VerifyResult
 	started bool
 	last    [hashHexLen]byte
+	fn      RecordFunc // VerifyEach: receives each verified record
+	stop    error      // what fn returned, or why a verified line did not decode
 }
 
 func newChainVerifier(hmacKey []byte) *chainVerifier {
@@ -101,9 +116,27 @@ func (v *chainVerifier) verifyFile(name string, r io.Reader) (broken bool, err e
 			broken = true
 			return false
 		}
-		return true
+		return v.handOn(line)
 	})
 	return broken, err
+}
+
+// handOn decodes a verified line for VerifyEach's fn; it reports whether
+// reading goes on.
+func (v *chainVerifier) handOn(line []byte) bool {
+	if v.fn == nil {
+		return true
+	}
+	var rec Record
+	if err := json.Unmarshal(line, &rec); err != nil {
+		v.stop = fmt.Errorf("audit: record seq %d verifies but does not decode: %w", v.res.LastSeq, err)
+		return false
+	}
+	if err := v.fn(&rec, line); err != nil {
+		v.stop = err
+		return false
+	}
+	return true
 }
 
 // line checks one complete line (without its newline) against the chain

@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -80,6 +81,7 @@ func TestVerifyDetectsTampering(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			checkVerifyEach(t, path, res)
 			if tc.wantLine == 0 {
 				if !res.OK || res.FirstPrev == "" || res.FirstSeq != 2 {
 					t.Errorf("want intact but visibly mid-chain (FirstSeq 2, FirstPrev set): %+v", res)
@@ -115,5 +117,54 @@ func unwrapAll(err error) error {
 			return err
 		}
 		err = u.Unwrap()
+	}
+}
+
+// checkVerifyEach holds VerifyEach to Verify's result: the same result,
+// and exactly the records verified before the break handed on, in order.
+func checkVerifyEach(t *testing.T, path string, want VerifyResult) {
+	t.Helper()
+	var seqs []uint64
+	res, err := VerifyEach([]string{path}, nil, func(r *Record, line []byte) error {
+		if !strings.HasSuffix(string(line), `"hash":"`+r.Hash+`"}`) {
+			t.Errorf("seq %d: the line handed on is not the record's: %s", r.Seq, line)
+		}
+		seqs = append(seqs, r.Seq)
+		return nil
+	})
+	if err != nil || res != want {
+		t.Fatalf("VerifyEach = %+v, %v; Verify = %+v", res, err, want)
+	}
+	if uint64(len(seqs)) != want.Records {
+		t.Fatalf("VerifyEach handed on %d records, %d verified", len(seqs), want.Records)
+	}
+	for i, seq := range seqs {
+		if seq != want.FirstSeq+uint64(i) {
+			t.Fatalf("record %d handed on has seq %d, want %d", i, seq, want.FirstSeq+uint64(i))
+		}
+	}
+}
+
+// VerifyEach stops with the error its function returns.
+func TestVerifyEachStops(t *testing.T) {
+	cfg, _ := testConfig(t)
+	l := openLog(t, cfg)
+	for i := range 3 {
+		if _, err := l.Append(stanzaRecord(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	closeLog(t, l)
+	stop := errors.New("archive full")
+	n := 0
+	_, err := VerifyEach([]string{cfg.Path}, nil, func(*Record, []byte) error {
+		n++
+		if n == 2 {
+			return stop
+		}
+		return nil
+	})
+	if !errors.Is(err, stop) || n != 2 {
+		t.Fatalf("VerifyEach: %v after %d records, want %v after 2", err, n, stop)
 	}
 }
