@@ -1,6 +1,10 @@
 package policy
 
-import "testing"
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+)
 
 // TestDecideThroughCache: a cacheable decision is answered from the cache
 // once stored; a failed evaluation is not stored; an uncacheable one is
@@ -61,4 +65,60 @@ func TestDecideThroughCache(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestDecisionCacheKeepsKeysInUse: a few keys in steady use interleaved
+// with a stream of one-off keys many times the cache's size. The keys in
+// use stay cached (a full generation moves on, it does not empty the
+// cache), and the cache never holds more entries than its size.
+func TestDecisionCacheKeepsKeysInUse(t *testing.T) {
+	const size, hot, rounds = 1600, 100, 200
+	cache := newDecisionCache[int](size)
+	hotKey := func(i int) []byte { return []byte(fmt.Sprintf("user%d@company.test partner.test", i)) }
+	for i := range hot {
+		cache.put(hotKey(i), i)
+	}
+	misses, cold := 0, 0
+	for range rounds {
+		for i := range hot {
+			if d, ok := cache.get(hotKey(i)); !ok || d != i {
+				misses++
+				cache.put(hotKey(i), i)
+			}
+			cache.put([]byte(fmt.Sprintf("one-off %d", cold)), -1)
+			cold++
+			if n := cache.len(); n > size {
+				t.Fatalf("the cache holds %d entries, more than its size %d", n, size)
+			}
+		}
+	}
+	if misses != 0 {
+		t.Errorf("%d of %d lookups of keys in use missed, with %d one-off keys (%d× the cache size) passing through",
+			misses, hot*rounds, cold, cold/size)
+	}
+}
+
+// BenchmarkDecisionCacheZipf: 1,000,000 distinct keys (10,000 users × 100
+// partner contacts) looked up with a Zipf distribution (a few pairs
+// talk a lot) through a cache of the default size: the hit rate.
+func BenchmarkDecisionCacheZipf(b *testing.B) {
+	const users, contacts = 10_000, 100
+	keys := make([][]byte, users*contacts)
+	for i := range keys {
+		keys[i] = []byte(fmt.Sprintf("user%d@company.test contact%d@partner%d.test", i/contacts, i%contacts, i%97))
+	}
+	cache := newDecisionCache[bool](DefaultCacheSize)
+	z := rand.NewZipf(rand.New(rand.NewPCG(1, 2)), 1.1, 1, uint64(len(keys)-1))
+	hits := 0
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		k := keys[z.Uint64()]
+		if _, ok := cache.get(k); ok {
+			hits++
+			continue
+		}
+		cache.put(k, true)
+	}
+	b.ReportMetric(float64(hits)/float64(b.N), "hit-rate")
 }

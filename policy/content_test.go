@@ -368,8 +368,10 @@ func programs(e *Engine) []*contentProgram {
 	var out []*contentProgram
 	for i := range c.shards {
 		c.shards[i].mu.RLock()
-		for _, p := range c.shards[i].m {
-			out = append(out, p)
+		for _, m := range []map[string]*contentProgram{c.shards[i].cur, c.shards[i].old} {
+			for _, p := range m {
+				out = append(out, p)
+			}
 		}
 		c.shards[i].mu.RUnlock()
 	}
