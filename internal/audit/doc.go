@@ -90,7 +90,7 @@
 //	seq             number  1, 2, 3 …: strictly increasing by 1 along the chain, across files and restarts
 //	time            string  when Append ran: RFC 3339 UTC with exactly nine fractional digits, 2026-03-15T10:20:30.123456789Z
 //	node            string  the node that wrote it (Config.Node, default the host name)
-//	event           string  session.open | session.auth | session.close | stanza | admin | log.recovered | log.resumed | audit.checkpoint
+//	event           string  session.open | session.auth | session.close | stanza | admin | log.recovered | log.resumed | audit.checkpoint | audit.anchor
 //	session         string  session id (omitted when empty, like all below)
 //	leg             string  inside | outside
 //	direction       string  inbound (partner → company) | outbound (company → partner)
@@ -141,6 +141,9 @@
 //	dropped_sha256  string  log.recovered: hex SHA-256 of those bytes
 //	heads           array   audit.checkpoint: every node's chain head in the replicated log,
 //	                        strings "<node> <seq> <hash>", e.g. ["edge-1 812 9f3c…","edge-2 77 01ab…"]
+//	anchor_seq      number  audit.anchor: the seq of the first record kept by retention
+//	anchor_prev     string  audit.anchor: that record's prev, the hash of the last record deleted
+//	deleted_files   array   audit.anchor: the base names of the files deleted, oldest first
 //	prev            string  the previous record's hash (64 hex digits); "" only for the first record of a chain
 //	hash            string  this record's hash (64 hex digits); always the last member
 //
