@@ -186,10 +186,26 @@
 // duplicating or reordering records breaks seq and prev. Without a key,
 // someone who can write the files can rebuild a consistent chain after an
 // edit (tamper evidence against accidents and casual edits only), and can
-// cut records off the end or remove whole leading files unnoticed unless
-// the last hash (printed by `xmppedge audit verify`) was kept elsewhere.
+// cut records off the end unnoticed unless the last hash (printed by
+// `xmppedge audit verify`) was kept elsewhere; leading files removed
+// without a retention anchor are caught by verifying the whole series
+// (see Retention).
 // With an HMAC key (audit.hmac_key_file, read by [LoadHMACKey]) only a
 // holder of the key can make a chain that verifies.
+//
+// # Retention
+//
+// [Log.ApplyRetention] deletes the oldest rotated files whose records are
+// all older than Retention.MaxAge and that no [LegalHold] matches, oldest
+// first and without holes (the first file that must stay keeps every newer
+// one), as [PlanRetention] decides. It first verifies the files to delete,
+// then appends an audit.anchor record naming the first record kept
+// (anchor_seq, anchor_prev) and the files (deleted_files), waits until it
+// is durable, and only then deletes. [VerifyResult.RequireAnchoredStart]
+// turns a series that starts mid-chain into a break unless such an anchor
+// in it names its start: files removed by anything else are caught (with
+// an HMAC key; without one, whoever can write the files can forge the
+// anchor too).
 //
 // # Reading
 //
