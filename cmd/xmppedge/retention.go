@@ -174,7 +174,7 @@ func printRetentionPlan(w io.Writer, plan audit.RetentionPlan, r audit.Retention
 		verb = "would delete"
 	}
 	if r.MaxAge > 0 {
-		fmt.Fprintf(w, "retention %s: records before %s are expired; %d legal hold(s)\n", r.MaxAge, plan.Cutoff.UTC().Format(time.RFC3339), len(r.Holds))
+		fmt.Fprintf(w, "retention %s: records before %s are expired; %d legal hold(s)\n", audit.FormatRetention(r.MaxAge), plan.Cutoff.UTC().Format(time.RFC3339), len(r.Holds))
 	}
 	for _, f := range plan.Files {
 		action := "keep  "

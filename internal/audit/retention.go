@@ -219,7 +219,7 @@ func (p *RetentionPlan) anchorRecord(r Retention) *Record {
 		names[i] = filepath.Base(f.Path)
 	}
 	reason := fmt.Sprintf("retention %s: %d file(s) deleted, every record before the cutoff %s; the chain goes on at seq %d",
-		formatRetention(r.MaxAge), len(del), p.Cutoff.UTC().Format(time.RFC3339), p.AnchorSeq)
+		FormatRetention(r.MaxAge), len(del), p.Cutoff.UTC().Format(time.RFC3339), p.AnchorSeq)
 	for _, f := range p.Files[len(del):] {
 		if f.Hold != "" {
 			reason += fmt.Sprintf("; %s kept: %s", filepath.Base(f.Path), f.Why)
@@ -229,8 +229,9 @@ func (p *RetentionPlan) anchorRecord(r Retention) *Record {
 	return &Record{Event: EventAnchor, Reason: reason, AnchorSeq: p.AnchorSeq, AnchorPrev: p.AnchorPrev, DeletedFiles: StringsOf(names...)}
 }
 
-// formatRetention writes whole days as "2555d", else as time.Duration.
-func formatRetention(d time.Duration) string {
+// FormatRetention writes a retention of whole days as "2555d", else as
+// time.Duration does.
+func FormatRetention(d time.Duration) string {
 	const day = 24 * time.Hour
 	if d >= day && d%day == 0 {
 		return fmt.Sprintf("%dd", d/day)
