@@ -29,7 +29,9 @@ const auditUsage = `usage:
   xmppedge audit verify -config FILE [-hmac-key-file F]
       check the hash chain over FILE... (oldest first); exit 0 only if intact.
       One current FILE stands for its whole series: the rotated files
-      FILE.<time>.<seq> beside it, oldest first, then FILE (-series=false: FILE only).
+      FILE.<time>.<seq> beside it, oldest first, then FILE (-series=false: FILE only);
+      a series that starts mid-chain must have an audit.anchor record (retention)
+      naming its start, else files were removed: a break.
       With -config: the configured audit log and HMAC key; with audit.backend
       jetstream, every node's chain in the cluster's stream, and the heads
       every checkpoint names, each a record of its chain with that hash.
@@ -59,6 +61,12 @@ const auditUsage = `usage:
       all of them in DIR/records.jsonl; and DIR/manifest.json with the
       chain positions and SHA-256 of every file. A broken chain exports
       nothing (exit 1) unless -no-verify.
+  xmppedge audit retain -config FILE [-dry-run]
+      (file backend) delete the oldest rotated files whose records are all
+      older than audit.retention and that no audit.legal_holds entry matches,
+      after an audit.anchor record naming where the chain goes on; -dry-run
+      prints what would go and what stays, and why. A running gateway does
+      this itself at start, hourly and after each rotation.
 `
 
 // auditConnectBound bounds connecting to the cluster and waiting for
@@ -88,6 +96,8 @@ func auditCommandContext(ctx context.Context, args []string, stdout, stderr io.W
 		return auditQuery(ctx, args[1:], stdout, stderr)
 	case "export":
 		return auditExport(ctx, args[1:], stdout, stderr)
+	case "retain":
+		return auditRetain(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, auditUsage)
 		return 0
@@ -257,9 +267,15 @@ func auditVerify(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		fmt.Fprintf(stderr, "xmppedge audit verify: %v\n", err)
 		return 1
 	}
+	if *series && len(t.files) == 1 {
+		res.RequireAnchoredStart() // the whole series: nothing may be missing at its start
+	}
 	if !res.OK {
 		fmt.Fprintf(stdout, "chain broken at %s line %d (seq %d): %s\n", res.File, res.Line, res.Seq, res.Reason)
 		fmt.Fprintf(stdout, "%d records verified before the break\n", res.Records)
+		if res.Line == 1 && res.StartAnchor == nil && strings.Contains(res.Reason, audit.EventAnchor) {
+			fmt.Fprintln(stdout, "to check only the files given, without their predecessors, use -series=false")
+		}
 		return 1
 	}
 	if res.Records == 0 {
@@ -268,7 +284,11 @@ func auditVerify(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	}
 	fmt.Fprintf(stdout, "%d records, chain intact (%d file(s), seq %d to %d, last hash %s)\n",
 		res.Records, res.Files, res.FirstSeq, res.LastSeq, res.LastHash)
-	if res.FirstPrev != "" {
+	switch a := res.StartAnchor; {
+	case a != nil:
+		fmt.Fprintf(stdout, "chain starts at seq %d, anchored by record %d (%s): %d file(s) deleted by retention on %s: %s\n",
+			res.FirstSeq, a.Seq, a.Event, a.DeletedFiles.Len(), a.Time.Format(time.DateOnly), a.Reason)
+	case res.FirstPrev != "":
 		fmt.Fprintf(stdout, "note: the first record (seq %d) continues an earlier chain (prev %s): earlier files were not given\n", res.FirstSeq, res.FirstPrev)
 	}
 	if res.Recoveries > 0 {

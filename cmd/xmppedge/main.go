@@ -3,7 +3,7 @@
 //	xmppedge run   -config FILE   run the gateway
 //	xmppedge check -config FILE   validate a config file and what it points at: every error with its field; exit 1 on any
 //	xmppedge policy test|eval     run the Rego tests, or evaluate a sample input
-//	xmppedge audit verify|tail|query|export  check the audit chain, read or export the audit log
+//	xmppedge audit verify|tail|query|export|retain  check the audit chain, read, export or apply retention to the audit log
 //	xmppedge probe DOMAIN         diagnose federation with a domain
 //	xmppedge version              print the version
 //
@@ -49,6 +49,7 @@ func usage(w io.Writer) {
   xmppedge audit verify FILE... | -config FILE            check the audit hash chain(s) (and checkpoints)
   xmppedge audit tail|query ... FILE... | -config FILE    read the audit log (file or cluster stream)
   xmppedge audit export -config FILE -o DIR               write the cluster's audit stream as verifiable files
+  xmppedge audit retain -config FILE [-dry-run]           delete expired audit files (audit.retention, audit.legal_holds)
   xmppedge probe [-config FILE] [-json] DOMAIN            diagnose federation with DOMAIN
   xmppedge version              print the version
 `)
@@ -173,7 +174,7 @@ func newPolicyEngine(ctx context.Context, cfg *config.Config, log *slog.Logger) 
 // openAudit opens the audit log the config names, keyed with hmacKey
 // (audit.hmac_key_file, loaded by prepare) when set: the file log, or with
 // audit.backend jetstream this node's chain in the cluster's stream.
-func openAudit(ctx context.Context, cfg *config.Config, hmacKey []byte, log *slog.Logger, node *cluster.Node, m *metrics.Metrics) (audit.Sink, error) {
+func openAudit(ctx context.Context, cfg *config.Config, hmacKey []byte, log *slog.Logger, node *cluster.Node, m *metrics.Metrics, rotated func(string)) (audit.Sink, error) {
 	if cfg.Audit.Backend == config.AuditBackendJetStream {
 		ctx, cancel := context.WithTimeout(ctx, clusterStartBound)
 		defer cancel()
@@ -192,15 +193,8 @@ func openAudit(ctx context.Context, cfg *config.Config, hmacKey []byte, log *slo
 		}
 		return s, nil
 	}
-	ac := audit.Config{
-		Path:       cfg.ResolvePath(cfg.Audit.Path),
-		Durability: cfg.Audit.Durability,
-		RotateSize: int64(cfg.Audit.Rotate.Size),
-		RotateAge:  time.Duration(cfg.Audit.Rotate.Age),
-		HMACKey:    hmacKey,
-		Node:       cfg.Audit.Node,
-		Logger:     log,
-	}
+	ac := fileAuditConfig(cfg, hmacKey, log)
+	ac.Rotated = rotated
 	l, err := audit.Open(ac)
 	if err != nil {
 		return nil, fmt.Errorf("audit.path: %w", err)

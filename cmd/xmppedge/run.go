@@ -255,10 +255,16 @@ func run(ctx context.Context, cfg *config.Config, path string, stdout, stderr io
 		defer n.acme.Close()
 	}
 	n.eng, n.adminAuth = st.eng, st.adminAuth
-	if n.alog, err = openAudit(ctx, cfg, st.hmacKey, log, n.cluster, n.m); err != nil {
+	retain := newRetentionRunner(cfg, log, n.m)
+	if n.alog, err = openAudit(ctx, cfg, st.hmacKey, log, n.cluster, n.m, retain.rotated); err != nil {
 		return fail(err)
 	}
 	defer n.alog.Close()
+	if l, ok := n.alog.(*audit.Log); ok && cfg.Audit.Retention > 0 {
+		rctx, stopRetention := context.WithCancel(ctx)
+		go retain.run(rctx, l)
+		defer func() { stopRetention(); <-retain.done }()
+	}
 	opt.DialbackSecret = st.secret
 	opt.Policy = n.eng
 	opt.Audit = n.alog

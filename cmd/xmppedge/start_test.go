@@ -520,7 +520,7 @@ func TestMetricsListener(t *testing.T) {
 	if st.metricsTLS == nil || st.adminAuth == nil {
 		t.Fatal("prepare gave no TLS configuration or no authentication")
 	}
-	alog, err := openAudit(context.Background(), cfg, nil, discardLogger(), nil, nil)
+	alog, err := openAudit(context.Background(), cfg, nil, discardLogger(), nil, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -90,7 +90,7 @@
 //	seq             number  1, 2, 3 …: strictly increasing by 1 along the chain, across files and restarts
 //	time            string  when Append ran: RFC 3339 UTC with exactly nine fractional digits, 2026-03-15T10:20:30.123456789Z
 //	node            string  the node that wrote it (Config.Node, default the host name)
-//	event           string  session.open | session.auth | session.close | stanza | admin | log.recovered | log.resumed | audit.checkpoint
+//	event           string  session.open | session.auth | session.close | stanza | admin | log.recovered | log.resumed | audit.checkpoint | audit.anchor
 //	session         string  session id (omitted when empty, like all below)
 //	leg             string  inside | outside
 //	direction       string  inbound (partner → company) | outbound (company → partner)
@@ -141,6 +141,9 @@
 //	dropped_sha256  string  log.recovered: hex SHA-256 of those bytes
 //	heads           array   audit.checkpoint: every node's chain head in the replicated log,
 //	                        strings "<node> <seq> <hash>", e.g. ["edge-1 812 9f3c…","edge-2 77 01ab…"]
+//	anchor_seq      number  audit.anchor: the seq of the first record kept by retention
+//	anchor_prev     string  audit.anchor: that record's prev, the hash of the last record deleted
+//	deleted_files   array   audit.anchor: the base names of the files deleted, oldest first
 //	prev            string  the previous record's hash (64 hex digits); "" only for the first record of a chain
 //	hash            string  this record's hash (64 hex digits); always the last member
 //
@@ -183,10 +186,26 @@
 // duplicating or reordering records breaks seq and prev. Without a key,
 // someone who can write the files can rebuild a consistent chain after an
 // edit (tamper evidence against accidents and casual edits only), and can
-// cut records off the end or remove whole leading files unnoticed unless
-// the last hash (printed by `xmppedge audit verify`) was kept elsewhere.
+// cut records off the end unnoticed unless the last hash (printed by
+// `xmppedge audit verify`) was kept elsewhere; leading files removed
+// without a retention anchor are caught by verifying the whole series
+// (see Retention).
 // With an HMAC key (audit.hmac_key_file, read by [LoadHMACKey]) only a
 // holder of the key can make a chain that verifies.
+//
+// # Retention
+//
+// [Log.ApplyRetention] deletes the oldest rotated files whose records are
+// all older than Retention.MaxAge and that no [LegalHold] matches, oldest
+// first and without holes (the first file that must stay keeps every newer
+// one), as [PlanRetention] decides. It first verifies the files to delete,
+// then appends an audit.anchor record naming the first record kept
+// (anchor_seq, anchor_prev) and the files (deleted_files), waits until it
+// is durable, and only then deletes. [VerifyResult.RequireAnchoredStart]
+// turns a series that starts mid-chain into a break unless such an anchor
+// in it names its start: files removed by anything else are caught (with
+// an HMAC key; without one, whoever can write the files can forge the
+// anchor too).
 //
 // # Reading
 //

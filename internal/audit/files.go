@@ -49,6 +49,17 @@ func parseRotatedName(current, base string) (uint64, bool) {
 	return seq, true
 }
 
+// parseRotatedTime returns the rotation time encoded in a rotated file's
+// base name, if base is a rotated name of the current file named current.
+func parseRotatedTime(current, base string) (time.Time, bool) {
+	if _, ok := parseRotatedName(current, base); !ok {
+		return time.Time{}, false
+	}
+	ts, _, _ := strings.Cut(strings.TrimPrefix(base, current+"."), ".")
+	t, err := time.Parse(rotatedTimeLayout, ts)
+	return t, err == nil
+}
+
 // RotatedFiles lists the rotated files of the current file at path,
 // oldest first (ordered by the first seq in their names, not by time,
 // which a clock step could disorder). Files that do not match the naming

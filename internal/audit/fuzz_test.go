@@ -42,6 +42,7 @@ func FuzzVerify(f *testing.F) {
 		&Record{Time: base, Node: "n", Event: EventSessionOpen, RemoteDomain: "y", Size: 7},
 		&Record{Time: base, Node: "n", Event: EventLogRecovered, DroppedOffset: 10, DroppedBytes: 3, DroppedSHA256: "ab"},
 		&Record{Time: base, Node: "n", Event: EventCheckpoint, Heads: StringsOf("n 3 ab", "m 1 cd")},
+		&Record{Time: base, Node: "n", Event: EventAnchor, AnchorSeq: 1, AnchorPrev: strings.Repeat("c", 64), DeletedFiles: StringsOf("a.1", "a.2")},
 	)
 	f.Add(good)
 	f.Add(good[:len(good)-5])

@@ -74,6 +74,10 @@ type Config struct {
 	Node string
 	// Logger receives the log's own reports; default: discarded.
 	Logger *slog.Logger
+	// Rotated, when set, is called by the writer after each rotation with
+	// the rotated file's name (e.g. to run retention). It must not block
+	// nor append to the log.
+	Rotated func(rotated string)
 
 	hooks *testHooks // tests only
 }
@@ -145,6 +149,9 @@ type Log struct {
 	openFile      func(path string) (auditFile, error)
 
 	bodyBufs sync.Pool // *[]byte scratch for appendBody
+
+	// retentionMu makes retention runs (ApplyRetention) one at a time.
+	retentionMu sync.Mutex
 
 	// mu guards the chain head and the pending batch.
 	mu           sync.Mutex

@@ -32,6 +32,13 @@ const (
 	// (internal/audit/jsaudit) on its node's chain: Heads lists every
 	// node's chain head as the stream held it.
 	EventCheckpoint = "audit.checkpoint"
+	// EventAnchor is written by retention (Log.ApplyRetention) before it
+	// deletes the oldest rotated files: AnchorSeq and AnchorPrev name the
+	// first record kept and its prev (the hash of the last record
+	// deleted), DeletedFiles the files, Reason the retention and the holds.
+	// It is a link of the chain (HMAC-keyed when the log is), so Verify
+	// accepts a series that starts where an anchor says and no other.
+	EventAnchor = "audit.anchor"
 )
 
 // Decisions a record carries.
@@ -114,6 +121,13 @@ type Record struct {
 	// "<node> <seq> <hash>", in node order.
 	Heads Strings `json:"heads,omitempty"`
 
+	// Set on audit.anchor: the seq of the first record kept, its prev
+	// (the hash of the last record deleted) and the base names of the
+	// files deleted, oldest first.
+	AnchorSeq    uint64  `json:"anchor_seq,omitempty"`
+	AnchorPrev   string  `json:"anchor_prev,omitempty"`
+	DeletedFiles Strings `json:"deleted_files,omitempty"`
+
 	Prev string `json:"prev"` // set by Log.Append: the previous record's hash; "" starts a chain
 	Hash string `json:"hash"` // set by Log.Append
 }
@@ -123,7 +137,7 @@ type Record struct {
 const timeLayout = "2006-01-02T15:04:05.000000000Z07:00"
 
 // appendBody appends the members between time and prev — from node to
-// dropped_sha256 — each with its leading comma. Members added to the
+// deleted_files — each with its leading comma. Members added to the
 // schema go in their place here; records written before they existed stay
 // valid, since the chain hashes each line's own bytes.
 func appendBody(b []byte, r *Record) []byte {
@@ -174,6 +188,12 @@ func appendBody(b []byte, r *Record) []byte {
 	}
 	b = appendMember(b, `,"dropped_sha256":`, r.DroppedSHA256, false)
 	b = appendStrings(b, `,"heads":`, r.Heads)
+	if r.AnchorSeq != 0 {
+		b = append(b, `,"anchor_seq":`...)
+		b = strconv.AppendUint(b, r.AnchorSeq, 10)
+	}
+	b = appendMember(b, `,"anchor_prev":`, r.AnchorPrev, false)
+	b = appendStrings(b, `,"deleted_files":`, r.DeletedFiles)
 	return b
 }
 

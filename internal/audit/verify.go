@@ -29,6 +29,60 @@ type VerifyResult struct {
 	// line (crash) was cut off and the chain continued from the last
 	// complete record.
 	Recoveries uint64
+	// FirstFile is the file of the first record.
+	FirstFile string
+	// Anchors counts audit.anchor records (retention runs). StartAnchor
+	// is the one that names the start of a series that starts mid-chain
+	// (nil when none does, or the series starts a chain): see
+	// RequireAnchoredStart.
+	Anchors     int
+	StartAnchor *Record
+
+	// fileStarts are the seq and prev of each file's first record: a
+	// retention anchor names one of them.
+	fileStarts []chainPoint
+}
+
+// chainPoint is a record's place in the chain: its seq and prev.
+type chainPoint struct {
+	seq  uint64
+	prev string
+}
+
+// RequireAnchoredStart makes a verified series that starts mid-chain (its
+// first record's prev is not "") a break unless an audit.anchor record in
+// it names where it starts: the seq and prev of the first record of one
+// of its files, at or after its first record (a retention run deleted the
+// files before; a run cut short may have left some of them). Without that
+// anchor, files were deleted or moved without retention — an attacker
+// removing old records, or not every file was given.
+func (r *VerifyResult) RequireAnchoredStart() {
+	if !r.OK || r.FirstPrev == "" {
+		return
+	}
+	if r.StartAnchor != nil {
+		return
+	}
+	r.OK = false
+	r.File, r.Line, r.Seq = r.FirstFile, 1, r.FirstSeq
+	r.Reason = fmt.Sprintf("the series starts mid-chain (seq %d continues a record not in these files) and no %s record names that start: "+
+		"files were deleted or moved without a retention anchor (old records removed?), or not every file of the series was given", r.FirstSeq, EventAnchor)
+}
+
+// noteAnchor decodes an audit.anchor line and keeps it as the start
+// anchor when it names a file start at or after the first record.
+func (v *chainVerifier) noteAnchor(line []byte) {
+	var rec Record
+	if json.Unmarshal(line, &rec) != nil || rec.Event != EventAnchor {
+		return
+	}
+	v.res.Anchors++
+	for _, s := range v.res.fileStarts {
+		if s.seq == rec.AnchorSeq && s.prev == rec.AnchorPrev {
+			v.res.StartAnchor = &rec
+			return
+		}
+	}
 }
 
 // Verify checks the hash chain over files, in order (the rotated files
@@ -63,6 +117,7 @@ func VerifyEach(files []string, hmacKey []byte, fn RecordFunc) (VerifyResult, er
 			return v.res, fmt.Errorf("audit: verify: %w", err)
 		}
 		v.res.Files++
+		v.fileStart, v.name = true, name
 		broken, err := v.verifyFile(name, f)
 		f.Close()
 		if v.stop != nil {
@@ -88,6 +143,9 @@ type chainVerifier struct {
 	last    [hashHexLen]byte
 	fn      RecordFunc // VerifyEach: receives each verified record
 	stop    error      // what fn returned, or why a verified line did not decode
+	// fileStart is true until the first record of the current file.
+	fileStart bool
+	name      string // the current file
 }
 
 func newChainVerifier(hmacKey []byte) *chainVerifier {
@@ -179,6 +237,11 @@ func (v *chainVerifier) line(line []byte) string {
 		v.started = true
 		v.res.FirstSeq = p.seq
 		v.res.FirstPrev = string(p.prev)
+		v.res.FirstFile = v.name
+	}
+	if v.fileStart {
+		v.fileStart = false
+		v.res.fileStarts = append(v.res.fileStarts, chainPoint{p.seq, string(p.prev)})
 	}
 	copy(v.last[:], p.hash)
 	v.res.LastSeq = p.seq
@@ -186,6 +249,9 @@ func (v *chainVerifier) line(line []byte) string {
 	v.res.Records++
 	if bytes.Contains(p.body, []byte(`,"event":"`+EventLogRecovered+`"`)) {
 		v.res.Recoveries++
+	}
+	if bytes.Contains(p.body, []byte(`,"event":"`+EventAnchor+`"`)) {
+		v.noteAnchor(line)
 	}
 	return ""
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -132,7 +133,7 @@ func checkVerifyEach(t *testing.T, path string, want VerifyResult) {
 		seqs = append(seqs, r.Seq)
 		return nil
 	})
-	if err != nil || res != want {
+	if err != nil || !reflect.DeepEqual(res, want) {
 		t.Fatalf("VerifyEach = %+v, %v; Verify = %+v", res, err, want)
 	}
 	if uint64(len(seqs)) != want.Records {

@@ -307,4 +307,7 @@ func (l *Log) rotateIfDue(now time.Time) {
 		l.log.Warn("audit: cannot fsync the audit folder after rotating", "dir", dir, "err", err)
 	}
 	l.log.Info("audit: rotated the audit file", "rotated", name)
+	if l.cfg.Rotated != nil {
+		l.cfg.Rotated(name)
+	}
 }

@@ -8,7 +8,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/xmppedge/xmppedge/internal/cluster"
 )
@@ -107,12 +106,7 @@ func (c *Config) validateCluster(v *validator) {
 	case c.Audit.Backend == AuditBackendJetStream && c.Cluster == nil:
 		v.add("audit.backend", "jetstream needs a cluster: configure the cluster section (cluster.node, cluster.nats), or use backend: file")
 	}
-	switch {
-	case c.Audit.Retention < 0:
-		v.add("audit.retention", "%v is negative: give a duration like 2160h, or leave it out to keep every record", time.Duration(c.Audit.Retention))
-	case c.Audit.Retention > 0 && c.Audit.Backend != AuditBackendJetStream:
-		v.add("audit.retention", "applies to the jetstream backend only: the file backend keeps its files (rotate them with audit.rotate and archive them)")
-	}
+	c.validateRetention(v)
 	cl := c.Cluster
 	if cl == nil {
 		return

@@ -223,7 +223,7 @@ func TestWrongTypes(t *testing.T) {
 		{"outside.require_tls", `line 7: must be true or false, not "sometimes"`},
 		{"limits.max_stanza_size", `line 11: must be a whole number, not "big"`},
 		{"limits.connect_timeout", `line 12: 10 has no unit: write a duration with a unit, like "10s" or "10m"`},
-		{"limits.idle_timeout", `line 13: "ten minutes" is not a duration: write it like "10s", "1m30s" or "10m" (units: ms, s, m, h)`},
+		{"limits.idle_timeout", `line 13: "ten minutes" is not a duration: write it like "10s", "1m30s", "10m" or "2555d" (units: ms, s, m, h, d)`},
 	}
 	if !reflect.DeepEqual(fe, want) {
 		t.Errorf("got\n%v\nwant\n%v", fe, want)
@@ -355,6 +355,11 @@ func TestDurationYAML(t *testing.T) {
 		{"1m30s", 90 * time.Second, ""},
 		{`"2500ms"`, 2500 * time.Millisecond, ""},
 		{"2h", 2 * time.Hour, ""},
+		{"7d", 7 * 24 * time.Hour, ""},
+		{"1d12h", 36 * time.Hour, ""},
+		{"1d-1h", 0, `"1d-1h" is not a duration`},
+		{"d", 0, `"d" is not a duration`},
+		{"106752d", 0, `"106752d" is not a duration`},
 		{"10", 0, `10 has no unit`},
 		{`"10"`, 0, `10 has no unit`},
 		{"1.5", 0, `1.5 has no unit`},

@@ -70,10 +70,15 @@ type AuditConfig struct {
 	// Node names this node in every record (default: cluster.node in a
 	// cluster, else the host name); in a cluster it must equal cluster.node.
 	Node string `yaml:"node"`
-	// Retention, with the jetstream backend, drops records older than
-	// this from the stream (e.g. 2160h; 0, the default: keep them all).
-	// The file backend keeps its files: rotate and archive them.
+	// Retention drops records older than this (e.g. 2555d; 0, the
+	// default: keep them all). The file backend deletes whole rotated
+	// files, oldest first, whose records are all older, unless a legal
+	// hold matches one (docs/retention.md); the jetstream backend makes it
+	// the stream's max age.
 	Retention Duration `yaml:"retention"`
+	// LegalHolds keep the rotated files holding records they match (file
+	// backend only).
+	LegalHolds []LegalHoldConfig `yaml:"legal_holds"`
 }
 
 // RotateConfig bounds one audit file.

@@ -53,6 +53,7 @@ type Metrics struct {
 	auditRecordSeconds prometheus.Histogram
 	auditFsyncSeconds  prometheus.Histogram
 	auditPublish       prometheus.Histogram
+	auditRetention     prometheus.Counter
 	reloadClosed       prometheus.Counter
 
 	certExpiry *prometheus.GaugeVec
@@ -185,6 +186,8 @@ func (m *Metrics) registerOperationMetrics(r registrar) {
 		"Time to append one audit record, including the wait for its group commit in sync durability.", auditBuckets)
 	m.auditFsyncSeconds = r.histogram("audit_fsync_seconds", "Latency of the audit log's fsync calls.", auditBuckets)
 	m.auditPublish = r.histogram("audit_stream_publish_seconds", "Time from publishing a batch of audit records to the replicated stream (audit.backend jetstream) to its acknowledgement by a quorum.", auditBuckets)
+	m.auditRetention = r.counter("audit_retention_deleted_files_total",
+		"Rotated audit files deleted by retention (audit.retention), each after an audit.anchor record.")
 	m.reloadClosed = r.counter("reload_closed_sessions_total",
 		"Sessions closed because a reloaded configuration or policy no longer allowed them.")
 	m.certExpiry = r.gaugeVec("certificate_expiry_timestamp_seconds",
@@ -367,6 +370,14 @@ func (m *Metrics) AuditStreamPublish(d time.Duration) {
 		return
 	}
 	m.auditPublish.Observe(d.Seconds())
+}
+
+// AuditRetentionDeleted counts n audit files deleted by retention.
+func (m *Metrics) AuditRetentionDeleted(n int) {
+	if m == nil {
+		return
+	}
+	m.auditRetention.Add(float64(n))
 }
 
 // AuditFsync records the latency of one fsync of the audit log.
