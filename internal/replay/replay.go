@@ -167,7 +167,7 @@ func (r *Replayer) add(rec *audit.Record, from, to string, allow bool, reason st
 	}
 	g.count(outcome, r.examples, Example{
 		Seq: rec.Seq, Time: rec.Time, Event: rec.Event, From: from, To: to,
-		Old: rec.Decision, New: newDecision, Reason: reason,
+		Old: rec.Decision, New: newDecision, Reason: reason, RecordedReason: rec.Reason,
 	})
 }
 
@@ -189,4 +189,6 @@ type Example struct {
 	Old    string    `json:"old"`    // the recorded decision: allow | deny | would-deny
 	New    string    `json:"new"`    // the candidate's: allow | deny
 	Reason string    `json:"reason"` // the candidate's reason
+	// RecordedReason is the recorded decision's reason.
+	RecordedReason string `json:"recorded_reason,omitempty"`
 }

@@ -120,8 +120,12 @@ func writeExamples(w io.Writer, o Outcome, g *Group) {
 	}
 	fmt.Fprintf(w, "\n%s, %s %s:\n", strings.ReplaceAll(string(o), "_", " "), g.Partner, g.Direction)
 	for _, e := range exs {
+		reason := e.Reason
+		if reason == "" && e.RecordedReason != "" {
+			reason = "(recorded: " + e.RecordedReason + ")"
+		}
 		fmt.Fprintf(w, "  seq %d  %s  %s  %s -> %s  %s -> %s  %s\n", e.Seq, e.Time.UTC().Format(time.RFC3339), e.Event,
-			e.From, e.To, e.Old, e.New, e.Reason)
+			e.From, e.To, e.Old, e.New, reason)
 	}
 }
 
