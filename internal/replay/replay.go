@@ -126,8 +126,8 @@ func (r *Replayer) replaySession(ctx context.Context, rec *audit.Record) {
 func (r *Replayer) replayStanza(ctx context.Context, rec *audit.Record) {
 	session := r.sessions[pairKey{rec.Session, rec.LocalDomain, rec.RemoteDomain}]
 	in, content, err := stanzaInput(rec, session)
-	if err != nil {
-		r.report.Skipped["stanza unreadable: "+err.Error()]++
+	if err != nil { // an edited log (-verify=false): the gateway records canonical JIDs
+		r.report.Skipped["stanza with an address that is not a JID"]++
 		return
 	}
 	r.report.Stanzas++
