@@ -86,7 +86,7 @@ func writeLog(t *testing.T, recs []*audit.Record) []string {
 }
 
 // shippedEngine loads the shipped rules with data.
-func shippedEngine(t *testing.T, data string) *policy.Engine {
+func shippedEngine(t testing.TB, data string) *policy.Engine {
 	t.Helper()
 	file := filepath.Join(t.TempDir(), "data.yaml")
 	if err := os.WriteFile(file, []byte(data), 0o600); err != nil {
@@ -99,7 +99,7 @@ func shippedEngine(t *testing.T, data string) *policy.Engine {
 	return e
 }
 
-func testContext(t *testing.T) context.Context {
+func testContext(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
 	return ctx
