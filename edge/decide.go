@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"log/slog"
-	"slices"
 
 	"github.com/xmppedge/xmppedge/certs"
 	"github.com/xmppedge/xmppedge/internal/audit"
@@ -42,12 +41,6 @@ func direction(arrivalLeg Leg) policy.Direction {
 		return policy.Inbound
 	}
 	return policy.Outbound
-}
-
-// requiresCert reports whether a session decision demands certificate
-// authentication.
-func requiresCert(d policy.SessionDecision) bool {
-	return slices.Contains(d.Require, "certificate")
 }
 
 func tlsInfo(st *tls.ConnectionState, v *certs.Verdict) policy.TLSInfo {

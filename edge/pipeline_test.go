@@ -23,9 +23,9 @@ func TestJIDString(t *testing.T) {
 		if got, want := jidString(j, sent), j.String(); got != want {
 			t.Errorf("jidString(%q) = %q, want %q", sent, got, want)
 		}
-		p := policyJID(j, j.String())
+		p := policy.JIDOf(j, j.String())
 		if p.Domain != j.DomainASCII() || p.Full[len(p.Full)-len(j.Resource):] != j.Resource {
-			t.Errorf("policyJID(%q) = %+v", sent, p)
+			t.Errorf("policy.JIDOf(%q) = %+v", sent, p)
 		}
 	}
 }
@@ -42,7 +42,7 @@ func FuzzJIDString(f *testing.F) {
 		if got, want := jidString(j, sent), j.String(); got != want {
 			t.Fatalf("jidString(%q) = %q, want %q", sent, got, want)
 		}
-		p := policyJID(j, j.String())
+		p := policy.JIDOf(j, j.String())
 		wantBare := j.Bare()
 		if d := j.DomainASCII(); d != j.Domain {
 			wantBare = d
@@ -51,7 +51,7 @@ func FuzzJIDString(f *testing.F) {
 			}
 		}
 		if p.Bare != wantBare || p.Domain != j.DomainASCII() {
-			t.Fatalf("policyJID(%q) = %+v, want bare %q", sent, p, wantBare)
+			t.Fatalf("policy.JIDOf(%q) = %+v, want bare %q", sent, p, wantBare)
 		}
 	})
 }

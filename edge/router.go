@@ -441,7 +441,7 @@ func (s *outSession) run() {
 		decision = d
 	}
 	if g.bidi != nil {
-		if b := g.bidi(s.key); b != nil && (!requiresCert(decision) || b.os.verdict != nil && b.os.verdict.Valid) {
+		if b := g.bidi(s.key); b != nil && (!decision.RequiresCertificate() || b.os.verdict != nil && b.os.verdict.Valid) {
 			s.runOver(b, decision)
 			return
 		}
@@ -451,7 +451,7 @@ func (s *outSession) run() {
 	// skipped for the next one the SRV records name.
 	ctx, cancel := context.WithTimeout(g.ctx, g.limits().ConnectTimeout)
 	os, err := g.dialer.dial(ctx, s.key.leg, s.key.from, s.key.to, func(ctx context.Context, os *outStream) error {
-		if requiresCert(decision) && (os.verdict == nil || !os.verdict.Valid) {
+		if decision.RequiresCertificate() && (os.verdict == nil || !os.verdict.Valid) {
 			reason := "no TLS"
 			if os.verdict != nil {
 				reason = os.verdict.Reason
@@ -459,7 +459,7 @@ func (s *outSession) run() {
 			return &dialError{stage: stageCertificate, connected: true, opened: true,
 				err: fmt.Errorf("the policy requires a valid certificate from %s: %s", s.key.to, reason)}
 		}
-		os.requireCert = requiresCert(decision)
+		os.requireCert = decision.RequiresCertificate()
 		s.askBidi(os)
 		return g.dialer.authenticate(ctx, os)
 	})

@@ -100,9 +100,8 @@ func sessionPolicyStage(pol Policy, m *metrics.Metrics) stage[*sessionCheck] {
 func certificateStage() stage[*sessionCheck] {
 	return func(next sessionHandler) sessionHandler {
 		return handlerFunc[*sessionCheck](func(ctx context.Context, c *sessionCheck) error {
-			if d := &c.decision; d.Allow && requiresCert(*d) && c.cert == certInvalid {
-				d.Allow = false
-				d.Reason = "the policy requires certificate authentication for " + c.facts.RemoteDomain + " and its certificate is not valid"
+			if c.cert == certInvalid {
+				c.decision.RefuseInvalidCertificate(c.facts.RemoteDomain)
 			}
 			return next.handle(ctx, c)
 		})

@@ -3,6 +3,7 @@
 //	xmppedge run   -config FILE   run the gateway
 //	xmppedge check -config FILE   validate a config file and what it points at: every error with its field; exit 1 on any
 //	xmppedge policy test|eval     run the Rego tests, or evaluate a sample input
+//	xmppedge policy replay        re-decide recorded traffic with a candidate policy
 //	xmppedge audit verify|tail|query|export|retain  check the audit chain, read, export or apply retention to the audit log
 //	xmppedge probe DOMAIN         diagnose federation with a domain
 //	xmppedge version              print the version
@@ -46,6 +47,7 @@ func usage(w io.Writer) {
   xmppedge check -config FILE   validate a config file
   xmppedge policy test [-rules DIR] [-data FILE]...       run the policy's Rego tests
   xmppedge policy eval -input FILE [-kind session|stanza]  print the decision for a sample input
+  xmppedge policy replay [-rules DIR] [-data FILE]... AUDIT_FILE...  what a candidate policy would change in recorded traffic
   xmppedge audit verify FILE... | -config FILE            check the audit hash chain(s) (and checkpoints)
   xmppedge audit tail|query ... FILE... | -config FILE    read the audit log (file or cluster stream)
   xmppedge audit export -config FILE -o DIR               write the cluster's audit stream as verifiable files

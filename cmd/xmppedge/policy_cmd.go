@@ -36,12 +36,20 @@ func policyUsage(w io.Writer) {
       run the rule tests (*_test.rego) like "opa test -v", with the xmppedge built-ins
   xmppedge policy eval [-rules DIR] [-data FILE]... -input FILE [-kind session|stanza]
       print the decision for a sample input (JSON in the documented input shape)
+  xmppedge policy replay [-rules DIR] [-data FILE]... [-examples 3] [-format text|json]
+                         [-hmac-key-file F] [-verify=false] [-series=false] AUDIT_FILE...
+      re-decide the recorded sessions and stanzas with the candidate policy and
+      report, per partner and direction, what would be newly denied or allowed;
+      exit 0 nothing would change, 1 something would, 2 usage or unreadable input
+      (a broken chain too, unless -verify=false). One current AUDIT_FILE stands
+      for its rotated series. See docs/replay.md.
 defaults: -rules rules -data rules/partners.yaml
 `)
 }
 
-// policyCommand implements "xmppedge policy test|eval". It returns the
-// process exit code: 0 success, 1 failed tests or a policy error, 2 usage.
+// policyCommand implements "xmppedge policy test|eval|replay". It returns
+// the process exit code: 0 success, 1 failed tests or a policy error, 2
+// usage (replay: see policyReplay).
 func policyCommand(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		policyUsage(stderr)
@@ -50,6 +58,8 @@ func policyCommand(args []string, stdout, stderr io.Writer) int {
 	sub := args[0]
 	switch sub {
 	case "test", "eval":
+	case "replay":
+		return policyReplay(context.Background(), args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		policyUsage(stdout)
 		return 0
