@@ -56,6 +56,7 @@ type loaded struct {
 	builtins     *builtinSet
 	shapes       shapeCache // content program shapes (content.go)
 	partners     []Partner  // data.xmppedge.partners (partners.go)
+	partnerOf    *domainMatcher[string]
 }
 
 // query is one prepared decision query.
@@ -241,6 +242,7 @@ func (e *Engine) prepare(ctx context.Context, src *source) (*loaded, error) {
 	}
 	store := inmem.NewFromObjectWithOpts(src.data, inmem.OptRoundTripOnWrite(true), inmem.OptReturnASTValuesOnRead(true))
 	l := &loaded{revision: src.revision, digest: src.digest, builtins: newBuiltinSet(), partners: partnersOf(src.data)}
+	l.partnerOf = partnerMatcher(l.partners)
 	if err := prepareQuery(ctx, &l.session, c, store, l.builtins, sessionDecisionRef, sessionSchema, sessionFieldBits, e.cfg.CacheSize); err != nil {
 		return nil, err
 	}

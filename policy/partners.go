@@ -61,6 +61,26 @@ func DecidedFrom(t time.Time) time.Time {
 // data order. A policy without data.xmppedge.partners has none.
 func (e *Engine) Partners() []Partner { return slices.Clone(e.current.Load().partners) }
 
+// PartnerOf is the partner entry's domain (pattern) that domain falls
+// under in the active policy's data ("*.partner.test" for
+// chat.partner.test), or "" when none does: a bounded name for metric
+// labels.
+func (e *Engine) PartnerOf(domain string) string {
+	if v := e.current.Load().partnerOf.lookup(domain); len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+// partnerMatcher maps the partner patterns to themselves.
+func partnerMatcher(ps []Partner) *domainMatcher[string] {
+	m := newDomainMatcher[string]()
+	for _, p := range ps {
+		_ = m.add(p.Domain, p.Domain) // normalised on load
+	}
+	return m
+}
+
 // partnersOf reads the partner entries of a normalised data document.
 func partnersOf(data map[string]any) []Partner {
 	root, _ := data[dataRoot].(map[string]any)

@@ -30,6 +30,11 @@ partners:
 	if ps[2].Agreement != nil || ps[2].RequirePosture != nil || ps[2].Direction != "both" {
 		t.Errorf("free.test = %+v", ps[2])
 	}
+	for domain, want := range map[string]string{"partner.test": "partner.test", "PARTNER.test": "partner.test", "a.partner.test": "", "evil.test": ""} {
+		if got := e.PartnerOf(domain); got != want {
+			t.Errorf("PartnerOf(%s) = %q, want %q", domain, got, want)
+		}
+	}
 	// The engine decides with the normalised expiry.
 	in := SessionInput{Direction: Inbound, RemoteDomain: "news.test", TLS: tls13, Auth: "dialback"}
 	for _, tt := range []struct {
