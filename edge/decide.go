@@ -50,6 +50,13 @@ func requiresCert(d policy.SessionDecision) bool {
 	return slices.Contains(d.Require, "certificate")
 }
 
+// requiresPosture reports whether a session decision made before
+// authentication must be made again once authenticated (a partner's
+// require_posture, judged on the authenticated stream).
+func requiresPosture(d policy.SessionDecision) bool {
+	return slices.Contains(d.Require, "posture")
+}
+
 func tlsInfo(st *tls.ConnectionState, v *certs.Verdict) policy.TLSInfo {
 	var ti policy.TLSInfo
 	if st != nil {

@@ -66,6 +66,7 @@ type inDeps struct {
 	// dialbackShortcut: XEP-0344 on the outside leg (receiving.go,
 	// DialbackCertificate).
 	dialbackShortcut bool
+	posture          *postureWatch // the partners' postures (posture.go)
 }
 
 // inDeps is what the gateway gives its incoming sessions.
@@ -78,6 +79,7 @@ func (g *Gateway) inDeps() *inDeps {
 		preAuthLimit: g.preAuthLimit, limits: g.limits, streamLimits: g.streamLimits,
 		verifications: g.verifications, secret: g.opt.DialbackSecret, dialer: g.dialer,
 		noBidi:           func(leg Leg) bool { return !g.bidiOn(leg) },
+		posture:          g.posture,
 		dialbackShortcut: !g.opt.Outside.NoDialbackShortcut,
 	}
 }
