@@ -556,17 +556,23 @@ func (g *Gateway) serverTLS(leg Leg, toDomain string, alpn bool) *tls.Config {
 // Recheck asks the policy again about every established session, after a
 // policy reload: a domain pair the new policy refuses is cut at once with
 // a policy-violation stream error. It returns how many streams it closed.
-func (g *Gateway) Recheck() int {
+func (g *Gateway) Recheck() int { return g.RecheckBecause("policy reload") }
+
+// RecheckBecause is Recheck for a cause other than a reload, named in
+// the records of the streams it cuts: e.g. "partner agreement expiry",
+// when the time passes an agreement's expires (sessions are decided at
+// the time of asking, so an established one must be asked again).
+func (g *Gateway) RecheckBecause(cause string) int {
 	closed := 0
 	for _, s := range g.incoming.snapshot(nil) {
-		if s.recheck() {
+		if s.recheck(cause) {
 			closed++
 		}
 	}
-	closed += g.router.recheck()
+	closed += g.router.recheck(cause)
 	g.m.ReloadClosedSessions(closed)
 	if closed > 0 {
-		g.log.Warn("policy reload closed sessions it no longer allows", "closed", closed)
+		g.log.Warn("closed sessions the policy no longer allows", "cause", cause, "closed", closed)
 	}
 	return closed
 }

@@ -159,7 +159,7 @@ func verdictString(v certs.Verdict) string {
 
 // recheck re-decides every pair of the stream; if one is now refused, the
 // stream is closed with policy-violation. It reports whether it closed.
-func (s *inSession) recheck() bool {
+func (s *inSession) recheck(cause string) bool {
 	s.mu.Lock()
 	type item struct {
 		p  domainPair
@@ -179,7 +179,7 @@ func (s *inSession) recheck() bool {
 			continue
 		}
 		s.log.Warn("session no longer allowed by the policy: closing", "remote_domain", it.ps.facts.RemoteDomain, "local_domain", it.ps.facts.LocalDomain, "reason", d.Reason, "policy_revision", d.Revision)
-		s.cut("policy reload (revision "+d.Revision+"): "+d.Reason, d.Reason)
+		s.cut(cause+" (revision "+d.Revision+"): "+d.Reason, d.Reason)
 		return true
 	}
 	return false

@@ -221,13 +221,13 @@ func (r *Router) closeByID(id string) bool {
 
 // recheck re-decides the outbound (outside leg) streams after a policy
 // reload and closes those now refused; it returns how many it closed.
-func (r *Router) recheck() int {
+func (r *Router) recheck(cause string) int {
 	closed := 0
 	for _, s := range r.sessions.snapshot(nil) {
 		s.mu.Lock()
 		rev := s.rev
 		s.mu.Unlock()
-		if rev != nil && rev.recheck() { // the reverse pair (XEP-0288): the stream is cut
+		if rev != nil && rev.recheck(cause) { // the reverse pair (XEP-0288): the stream is cut
 			closed++
 		}
 	}
@@ -245,7 +245,7 @@ func (r *Router) recheck() int {
 			continue
 		}
 		s.log.Warn("outgoing stream no longer allowed by the policy: closing", "reason", d.Reason, "policy_revision", d.Revision)
-		s.cut("policy reload (revision "+d.Revision+"): "+d.Reason, d.Reason)
+		s.cut(cause+" (revision "+d.Revision+"): "+d.Reason, d.Reason)
 		closed++
 	}
 	return closed

@@ -5,6 +5,7 @@
 //	xmppedge policy test|eval     run the Rego tests, or evaluate a sample input
 //	xmppedge audit verify|tail|query|export  check the audit chain, read or export the audit log
 //	xmppedge probe DOMAIN         diagnose federation with a domain
+//	xmppedge partners -config FILE  the partners, their agreements, sessions and postures
 //	xmppedge version              print the version
 //
 // main owns the process: flags, signals, logging, and the wiring of the
@@ -50,6 +51,7 @@ func usage(w io.Writer) {
   xmppedge audit tail|query ... FILE... | -config FILE    read the audit log (file or cluster stream)
   xmppedge audit export -config FILE -o DIR               write the cluster's audit stream as verifiable files
   xmppedge probe [-config FILE] [-json] DOMAIN            diagnose federation with DOMAIN
+  xmppedge partners [-config FILE] [-json]                the partners: agreements, sessions, postures
   xmppedge version              print the version
 `)
 }
@@ -75,6 +77,8 @@ func runCLIContext(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return auditCommand(args[1:], stdout, stderr)
 	case "probe":
 		return probeCommand(args[1:], stdout, stderr)
+	case "partners":
+		return partnersCommand(ctx, args[1:], stdout, stderr, time.Now())
 	case "help", "-h", "--help":
 		usage(stdout)
 		return 0
