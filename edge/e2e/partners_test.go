@@ -253,6 +253,9 @@ func TestPartnerAgreementExpiry(t *testing.T) {
 		t.Fatalf("bob got no error for a message after the agreement expired: %v", err)
 	}
 	t.Logf("partner -> company after expiry: %s %q", ev.Error, ev.ErrorText)
+	if !strings.Contains(ev.ErrorText, "NDA-E2E-7") {
+		t.Errorf("bob's error does not say which agreement expired: %s %q", ev.Error, ev.ErrorText)
+	}
 	deny := b.gw.waitAuditEvent(t, "session.auth", 10*time.Second, func(r map[string]any) bool {
 		return r["decision"] == "deny" && r["direction"] == "inbound"
 	})
@@ -261,7 +264,8 @@ func TestPartnerAgreementExpiry(t *testing.T) {
 			t.Errorf("session.auth deny reason %q does not name %q", deny["reason"], want)
 		}
 	}
-	// Outbound: refused before connecting; alice is told why.
+	// Outbound: the company server's stream for partner.test is refused
+	// (inside leg, direction outbound); alice is told why.
 	if err := b.alice.SendMessageID(bob.JID, "after the end", "late-out"); err != nil {
 		t.Fatal(err)
 	}
@@ -269,8 +273,8 @@ func TestPartnerAgreementExpiry(t *testing.T) {
 	if err != nil {
 		t.Fatalf("alice got no error for a message after the agreement expired: %v", err)
 	}
-	if ev.Error != "policy-violation" {
-		t.Errorf("alice's bounce: %s %q, want policy-violation", ev.Error, ev.ErrorText)
+	if !strings.Contains(ev.ErrorText, "NDA-E2E-7") {
+		t.Errorf("alice's error does not say which agreement expired: %s %q", ev.Error, ev.ErrorText)
 	}
 	t.Logf("company -> partner after expiry: %s %q", ev.Error, ev.ErrorText)
 	for _, c := range []*testbed.Client{b.alice, bob} {
