@@ -18,6 +18,7 @@ import (
 	"github.com/xmppedge/xmppedge/internal/audit"
 	"github.com/xmppedge/xmppedge/internal/limit"
 	"github.com/xmppedge/xmppedge/internal/metrics"
+	"github.com/xmppedge/xmppedge/internal/posture"
 	"github.com/xmppedge/xmppedge/internal/resolve"
 	"github.com/xmppedge/xmppedge/internal/xmlstream"
 )
@@ -84,6 +85,10 @@ type Options struct {
 
 	// Metrics receives the gateway's counters; nil records nothing.
 	Metrics *metrics.Metrics
+	// Posture keeps the best posture seen per partner (posture.go):
+	// every authenticated outside session is compared with it, a weaker
+	// one audited as posture.downgrade. nil: postures are not watched.
+	Posture *posture.Store
 	// Limits are the bounds a reload may change; zero fields take the
 	// defaults documented on Limits.
 	Limits Limits
@@ -182,6 +187,7 @@ type Gateway struct {
 	path        stanzaHandler          // the stanza path (chain.go)
 	sessionPath sessionHandler         // the session path (session_path.go)
 	rec         recorder               // audit records, through Options.Audit
+	posture     *postureWatch          // the partners' postures (posture.go)
 	lim         atomic.Pointer[Limits] // swapped by SetLimits
 
 	ctx    context.Context // cancelled by Shutdown
@@ -242,12 +248,13 @@ func New(opt Options) (*Gateway, error) {
 	g.SetLimits(opt.Limits)
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	g.rec = recorder{sink: opt.Audit, m: opt.Metrics}
+	g.posture = g.newPostureWatch()
 	g.sessionPath = g.newSessionPath()
 	g.dialer = g.newDialer()
 	g.router = newRouter(routerDeps{
 		ctx: g.ctx, bg: &g.bg, log: g.log, m: g.m, rec: g.rec, limits: g.limits,
 		sessionPath: g.sessionPath, dialer: g.dialer, newID: g.newSessionID,
-		bidi: g.bidiStream, reverse: g.reverseSession,
+		bidi: g.bidiStream, reverse: g.reverseSession, posture: g.posture,
 	})
 	g.path = g.newStanzaPath()
 	return g, nil
@@ -549,17 +556,23 @@ func (g *Gateway) serverTLS(leg Leg, toDomain string, alpn bool) *tls.Config {
 // Recheck asks the policy again about every established session, after a
 // policy reload: a domain pair the new policy refuses is cut at once with
 // a policy-violation stream error. It returns how many streams it closed.
-func (g *Gateway) Recheck() int {
+func (g *Gateway) Recheck() int { return g.RecheckBecause("policy reload") }
+
+// RecheckBecause is Recheck for a cause other than a reload, named in
+// the records of the streams it cuts: e.g. "partner agreement expiry",
+// when the time passes an agreement's expires (sessions are decided at
+// the time of asking, so an established one must be asked again).
+func (g *Gateway) RecheckBecause(cause string) int {
 	closed := 0
 	for _, s := range g.incoming.snapshot(nil) {
-		if s.recheck() {
+		if s.recheck(cause) {
 			closed++
 		}
 	}
-	closed += g.router.recheck()
+	closed += g.router.recheck(cause)
 	g.m.ReloadClosedSessions(closed)
 	if closed > 0 {
-		g.log.Warn("policy reload closed sessions it no longer allows", "closed", closed)
+		g.log.Warn("closed sessions the policy no longer allows", "cause", cause, "closed", closed)
 	}
 	return closed
 }

@@ -66,6 +66,7 @@ type inDeps struct {
 	// dialbackShortcut: XEP-0344 on the outside leg (receiving.go,
 	// DialbackCertificate).
 	dialbackShortcut bool
+	posture          *postureWatch // the partners' postures (posture.go)
 }
 
 // inDeps is what the gateway gives its incoming sessions.
@@ -78,6 +79,7 @@ func (g *Gateway) inDeps() *inDeps {
 		preAuthLimit: g.preAuthLimit, limits: g.limits, streamLimits: g.streamLimits,
 		verifications: g.verifications, secret: g.opt.DialbackSecret, dialer: g.dialer,
 		noBidi:           func(leg Leg) bool { return !g.bidiOn(leg) },
+		posture:          g.posture,
 		dialbackShortcut: !g.opt.Outside.NoDialbackShortcut,
 	}
 }
@@ -157,7 +159,7 @@ func verdictString(v certs.Verdict) string {
 
 // recheck re-decides every pair of the stream; if one is now refused, the
 // stream is closed with policy-violation. It reports whether it closed.
-func (s *inSession) recheck() bool {
+func (s *inSession) recheck(cause string) bool {
 	s.mu.Lock()
 	type item struct {
 		p  domainPair
@@ -177,7 +179,7 @@ func (s *inSession) recheck() bool {
 			continue
 		}
 		s.log.Warn("session no longer allowed by the policy: closing", "remote_domain", it.ps.facts.RemoteDomain, "local_domain", it.ps.facts.LocalDomain, "reason", d.Reason, "policy_revision", d.Revision)
-		s.cut("policy reload (revision "+d.Revision+"): "+d.Reason, d.Reason)
+		s.cut(cause+" (revision "+d.Revision+"): "+d.Reason, d.Reason)
 		return true
 	}
 	return false

@@ -155,6 +155,7 @@ func (s *inSession) AuthenticateSASL(from, to string) error {
 	s.mu.Unlock()
 	s.markOpened(s2s.MethodSASLExternal)
 	s.log.Info("peer authenticated", "method", s2s.MethodSASLExternal, "remote_domain", from, "local_domain", to, "tls", s.sc.TLSVersion())
+	s.observePosture(facts, false)
 	return nil
 }
 
@@ -239,6 +240,18 @@ func (s *inSession) AuthorizeDialback(p s2s.Pair, byCertificate bool) (func(vali
 	}, nil
 }
 
+// observePosture compares an authenticated outside pair's posture with
+// its partner's best (posture.go); dane: settled by DANE records.
+func (s *inSession) observePosture(facts *policy.SessionInput, dane bool) {
+	if s.leg != LegOutside {
+		return
+	}
+	s.mu.Lock()
+	dane = dane || isDANE(s.verdict)
+	s.mu.Unlock()
+	s.d.posture.observe(s.id, facts, s.sc.RemoteAddr().String(), dane)
+}
+
 // dialbackByCertificate is the reason of the session.auth record of a
 // pair whose db:result the certificate settled (XEP-0344).
 func dialbackByCertificate(from string) string {
@@ -318,6 +331,7 @@ func (s *inSession) dialbackVerified(p s2s.Pair, ps *pairState, valid, settled, 
 		s.pairs[domainPair{remote: p.From, local: p.To}] = ps
 		s.mu.Unlock()
 		s.markOpened(s2s.MethodDialback)
+		s.observePosture(ps.facts, dane)
 		if settled {
 			how := "certificate (XEP-0344, no db:verify)"
 			if dane {

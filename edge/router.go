@@ -50,6 +50,7 @@ type routerDeps struct {
 	// stream we ask to use both ways, and returns the receiving side that
 	// takes the stanzas the server sends on it; an error: do not ask.
 	reverse func(os *outStream, id string) (*inSession, error)
+	posture *postureWatch // the partners' postures (posture.go)
 }
 
 // bidiStream is an incoming stream its peer uses both ways (XEP-0288):
@@ -220,13 +221,13 @@ func (r *Router) closeByID(id string) bool {
 
 // recheck re-decides the outbound (outside leg) streams after a policy
 // reload and closes those now refused; it returns how many it closed.
-func (r *Router) recheck() int {
+func (r *Router) recheck(cause string) int {
 	closed := 0
 	for _, s := range r.sessions.snapshot(nil) {
 		s.mu.Lock()
 		rev := s.rev
 		s.mu.Unlock()
-		if rev != nil && rev.recheck() { // the reverse pair (XEP-0288): the stream is cut
+		if rev != nil && rev.recheck(cause) { // the reverse pair (XEP-0288): the stream is cut
 			closed++
 		}
 	}
@@ -244,7 +245,7 @@ func (r *Router) recheck() int {
 			continue
 		}
 		s.log.Warn("outgoing stream no longer allowed by the policy: closing", "reason", d.Reason, "policy_revision", d.Revision)
-		s.cut("policy reload (revision "+d.Revision+"): "+d.Reason, d.Reason)
+		s.cut(cause+" (revision "+d.Revision+"): "+d.Reason, d.Reason)
 		closed++
 	}
 	return closed
@@ -477,10 +478,16 @@ func (s *outSession) run() {
 		s.failAll(cond, text, err)
 		return
 	}
+	if !s.postureAllowed(os, decision) {
+		return
+	}
 	// A session record that cannot be written is logged loudly but does
 	// not stop the stream: every stanza on it is recorded (or refused) on
 	// its own, and the stream may be carrying bounces to our own users.
 	auditSession(g.rec, g.log, sessionRecord(audit.EventSessionOpen, s.id, s.key.leg, s.facts(os), os.sc.RemoteAddr().String(), audit.DecisionAllow, os.fallback, decision.Revision))
+	if s.key.leg == LegOutside {
+		g.posture.observe(s.id, s.facts(os), os.sc.RemoteAddr().String(), isDANE(os.verdict))
+	}
 	if !os.bidi {
 		s.dropReverse() // the server did not take the offer: nothing comes back
 	}
@@ -518,6 +525,29 @@ func (s *outSession) run() {
 	peerGone := make(chan error, 1)
 	go s.readLoop(peerGone)
 	s.writeLoop(peerGone)
+}
+
+// postureAllowed asks the policy again once an outgoing stream is
+// authenticated, when its decision before connecting required it
+// (require: ["posture"], a partner's require_posture): refused, the
+// stream is closed, the refusal recorded as session.auth, and what
+// waited bounced with the reason.
+func (s *outSession) postureAllowed(os *outStream, before policy.SessionDecision) bool {
+	if s.key.leg != LegOutside || !before.RequiresPosture() {
+		return true
+	}
+	g := s.r
+	facts := s.facts(os)
+	d, ok := decideSession(g.ctx, g.sessionPath, facts, os.verdict != nil && os.verdict.Valid)
+	if ok {
+		return true
+	}
+	os.sc.Abort()
+	s.dropReverse()
+	auditSession(g.rec, g.log, sessionRecord(audit.EventSessionAuth, s.id, s.key.leg, facts, os.sc.RemoteAddr().String(), audit.DecisionDeny, d.Reason, d.Revision))
+	g.m.SessionFailure(s.key.leg.String(), metrics.RoleOutgoing, metrics.FailPolicy)
+	s.failAll(stanza.PolicyViolation, d.Reason, fmt.Errorf("refused by policy once authenticated: %s", d.Reason))
+	return false
 }
 
 // runOver runs the session on an incoming stream its peer uses both ways

@@ -80,13 +80,17 @@ func (g *Gateway) newSessionPath() sessionHandler {
 // own evaluation too, and fails closed).
 const sessionPolicyTimeout = 5 * time.Second
 
-// sessionPolicyStage asks the policy.
+// sessionPolicyStage asks the policy, at the time of asking (input.now,
+// to the minute: partner agreements expire against it). The facts are
+// copied for it: they are shared with the stanzas of the session.
 func sessionPolicyStage(pol Policy, m *metrics.Metrics) stage[*sessionCheck] {
 	return func(next sessionHandler) sessionHandler {
 		return handlerFunc[*sessionCheck](func(ctx context.Context, c *sessionCheck) error {
 			ctx, cancel := context.WithTimeout(ctx, sessionPolicyTimeout)
 			start := time.Now()
-			c.decision = pol.DecideSession(ctx, c.facts)
+			in := *c.facts
+			in.Now = policy.NowInput(start)
+			c.decision = pol.DecideSession(ctx, &in)
 			cancel()
 			m.PolicyDecision(metrics.PolicyKindSession, time.Since(start), c.decision.Cached, false)
 			return next.handle(ctx, c)

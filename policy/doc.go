@@ -15,9 +15,11 @@
 //     ("inbound" | "outbound"), local_domain, remote_domain, remote_ip,
 //     tls {version, cipher, peer_cert_valid, peer_cert_issuer,
 //     peer_cert_error}, auth ("sasl_external" | "dialback" | "" before
-//     authentication). Result: {allow, reason, require, rate} where
-//     require may list "certificate" (the gateway must authenticate the
-//     session by certificate, SASL EXTERNAL) and rate, {per_second,
+//     authentication), now (RFC 3339, UTC, to the minute: a cache key
+//     that changes once a minute; partners.go). Result: {allow, reason,
+//     require, rate} where require may list "certificate" (the gateway
+//     must authenticate the session by certificate, SASL EXTERNAL) and
+//     "posture" (ask again once an outbound stream is authenticated), and rate, {per_second,
 //     burst}, limits the remote domain's stanzas (a token bucket; a
 //     positive number and a positive integer, else the decision fails).
 //   - the stanza decision, data.xmppedge.stanza.decision: may this stanza

@@ -55,6 +55,8 @@ type loaded struct {
 	needsFacts   bool // payload facts: encryption, file_transfer, body_is_fallback
 	builtins     *builtinSet
 	shapes       shapeCache // content program shapes (content.go)
+	partners     []Partner  // data.xmppedge.partners (partners.go)
+	partnerOf    *domainMatcher[string]
 }
 
 // query is one prepared decision query.
@@ -239,7 +241,8 @@ func (e *Engine) prepare(ctx context.Context, src *source) (*loaded, error) {
 		return nil, err
 	}
 	store := inmem.NewFromObjectWithOpts(src.data, inmem.OptRoundTripOnWrite(true), inmem.OptReturnASTValuesOnRead(true))
-	l := &loaded{revision: src.revision, digest: src.digest, builtins: newBuiltinSet()}
+	l := &loaded{revision: src.revision, digest: src.digest, builtins: newBuiltinSet(), partners: partnersOf(src.data)}
+	l.partnerOf = partnerMatcher(l.partners)
 	if err := prepareQuery(ctx, &l.session, c, store, l.builtins, sessionDecisionRef, sessionSchema, sessionFieldBits, e.cfg.CacheSize); err != nil {
 		return nil, err
 	}

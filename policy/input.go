@@ -24,6 +24,7 @@ const (
 	lfTLSPeerCertIssuer
 	lfTLSPeerCertError
 	lfAuth
+	lfNow
 	sessionLeaves
 
 	// stanza input
@@ -65,6 +66,7 @@ var sessionSchema = []leafPath{
 	{[]string{"tls", "peer_cert_issuer"}, lfTLSPeerCertIssuer},
 	{[]string{"tls", "peer_cert_error"}, lfTLSPeerCertError},
 	{[]string{"auth"}, lfAuth},
+	{[]string{"now"}, lfNow},
 }
 
 var stanzaSchema = func() []leafPath {
@@ -166,6 +168,8 @@ func appendSessionLeaf(key []byte, in *SessionInput, l leaf) []byte {
 		return appendString(key, in.TLS.PeerCertError)
 	case lfAuth:
 		return appendString(key, in.Auth)
+	case lfNow:
+		return appendString(key, in.Now)
 	}
 	return key
 }
@@ -240,6 +244,7 @@ var (
 	kPeerCertIssuer = ast.StringTerm("peer_cert_issuer")
 	kPeerCertError  = ast.StringTerm("peer_cert_error")
 	kAuth           = ast.StringTerm("auth")
+	kNow            = ast.StringTerm("now")
 	kKind           = ast.StringTerm("kind")
 	kType           = ast.StringTerm("type")
 	kID             = ast.StringTerm("id")
@@ -278,7 +283,7 @@ func str(s string) *ast.Term {
 // in need (a bit per field, see sessionFieldBits) are left out: the
 // policy never reads them.
 func sessionValue(in *SessionInput, need uint32) ast.Value {
-	pairs := make([][2]*ast.Term, 0, 6)
+	pairs := make([][2]*ast.Term, 0, 7)
 	if need&(1<<0) != 0 {
 		pairs = append(pairs, [2]*ast.Term{kDirection, str(string(in.Direction))})
 	}
@@ -303,13 +308,16 @@ func sessionValue(in *SessionInput, need uint32) ast.Value {
 	if need&(1<<5) != 0 {
 		pairs = append(pairs, [2]*ast.Term{kAuth, str(in.Auth)})
 	}
+	if need&(1<<6) != 0 {
+		pairs = append(pairs, [2]*ast.Term{kNow, str(in.Now)})
+	}
 	return ast.NewObject(pairs...)
 }
 
 // sessionFieldBits maps a top-level session input key to its bit.
 var sessionFieldBits = map[string]uint32{
 	"direction": 1 << 0, "local_domain": 1 << 1, "remote_domain": 1 << 2,
-	"remote_ip": 1 << 3, "tls": 1 << 4, "auth": 1 << 5,
+	"remote_ip": 1 << 3, "tls": 1 << 4, "auth": 1 << 5, "now": 1 << 6,
 }
 
 var stanzaFieldBits = map[string]uint32{

@@ -197,6 +197,12 @@ func normalizeData(d map[string]any) error {
 			if err := normalizePartnerSettings(entry); err != nil {
 				return fmt.Errorf("partners[%d] (%s): %w", i, dom, err)
 			}
+			if err := normalizeAgreement(entry); err != nil {
+				return fmt.Errorf("partners[%d] (%s): %w", i, dom, err)
+			}
+			if err := checkRequirePosture(entry); err != nil {
+				return fmt.Errorf("partners[%d] (%s): %w", i, dom, err)
+			}
 		}
 	}
 	// The same settings at the top level are the defaults of every partner

@@ -272,6 +272,14 @@ func TestDataNormalisationErrors(t *testing.T) {
 		{"strip_presence_status not a boolean", "strip_presence_status: 1", "strip_presence_status must be true or false"},
 		{"strip_presence without namespace", "strip_presence: [{name: x}]", "strip_presence[0]: namespace is missing"},
 		{"strip_presence typo", "strip_presence: [{name: x, namspace: \"vcard-temp:x:update\"}]", "unknown key \"namspace\""},
+		{"agreement without owner", "partners: [{domain: a.test, agreement: {reference: R1, expires: 2027-01-01}}]", "partners[0] (a.test): agreement.owner is missing"},
+		{"agreement bad expiry", "partners: [{domain: a.test, agreement: {owner: o, reference: R1, expires: next year}}]", "agreement.expires: \"next year\" is neither a date"},
+		{"agreement without expiry", "partners: [{domain: a.test, agreement: {owner: o, reference: R1}}]", "agreement.expires: missing"},
+		{"agreement past 9999", "partners: [{domain: a.test, agreement: {owner: o, reference: R1, expires: \"9999-12-31T23:00:00-05:00\"}}]", "past the year 9999"},
+		{"agreement typo", "partners: [{domain: a.test, agreement: {owner: o, reference: R1, expires: 2027-01-01, expire: 2028-01-01}}]", "agreement.expire is not a field"},
+		{"require_posture bad tls", "partners: [{domain: a.test, require_posture: {tls: \"1.1\"}}]", "require_posture.tls is 1.1"},
+		{"require_posture bad auth", "partners: [{domain: a.test, require_posture: {auth: password}}]", "require_posture.auth is password"},
+		{"require_posture typo", "partners: [{domain: a.test, require_posture: {tsl: \"1.3\"}}]", "require_posture.tsl is not a posture field"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -119,6 +119,13 @@ func (d *SessionDecision) RequiresCertificate() bool {
 	return slices.Contains(d.Require, "certificate")
 }
 
+// RequiresPosture reports whether a session decision made before
+// authentication must be made again once authenticated (a partner's
+// require_posture, judged on the authenticated stream).
+func (d *SessionDecision) RequiresPosture() bool {
+	return slices.Contains(d.Require, "posture")
+}
+
 // RefuseInvalidCertificate enforces require: ["certificate"] for a
 // session whose remote certificate is known not to be valid: an allowed
 // decision that requires one becomes a refusal, with the reason.

@@ -34,6 +34,11 @@ type SessionInput struct {
 	RemoteIP     string    `json:"remote_ip"`
 	TLS          TLSInfo   `json:"tls"`
 	Auth         string    `json:"auth"` // "sasl_external" | "dialback" | "" (outbound, before authentication)
+	// Now is the time of the decision, RFC 3339 in UTC to the minute
+	// (NowInput): partner agreements expire against it. To the minute so
+	// that the decision cache keeps its use (one key per minute, not per
+	// call). "" when unknown: a partner with an agreement is then refused.
+	Now string `json:"now"`
 }
 
 // SessionDecision is the result of the session decision.

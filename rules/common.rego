@@ -89,6 +89,36 @@ require_cert(domain, direction) if {
 	e.require_cert == true
 }
 
+# expired_agreements(domain, direction, now): the agreements of the
+# entries allowing domain in direction whose expires (RFC 3339, written so
+# by the engine when it loads the data) is not after now (input.now, RFC
+# 3339). An empty now (the time is not known) counts every agreement as
+# expired: fail closed.
+expired_agreements(domain, direction, now) := [a |
+	some e in allowing_entries(domain, direction)
+	a := e.agreement
+	agreement_over(a, now)
+]
+
+agreement_over(_, "")
+
+# The engine writes now and every expires in one form, RFC 3339 in UTC
+# with a four-digit year (2027-03-31T00:00:00Z), so they compare as
+# strings; time.parse_rfc3339_ns would fail (closed) on an expiry after
+# 2262, where nanoseconds since 1970 leave an int64.
+agreement_over(a, now) if {
+	now != ""
+	now >= a.expires
+}
+
+# require_posture(domain, direction): the posture a matching entry
+# requires ({tls: "1.2"|"1.3", auth: "dialback"|"certificate"|
+# "sasl_external"}), the first in data order.
+require_posture(domain, direction) := vals[0] if {
+	vals := [e.require_posture | some e in allowing_entries(domain, direction); e.require_posture]
+	count(vals) > 0
+}
+
 # Partner settings. A setting is the partner's own value — from its
 # entries (allowing_entries(domain, direction): the entries of the most
 # specific pattern that allow the direction), the first entry that sets it

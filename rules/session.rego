@@ -3,8 +3,9 @@
 #
 # Input: direction, local_domain, remote_domain, remote_ip,
 # tls {version, cipher, peer_cert_valid, peer_cert_issuer, peer_cert_error},
-# auth ("sasl_external" | "dialback" | "" before authentication).
-# Result: {"allow": bool, "reason": string, "require": ["certificate"]?,
+# auth ("sasl_external" | "dialback" | "" before authentication),
+# now (RFC 3339, UTC, to the minute; agreements expire against it).
+# Result: {"allow": bool, "reason": string, "require": ["certificate", "posture"]?,
 #          "rate": {"per_second": number, "burst": integer}?}.
 package xmppedge.session
 
@@ -33,10 +34,18 @@ rate := {"rate": r} if {
 
 tls_versions := {"TLS 1.2", "TLS 1.3"}
 
-# Requirements the gateway must enforce on a session it lets through.
-require := ["certificate"] if common.require_cert(input.remote_domain, input.direction)
+# Requirements the gateway must enforce on a session it lets through:
+# "certificate" (a valid certificate), "posture" (ask again once the
+# outbound stream is authenticated: require_posture is judged then).
+require := sort([r | some r in requirements])
 
-else := []
+requirements contains "certificate" if common.require_cert(input.remote_domain, input.direction)
+
+requirements contains "certificate" if {
+	common.require_posture(input.remote_domain, input.direction).auth in {"certificate", "sasl_external"}
+}
+
+requirements contains "posture" if common.require_posture(input.remote_domain, input.direction)
 
 deny contains sprintf("%s is not a federation partner for %s sessions", [input.remote_domain, input.direction]) if {
 	not common.is_partner(input.remote_domain, input.direction)
@@ -60,4 +69,51 @@ deny contains sprintf("%s must authenticate with a certificate (SASL EXTERNAL), 
 	common.require_cert(input.remote_domain, input.direction)
 	input.auth != ""
 	input.auth != "sasl_external"
+}
+
+# Partner agreements (agreement: {owner, reference, expires}): no session
+# once the agreement has expired.
+deny contains sprintf("the partner agreement %s (owner %s) for %s expired at %s: renew it and update its expires in the policy data", [a.reference, a.owner, input.remote_domain, a.expires]) if {
+	some a in common.expired_agreements(input.remote_domain, input.direction, input.now)
+	input.now != ""
+}
+
+deny contains sprintf("the time of this decision is not known, and %s is a partner under agreement %s: refused (fail closed)", [input.remote_domain, a.reference]) if {
+	some a in common.expired_agreements(input.remote_domain, input.direction, input.now)
+	input.now == ""
+}
+
+# require_posture: {tls: "1.2"|"1.3", auth: dialback|certificate|sasl_external}.
+# The session's posture: its TLS version, and its authentication ranked
+# dialback < dialback with a valid certificate ("certificate") <
+# SASL EXTERNAL. Judged once authenticated (outbound: after connecting,
+# the gateway asks again, require "posture").
+posture_tls_rank := {"TLS 1.2": 2, "TLS 1.3": 3}
+
+required_tls_rank := {"1.2": 2, "1.3": 3}
+
+posture_auth_rank := {"dialback": 1, "certificate": 2, "sasl_external": 3}
+
+seen_auth := "sasl_external" if input.auth == "sasl_external"
+
+else := "certificate" if input.tls.peer_cert_valid == true
+
+else := input.auth
+
+seen_posture := sprintf("%s, %s", [tls_shown, seen_auth])
+
+posture_short(rp) if {
+	rp.tls
+	object.get(posture_tls_rank, input.tls.version, 0) < required_tls_rank[rp.tls]
+}
+
+posture_short(rp) if {
+	rp.auth
+	object.get(posture_auth_rank, seen_auth, 0) < posture_auth_rank[rp.auth]
+}
+
+deny contains sprintf("%s requires posture TLS %s, %s authentication (require_posture); this session: %s", [input.remote_domain, object.get(rp, "tls", "1.2"), object.get(rp, "auth", "dialback"), seen_posture]) if {
+	rp := common.require_posture(input.remote_domain, input.direction)
+	input.auth != ""
+	posture_short(rp)
 }

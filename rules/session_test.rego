@@ -117,3 +117,84 @@ test_denied_session_has_no_rate if {
 	d.allow == false
 	not d.rate
 }
+
+# Agreements: refused from expires on (input.now), with the agreement named.
+agreed := [
+	{"domain": "partner.test", "agreement": {"owner": "legal@company.test", "reference": "NDA-17", "expires": "2027-03-31T00:00:00Z"}},
+	{"domain": "free.test"},
+]
+
+decide_agreed(x) := d if {
+	d := session.decision with input as x with data.xmppedge.partners as agreed
+}
+
+test_agreement_before_expiry_allowed if {
+	decide_agreed(object.union(good, {"now": "2027-03-30T23:59:00Z"})).allow
+}
+
+test_agreement_expired_refused_with_reason if {
+	d := decide_agreed(object.union(good, {"now": "2027-03-31T00:00:00Z"}))
+	d.allow == false
+	contains(d.reason, "agreement NDA-17 (owner legal@company.test)")
+	contains(d.reason, "expired at 2027-03-31T00:00:00Z")
+}
+
+# An agreement that runs past 2262 (where nanoseconds since 1970 leave an
+# int64) is judged like any other, not failed closed.
+test_agreement_far_future_allowed if {
+	d := session.decision with input as object.union(good, {"now": "2027-03-30T23:59:00Z"})
+		with data.xmppedge.partners as [{"domain": "partner.test", "agreement": {"owner": "o", "reference": "R", "expires": "2999-01-01T00:00:00Z"}}]
+	d.allow
+}
+
+test_agreement_expired_outbound_before_connect if {
+	d := decide_agreed({"direction": "outbound", "local_domain": "company.test", "remote_domain": "partner.test", "remote_ip": "", "tls": {"version": ""}, "auth": "", "now": "2028-01-01T00:00:00Z"})
+	d.allow == false
+	contains(d.reason, "NDA-17")
+}
+
+test_agreement_unknown_time_fails_closed if {
+	d := decide_agreed(object.union(good, {"now": ""}))
+	d.allow == false
+	contains(d.reason, "time of this decision is not known")
+	decide_agreed(object.union(good, {"remote_domain": "free.test", "now": ""})).allow
+}
+
+# require_posture: the session's TLS and authentication against the required.
+postured := [
+	{"domain": "partner.test", "require_posture": {"tls": "1.3", "auth": "certificate"}},
+	{"domain": "strict.test", "require_posture": {"auth": "sasl_external"}},
+]
+
+decide_postured(x) := d if {
+	d := session.decision with input as x with data.xmppedge.partners as postured
+}
+
+test_require_posture_met if {
+	d := decide_postured(good) # TLS 1.3, dialback with a valid certificate
+	d.allow == true
+	d.require == ["certificate", "posture"]
+}
+
+test_require_posture_tls_too_old if {
+	d := decide_postured(object.union(good, {"tls": {"version": "TLS 1.2", "peer_cert_valid": true}}))
+	d.allow == false
+	contains(d.reason, "requires posture TLS 1.3, certificate authentication (require_posture); this session: TLS 1.2, certificate")
+}
+
+test_require_posture_dialback_without_cert if {
+	d := decide_postured(object.union(good, {"tls": {"version": "TLS 1.3", "peer_cert_valid": false}}))
+	d.allow == false
+	contains(d.reason, "this session: TLS 1.3, dialback")
+}
+
+test_require_posture_sasl_external_only if {
+	not decide_postured(object.union(good, {"remote_domain": "strict.test"})).allow
+	decide_postured(object.union(good, {"remote_domain": "strict.test", "auth": "sasl_external"})).allow
+}
+
+test_require_posture_outbound_before_auth if {
+	d := decide_postured({"direction": "outbound", "local_domain": "company.test", "remote_domain": "partner.test", "remote_ip": "", "tls": {"version": ""}, "auth": ""})
+	d.allow == true
+	d.require == ["certificate", "posture"]
+}

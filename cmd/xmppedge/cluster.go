@@ -100,6 +100,7 @@ func (n *node) adminSource() admin.Funcs {
 		Sessions: func() any { return adminSessions(n.gw.Sessions()) },
 		Close:    n.gw.CloseSession,
 		ReloadFn: func() error { return n.reloadAnnounced(context.Background()) },
+		Partners: n.partnerStates, // this node's
 	}
 	if n.dir == nil {
 		return f

@@ -6,6 +6,7 @@
 //	xmppedge policy replay        re-decide recorded traffic with a candidate policy
 //	xmppedge audit verify|tail|query|export|retain  check the audit chain, read, export or apply retention to the audit log
 //	xmppedge probe DOMAIN         diagnose federation with a domain
+//	xmppedge partners -config FILE  the partners, their agreements, sessions and postures
 //	xmppedge version              print the version
 //
 // main owns the process: flags, signals, logging, and the wiring of the
@@ -53,6 +54,7 @@ func usage(w io.Writer) {
   xmppedge audit export -config FILE -o DIR               write the cluster's audit stream as verifiable files
   xmppedge audit retain -config FILE [-dry-run]           delete expired audit files (audit.retention, audit.legal_holds)
   xmppedge probe [-config FILE] [-json] DOMAIN            diagnose federation with DOMAIN
+  xmppedge partners [-config FILE] [-json]                the partners: agreements, sessions, postures
   xmppedge version              print the version
 `)
 }
@@ -78,6 +80,8 @@ func runCLIContext(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return auditCommand(args[1:], stdout, stderr)
 	case "probe":
 		return probeCommand(args[1:], stdout, stderr)
+	case "partners":
+		return partnersCommand(ctx, args[1:], stdout, stderr, time.Now())
 	case "help", "-h", "--help":
 		usage(stdout)
 		return 0

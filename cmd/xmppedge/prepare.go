@@ -18,6 +18,7 @@ import (
 	"github.com/xmppedge/xmppedge/internal/audit"
 	"github.com/xmppedge/xmppedge/internal/cluster"
 	"github.com/xmppedge/xmppedge/internal/config"
+	"github.com/xmppedge/xmppedge/internal/posture"
 	"github.com/xmppedge/xmppedge/policy"
 )
 
@@ -31,6 +32,7 @@ type startup struct {
 	adminAuth  *admin.Auth    // nil when the admin API is off
 	metricsTLS *tls.Config    // nil: the metrics listener serves plain HTTP
 	cluster    *cluster.Node  // this node's part of the cluster (run only), or nil
+	posture    *posture.Store // the best postures seen per partner (agreements.go)
 }
 
 // prepare loads and checks everything a valid configuration points at —
@@ -72,6 +74,10 @@ func prepare(ctx context.Context, cfg *config.Config, log *slog.Logger, obtain b
 	if err == nil && cfg.Audit.Backend != config.AuditBackendJetStream {
 		add("audit.path", checkAuditFiles(cfg, st.hmacKey))
 	}
+	// The posture state beside the audit log must read back: a gateway
+	// that forgot its partners' postures would miss their downgrades.
+	st.posture, err = posture.Open(postureStatePath(cfg))
+	add("audit.path", err)
 	if cfg.Metrics.Admin || cfg.Metrics.TLS() {
 		st.adminAuth, st.metricsTLS, err = loadMetricsAuth(cfg)
 		add("metrics", err)

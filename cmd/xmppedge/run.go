@@ -29,6 +29,7 @@ import (
 	"github.com/xmppedge/xmppedge/internal/config"
 	"github.com/xmppedge/xmppedge/internal/dnsresponder"
 	"github.com/xmppedge/xmppedge/internal/metrics"
+	"github.com/xmppedge/xmppedge/internal/posture"
 	"github.com/xmppedge/xmppedge/internal/resolve"
 	"github.com/xmppedge/xmppedge/internal/sessiondir"
 	"github.com/xmppedge/xmppedge/policy"
@@ -221,6 +222,7 @@ type node struct {
 	m         *metrics.Metrics
 	cluster   *cluster.Node         // this node's part of the cluster, or nil
 	dir       *sessiondir.Directory // the cluster's sessions, or nil
+	posture   *posture.Store        // the best postures seen per partner
 }
 
 // run runs the gateway until SIGTERM or SIGINT (or ctx ends) and returns
@@ -269,6 +271,10 @@ func run(ctx context.Context, cfg *config.Config, path string, stdout, stderr io
 	opt.Policy = n.eng
 	opt.Audit = n.alog
 	opt.Metrics = n.m
+	n.posture, opt.Posture = st.posture, st.posture
+	if n.posture.Path() == "" {
+		log.Warn("partner postures are kept in memory only with audit.backend jetstream: each start forgets the best posture seen (the audit stream keeps the posture.raised records)")
+	}
 	if n.gw, err = edge.New(opt); err != nil {
 		return fail(err)
 	}
@@ -294,11 +300,18 @@ func run(ctx context.Context, cfg *config.Config, path string, stdout, stderr io
 	defer closeSide()
 	go n.watchCertificates(ctx)
 
-	// A new policy (file change, bundle, SIGHUP) re-decides every session.
+	// A new policy (file change, bundle, SIGHUP) re-decides every session,
+	// and may bring other agreements.
+	agreementsChanged := make(chan struct{}, 1)
 	n.eng.OnReload(func(rev string) {
 		n.m.PolicyRevision(rev)
 		n.gw.Recheck()
+		select {
+		case agreementsChanged <- struct{}{}:
+		default:
+		}
 	})
+	go n.watchAgreements(ctx, agreementsChanged)
 	go n.eng.Watch(ctx)
 	n.printSummary(stdout)
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/xmppedge/xmppedge/internal/audit"
+	"github.com/xmppedge/xmppedge/internal/posture"
 )
 
 // Source is what the API administers: in practice the running gateway.
@@ -34,6 +35,8 @@ const (
 	ActionList   = "sessions.list"
 	ActionClose  = "session.close"
 	ActionReload = "reload"
+	// ActionPartners lists the partners' sessions and postures.
+	ActionPartners = "partners.list"
 )
 
 // Decisions of admin audit records.
@@ -68,12 +71,25 @@ type Session struct {
 	Over string `json:"over,omitempty"`
 }
 
+// PartnerState is the JSON shape of one remote domain in GET
+// /admin/partners: its sessions on this node and the postures seen.
+type PartnerState struct {
+	Domain   string        `json:"domain"`
+	Partner  string        `json:"partner,omitempty"` // the partner entry (pattern) it falls under; "" none
+	Sessions int           `json:"sessions"`          // streams of the outside leg authenticated for it
+	Best     *posture.Seen `json:"best_posture,omitempty"`
+	Last     *posture.Seen `json:"last_posture,omitempty"` // since this node started
+}
+
 // Funcs adapts plain functions to a Source. A nil function makes its
 // endpoint answer 501 Not Implemented.
 type Funcs struct {
 	Sessions func() any
 	Close    func(id string) bool
 	ReloadFn func() error
+	// Partners returns the partners' state ([]PartnerState) for GET
+	// /admin/partners; nil: 501.
+	Partners func() any
 }
 
 // SessionsJSON calls f.Sessions.
@@ -97,6 +113,8 @@ func implemented(src Source, action string) bool {
 		return f.Sessions != nil
 	case ActionClose:
 		return f.Close != nil
+	case ActionPartners:
+		return f.Partners != nil
 	default:
 		return f.ReloadFn != nil
 	}
@@ -176,6 +194,7 @@ func Register(mux *http.ServeMux, src Source, opt Options) error {
 	}
 	csrf := http.NewCrossOriginProtection()
 	mux.Handle("GET /admin/sessions", a.guard(ActionList, a.list))
+	mux.Handle("GET /admin/partners", a.guard(ActionPartners, a.partners))
 	mux.Handle("POST /admin/sessions/{id}/close", csrf.Handler(a.guard(ActionClose, a.close)))
 	mux.Handle("POST /reload", csrf.Handler(a.guard(ActionReload, a.reload)))
 	return nil
@@ -254,20 +273,45 @@ func (a *api) auditReady(w http.ResponseWriter, r *http.Request, actor, action, 
 }
 
 func (a *api) list(w http.ResponseWriter, r *http.Request, actor string) {
-	if !implemented(a.src, ActionList) {
-		writeText(w, http.StatusNotImplemented, "listing sessions is not available\n")
+	a.listing(w, r, actor, ActionList, "sessions", a.src.SessionsJSON)
+}
+
+// PartnerSource is a Source that lists the partners' state too (Funcs
+// does); GET /admin/partners answers 501 for any other.
+type PartnerSource interface {
+	PartnersJSON() any // a []PartnerState
+}
+
+// PartnersJSON calls f.Partners.
+func (f Funcs) PartnersJSON() any { return f.Partners() }
+
+// partners lists the partners' state.
+func (a *api) partners(w http.ResponseWriter, r *http.Request, actor string) {
+	ps, ok := a.src.(PartnerSource)
+	if !ok {
+		writeText(w, http.StatusNotImplemented, "listing partners is not available\n")
 		return
 	}
-	body, err := json.MarshalIndent(a.src.SessionsJSON(), "", "  ")
+	a.listing(w, r, actor, ActionPartners, "partners", ps.PartnersJSON)
+}
+
+// listing answers a read-only listing: what value returns, as JSON, once
+// the listing is on record.
+func (a *api) listing(w http.ResponseWriter, r *http.Request, actor, action, what string, value func() any) {
+	if !implemented(a.src, action) {
+		writeText(w, http.StatusNotImplemented, "listing "+what+" is not available\n")
+		return
+	}
+	body, err := json.MarshalIndent(value(), "", "  ")
 	if err != nil {
-		a.log.Error("admin: encoding the sessions failed", "err", err)
-		_ = a.audit(r, actor, ActionList, "", decisionFailed, "encoding the sessions failed: "+err.Error())
-		writeText(w, http.StatusInternalServerError, "encoding the sessions failed: "+err.Error()+"\n")
+		a.log.Error("admin: encoding the "+what+" failed", "err", err)
+		_ = a.audit(r, actor, action, "", decisionFailed, "encoding the "+what+" failed: "+err.Error())
+		writeText(w, http.StatusInternalServerError, "encoding the "+what+" failed: "+err.Error()+"\n")
 		return
 	}
-	// Read only, so the record comes first: the sessions are not shown
-	// unless the listing is on record.
-	if err := a.audit(r, actor, ActionList, "", decisionDone, ""); err != nil {
+	// Read only, so the record comes first: nothing is shown unless the
+	// listing is on record.
+	if err := a.audit(r, actor, action, "", decisionDone, ""); err != nil {
 		writeText(w, http.StatusServiceUnavailable, "refused: "+oneLine(err.Error())+"\n")
 		return
 	}

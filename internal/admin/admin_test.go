@@ -22,6 +22,7 @@ import (
 
 	"github.com/xmppedge/xmppedge/certs/certstest"
 	"github.com/xmppedge/xmppedge/internal/audit"
+	"github.com/xmppedge/xmppedge/internal/posture"
 )
 
 const testToken = "0123456789abcdef0123456789abcdef"
@@ -69,6 +70,11 @@ func (f *fakeGateway) Reload() error {
 	defer f.mu.Unlock()
 	f.reloads++
 	return f.reloadErr
+}
+
+func (f *fakeGateway) PartnersJSON() any {
+	return []PartnerState{{Domain: "partner.test", Partner: "partner.test", Sessions: 1,
+		Best: &posture.Seen{Posture: posture.Posture{TLS: "TLS 1.3", Auth: "sasl_external", CertValid: true}}}}
 }
 
 func (f *fakeGateway) left() int {
@@ -184,6 +190,10 @@ func TestEndpoints(t *testing.T) {
 	}{
 		{name: "list", method: "GET", path: "/admin/sessions", wantStatus: 200, wantBody: `"remote_addr": "192.0.2.7:40000"`, wantLeft: 2,
 			wantAudit: &audit.Record{Actor: ActorBearerToken, Action: ActionList, Decision: "allow"}},
+		{name: "partners", method: "GET", path: "/admin/partners", wantStatus: 200, wantBody: `"auth": "sasl_external"`, wantLeft: 2,
+			wantAudit: &audit.Record{Actor: ActorBearerToken, Action: ActionPartners, Decision: "allow"}},
+		{name: "partners without a token", method: "GET", path: "/admin/partners", header: map[string]string{}, wantStatus: 401, wantLeft: 2,
+			wantAudit: &audit.Record{Actor: ActorUnauthenticated, Action: ActionPartners, Decision: "deny", Reason: "no credentials"}},
 		{name: "close", method: "POST", path: "/admin/sessions/s1/close", wantStatus: 200, wantBody: "closed", wantLeft: 1,
 			wantAudit: &audit.Record{Actor: ActorBearerToken, Action: ActionClose, Target: "s1", Decision: "allow"}},
 		{name: "close unknown", method: "POST", path: "/admin/sessions/nope/close", wantStatus: 404, wantBody: "no session with id nope", wantLeft: 2,
@@ -605,6 +615,7 @@ func TestFuncsAdapter(t *testing.T) {
 		{"no functions: list", Funcs{}, "GET", "/admin/sessions", http.StatusNotImplemented},
 		{"no functions: close", Funcs{}, "POST", "/admin/sessions/x/close", http.StatusNotImplemented},
 		{"no functions: reload", Funcs{}, "POST", "/reload", http.StatusNotImplemented},
+		{"no functions: partners", Funcs{}, "GET", "/admin/partners", http.StatusNotImplemented},
 		{"list", Funcs{Sessions: func() any { return []Session{} }}, "GET", "/admin/sessions", http.StatusOK},
 		{"close", Funcs{Close: func(id string) bool { return id == "x" }}, "POST", "/admin/sessions/x/close", http.StatusOK},
 		{"reload", Funcs{ReloadFn: func() error { return nil }}, "POST", "/reload", http.StatusOK},

@@ -1,5 +1,5 @@
-// Package admin is xmppedge's administration API: list the sessions, close
-// one, reload the configuration. It is served on the operations listener
+// Package admin is xmppedge's administration API: list the sessions and
+// the partners' state, close a session, reload the configuration. It is served on the operations listener
 // next to /metrics and the health endpoints (see internal/metrics), and only
 // when the configuration enables it (metrics.admin) together with a way to
 // authenticate.
@@ -12,6 +12,8 @@
 // cannot create an import cycle with it.
 //
 //	GET  /admin/sessions             200, the Source's sessions as JSON
+//	GET  /admin/partners             200, per remote domain: its sessions and postures seen
+//	                                 (a PartnerSource, as Funcs with Partners; else 501)
 //	POST /admin/sessions/{id}/close  200 "closed", or 404 when no session has the id
 //	POST /reload                     200 "reloaded", or 500 with the errors, one per line;
 //	                                 the old configuration keeps running
@@ -50,7 +52,7 @@
 // # Audit
 //
 // With an audit sink (Options.Audit) every action and every refused attempt is recorded
-// (event "admin", see internal/audit): actor, action (sessions.list,
+// (event "admin", see internal/audit): actor, action (sessions.list, partners.list,
 // session.close, reload), target (the session id), remote_addr, decision
 // (allow: done; deny: refused, not authenticated; error: failed, e.g. no
 // such session or a reload rejected) and reason. The API fails closed: a

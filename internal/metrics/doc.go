@@ -48,6 +48,9 @@
 //	xmppedge_audit_fsync_seconds                          histogram: fsync latency of the audit log
 //	xmppedge_queued_stanzas{leg}                          gauge: stanzas waiting for an outgoing stream
 //	xmppedge_certificate_expiry_timestamp_seconds{domain} gauge: not-after of each local domain's certificate
+//	xmppedge_partner_agreement_expiry_timestamp_seconds{partner} gauge: when a partner's agreement expires (partners.go)
+//	xmppedge_posture_downgrades_total{partner}         sessions weaker than the partner's best posture seen
+//	xmppedge_partner_posture_best{partner,dimension}   gauge: the best posture seen (tls, auth, dane ranks)
 //	xmppedge_reloads_total{result}                        configuration reloads
 //	xmppedge_reload_closed_sessions_total                 sessions closed because a reload no longer allowed them
 //	xmppedge_build_info{version,goversion}                1

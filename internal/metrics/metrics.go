@@ -57,6 +57,7 @@ type Metrics struct {
 	reloadClosed       prometheus.Counter
 
 	certExpiry *prometheus.GaugeVec
+	partners   *partnerMetrics // partners.go
 
 	policyMu   sync.Mutex
 	policyInfo *prometheus.GaugeVec
@@ -77,6 +78,7 @@ func New(version string) *Metrics {
 	m.registerLookupMetrics(r)
 	m.registerSetupMetrics(r)
 	m.registerOperationMetrics(r)
+	m.registerPartnerMetrics(r)
 	registerBuildInfo(reg, version)
 	reg.MustRegister(collectors.NewGoCollector())
 	reg.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

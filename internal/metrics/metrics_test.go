@@ -45,6 +45,11 @@ func exercise(m *Metrics) {
 	m.PolicyRevision("rev-1")
 	m.Reload(nil)
 	m.ReloadClosedSessions(2)
+	m.AgreementExpiry(map[string]time.Time{"partner.test": time.Unix(1900000000, 0)})
+	m.PostureDowngrade("partner.test")
+	m.PostureDowngrade("")
+	m.PartnerPosture("partner.test", 2, 3, false)
+	m.PartnerPosture("", 2, 3, false)
 }
 
 func TestLabelValuesAreBounded(t *testing.T) {

@@ -21,11 +21,13 @@ import (
 const legOutside = "outside"
 
 // sessionInput is the session decision's input of a session.auth record.
-// The peer certificate's issuer is not recorded: it stays empty.
+// The peer certificate's issuer is not recorded: it stays empty. The
+// decision's time (input.now, against which partner agreements expire)
+// is the record's: the candidate decides as it would have then.
 func sessionInput(r *audit.Record) *policy.SessionInput {
 	in := &policy.SessionInput{
 		Direction: policy.Direction(r.Direction), LocalDomain: r.LocalDomain, RemoteDomain: r.RemoteDomain,
-		Auth: r.Auth,
+		Auth: r.Auth, Now: policy.NowInput(r.Time),
 	}
 	if r.Leg == legOutside {
 		in.RemoteIP = hostOf(r.RemoteAddr)

@@ -41,6 +41,9 @@ type Replayer struct {
 	report   Report
 	groups   map[groupKey]*Group
 	sessions map[pairKey]*policy.SessionInput
+	// refused: the streams whose session the candidate refuses, with its
+	// reason. Their stanzas would not have crossed.
+	refused map[pairKey]string
 }
 
 type groupKey struct{ partner, direction string }
@@ -56,6 +59,7 @@ func New(pol Policy, examples int) *Replayer {
 		report:   Report{Skipped: map[string]int{}, ReadsContent: pol.NeedsContent() || pol.NeedsPayloadFacts()},
 		groups:   map[groupKey]*Group{},
 		sessions: map[pairKey]*policy.SessionInput{},
+		refused:  map[pairKey]string{},
 	}
 }
 
@@ -116,6 +120,11 @@ func (r *Replayer) replaySession(ctx context.Context, rec *audit.Record) {
 		d.RefuseInvalidCertificate(in.RemoteDomain)
 	}
 	r.report.Sessions++
+	if k := (pairKey{rec.Session, rec.LocalDomain, rec.RemoteDomain}); d.Allow {
+		delete(r.refused, k)
+	} else {
+		r.refused[k] = d.Reason
+	}
 	from, to := rec.RemoteDomain, rec.LocalDomain
 	if in.Direction == policy.Outbound {
 		from, to = to, from
@@ -136,6 +145,13 @@ func (r *Replayer) replayStanza(ctx context.Context, rec *audit.Record) {
 	}
 	if session == nil {
 		r.report.WithoutSession++
+	}
+	if reason, ok := r.refused[pairKey{rec.Session, rec.LocalDomain, rec.RemoteDomain}]; ok {
+		// The candidate refuses the stream's session (a partner whose
+		// agreement ended, a certificate now required): the stanza would
+		// not have crossed, whatever the stanza decision says.
+		r.add(rec, rec.From, rec.To, false, "its session would be refused: "+reason, true)
+		return
 	}
 	d := r.pol.DecideStanza(ctx, in)
 	r.add(rec, rec.From, rec.To, d.Allow, d.Reason, content || !r.report.ReadsContent)

@@ -26,6 +26,12 @@ confidential: {keywords: [CONFIDENTIAL]}
 	dataHelloKeyword = `partners: [{domain: partner.test, direction: both}]
 confidential: {keywords: [CONFIDENTIAL, hello]}
 `
+	dataAgreementEnded = `partners: [{domain: partner.test, direction: both, agreement: {owner: legal, reference: NDA-1, expires: 2020-01-01}}]
+confidential: {keywords: [CONFIDENTIAL]}
+`
+	dataAgreementRunning = `partners: [{domain: partner.test, direction: both, agreement: {owner: legal, reference: NDA-1, expires: 2999-01-01}}]
+confidential: {keywords: [CONFIDENTIAL]}
+`
 	dataRequireCert = `partners: [{domain: partner.test, direction: both, require_cert: true}]
 confidential: {keywords: [CONFIDENTIAL]}
 `
@@ -135,6 +141,11 @@ func TestReplayShippedRules(t *testing.T) {
 		// A keyword that the message audited in full carries: judged on
 		// its content.
 		{"keyword added", dataHelloKeyword, counts{0, 0, 0, 3}, counts{1, 0, 1, 2}, 1, "message contains a confidential keyword"},
+		// Partner agreements are judged at each record's time: one that
+		// ended before the traffic newly denies all of it, one that runs
+		// past it changes nothing.
+		{"agreement ended before the records", dataAgreementEnded, counts{3, 0, 0, 0}, counts{2, 0, 0, 2}, 5, ""},
+		{"agreement running at the records' time", dataAgreementRunning, counts{0, 0, 0, 3}, counts{0, 0, 1, 3}, 0, ""},
 		// require_cert: the session recorded with an expired certificate
 		// is refused by the certificate requirement, as the relay would.
 		{"certificate required", dataRequireCert, counts{1, 0, 0, 2}, counts{0, 0, 1, 3}, 1,
@@ -218,5 +229,14 @@ func TestReplayWouldDenyAndMissingSession(t *testing.T) {
 	}
 	if rep.WithoutSession != 1 {
 		t.Errorf("without session %d, want 1", rep.WithoutSession)
+	}
+}
+
+// TestSessionInputTime: the replayed decision's time is the record's,
+// to the minute (as the relay gives it), not the replay's.
+func TestSessionInputTime(t *testing.T) {
+	r := &audit.Record{Event: audit.EventSessionAuth, Time: time.Date(2026, 3, 15, 10, 4, 59, 0, time.UTC), Direction: "inbound", RemoteDomain: "partner.test"}
+	if got := sessionInput(r).Now; got != "2026-03-15T10:04:00Z" {
+		t.Errorf("now = %q, want the record's minute 2026-03-15T10:04:00Z", got)
 	}
 }
