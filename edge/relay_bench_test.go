@@ -321,10 +321,12 @@ func BenchmarkRelayRawTLS(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "stanzas/s")
 }
 
-// BenchmarkIdleSessionMemory measures the heap an established, idle
-// incoming outside session costs (TLS, dialback-authenticated): DESIGN §5
-// asks for at most 32 KiB. It reports bytes/session; b.N is ignored beyond
-// choosing the session count.
+// BenchmarkIdleSessionMemory measures the heap and the goroutine stacks
+// an established, idle incoming outside session costs (TLS,
+// dialback-authenticated): DESIGN §5 asks for at most 32 KiB. It reports
+// heap-bytes/session and stack-bytes/session; b.N is ignored beyond
+// choosing the session count. (xmppedge-load -hold measures the resident
+// memory of a real gateway: make bench-e2e's TestBenchIdle.)
 func BenchmarkIdleSessionMemory(b *testing.B) {
 	const sessions = 300
 	// One source address opens every session: the per-source limits
@@ -356,6 +358,7 @@ func BenchmarkIdleSessionMemory(b *testing.B) {
 	b.StopTimer()
 	runtime.GC()
 	runtime.ReadMemStats(&after)
+	b.ReportMetric(float64(after.StackInuse-before.StackInuse)/sessions, "stack-bytes/session")
 	// Both ends live in this process: the peers' side (their TLS and
 	// reader) is counted too, so the figure is an upper bound.
 	b.ReportMetric(float64(after.HeapInuse-before.HeapInuse)/sessions, "heap-bytes/session")

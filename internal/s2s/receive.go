@@ -56,6 +56,30 @@ func Receive(ctx context.Context, c *stream.Conn, host Receiver) error {
 // receiveStream handles one stream, from its header to a restart or the
 // end.
 func (s *Stream) receiveStream(ctx context.Context) error {
+	if err := s.answerHeader(); err != nil {
+		return err
+	}
+	for {
+		// Wait for the next element in a small frame (Conn.Await): an
+		// idle stream's goroutine then holds a small stack.
+		timeout, err := s.recv.ReadTimeout()
+		if err != nil {
+			return err
+		}
+		s.Conn.Await(timeout)
+		step, err := s.receiveElement(ctx, timeout)
+		switch {
+		case err != nil:
+			return err
+		case step == Restart:
+			return errRestart
+		}
+	}
+}
+
+// answerHeader reads the peer's stream header and answers it with ours
+// and the features offered.
+func (s *Stream) answerHeader() error {
 	h, err := s.Conn.ReadHeader(s.recv.HeaderTimeout())
 	if err != nil {
 		return err
@@ -87,23 +111,11 @@ func (s *Stream) receiveStream(ctx context.Context) error {
 			return err
 		}
 	}
-	for {
-		step, err := s.receiveElement(ctx)
-		switch {
-		case err != nil:
-			return err
-		case step == Restart:
-			return errRestart
-		}
-	}
+	return nil
 }
 
-// receiveElement reads and answers one element.
-func (s *Stream) receiveElement(ctx context.Context) (Step, error) {
-	timeout, err := s.recv.ReadTimeout()
-	if err != nil {
-		return Skip, err
-	}
+// receiveElement reads (within timeout; 0: none) and answers one element.
+func (s *Stream) receiveElement(ctx context.Context, timeout time.Duration) (Step, error) {
 	el, err := s.Conn.Next(timeout)
 	if err != nil {
 		return Skip, err

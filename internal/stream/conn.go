@@ -361,6 +361,21 @@ func (s *Conn) Next(timeout time.Duration) (xmlstream.Element, error) {
 	return s.r.Next()
 }
 
+// Await waits until the peer has sent something (or the connection
+// failed, or timeout passed: 0 means no deadline) without reading an
+// element: the next Next reads it, or returns the error. A reader that
+// waits here between elements holds little stack while the stream is
+// idle (see xmlstream.Reader.Await).
+func (s *Conn) Await(timeout time.Duration) {
+	c := s.NetConn()
+	if timeout > 0 {
+		c.SetReadDeadline(time.Now().Add(timeout))
+	} else {
+		c.SetReadDeadline(time.Time{})
+	}
+	s.r.Await()
+}
+
 // Restart prepares for a new stream on the same connection (after SASL or
 // TLS): the scanner forgets the old stream, our next header is due.
 func (s *Conn) Restart() {

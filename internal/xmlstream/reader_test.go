@@ -708,3 +708,42 @@ func TestStreamErrorText(t *testing.T) {
 		t.Errorf("Error() = %q, want %q", got, want)
 	}
 }
+
+// TestAwait: Await waits for bytes without consuming them, and leaves a
+// read error for Next, which returns what it would have without Await.
+func TestAwait(t *testing.T) {
+	const msg = `<message to='a@company.test'><body>hi</body></message>`
+	tests := []struct {
+		name    string
+		after   string // what follows the header
+		src     func(string) io.Reader
+		awaits  int
+		wantEl  string // the local name Next returns, or ""
+		wantErr error
+	}{
+		{"an element", msg, func(s string) io.Reader { return strings.NewReader(s) }, 1, "message", nil},
+		{"one byte at a time", msg, func(s string) io.Reader { return iotest.OneByteReader(strings.NewReader(s)) }, 3, "message", nil},
+		{"the source ends", "", func(s string) io.Reader { return strings.NewReader(s) }, 2, "", io.EOF},
+		{"the source fails", "", func(s string) io.Reader {
+			return io.MultiReader(strings.NewReader(s), iotest.ErrReader(errors.New("reset")))
+		}, 1, "", errors.New("reset")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := NewReader(tt.src(prosodyHeader+tt.after), Limits{})
+			if _, err := r.ReadHeader(); err != nil {
+				t.Fatal(err)
+			}
+			for range tt.awaits {
+				r.Await()
+			}
+			el, err := r.Next()
+			switch {
+			case tt.wantErr == nil && (err != nil || el.Local != tt.wantEl || string(el.Raw) != msg):
+				t.Errorf("Next after Await = %q %q, %v; want the whole %s", el.Local, el.Raw, err, tt.wantEl)
+			case tt.wantErr != nil && (err == nil || !strings.Contains(err.Error(), tt.wantErr.Error())):
+				t.Errorf("Next after Await: %v, want %v", err, tt.wantErr)
+			}
+		})
+	}
+}
