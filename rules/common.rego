@@ -82,10 +82,17 @@ allowing_entries(domain, direction) := [e |
 
 is_partner(domain, direction) if count(allowing_entries(domain, direction)) > 0
 
+# The functions below come in two forms: of a domain and direction, and of
+# the entries (allowing_entries) a decision looked up once — a decision
+# that asks several of them passes its entries (as session.rego does), so
+# that the partner list is searched once per decision.
+
 # require_cert(domain, direction): a matching entry asks for certificate
 # authentication (dialback alone is not enough).
-require_cert(domain, direction) if {
-	some e in allowing_entries(domain, direction)
+require_cert(domain, direction) if entries_require_cert(allowing_entries(domain, direction))
+
+entries_require_cert(entries) if {
+	some e in entries
 	e.require_cert == true
 }
 
@@ -94,8 +101,10 @@ require_cert(domain, direction) if {
 # by the engine when it loads the data) is not after now (input.now, RFC
 # 3339). An empty now (the time is not known) counts every agreement as
 # expired: fail closed.
-expired_agreements(domain, direction, now) := [a |
-	some e in allowing_entries(domain, direction)
+expired_agreements(domain, direction, now) := entries_expired_agreements(allowing_entries(domain, direction), now)
+
+entries_expired_agreements(entries, now) := [a |
+	some e in entries
 	a := e.agreement
 	agreement_over(a, now)
 ]
@@ -114,8 +123,10 @@ agreement_over(a, now) if {
 # require_posture(domain, direction): the posture a matching entry
 # requires ({tls: "1.2"|"1.3", auth: "dialback"|"certificate"|
 # "sasl_external"}), the first in data order.
-require_posture(domain, direction) := vals[0] if {
-	vals := [e.require_posture | some e in allowing_entries(domain, direction); e.require_posture]
+require_posture(domain, direction) := entries_require_posture(allowing_entries(domain, direction))
+
+entries_require_posture(entries) := vals[0] if {
+	vals := [e.require_posture | some e in entries; e.require_posture]
 	count(vals) > 0
 }
 

@@ -15,6 +15,10 @@ import data.xmppedge.common
 # and no rule below objects.
 default decision := {"allow": false, "reason": "no rule allowed this session"}
 
+# The partner entries that allow this session's domain and direction,
+# looked up once per decision (every rule below reads them).
+entries := common.allowing_entries(input.remote_domain, input.direction)
+
 decision := {"allow": false, "reason": concat("; ", sort(deny)), "require": require} if count(deny) > 0
 
 decision := object.union(
@@ -22,14 +26,14 @@ decision := object.union(
 	rate,
 ) if {
 	count(deny) == 0
-	common.is_partner(input.remote_domain, input.direction)
+	count(entries) > 0
 }
 
 # The partner's stanza rate (rate: {per_second, burst}, or the top-level
 # rate): the gateway limits the remote domain's stanzas with a token
 # bucket. No rate, no limit.
 rate := {"rate": r} if {
-	r := common.rate(common.allowing_entries(input.remote_domain, input.direction))
+	r := common.rate(entries)
 } else := {}
 
 tls_versions := {"TLS 1.2", "TLS 1.3"}
@@ -39,16 +43,16 @@ tls_versions := {"TLS 1.2", "TLS 1.3"}
 # outbound stream is authenticated: require_posture is judged then).
 require := sort([r | some r in requirements])
 
-requirements contains "certificate" if common.require_cert(input.remote_domain, input.direction)
+requirements contains "certificate" if common.entries_require_cert(entries)
 
 requirements contains "certificate" if {
-	common.require_posture(input.remote_domain, input.direction).auth in {"certificate", "sasl_external"}
+	common.entries_require_posture(entries).auth in {"certificate", "sasl_external"}
 }
 
-requirements contains "posture" if common.require_posture(input.remote_domain, input.direction)
+requirements contains "posture" if common.entries_require_posture(entries)
 
 deny contains sprintf("%s is not a federation partner for %s sessions", [input.remote_domain, input.direction]) if {
-	not common.is_partner(input.remote_domain, input.direction)
+	count(entries) == 0
 }
 
 # Inbound sessions arrive with their TLS facts. Outbound sessions are asked
@@ -66,7 +70,7 @@ else := "no TLS"
 # require_cert partners: dialback alone is not enough. Outbound sessions are
 # asked before authentication (auth ""); the gateway then enforces require.
 deny contains sprintf("%s must authenticate with a certificate (SASL EXTERNAL), not %s", [input.remote_domain, input.auth]) if {
-	common.require_cert(input.remote_domain, input.direction)
+	common.entries_require_cert(entries)
 	input.auth != ""
 	input.auth != "sasl_external"
 }
@@ -74,12 +78,12 @@ deny contains sprintf("%s must authenticate with a certificate (SASL EXTERNAL), 
 # Partner agreements (agreement: {owner, reference, expires}): no session
 # once the agreement has expired.
 deny contains sprintf("the partner agreement %s (owner %s) for %s expired at %s: renew it and update its expires in the policy data", [a.reference, a.owner, input.remote_domain, a.expires]) if {
-	some a in common.expired_agreements(input.remote_domain, input.direction, input.now)
+	some a in common.entries_expired_agreements(entries, input.now)
 	input.now != ""
 }
 
 deny contains sprintf("the time of this decision is not known, and %s is a partner under agreement %s: refused (fail closed)", [input.remote_domain, a.reference]) if {
-	some a in common.expired_agreements(input.remote_domain, input.direction, input.now)
+	some a in common.entries_expired_agreements(entries, input.now)
 	input.now == ""
 }
 
@@ -113,7 +117,7 @@ posture_short(rp) if {
 }
 
 deny contains sprintf("%s requires posture TLS %s, %s authentication (require_posture); this session: %s", [input.remote_domain, object.get(rp, "tls", "1.2"), object.get(rp, "auth", "dialback"), seen_posture]) if {
-	rp := common.require_posture(input.remote_domain, input.direction)
+	rp := common.entries_require_posture(entries)
 	input.auth != ""
 	posture_short(rp)
 }
