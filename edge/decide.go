@@ -24,15 +24,7 @@ import (
 // or a valid certificate under dialback; outbound: the certificate of the
 // server we connect to).
 type Policy interface {
-	DecideSession(ctx context.Context, in *policy.SessionInput) policy.SessionDecision
-	DecideStanza(ctx context.Context, in *policy.StanzaInput) policy.StanzaDecision
-	// NeedsContent reports whether the policy reads the stanza's content
-	// (body, subject, thread, children, security label); NeedsPayloadFacts
-	// whether it reads what the content scanner finds that rules cannot
-	// read (encryption, file transfers, fallback bodies). The gateway
-	// parses only what is read.
-	NeedsContent() bool
-	NeedsPayloadFacts() bool
+	policy.Decider
 }
 
 // direction of stanzas arriving on leg: from the outside they go inbound.

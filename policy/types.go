@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"context"
 	"log/slog"
 	"time"
 )
@@ -236,4 +237,19 @@ type Stats struct {
 	// ContentPrograms counts the content programs built (one partial
 	// evaluation each; see the package documentation), compiled or not.
 	ContentPrograms uint64
+}
+
+// Decider is what those who ask a policy for decisions need of it: the relay
+// (edge.Policy) and a replay of recorded traffic (internal/replay).
+// *Engine implements it.
+type Decider interface {
+	DecideSession(ctx context.Context, in *SessionInput) SessionDecision
+	DecideStanza(ctx context.Context, in *StanzaInput) StanzaDecision
+	// NeedsContent reports whether the policy reads the stanza's content
+	// (body, subject, thread, children, security label); NeedsPayloadFacts
+	// whether it reads what the content scanner finds that rules cannot
+	// read (encryption, file transfers, fallback bodies). A caller parses
+	// (or, replaying, misses) only what is read.
+	NeedsContent() bool
+	NeedsPayloadFacts() bool
 }

@@ -10,14 +10,7 @@ import (
 )
 
 // Policy is the candidate policy: *policy.Engine implements it.
-type Policy interface {
-	DecideSession(ctx context.Context, in *policy.SessionInput) policy.SessionDecision
-	DecideStanza(ctx context.Context, in *policy.StanzaInput) policy.StanzaDecision
-	// NeedsContent and NeedsPayloadFacts say whether the policy reads a
-	// stanza's content or payload facts (what a metadata record may lack).
-	NeedsContent() bool
-	NeedsPayloadFacts() bool
-}
+type Policy = policy.Decider
 
 // Outcome is how a replayed decision compares with the recorded one.
 type Outcome string

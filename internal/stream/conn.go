@@ -63,12 +63,12 @@ type Conn struct {
 	// queued and ends once the queue is empty, so that an idle stream
 	// holds no goroutine (nor its stack) for writing. Only that goroutine
 	// uses w and wconn (the connection it writes to, swapped by StartTLS).
-	writing bool
-	w       *bufio.Writer
-	wconn   net.Conn
-	batch   []*writeReq // the writer's, reused
-	peer       xmlstream.Header
-	streamID   string
+	writing  bool
+	w        *bufio.Writer
+	wconn    net.Conn
+	batch    []*writeReq // the writer's, reused
+	peer     xmlstream.Header
+	streamID string
 }
 
 // writeReq is one unit of the writer's work.
