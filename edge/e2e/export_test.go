@@ -3,7 +3,6 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -38,24 +37,10 @@ const (
 // the audit records hold them, the denied attempt with its decision.
 func TestAuditExportArchive(t *testing.T) {
 	testbed.Require(t)
-	public := startDNSAt(t, exportPublicDNS)
-	addServer(public, CompanyDomain, exportOutsideIP, S2SPort)
-	addServer(public, PartnerDomain, exportPartnerIP, S2SPort)
-	internal := startDNSAt(t, exportInternalDNS)
-	addServer(internal, PartnerDomain, exportInsideIP, S2SPort)
-
-	ca := newCA(t)
-	files := gatewayFiles(t, ca, PartnerDomain)
-	files["partners.yaml"] = append(files["partners.yaml"], "audit_full: [partner.test]\n"...)
-	cfg := gatewayConfigAt(gatewayAddrs{inside: exportInsideIP, company: exportCompanyIP, outside: exportOutsideIP, publicDNS: exportPublicDNS}, ca.file)
-	gw := startGatewayAt(t, cfg, files, net.JoinHostPort(exportInsideIP, fmt.Sprint(S2SPort)), 20*time.Second)
-
-	companyOpts := testbed.ProsodyOptions{Domain: CompanyDomain, IP: exportCompanyIP, DNS: exportInternalDNS, Users: Users}
-	companyOpts.CertPEM, companyOpts.KeyPEM = ca.issue(t, CompanyDomain)
-	company := testbed.StartProsody(t, companyOpts)
-	partner := testbed.StartProsody(t, testbed.ProsodyOptions{Domain: PartnerDomain, IP: exportPartnerIP, DNS: exportPublicDNS, Users: Users, RequireEncryption: true})
-	alice := testbed.StartClient(t, "alice@"+CompanyDomain, Password, company.C2SAddr())
-	bob := testbed.StartClient(t, "bob@"+PartnerDomain, Password, partner.C2SAddr())
+	b := startFederationBed(t, bedAddrs{company: exportCompanyIP, partner: exportPartnerIP, inside: exportInsideIP, outside: exportOutsideIP,
+		publicDNS: exportPublicDNS, internalDNS: exportInternalDNS}, append(partnersYAML(PartnerDomain), "audit_full: [partner.test]\n"...))
+	_, bob := b.startPartner(t, false)
+	gw, alice := b.gw, b.alice
 	const wait = 15 * time.Second
 
 	sent := map[string]string{ // stanza id → body

@@ -3,7 +3,6 @@ package e2e
 import (
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -30,51 +29,9 @@ const (
 	ptMetrics     = "127.0.0.237:9269"
 )
 
-// partnerBed is a gateway between a company and a partner Prosody at the
-// partner tests' addresses.
-type partnerBed struct {
-	ca      *testCA
-	gw      *gatewayProc
-	company *testbed.Prosody
-	alice   *testbed.Client
-}
-
-// startPartnerBed starts the DNS views, xmppedge with the policy data
-// partnersData, and the company Prosody with alice logged in.
-func startPartnerBed(t *testing.T, partnersData string) *partnerBed {
-	t.Helper()
-	public := startDNSAt(t, ptPublicDNS)
-	addServer(public, CompanyDomain, ptOutsideIP, S2SPort)
-	addServer(public, PartnerDomain, ptPartnerIP, S2SPort)
-	internal := startDNSAt(t, ptInternalDNS)
-	addServer(internal, PartnerDomain, ptInsideIP, S2SPort)
-
-	b := &partnerBed{ca: newCA(t)}
-	files := gatewayFiles(t, b.ca, PartnerDomain)
-	files["partners.yaml"] = []byte(partnersData)
-	cfg := gatewayConfigAt(gatewayAddrs{inside: ptInsideIP, company: ptCompanyIP, outside: ptOutsideIP, publicDNS: ptPublicDNS, metrics: ptMetrics}, b.ca.file)
-	b.gw = startGatewayAt(t, cfg, files, net.JoinHostPort(ptInsideIP, fmt.Sprint(S2SPort)), 20*time.Second)
-	opts := testbed.ProsodyOptions{Domain: CompanyDomain, IP: ptCompanyIP, DNS: ptInternalDNS, Users: Users}
-	opts.CertPEM, opts.KeyPEM = b.ca.issue(t, CompanyDomain)
-	b.company = testbed.StartProsody(t, opts)
-	b.alice = testbed.StartClient(t, "alice@"+CompanyDomain, Password, b.company.C2SAddr())
-	return b
-}
-
-// startPartner starts the partner Prosody: with certificate, it has a
-// certificate of the test CA, trusts that CA and requires certificate
-// authentication (SASL EXTERNAL both ways); without, a self-signed
-// certificate (dialback both ways).
-func (b *partnerBed) startPartner(t *testing.T, certificate bool) (*testbed.Prosody, *testbed.Client) {
-	t.Helper()
-	opts := testbed.ProsodyOptions{Domain: PartnerDomain, IP: ptPartnerIP, DNS: ptPublicDNS, Users: Users, RequireEncryption: true}
-	if certificate {
-		opts.CertPEM, opts.KeyPEM = b.ca.issue(t, PartnerDomain)
-		opts.CAFile, opts.SecureAuth = b.ca.file, true
-	}
-	p := testbed.StartProsody(t, opts)
-	return p, testbed.StartClient(t, "bob@"+PartnerDomain, Password, p.C2SAddr())
-}
+// ptAddrs are the partner tests' federationBed.
+var ptAddrs = bedAddrs{company: ptCompanyIP, partner: ptPartnerIP, inside: ptInsideIP, outside: ptOutsideIP,
+	publicDNS: ptPublicDNS, internalDNS: ptInternalDNS, metrics: ptMetrics}
 
 // auditEvents are the gateway's audit records of event for partner.test.
 func (g *gatewayProc) auditEvents(t *testing.T, event string) []map[string]any {
@@ -143,7 +100,7 @@ func partnersCLI(t *testing.T, gw *gatewayProc) string {
 func TestPartnerPostureDowngrade(t *testing.T) {
 	testbed.Require(t)
 	t0 := time.Now()
-	b := startPartnerBed(t, string(partnersYAML(PartnerDomain)))
+	b := startFederationBed(t, ptAddrs, partnersYAML(PartnerDomain))
 	strong, bob := b.startPartner(t, true)
 	messageBothWays(t, b.alice, bob)
 	raised := b.gw.waitAuditEvent(t, "posture.raised", 10*time.Second, func(r map[string]any) bool { return r["auth"] == "sasl_external" })
@@ -219,7 +176,7 @@ func TestPartnerAgreementExpiry(t *testing.T) {
   - domain: %s
     agreement: {owner: legal@company.test, reference: NDA-E2E-7, expires: "%s"}
 `, PartnerDomain, expires.Format(time.RFC3339))
-	b := startPartnerBed(t, data)
+	b := startFederationBed(t, ptAddrs, []byte(data))
 	_, bob := b.startPartner(t, false)
 	messageBothWays(t, b.alice, bob)
 	if time.Now().After(expires) {

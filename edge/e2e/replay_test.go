@@ -19,7 +19,7 @@ import (
 // TestPolicyReplay's own addresses (127.0.1.21–24), apart from the rest
 // of the suite:
 //
-//	company Prosody .21 ──responder (xmppedge, .23:5300)──▶ xmppedge inside .23
+//	company Prosody .21 ──internal DNS (.22:5300)──▶ xmppedge inside .23
 //	xmppedge outside .24:5269 ◀──public DNS (.24:5300)── partner Prosody .22
 const (
 	replayCompanyIP = "127.0.1.21"
@@ -52,26 +52,11 @@ type replayRecord struct {
 //   - with the data the gateway ran with, nothing changes: exit 0.
 func TestPolicyReplay(t *testing.T) {
 	testbed.Require(t)
-	public := startDNSAt(t, net.JoinHostPort(replayOutsideIP, fmt.Sprint(replayDNSPort)))
-	addServer(public, CompanyDomain, replayOutsideIP, S2SPort)
-	addServer(public, PartnerDomain, replayPartnerIP, S2SPort)
-
-	ca := newCA(t)
-	files := gatewayFiles(t, ca, PartnerDomain)
 	withPartner := append(partnersYAML(PartnerDomain), "audit_full: [partner.test]\n"...)
-	files["partners.yaml"] = withPartner
-	cfg := gatewayConfigAt(gatewayAddrs{
-		inside: replayInsideIP, company: replayCompanyIP, outside: replayOutsideIP,
-		publicDNS: public.Addr(), responder: net.JoinHostPort(replayInsideIP, fmt.Sprint(replayDNSPort)),
-	}, ca.file)
-	gw := startGatewayAt(t, cfg, files, net.JoinHostPort(replayInsideIP, fmt.Sprint(S2SPort)), 20*time.Second)
-
-	copts := testbed.ProsodyOptions{Domain: CompanyDomain, IP: replayCompanyIP, DNS: net.JoinHostPort(replayInsideIP, fmt.Sprint(replayDNSPort)), Users: Users}
-	copts.CertPEM, copts.KeyPEM = ca.issue(t, CompanyDomain)
-	company := testbed.StartProsody(t, copts)
-	partner := testbed.StartProsody(t, testbed.ProsodyOptions{Domain: PartnerDomain, IP: replayPartnerIP, DNS: public.Addr(), Users: Users, RequireEncryption: true})
-	alice := testbed.StartClient(t, "alice@"+CompanyDomain, Password, company.C2SAddr())
-	bob := testbed.StartClient(t, "bob@"+PartnerDomain, Password, partner.C2SAddr())
+	b := startFederationBed(t, bedAddrs{company: replayCompanyIP, partner: replayPartnerIP, inside: replayInsideIP, outside: replayOutsideIP,
+		publicDNS: net.JoinHostPort(replayOutsideIP, fmt.Sprint(replayDNSPort)), internalDNS: net.JoinHostPort(replayPartnerIP, fmt.Sprint(replayDNSPort))}, withPartner)
+	_, bob := b.startPartner(t, false)
+	gw, alice := b.gw, b.alice
 
 	messageBothWays(t, alice, bob)
 	if err := alice.SendMessageID(bob.JID, "the CONFIDENTIAL merger plan", "c1"); err != nil {
