@@ -240,64 +240,24 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		sum.Target = "SRV of " + cfg.ToDomain
 	}
 
-	var clientTLS *tls.Config
-	if cfg.TLS {
-		clientTLS = &tls.Config{RootCAs: cfg.RootCAs, InsecureSkipVerify: cfg.RootCAs == nil, MinVersion: tls.VersionTLS12}
-		if cfg.ClientCert != nil {
-			clientTLS.Certificates = []tls.Certificate{*cfg.ClientCert}
-		}
+	clientTLS := cfg.clientTLS()
+	lis, err := startListener(ctx, cfg, onStanza)
+	if err != nil {
+		return nil, err
 	}
-
-	// The listener.
-	var lis *listener
-	if cfg.Listen != "" {
-		domains := map[string]bool{}
-		issuers := map[string]bool{}
-		for _, d := range cfg.FromDomains {
-			domains[d], issuers[d] = true, true
-		}
-		if cfg.Receive == ReceiveS2S {
-			domains[cfg.ToDomain] = true
-		}
-		cert := cfg.ListenCert
-		if cert == nil {
-			var err error
-			if cert, err = selfSigned(mapKeys(domains)); err != nil {
-				return nil, err
-			}
-		}
-		l, err := listen(cfg.Listen, &listener{domains: domains, issuers: issuers, secret: cfg.Secret, onStanza: onStanza, log: log,
-			tls: &tls.Config{Certificates: []tls.Certificate{*cert}, ClientAuth: tls.RequestClientCert, MinVersion: tls.VersionTLS12}})
-		if err != nil {
-			return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
-		}
-		lis = l
-		go lis.serve(ctx)
+	if lis != nil {
 		defer lis.close()
 	}
 
 	// The receivers.
-	var recipients []string
-	var clients []*c2sClient
+	clients, recipients, err := startReceivers(ctx, cfg, clientTLS, onStanza)
 	defer func() {
 		for _, c := range clients {
 			c.close()
 		}
 	}()
-	switch cfg.Receive {
-	case ReceiveC2S:
-		cl, err := loginAll(ctx, cfg, clientTLS, onStanza)
-		clients = cl
-		if err != nil {
-			return nil, err
-		}
-		for _, c := range clients {
-			recipients = append(recipients, c.jid)
-		}
-	default:
-		for i := 0; i < cfg.Users; i++ {
-			recipients = append(recipients, cfg.UserPrefix+strconv.Itoa(i)+"@"+cfg.ToDomain)
-		}
+	if err != nil {
+		return nil, err
 	}
 
 	// The sending streams.
@@ -308,16 +268,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 			return nil, err
 		}
 	}
-	var res *resolve.Resolver
-	if cfg.Target == "" {
-		r, err := resolve.New(resolve.Config{Servers: cfg.DNS})
-		if err != nil {
-			return nil, err
-		}
-		res = r
-	}
-	host := &initHost{tls: clientTLS, external: cfg.Auth == AuthExternal, secret: cfg.Secret, timeout: cfg.Timeout}
-	streams, err := openAll(ctx, cfg, res, host, clientTLS)
+	streams, err := startStreams(ctx, cfg, clientTLS, onStanza)
 	defer func() {
 		for _, s := range streams {
 			s.close()
@@ -328,7 +279,6 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	}
 	for _, s := range streams {
 		sum.Auth = append(sum.Auth, s.auth)
-		go s.read(onStanza)
 	}
 
 	// Warm-up: one stanza per stream, which also makes the target set up
@@ -349,13 +299,105 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		}
 	}
 
+	if err := measure(ctx, cfg, streams, rec, run, recipients, sum); err != nil {
+		return nil, err
+	}
+	if lis != nil {
+		sum.DialbackOK = lis.verified.Load()
+	}
+	return sum, nil
+}
+
+// clientTLS is the TLS of the tool's connections (nil: no TLS):
+// verified with RootCAs (none: not verified), with ClientCert.
+func (c *Config) clientTLS() *tls.Config {
+	if !c.TLS {
+		return nil
+	}
+	t := &tls.Config{RootCAs: c.RootCAs, InsecureSkipVerify: c.RootCAs == nil, MinVersion: tls.VersionTLS12}
+	if c.ClientCert != nil {
+		t.Certificates = []tls.Certificate{*c.ClientCert}
+	}
+	return t
+}
+
+// startReceivers logs the c2s users in (ReceiveC2S) and returns them
+// and the JIDs the stanzas go to.
+func startReceivers(ctx context.Context, cfg Config, clientTLS *tls.Config, onStanza func(*xmlstream.Element)) ([]*c2sClient, []string, error) {
+	var recipients []string
+	if cfg.Receive != ReceiveC2S {
+		for i := 0; i < cfg.Users; i++ {
+			recipients = append(recipients, cfg.UserPrefix+strconv.Itoa(i)+"@"+cfg.ToDomain)
+		}
+		return nil, recipients, nil
+	}
+	clients, err := loginAll(ctx, cfg, clientTLS, onStanza)
+	for _, c := range clients {
+		recipients = append(recipients, c.jid)
+	}
+	return clients, recipients, err
+}
+
+// startStreams opens the sending streams (to cfg.Target, else the SRV
+// targets of cfg.ToDomain) and starts their readers.
+func startStreams(ctx context.Context, cfg Config, clientTLS *tls.Config, onStanza func(*xmlstream.Element)) ([]*sendStream, error) {
+	var res *resolve.Resolver
+	if cfg.Target == "" {
+		r, err := resolve.New(resolve.Config{Servers: cfg.DNS})
+		if err != nil {
+			return nil, err
+		}
+		res = r
+	}
+	host := &initHost{tls: clientTLS, external: cfg.Auth == AuthExternal, secret: cfg.Secret, timeout: cfg.Timeout}
+	streams, err := openAll(ctx, cfg, res, host, clientTLS)
+	for _, s := range streams {
+		go s.read(onStanza)
+	}
+	return streams, err
+}
+
+// startListener starts the tool's s2s listener when cfg.Listen is set
+// (nil otherwise): the fake domains' authoritative server and, with
+// ReceiveS2S, the receiving server.
+func startListener(ctx context.Context, cfg Config, onStanza func(*xmlstream.Element)) (*listener, error) {
+	if cfg.Listen == "" {
+		return nil, nil
+	}
+	domains := map[string]bool{}
+	issuers := map[string]bool{}
+	for _, d := range cfg.FromDomains {
+		domains[d], issuers[d] = true, true
+	}
+	if cfg.Receive == ReceiveS2S {
+		domains[cfg.ToDomain] = true
+	}
+	cert := cfg.ListenCert
+	if cert == nil {
+		var err error
+		if cert, err = selfSigned(mapKeys(domains)); err != nil {
+			return nil, err
+		}
+	}
+	l, err := listen(cfg.Listen, &listener{domains: domains, issuers: issuers, secret: cfg.Secret, onStanza: onStanza, log: cfg.Logger,
+		tls: &tls.Config{Certificates: []tls.Certificate{*cert}, ClientAuth: tls.RequestClientCert, MinVersion: tls.VersionTLS12}})
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	go l.serve(ctx)
+	return l, nil
+}
+
+// measure runs the measured phase: every stream sends its share of the
+// plan while progress reports, then the drain; it fills sum.
+func measure(ctx context.Context, cfg Config, streams []*sendStream, rec *recorder, run string, recipients []string, sum *Summary) error {
 	// The measured phase.
 	cpu0 := make([]time.Duration, len(cfg.PIDs))
 	names := make([]string, len(cfg.PIDs))
 	for i, pid := range cfg.PIDs {
 		c, name, err := ProcCPU(pid)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		cpu0[i], names[i] = c, name
 	}
@@ -378,7 +420,12 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	go func() { wg.Wait(); close(sendDone) }()
 	progress(ctx, cfg, rec, &sent, sendStart, sendDone)
 
-	// Summary.
+	summarize(sum, rec, results, streams)
+	return cpuSummary(cfg, rec, cpu0, names, self0, sum)
+}
+
+// summarize fills sum with what was sent and received.
+func summarize(sum *Summary, rec *recorder, results []sendResult, streams []*sendStream) {
 	c := rec.counts()
 	first, last := time.Duration(math.MaxInt64), time.Duration(0)
 	sum.SentByKind = map[string]uint64{}
@@ -411,10 +458,16 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		}
 	}
 	sum.Latency = Summarize(rec.latencies())
+}
+
+// cpuSummary fills sum with the CPU time of cfg.PIDs (from cpu0) and of
+// the tool (from self0) per received stanza.
+func cpuSummary(cfg Config, rec *recorder, cpu0 []time.Duration, names []string, self0 time.Duration, sum *Summary) error {
+	c := rec.counts()
 	for i, pid := range cfg.PIDs {
 		c1, _, err := ProcCPU(pid)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		pc := ProcessCPU{PID: pid, Name: names[i], Seconds: round3((c1 - cpu0[i]).Seconds())}
 		if c.received > 0 {
@@ -423,10 +476,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		sum.CPU = append(sum.CPU, pc)
 	}
 	sum.ToolCPU = round3((selfCPU() - self0).Seconds())
-	if lis != nil {
-		sum.DialbackOK = lis.verified.Load()
-	}
-	return sum, nil
+	return nil
 }
 
 // holdIdle waits cfg.Hold with the streams open and idle, then reports
