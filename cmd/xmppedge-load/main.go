@@ -104,6 +104,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.Duration, "duration", 0, "send for this long (with -count: whichever ends first)")
 	fs.Float64Var(&cfg.Rate, "rate", 0, "stanzas per second over all streams (0: as fast as the target takes them)")
 	fs.IntVar(&cfg.Batch, "batch", 16, "at most this many stanzas per write (at a rate, fewer: those due)")
+	fs.IntVar(&cfg.Senders, "senders", 0, "distinct sending users per fake domain (load0 …; 0: one, load): -senders × -users distinct JID pairs, new keys for the gateway's policy cache")
 	fs.IntVar(&cfg.Size, "size", 400, "stanza size in bytes (padded body, status or query)")
 	fs.DurationVar(&cfg.Hold, "hold", 0, "after the warm-up, keep the streams open and idle this long, then report the memory growth per stream of the -pid processes (alone: send nothing more)")
 	fs.DurationVar(&cfg.Drain, "drain", 10*time.Second, "wait this long at most for the last stanzas after sending")

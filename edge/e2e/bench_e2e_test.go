@@ -141,6 +141,25 @@ func TestBenchE2E(t *testing.T) {
 		}
 	}
 
+	// Distinct JID pairs: the same fast run on the sync path from one
+	// sending user and from 2,500 per domain (to 4 users: 10,000 pairs,
+	// each a new key of the policy's decision cache), back to back.
+	var pairs [2][]float64 // gateway CPU µs per stanza: one pair per user, 10,000 pairs
+	var pairsRate [2][]float64
+	for round := 1; round <= rounds; round++ {
+		for i, senders := range []string{"0", "2500"} {
+			name := fmt.Sprintf("sync-senders%s-%d", senders, round)
+			s := b.runLoad(t, name, "-target", syncPath.target(), "-receive", "c2s", "-c2s", syncPath.company.C2SAddr(),
+				"-pid", strconv.Itoa(syncPath.gw.cmd.Process.Pid), "-timeout", "20s", "-drain", "30s", "-allow-loss",
+				"-users", strconv.Itoa(users), "-streams", strconv.Itoa(streams), "-count", strconv.Itoa(count), "-rate", "0", "-senders", senders)
+			save(name)
+			pairsRate[i] = append(pairsRate[i], s.Throughput)
+			for _, c := range s.CPU {
+				pairs[i] = append(pairs[i], c.PerStanzaUS)
+			}
+		}
+	}
+
 	var tb strings.Builder
 	fmt.Fprintf(&tb, "machine: %d CPUs (%s), %s; medians of %d rounds; throughput: %d stanzas of 400 bytes over %d streams to 4 c2s users, as fast as possible; one at a time: 300 stanzas at 100/s on one stream\n\n",
 		runtime.NumCPU(), cpuModel(), time.Now().UTC().Format("2006-01-02"), rounds, count, streams)
@@ -155,6 +174,8 @@ func TestBenchE2E(t *testing.T) {
 		fmt.Fprintf(&tb, "| %s | %.0f | %.2f | %s | %.1f | %.2f / %.2f | %+.2f | %d (%d) |\n", p.label, median(p.throughput), median(p.throughput)/median(base.throughput),
 			gw, median(p.proCPU), median(p.p50), median(p.p99), median(p.p50)-median(base.p50), p.lost, p.bounced)
 	}
+	fmt.Fprintf(&tb, "\nthrough xmppedge (audit sync), distinct JID pairs: %d (one sender) %.0f stanzas/s, %.1f µs xmppedge CPU per stanza; 10,000 (2,500 senders × %d users) %.0f stanzas/s, %.1f µs\n",
+		users, median(pairsRate[0]), median(pairs[0]), users, median(pairsRate[1]), median(pairs[1]))
 	tb.WriteString("\nper round (stanzas/s):")
 	for _, p := range paths {
 		fmt.Fprintf(&tb, " %s %v;", p.name, p.throughput)

@@ -164,6 +164,7 @@ func (b *loadBed) startPath(t *testing.T, a loadAddrs, durability, level string,
 type loadSummary struct {
 	Run        string            `json:"run"`
 	Streams    int               `json:"streams"`
+	Senders    int               `json:"senders"`
 	Auth       []string          `json:"auth"`
 	Sent       uint64            `json:"sent"`
 	SentByKind map[string]uint64 `json:"sent_by_kind"`
@@ -267,8 +268,11 @@ func TestLoad(t *testing.T) {
 
 	t.Run("dialback", func(t *testing.T) {
 		s := b.runLoad(t, "dialback", "-target", target, "-receive", "c2s", "-c2s", c2s, "-users", strconv.Itoa(users),
-			"-streams", "2", "-count", strconv.Itoa(count), "-mix", "2:1:1", "-pid", strconv.Itoa(gwPID))
+			"-streams", "2", "-count", strconv.Itoa(count), "-mix", "2:1:1", "-senders", "20", "-pid", strconv.Itoa(gwPID))
 		check(t, s, 2, "dialback", gwPID)
+		if s.Senders != 20 {
+			t.Errorf("the summary says %d senders, want 20", s.Senders)
+		}
 		if s.DialbackOK < 2 {
 			t.Errorf("the listener verified %d dialback keys for the gateway, want one per stream at least", s.DialbackOK)
 		}

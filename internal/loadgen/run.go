@@ -80,6 +80,10 @@ type Config struct {
 	Batch    int
 	Size     int
 	Mix      Mix
+	// Senders is how many distinct users of each fake domain send
+	// (load0 … load(Senders-1); 0: one, load): Senders × Users distinct
+	// pairs of JIDs, each a new key of the policy's decision cache.
+	Senders int
 
 	// Hold keeps the streams open and idle this long after the warm-up,
 	// then measures how much the resident memory of PIDs grew since
@@ -111,6 +115,7 @@ type Summary struct {
 	Rate        float64  `json:"rate"` // asked, stanzas/s; 0: as fast as possible
 	Size        int      `json:"size"`
 	Mix         string   `json:"mix"`
+	Senders     int      `json:"senders,omitempty"` // distinct sending users per domain
 
 	Sent       uint64            `json:"sent"`
 	SentByKind map[string]uint64 `json:"sent_by_kind"`
@@ -194,6 +199,9 @@ func (c *Config) check() error {
 	if c.Duration <= 0 {
 		c.Duration = 24 * time.Hour
 	}
+	if c.Senders < 0 {
+		bad("-senders %d: want a number of sending users, 0 for one", c.Senders)
+	}
 	if c.Rate < 0 || math.IsInf(c.Rate, 0) || math.IsNaN(c.Rate) {
 		bad("-rate %v: want stanzas per second, 0 for as fast as possible", c.Rate)
 	}
@@ -235,7 +243,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	onStanza := func(el *xmlstream.Element) { rec.stanza(el.ID, el.Type) }
 	sum := &Summary{Run: run, Started: base.UTC().Format(time.RFC3339), Target: cfg.Target, ToDomain: cfg.ToDomain,
 		FromDomains: cfg.FromDomains, Streams: cfg.Streams, Receive: cfg.Receive, Users: cfg.Users,
-		Rate: cfg.Rate, Size: cfg.Size, Mix: cfg.Mix.String()}
+		Rate: cfg.Rate, Size: cfg.Size, Mix: cfg.Mix.String(), Senders: cfg.Senders}
 	if sum.Target == "" {
 		sum.Target = "SRV of " + cfg.ToDomain
 	}
@@ -409,7 +417,7 @@ func measure(ctx context.Context, cfg Config, streams []*sendStream, rec *record
 	end := sendStart.Add(cfg.Duration)
 	for i, s := range streams {
 		p := plan{first: uint64(i), step: uint64(len(streams)), count: cfg.Count, end: end, rate: cfg.Rate / float64(len(streams)),
-			batch: cfg.Batch, size: cfg.Size, mix: cfg.Mix, run: run, recipients: recipients}
+			batch: cfg.Batch, size: cfg.Size, mix: cfg.Mix, run: run, recipients: recipients, senders: uint64(max(cfg.Senders, 0))}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

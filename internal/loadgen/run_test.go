@@ -114,6 +114,7 @@ func TestConfigCheck(t *testing.T) {
 		{"hold alone", func(c *Config) { c.Count, c.Hold, c.PIDs = 0, time.Second, []int{1} }, ""},
 		{"hold without a pid", func(c *Config) { c.Hold = time.Second }, "give their -pid"},
 		{"negative rate", func(c *Config) { c.Rate = -1 }, "-rate"},
+		{"negative senders", func(c *Config) { c.Senders = -1 }, "-senders"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -127,5 +128,24 @@ func TestConfigCheck(t *testing.T) {
 				t.Errorf("check: %v, want an error about %s", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestPlanSender(t *testing.T) {
+	tests := []struct {
+		senders, seq uint64
+		want         string
+	}{
+		{0, 7, "load@load1.test/3"},
+		{1, 7, "load0@load1.test/3"},
+		{2500, 7, "load7@load1.test/3"},
+		{2500, 2507, "load7@load1.test/3"},
+		{2500, 2499, "load2499@load1.test/3"},
+	}
+	for _, tt := range tests {
+		p := plan{senders: tt.senders}
+		if got := string(p.sender(nil, "load1.test", 3, tt.seq)); got != tt.want {
+			t.Errorf("senders %d, seq %d: %q, want %q", tt.senders, tt.seq, got, tt.want)
+		}
 	}
 }

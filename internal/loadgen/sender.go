@@ -178,6 +178,21 @@ type plan struct {
 	mix                Mix
 	run                string
 	recipients         []string
+	senders            uint64 // distinct sending users (0: one, "load")
+}
+
+// sender is the from of stanza seq on stream idx of domain: load@domain,
+// or with senders, load<seq mod senders>@domain, each with the stream's
+// resource.
+func (p *plan) sender(b []byte, domain string, idx int, seq uint64) []byte {
+	b = append(b, "load"...)
+	if p.senders > 0 {
+		b = strconv.AppendUint(b, seq%p.senders, 10)
+	}
+	b = append(b, '@')
+	b = append(b, domain...)
+	b = append(b, '/')
+	return strconv.AppendInt(b, int64(idx), 10)
 }
 
 // sendResult is what one stream sent.
@@ -192,7 +207,7 @@ type sendResult struct {
 // send runs p on the stream; sent is added to as stanzas are flushed.
 func (s *sendStream) send(ctx context.Context, p plan, rec *recorder, sent *atomic.Uint64) sendResult {
 	var res sendResult
-	from := "load@" + s.from + "/" + strconv.Itoa(s.idx)
+	var from []byte
 	bufs := make([][]byte, p.batch)
 	start := time.Now()
 	seq := p.first
@@ -224,7 +239,8 @@ func (s *sendStream) send(ctx context.Context, p plan, rec *recorder, sent *atom
 			kind := p.mix.Kind(seq)
 			st := Stamp{Run: p.run, Seq: seq, Sent: rec.now()}
 			var id [48]byte
-			b := AppendStanza(bufs[i][:0], kind, from, p.recipients[seq%uint64(len(p.recipients))], string(AppendID(id[:0], st)), p.size)
+			from = p.sender(from[:0], s.from, s.idx, seq)
+			b := AppendStanza(bufs[i][:0], kind, string(from), p.recipients[seq%uint64(len(p.recipients))], string(AppendID(id[:0], st)), p.size)
 			bufs[i] = b
 			if k == 0 && i == 0 {
 				res.first = st.Sent
