@@ -564,19 +564,33 @@ func TestKeywordSetsAgainstSingle(t *testing.T) {
 	}
 }
 
-// TestContentProgramBuiltInBackground: the first stanza of a key is
-// evaluated in full and its program built in the background; later ones
-// use it.
+// TestContentProgramBuiltInBackground: the first programAfter-1 stanzas
+// of a key are evaluated in full and build nothing (a pair that exchanges
+// a message or two costs no build); the next starts its build in the
+// background; later ones use the program.
 func TestContentProgramBuiltInBackground(t *testing.T) {
 	e := shippedEngine(t, testData, Config{})
 	ctx := testContext(t)
 	in := StanzaInput{Direction: "outbound", Kind: "message", Type: "chat", From: jid("alice@company.test/a"), To: jid("pete@partner.test"), Body: "hello"}
+	for i := 1; i < programAfter; i++ {
+		if d := e.DecideStanza(ctx, &in); !d.Allow || d.Cached {
+			t.Fatalf("stanza %d: %+v", i, d)
+		}
+		e.current.Load().stanza.buildWG.Wait()
+		if n := e.Stats().ContentPrograms; n != 0 {
+			t.Fatalf("after stanza %d of the key: %d programs built, want none before stanza %d", i, n, programAfter)
+		}
+	}
+	// Another pair's stanzas do not count for this one.
+	other := in
+	other.From = jid("bob@company.test/b")
+	e.DecideStanza(ctx, &other)
 	if d := e.DecideStanza(ctx, &in); !d.Allow || d.Cached {
-		t.Fatalf("first: %+v", d)
+		t.Fatalf("stanza %d: %+v", programAfter, d)
 	}
 	e.current.Load().stanza.buildWG.Wait()
 	if n := e.Stats().ContentPrograms; n != 1 {
-		t.Fatalf("%d programs built", n)
+		t.Fatalf("after stanza %d of the key: %d programs built, want 1", programAfter, n)
 	}
 	e.DecideStanza(ctx, &in) // fills the memo
 	in.Body = "hello again"

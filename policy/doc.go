@@ -149,11 +149,13 @@
 // time a vector is seen (never with a failure). Anything else in the
 // residual (count(input.body), a reason built from the subject, a policy
 // function left unevaluated, …) leaves the key without a program: each of
-// its stanzas is evaluated in full, exactly as before. The first stanza
-// of a key is evaluated in full while its program is built in the
-// background (one build at a time: a partial evaluation with 10,000
-// partners costs about 1ms); programs are cached per loaded policy like
-// decisions (Config.CacheSize; a negative size disables both).
+// its stanzas is evaluated in full, exactly as before. The first two
+// stanzas of a key are evaluated in full; the third starts its program's
+// build in the background (one build at a time: a partial evaluation with
+// 10,000 partners costs about 3 ms, a dozen full evaluations, so a pair
+// of JIDs that exchanges a message or two is not worth one); programs are
+// cached per loaded policy like decisions (Config.CacheSize; a negative
+// size disables both).
 // Stats().ContentPrograms counts the builds; decisions from a program's
 // memo count as cache hits and are marked Cached.
 //

@@ -72,10 +72,11 @@ type query[D any] struct {
 
 	// Stanza only: content programs (see content.go), when the policy
 	// reads content and decisions are cacheable.
-	ppq     rego.PreparedPartialQuery
-	progs   *decisionCache[*contentProgram]
-	builds  chan struct{}  // one program built at a time, in the background
-	buildWG sync.WaitGroup // tests: wait for the builds
+	ppq       rego.PreparedPartialQuery
+	progs     *decisionCache[*contentProgram]
+	sightings *decisionCache[uint8] // stanzas of a key without a program (programAfter)
+	builds    chan struct{}         // one program built at a time, in the background
+	buildWG   sync.WaitGroup        // tests: wait for the builds
 }
 
 // New loads the policy named by cfg. An error is a load or compile error
@@ -275,6 +276,7 @@ func prepareContentPrograms(ctx context.Context, q *query[StanzaDecision], c *as
 	}
 	q.ppq = ppq
 	q.progs = newDecisionCache[*contentProgram](cacheSize)
+	q.sightings = newDecisionCache[uint8](cacheSize)
 	q.builds = make(chan struct{}, 1)
 	return nil
 }
