@@ -43,9 +43,10 @@ type Options struct {
 }
 
 // Conn is one connection carrying an XML stream in one role. It owns the
-// net.Conn, the scanner (read from one goroutine at a time) and one writer
-// goroutine; its methods other than ReadHeader and Next may be called
-// from any goroutine.
+// net.Conn, the scanner (read from one goroutine at a time) and its
+// writer: one goroutine at a time, running while something is queued;
+// its methods other than ReadHeader, Await and Next may be called from
+// any goroutine.
 type Conn struct {
 	r *xmlstream.Reader
 

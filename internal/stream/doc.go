@@ -1,7 +1,8 @@
 // Package stream is the XML stream layer of an s2s connection (RFC 6120
 // §4): the stream header, typed stream errors, and [Conn], the connection
 // type that owns the socket, the strict scanner (internal/xmlstream) and
-// one writer goroutine.
+// one writer goroutine (started for what is queued, gone while the stream
+// is idle).
 //
 // # Writing
 //
