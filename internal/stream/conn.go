@@ -64,7 +64,11 @@ type Conn struct {
 	// queued and ends once the queue is empty, so that an idle stream
 	// holds no goroutine (nor its stack) for writing. Only that goroutine
 	// uses w and wconn (the connection it writes to, swapped by StartTLS).
+	// A small write buffer (an incoming stream's: it only answers) is
+	// dropped when the writer ends and made again when it starts; a large
+	// one (an outgoing stream's, busy) is kept.
 	writing  bool
+	wsize    int // the write buffer's size
 	w        *bufio.Writer
 	wconn    net.Conn
 	batch    []*writeReq // the writer's, reused
@@ -94,7 +98,7 @@ func NewConn(c net.Conn, opt Options) *Conn {
 		r:          xmlstream.NewReader(c, opt.Limits),
 		conn:       c,
 		maxBacklog: opt.MaxBacklog,
-		w:          bufio.NewWriterSize(c, opt.WriteBuffer),
+		wsize:      opt.WriteBuffer,
 		wconn:      c,
 	}
 	if tc, ok := c.(*tls.Conn); ok && tc.ConnectionState().HandshakeComplete {
@@ -119,11 +123,17 @@ func (s *Conn) writer() {
 		s.queue, s.batch = s.batch[:0], nil
 		werr := s.err
 		if len(batch) == 0 {
+			if s.wsize <= IncomingWriteBuffer {
+				s.w = nil // flushed: nothing in it (under mu: the next writer may start at once)
+			}
 			s.batch, s.writing = batch, false
 			s.mu.Unlock()
 			return
 		}
 		s.mu.Unlock()
+		if s.w == nil {
+			s.w = bufio.NewWriterSize(s.wconn, s.wsize)
+		}
 		s.wconn = s.write(s.wconn, s.w, batch, werr)
 		clear(batch)
 		s.mu.Lock()
