@@ -150,6 +150,9 @@ func (s *Conn) write(c net.Conn, w *bufio.Writer, batch []*writeReq, err error) 
 		if err == nil {
 			err = w.Flush()
 		}
+		if err != nil {
+			s.setErr(err) // before any waiter learns of it: its next Send must fail too
+		}
 		for _, q := range waiters {
 			q.done <- err
 		}
@@ -180,11 +183,17 @@ func (s *Conn) write(c net.Conn, w *bufio.Writer, batch []*writeReq, err error) 
 	flush()
 	s.mu.Lock()
 	s.backlog -= n
-	if err != nil && s.err == nil {
+	s.mu.Unlock()
+	return c
+}
+
+// setErr records the writer's first error.
+func (s *Conn) setErr(err error) {
+	s.mu.Lock()
+	if s.err == nil {
 		s.err = err
 	}
 	s.mu.Unlock()
-	return c
 }
 
 // failQueued answers the waiters still queued when the writer stops.
