@@ -124,6 +124,22 @@ func (p *fakePolicy) DecideStanza(ctx context.Context, in *policy.StanzaInput) p
 func (p *fakePolicy) NeedsContent() bool      { return true }
 func (p *fakePolicy) NeedsPayloadFacts() bool { return true }
 
+// shippedRules loads the shipped rules (rules/) with data as their
+// partners.yaml: the real policy, where a test needs the Rego's own
+// decisions rather than fakePolicy's.
+func shippedRules(t testing.TB, data string) *policy.Engine {
+	t.Helper()
+	partners := filepath.Join(t.TempDir(), "partners.yaml")
+	if err := os.WriteFile(partners, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	eng, err := policy.New(context.Background(), policy.Config{Rules: "../rules", Data: []string{partners}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return eng
+}
+
 // fakeAuditor keeps records in memory; failing makes every call fail,
 // notDurable only WaitDurable (records are accepted, never stored: a
 // replicated log that lost its quorum).

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -23,7 +22,6 @@ import (
 	"github.com/xmppedge/xmppedge/internal/audit"
 	"github.com/xmppedge/xmppedge/internal/audit/jsaudit"
 	"github.com/xmppedge/xmppedge/internal/xmlstream"
-	"github.com/xmppedge/xmppedge/policy"
 )
 
 // The relay benchmarks measure DESIGN §5's first figure: stanzas through
@@ -163,14 +161,7 @@ func newRelayEnv(b *testing.B, durability string) *relayEnv {
 
 func newRelayEnvWith(b *testing.B, openSink func(dir string) audit.Sink) *relayEnv {
 	dir := b.TempDir()
-	partners := filepath.Join(dir, "partners.yaml")
-	if err := os.WriteFile(partners, []byte("partners:\n  - domain: partner.test\n    direction: both\nconfidential:\n  keywords: [CONFIDENTIAL]\n"), 0o600); err != nil {
-		b.Fatal(err)
-	}
-	eng, err := policy.New(context.Background(), policy.Config{Rules: "../rules", Data: []string{partners}})
-	if err != nil {
-		b.Fatal(err)
-	}
+	eng := shippedRules(b, "partners:\n  - domain: partner.test\n    direction: both\nconfidential:\n  keywords: [CONFIDENTIAL]\n")
 	alog := openSink(dir)
 	b.Cleanup(func() { alog.Close() })
 	ica, _, err := certs.LoadOrCreateInternalCA(filepath.Join(dir, "ica.crt"), filepath.Join(dir, "ica.key"))

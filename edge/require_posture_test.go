@@ -1,14 +1,10 @@
 package edge
 
 import (
-	"context"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/xmppedge/xmppedge/internal/audit"
-	"github.com/xmppedge/xmppedge/policy"
 )
 
 // require_posture on an outgoing stream, with the shipped rules: the
@@ -31,15 +27,7 @@ func TestRequirePostureOutgoing(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			partners := filepath.Join(t.TempDir(), "partners.yaml")
-			data := "partners:\n  - {domain: partner.test, require_posture: " + tt.posture + "}\n"
-			if err := os.WriteFile(partners, []byte(data), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			eng, err := policy.New(context.Background(), policy.Config{Rules: "../rules", Data: []string{partners}})
-			if err != nil {
-				t.Fatal(err)
-			}
+			eng := shippedRules(t, "partners:\n  - {domain: partner.test, require_posture: "+tt.posture+"}\n")
 			env := newTestEnv(t, func(o *Options) { o.Policy = eng })
 			partner := startFakeServerTLS(t, "partner.test", env.tlsConfig(t, "partner.test"))
 			env.res.set("partner.test", partner.addr(), true)

@@ -15,8 +15,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -30,7 +28,6 @@ import (
 	"github.com/xmppedge/xmppedge/internal/audit"
 	"github.com/xmppedge/xmppedge/internal/metrics"
 	"github.com/xmppedge/xmppedge/internal/resolve"
-	"github.com/xmppedge/xmppedge/policy"
 )
 
 // forgedKey is a dialback key no authoritative server issued: only a
@@ -280,16 +277,7 @@ func TestDialbackShortcutOff(t *testing.T) {
 // anything else happens — no authority asked, the refusal audited — while
 // a partner without require_cert is answered at once.
 func TestDialbackShortcutShippedRules(t *testing.T) {
-	dir := t.TempDir()
-	partners := filepath.Join(dir, "partners.yaml")
-	data := "partners:\n  - domain: partner.test\n  - domain: secure.test\n    require_cert: true\n"
-	if err := os.WriteFile(partners, []byte(data), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	eng, err := policy.New(context.Background(), policy.Config{Rules: "../rules", Data: []string{partners}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	eng := shippedRules(t, "partners:\n  - domain: partner.test\n  - domain: secure.test\n    require_cert: true\n")
 	env := newTestEnv(t, func(o *Options) { o.Policy = eng })
 	var mu sync.Mutex
 	asked := 0
