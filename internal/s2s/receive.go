@@ -67,7 +67,7 @@ func (s *Stream) receiveStream(ctx context.Context) error {
 			return err
 		}
 		s.Conn.Await(timeout)
-		step, err := s.receiveElement(ctx, timeout)
+		step, err := s.receiveElement(ctx)
 		switch {
 		case err != nil:
 			return err
@@ -114,9 +114,10 @@ func (s *Stream) answerHeader() error {
 	return nil
 }
 
-// receiveElement reads (within timeout; 0: none) and answers one element.
-func (s *Stream) receiveElement(ctx context.Context, timeout time.Duration) (Step, error) {
-	el, err := s.Conn.Next(timeout)
+// receiveElement reads (within the deadline Conn.Await set) and answers one
+// element.
+func (s *Stream) receiveElement(ctx context.Context) (Step, error) {
+	el, err := s.Conn.NextAwaited()
 	if err != nil {
 		return Skip, err
 	}

@@ -383,9 +383,9 @@ func (s *Conn) Next(timeout time.Duration) (xmlstream.Element, error) {
 
 // Await waits until the peer has sent something (or the connection
 // failed, or timeout passed: 0 means no deadline) without reading an
-// element: the next Next reads it, or returns the error. A reader that
-// waits here between elements holds little stack while the stream is
-// idle (see xmlstream.Reader.Await).
+// element: NextAwaited reads it, within the same deadline, or returns the
+// error. A reader that waits here between elements holds little stack
+// while the stream is idle (see xmlstream.Reader.Await).
 func (s *Conn) Await(timeout time.Duration) {
 	c := s.NetConn()
 	if timeout > 0 {
@@ -395,6 +395,11 @@ func (s *Conn) Await(timeout time.Duration) {
 	}
 	s.r.Await()
 }
+
+// NextAwaited reads the next top-level element after Await, within the
+// deadline Await set (one deadline for the wait and the element, as Next
+// sets; not set again per element on the hot path).
+func (s *Conn) NextAwaited() (xmlstream.Element, error) { return s.r.Next() }
 
 // Restart prepares for a new stream on the same connection (after SASL or
 // TLS): the scanner forgets the old stream, our next header is due.
