@@ -67,27 +67,43 @@ func benchEngine(b *testing.B, cacheSize int) *Engine {
 
 // BenchmarkSessionDecision10kDomains: the shipped session rules, 10,000
 // partners. "hit": 1,000 distinct domains, cache warm. "miss": cache off,
-// every decision evaluated.
+// every decision evaluated. "next-minute": the cache warm (and the
+// domains' key classes narrowed) at one minute, each decision at a later
+// one from another address: input.now and remote_ip are new values for
+// every decision, which key narrowing drops for partners without an
+// agreement.
 func BenchmarkSessionDecision10kDomains(b *testing.B) {
 	inputs := make([]SessionInput, 1000)
 	for i := range inputs {
 		inputs[i] = SessionInput{Direction: "inbound", LocalDomain: "company.test",
-			RemoteDomain: fmt.Sprintf("partner%05d.test", i*7), RemoteIP: "192.0.2.1", TLS: tls13, Auth: "dialback"}
+			RemoteDomain: fmt.Sprintf("partner%05d.test", i*7), RemoteIP: "192.0.2.1", TLS: tls13, Auth: "dialback",
+			Now: "2026-12-01T12:00:00Z"}
 	}
 	for _, tc := range []struct {
 		name  string
 		cache int
-	}{{"hit", 0}, {"miss", -1}} {
+	}{{"hit", 0}, {"miss", -1}, {"next-minute", 0}} {
 		b.Run(tc.name, func(b *testing.B) {
 			e := benchEngine(b, tc.cache)
+			e.syncPrograms = true // key classes narrowed at once
 			ctx := testContext(b)
 			for i := range inputs {
 				if !e.DecideSession(ctx, &inputs[i]).Allow {
 					b.Fatalf("denied: %+v", inputs[i])
 				}
 			}
+			measured := inputs
+			if tc.name == "next-minute" {
+				measured = make([]SessionInput, b.N)
+				for i := range measured {
+					measured[i] = inputs[i%len(inputs)]
+					t := time.Date(2026, 12, 1, 12, 1, 0, 0, time.UTC).Add(time.Duration(i) * time.Minute)
+					measured[i].Now = t.Format(time.RFC3339)
+					measured[i].RemoteIP = fmt.Sprintf("198.51.100.%d", i%256)
+				}
+			}
 			before := e.Stats()
-			measure(b, func(i int) { e.DecideSession(ctx, &inputs[i%len(inputs)]) })
+			measure(b, func(i int) { e.DecideSession(ctx, &measured[i%len(measured)]) })
 			reportHitRate(b, e, before)
 		})
 	}
@@ -108,12 +124,14 @@ func BenchmarkStanzaHeaderOnly10kDomains(b *testing.B) {
 	}{{"hit", 0}, {"miss", -1}} {
 		b.Run(tc.name, func(b *testing.B) {
 			e := benchEngine(b, tc.cache)
+			e.syncPrograms = true // warm-up: key classes narrowed at once
 			ctx := testContext(b)
 			for i := range inputs {
 				if d := e.DecideStanza(ctx, &inputs[i]); !d.Allow {
 					b.Fatalf("denied: %+v", d)
 				}
 			}
+			e.syncPrograms = false
 			before := e.Stats()
 			measure(b, func(i int) { e.DecideStanza(ctx, &inputs[i%len(inputs)]) })
 			reportHitRate(b, e, before)
@@ -211,4 +229,49 @@ func BenchmarkContentProgramBuild(b *testing.B) {
 			b.Fatalf("%v %+v", err, p)
 		}
 	})
+}
+
+// BenchmarkNewPair10kDomains: inbound messages (a ~400-byte body) from
+// senders never seen before — each a new pair of JIDs — from 100 of
+// 10,000 partner domains to 4 local users, through the shipped rules with
+// 50 content rules. "narrowed": key narrowing on (the classes of the 100
+// domains narrowed and their content programs built beforehand, as after
+// a pair from each has talked): a new pair's key is its domain and
+// recipient's. "full-key": narrowing off, every new pair a new key,
+// evaluated in full (the path before narrowing).
+func BenchmarkNewPair10kDomains(b *testing.B) {
+	body := strings.Repeat("An ordinary chat message about lunch plans. ", 9)
+	in := func(i int) StanzaInput {
+		return StanzaInput{Direction: "inbound", Kind: "message", Type: "chat", ID: fmt.Sprint(i),
+			From: jid(fmt.Sprintf("sender%d@partner%05d.test/r", i, i%100*97)), To: jid(fmt.Sprintf("user%d@company.test", i%4)),
+			Body: body, Children: []Child{{"body", "jabber:client"}}}
+	}
+	for _, mode := range []string{"narrowed", "full-key"} {
+		b.Run(mode, func(b *testing.B) {
+			e := benchEngine(b, 0)
+			ctx := testContext(b)
+			if mode == "full-key" {
+				e.noNarrowing = true
+				if err := e.Reload(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+			e.syncPrograms = true // warm-up: classes narrowed, programs built at once
+			for i := range 400 { // every (domain, user) of the inputs below
+				warm := in(i)
+				warm.From = jid("warm-up@" + warm.From.Domain)
+				if d := e.DecideStanza(ctx, &warm); !d.Allow {
+					b.Fatalf("denied: %+v", d)
+				}
+			}
+			e.syncPrograms = false
+			inputs := make([]StanzaInput, b.N)
+			for i := range inputs {
+				inputs[i] = in(i)
+			}
+			before := e.Stats()
+			measure(b, func(i int) { e.DecideStanza(ctx, &inputs[i]) })
+			reportHitRate(b, e, before)
+		})
+	}
 }

@@ -50,8 +50,9 @@ import (
 // with one memo entry. Programs are cached like decisions: per loaded
 // policy (a reload starts empty), bounded, failures never memoised.
 
-// decideContent decides a stanza with content through its content program,
-// or in full while there is none (not built yet, or not compiled).
+// decideContent decides a stanza with content through its content program
+// (key: its program key, see Engine.stanzaKey), or in full while there is
+// none (not built yet, or not compiled).
 //
 // The first stanza of a program key is evaluated in full, and the program
 // is built in the background, one at a time: a partial evaluation costs
@@ -61,12 +62,6 @@ import (
 // first.
 func (e *Engine) decideContent(ctx context.Context, l *loaded, in *StanzaInput, key []byte) StanzaDecision {
 	q := &l.stanza
-	for _, lf := range q.leaves {
-		key = appendStanzaLeaf(key, in, lf)
-	}
-	for _, lf := range q.content {
-		key = appendContentKey(key, in, lf)
-	}
 	p, ok := q.progs.get(key)
 	if !ok {
 		switch {
@@ -75,7 +70,7 @@ func (e *Engine) decideContent(ctx context.Context, l *loaded, in *StanzaInput, 
 				e.storeProgram(l, key, b)
 				p = b
 			}
-		case q.sighted(key):
+		case sighted(q.sightings, key):
 			e.startBuild(l, in, key)
 		}
 	}
@@ -103,18 +98,6 @@ func (e *Engine) decideContent(ctx context.Context, l *loaded, in *StanzaInput, 
 // should not cost a build each, while a conversation pays for its
 // program within a few messages.
 const programAfter = 3
-
-// sighted counts a stanza of key that found no program, and reports
-// whether the key has now been seen programAfter times (and the counter
-// is spent). The counts are bounded like the caches.
-func (q *query[D]) sighted(key []byte) bool {
-	n, _ := q.sightings.get(key)
-	if n+1 >= programAfter {
-		return true
-	}
-	q.sightings.put(key, n+1)
-	return false
-}
 
 // pendingProgram marks a key whose program is being built.
 var pendingProgram = &contentProgram{pending: true}

@@ -37,12 +37,13 @@ type Engine struct {
 
 	watchInterval time.Duration // file polling; 1s
 	noPrograms    bool          // tests and benchmarks: no content programs (from the next load)
-	syncPrograms  bool          // tests: build content programs on the deciding goroutine
+	syncPrograms  bool          // tests: build content programs and narrow key classes on the deciding goroutine
+	noNarrowing   bool          // tests and benchmarks: no key narrowing (from the next load)
 
 	hooksMu sync.Mutex
 	hooks   []func(revision string)
 
-	decisions, cacheHits, failures, reloads, reloadFailures, programs atomic.Uint64
+	decisions, cacheHits, failures, reloads, reloadFailures, programs, narrowings atomic.Uint64
 }
 
 // loaded is one compiled policy with its prepared queries and caches.
@@ -77,6 +78,8 @@ type query[D any] struct {
 	sightings *decisionCache[uint8] // stanzas of a key without a program (programAfter)
 	builds    chan struct{}         // one program built at a time, in the background
 	buildWG   sync.WaitGroup        // tests: wait for the builds
+
+	narrow *narrowing // key narrowing (narrow.go); nil: none
 }
 
 // New loads the policy named by cfg. An error is a load or compile error
@@ -213,6 +216,7 @@ func (e *Engine) Stats() Stats {
 		Reloads:         e.reloads.Load(),
 		ReloadFailures:  e.reloadFailures.Load(),
 		ContentPrograms: e.programs.Load(),
+		KeyNarrowings:   e.narrowings.Load(),
 	}
 }
 
@@ -252,6 +256,14 @@ func (e *Engine) prepare(ctx context.Context, src *source) (*loaded, error) {
 	}
 	l.needsContent = l.stanza.use.whole || slices.ContainsFunc(l.stanza.content, func(lf leaf) bool { return !isPayloadFactLeaf(lf) })
 	l.needsFacts = l.stanza.use.whole || slices.ContainsFunc(l.stanza.content, isPayloadFactLeaf)
+	if !e.noNarrowing {
+		if err := prepareNarrowing(ctx, &l.session, c, store, l.builtins, sessionDecisionRef, sessionSchema, sessionNarrowable, nil, e.cfg.CacheSize); err != nil {
+			return nil, err
+		}
+		if err := prepareNarrowing(ctx, &l.stanza, c, store, l.builtins, stanzaDecisionRef, stanzaSchema, stanzaNarrowable, contentUnknowns, e.cfg.CacheSize); err != nil {
+			return nil, err
+		}
+	}
 	if q := &l.stanza; q.cacheable && len(q.content) > 0 && !e.noPrograms {
 		if err := prepareContentPrograms(ctx, q, c, store, l.builtins, e.cfg.CacheSize); err != nil {
 			return nil, err
@@ -395,10 +407,7 @@ func (e *Engine) DecideSession(ctx context.Context, in *SessionInput) SessionDec
 	var keyBuf [256]byte
 	var key []byte
 	if q.cacheable {
-		key = keyBuf[:0]
-		for _, lf := range q.leaves {
-			key = appendSessionLeaf(key, in, lf)
-		}
+		key = e.sessionKey(q, in, keyBuf[:0])
 	}
 	d, hit := decideThroughCache(e, q.cache, q.cacheable, key, func() (SessionDecision, bool) {
 		return e.evalSession(ctx, l, in)
@@ -407,6 +416,68 @@ func (e *Engine) DecideSession(ctx context.Context, in *SessionInput) SessionDec
 		d.Cached = true
 	}
 	return e.applySessionMode(d, in)
+}
+
+// sessionKey appends the decision cache key of in: its leaves, narrowed
+// (narrow.go) once its class is.
+func (e *Engine) sessionKey(q *query[SessionDecision], in *SessionInput, key []byte) []byte {
+	n := q.narrow
+	if n == nil {
+		for _, lf := range q.leaves {
+			key = appendSessionLeaf(key, in, lf)
+		}
+		return key
+	}
+	for _, lf := range n.leaves {
+		key = appendSessionLeaf(key, in, lf)
+	}
+	marker, narrow, start := n.classLeaves(key)
+	if start {
+		e.startNarrowing(n, key, sessionValue(in, q.need))
+		if e.syncPrograms { // narrowed already: the key of this decision too
+			marker, narrow, _ = n.classLeaves(key)
+		}
+	}
+	key = append(key, marker)
+	for _, lf := range narrow {
+		key = appendSessionLeaf(key, in, lf)
+	}
+	return key
+}
+
+// stanzaKey appends the key of in: of the decision cache, or with program
+// (the stanza has content) of its content program, which adds the content
+// keys. A narrowed key (narrow.go) always holds the content keys: they are
+// part of its class.
+func (e *Engine) stanzaKey(q *query[StanzaDecision], in *StanzaInput, key []byte, program bool) []byte {
+	n := q.narrow
+	leaves := q.leaves
+	if n != nil {
+		leaves = n.leaves
+	}
+	for _, lf := range leaves {
+		key = appendStanzaLeaf(key, in, lf)
+	}
+	if program || n != nil {
+		for _, lf := range q.content {
+			key = appendContentKey(key, in, lf)
+		}
+	}
+	if n == nil {
+		return key
+	}
+	marker, narrow, start := n.classLeaves(key)
+	if start {
+		e.startNarrowing(n, key, stanzaValue(in, q.need&^textFieldBits))
+		if e.syncPrograms { // narrowed already: the key of this decision too
+			marker, narrow, _ = n.classLeaves(key)
+		}
+	}
+	key = append(key, marker)
+	for _, lf := range narrow {
+		key = appendStanzaLeaf(key, in, lf)
+	}
+	return key
 }
 
 // decideThroughCache answers a decision from cache under key when
@@ -471,13 +542,10 @@ func (e *Engine) DecideStanza(ctx context.Context, in *StanzaInput) StanzaDecisi
 		}
 	}
 	if !cacheable && q.progs != nil {
-		return e.applyStanzaMode(e.decideContent(ctx, l, in, keyBuf[:0]), in)
+		return e.applyStanzaMode(e.decideContent(ctx, l, in, e.stanzaKey(q, in, keyBuf[:0], true)), in)
 	}
 	if cacheable {
-		key = keyBuf[:0]
-		for _, lf := range q.leaves {
-			key = appendStanzaLeaf(key, in, lf)
-		}
+		key = e.stanzaKey(q, in, keyBuf[:0], false)
 	}
 	d, hit := decideThroughCache(e, q.cache, cacheable, key, func() (StanzaDecision, bool) {
 		return e.evalStanza(ctx, l, in)

@@ -237,6 +237,9 @@ type Stats struct {
 	// ContentPrograms counts the content programs built (one partial
 	// evaluation each; see the package documentation), compiled or not.
 	ContentPrograms uint64
+	// KeyNarrowings counts the partial evaluations that narrowed a class
+	// of decision keys (see the package documentation).
+	KeyNarrowings uint64
 }
 
 // Decider is what those who ask a policy for decisions need of it: the relay

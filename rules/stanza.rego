@@ -30,14 +30,17 @@ decision := {"allow": true, "audit": audit, "strip": strip} if {
 
 # The remote domain of the stanza, and the internal user's bare JID. (Rules
 # name the fields they read, input.to.domain rather than input.to, so that
-# decisions are cached per domain and user, not per resource.)
+# decisions are cached per domain and user, not per resource. local_bare is
+# two rules rather than an else: the gateway's decision cache narrows its
+# keys by partial evaluation, which sees through these but not through an
+# else, and an outbound stanza's key then holds no recipient.)
 remote_domain := input.to.domain if input.direction == "outbound"
 
 else := input.from.domain
 
 local_bare := input.from.bare if input.direction == "outbound"
 
-else := input.to.bare
+local_bare := input.to.bare if input.direction != "outbound"
 
 # What the audit log keeps: the metadata by default, everything for the
 # domains listed under audit_full (compliance cases). Encrypted stanzas and

@@ -1,0 +1,364 @@
+package policy
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/metrics"
+	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage"
+)
+
+// Key narrowing: a decision cache key without the leaves the decision does
+// not depend on.
+//
+// The cache key holds every input leaf the rules refer to anywhere (see
+// analyze). Some of those leaves have many values and matter only in some
+// cases: the shipped stanza rules read the sender's bare JID only for an
+// outbound stanza (the local user's rules) and the recipient's only for an
+// inbound one or a room; the session rules read input.now only for a
+// partner under agreement. Keyed on all of them, every new pair of JIDs is
+// a new key, evaluated in full (~0.3 ms with 10,000 partners), and every
+// session key is new once a minute.
+//
+// So the narrowable leaves — the JIDs' full and bare forms and the stanza
+// id; the session's now and remote_ip (also under a stanza's session) —
+// are kept out of a key's class: the values of every other leaf the rules
+// read, and for a stanza its content keys (children, security label,
+// payload facts; see appendContentKey). Once per class, from a
+// representative input, the decision is partially evaluated with the
+// narrowable leaves and the text fields unknown and everything else
+// known. The narrowable leaves that the residual reads — directly, or
+// through a rule or function of the policy it still calls (followed with
+// analyze) — are the class's kept leaves. A leaf the residual never reads
+// cannot change the decision of any input of the class, whatever its value
+// or text. From then on a key is the class and the kept leaves' values:
+// the decision (or, stanza, the content program) of one pair of JIDs is
+// that of every pair of the class that agrees on the kept leaves.
+//
+// Until a class is narrowed its keys hold every narrowable leaf, as
+// without narrowing. The partial evaluation (about the cost of a content
+// program build) starts at a class's first decision and runs in the
+// background, one at a time per decision (a class whose decision finds
+// one running is tried again at its next). Classes are few — a pair of
+// domains, a kind and type, a direction —, so unlike a content program
+// (per pair of JIDs, from its programAfter-th stanza) it does not wait
+// to be seen again. A failed or panicking one keeps every leaf: a class
+// is never narrowed on a doubt.
+
+// narrowing is a query's key narrowing; nil when none of its key's leaves
+// is narrowable.
+type narrowing struct {
+	leaves   []leaf        // the class: the key's leaves that are not narrowable, in key order
+	narrow   []leaf        // the key's narrowable leaves, in key order
+	paths    [][]string    // their input paths
+	schema   []leafPath    // the query's input schema
+	unknowns []*ast.Term   // input refs of narrow (and, stanza, of the text fields)
+	compiler *ast.Compiler // to follow the rules a residual calls
+	ppq      rego.PreparedPartialQuery
+	txn      storage.Transaction
+
+	classes *decisionCache[*keyClass]
+	builds  chan struct{}  // one partial evaluation at a time, in the background
+	buildWG sync.WaitGroup // tests: wait for the builds
+}
+
+// keyClass is what a class's decisions depend on of the narrowable leaves.
+type keyClass struct {
+	pending bool   // being narrowed
+	keep    []leaf // the narrowable leaves the decision reads (a subsequence of narrowing.narrow)
+	why     string // why every leaf is kept, when that is not the residual's reading (tests, logs)
+}
+
+// pendingClass marks a class whose partial evaluation is running.
+var pendingClass = &keyClass{pending: true}
+
+// Narrowable leaves.
+var (
+	sessionNarrowable = []leaf{lfRemoteIP, lfNow}
+	stanzaNarrowable  = []leaf{lfID, lfFromFull, lfFromBare, lfToFull, lfToBare,
+		lfSessionBase + lfRemoteIP, lfSessionBase + lfNow}
+)
+
+// prepareNarrowing sets q.narrow when q is cacheable and its key holds
+// narrowable leaves. text are the unknowns beyond those leaves (the
+// stanza's text fields).
+func prepareNarrowing[D any](ctx context.Context, q *query[D], c *ast.Compiler, store storage.Store, b *builtinSet,
+	ref ast.Ref, schema []leafPath, narrowable []leaf, text []*ast.Term, cacheSize int) error {
+	if !q.cacheable {
+		return nil
+	}
+	n := &narrowing{schema: schema, compiler: c, txn: q.txn}
+	for _, lf := range q.leaves {
+		if slices.Contains(narrowable, lf) {
+			n.narrow = append(n.narrow, lf)
+		} else {
+			n.leaves = append(n.leaves, lf)
+		}
+	}
+	if len(n.narrow) == 0 {
+		return nil
+	}
+	for _, lf := range n.narrow {
+		i := slices.IndexFunc(schema, func(lp leafPath) bool { return lp.leaf == lf })
+		n.paths = append(n.paths, schema[i].path)
+		r := ast.Ref{ast.InputRootDocument}
+		for _, s := range schema[i].path {
+			r = append(r, ast.StringTerm(s))
+		}
+		n.unknowns = append(n.unknowns, ast.NewTerm(r))
+	}
+	n.unknowns = append(n.unknowns, text...)
+	opts := []func(*rego.Rego){
+		rego.Query(ref.String()),
+		rego.Compiler(c),
+		rego.Store(store),
+		rego.StrictBuiltinErrors(true),
+	}
+	opts = append(opts, b.regoOptions()...)
+	ppq, err := rego.New(opts...).PrepareForPartial(ctx)
+	if err != nil {
+		return fmt.Errorf("preparing the partial evaluation of %v: %w", ref, err)
+	}
+	n.ppq = ppq
+	n.classes = newDecisionCache[*keyClass](cacheSize)
+	n.builds = make(chan struct{}, 1)
+	q.narrow = n
+	return nil
+}
+
+// classLeaves looks up the class whose key (n.leaves, and a stanza's
+// content keys) is class, and returns what completes a decision's key:
+// a marker byte and the leaves to append — the class's kept leaves once
+// it is narrowed, else every narrowable leaf. start reports that the class
+// is neither narrowed nor being narrowed: the caller starts its narrowing
+// (startNarrowing). (The caller appends the leaves itself: a call through
+// a function value would move every key buffer to the heap.)
+func (n *narrowing) classLeaves(class []byte) (marker byte, leaves []leaf, start bool) {
+	cls, _ := n.classes.get(class)
+	if cls != nil && !cls.pending && len(cls.keep) < len(n.narrow) {
+		// Marked 1: a narrowed key never equals a key of every leaf
+		// (marked 0, also the key of a class that keeps every leaf).
+		return 1, cls.keep, false
+	}
+	return 0, n.narrow, cls == nil
+}
+
+// sighted counts a decision of key, and reports whether key has now been
+// seen programAfter times (and the counter is spent).
+func sighted(sightings *decisionCache[uint8], key []byte) bool {
+	n, _ := sightings.get(key)
+	if n+1 >= programAfter {
+		return true
+	}
+	sightings.put(key, n+1)
+	return false
+}
+
+// startNarrowing narrows the class of key from the input document known
+// (built by the caller; its narrowable leaves and text fields are
+// removed here): in the background unless another narrowing of this query
+// is running (then the class is tried again later), or at once in tests.
+func (e *Engine) startNarrowing(n *narrowing, class []byte, known ast.Value) {
+	timeout := max(e.cfg.Timeout, maxPEDuration)
+	if e.syncPrograms {
+		e.narrowings.Add(1)
+		n.classes.put(class, n.narrowClass(context.Background(), withoutPaths(known, n.paths), timeout))
+		return
+	}
+	select {
+	case n.builds <- struct{}{}:
+	default:
+		return
+	}
+	e.narrowings.Add(1)
+	known = withoutPaths(known, n.paths)
+	k := string(class)
+	n.classes.put([]byte(k), pendingClass)
+	n.buildWG.Add(1)
+	go func() {
+		defer n.buildWG.Done()
+		defer func() { <-n.builds }()
+		var cls *keyClass
+		defer func() {
+			if r := recover(); r != nil { // an OPA bug must not take the gateway down
+				cls = &keyClass{keep: n.narrow, why: fmt.Sprint("partial evaluation panicked: ", r)}
+			}
+			n.classes.put([]byte(k), cls)
+			if cls.why != "" {
+				e.log.Debug("decision key class not narrowed; keyed on every leaf", "why", cls.why)
+			}
+		}()
+		cls = n.narrowClass(context.Background(), known, timeout)
+	}()
+}
+
+// narrowClass partially evaluates the decision with known as the input
+// and finds the narrowable leaves its residual reads.
+func (n *narrowing) narrowClass(ctx context.Context, known ast.Value, timeout time.Duration) *keyClass {
+	cancel := &evalCancel{ctx: ctx, deadline: time.Now().Add(timeout)}
+	pq, err := n.ppq.Partial(ctx,
+		rego.EvalParsedInput(known),
+		rego.EvalParsedUnknowns(n.unknowns),
+		rego.EvalTransaction(n.txn),
+		rego.EvalMetrics(metrics.NoOp()),
+		rego.EvalExternalCancel(cancel),
+	)
+	if err != nil {
+		return &keyClass{keep: n.narrow, why: "partial evaluation failed: " + err.Error()}
+	}
+	r := residualReads{n: n, analyzed: map[string]bool{}}
+	for _, m := range pq.Support {
+		for _, rule := range m.Rules {
+			r.support = append(r.support, m.Package.Path.Extend(rule.Head.Ref().GroundPrefix()))
+		}
+	}
+	for _, body := range pq.Queries {
+		r.walk(body)
+	}
+	for _, m := range pq.Support {
+		for _, rule := range m.Rules {
+			r.walk(rule)
+		}
+	}
+	if r.all != "" {
+		return &keyClass{keep: n.narrow, why: r.all}
+	}
+	var keep []leaf
+	for i, lf := range n.narrow {
+		if r.reads(n.paths[i]) {
+			keep = append(keep, lf)
+		}
+	}
+	return &keyClass{keep: keep}
+}
+
+// residualReads collects the input paths a residual reads.
+type residualReads struct {
+	n        *narrowing
+	support  []ast.Ref       // the rules of the support modules (walked themselves)
+	paths    [][]string      // input paths read
+	analyzed map[string]bool // policy rules already followed
+	all      string          // why every leaf counts as read (input read whole, …)
+}
+
+func (r *residualReads) walk(x any) {
+	var vis *ast.GenericVisitor
+	vis = ast.NewGenericVisitor(func(x any) bool {
+		switch x := x.(type) {
+		case ast.Ref:
+			if len(x) == 0 {
+				return false
+			}
+			head, ok := x[0].Value.(ast.Var)
+			if !ok {
+				return false
+			}
+			switch {
+			case head.Equal(ast.InputRootDocument.Value):
+				r.input(x)
+				for _, t := range x[1:] {
+					vis.Walk(t)
+				}
+				return true
+			case head.Equal(ast.DefaultRootDocument.Value):
+				r.data(x)
+			}
+		case ast.Var:
+			if x.Equal(ast.InputRootDocument.Value) { // input as a whole, not the head of a reference
+				r.readAll("the residual reads the input as a whole")
+			}
+		}
+		return false
+	})
+	vis.Walk(x)
+}
+
+func (r *residualReads) readAll(why string) {
+	if r.all == "" {
+		r.all = why
+	}
+}
+
+// input records a reference to input: its ground prefix of strings.
+func (r *residualReads) input(ref ast.Ref) {
+	var path []string
+	for _, t := range ref[1:] {
+		s, ok := t.Value.(ast.String)
+		if !ok {
+			break
+		}
+		path = append(path, string(s))
+	}
+	if len(path) == 0 {
+		r.readAll(fmt.Sprintf("the residual reads %v", ref))
+		return
+	}
+	r.paths = append(r.paths, path)
+}
+
+// data follows a reference to a rule or function of the policy (not of
+// the support modules): what that rule reads of the input counts as read.
+func (r *residualReads) data(ref ast.Ref) {
+	for _, s := range r.support {
+		if ref.HasPrefix(s) || s.HasPrefix(ref) {
+			return
+		}
+	}
+	prefix := ref.GroundPrefix()
+	k := prefix.String()
+	if r.analyzed[k] {
+		return
+	}
+	r.analyzed[k] = true
+	use := analyze(r.n.compiler, prefix)
+	if use.whole {
+		r.readAll(fmt.Sprintf("the residual calls %v, which reads the input as a whole", prefix))
+	}
+	r.paths = append(r.paths, use.paths...)
+}
+
+// reads reports whether a read path is the leaf's path, under it, or
+// above it (input.from reads input.from.bare).
+func (r *residualReads) reads(leafPath []string) bool {
+	for _, p := range r.paths {
+		n := min(len(p), len(leafPath))
+		if slices.Equal(p[:n], leafPath[:n]) {
+			return true
+		}
+	}
+	return false
+}
+
+// withoutPaths returns the object v without the given paths (a path of
+// several keys goes into nested objects), for a partial evaluation that
+// must not know them.
+func withoutPaths(v ast.Value, paths [][]string) ast.Value {
+	obj, ok := v.(ast.Object)
+	if !ok {
+		return v
+	}
+	pairs := make([][2]*ast.Term, 0, obj.Len())
+	obj.Foreach(func(k, val *ast.Term) {
+		ks, _ := k.Value.(ast.String)
+		var sub [][]string
+		for _, p := range paths {
+			if p[0] != string(ks) {
+				continue
+			}
+			if len(p) == 1 {
+				return // dropped
+			}
+			sub = append(sub, p[1:])
+		}
+		if len(sub) > 0 {
+			val = ast.NewTerm(withoutPaths(val.Value, sub))
+		}
+		pairs = append(pairs, [2]*ast.Term{k, val})
+	})
+	return ast.NewObject(pairs...)
+}
