@@ -132,6 +132,29 @@
 // the Strip and Rate of a returned decision are shared with the cache:
 // read them, never modify them.
 //
+// # Speed: key narrowing
+//
+// A key holds every leaf the rules read anywhere, but many rules read a
+// leaf only in some cases: the shipped stanza rules read the sender's bare
+// JID for an outbound stanza and the recipient's for an inbound one (the
+// local user's rules) or one to a room; the session rules read input.now
+// only for a partner under agreement. Keyed on every leaf, each new pair
+// of JIDs would be a new key evaluated in full, and each session key new
+// once a minute. So the narrowable leaves (the JIDs' full and bare forms,
+// the stanza id, now and remote_ip) are kept out of a key's class — the
+// other leaves' values and a stanza's content keys —, and at a class's
+// first decision the engine partially evaluates the decision in the
+// background with those leaves (and the text) unknown and the rest known.
+// The narrowable leaves the residual reads, directly or through a rule it
+// still calls, are kept in the keys of that class; the others cannot
+// change its decisions and are dropped. A new pair of JIDs in a known class
+// is then a cache hit (BenchmarkNewPair10kDomains), and a partner's session
+// stays cached from one minute to the next. Rules written with else, or
+// that read a JID as an object, are narrowed less, never wrongly: a leaf
+// is dropped only when the residual provably does not read it, and a
+// partial evaluation that fails keeps every leaf. Stats().KeyNarrowings
+// counts the partial evaluations (narrow.go has the details).
+//
 // # Speed: content programs
 //
 // A stanza with content is decided by a content program of its key: the
