@@ -193,53 +193,65 @@ func newRelayEnvWith(b *testing.B, openSink func(dir string) audit.Sink) *relayE
 	return &relayEnv{env: env, sink: sink, p: p}
 }
 
-// BenchmarkRelayLatency sends 10,000 stanzas/s through the gateway (TLS
-// both legs, shipped rules, sync audit) and reports the p50 and p99 time
-// from the internal server's write to the partner's read.
+// BenchmarkRelayLatency sends stanzas through the gateway (TLS both legs,
+// shipped rules, audit sync or async) and reports the p50 and p99 time
+// from the internal server's write to the partner's read: 10,000
+// stanzas/s ("busy"), and 500/s ("one-at-a-time": each stanza alone in
+// flight, the added latency of a quiet gateway).
 func BenchmarkRelayLatency(b *testing.B) {
-	for _, durability := range []string{"sync", "async"} {
-		b.Run("audit="+durability, func(b *testing.B) {
-			r := newRelayEnv(b, durability)
-			n := max(b.N, 2000)
-			sent := make([]time.Time, n)
-			got := make([]time.Duration, 0, n)
-			var mu sync.Mutex
-			done := make(chan struct{})
-			r.sink.seen = func(id string) {
-				var i int
-				if _, err := fmt.Sscanf(id, "m%08d", &i); err != nil || i >= n {
-					return
-				}
-				mu.Lock()
-				got = append(got, time.Since(sent[i]))
-				if len(got) == n {
-					close(done)
-				}
-				mu.Unlock()
-			}
-			r.sink.want = 1 << 62
-			b.ResetTimer()
-			start := time.Now()
-			for i := 0; i < n; i++ {
-				time.Sleep(time.Until(start.Add(time.Duration(i) * 100 * time.Microsecond)))
-				mu.Lock()
-				sent[i] = time.Now()
-				mu.Unlock()
-				if _, err := io.WriteString(r.p.conn, benchStanza(i)); err != nil {
-					b.Fatal(err)
-				}
-			}
-			select {
-			case <-done:
-			case <-time.After(time.Minute):
-				b.Fatalf("only %d of %d stanzas arrived", len(got), n)
-			}
-			b.StopTimer()
-			slices.Sort(got)
-			b.ReportMetric(float64(got[len(got)/2].Microseconds()), "p50-µs")
-			b.ReportMetric(float64(got[len(got)*99/100].Microseconds()), "p99-µs")
-		})
+	for _, load := range []struct {
+		name string
+		gap  time.Duration
+		min  int
+	}{{"busy", 100 * time.Microsecond, 2000}, {"one-at-a-time", 2 * time.Millisecond, 500}} {
+		for _, durability := range []string{"sync", "async"} {
+			b.Run(load.name+"/audit="+durability, func(b *testing.B) {
+				benchmarkRelayLatency(b, durability, load.gap, load.min)
+			})
+		}
 	}
+}
+
+func benchmarkRelayLatency(b *testing.B, durability string, gap time.Duration, minN int) {
+	r := newRelayEnv(b, durability)
+	n := max(b.N, minN)
+	sent := make([]time.Time, n)
+	got := make([]time.Duration, 0, n)
+	var mu sync.Mutex
+	done := make(chan struct{})
+	r.sink.seen = func(id string) {
+		var i int
+		if _, err := fmt.Sscanf(id, "m%08d", &i); err != nil || i >= n {
+			return
+		}
+		mu.Lock()
+		got = append(got, time.Since(sent[i]))
+		if len(got) == n {
+			close(done)
+		}
+		mu.Unlock()
+	}
+	r.sink.want = 1 << 62
+	b.ResetTimer()
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		time.Sleep(time.Until(start.Add(time.Duration(i) * gap)))
+		mu.Lock()
+		sent[i] = time.Now()
+		mu.Unlock()
+		if _, err := io.WriteString(r.p.conn, benchStanza(i)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		b.Fatalf("only %d of %d stanzas arrived", len(got), n)
+	}
+	b.StopTimer()
+	slices.Sort(got)
+	b.ReportMetric(float64(got[len(got)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(got[len(got)*99/100].Microseconds()), "p99-µs")
 }
 
 // sendEach writes n stanzas of per bytes, one Write (so one TLS record)
