@@ -275,3 +275,21 @@ func BenchmarkNewPair10kDomains(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkKeyNarrowing: the cost of narrowing one key class (narrow.go):
+// a partial evaluation of the shipped stanza rules (10,000 partners, 50
+// content rules) with the JIDs and the text unknown, and the walk of its
+// residual. It runs in the background, once per class.
+func BenchmarkKeyNarrowing(b *testing.B) {
+	e := benchEngine(b, 0)
+	ctx := testContext(b)
+	q := &e.current.Load().stanza
+	in := StanzaInput{Direction: "outbound", Kind: "message", Type: "chat", From: jid("alice@company.test/phone"),
+		To: jid("bob@partner00031.test"), Body: "hello", Children: []Child{{"body", "jabber:client"}}}
+	known := withoutPaths(stanzaValue(&in, q.need&^textFieldBits), q.narrow.paths)
+	measure(b, func(int) {
+		if c := q.narrow.narrowClass(ctx, known, time.Minute); c.why != "" || len(c.keep) != 1 {
+			b.Fatalf("%+v", c)
+		}
+	})
+}
