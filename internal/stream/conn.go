@@ -74,6 +74,8 @@ type Conn struct {
 	batch    []*writeReq // the writer's, reused
 	peer     xmlstream.Header
 	streamID string
+	// idleAfter is IdleAfter (tests shorten it).
+	idleAfter time.Duration
 }
 
 // writeReq is one unit of the writer's work.
@@ -100,6 +102,7 @@ func NewConn(c net.Conn, opt Options) *Conn {
 		maxBacklog: opt.MaxBacklog,
 		wsize:      opt.WriteBuffer,
 		wconn:      c,
+		idleAfter:  IdleAfter,
 	}
 	if tc, ok := c.(*tls.Conn); ok && tc.ConnectionState().HandshakeComplete {
 		st := tc.ConnectionState()
@@ -381,18 +384,34 @@ func (s *Conn) Next(timeout time.Duration) (xmlstream.Element, error) {
 	return s.r.Next()
 }
 
+// IdleAfter is how long Await waits before the stream counts as idle: its
+// scanner then drops its read buffer and string arena (about 6 KiB) until
+// the peer sends again (xmlstream.Reader.AwaitIdle).
+const IdleAfter = 2 * time.Second
+
 // Await waits until the peer has sent something (or the connection
 // failed, or timeout passed: 0 means no deadline) without reading an
 // element: NextAwaited reads it, within the same deadline, or returns the
 // error. A reader that waits here between elements holds little stack
-// while the stream is idle (see xmlstream.Reader.Await).
+// while the stream is idle (see xmlstream.Reader.Await), and once the
+// stream has been quiet for IdleAfter, no read buffer either.
 func (s *Conn) Await(timeout time.Duration) {
 	c := s.NetConn()
+	start := time.Now()
+	deadline := time.Time{}
 	if timeout > 0 {
-		c.SetReadDeadline(time.Now().Add(timeout))
-	} else {
-		c.SetReadDeadline(time.Time{})
+		deadline = start.Add(timeout)
 	}
+	if timeout <= 0 || timeout > s.idleAfter {
+		c.SetReadDeadline(start.Add(s.idleAfter))
+		if !s.r.AwaitIdle() {
+			// Something came (or the connection failed): the element is
+			// read within the whole timeout, counted from the start.
+			c.SetReadDeadline(deadline)
+			return
+		}
+	}
+	c.SetReadDeadline(deadline)
 	s.r.Await()
 }
 

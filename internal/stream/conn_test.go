@@ -268,3 +268,58 @@ func BenchmarkSendWait(b *testing.B) {
 		}
 	}
 }
+
+// TestAwaitAcrossIdle: over TLS, a stream that waits longer than its idle
+// time (its scanner drops its buffers and the read deadline passes once,
+// which crypto/tls survives) still reads the next element whole, and the
+// caller's own timeout still ends the wait — not sooner.
+func TestAwaitAcrossIdle(t *testing.T) {
+	srvCfg, cliCfg := tlsPair(t, "b.test")
+	a, b := net.Pipe()
+	srvTLS, cliTLS := tls.Server(a, srvCfg), tls.Client(b, cliCfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- cliTLS.HandshakeContext(ctx) }()
+	if err := srvTLS.HandshakeContext(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	srv, cli := NewConn(srvTLS, Options{}), NewConn(cliTLS, Options{})
+	defer srv.Abort()
+	defer cli.Abort()
+	defer a.Close() // first: a TLS close_notify on a pipe nobody reads would wait 5s
+	defer b.Close()
+	srv.idleAfter = 20 * time.Millisecond
+	go cli.WriteHeader("a.test", "b.test", "")
+	if _, err := srv.ReadHeader(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	const msg = "<message xmlns='jabber:server' to='u@b.test' from='v@a.test'><body>after a quiet while</body></message>"
+	go func() {
+		time.Sleep(150 * time.Millisecond) // several idle times
+		cli.Send([]byte(msg[:40]))
+		time.Sleep(30 * time.Millisecond) // the rest after another idle time
+		cli.Send([]byte(msg[40:]))
+	}()
+	srv.Await(30 * time.Second)
+	el, err := srv.NextAwaited()
+	if err != nil || string(el.Raw) != msg {
+		t.Fatalf("after idle: %q, %v", el.Raw, err)
+	}
+
+	// Nothing more: the caller's timeout ends the wait.
+	const timeout = 300 * time.Millisecond
+	start := time.Now()
+	srv.Await(timeout)
+	_, err = srv.NextAwaited()
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("after the timeout: %v, want a timeout", err)
+	}
+	if waited := time.Since(start); waited < timeout {
+		t.Fatalf("timed out after %v, before the caller's %v", waited, timeout)
+	}
+}

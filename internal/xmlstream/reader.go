@@ -538,11 +538,6 @@ func (r *Reader) skipTopSpace(beforeHeader bool) error {
 // ----------------------------------------------------------------------------
 // elements
 
-// Next returns the next top-level element. Whitespace between elements is
-// skipped. It returns ErrStreamEnd at the stream's close tag, io.EOF if the
-// source ends between elements, an error wrapping io.ErrUnexpectedEOF if it
-// ends inside one, and a *StreamError for a violation. Errors other than
-// io.EOF are sticky.
 // Await blocks until the source has given bytes not yet consumed, or
 // failed, without scanning them. A read error is kept: the next Next
 // returns it. It exists for the stack: a goroutine that waits in Await
@@ -556,6 +551,56 @@ func (r *Reader) Await() {
 	_ = r.fill()
 }
 
+// AwaitIdle is Await for a stream that may go quiet: the caller has set
+// the source's read deadline to the moment the stream counts as idle. If
+// that deadline passes with nothing read — a timeout error, which is not
+// kept: the wait may go on (crypto/tls too survives a read timeout) —
+// AwaitIdle releases the read buffer and the string arena (Release) and
+// reports true; the caller then sets the real deadline and waits with
+// Await. Otherwise it is Await, and reports false.
+func (r *Reader) AwaitIdle() (idle bool) {
+	if r.fatal != nil || r.ended || !r.headerDone || r.Buffered() != 0 {
+		return false
+	}
+	_ = r.fill()
+	var timeout interface{ Timeout() bool }
+	if r.rerr == nil || !errors.As(r.rerr, &timeout) || !timeout.Timeout() {
+		return false
+	}
+	// The idle deadline, not the caller's: forget it (also when a source
+	// returned bytes with it, as crypto/tls can).
+	r.rerr, r.emptyReads = nil, 0
+	if r.Buffered() != 0 {
+		return false
+	}
+	r.Release()
+	return true
+}
+
+// HeldBytes is the capacity of the buffers the reader holds between
+// elements (read buffer, string arena, scratch space), for tests and
+// memory accounting.
+func (r *Reader) HeldBytes() int { return cap(r.buf) + cap(r.arena) + cap(r.scratch) }
+
+// Release drops the read buffer, the string arena and the scratch space
+// between elements when nothing is buffered, so that an idle stream holds
+// none of them; the next read and element allocate them again. (What
+// earlier elements returned — strings, Raw — keeps what it points into
+// alive: nothing is reused.) Inside an element, or with bytes buffered, it
+// does nothing.
+func (r *Reader) Release() {
+	if r.inElem || r.Buffered() != 0 {
+		return
+	}
+	r.buf, r.arena, r.scratch = nil, nil, nil
+	r.start, r.pos, r.end = 0, 0, 0
+}
+
+// Next returns the next top-level element. Whitespace between elements is
+// skipped. It returns ErrStreamEnd at the stream's close tag, io.EOF if the
+// source ends between elements, an error wrapping io.ErrUnexpectedEOF if it
+// ends inside one, and a *StreamError for a violation. Errors other than
+// io.EOF are sticky.
 func (r *Reader) Next() (Element, error) {
 	if r.fatal != nil {
 		return Element{}, r.fatal

@@ -747,3 +747,110 @@ func TestAwait(t *testing.T) {
 		})
 	}
 }
+
+// scriptedReader returns its steps in turn: bytes, or an error (with or
+// without bytes), then io.EOF.
+type scriptedReader struct{ steps []scriptStep }
+
+type scriptStep struct {
+	data string
+	err  error
+}
+
+func (s *scriptedReader) Read(p []byte) (int, error) {
+	if len(s.steps) == 0 {
+		return 0, io.EOF
+	}
+	st := &s.steps[0]
+	n := copy(p, st.data)
+	st.data = st.data[n:]
+	if st.data != "" {
+		return n, nil
+	}
+	s.steps = s.steps[1:]
+	return n, st.err
+}
+
+// idleTimeout is what a deadline that passed returns (os.ErrDeadlineExceeded
+// is one).
+type idleTimeout struct{}
+
+func (idleTimeout) Error() string   { return "i/o timeout" }
+func (idleTimeout) Timeout() bool   { return true }
+func (idleTimeout) Temporary() bool { return true }
+
+// TestAwaitIdle: a timeout while waiting between elements releases the
+// buffers and is not kept; anything else is Await's. Strings and Raw that
+// earlier elements returned survive the release and the reads after it.
+func TestAwaitIdle(t *testing.T) {
+	const msg = `<message to='a@company.test' type='chat'><body>hi</body></message>`
+	const msg2 = `<presence to='b@company.test'/>`
+	tests := []struct {
+		name     string
+		steps    []scriptStep // after the header and msg
+		wantIdle bool
+		wantEl   string // what Next returns then, or ""
+		wantErr  string
+	}{
+		{"idle, then an element", []scriptStep{{"", idleTimeout{}}, {msg2, nil}}, true, "presence", ""},
+		{"an element at once", []scriptStep{{msg2, nil}}, false, "presence", ""},
+		{"bytes with the timeout", []scriptStep{{msg2[:10], idleTimeout{}}, {msg2[10:], nil}}, false, "presence", ""},
+		{"the source fails", []scriptStep{{"", errors.New("reset")}}, false, "", "reset"},
+		{"the source ends", nil, false, "", "EOF"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src := &scriptedReader{steps: append([]scriptStep{{prosodyHeader + msg, nil}}, tt.steps...)}
+			r := NewReader(src, Limits{})
+			if _, err := r.ReadHeader(); err != nil {
+				t.Fatal(err)
+			}
+			first, err := r.Next()
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw, typ := string(first.Raw), first.Type
+			rawView := first.Raw
+			if idle := r.AwaitIdle(); idle != tt.wantIdle {
+				t.Fatalf("AwaitIdle = %v, want %v", idle, tt.wantIdle)
+			}
+			if tt.wantIdle && r.HeldBytes() != 0 {
+				t.Errorf("idle reader holds %d bytes", r.HeldBytes())
+			}
+			r.Await()
+			el, err := r.Next()
+			switch {
+			case tt.wantErr == "" && (err != nil || el.Local != tt.wantEl || string(el.Raw) != msg2):
+				t.Errorf("Next = %q %q, %v; want %s", el.Local, el.Raw, err, msg2)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Errorf("Next: %v, want %s", err, tt.wantErr)
+			}
+			if typ != "chat" || (tt.wantIdle && string(rawView) != raw) {
+				t.Errorf("the first element changed: type %q, raw %q", typ, rawView)
+			}
+		})
+	}
+}
+
+// TestReleaseKeepsBufferedBytes: Release with bytes buffered keeps
+// everything.
+func TestReleaseKeepsBufferedBytes(t *testing.T) {
+	const msg = `<presence to='b@company.test'/>`
+	r := NewReader(strings.NewReader(prosodyHeader+msg+msg), Limits{})
+	if _, err := r.ReadHeader(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Next(); err != nil {
+		t.Fatal(err)
+	}
+	if r.Buffered() == 0 {
+		t.Fatal("want the second element buffered")
+	}
+	r.Release()
+	if r.HeldBytes() == 0 {
+		t.Fatal("released a buffer holding bytes")
+	}
+	if el, err := r.Next(); err != nil || string(el.Raw) != msg {
+		t.Fatalf("Next = %q, %v", el.Raw, err)
+	}
+}
