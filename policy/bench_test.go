@@ -257,7 +257,7 @@ func BenchmarkNewPair10kDomains(b *testing.B) {
 				}
 			}
 			e.syncPrograms = true // warm-up: classes narrowed, programs built at once
-			for i := range 400 { // every (domain, user) of the inputs below
+			for i := range 400 {  // every (domain, user) of the inputs below
 				warm := in(i)
 				warm.From = jid("warm-up@" + warm.From.Domain)
 				if d := e.DecideStanza(ctx, &warm); !d.Allow {
