@@ -71,6 +71,7 @@ func FuzzNext(f *testing.F) {
 	for _, s := range fuzzSeeds {
 		f.Add([]byte(s), uint8(0))
 		f.Add([]byte(s), uint8(1))
+		f.Add([]byte(s), uint8(64+3))
 	}
 	f.Fuzz(func(t *testing.T, body []byte, chunk uint8) {
 		in := append([]byte(prosodyHeader), body...)
@@ -106,6 +107,19 @@ func FuzzNext(f *testing.F) {
 			checkDifferential(t, el, h.Namespaces)
 			if _, err := ParseNode(el.Raw, h.Namespaces); err != nil {
 				t.Fatalf("ParseNode rejects what Next accepted (%q): %v", el.Raw, err)
+			}
+			if chunk&64 != 0 {
+				// An idle stream between elements: its buffers are
+				// released (when nothing is buffered) and it waits; what
+				// was returned stays intact through the reads after.
+				raw, local := string(el.Raw), el.Local
+				r.Release()
+				r.AwaitIdle()
+				defer func() {
+					if string(el.Raw) != raw || el.Local != local {
+						t.Fatalf("element %q changed after Release to %q", raw, el.Raw)
+					}
+				}()
 			}
 		}
 	})
