@@ -563,8 +563,7 @@ func (r *Reader) AwaitIdle() (idle bool) {
 		return false
 	}
 	_ = r.fill()
-	var timeout interface{ Timeout() bool }
-	if r.rerr == nil || !errors.As(r.rerr, &timeout) || !timeout.Timeout() {
+	if r.rerr == nil || !isTimeout(r.rerr) {
 		return false
 	}
 	// The idle deadline, not the caller's: forget it (also when a source
@@ -575,6 +574,14 @@ func (r *Reader) AwaitIdle() (idle bool) {
 	}
 	r.Release()
 	return true
+}
+
+// isTimeout reports whether err is a timeout (a deadline that passed).
+// (Its own function: the target of errors.As escapes, and would be an
+// allocation on every wait of AwaitIdle.)
+func isTimeout(err error) bool {
+	var timeout interface{ Timeout() bool }
+	return errors.As(err, &timeout) && timeout.Timeout()
 }
 
 // HeldBytes is the capacity of the buffers the reader holds between
