@@ -70,7 +70,7 @@ func (e *Engine) decideContent(ctx context.Context, l *loaded, in *StanzaInput, 
 				e.storeProgram(l, key, b)
 				p = b
 			}
-		case sighted(q.sightings, key):
+		case seen(q.sightings, key, programAfter):
 			e.startBuild(l, in, key)
 		}
 	}

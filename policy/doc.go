@@ -143,7 +143,7 @@
 // once a minute. So the narrowable leaves (the JIDs' full and bare forms,
 // the stanza id, now and remote_ip) are kept out of a key's class — the
 // other leaves' values and a stanza's content keys —, and at a class's
-// first decision the engine partially evaluates the decision in the
+// second decision the engine partially evaluates the decision in the
 // background with those leaves (and the text) unknown and the rest known.
 // The narrowable leaves the residual reads, directly or through a rule it
 // still calls, are kept in the keys of that class; the others cannot

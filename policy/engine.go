@@ -431,11 +431,11 @@ func (e *Engine) sessionKey(q *query[SessionDecision], in *SessionInput, key []b
 	for _, lf := range n.leaves {
 		key = appendSessionLeaf(key, in, lf)
 	}
-	marker, narrow, start := n.classLeaves(key)
+	marker, narrow, start := n.classLeaves(key, e.syncPrograms)
 	if start {
 		e.startNarrowing(n, key, sessionValue(in, q.need))
 		if e.syncPrograms { // narrowed already: the key of this decision too
-			marker, narrow, _ = n.classLeaves(key)
+			marker, narrow, _ = n.classLeaves(key, false)
 		}
 	}
 	key = append(key, marker)
@@ -466,11 +466,11 @@ func (e *Engine) stanzaKey(q *query[StanzaDecision], in *StanzaInput, key []byte
 	if n == nil {
 		return key
 	}
-	marker, narrow, start := n.classLeaves(key)
+	marker, narrow, start := n.classLeaves(key, e.syncPrograms)
 	if start {
 		e.startNarrowing(n, key, stanzaValue(in, q.need&^textFieldBits))
 		if e.syncPrograms { // narrowed already: the key of this decision too
-			marker, narrow, _ = n.classLeaves(key)
+			marker, narrow, _ = n.classLeaves(key, false)
 		}
 	}
 	key = append(key, marker)

@@ -42,13 +42,13 @@ import (
 //
 // Until a class is narrowed its keys hold every narrowable leaf, as
 // without narrowing. The partial evaluation (about the cost of a content
-// program build) starts at a class's first decision and runs in the
-// background, one at a time per decision (a class whose decision finds
-// one running is tried again at its next). Classes are few — a pair of
-// domains, a kind and type, a direction —, so unlike a content program
-// (per pair of JIDs, from its programAfter-th stanza) it does not wait
-// to be seen again. A failed or panicking one keeps every leaf: a class
-// is never narrowed on a doubt.
+// program build) starts at a class's second decision (narrowAfter) and
+// runs in the background, one at a time per decision (a class whose
+// decision finds one running is tried again later). Classes are few — a
+// pair of domains, a kind and type, a direction —, so they are narrowed
+// sooner than a content program (per pair of JIDs, from its
+// programAfter-th stanza) is built. A failed or panicking one keeps every
+// leaf: a class is never narrowed on a doubt.
 
 // narrowing is a query's key narrowing; nil when none of its key's leaves
 // is narrowable.
@@ -62,9 +62,10 @@ type narrowing struct {
 	ppq      rego.PreparedPartialQuery
 	txn      storage.Transaction
 
-	classes *decisionCache[*keyClass]
-	builds  chan struct{}  // one partial evaluation at a time, in the background
-	buildWG sync.WaitGroup // tests: wait for the builds
+	classes   *decisionCache[*keyClass]
+	sightings *decisionCache[uint8] // decisions of a class not narrowed yet (narrowAfter)
+	builds    chan struct{}         // one partial evaluation at a time, in the background
+	buildWG   sync.WaitGroup        // tests: wait for the builds
 }
 
 // keyClass is what a class's decisions depend on of the narrowable leaves.
@@ -126,33 +127,41 @@ func prepareNarrowing[D any](ctx context.Context, q *query[D], c *ast.Compiler, 
 	}
 	n.ppq = ppq
 	n.classes = newDecisionCache[*keyClass](cacheSize)
+	n.sightings = newDecisionCache[uint8](cacheSize)
 	n.builds = make(chan struct{}, 1)
 	q.narrow = n
 	return nil
 }
 
+// narrowAfter is how many decisions of a class are made before it is
+// narrowed: not the first, so that a peer sending stanzas of classes
+// never seen again (a made-up type attribute each) costs no partial
+// evaluation; classes are few, and a real one comes back at once.
+const narrowAfter = 2
+
 // classLeaves looks up the class whose key (n.leaves, and a stanza's
 // content keys) is class, and returns what completes a decision's key:
 // a marker byte and the leaves to append — the class's kept leaves once
 // it is narrowed, else every narrowable leaf. start reports that the class
-// is neither narrowed nor being narrowed: the caller starts its narrowing
-// (startNarrowing). (The caller appends the leaves itself: a call through
-// a function value would move every key buffer to the heap.)
-func (n *narrowing) classLeaves(class []byte) (marker byte, leaves []leaf, start bool) {
+// is neither narrowed nor being narrowed and has been seen narrowAfter
+// times (at once: now): the caller starts its narrowing (startNarrowing).
+// (The caller appends the leaves itself: a call through a function value
+// would move every key buffer to the heap.)
+func (n *narrowing) classLeaves(class []byte, atOnce bool) (marker byte, leaves []leaf, start bool) {
 	cls, _ := n.classes.get(class)
 	if cls != nil && !cls.pending && len(cls.keep) < len(n.narrow) {
 		// Marked 1: a narrowed key never equals a key of every leaf
 		// (marked 0, also the key of a class that keeps every leaf).
 		return 1, cls.keep, false
 	}
-	return 0, n.narrow, cls == nil
+	return 0, n.narrow, cls == nil && (atOnce || seen(n.sightings, class, narrowAfter))
 }
 
-// sighted counts a decision of key, and reports whether key has now been
-// seen programAfter times (and the counter is spent).
-func sighted(sightings *decisionCache[uint8], key []byte) bool {
+// seen counts a decision of key, and reports whether key has now been
+// seen times times (and the counter is spent).
+func seen(sightings *decisionCache[uint8], key []byte, times uint8) bool {
 	n, _ := sightings.get(key)
-	if n+1 >= programAfter {
+	if n+1 >= times {
 		return true
 	}
 	sightings.put(key, n+1)
@@ -212,11 +221,6 @@ func (n *narrowing) narrowClass(ctx context.Context, known ast.Value, timeout ti
 		return &keyClass{keep: n.narrow, why: "partial evaluation failed: " + err.Error()}
 	}
 	r := residualReads{n: n, analyzed: map[string]bool{}}
-	for _, m := range pq.Support {
-		for _, rule := range m.Rules {
-			r.support = append(r.support, m.Package.Path.Extend(rule.Head.Ref().GroundPrefix()))
-		}
-	}
 	for _, body := range pq.Queries {
 		r.walk(body)
 	}
@@ -240,7 +244,6 @@ func (n *narrowing) narrowClass(ctx context.Context, known ast.Value, timeout ti
 // residualReads collects the input paths a residual reads.
 type residualReads struct {
 	n        *narrowing
-	support  []ast.Ref       // the rules of the support modules (walked themselves)
 	paths    [][]string      // input paths read
 	analyzed map[string]bool // policy rules already followed
 	all      string          // why every leaf counts as read (input read whole, …)
@@ -301,14 +304,12 @@ func (r *residualReads) input(ref ast.Ref) {
 	r.paths = append(r.paths, path)
 }
 
-// data follows a reference to a rule or function of the policy (not of
-// the support modules): what that rule reads of the input counts as read.
+// data follows a reference to a rule or function of the policy: what the
+// rules under it read of the input counts as read. A reference to a rule
+// of the support modules (walked themselves) finds no rule of the policy,
+// unless one of the policy's packages has the same path: then that rule
+// counts too, which can only keep more.
 func (r *residualReads) data(ref ast.Ref) {
-	for _, s := range r.support {
-		if ref.HasPrefix(s) || s.HasPrefix(ref) {
-			return
-		}
-	}
 	prefix := ref.GroundPrefix()
 	k := prefix.String()
 	if r.analyzed[k] {

@@ -154,15 +154,28 @@ func TestNarrowShippedRules(t *testing.T) {
 	}
 }
 
-// TestNarrowedKeyAnswersNewPair: once a class is narrowed, a new pair of
-// JIDs that agrees on the kept leaves is answered from the cache, and a
-// session decision survives the minute changing.
+// TestNarrowedKeyAnswersNewPair: a class is narrowed (in the background)
+// at its second decision, not its first (a class seen once, a made-up
+// type, costs no partial evaluation); then a new pair of JIDs that agrees
+// on the kept leaves is answered from the cache, and a session decision
+// survives the minute changing.
 func TestNarrowedKeyAnswersNewPair(t *testing.T) {
 	e := shippedEngine(t, narrowData, Config{})
 	ctx := testContext(t)
+	odd := StanzaInput{Direction: "inbound", Kind: "message", Type: "made-up-1", From: jid("bob@partner.test/b"), To: jid("alice@company.test/a")}
+	e.DecideStanza(ctx, &odd)
+	odd.Type = "made-up-2"
+	e.DecideStanza(ctx, &odd)
+	if n := e.Stats().KeyNarrowings; n != 0 {
+		t.Fatalf("%d classes narrowed after one decision each", n)
+	}
 	in := StanzaInput{Direction: "inbound", Kind: "presence", From: jid("bob@partner.test/b"), To: jid("alice@company.test/a")}
+	e.DecideStanza(ctx, &in)
 	e.DecideStanza(ctx, &in) // narrows the class in the background
 	e.current.Load().stanza.narrow.buildWG.Wait()
+	if n := e.Stats().KeyNarrowings; n != 1 {
+		t.Fatalf("%d classes narrowed, want 1", n)
+	}
 	e.DecideStanza(ctx, &in) // fills the narrowed key
 	in.From = jid("someone-else@partner.test/x")
 	in.To = jid("alice@company.test/other-resource")
@@ -176,6 +189,7 @@ func TestNarrowedKeyAnswersNewPair(t *testing.T) {
 
 	s := SessionInput{Direction: "inbound", LocalDomain: "company.test", RemoteDomain: "partner.test", TLS: tls13, Auth: "dialback", Now: "2026-12-01T12:00:00Z"}
 	e.DecideSession(ctx, &s)
+	e.DecideSession(ctx, &s)
 	e.current.Load().session.narrow.buildWG.Wait()
 	e.DecideSession(ctx, &s)
 	s.Now = "2026-12-01T12:01:00Z"
@@ -183,6 +197,7 @@ func TestNarrowedKeyAnswersNewPair(t *testing.T) {
 		t.Fatalf("the next minute: %+v", d)
 	}
 	a := SessionInput{Direction: "inbound", LocalDomain: "company.test", RemoteDomain: "nda.test", TLS: tls13, Auth: "dialback", Now: "2026-12-01T12:29:00Z"}
+	e.DecideSession(ctx, &a)
 	e.DecideSession(ctx, &a)
 	e.current.Load().session.narrow.buildWG.Wait()
 	if d := e.DecideSession(ctx, &a); !d.Allow || !d.Cached {
