@@ -2375,3 +2375,47 @@ func TestHostileNeverReads(t *testing.T) {
 	t.Logf("connection dropped after %d bytes sent: %v", sent, err)
 	h.finish(t, p)
 }
+
+// TestHostileManySendersNarrowedCache: a partner sends from many made-up
+// senders, some with made-up message types, alternately to an allowed
+// user and to a blocked one, on one stream. The policy's cache narrows an
+// inbound stanza's key to its recipient (no sender), in the background
+// while the stanzas arrive: every stanza to the blocked user is still
+// refused — bounced to the partner, never at the internal server — and
+// every one to the allowed user delivered, in order.
+func TestHostileManySendersNarrowedCache(t *testing.T) {
+	eng := shippedRules(t, "partners:\n  - domain: partner.test\nblocked_users: [mallory@company.test]\n")
+	env := newTestEnv(t, func(o *Options) { o.Policy = eng })
+	authority := startFakeServerTLS(t, "partner.test", env.tlsConfig(t, "partner.test"))
+	env.res.set("partner.test", authority.addr(), true)
+	cert := hostileCert(t, env.ca, "partner.test")
+	p := dialPeer(t, env.outside)
+	p.open("partner.test", "company.test")
+	upgradeTLS(t, p, &cert)
+	p.open("partner.test", "company.test")
+	p.send("<db:result from='partner.test' to='company.test'>" + forgedKey + "</db:result>")
+	expectDialbackAnswer(t, p, "result", "company.test", "partner.test", "valid", "")
+
+	const n = 80
+	for i := range n {
+		to, typ := "alice@company.test", "chat"
+		if i%2 == 1 {
+			to = "mallory@company.test"
+		}
+		if i%3 == 0 {
+			typ = fmt.Sprintf("made-up-%d", i)
+		}
+		p.send(fmt.Sprintf("<message from='sender%d@partner.test/r' to='%s' type='%s' id='m%d'><body>hi</body></message>", i, to, typ, i))
+	}
+	p.send("<message from='last@partner.test/r' to='alice@company.test' type='chat' id='last'><body>end</body></message>")
+	for i := 0; i < n; i += 2 {
+		env.internal.expectStanza(t, fmt.Sprintf("id='m%d'", i), "to='alice@company.test'")
+	}
+	env.internal.expectStanza(t, "id='last'") // every stanza before it was decided: none to mallory came
+	for i := 1; i < n; i += 2 {
+		authority.expectStanza(t, fmt.Sprintf("id='m%d'", i), "type='error'", "policy-violation", fmt.Sprintf("to='sender%d@partner.test/r'", i))
+	}
+	if s := eng.Stats(); s.KeyNarrowings == 0 || s.Failures != 0 {
+		t.Fatalf("policy stats %+v: want a class narrowed, no failure", s)
+	}
+}
