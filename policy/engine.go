@@ -275,16 +275,9 @@ func (e *Engine) prepare(ctx context.Context, src *source) (*loaded, error) {
 // prepareContentPrograms prepares the partial evaluation of the stanza
 // decision from which content programs are built.
 func prepareContentPrograms(ctx context.Context, q *query[StanzaDecision], c *ast.Compiler, store storage.Store, b *builtinSet, cacheSize int) error {
-	opts := []func(*rego.Rego){
-		rego.Query(stanzaDecisionRef.String()),
-		rego.Compiler(c),
-		rego.Store(store),
-		rego.StrictBuiltinErrors(true),
-	}
-	opts = append(opts, b.regoOptions()...)
-	ppq, err := rego.New(opts...).PrepareForPartial(ctx)
+	ppq, err := preparePartial(ctx, stanzaDecisionRef, c, store, b)
 	if err != nil {
-		return fmt.Errorf("preparing the partial evaluation of %v: %w", stanzaDecisionRef, err)
+		return err
 	}
 	q.ppq = ppq
 	q.progs = newDecisionCache[*contentProgram](cacheSize)
@@ -331,6 +324,23 @@ func prepareQuery[D any](ctx context.Context, q *query[D], c *ast.Compiler, stor
 		q.cache = newDecisionCache[D](cacheSize)
 	}
 	return nil
+}
+
+// preparePartial prepares the partial evaluation of the decision at ref
+// (content programs, key narrowing).
+func preparePartial(ctx context.Context, ref ast.Ref, c *ast.Compiler, store storage.Store, b *builtinSet) (rego.PreparedPartialQuery, error) {
+	opts := []func(*rego.Rego){
+		rego.Query(ref.String()),
+		rego.Compiler(c),
+		rego.Store(store),
+		rego.StrictBuiltinErrors(true),
+	}
+	opts = append(opts, b.regoOptions()...)
+	ppq, err := rego.New(opts...).PrepareForPartial(ctx)
+	if err != nil {
+		return ppq, fmt.Errorf("preparing the partial evaluation of %v: %w", ref, err)
+	}
+	return ppq, nil
 }
 
 // evalCancel cancels an evaluation at a deadline or when ctx ends, without

@@ -114,16 +114,9 @@ func prepareNarrowing[D any](ctx context.Context, q *query[D], c *ast.Compiler, 
 		n.unknowns = append(n.unknowns, ast.NewTerm(r))
 	}
 	n.unknowns = append(n.unknowns, text...)
-	opts := []func(*rego.Rego){
-		rego.Query(ref.String()),
-		rego.Compiler(c),
-		rego.Store(store),
-		rego.StrictBuiltinErrors(true),
-	}
-	opts = append(opts, b.regoOptions()...)
-	ppq, err := rego.New(opts...).PrepareForPartial(ctx)
+	ppq, err := preparePartial(ctx, ref, c, store, b)
 	if err != nil {
-		return fmt.Errorf("preparing the partial evaluation of %v: %w", ref, err)
+		return err
 	}
 	n.ppq = ppq
 	n.classes = newDecisionCache[*keyClass](cacheSize)

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
 )
 
 // leafNames names leaves by their input paths (test messages).
@@ -31,42 +33,39 @@ func leafNames(schema []leafPath, leaves []leaf) []string {
 func stanzaClass(t *testing.T, e *Engine, in *StanzaInput) []string {
 	t.Helper()
 	q := &e.current.Load().stanza
-	n := q.narrow
-	if n == nil {
-		t.Fatal("the stanza decision has no key narrowing")
-	}
 	var key []byte
-	for _, lf := range n.leaves {
-		key = appendStanzaLeaf(key, in, lf)
+	if q.narrow != nil {
+		for _, lf := range q.narrow.leaves {
+			key = appendStanzaLeaf(key, in, lf)
+		}
+		for _, lf := range q.content {
+			key = appendContentKey(key, in, lf)
+		}
 	}
-	for _, lf := range q.content {
-		key = appendContentKey(key, in, lf)
-	}
-	e.syncPrograms = true
-	e.startNarrowing(n, key, stanzaValue(in, q.need&^textFieldBits))
-	cls, ok := n.classes.get(key)
-	if !ok || cls.pending {
-		t.Fatal("class not narrowed")
-	}
-	if cls.why != "" {
-		t.Logf("why: %s", cls.why)
-	}
-	return leafNames(stanzaSchema, cls.keep)
+	return narrowNow(t, e, q.narrow, key, stanzaValue(in, q.need&^textFieldBits), stanzaSchema)
 }
 
 func sessionClass(t *testing.T, e *Engine, in *SessionInput) []string {
 	t.Helper()
 	q := &e.current.Load().session
-	n := q.narrow
-	if n == nil {
-		t.Fatal("the session decision has no key narrowing")
-	}
 	var key []byte
-	for _, lf := range n.leaves {
-		key = appendSessionLeaf(key, in, lf)
+	if q.narrow != nil {
+		for _, lf := range q.narrow.leaves {
+			key = appendSessionLeaf(key, in, lf)
+		}
+	}
+	return narrowNow(t, e, q.narrow, key, sessionValue(in, q.need), sessionSchema)
+}
+
+// narrowNow narrows the class of key from the input known, at once, and
+// names its kept leaves.
+func narrowNow(t *testing.T, e *Engine, n *narrowing, key []byte, known ast.Value, schema []leafPath) []string {
+	t.Helper()
+	if n == nil {
+		t.Fatal("the decision has no key narrowing")
 	}
 	e.syncPrograms = true
-	e.startNarrowing(n, key, sessionValue(in, q.need))
+	e.startNarrowing(n, key, known)
 	cls, ok := n.classes.get(key)
 	if !ok || cls.pending {
 		t.Fatal("class not narrowed")
@@ -74,7 +73,7 @@ func sessionClass(t *testing.T, e *Engine, in *SessionInput) []string {
 	if cls.why != "" {
 		t.Logf("why: %s", cls.why)
 	}
-	return leafNames(sessionSchema, cls.keep)
+	return leafNames(schema, cls.keep)
 }
 
 // narrowData is shipped-rules data that reads the JIDs and the time in
