@@ -222,7 +222,10 @@ func (n *narrowing) narrowClass(ctx context.Context, known ast.Value, timeout ti
 			r.walk(rule)
 		}
 	}
-	if r.all != "" {
+	switch {
+	case r.use.whole:
+		return &keyClass{keep: n.narrow, why: "the residual reads the input as a whole, or with a variable key"}
+	case r.all != "":
 		return &keyClass{keep: n.narrow, why: r.all}
 	}
 	var keep []leaf
@@ -234,67 +237,24 @@ func (n *narrowing) narrowClass(ctx context.Context, known ast.Value, timeout ti
 	return &keyClass{keep: keep}
 }
 
-// residualReads collects the input paths a residual reads.
+// residualReads collects the input paths a residual reads: in its own
+// references to input (use, as analyze finds them in the policy) and in
+// the rules of the policy it still calls.
 type residualReads struct {
 	n        *narrowing
-	paths    [][]string      // input paths read
+	use      inputUse
 	analyzed map[string]bool // policy rules already followed
-	all      string          // why every leaf counts as read (input read whole, …)
+	all      string          // why every leaf counts as read (a called rule reads the input whole)
 }
 
 func (r *residualReads) walk(x any) {
-	var vis *ast.GenericVisitor
-	vis = ast.NewGenericVisitor(func(x any) bool {
-		switch x := x.(type) {
-		case ast.Ref:
-			if len(x) == 0 {
-				return false
-			}
-			head, ok := x[0].Value.(ast.Var)
-			if !ok {
-				return false
-			}
-			switch {
-			case head.Equal(ast.InputRootDocument.Value):
-				r.input(x)
-				for _, t := range x[1:] {
-					vis.Walk(t)
-				}
-				return true
-			case head.Equal(ast.DefaultRootDocument.Value):
-				r.data(x)
-			}
-		case ast.Var:
-			if x.Equal(ast.InputRootDocument.Value) { // input as a whole, not the head of a reference
-				r.readAll("the residual reads the input as a whole")
-			}
+	r.use.walk(x)
+	ast.NewGenericVisitor(func(x any) bool {
+		if ref, ok := x.(ast.Ref); ok && len(ref) > 0 && ref[0].Value.Compare(ast.DefaultRootDocument.Value) == 0 {
+			r.data(ref)
 		}
 		return false
-	})
-	vis.Walk(x)
-}
-
-func (r *residualReads) readAll(why string) {
-	if r.all == "" {
-		r.all = why
-	}
-}
-
-// input records a reference to input: its ground prefix of strings.
-func (r *residualReads) input(ref ast.Ref) {
-	var path []string
-	for _, t := range ref[1:] {
-		s, ok := t.Value.(ast.String)
-		if !ok {
-			break
-		}
-		path = append(path, string(s))
-	}
-	if len(path) == 0 {
-		r.readAll(fmt.Sprintf("the residual reads %v", ref))
-		return
-	}
-	r.paths = append(r.paths, path)
+	}).Walk(x)
 }
 
 // data follows a reference to a rule or function of the policy: what the
@@ -310,16 +270,16 @@ func (r *residualReads) data(ref ast.Ref) {
 	}
 	r.analyzed[k] = true
 	use := analyze(r.n.compiler, prefix)
-	if use.whole {
-		r.readAll(fmt.Sprintf("the residual calls %v, which reads the input as a whole", prefix))
+	if use.whole && r.all == "" {
+		r.all = fmt.Sprintf("the residual calls %v, which reads the input as a whole", prefix)
 	}
-	r.paths = append(r.paths, use.paths...)
+	r.use.paths = append(r.use.paths, use.paths...)
 }
 
 // reads reports whether a read path is the leaf's path, under it, or
 // above it (input.from reads input.from.bare).
 func (r *residualReads) reads(leafPath []string) bool {
-	for _, p := range r.paths {
+	for _, p := range r.use.paths {
 		n := min(len(p), len(leafPath))
 		if slices.Equal(p[:n], leafPath[:n]) {
 			return true
