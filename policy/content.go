@@ -374,6 +374,8 @@ func (e *Engine) buildProgram(ctx context.Context, l *loaded, in *StanzaInput) (
 		return nil, err
 	}
 	timeout := max(e.cfg.Timeout, maxPEDuration)
+	e.partialMu.Lock() // before the deadline starts: waiting here is not evaluating
+	defer e.partialMu.Unlock()
 	cancel := &evalCancel{ctx: ctx, deadline: time.Now().Add(timeout)}
 	pq, err := q.ppq.Partial(ctx,
 		rego.EvalParsedInput(stanzaValue(in, q.need&^textFieldBits)),

@@ -260,6 +260,8 @@ func diffEngines(t *testing.T, rules string, data string, mode string) (fast, re
 	if ref, err = New(testContext(t), cfg); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(fast.waitBackground)
+	t.Cleanup(ref.waitBackground)
 	fast.syncPrograms = true // deterministic: a key's program exists from its first stanza
 	if fast.Revision() != ref.Revision() {
 		t.Fatalf("revisions differ: %s %s", fast.Revision(), ref.Revision())

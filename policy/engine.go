@@ -43,6 +43,14 @@ type Engine struct {
 	hooksMu sync.Mutex
 	hooks   []func(revision string)
 
+	// partialMu serialises the partial evaluations (content programs, key
+	// narrowing): OPA's copy propagation writes the values of terms it
+	// plugs in place, interned ones included (count's results, small
+	// numbers: the same value, but a data race for any other partial
+	// evaluation reading them). It also bounds the background work to one
+	// partial evaluation at a time.
+	partialMu sync.Mutex
+
 	decisions, cacheHits, failures, reloads, reloadFailures, programs, narrowings atomic.Uint64
 }
 
@@ -257,10 +265,10 @@ func (e *Engine) prepare(ctx context.Context, src *source) (*loaded, error) {
 	l.needsContent = l.stanza.use.whole || slices.ContainsFunc(l.stanza.content, func(lf leaf) bool { return !isPayloadFactLeaf(lf) })
 	l.needsFacts = l.stanza.use.whole || slices.ContainsFunc(l.stanza.content, isPayloadFactLeaf)
 	if !e.noNarrowing {
-		if err := prepareNarrowing(ctx, &l.session, c, store, l.builtins, sessionDecisionRef, sessionSchema, sessionNarrowable, nil, e.cfg.CacheSize); err != nil {
+		if err := prepareNarrowing(ctx, &l.session, c, store, l.builtins, &e.partialMu, sessionDecisionRef, sessionSchema, sessionNarrowable, nil, e.cfg.CacheSize); err != nil {
 			return nil, err
 		}
-		if err := prepareNarrowing(ctx, &l.stanza, c, store, l.builtins, stanzaDecisionRef, stanzaSchema, stanzaNarrowable, contentUnknowns, e.cfg.CacheSize); err != nil {
+		if err := prepareNarrowing(ctx, &l.stanza, c, store, l.builtins, &e.partialMu, stanzaDecisionRef, stanzaSchema, stanzaNarrowable, contentUnknowns, e.cfg.CacheSize); err != nil {
 			return nil, err
 		}
 	}
@@ -328,13 +336,14 @@ func prepareQuery[D any](ctx context.Context, q *query[D], c *ast.Compiler, stor
 
 // preparePartial prepares the partial evaluation of the decision at ref
 // (content programs, key narrowing).
-func preparePartial(ctx context.Context, ref ast.Ref, c *ast.Compiler, store storage.Store, b *builtinSet) (rego.PreparedPartialQuery, error) {
+func preparePartial(ctx context.Context, ref ast.Ref, c *ast.Compiler, store storage.Store, b *builtinSet, extra ...func(*rego.Rego)) (rego.PreparedPartialQuery, error) {
 	opts := []func(*rego.Rego){
 		rego.Query(ref.String()),
 		rego.Compiler(c),
 		rego.Store(store),
 		rego.StrictBuiltinErrors(true),
 	}
+	opts = append(opts, extra...)
 	opts = append(opts, b.regoOptions()...)
 	ppq, err := rego.New(opts...).PrepareForPartial(ctx)
 	if err != nil {

@@ -54,7 +54,22 @@ func newTestEngine(t testing.TB, files map[string]string, cfg Config) (*Engine, 
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
+	t.Cleanup(e.waitBackground)
 	return e, rules
+}
+
+// waitBackground waits for the partial evaluations the engine runs in the
+// background (content programs, key narrowing), so that none outlives
+// its test: OPA's partial evaluation writes into interned terms that
+// another test's evaluations read (see Engine.partialMu).
+func (e *Engine) waitBackground() {
+	l := e.current.Load()
+	l.stanza.buildWG.Wait()
+	for _, n := range []*narrowing{l.session.narrow, l.stanza.narrow} {
+		if n != nil {
+			n.buildWG.Wait()
+		}
+	}
 }
 
 // testContext bounds a test's blocking calls.
@@ -77,6 +92,7 @@ func shippedEngine(t testing.TB, dataYAML string, cfg Config) *Engine {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
+	t.Cleanup(e.waitBackground)
 	return e
 }
 

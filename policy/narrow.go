@@ -53,14 +53,15 @@ import (
 // narrowing is a query's key narrowing; nil when none of its key's leaves
 // is narrowable.
 type narrowing struct {
-	leaves   []leaf        // the class: the key's leaves that are not narrowable, in key order
-	narrow   []leaf        // the key's narrowable leaves, in key order
-	paths    [][]string    // their input paths
-	schema   []leafPath    // the query's input schema
-	unknowns []*ast.Term   // input refs of narrow (and, stanza, of the text fields)
-	compiler *ast.Compiler // to follow the rules a residual calls
-	ppq      rego.PreparedPartialQuery
-	txn      storage.Transaction
+	leaves    []leaf        // the class: the key's leaves that are not narrowable, in key order
+	narrow    []leaf        // the key's narrowable leaves, in key order
+	paths     [][]string    // their input paths
+	schema    []leafPath    // the query's input schema
+	unknowns  []*ast.Term   // input refs of narrow (and, stanza, of the text fields)
+	compiler  *ast.Compiler // to follow the rules a residual calls
+	ppq       rego.PreparedPartialQuery
+	txn       storage.Transaction
+	partialMu *sync.Mutex // Engine.partialMu
 
 	classes   *decisionCache[*keyClass]
 	sightings *decisionCache[uint8] // decisions of a class not narrowed yet (narrowAfter)
@@ -88,12 +89,12 @@ var (
 // prepareNarrowing sets q.narrow when q is cacheable and its key holds
 // narrowable leaves. text are the unknowns beyond those leaves (the
 // stanza's text fields).
-func prepareNarrowing[D any](ctx context.Context, q *query[D], c *ast.Compiler, store storage.Store, b *builtinSet,
+func prepareNarrowing[D any](ctx context.Context, q *query[D], c *ast.Compiler, store storage.Store, b *builtinSet, partialMu *sync.Mutex,
 	ref ast.Ref, schema []leafPath, narrowable []leaf, text []*ast.Term, cacheSize int) error {
 	if !q.cacheable {
 		return nil
 	}
-	n := &narrowing{schema: schema, compiler: c, txn: q.txn}
+	n := &narrowing{schema: schema, compiler: c, txn: q.txn, partialMu: partialMu}
 	for _, lf := range q.leaves {
 		if slices.Contains(narrowable, lf) {
 			n.narrow = append(n.narrow, lf)
@@ -114,7 +115,10 @@ func prepareNarrowing[D any](ctx context.Context, q *query[D], c *ast.Compiler, 
 		n.unknowns = append(n.unknowns, ast.NewTerm(r))
 	}
 	n.unknowns = append(n.unknowns, text...)
-	ppq, err := preparePartial(ctx, ref, c, store, b)
+	// Shallow inlining: no copy propagation, which writes into the terms
+	// it plugs (see Engine.partialMu); the residual is less simplified,
+	// which reading what it refers to does not mind.
+	ppq, err := preparePartial(ctx, ref, c, store, b, rego.ShallowInlining(true))
 	if err != nil {
 		return err
 	}
@@ -202,6 +206,7 @@ func (e *Engine) startNarrowing(n *narrowing, class []byte, known ast.Value) {
 // narrowClass partially evaluates the decision with known as the input
 // and finds the narrowable leaves its residual reads.
 func (n *narrowing) narrowClass(ctx context.Context, known ast.Value, timeout time.Duration) *keyClass {
+	n.partialMu.Lock() // before the deadline starts: waiting here is not evaluating
 	cancel := &evalCancel{ctx: ctx, deadline: time.Now().Add(timeout)}
 	pq, err := n.ppq.Partial(ctx,
 		rego.EvalParsedInput(known),
@@ -210,6 +215,7 @@ func (n *narrowing) narrowClass(ctx context.Context, known ast.Value, timeout ti
 		rego.EvalMetrics(metrics.NoOp()),
 		rego.EvalExternalCancel(cancel),
 	)
+	n.partialMu.Unlock()
 	if err != nil {
 		return &keyClass{keep: n.narrow, why: "partial evaluation failed: " + err.Error()}
 	}
