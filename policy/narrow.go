@@ -44,7 +44,9 @@ import (
 // without narrowing. The partial evaluation (about the cost of a content
 // program build) starts at a class's second decision (narrowAfter) and
 // runs in the background, one at a time per decision (a class whose
-// decision finds one running is tried again later). Classes are few — a
+// decision finds one running is tried again later), and never beside
+// another partial evaluation of the engine (Engine.partialMu, which also
+// explains why it inlines shallowly). Classes are few — a
 // pair of domains, a kind and type, a direction —, so they are narrowed
 // sooner than a content program (per pair of JIDs, from its
 // programAfter-th stanza) is built. A failed or panicking one keeps every
