@@ -175,9 +175,10 @@
 // its stanzas is evaluated in full, exactly as before. The first two
 // stanzas of a key are evaluated in full; the third starts its program's
 // build in the background (one build at a time, and one partial
-// evaluation of the engine at a time, key narrowing's included: a partial evaluation with
-// 10,000 partners costs about 3 ms, a dozen full evaluations, so a pair
-// of JIDs that exchanges a message or two is not worth one); programs are
+// evaluation of the engine at a time, key narrowing's included: a
+// partial evaluation with 10,000 partners costs about 3 ms, a dozen full
+// evaluations, so a pair of JIDs that exchanges a message or two is not
+// worth one); programs are
 // cached per loaded policy like decisions (Config.CacheSize; a negative
 // size disables both).
 // Stats().ContentPrograms counts the builds; decisions from a program's
