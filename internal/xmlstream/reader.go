@@ -90,6 +90,7 @@ type Reader struct {
 	// relative to it, so the buffer may be compacted while scanning.
 	buf             []byte
 	start, pos, end int
+	wake            [16]byte // a released reader's first read (awaitReleased)
 	elemStart       int
 	inElem          bool
 	sizeLimit       int   // size limit of what starts at elemStart
@@ -183,23 +184,46 @@ func (r *Reader) fill() error {
 				return err
 			}
 		}
-		n, err := r.src.Read(r.buf[r.end:])
-		if n < 0 || n > len(r.buf)-r.end {
-			n, err = 0, errors.New("xmlstream: source returned an invalid count")
-		}
-		r.end += n
-		if err != nil {
-			r.rerr = err
-		}
-		if n > 0 {
-			r.emptyReads = 0
+		if n := r.read(r.buf[r.end:]); n > 0 {
+			r.end += n
 			return nil
 		}
-		if err == nil {
-			r.emptyReads++
-			if r.emptyReads >= maxEmptyReads {
-				r.rerr = io.ErrNoProgress
-			}
+	}
+}
+
+// read reads from the source into p once, keeping a read error (and
+// io.ErrNoProgress after too many empty reads), and returns the count.
+func (r *Reader) read(p []byte) int {
+	n, err := r.src.Read(p)
+	if n < 0 || n > len(p) {
+		n, err = 0, errors.New("xmlstream: source returned an invalid count")
+	}
+	if err != nil {
+		r.rerr = err
+	}
+	if n > 0 {
+		r.emptyReads = 0
+		return n
+	}
+	if err == nil {
+		r.emptyReads++
+		if r.emptyReads >= maxEmptyReads {
+			r.rerr = io.ErrNoProgress
+		}
+	}
+	return 0
+}
+
+// awaitReleased is the wait of a reader without a read buffer (Release):
+// the first bytes go into a small array, and only then is a buffer made,
+// so that the wait itself holds none.
+func (r *Reader) awaitReleased() {
+	for r.rerr == nil {
+		if n := r.read(r.wake[:]); n > 0 {
+			r.buf = make([]byte, initialBufSize)
+			r.start, r.pos = 0, 0
+			r.end = copy(r.buf, r.wake[:n])
+			return
 		}
 	}
 }
@@ -548,6 +572,10 @@ func (r *Reader) Await() {
 	if r.fatal != nil || r.ended || !r.headerDone || r.Buffered() != 0 {
 		return
 	}
+	if r.buf == nil {
+		r.awaitReleased()
+		return
+	}
 	_ = r.fill()
 }
 
@@ -562,7 +590,11 @@ func (r *Reader) AwaitIdle() (idle bool) {
 	if r.fatal != nil || r.ended || !r.headerDone || r.Buffered() != 0 {
 		return false
 	}
-	_ = r.fill()
+	if r.buf == nil {
+		r.awaitReleased()
+	} else {
+		_ = r.fill()
+	}
 	if r.rerr == nil || !isTimeout(r.rerr) {
 		return false
 	}

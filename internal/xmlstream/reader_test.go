@@ -749,12 +749,18 @@ func TestAwait(t *testing.T) {
 }
 
 // scriptedReader returns its steps in turn: bytes, or an error (with or
-// without bytes), then io.EOF.
-type scriptedReader struct{ steps []scriptStep }
+// without bytes), then io.EOF. With r set, it notes what r holds when a
+// step marked held is read (the buffers a waiting reader keeps).
+type scriptedReader struct {
+	steps []scriptStep
+	r     *Reader
+	held  []int
+}
 
 type scriptStep struct {
 	data string
 	err  error
+	held bool
 }
 
 func (s *scriptedReader) Read(p []byte) (int, error) {
@@ -762,6 +768,10 @@ func (s *scriptedReader) Read(p []byte) (int, error) {
 		return 0, io.EOF
 	}
 	st := &s.steps[0]
+	if st.held && s.r != nil { // its first read
+		s.held = append(s.held, s.r.HeldBytes())
+		st.held = false
+	}
 	n := copy(p, st.data)
 	st.data = st.data[n:]
 	if st.data != "" {
@@ -792,16 +802,17 @@ func TestAwaitIdle(t *testing.T) {
 		wantEl   string // what Next returns then, or ""
 		wantErr  string
 	}{
-		{"idle, then an element", []scriptStep{{"", idleTimeout{}}, {msg2, nil}}, true, "presence", ""},
-		{"an element at once", []scriptStep{{msg2, nil}}, false, "presence", ""},
-		{"bytes with the timeout", []scriptStep{{msg2[:10], idleTimeout{}}, {msg2[10:], nil}}, false, "presence", ""},
-		{"the source fails", []scriptStep{{"", errors.New("reset")}}, false, "", "reset"},
+		{"idle, then an element", []scriptStep{{"", idleTimeout{}, false}, {msg2, nil, true}}, true, "presence", ""},
+		{"an element at once", []scriptStep{{msg2, nil, false}}, false, "presence", ""},
+		{"bytes with the timeout", []scriptStep{{msg2[:10], idleTimeout{}, false}, {msg2[10:], nil, false}}, false, "presence", ""},
+		{"the source fails", []scriptStep{{"", errors.New("reset"), false}}, false, "", "reset"},
 		{"the source ends", nil, false, "", "EOF"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			src := &scriptedReader{steps: append([]scriptStep{{prosodyHeader + msg, nil}}, tt.steps...)}
+			src := &scriptedReader{steps: append([]scriptStep{{prosodyHeader + msg, nil, false}}, tt.steps...)}
 			r := NewReader(src, Limits{})
+			src.r = r
 			if _, err := r.ReadHeader(); err != nil {
 				t.Fatal(err)
 			}
@@ -827,6 +838,11 @@ func TestAwaitIdle(t *testing.T) {
 			}
 			if typ != "chat" || (tt.wantIdle && string(rawView) != raw) {
 				t.Errorf("the first element changed: type %q, raw %q", typ, rawView)
+			}
+			for _, held := range src.held {
+				if held != 0 {
+					t.Errorf("the wait after the release held %d bytes of buffers", held)
+				}
 			}
 		})
 	}
