@@ -151,7 +151,28 @@ func TestNarrowShippedRules(t *testing.T) {
 			}
 		})
 	}
+	// Without per-user rules in the data, nor rooms for this stanza, an
+	// outbound key holds no JID at all.
+	plain := shippedEngine(t, noUserRulesData, Config{})
+	out := StanzaInput{Direction: "outbound", Kind: "message", Type: "chat", From: jid("alice@company.test/a"), To: jid("bob@partner.test/b"), Body: "hi"}
+	if got := stanzaClass(t, plain, &out); len(got) != 0 {
+		t.Errorf("outbound without user rules kept %v, want nothing", got)
+	}
 }
+
+// noUserRulesData is shipped-rules data without blocked or external users.
+const noUserRulesData = `
+partners:
+  - {domain: partner.test, direction: both}
+  - {domain: "*.wild.test", direction: inbound}
+  - {domain: conference.partner.test}
+confidential:
+  keywords: [SECRET]
+muc:
+  services: [conference.partner.test]
+  allowed_rooms: [lobby@conference.partner.test]
+blocked_users: []
+`
 
 // TestNarrowedKeyAnswersNewPair: a class is narrowed (in the background)
 // at its second decision, not its first (a class seen once, a made-up
@@ -289,10 +310,11 @@ func TestNarrowingMatchesFullEvaluation(t *testing.T) {
 	for _, tc := range []struct{ name, rules, data string }{
 		{"shipped/narrowData", "../rules", narrowData},
 		{"shipped/diffDataBig", "../rules", diffDataBig},
+		{"shipped/noUserRulesData", "../rules", noUserRulesData},
 		{"narrowPolicies", polDir, ""},
 	} {
 		for _, sync := range []bool{true, false} {
-			if !sync && tc.name == "shipped/diffDataBig" {
+			if !sync && (tc.name == "shipped/diffDataBig" || tc.name == "shipped/noUserRulesData") {
 				continue // the background path once per kind of policy is enough (-race makes this test long)
 			}
 			t.Run(fmt.Sprintf("%s/sync=%v", tc.name, sync), func(t *testing.T) {

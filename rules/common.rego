@@ -196,6 +196,16 @@ rate(entries) := v if {
 	v != null # unset
 }
 
+# user_rules_configured is true when data restricts any local user
+# (blocked_users not empty, or external_users present). Without it every
+# user may talk outside, and a decision need not read who the local user
+# is (the gateway's decision cache then keys no stanza on its local user).
+default user_rules_configured := false
+
+user_rules_configured if count(blocked_users) > 0
+
+user_rules_configured if external_users_configured
+
 # A local user may talk outside unless blocked, and, when external_users is
 # configured, only if listed there by bare JID or through a group
 # ("group:NAME" in external_users, NAME a key of groups).

@@ -71,3 +71,11 @@ test_blocked_beats_external if {
 	not common.user_may_talk_outside("alice@company.test") with data.xmppedge.external_users as ["alice@company.test"]
 		with data.xmppedge.blocked_users as ["alice@company.test"]
 }
+
+# user_rules_configured: any blocked user, or external_users present (even
+# empty: then nobody may talk outside).
+test_no_user_rules if not common.user_rules_configured with data.xmppedge.blocked_users as []
+
+test_user_rules_blocked if common.user_rules_configured with data.xmppedge.blocked_users as ["m@company.test"]
+
+test_user_rules_external_empty if common.user_rules_configured with data.xmppedge.external_users as []

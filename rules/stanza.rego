@@ -62,8 +62,10 @@ partner_ok if count(remote_partner) > 0
 # once per decision (see common.allowing_entries).
 remote_partner := common.allowing_entries(remote_domain, input.direction)
 
-# Per-user rules, for user JIDs (not the server's own domain JID).
+# Per-user rules, for user JIDs (not the server's own domain JID), when
+# data has any (common.user_rules_configured).
 deny contains sprintf("%s may not communicate outside the organisation", [local_bare]) if {
+	common.user_rules_configured
 	contains(local_bare, "@")
 	not common.user_may_talk_outside(local_bare)
 }
