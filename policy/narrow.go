@@ -168,7 +168,7 @@ func seen(sightings *decisionCache[uint8], key []byte, times uint8) bool {
 }
 
 // startNarrowing narrows the class of key from the input document known
-// (built by the caller; its narrowable leaves and text fields are
+// (built by the caller without the text fields; its narrowable leaves are
 // removed here): in the background unless another narrowing of this query
 // is running (then the class is tried again later), or at once in tests.
 func (e *Engine) startNarrowing(n *narrowing, class []byte, known ast.Value) {
@@ -208,16 +208,7 @@ func (e *Engine) startNarrowing(n *narrowing, class []byte, known ast.Value) {
 // narrowClass partially evaluates the decision with known as the input
 // and finds the narrowable leaves its residual reads.
 func (n *narrowing) narrowClass(ctx context.Context, known ast.Value, timeout time.Duration) *keyClass {
-	n.partialMu.Lock() // before the deadline starts: waiting here is not evaluating
-	cancel := &evalCancel{ctx: ctx, deadline: time.Now().Add(timeout)}
-	pq, err := n.ppq.Partial(ctx,
-		rego.EvalParsedInput(known),
-		rego.EvalParsedUnknowns(n.unknowns),
-		rego.EvalTransaction(n.txn),
-		rego.EvalMetrics(metrics.NoOp()),
-		rego.EvalExternalCancel(cancel),
-	)
-	n.partialMu.Unlock()
+	pq, err := n.partial(ctx, known, timeout)
 	if err != nil {
 		return &keyClass{keep: n.narrow, why: "partial evaluation failed: " + err.Error()}
 	}
@@ -243,6 +234,21 @@ func (n *narrowing) narrowClass(ctx context.Context, known ast.Value, timeout ti
 		}
 	}
 	return &keyClass{keep: keep}
+}
+
+// partial runs the partial evaluation, alone among the engine's (see
+// Engine.partialMu; the lock is released even if OPA panics).
+func (n *narrowing) partial(ctx context.Context, known ast.Value, timeout time.Duration) (*rego.PartialQueries, error) {
+	n.partialMu.Lock() // before the deadline starts: waiting here is not evaluating
+	defer n.partialMu.Unlock()
+	cancel := &evalCancel{ctx: ctx, deadline: time.Now().Add(timeout)}
+	return n.ppq.Partial(ctx,
+		rego.EvalParsedInput(known),
+		rego.EvalParsedUnknowns(n.unknowns),
+		rego.EvalTransaction(n.txn),
+		rego.EvalMetrics(metrics.NoOp()),
+		rego.EvalExternalCancel(cancel),
+	)
 }
 
 // residualReads collects the input paths a residual reads: in its own
