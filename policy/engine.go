@@ -447,9 +447,7 @@ func (e *Engine) sessionKey(q *query[SessionDecision], in *SessionInput, key []b
 		}
 		return key
 	}
-	for _, lf := range n.leaves {
-		key = appendSessionLeaf(key, in, lf)
-	}
+	key = appendSessionClass(n, in, key)
 	marker, narrow, start := n.classLeaves(key, e.syncPrograms)
 	if start {
 		e.startNarrowing(n, key, sessionValue(in, q.need))
@@ -470,21 +468,18 @@ func (e *Engine) sessionKey(q *query[SessionDecision], in *SessionInput, key []b
 // part of its class.
 func (e *Engine) stanzaKey(q *query[StanzaDecision], in *StanzaInput, key []byte, program bool) []byte {
 	n := q.narrow
-	leaves := q.leaves
-	if n != nil {
-		leaves = n.leaves
-	}
-	for _, lf := range leaves {
-		key = appendStanzaLeaf(key, in, lf)
-	}
-	if program || n != nil {
-		for _, lf := range q.content {
-			key = appendContentKey(key, in, lf)
-		}
-	}
 	if n == nil {
+		for _, lf := range q.leaves {
+			key = appendStanzaLeaf(key, in, lf)
+		}
+		if program {
+			for _, lf := range q.content {
+				key = appendContentKey(key, in, lf)
+			}
+		}
 		return key
 	}
+	key = appendStanzaClass(q, in, key)
 	marker, narrow, start := n.classLeaves(key, e.syncPrograms)
 	if start {
 		e.startNarrowing(n, key, stanzaValue(in, q.need&^textFieldBits))
@@ -495,6 +490,26 @@ func (e *Engine) stanzaKey(q *query[StanzaDecision], in *StanzaInput, key []byte
 	key = append(key, marker)
 	for _, lf := range narrow {
 		key = appendStanzaLeaf(key, in, lf)
+	}
+	return key
+}
+
+// appendSessionClass appends the class part of a session key (narrow.go).
+func appendSessionClass(n *narrowing, in *SessionInput, key []byte) []byte {
+	for _, lf := range n.leaves {
+		key = appendSessionLeaf(key, in, lf)
+	}
+	return key
+}
+
+// appendStanzaClass appends the class part of a stanza key (narrow.go):
+// its leaves that are not narrowable, then its content keys.
+func appendStanzaClass(q *query[StanzaDecision], in *StanzaInput, key []byte) []byte {
+	for _, lf := range q.narrow.leaves {
+		key = appendStanzaLeaf(key, in, lf)
+	}
+	for _, lf := range q.content {
+		key = appendContentKey(key, in, lf)
 	}
 	return key
 }

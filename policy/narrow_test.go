@@ -35,12 +35,7 @@ func stanzaClass(t *testing.T, e *Engine, in *StanzaInput) []string {
 	q := &e.current.Load().stanza
 	var key []byte
 	if q.narrow != nil {
-		for _, lf := range q.narrow.leaves {
-			key = appendStanzaLeaf(key, in, lf)
-		}
-		for _, lf := range q.content {
-			key = appendContentKey(key, in, lf)
-		}
+		key = appendStanzaClass(q, in, nil)
 	}
 	return narrowNow(t, e, q.narrow, key, stanzaValue(in, q.need&^textFieldBits), stanzaSchema)
 }
@@ -50,9 +45,7 @@ func sessionClass(t *testing.T, e *Engine, in *SessionInput) []string {
 	q := &e.current.Load().session
 	var key []byte
 	if q.narrow != nil {
-		for _, lf := range q.narrow.leaves {
-			key = appendSessionLeaf(key, in, lf)
-		}
+		key = appendSessionClass(q.narrow, in, nil)
 	}
 	return narrowNow(t, e, q.narrow, key, sessionValue(in, q.need), sessionSchema)
 }
