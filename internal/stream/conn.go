@@ -394,7 +394,8 @@ const IdleAfter = 2 * time.Second
 // element: NextAwaited reads it, within the same deadline, or returns the
 // error. A reader that waits here between elements holds little stack
 // while the stream is idle (see xmlstream.Reader.Await), and once the
-// stream has been quiet for IdleAfter, no read buffer either.
+// stream has been quiet for IdleAfter, no read buffer either, and it
+// waits on the socket itself, with a stack the runtime can shrink to half.
 func (s *Conn) Await(timeout time.Duration) {
 	c := s.NetConn()
 	start := time.Now()
@@ -410,6 +411,10 @@ func (s *Conn) Await(timeout time.Duration) {
 			c.SetReadDeadline(deadline)
 			return
 		}
+		// Idle: nothing is buffered above the socket (see awaitReadable),
+		// so the wait goes on there, in few frames of stack.
+		c.SetReadDeadline(deadline)
+		awaitReadable(c)
 	}
 	c.SetReadDeadline(deadline)
 	s.r.Await()
