@@ -617,22 +617,34 @@ func isTimeout(err error) bool {
 }
 
 // HeldBytes is the capacity of the buffers the reader holds between
-// elements (read buffer, string arena, scratch space), for tests and
+// elements (read buffer, string arena, scratch space, per-element tables;
+// the duplicate set counted as one byte when it exists), for tests and
 // memory accounting.
-func (r *Reader) HeldBytes() int { return cap(r.buf) + cap(r.arena) + cap(r.scratch) }
+func (r *Reader) HeldBytes() int {
+	n := cap(r.buf) + cap(r.arena) + cap(r.scratch) +
+		cap(r.attrs)*int(unsafe.Sizeof(attrSpan{})) + cap(r.decls)*int(unsafe.Sizeof(nsDecl{})) + cap(r.open)*int(unsafe.Sizeof(qname{}))
+	if r.dupSet != nil {
+		n++
+	}
+	return n
+}
 
 // Release drops the read buffer, the string arena and the scratch space
-// between elements when nothing is buffered, so that an idle stream holds
-// none of them; the next read and element allocate them again. (What
-// earlier elements returned — strings, Raw — keeps what it points into
-// alive: nothing is reused.) Inside an element, or with bytes buffered, it
-// does nothing.
+// (and the per-element tables: attributes, declarations, open names, the
+// duplicate set) between elements when nothing is buffered, so that an
+// idle stream holds none of them; the next read and element allocate them
+// again. (What earlier elements returned — strings, Raw — keeps what it
+// points into alive: nothing is reused.) Inside an element, or with bytes
+// buffered, it does nothing.
 func (r *Reader) Release() {
 	if r.inElem || r.Buffered() != 0 {
 		return
 	}
 	r.buf, r.arena, r.scratch = nil, nil, nil
 	r.start, r.pos, r.end = 0, 0, 0
+	if len(r.open) == 0 && len(r.decls) == 0 {
+		r.attrs, r.decls, r.open, r.dupSet = nil, nil, nil, nil
+	}
 }
 
 // Next returns the next top-level element. Whitespace between elements is
