@@ -141,7 +141,7 @@ func TestServerConfigsRefuseWeakClients(t *testing.T) {
 		{"Store.ServerConfig STARTTLS (RSA)", func() *tls.Config { return rsa.ServerConfig("company.test", false) }, true},
 		{"InternalCA.ServerConfig", func() *tls.Config { return internal.ServerConfig("partner.test") }, true},
 		{"control: unhardened (RSA)", func() *tls.Config {
-			c := rsa.ServerConfig("company.test", false)
+			c := rsa.ServerConfig("company.test", false).Clone() // shared: never modified
 			c.CipherSuites, c.CurvePreferences, c.MinVersion = nil, nil, tls.VersionTLS10
 			return c
 		}, false},

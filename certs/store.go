@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -23,7 +24,24 @@ type Store struct {
 	entries  []storeEntry
 	problems []string
 	acme     *acmeManager // nil without ACME
+
+	// serverConfigs holds ServerConfig's results by fallback domain and
+	// ALPN: every connection of a kind shares one (crypto/tls keeps a
+	// connection's config for its life, ~0.5 KB each, and initialises
+	// session ticket keys per config). At most maxSharedServerConfigs:
+	// past that, a config is made per call.
+	cfgMu         sync.Mutex
+	serverConfigs map[serverConfigKey]*tls.Config
 }
+
+type serverConfigKey struct {
+	fallback string
+	alpn     bool
+}
+
+// maxSharedServerConfigs bounds Store.serverConfigs (the fallback is a
+// local domain; the bound holds whatever callers pass).
+const maxSharedServerConfigs = 64
 
 type storeEntry struct {
 	cert       *tls.Certificate
@@ -272,7 +290,26 @@ const alpnXMPPServer = "xmpp-server"
 // listener). An ACME Store with
 // TLS-ALPN-01 then also offers "acme-tls/1" (ALPNACMETLS) and answers the
 // CA's validation handshakes; the listener must close such connections.
+// The config returned is shared: it must not be modified.
 func (s *Store) ServerConfig(fallbackDomain string, alpn bool) *tls.Config {
+	key := serverConfigKey{fallbackDomain, alpn}
+	s.cfgMu.Lock()
+	defer s.cfgMu.Unlock()
+	if cfg := s.serverConfigs[key]; cfg != nil {
+		return cfg
+	}
+	cfg := s.newServerConfig(fallbackDomain, alpn)
+	if len(s.serverConfigs) < maxSharedServerConfigs {
+		if s.serverConfigs == nil {
+			s.serverConfigs = make(map[serverConfigKey]*tls.Config)
+		}
+		s.serverConfigs[key] = cfg
+	}
+	return cfg
+}
+
+// newServerConfig makes the config ServerConfig shares.
+func (s *Store) newServerConfig(fallbackDomain string, alpn bool) *tls.Config {
 	cfg := Harden(&tls.Config{
 		ClientAuth: tls.RequestClientCert,
 		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {

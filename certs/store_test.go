@@ -2,6 +2,7 @@ package certs
 
 import (
 	"crypto/tls"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -153,6 +154,21 @@ func TestStoreConfigs(t *testing.T) {
 	}
 	if s.ServerConfig("company.test", false).NextProtos != nil {
 		t.Fatal("ServerConfig without ALPN sets NextProtos")
+	}
+	// Shared per fallback and ALPN (crypto/tls keeps a connection's config
+	// for its life), each still choosing by its own fallback; bounded.
+	if s.ServerConfig("company.test", true) != server || s.ServerConfig("company.test", false) == server ||
+		s.ServerConfig("other.test", true) == server {
+		t.Fatal("ServerConfig is not shared per fallback domain and ALPN")
+	}
+	for i := range 2 * maxSharedServerConfigs {
+		s.ServerConfig(fmt.Sprintf("d%d.test", i), false)
+	}
+	if n := len(s.serverConfigs); n != maxSharedServerConfigs {
+		t.Fatalf("%d shared server configs, want the bound %d", n, maxSharedServerConfigs)
+	}
+	if s.ServerConfig("company.test", true) != server {
+		t.Fatal("a shared config was dropped")
 	}
 	tests := []struct {
 		name     string
