@@ -276,9 +276,63 @@ func BenchmarkNewPair10kDomains(b *testing.B) {
 	}
 }
 
+// BenchmarkNewPartnerDomain10kDomains: the first stanza from or to a
+// partner domain never seen before — messages with a ~400-byte body,
+// inbound and outbound in turn, each domain under one of the 100 wildcard
+// partners of benchData (alike: {direction: both}, as the 10,000 exact
+// ones) —, through the shipped rules with 50 content rules, after stanzas
+// of 100 other partner domains (classes narrowed, programs built).
+// "facts": the engine gives the rules input.remote, and the domain is no
+// part of the key (facet.go): a known class's decision. "lookup": without
+// input.remote (the path before it), every new domain is a new class,
+// evaluated in full.
+func BenchmarkNewPartnerDomain10kDomains(b *testing.B) {
+	body := strings.Repeat("An ordinary chat message about lunch plans. ", 9)
+	in := func(domain string, i int) StanzaInput {
+		local, remote := jid(fmt.Sprintf("user%d@company.test/r", i%4)), jid(fmt.Sprintf("peer%d@%s/r", i, domain))
+		s := StanzaInput{Direction: "inbound", Kind: "message", Type: "chat", ID: fmt.Sprint(i), From: remote, To: local,
+			Body: body, Children: []Child{{"body", "jabber:client"}}}
+		if i%2 == 1 {
+			s.Direction, s.From, s.To = "outbound", local, remote
+		}
+		return s
+	}
+	for _, mode := range []string{"facts", "lookup"} {
+		b.Run(mode, func(b *testing.B) {
+			e := benchEngine(b, 0)
+			ctx := testContext(b)
+			if mode == "lookup" {
+				e.noRemoteFacts = true
+				if err := e.Reload(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+			e.syncPrograms = true // warm-up: classes narrowed, programs built at once
+			for i := range 400 {
+				warm := in(fmt.Sprintf("partner%05d.test", i%100*97), i)
+				if d := e.DecideStanza(ctx, &warm); !d.Allow {
+					b.Fatalf("denied: %+v", d)
+				}
+			}
+			e.syncPrograms = false
+			inputs := make([]StanzaInput, b.N)
+			for i := range inputs {
+				inputs[i] = in(fmt.Sprintf("new%d.wild%03d.test", i, i%100), i)
+			}
+			before := e.Stats()
+			measure(b, func(i int) {
+				if d := e.DecideStanza(ctx, &inputs[i]); !d.Allow {
+					b.Fatalf("denied: %+v", d)
+				}
+			})
+			reportHitRate(b, e, before)
+		})
+	}
+}
+
 // BenchmarkKeyNarrowing: the cost of narrowing one key class (narrow.go):
 // a partial evaluation of the shipped stanza rules (10,000 partners, 50
-// content rules) with the JIDs and the text unknown, and the walk of its
+// content rules) with the JIDs, the domains and the text unknown, and the walk of its
 // residual. It runs in the background, once per class.
 func BenchmarkKeyNarrowing(b *testing.B) {
 	e := benchEngine(b, 0)
@@ -286,9 +340,10 @@ func BenchmarkKeyNarrowing(b *testing.B) {
 	q := &e.current.Load().stanza
 	in := StanzaInput{Direction: "outbound", Kind: "message", Type: "chat", From: jid("alice@company.test/phone"),
 		To: jid("bob@partner00031.test"), Body: "hello", Children: []Child{{"body", "jabber:client"}}}
-	known := withoutPaths(stanzaValue(&in, q.need&^textFieldBits), q.narrow.paths)
+	f := q.facets.stanzaFacets(&in, q.need)
+	known := withoutPaths(stanzaValue(&in, q.need&^textFieldBits, &f), q.narrow.paths)
 	measure(b, func(int) {
-		if c := q.narrow.narrowClass(ctx, known, time.Minute); c.why != "" || len(c.keep) != 1 {
+		if c := q.narrow.narrowClass(ctx, known, time.Minute); c.why != "" || len(c.keep) != 0 { // no user rules: nothing kept
 			b.Fatalf("%+v", c)
 		}
 	})

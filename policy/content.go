@@ -377,8 +377,9 @@ func (e *Engine) buildProgram(ctx context.Context, l *loaded, in *StanzaInput) (
 	e.partialMu.Lock() // before the deadline starts: waiting here is not evaluating
 	defer e.partialMu.Unlock()
 	cancel := &evalCancel{ctx: ctx, deadline: time.Now().Add(timeout)}
+	f := l.facets.stanzaFacets(in, q.need)
 	pq, err := q.ppq.Partial(ctx,
-		rego.EvalParsedInput(stanzaValue(in, q.need&^textFieldBits)),
+		rego.EvalParsedInput(stanzaValue(in, q.need&^textFieldBits, &f)),
 		rego.EvalParsedUnknowns(contentUnknowns),
 		rego.EvalTransaction(q.txn),
 		rego.EvalMetrics(metrics.NoOp()),

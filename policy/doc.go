@@ -155,6 +155,19 @@
 // partial evaluation that fails keeps every leaf. Stats().KeyNarrowings
 // counts the partial evaluations (narrow.go has the details).
 //
+// The domains are narrowable too (a stanza's, a session's remote domain),
+// because the engine tells the rules what the data says of the remote
+// domain: input.remote, its partner entries (xmppedge.partners_for, minus
+// the domain patterns), whether it is a MUC service and whether it is
+// audited in full, looked up in Go with the built-ins' matchers and keyed
+// by a facet id per distinct value (facet.go). The shipped rules read
+// those facts rather than looking the domain up, so an allowed decision
+// does not read the domain, and the first stanza from a new partner
+// domain whose entries are like another's is a cache hit
+// (BenchmarkNewPartnerDomain10kDomains), where it was a full evaluation
+// (~0.2 ms with 10,000 partners, after every policy load). A refusal that
+// names the domain keeps it in its keys.
+//
 // # Speed: content programs
 //
 // A stanza with content is decided by a content program of its key: the

@@ -39,6 +39,7 @@ type Engine struct {
 	noPrograms    bool          // tests and benchmarks: no content programs (from the next load)
 	syncPrograms  bool          // tests: build content programs and narrow key classes on the deciding goroutine
 	noNarrowing   bool          // tests and benchmarks: no key narrowing (from the next load)
+	noRemoteFacts bool          // tests: no input.remote, the rules look the domain up (from the next load)
 
 	hooksMu sync.Mutex
 	hooks   []func(revision string)
@@ -66,6 +67,7 @@ type loaded struct {
 	shapes       shapeCache // content program shapes (content.go)
 	partners     []Partner  // data.xmppedge.partners (partners.go)
 	partnerOf    *domainMatcher[string]
+	facets       *remoteFacets // input.remote (facet.go)
 }
 
 // query is one prepared decision query.
@@ -78,6 +80,7 @@ type query[D any] struct {
 	content   []leaf // content leaves read: the stanza must have them empty to be cached
 	cacheable bool
 	cache     *decisionCache[D]
+	facets    *remoteFacets // the load's (facet.go)
 
 	// Stanza only: content programs (see content.go), when the policy
 	// reads content and decisions are cacheable.
@@ -256,11 +259,19 @@ func (e *Engine) prepare(ctx context.Context, src *source) (*loaded, error) {
 	store := inmem.NewFromObjectWithOpts(src.data, inmem.OptRoundTripOnWrite(true), inmem.OptReturnASTValuesOnRead(true))
 	l := &loaded{revision: src.revision, digest: src.digest, builtins: newBuiltinSet(), partners: partnersOf(src.data)}
 	l.partnerOf = partnerMatcher(l.partners)
+	if l.facets, err = newRemoteFacets(src.data); err != nil {
+		return nil, fmt.Errorf("policy data: %w", err)
+	}
+	l.session.facets, l.stanza.facets = l.facets, l.facets
 	if err := prepareQuery(ctx, &l.session, c, store, l.builtins, sessionDecisionRef, sessionSchema, sessionFieldBits, e.cfg.CacheSize); err != nil {
 		return nil, err
 	}
 	if err := prepareQuery(ctx, &l.stanza, c, store, l.builtins, stanzaDecisionRef, stanzaSchema, stanzaFieldBits, e.cfg.CacheSize); err != nil {
 		return nil, err
+	}
+	if e.noRemoteFacts {
+		l.session.need &^= sessionRemoteBit
+		l.stanza.need &^= stanzaRemoteBit
 	}
 	l.needsContent = l.stanza.use.whole || slices.ContainsFunc(l.stanza.content, func(lf leaf) bool { return !isPayloadFactLeaf(lf) })
 	l.needsFacts = l.stanza.use.whole || slices.ContainsFunc(l.stanza.content, isPayloadFactLeaf)
@@ -440,24 +451,25 @@ func (e *Engine) DecideSession(ctx context.Context, in *SessionInput) SessionDec
 // sessionKey appends the decision cache key of in: its leaves, narrowed
 // (narrow.go) once its class is.
 func (e *Engine) sessionKey(q *query[SessionDecision], in *SessionInput, key []byte) []byte {
+	pf := q.facets.sessionFacet(in, q.need)
 	n := q.narrow
 	if n == nil {
 		for _, lf := range q.leaves {
-			key = appendSessionLeaf(key, in, lf)
+			key = appendSessionLeaf(key, in, lf, pf)
 		}
 		return key
 	}
-	key = appendSessionClass(n, in, key)
+	key = appendSessionClass(n, in, key, pf)
 	marker, narrow, start := n.classLeaves(key, e.syncPrograms)
 	if start {
-		e.startNarrowing(n, key, sessionValue(in, q.need))
+		e.startNarrowing(n, key, sessionValue(in, q.need, pf))
 		if e.syncPrograms { // narrowed already: the key of this decision too
 			marker, narrow, _ = n.classLeaves(key, false)
 		}
 	}
 	key = append(key, marker)
 	for _, lf := range narrow {
-		key = appendSessionLeaf(key, in, lf)
+		key = appendSessionLeaf(key, in, lf, pf)
 	}
 	return key
 }
@@ -467,10 +479,11 @@ func (e *Engine) sessionKey(q *query[SessionDecision], in *SessionInput, key []b
 // keys. A narrowed key (narrow.go) always holds the content keys: they are
 // part of its class.
 func (e *Engine) stanzaKey(q *query[StanzaDecision], in *StanzaInput, key []byte, program bool) []byte {
+	f := q.facets.stanzaFacets(in, q.need)
 	n := q.narrow
 	if n == nil {
 		for _, lf := range q.leaves {
-			key = appendStanzaLeaf(key, in, lf)
+			key = appendStanzaLeaf(key, in, lf, &f)
 		}
 		if program {
 			for _, lf := range q.content {
@@ -479,34 +492,34 @@ func (e *Engine) stanzaKey(q *query[StanzaDecision], in *StanzaInput, key []byte
 		}
 		return key
 	}
-	key = appendStanzaClass(q, in, key)
+	key = appendStanzaClass(q, in, key, &f)
 	marker, narrow, start := n.classLeaves(key, e.syncPrograms)
 	if start {
-		e.startNarrowing(n, key, stanzaValue(in, q.need&^textFieldBits))
+		e.startNarrowing(n, key, stanzaValue(in, q.need&^textFieldBits, &f))
 		if e.syncPrograms { // narrowed already: the key of this decision too
 			marker, narrow, _ = n.classLeaves(key, false)
 		}
 	}
 	key = append(key, marker)
 	for _, lf := range narrow {
-		key = appendStanzaLeaf(key, in, lf)
+		key = appendStanzaLeaf(key, in, lf, &f)
 	}
 	return key
 }
 
 // appendSessionClass appends the class part of a session key (narrow.go).
-func appendSessionClass(n *narrowing, in *SessionInput, key []byte) []byte {
+func appendSessionClass(n *narrowing, in *SessionInput, key []byte, pf remoteFacet) []byte {
 	for _, lf := range n.leaves {
-		key = appendSessionLeaf(key, in, lf)
+		key = appendSessionLeaf(key, in, lf, pf)
 	}
 	return key
 }
 
 // appendStanzaClass appends the class part of a stanza key (narrow.go):
 // its leaves that are not narrowable, then its content keys.
-func appendStanzaClass(q *query[StanzaDecision], in *StanzaInput, key []byte) []byte {
+func appendStanzaClass(q *query[StanzaDecision], in *StanzaInput, key []byte, f *inputFacets) []byte {
 	for _, lf := range q.narrow.leaves {
-		key = appendStanzaLeaf(key, in, lf)
+		key = appendStanzaLeaf(key, in, lf, f)
 	}
 	for _, lf := range q.content {
 		key = appendContentKey(key, in, lf)
@@ -535,7 +548,7 @@ func decideThroughCache[D any](e *Engine, cache *decisionCache[D], cacheable boo
 // evalSession evaluates; ok is false for a failure (not cached).
 func (e *Engine) evalSession(ctx context.Context, l *loaded, in *SessionInput) (SessionDecision, bool) {
 	d := SessionDecision{Revision: l.revision}
-	t, err := e.eval(ctx, l.session.pq, l.session.txn, sessionValue(in, l.session.need))
+	t, err := e.eval(ctx, l.session.pq, l.session.txn, sessionValue(in, l.session.need, l.facets.sessionFacet(in, l.session.need)))
 	if err == nil && t == nil {
 		err = errors.New("decision undefined: data.xmppedge.session.decision has no value for this input (a policy must define it, e.g. with a default)")
 	}
@@ -592,7 +605,8 @@ func (e *Engine) DecideStanza(ctx context.Context, in *StanzaInput) StanzaDecisi
 
 func (e *Engine) evalStanza(ctx context.Context, l *loaded, in *StanzaInput) (StanzaDecision, bool) {
 	d := StanzaDecision{Revision: l.revision, Audit: AuditMeta}
-	t, err := e.eval(ctx, l.stanza.pq, l.stanza.txn, stanzaValue(in, l.stanza.need))
+	f := l.facets.stanzaFacets(in, l.stanza.need)
+	t, err := e.eval(ctx, l.stanza.pq, l.stanza.txn, stanzaValue(in, l.stanza.need, &f))
 	if err == nil && t == nil {
 		err = errors.New("decision undefined: data.xmppedge.stanza.decision has no value for this input (a policy must define it, e.g. with a default)")
 	}

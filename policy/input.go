@@ -25,6 +25,7 @@ const (
 	lfTLSPeerCertError
 	lfAuth
 	lfNow
+	lfRemote // what the data says of the remote domain (facet.go)
 	sessionLeaves
 
 	// stanza input
@@ -38,6 +39,7 @@ const (
 	lfToFull
 	lfToBare
 	lfToDomain
+	lfStanzaRemote   // what the data says of the remote domain (facet.go)
 	lfChildren       // content
 	lfBody           // content
 	lfSubject        // content
@@ -67,6 +69,7 @@ var sessionSchema = []leafPath{
 	{[]string{"tls", "peer_cert_error"}, lfTLSPeerCertError},
 	{[]string{"auth"}, lfAuth},
 	{[]string{"now"}, lfNow},
+	{[]string{"remote"}, lfRemote},
 }
 
 var stanzaSchema = func() []leafPath {
@@ -81,6 +84,7 @@ var stanzaSchema = func() []leafPath {
 		{[]string{"to", "full"}, lfToFull},
 		{[]string{"to", "bare"}, lfToBare},
 		{[]string{"to", "domain"}, lfToDomain},
+		{[]string{"remote"}, lfStanzaRemote},
 		{[]string{"children"}, lfChildren},
 		{[]string{"body"}, lfBody},
 		{[]string{"subject"}, lfSubject},
@@ -146,7 +150,7 @@ func appendBool(key []byte, b bool) []byte {
 	return append(key, 0)
 }
 
-func appendSessionLeaf(key []byte, in *SessionInput, l leaf) []byte {
+func appendSessionLeaf(key []byte, in *SessionInput, l leaf, partner remoteFacet) []byte {
 	switch l {
 	case lfDirection:
 		return appendString(key, string(in.Direction))
@@ -170,13 +174,15 @@ func appendSessionLeaf(key []byte, in *SessionInput, l leaf) []byte {
 		return appendString(key, in.Auth)
 	case lfNow:
 		return appendString(key, in.Now)
+	case lfRemote:
+		return binary.AppendUvarint(key, uint64(partner.id))
 	}
 	return key
 }
 
 // appendStanzaLeaf appends a header leaf; content leaves are never keyed
 // (a stanza whose referenced content is not empty is not cached).
-func appendStanzaLeaf(key []byte, in *StanzaInput, l leaf) []byte {
+func appendStanzaLeaf(key []byte, in *StanzaInput, l leaf, f *inputFacets) []byte {
 	switch l {
 	case lfStanzaDirection:
 		return appendString(key, string(in.Direction))
@@ -198,11 +204,13 @@ func appendStanzaLeaf(key []byte, in *StanzaInput, l leaf) []byte {
 		return appendString(key, in.To.Bare)
 	case lfToDomain:
 		return appendString(key, in.To.Domain)
+	case lfStanzaRemote:
+		return binary.AppendUvarint(key, uint64(f.remote.id))
 	case lfSession:
 		return appendBool(key, in.Session != nil)
 	}
 	if l >= lfSessionBase && in.Session != nil {
-		return appendSessionLeaf(key, in.Session, l-lfSessionBase)
+		return appendSessionLeaf(key, in.Session, l-lfSessionBase, f.session)
 	}
 	return key
 }
@@ -270,6 +278,7 @@ var (
 	kMethod         = ast.StringTerm("method")
 	kHost           = ast.StringTerm("host")
 	kBodyIsFallback = ast.StringTerm("body_is_fallback")
+	kRemote         = ast.StringTerm("remote")
 )
 
 func str(s string) *ast.Term {
@@ -281,9 +290,10 @@ func str(s string) *ast.Term {
 
 // sessionValue builds the session input document. Top-level fields not
 // in need (a bit per field, see sessionFieldBits) are left out: the
-// policy never reads them.
-func sessionValue(in *SessionInput, need uint32) ast.Value {
-	pairs := make([][2]*ast.Term, 0, 7)
+// policy never reads them. partner is the remote domain's facet (the
+// caller looks it up when need has remote).
+func sessionValue(in *SessionInput, need uint32, partner remoteFacet) ast.Value {
+	pairs := make([][2]*ast.Term, 0, 8)
 	if need&(1<<0) != 0 {
 		pairs = append(pairs, [2]*ast.Term{kDirection, str(string(in.Direction))})
 	}
@@ -311,6 +321,9 @@ func sessionValue(in *SessionInput, need uint32) ast.Value {
 	if need&(1<<6) != 0 {
 		pairs = append(pairs, [2]*ast.Term{kNow, str(in.Now)})
 	}
+	if need&(1<<7) != 0 {
+		pairs = append(pairs, [2]*ast.Term{kRemote, partner.value()})
+	}
 	return ast.NewObject(pairs...)
 }
 
@@ -318,13 +331,22 @@ func sessionValue(in *SessionInput, need uint32) ast.Value {
 var sessionFieldBits = map[string]uint32{
 	"direction": 1 << 0, "local_domain": 1 << 1, "remote_domain": 1 << 2,
 	"remote_ip": 1 << 3, "tls": 1 << 4, "auth": 1 << 5, "now": 1 << 6,
+	"remote": 1 << 7,
 }
+
+// The remote bits of sessionFieldBits and stanzaFieldBits.
+const (
+	sessionRemoteBit = 1 << 7
+	stanzaRemoteBit  = 1 << 15
+	stanzaSessionBit = 1 << 11 // input.session
+)
 
 var stanzaFieldBits = map[string]uint32{
 	"direction": 1 << 0, "kind": 1 << 1, "type": 1 << 2, "id": 1 << 3,
 	"from": 1 << 4, "to": 1 << 5, "children": 1 << 6, "body": 1 << 7,
 	"subject": 1 << 8, "thread": 1 << 9, "security_label": 1 << 10, "session": 1 << 11,
 	"encryption": 1 << 12, "file_transfer": 1 << 13, "body_is_fallback": 1 << 14,
+	"remote": 1 << 15,
 }
 
 const allFields = ^uint32(0)
@@ -338,8 +360,8 @@ func jidValue(j *JID) *ast.Term {
 }
 
 // stanzaValue builds the stanza input document (see sessionValue).
-func stanzaValue(in *StanzaInput, need uint32) ast.Value {
-	pairs := make([][2]*ast.Term, 0, 15)
+func stanzaValue(in *StanzaInput, need uint32, f *inputFacets) ast.Value {
+	pairs := make([][2]*ast.Term, 0, 16)
 	if need&(1<<0) != 0 {
 		pairs = append(pairs, [2]*ast.Term{kDirection, str(string(in.Direction))})
 	}
@@ -387,7 +409,7 @@ func stanzaValue(in *StanzaInput, need uint32) ast.Value {
 		))})
 	}
 	if need&(1<<11) != 0 && in.Session != nil {
-		pairs = append(pairs, [2]*ast.Term{kSession, ast.NewTerm(sessionValue(in.Session, allFields))})
+		pairs = append(pairs, [2]*ast.Term{kSession, ast.NewTerm(sessionValue(in.Session, allFields, f.session))})
 	}
 	if need&(1<<12) != 0 {
 		pairs = append(pairs, [2]*ast.Term{kEncryption, str(in.Encryption)})
@@ -404,6 +426,9 @@ func stanzaValue(in *StanzaInput, need uint32) ast.Value {
 	}
 	if need&(1<<14) != 0 {
 		pairs = append(pairs, [2]*ast.Term{kBodyIsFallback, ast.InternedTerm(in.BodyIsFallback)})
+	}
+	if need&(1<<15) != 0 {
+		pairs = append(pairs, [2]*ast.Term{kRemote, f.remote.value()})
 	}
 	return ast.NewObject(pairs...)
 }

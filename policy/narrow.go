@@ -25,8 +25,9 @@ import (
 // a new key, evaluated in full (~0.3 ms with 10,000 partners), and every
 // session key is new once a minute.
 //
-// So the narrowable leaves — the JIDs' full and bare forms and the stanza
-// id; the session's now and remote_ip (also under a stanza's session) —
+// So the narrowable leaves — the JIDs (full, bare, domain) and the stanza
+// id; the session's remote_domain, now and remote_ip (also under a
+// stanza's session) —
 // are kept out of a key's class: the values of every other leaf the rules
 // read, and for a stanza its content keys (children, security label,
 // payload facts; see appendContentKey). Once per class, from a
@@ -45,9 +46,9 @@ import (
 // program build) starts at a class's second decision (narrowAfter) and
 // runs in the background, one at a time per decision (a class whose
 // decision finds one running is tried again later), and never beside
-// another partial evaluation of the engine (Engine.partialMu, which also
-// explains why it inlines shallowly). Classes are few — a
-// pair of domains, a kind and type, a direction —, so they are narrowed
+// another partial evaluation of the engine (Engine.partialMu). Classes
+// are few — a kind and type, a direction, the remote domain's facts
+// (input.remote) —, so they are narrowed
 // sooner than a content program (per pair of JIDs, from its
 // programAfter-th stanza) is built. A failed or panicking one keeps every
 // leaf: a class is never narrowed on a doubt.
@@ -81,11 +82,14 @@ type keyClass struct {
 // pendingClass marks a class whose partial evaluation is running.
 var pendingClass = &keyClass{pending: true}
 
-// Narrowable leaves.
+// Narrowable leaves. The domains too: with the partner facets
+// (input.remote_partner, facet.go) in the class, a decision need not read
+// the remote domain, and then one serves every partner domain whose
+// entries are alike.
 var (
-	sessionNarrowable = []leaf{lfRemoteIP, lfNow}
-	stanzaNarrowable  = []leaf{lfID, lfFromFull, lfFromBare, lfToFull, lfToBare,
-		lfSessionBase + lfRemoteIP, lfSessionBase + lfNow}
+	sessionNarrowable = []leaf{lfRemoteDomain, lfRemoteIP, lfNow}
+	stanzaNarrowable  = []leaf{lfID, lfFromFull, lfFromBare, lfFromDomain, lfToFull, lfToBare, lfToDomain,
+		lfSessionBase + lfRemoteDomain, lfSessionBase + lfRemoteIP, lfSessionBase + lfNow}
 )
 
 // prepareNarrowing sets q.narrow when q is cacheable and its key holds
@@ -117,10 +121,14 @@ func prepareNarrowing[D any](ctx context.Context, q *query[D], c *ast.Compiler, 
 		n.unknowns = append(n.unknowns, ast.NewTerm(r))
 	}
 	n.unknowns = append(n.unknowns, text...)
-	// Shallow inlining: no copy propagation, which writes into the terms
-	// it plugs (see Engine.partialMu); the residual is less simplified,
-	// which reading what it refers to does not mind.
-	ppq, err := preparePartial(ctx, ref, c, store, b, rego.ShallowInlining(true))
+	// Full inlining, as for content programs (and so under
+	// Engine.partialMu: its copy propagation writes into the terms it
+	// plugs). Shallow inlining would keep as a support rule every rule
+	// that refers to an unknown anywhere, even where its value is known
+	// for the class — the shipped rules' partner entries, which fall back
+	// to looking the (unknown) domain up when input.remote is missing —,
+	// and the residual would read the domain in rules that never apply.
+	ppq, err := preparePartial(ctx, ref, c, store, b)
 	if err != nil {
 		return err
 	}
@@ -214,10 +222,15 @@ func (n *narrowing) narrowClass(ctx context.Context, known ast.Value, timeout ti
 	}
 	r := residualReads{n: n, analyzed: map[string]bool{}}
 	for _, body := range pq.Queries {
-		r.walk(body)
+		if !deadBody(body) {
+			r.walk(body)
+		}
 	}
 	for _, m := range pq.Support {
 		for _, rule := range m.Rules {
+			if rule.Else == nil && deadBody(rule.Body) {
+				continue // it never applies: what it reads does not matter
+			}
 			r.walk(rule)
 		}
 	}
@@ -234,6 +247,19 @@ func (n *narrowing) narrowClass(ctx context.Context, known ast.Value, timeout ti
 		}
 	}
 	return &keyClass{keep: keep}
+}
+
+// deadBody reports whether a residual body can never succeed: one of its
+// expressions is "not true", as partial evaluation leaves a negated
+// condition it found true (the shipped rules' "not partner_ok" for a
+// partner).
+func deadBody(body ast.Body) bool {
+	for _, expr := range body {
+		if t, ok := expr.Terms.(*ast.Term); ok && expr.Negated && len(expr.With) == 0 && t.Value.Compare(ast.Boolean(true)) == 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // partial runs the partial evaluation, alone among the engine's (see

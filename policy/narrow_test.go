@@ -33,21 +33,23 @@ func leafNames(schema []leafPath, leaves []leaf) []string {
 func stanzaClass(t *testing.T, e *Engine, in *StanzaInput) []string {
 	t.Helper()
 	q := &e.current.Load().stanza
+	f := q.facets.stanzaFacets(in, q.need)
 	var key []byte
 	if q.narrow != nil {
-		key = appendStanzaClass(q, in, nil)
+		key = appendStanzaClass(q, in, nil, &f)
 	}
-	return narrowNow(t, e, q.narrow, key, stanzaValue(in, q.need&^textFieldBits), stanzaSchema)
+	return narrowNow(t, e, q.narrow, key, stanzaValue(in, q.need&^textFieldBits, &f), stanzaSchema)
 }
 
 func sessionClass(t *testing.T, e *Engine, in *SessionInput) []string {
 	t.Helper()
 	q := &e.current.Load().session
+	pf := q.facets.sessionFacet(in, q.need)
 	var key []byte
 	if q.narrow != nil {
-		key = appendSessionClass(q.narrow, in, nil)
+		key = appendSessionClass(q.narrow, in, nil, pf)
 	}
-	return narrowNow(t, e, q.narrow, key, sessionValue(in, q.need), sessionSchema)
+	return narrowNow(t, e, q.narrow, key, sessionValue(in, q.need, pf), sessionSchema)
 }
 
 // narrowNow narrows the class of key from the input known, at once, and
@@ -96,8 +98,11 @@ audit_full: [secure.test]
 // TestNarrowShippedRules: what the shipped rules' classes keep of the
 // narrowable leaves. An outbound stanza's key holds its sender (the local
 // user's rules) and not its recipient unless it goes to a room; an inbound
-// one its recipient only; a session holds the time only for a partner
-// under agreement, and never the remote IP.
+// one its recipient only; neither holds the remote domain (input.remote
+// says what the data says of it, even with MUC services and audit_full in
+// the data). A session holds the time only for a partner under agreement,
+// the remote domain only where a refusal names it (not a partner; an
+// agreement that expires), and never the remote IP.
 func TestNarrowShippedRules(t *testing.T) {
 	e := shippedEngine(t, narrowData, Config{})
 	now := "2026-12-01T12:00:00Z"
@@ -133,9 +138,10 @@ func TestNarrowShippedRules(t *testing.T) {
 	}{
 		{"partner", SessionInput{Direction: "inbound", LocalDomain: "company.test", RemoteDomain: "partner.test", RemoteIP: "192.0.2.1", TLS: tls13, Auth: "dialback", Now: now}, nil},
 		{"wildcard", SessionInput{Direction: "inbound", LocalDomain: "company.test", RemoteDomain: "a.wild.test", TLS: tls13, Auth: "dialback", Now: now}, nil},
-		{"not a partner", SessionInput{Direction: "outbound", LocalDomain: "company.test", RemoteDomain: "evil.test", Now: now}, nil},
-		{"under agreement", SessionInput{Direction: "inbound", LocalDomain: "company.test", RemoteDomain: "nda.test", TLS: tls13, Auth: "dialback", Now: now}, []string{"input.now"}},
-		{"agreement expired", SessionInput{Direction: "outbound", LocalDomain: "company.test", RemoteDomain: "old.test", Now: now}, []string{"input.now"}},
+		{"not a partner", SessionInput{Direction: "outbound", LocalDomain: "company.test", RemoteDomain: "evil.test", Now: now}, []string{"input.remote_domain"}},
+		{"under agreement", SessionInput{Direction: "inbound", LocalDomain: "company.test", RemoteDomain: "nda.test", TLS: tls13, Auth: "dialback", Now: now}, []string{"input.remote_domain", "input.now"}},
+		{"agreement expired", SessionInput{Direction: "outbound", LocalDomain: "company.test", RemoteDomain: "old.test", Now: now}, []string{"input.remote_domain", "input.now"}},
+		{"requires a certificate, has one", SessionInput{Direction: "inbound", LocalDomain: "company.test", RemoteDomain: "secure.test", TLS: tls13, Auth: "sasl_external", Now: now}, nil},
 	}
 	for _, tt := range sessions {
 		t.Run("session/"+tt.name, func(t *testing.T) {
@@ -304,10 +310,11 @@ func TestNarrowingMatchesFullEvaluation(t *testing.T) {
 		{"shipped/narrowData", "../rules", narrowData},
 		{"shipped/diffDataBig", "../rules", diffDataBig},
 		{"shipped/noUserRulesData", "../rules", noUserRulesData},
+		{"shipped/facetData", "../rules", facetData},
 		{"narrowPolicies", polDir, ""},
 	} {
 		for _, sync := range []bool{true, false} {
-			if !sync && (tc.name == "shipped/diffDataBig" || tc.name == "shipped/noUserRulesData") {
+			if !sync && (tc.name == "shipped/diffDataBig" || tc.name == "shipped/noUserRulesData" || tc.name == "shipped/facetData") {
 				continue // the background path once per kind of policy is enough (-race makes this test long)
 			}
 			t.Run(fmt.Sprintf("%s/sync=%v", tc.name, sync), func(t *testing.T) {
@@ -390,7 +397,10 @@ func narrowInputs(n int) ([]StanzaInput, []SessionInput) {
 	r := rand.New(rand.NewPCG(3, 4))
 	pick := func(xs []string) string { return xs[r.IntN(len(xs))] }
 	localUsers := []string{"alice", "bob", "carol", "Carol", "mallory", "boss", "evil1", "dave-muted", "erin", "frank"}
-	remoteDomains := []string{"partner.test", "nda.test", "old.test", "a.wild.test", "secure.test", "conference.partner.test", "vip.test", "evil.test"}
+	remoteDomains := []string{"partner.test", "nda.test", "old.test", "a.wild.test", "secure.test", "conference.partner.test", "vip.test", "evil.test",
+		// alike partners (one class once the domain is narrowed), MUC
+		// services, audit_full domains (facetData)
+		"b.wild.test", "c.d.wild.test", "other.test", "in.test", "room.rooms.wild.test", "muc.stranger.test", "audited.stranger.test", "twice.test"}
 	resources := []string{"", "/phone", "/bot", "/pc"}
 	kinds := []string{"message", "message", "presence", "iq"}
 	types := []string{"chat", "groupchat", "headline", "", "get"}

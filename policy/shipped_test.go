@@ -41,7 +41,7 @@ func TestShippedSessionDecisions(t *testing.T) {
 		reason      string // substring
 		requireCert bool
 	}{
-		{"listed partner", SessionInput{Direction: "inbound", RemoteDomain: "partner.test", TLS: tls13, Auth: "dialback"}, true, "is a federation partner", false},
+		{"listed partner", SessionInput{Direction: "inbound", RemoteDomain: "partner.test", TLS: tls13, Auth: "dialback"}, true, "a federation partner (inbound)", false},
 		{"unlisted domain", SessionInput{Direction: "inbound", RemoteDomain: "evil.test", TLS: tls13, Auth: "dialback"}, false, "evil.test is not a federation partner", false},
 		{"unlisted outbound", SessionInput{Direction: "outbound", RemoteDomain: "evil.test", TLS: tls13}, false, "not a federation partner", false},
 		{"wildcard one label", SessionInput{Direction: "inbound", RemoteDomain: "chat.example.org", TLS: tls13, Auth: "dialback"}, true, "", false},

@@ -75,10 +75,27 @@ direction_allowed(entry, _) if entry.direction == "both"
 direction_allowed(entry, direction) if entry.direction == direction
 
 # The entries for domain that allow direction.
-allowing_entries(domain, direction) := [e |
-	some e in partner_entries(domain)
+allowing_entries(domain, direction) := entries_allowing(partner_entries(domain), direction)
+
+# The entries of a list that allow direction.
+entries_allowing(entries, direction) := [e |
+	some e in entries
 	direction_allowed(e, direction)
 ]
+
+# What the data says of a decision's remote domain: the gateway looks it
+# up itself and passes it as input.remote: {"partner": its partner_entries
+# without their domain patterns, "muc_service": it is in muc_services,
+# "audit_full": it is in audit_full}. Read from there, a decision need not
+# read the remote domain at all, and the gateway's decision cache then
+# serves every partner domain alike with one decision. Without
+# input.remote (opa test, an input written by hand) the rules look the
+# domain up themselves. (Each such choice is two rules with opposite
+# conditions, not an else: the cache's partial evaluation sees through
+# those.)
+default remote_given := false
+
+remote_given if input.remote
 
 is_partner(domain, direction) if count(allowing_entries(domain, direction)) > 0
 

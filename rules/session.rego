@@ -16,13 +16,18 @@ import data.xmppedge.common
 default decision := {"allow": false, "reason": "no rule allowed this session"}
 
 # The partner entries that allow this session's domain and direction,
-# looked up once per decision (every rule below reads them).
-entries := common.allowing_entries(input.remote_domain, input.direction)
+# looked up once per decision (every rule below reads them): given by the
+# gateway (common.remote_given), else looked up by domain.
+entries := common.entries_allowing(remote_entries, input.direction)
+
+remote_entries := input.remote.partner if common.remote_given
+
+remote_entries := common.partner_entries(input.remote_domain) if not common.remote_given
 
 decision := {"allow": false, "reason": concat("; ", sort(deny)), "require": require} if count(deny) > 0
 
 decision := object.union(
-	{"allow": true, "reason": sprintf("%s is a federation partner (%s)", [input.remote_domain, input.direction]), "require": require},
+	{"allow": true, "reason": sprintf("a federation partner (%s)", [input.direction]), "require": require},
 	rate,
 ) if {
 	count(deny) == 0
@@ -34,14 +39,16 @@ decision := object.union(
 # bucket. No rate, no limit.
 rate := {"rate": r} if {
 	r := common.rate(entries)
-} else := {}
+}
+
+rate := {} if not common.rate(entries) # two rules, not an else: see common.remote_given
 
 tls_versions := {"TLS 1.2", "TLS 1.3"}
 
 # Requirements the gateway must enforce on a session it lets through:
 # "certificate" (a valid certificate), "posture" (ask again once the
 # outbound stream is authenticated: require_posture is judged then).
-require := sort([r | some r in requirements])
+require := sort(requirements)
 
 requirements contains "certificate" if common.entries_require_cert(entries)
 
@@ -77,19 +84,19 @@ deny contains sprintf("%s must authenticate with a certificate (SASL EXTERNAL), 
 
 # Partner agreements (agreement: {owner, reference, expires}): no session
 # once the agreement has expired. (The agreements are found before
-# input.now is read, so that the gateway's decision cache, which narrows
-# its keys by partial evaluation, need not key a partner without an
-# agreement on the time.)
-agreements := [a | some e in entries; a := e.agreement]
-
+# input.now is read, and by iteration rather than in a comprehension, so
+# that the gateway's decision cache, which narrows its keys by partial
+# evaluation, need not key a partner without an agreement on the time.)
 deny contains sprintf("the partner agreement %s (owner %s) for %s expired at %s: renew it and update its expires in the policy data", [a.reference, a.owner, input.remote_domain, a.expires]) if {
-	some a in agreements
+	some e in entries
+	a := e.agreement
 	input.now != ""
 	common.agreement_over(a, input.now)
 }
 
 deny contains sprintf("the time of this decision is not known, and %s is a partner under agreement %s: refused (fail closed)", [input.remote_domain, a.reference]) if {
-	some a in agreements
+	some e in entries
+	a := e.agreement
 	input.now == ""
 }
 

@@ -198,3 +198,25 @@ test_require_posture_outbound_before_auth if {
 	d.allow == true
 	d.require == ["certificate", "posture"]
 }
+
+# input.remote, as the gateway gives it, is what the rules read of the
+# remote domain's partner entries: not the lookup of the domain.
+remote_of(entries) := {"partner": entries, "muc_service": false, "audit_full": false}
+
+test_gateway_facts_used if {
+	d := decide(object.union(good, {"remote_domain": "stranger.test", "remote": remote_of([{"direction": "both"}])}))
+	d.allow == true
+	d.reason == "a federation partner (inbound)"
+}
+
+test_gateway_facts_no_entries if {
+	d := decide(object.union(good, {"remote": remote_of([])}))
+	d.allow == false
+	contains(d.reason, "partner.test is not a federation partner")
+}
+
+test_gateway_facts_settings if {
+	d := decide(object.union(good, {"remote": remote_of([{"direction": "both", "require_cert": true}])}))
+	d.require == ["certificate"]
+	d.allow == false # dialback
+}

@@ -30,13 +30,13 @@ decision := {"allow": true, "audit": audit, "strip": strip} if {
 
 # The remote domain of the stanza, and the internal user's bare JID. (Rules
 # name the fields they read, input.to.domain rather than input.to, so that
-# decisions are cached per domain and user, not per resource. local_bare is
-# two rules rather than an else: the gateway's decision cache narrows its
+# decisions are cached per domain and user, not per resource. They are two
+# rules each rather than an else: the gateway's decision cache narrows its
 # keys by partial evaluation, which sees through these but not through an
 # else, and an outbound stanza's key then holds no recipient.)
 remote_domain := input.to.domain if input.direction == "outbound"
 
-else := input.from.domain
+remote_domain := input.from.domain if input.direction != "outbound"
 
 local_bare := input.from.bare if input.direction == "outbound"
 
@@ -49,7 +49,15 @@ local_bare := input.to.bare if input.direction != "outbound"
 # encrypted stanza holds only ciphertext.
 default audit := "meta"
 
-audit := "full" if xmppedge.domain_in(remote_domain, common.audit_full)
+audit := "full" if {
+	common.remote_given
+	input.remote.audit_full
+}
+
+audit := "full" if {
+	not common.remote_given
+	xmppedge.domain_in(remote_domain, common.audit_full)
+}
 
 # Partners: the stanza's remote domain must be a partner for this
 # direction (the session was checked too; this also covers streams that
@@ -59,8 +67,13 @@ deny contains sprintf("%s is not a federation partner for %s traffic", [remote_d
 partner_ok if count(remote_partner) > 0
 
 # The partner entries of the remote domain for this direction, looked up
-# once per decision (see common.allowing_entries).
-remote_partner := common.allowing_entries(remote_domain, input.direction)
+# once per decision: given by the gateway (common.remote_given), else
+# looked up by domain.
+remote_partner := common.entries_allowing(remote_entries, input.direction)
+
+remote_entries := input.remote.partner if common.remote_given
+
+remote_entries := common.partner_entries(remote_domain) if not common.remote_given
 
 # Per-user rules, for user JIDs (not the server's own domain JID), when
 # data has any (common.user_rules_configured).
@@ -112,7 +125,23 @@ deny contains sprintf("room %s is not open to outside group chat", [input.to.bar
 	not lower(input.to.bare) in {lower(r) | some r in common.muc_allowed_rooms}
 }
 
-to_room if xmppedge.domain_in(input.to.domain, common.muc_services)
+# (input.remote is of the recipient's domain for outbound stanzas only.)
+to_room if {
+	common.remote_given
+	input.direction == "outbound"
+	input.remote.muc_service
+}
+
+to_room if {
+	not common.remote_given
+	xmppedge.domain_in(input.to.domain, common.muc_services)
+}
+
+to_room if {
+	common.remote_given
+	input.direction != "outbound"
+	xmppedge.domain_in(input.to.domain, common.muc_services)
+}
 
 to_room if {
 	input.kind == "message"

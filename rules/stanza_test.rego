@@ -118,3 +118,26 @@ test_server_jid_not_a_user if {
 	server := {"full": "company.test", "bare": "company.test", "domain": "company.test"}
 	decide(object.union(out, {"kind": "iq", "type": "get", "body": "", "from": server})).allow with data.xmppedge.external_users as []
 }
+
+# input.remote, as the gateway gives it, is what the rules read of the
+# remote domain: partner entries, MUC service, audit_full; not the lookups.
+remote := {"partner": [{}], "muc_service": false, "audit_full": false}
+
+test_gateway_facts_partner if {
+	not decide(object.union(out, {"remote": object.union(remote, {"partner": []})})).allow
+	decide(object.union(out, {"to": {"full": "x@evil.test", "bare": "x@evil.test", "domain": "evil.test"}, "remote": remote})).allow
+}
+
+test_gateway_facts_audit if {
+	decide(object.union(out, {"remote": remote})).audit == "meta" # data: audit_full [partner.test]
+	decide(object.union(inb, {"remote": object.union(remote, {"audit_full": true})})).audit == "full"
+}
+
+test_gateway_facts_room if {
+	room := {"full": "secret@rooms.evil.test/alice", "bare": "secret@rooms.evil.test", "domain": "rooms.evil.test"}
+	x := object.union(out, {"kind": "presence", "to": room})
+	decide(object.union(x, {"remote": remote})).allow
+	d := decide(object.union(x, {"remote": object.union(remote, {"muc_service": true})}))
+	d.allow == false
+	contains(d.reason, "room secret@rooms.evil.test is not open")
+}

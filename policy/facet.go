@@ -1,0 +1,211 @@
+package policy
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+)
+
+// Remote facets: input.remote.
+//
+// The shipped rules look a decision's remote domain up in the policy data:
+// its partner entries (xmppedge.partners_for over data.xmppedge.partners),
+// whether it is a MUC service (muc.services) and whether it is audited in
+// full (audit_full). Read so, the remote domain is in every decision key
+// (narrow.go), and the first decision for each partner domain is
+// evaluated in full — with 10,000 partners ~0.2 ms each, again after
+// every policy load — although most partners' entries are alike
+// ({direction: both}).
+//
+// So the engine looks the remote domain up itself, with the same
+// matchers, and gives the rules what the data says of it as input.remote:
+//
+//	{"partner": [entries of its most specific pattern, without "domain"],
+//	 "muc_service": bool, "audit_full": bool}
+//
+// of a session's remote domain, of a stanza's (the recipient's domain
+// outbound, the sender's inbound, as the shipped rules' remote_domain),
+// and under input.session of the stanza's session's. The shipped rules
+// read it instead of looking the domain up, and the domain itself only
+// where it shows (reasons). The domains are narrowable leaves (narrow.go)
+// and input.remote is keyed by its facet: an id per distinct value, given
+// when the data is loaded. A class's partial evaluation then finds that
+// its decision does not read the domain — an allowed stanza, say — and one
+// decision serves every partner domain whose facts are alike. A policy
+// that reads the domain anyway keeps it in its keys: nothing is assumed of
+// the rules.
+//
+// The facts are exactly what the lookups in the rules find
+// (TestRemoteFacetMatchesLookup); the rules fall back to those lookups
+// when the input has no remote (opa test, an input written by hand).
+
+// remoteFacets maps a domain to its facet.
+type remoteFacets struct {
+	partner  *domainMatcher[uint32]   // partner pattern → partner facet (index into partners)
+	muc      *domainMatcher[struct{}] // muc.services
+	audit    *domainMatcher[struct{}] // audit_full
+	partners []*ast.Term              // distinct entry lists (without patterns); 0: none
+	terms    []*ast.Term              // the input.remote objects, by facet id (see facetID)
+}
+
+// remoteFacet is a domain's input.remote: its facet id and value.
+type remoteFacet struct {
+	id   uint32
+	term *ast.Term
+}
+
+// facetID combines a partner facet and the two flags.
+func facetID(partner uint32, muc, audit bool) uint32 {
+	id := partner << 2
+	if muc {
+		id |= 2
+	}
+	if audit {
+		id |= 1
+	}
+	return id
+}
+
+var (
+	kPartner    = ast.StringTerm("partner")
+	kMUCService = ast.StringTerm("muc_service")
+	kAuditFull  = ast.StringTerm("audit_full")
+)
+
+// newRemoteFacets builds the facets of a normalised data document
+// (normalizeData has checked the partner entries and put every domain in
+// A-label form).
+func newRemoteFacets(data map[string]any) (*remoteFacets, error) {
+	f := &remoteFacets{
+		partner:  newDomainMatcher[uint32](),
+		muc:      newDomainMatcher[struct{}](),
+		audit:    newDomainMatcher[struct{}](),
+		partners: []*ast.Term{ast.ArrayTerm()},
+	}
+	root, _ := data[dataRoot].(map[string]any)
+	list, _ := root["partners"].([]any)
+	byPattern := map[string][]any{}
+	var order []string
+	for i, x := range list {
+		entry, _ := x.(map[string]any)
+		d, _ := entry["domain"].(string)
+		p, err := normalizeDomain(d)
+		if err != nil {
+			return nil, fmt.Errorf("partners[%d]: %w", i, err)
+		}
+		rest := make(map[string]any, len(entry))
+		for k, v := range entry {
+			if k != "domain" {
+				rest[k] = v
+			}
+		}
+		if _, seen := byPattern[p]; !seen {
+			order = append(order, p)
+		}
+		byPattern[p] = append(byPattern[p], rest)
+	}
+	ids := map[string]uint32{}
+	for _, p := range order {
+		entries := byPattern[p]
+		canonical, err := json.Marshal(entries) // object keys sorted: equal entries, equal bytes
+		if err != nil {
+			return nil, fmt.Errorf("partner %s: %w", p, err)
+		}
+		id, ok := ids[string(canonical)]
+		if !ok {
+			v, err := ast.InterfaceToValue(entries)
+			if err != nil {
+				return nil, fmt.Errorf("partner %s: %w", p, err)
+			}
+			id = uint32(len(f.partners))
+			ids[string(canonical)] = id
+			f.partners = append(f.partners, ast.NewTerm(v))
+		}
+		if err := f.partner.add(p, id); err != nil {
+			return nil, fmt.Errorf("partner %s: %w", p, err)
+		}
+	}
+	muc, _ := root["muc"].(map[string]any)
+	for _, l := range []struct {
+		m    *domainMatcher[struct{}]
+		list any
+		name string
+	}{{f.muc, muc["services"], "muc.services"}, {f.audit, root["audit_full"], "audit_full"}} {
+		items, _ := l.list.([]any)
+		for _, x := range items {
+			if s, ok := x.(string); ok {
+				if err := l.m.add(s, struct{}{}); err != nil {
+					return nil, fmt.Errorf("%s: %w", l.name, err)
+				}
+			}
+		}
+	}
+	for p := range f.partners {
+		for _, muc := range []bool{false, true} {
+			for _, audit := range []bool{false, true} {
+				id := facetID(uint32(p), muc, audit)
+				for len(f.terms) <= int(id) {
+					f.terms = append(f.terms, nil)
+				}
+				f.terms[id] = ast.ObjectTerm(
+					[2]*ast.Term{kPartner, f.partners[p]},
+					[2]*ast.Term{kMUCService, ast.InternedTerm(muc)},
+					[2]*ast.Term{kAuditFull, ast.InternedTerm(audit)},
+				)
+			}
+		}
+	}
+	return f, nil
+}
+
+// of returns the facet of domain.
+func (f *remoteFacets) of(domain string) remoteFacet {
+	var partner uint32
+	if v := f.partner.lookup(domain); len(v) > 0 {
+		partner = v[0]
+	}
+	id := facetID(partner, f.muc.lookup(domain) != nil, f.audit.lookup(domain) != nil)
+	return remoteFacet{id: id, term: f.terms[id]}
+}
+
+// value is the facet's input.remote (nil for a facet not looked up: the
+// caller builds the field only when it looked it up).
+func (rf remoteFacet) value() *ast.Term {
+	if rf.term == nil {
+		return ast.NullTerm() // never read: see need
+	}
+	return rf.term
+}
+
+// inputFacets are the facets of a decision's remote domains: remote, of
+// the session's remote domain or of the stanza's; session, of a stanza's
+// session's. Looked up only when the rules read them.
+type inputFacets struct{ remote, session remoteFacet }
+
+// sessionFacet returns the facet of a session's remote domain when the
+// rules read input.remote.
+func (f *remoteFacets) sessionFacet(in *SessionInput, need uint32) remoteFacet {
+	if need&sessionRemoteBit == 0 {
+		return remoteFacet{}
+	}
+	return f.of(in.RemoteDomain)
+}
+
+// stanzaFacets returns the facets of a stanza's remote domain (the
+// recipient's outbound, the sender's otherwise, as the shipped rules'
+// remote_domain) and of its session's, those the rules read.
+func (f *remoteFacets) stanzaFacets(in *StanzaInput, need uint32) inputFacets {
+	var out inputFacets
+	if need&stanzaRemoteBit != 0 {
+		if in.Direction == Outbound {
+			out.remote = f.of(in.To.Domain)
+		} else {
+			out.remote = f.of(in.From.Domain)
+		}
+	}
+	if need&stanzaSessionBit != 0 && in.Session != nil { // input.session: built whole
+		out.session = f.of(in.Session.RemoteDomain)
+	}
+	return out
+}
