@@ -2419,3 +2419,71 @@ func TestHostileManySendersNarrowedCache(t *testing.T) {
 		t.Fatalf("policy stats %+v: want a class narrowed, no failure", s)
 	}
 }
+
+// TestHostileAlikeDomainsAuditedApart: one stream authenticated for three
+// domains under one wildcard partner — alike partner entries, so one
+// policy cache class once input.remote keys the domain's facts instead of
+// the domain (policy/facet.go) —, one of which the data audits in full.
+// Once the other two's presence is answered from the cache, the audited
+// domain's presence must not be: each of its stanzas is recorded in full,
+// the others' as metadata, and all are delivered.
+func TestHostileAlikeDomainsAuditedApart(t *testing.T) {
+	eng := shippedRules(t, "partners:\n  - domain: \"*.partner.test\"\naudit_full: [b.partner.test]\n")
+	env := newTestEnv(t, func(o *Options) { o.Policy = eng })
+	domains := []string{"a.partner.test", "b.partner.test", "c.partner.test"}
+	certPEM, keyPEM, err := env.ca.Issue(certstest.LeafOptions{DNSNames: domains})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := dialPeer(t, env.outside)
+	p.open("a.partner.test", "company.test")
+	upgradeTLS(t, p, &cert)
+	p.open("a.partner.test", "company.test")
+	for _, d := range domains { // valid by the certificate (XEP-0344): no authority asked
+		p.send("<db:result from='" + d + "' to='company.test'>" + forgedKey + "</db:result>")
+		expectDialbackAnswer(t, p, "result", "company.test", d, "valid", "")
+	}
+	presence := func(d string, i int) {
+		t.Helper()
+		id := fmt.Sprintf("%s-%d", d, i)
+		p.send(fmt.Sprintf("<presence from='u%d@%s/r' to='alice@company.test' id='%s'/>", i, d, id))
+		env.internal.expectStanza(t, "id='"+id+"'")
+	}
+	// a and c until their class is narrowed and answered from the cache
+	// (the narrowing runs in the background; 10 s at most).
+	i := 0
+	for end := time.Now().Add(10 * time.Second); eng.Stats().CacheHits == 0; i++ {
+		if time.Now().After(end) {
+			t.Fatalf("no decision answered from the cache after %d presences: %+v", i, eng.Stats())
+		}
+		presence("a.partner.test", i)
+		presence("c.partner.test", i)
+		time.Sleep(5 * time.Millisecond)
+	}
+	const rounds = 8
+	for j := range rounds {
+		presence("b.partner.test", j)
+		presence("c.partner.test", i+j)
+	}
+	full := 0
+	for _, r := range env.aud.find("stanza", "allow") {
+		switch b := strings.Contains(r.From, "@b.partner.test/"); {
+		case b && r.Stanza == "":
+			t.Errorf("b.partner.test's stanza recorded as metadata only: %+v", r)
+		case b:
+			full++
+		case r.Stanza != "":
+			t.Errorf("%s's stanza recorded in full: %+v", r.From, r)
+		}
+	}
+	if full != rounds {
+		t.Fatalf("%d of b.partner.test's %d stanzas recorded in full", full, rounds)
+	}
+	if s := eng.Stats(); s.Failures != 0 {
+		t.Fatalf("policy stats %+v", s)
+	}
+}
