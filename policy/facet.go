@@ -85,61 +85,15 @@ func newRemoteFacets(data map[string]any) (*remoteFacets, error) {
 	}
 	root, _ := data[dataRoot].(map[string]any)
 	list, _ := root["partners"].([]any)
-	byPattern := map[string][]any{}
-	var order []string
-	for i, x := range list {
-		entry, _ := x.(map[string]any)
-		d, _ := entry["domain"].(string)
-		p, err := normalizeDomain(d)
-		if err != nil {
-			return nil, fmt.Errorf("partners[%d]: %w", i, err)
-		}
-		rest := make(map[string]any, len(entry))
-		for k, v := range entry {
-			if k != "domain" {
-				rest[k] = v
-			}
-		}
-		if _, seen := byPattern[p]; !seen {
-			order = append(order, p)
-		}
-		byPattern[p] = append(byPattern[p], rest)
-	}
-	ids := map[string]uint32{}
-	for _, p := range order {
-		entries := byPattern[p]
-		canonical, err := json.Marshal(entries) // object keys sorted: equal entries, equal bytes
-		if err != nil {
-			return nil, fmt.Errorf("partner %s: %w", p, err)
-		}
-		id, ok := ids[string(canonical)]
-		if !ok {
-			v, err := ast.InterfaceToValue(entries)
-			if err != nil {
-				return nil, fmt.Errorf("partner %s: %w", p, err)
-			}
-			id = uint32(len(f.partners))
-			ids[string(canonical)] = id
-			f.partners = append(f.partners, ast.NewTerm(v))
-		}
-		if err := f.partner.add(p, id); err != nil {
-			return nil, fmt.Errorf("partner %s: %w", p, err)
-		}
+	if err := f.addPartners(list); err != nil {
+		return nil, err
 	}
 	muc, _ := root["muc"].(map[string]any)
-	for _, l := range []struct {
-		m    *domainMatcher[struct{}]
-		list any
-		name string
-	}{{f.muc, muc["services"], "muc.services"}, {f.audit, root["audit_full"], "audit_full"}} {
-		items, _ := l.list.([]any)
-		for _, x := range items {
-			if s, ok := x.(string); ok {
-				if err := l.m.add(s, struct{}{}); err != nil {
-					return nil, fmt.Errorf("%s: %w", l.name, err)
-				}
-			}
-		}
+	if err := addDomains(f.muc, muc["services"], "muc.services"); err != nil {
+		return nil, err
+	}
+	if err := addDomains(f.audit, root["audit_full"], "audit_full"); err != nil {
+		return nil, err
 	}
 	for p := range f.partners {
 		for _, muc := range []bool{false, true} {
@@ -157,6 +111,68 @@ func newRemoteFacets(data map[string]any) (*remoteFacets, error) {
 		}
 	}
 	return f, nil
+}
+
+// addPartners groups the partner entries by pattern, as
+// xmppedge.partners_for does, and gives each distinct list of entries
+// (without their domain patterns) one partner facet.
+func (f *remoteFacets) addPartners(list []any) error {
+	byPattern := map[string][]any{}
+	var order []string
+	for i, x := range list {
+		entry, _ := x.(map[string]any)
+		d, _ := entry["domain"].(string)
+		p, err := normalizeDomain(d)
+		if err != nil {
+			return fmt.Errorf("partners[%d]: %w", i, err)
+		}
+		rest := make(map[string]any, len(entry))
+		for k, v := range entry {
+			if k != "domain" {
+				rest[k] = v
+			}
+		}
+		if _, seen := byPattern[p]; !seen {
+			order = append(order, p)
+		}
+		byPattern[p] = append(byPattern[p], rest)
+	}
+	ids := map[string]uint32{}
+	for _, p := range order {
+		entries := byPattern[p]
+		canonical, err := json.Marshal(entries) // object keys sorted: equal entries, equal bytes
+		if err != nil {
+			return fmt.Errorf("partner %s: %w", p, err)
+		}
+		id, ok := ids[string(canonical)]
+		if !ok {
+			v, err := ast.InterfaceToValue(entries)
+			if err != nil {
+				return fmt.Errorf("partner %s: %w", p, err)
+			}
+			id = uint32(len(f.partners))
+			ids[string(canonical)] = id
+			f.partners = append(f.partners, ast.NewTerm(v))
+		}
+		if err := f.partner.add(p, id); err != nil {
+			return fmt.Errorf("partner %s: %w", p, err)
+		}
+	}
+	return nil
+}
+
+// addDomains adds a data list of domain patterns (as xmppedge.domain_in
+// reads it) to m.
+func addDomains(m *domainMatcher[struct{}], list any, name string) error {
+	items, _ := list.([]any)
+	for _, x := range items {
+		if s, ok := x.(string); ok {
+			if err := m.add(s, struct{}{}); err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+		}
+	}
+	return nil
 }
 
 // of returns the facet of domain.

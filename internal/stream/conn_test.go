@@ -273,20 +273,26 @@ func BenchmarkSendWait(b *testing.B) {
 // time (its scanner drops its buffers and the read deadline passes once,
 // which crypto/tls survives) still reads the next element whole, and the
 // caller's own timeout still ends the wait — not sooner.
-func TestAwaitAcrossIdle(t *testing.T) {
-	srvCfg, cliCfg := tlsPair(t, "b.test")
-	a, b := net.Pipe()
-	srvTLS, cliTLS := tls.Server(a, srvCfg), tls.Client(b, cliCfg)
+// handshake runs both sides' TLS handshakes (10 s at most).
+func handshake(t *testing.T, srv, cli *tls.Conn) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	errc := make(chan error, 1)
-	go func() { errc <- cliTLS.HandshakeContext(ctx) }()
-	if err := srvTLS.HandshakeContext(ctx); err != nil {
+	go func() { errc <- cli.HandshakeContext(ctx) }()
+	if err := srv.HandshakeContext(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if err := <-errc; err != nil {
 		t.Fatal(err)
 	}
+}
+
+func TestAwaitAcrossIdle(t *testing.T) {
+	srvCfg, cliCfg := tlsPair(t, "b.test")
+	a, b := net.Pipe()
+	srvTLS, cliTLS := tls.Server(a, srvCfg), tls.Client(b, cliCfg)
+	handshake(t, srvTLS, cliTLS)
 	srv, cli := NewConn(srvTLS, Options{}), NewConn(cliTLS, Options{})
 	defer srv.Abort()
 	defer cli.Abort()

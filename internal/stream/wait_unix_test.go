@@ -3,7 +3,6 @@
 package stream
 
 import (
-	"context"
 	"crypto/tls"
 	"errors"
 	"net"
@@ -51,8 +50,6 @@ func tcpTLSPair(t *testing.T) (srv, cli *Conn, cliRaw *splitConn) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
 	accepted := make(chan net.Conn, 1)
 	go func() {
 		c, _ := ln.Accept()
@@ -68,14 +65,7 @@ func tcpTLSPair(t *testing.T) (srv, cli *Conn, cliRaw *splitConn) {
 		t.Fatal("accept failed")
 	}
 	srvTLS, cliTLS := tls.Server(srvRaw, srvCfg), tls.Client(cliRaw, cliCfg)
-	errc := make(chan error, 1)
-	go func() { errc <- cliTLS.HandshakeContext(ctx) }()
-	if err := srvTLS.HandshakeContext(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-errc; err != nil {
-		t.Fatal(err)
-	}
+	handshake(t, srvTLS, cliTLS)
 	srv, cli = NewConn(srvTLS, Options{}), NewConn(cliTLS, Options{})
 	t.Cleanup(func() { srv.Abort(); cli.Abort(); srvRaw.Close(); raw.Close() })
 	srv.idleAfter = 20 * time.Millisecond
