@@ -16,7 +16,9 @@
 //     tls {version, cipher, peer_cert_valid, peer_cert_issuer,
 //     peer_cert_error}, auth ("sasl_external" | "dialback" | "" before
 //     authentication), now (RFC 3339, UTC, to the minute: a cache key
-//     that changes once a minute; partners.go). Result: {allow, reason,
+//     that changes once a minute; partners.go), remote {partner,
+//     muc_service, audit_full} (what the data says of the remote domain,
+//     computed by the engine: facet.go). Result: {allow, reason,
 //     require, rate} where require may list "certificate" (the gateway
 //     must authenticate the session by certificate, SASL EXTERNAL) and
 //     "posture" (ask again once an outbound stream is authenticated), and rate, {per_second,
@@ -28,7 +30,8 @@
 //     security_label {marking, fgcolor, bgcolor, label} (absent when the
 //     stanza has none), session {the session input of its stream}, and
 //     the payload facts encryption, file_transfer [{method, host}] and
-//     body_is_fallback (below). Result: {allow, reason, error, audit,
+//     body_is_fallback (below), and remote (as for sessions, of the
+//     recipient's domain outbound, the sender's inbound). Result: {allow, reason, error, audit,
 //     strip}: error is the stanza error condition of the bounce (default
 //     "policy-violation"), audit is what the audit log keeps ("none",
 //     "meta" — the default —, "hash", "full"), strip lists children
@@ -36,8 +39,9 @@
 //     allowed stanza (both non-empty strings, else the decision fails; a
 //     deny has no strip).
 //
-// The Go types SessionInput and StanzaInput are those documents; their
-// JSON tags are the Rego field names.
+// The Go types SessionInput and StanzaInput are those documents (but for
+// remote, which the engine adds); their JSON tags are the Rego field
+// names.
 //
 // # Payload facts
 //
