@@ -185,6 +185,7 @@ type Gateway struct {
 	router      *Router
 	dialer      *Dialer                // outgoing streams and dialback verifications
 	path        stanzaHandler          // the stanza path (chain.go)
+	in          *inDeps                // what every incoming session shares (incoming.go)
 	sessionPath sessionHandler         // the session path (session_path.go)
 	rec         recorder               // audit records, through Options.Audit
 	posture     *postureWatch          // the partners' postures (posture.go)
@@ -257,6 +258,7 @@ func New(opt Options) (*Gateway, error) {
 		bidi: g.bidiStream, reverse: g.reverseSession, posture: g.posture,
 	})
 	g.path = g.newStanzaPath()
+	g.in = g.inDeps()
 	return g, nil
 }
 

@@ -69,7 +69,8 @@ type inDeps struct {
 	posture          *postureWatch // the partners' postures (posture.go)
 }
 
-// inDeps is what the gateway gives its incoming sessions.
+// inDeps is what the gateway gives its incoming sessions: made once, in
+// New, after everything it refers to, and shared (Gateway.in).
 func (g *Gateway) inDeps() *inDeps {
 	return &inDeps{
 		ctx: g.ctx, bg: &g.bg, log: g.log, m: g.m, rec: g.rec,
@@ -117,7 +118,7 @@ func (g *Gateway) newInSession(c net.Conn, leg Leg, directTLS bool) *inSession {
 	ctx, cancel := context.WithCancel(g.ctx)
 	return &inSession{
 		ctx: ctx, cancel: cancel,
-		d: g.inDeps(), id: id, leg: leg, directTLS: directTLS,
+		d: g.in, id: id, leg: leg, directTLS: directTLS,
 		sc:      stream.NewConn(c, stream.Options{Limits: g.streamLimits(), WriteBuffer: stream.IncomingWriteBuffer}),
 		log:     g.log.With("session", id, "leg", leg.String(), "role", "incoming", "remote_addr", c.RemoteAddr().String(), "local_addr", c.LocalAddr().String()),
 		started: time.Now(),
@@ -344,7 +345,7 @@ func (g *Gateway) reverseSession(os *outStream, id string) (*inSession, error) {
 	ctx, cancel := context.WithCancel(g.ctx)
 	s := &inSession{
 		ctx: ctx, cancel: cancel,
-		d: g.inDeps(), id: id, leg: os.leg, sc: os.sc, peerNS: os.sc.Peer().Namespaces,
+		d: g.in, id: id, leg: os.leg, sc: os.sc, peerNS: os.sc.Peer().Namespaces,
 		log:     g.log.With("session", id, "leg", os.leg.String(), "role", "outgoing", "direction", "reverse (XEP-0288)"),
 		started: time.Now(),
 		pairs:   make(map[domainPair]*pairState),

@@ -169,6 +169,9 @@ func (d Dialback) startVerification(ctx context.Context, s *Stream, p Pair, key 
 		return d.refused(s, p, others, err)
 	}
 	s.mu.Lock()
+	if s.pending == nil {
+		s.pending = make(map[Pair]bool)
+	}
 	s.pending[p] = true
 	s.mu.Unlock()
 	streamID := s.Conn.StreamID()
@@ -222,6 +225,9 @@ func (Dialback) verify(ctx context.Context, s *Stream, p Pair, key, streamID str
 	verified(valid, byCert, err)
 	s.mu.Lock()
 	delete(s.pending, p)
+	if len(s.pending) == 0 {
+		s.pending = nil // an idle stream keeps no table
+	}
 	s.mu.Unlock()
 	switch {
 	case err != nil:

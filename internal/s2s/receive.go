@@ -44,7 +44,7 @@ type StreamReceiver interface {
 // handed to host. The error says how it ended (ErrStreamEnd from the
 // scanner when the peer closed; a *stream.Error to send; an *EndError).
 func Receive(ctx context.Context, c *stream.Conn, host Receiver) error {
-	s := &Stream{Conn: c, role: Receiving, recv: host, features: Registered(), pending: make(map[Pair]bool)}
+	s := &Stream{Conn: c, role: Receiving, recv: host, features: Registered()}
 	for {
 		err := s.receiveStream(ctx)
 		if err != errRestart {

@@ -96,7 +96,7 @@ type Stream struct {
 
 	mu       sync.Mutex
 	saslDone bool
-	pending  map[Pair]bool // dialback verifications under way
+	pending  map[Pair]bool // dialback verifications under way (nil: none)
 }
 
 // Role is the stream's role.
