@@ -41,7 +41,7 @@ var facetDomains = []string{
 	"partner.test", "PARTNER.test", "partner.test.", "other.test", "in.test", "out.test", "secure.test",
 	"a.wild.test", "b.a.wild.test", "wild.test", "x.deep.wild.test", "room.rooms.wild.test",
 	"twice.test", "files.test", "quiet.test", "nda.test", "posture.test", "conference.partner.test",
-	"xn--bcher-kva.example", "stranger.test", "muc.stranger.test", "audited.stranger.test", "",
+	"xn--bcher-kva.example", "bücher.example", "BÜCHER.example", "stranger.test", "muc.stranger.test", "audited.stranger.test", "",
 }
 
 // TestRemoteFacetMatchesLookup: what the engine puts in input.remote is
