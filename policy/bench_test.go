@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -329,6 +330,66 @@ func BenchmarkNewPartnerDomain10kDomains(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkNewLocalUser10kUsers: the first stanza of a local user never
+// seen before — outbound presence to one of 100 partner domains, each
+// user one of the 10,000 listed in external_users (and 100 blocked users
+// in the data) —, through the shipped rules and 10,000 partners, after
+// other users' presence to the same domains (classes narrowed). "facts":
+// the engine gives the rules input.local, and an allowed user is no part
+// of the key. "lookup": without it (the path before), every new user is
+// a new key, evaluated in full.
+func BenchmarkNewLocalUser10kUsers(b *testing.B) {
+	var data strings.Builder
+	data.WriteString(benchData())
+	data.WriteString("external_users:\n")
+	for i := range 10_000 {
+		fmt.Fprintf(&data, "  - user%05d@company.test\n", i)
+	}
+	data.WriteString("blocked_users:\n")
+	for i := range 100 {
+		fmt.Fprintf(&data, "  - blocked%03d@company.test\n", i)
+	}
+	in := func(i int) StanzaInput {
+		return StanzaInput{Direction: "outbound", Kind: "presence", ID: fmt.Sprint(i),
+			From: jid(fmt.Sprintf("user%05d@company.test/r", i%10_000)), To: jid(fmt.Sprintf("peer@partner%05d.test", i%100*97))}
+	}
+	for _, mode := range []string{"facts", "lookup"} {
+		b.Run(mode, func(b *testing.B) {
+			e := shippedEngine(b, data.String(), Config{})
+			// Not testContext's 30s: without input.local each decision
+			// builds the 10,000 users' set, milliseconds each.
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+			defer cancel()
+			if mode == "lookup" {
+				e.noRemoteFacts = true
+				if err := e.Reload(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+			e.syncPrograms = true // warm-up: classes narrowed at once
+			for i := range 200 {
+				if d := e.DecideStanza(ctx, ptr(in(9_000+i))); !d.Allow {
+					b.Fatalf("denied: %+v", d)
+				}
+			}
+			e.syncPrograms = false
+			inputs := make([]StanzaInput, b.N)
+			for i := range inputs {
+				inputs[i] = in(i % 9_000) // never a warm-up user
+			}
+			before := e.Stats()
+			measure(b, func(i int) {
+				if d := e.DecideStanza(ctx, &inputs[i]); !d.Allow {
+					b.Fatalf("denied: %+v", d)
+				}
+			})
+			reportHitRate(b, e, before)
+		})
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
 
 // BenchmarkKeyNarrowing: the cost of narrowing one key class (narrow.go):
 // a partial evaluation of the shipped stanza rules (10,000 partners, 50

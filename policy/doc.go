@@ -30,8 +30,10 @@
 //     security_label {marking, fgcolor, bgcolor, label} (absent when the
 //     stanza has none), session {the session input of its stream}, and
 //     the payload facts encryption, file_transfer [{method, host}] and
-//     body_is_fallback (below), and remote (as for sessions, of the
-//     recipient's domain outbound, the sender's inbound). Result: {allow, reason, error, audit,
+//     body_is_fallback (below), remote (as for sessions, of the
+//     recipient's domain outbound, the sender's inbound) and local {user,
+//     may_talk_outside} (what the data's user rules say of the local
+//     user: facet.go). Result: {allow, reason, error, audit,
 //     strip}: error is the stanza error condition of the bounce (default
 //     "policy-violation"), audit is what the audit log keeps ("none",
 //     "meta" — the default —, "hash", "full"), strip lists children
@@ -170,7 +172,10 @@
 // domain whose entries are like another's is a cache hit
 // (BenchmarkNewPartnerDomain10kDomains), where it was a full evaluation
 // (~0.2 ms with 10,000 partners, after every policy load). A refusal that
-// names the domain keeps it in its keys.
+// names the domain keeps it in its keys. input.local does the same for the
+// local user and the data's user rules: an allowed user's first stanza is
+// a cache hit (BenchmarkNewLocalUser10kUsers), where it was a full
+// evaluation that built the external_users set (26 ms with 10,000 users).
 //
 // # Speed: content programs
 //

@@ -39,7 +39,7 @@ type Engine struct {
 	noPrograms    bool          // tests and benchmarks: no content programs (from the next load)
 	syncPrograms  bool          // tests: build content programs and narrow key classes on the deciding goroutine
 	noNarrowing   bool          // tests and benchmarks: no key narrowing (from the next load)
-	noRemoteFacts bool          // tests: no input.remote, the rules look the domain up (from the next load)
+	noRemoteFacts bool          // tests: no input.remote nor input.local, the rules look up themselves (from the next load)
 
 	hooksMu sync.Mutex
 	hooks   []func(revision string)
@@ -271,7 +271,7 @@ func (e *Engine) prepare(ctx context.Context, src *source) (*loaded, error) {
 	}
 	if e.noRemoteFacts {
 		l.session.need &^= sessionRemoteBit
-		l.stanza.need &^= stanzaRemoteBit
+		l.stanza.need &^= stanzaRemoteBit | stanzaLocalBit
 	}
 	l.needsContent = l.stanza.use.whole || slices.ContainsFunc(l.stanza.content, func(lf leaf) bool { return !isPayloadFactLeaf(lf) })
 	l.needsFacts = l.stanza.use.whole || slices.ContainsFunc(l.stanza.content, isPayloadFactLeaf)

@@ -3,6 +3,7 @@ package policy
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 )
@@ -47,6 +48,7 @@ type remoteFacets struct {
 	audit    *domainMatcher[struct{}] // audit_full
 	partners []*ast.Term              // distinct entry lists (without patterns); 0: none
 	terms    []*ast.Term              // the input.remote objects, by facet id (see facetID)
+	local    *localFacets             // input.local; nil: not offered
 }
 
 // remoteFacet is a domain's input.remote: its facet id and value.
@@ -95,6 +97,7 @@ func newRemoteFacets(data map[string]any) (*remoteFacets, error) {
 	if err := addDomains(f.audit, root["audit_full"], "audit_full"); err != nil {
 		return nil, err
 	}
+	f.local = newLocalFacets(data)
 	for p := range f.partners {
 		for _, muc := range []bool{false, true} {
 			for _, audit := range []bool{false, true} {
@@ -196,8 +199,12 @@ func (rf remoteFacet) value() *ast.Term {
 
 // inputFacets are the facets of a decision's remote domains: remote, of
 // the session's remote domain or of the stanza's; session, of a stanza's
-// session's. Looked up only when the rules read them.
-type inputFacets struct{ remote, session remoteFacet }
+// session's; and local, of a stanza's local user. Looked up only when the
+// rules read them.
+type inputFacets struct {
+	remote, session remoteFacet
+	local           localFacet
+}
 
 // sessionFacet returns the facet of a session's remote domain when the
 // rules read input.remote.
@@ -210,7 +217,8 @@ func (f *remoteFacets) sessionFacet(in *SessionInput, need uint32) remoteFacet {
 
 // stanzaFacets returns the facets of a stanza's remote domain (the
 // recipient's outbound, the sender's otherwise, as the shipped rules'
-// remote_domain) and of its session's, those the rules read.
+// remote_domain), of its session's and of its local user (the sender
+// outbound, the recipient otherwise), those the rules read.
 func (f *remoteFacets) stanzaFacets(in *StanzaInput, need uint32) inputFacets {
 	var out inputFacets
 	if need&stanzaRemoteBit != 0 {
@@ -220,8 +228,125 @@ func (f *remoteFacets) stanzaFacets(in *StanzaInput, need uint32) inputFacets {
 			out.remote = f.of(in.From.Domain)
 		}
 	}
+	if need&stanzaLocalBit != 0 && f.local != nil {
+		if in.Direction == Outbound {
+			out.local = f.local.of(in.From.Bare)
+		} else {
+			out.local = f.local.of(in.To.Bare)
+		}
+	}
 	if need&stanzaSessionBit != 0 && in.Session != nil { // input.session: built whole
 		out.session = f.of(in.Session.RemoteDomain)
 	}
 	return out
+}
+
+// Local facets: input.local.
+//
+// The same for the stanza's local user (the sender outbound, the
+// recipient inbound, as the shipped rules' local_bare): with per-user
+// rules in the data (blocked_users, external_users and their groups), the
+// rules read the user's bare JID, and each local user's first stanza of a
+// class was evaluated in full. The engine gives the rules
+//
+//	{"user": the JID has a local part, "may_talk_outside": bool}
+//
+// computed as common.user_may_talk_outside does (Unicode lower case,
+// blocked_users, then external_users directly or through "group:NAME");
+// an allowed user's decision then reads neither JID. Data whose user
+// lists are not lists of strings (which the rules would fail on) gets no
+// input.local: the rules decide, and fail, themselves.
+
+// localFacets holds the user lists, lower-cased; nil when input.local is
+// not offered.
+type localFacets struct {
+	blocked    map[string]bool
+	external   map[string]bool // external_users, and the members of its groups
+	restricted bool            // external_users is configured: only those listed may talk outside
+	terms      [4]*ast.Term    // by localFacet id
+}
+
+// localFacet is a local user's input.local: its id (bit 1: a user, bit 0:
+// may talk outside) and value.
+type localFacet struct {
+	id   uint32
+	term *ast.Term
+}
+
+var (
+	kUser           = ast.StringTerm("user")
+	kMayTalkOutside = ast.StringTerm("may_talk_outside")
+)
+
+// newLocalFacets reads the user lists of a normalised data document, as
+// common.rego does; nil when they are not what the rules can read.
+func newLocalFacets(data map[string]any) *localFacets {
+	root, _ := data[dataRoot].(map[string]any)
+	f := &localFacets{blocked: map[string]bool{}, external: map[string]bool{}}
+	strs := func(v any) ([]string, bool) {
+		if v == nil {
+			return nil, true
+		}
+		list, ok := v.([]any)
+		if !ok {
+			return nil, false
+		}
+		out := make([]string, 0, len(list))
+		for _, x := range list {
+			s, ok := x.(string)
+			if !ok {
+				return nil, false
+			}
+			out = append(out, s)
+		}
+		return out, true
+	}
+	blocked, ok := strs(root["blocked_users"])
+	if !ok {
+		return nil
+	}
+	for _, u := range blocked {
+		f.blocked[strings.ToLower(u)] = true
+	}
+	ext, present := root["external_users"]
+	f.restricted = present && ext != false
+	if f.restricted {
+		listed, ok := strs(ext)
+		if !ok {
+			return nil
+		}
+		groups, _ := root["groups"].(map[string]any)
+		for _, e := range listed {
+			f.external[strings.ToLower(e)] = true
+			if name, ok := strings.CutPrefix(e, "group:"); ok {
+				members, ok := strs(groups[name])
+				if !ok {
+					return nil
+				}
+				for _, m := range members {
+					f.external[strings.ToLower(m)] = true
+				}
+			}
+		}
+	}
+	for id := range f.terms {
+		f.terms[id] = ast.ObjectTerm(
+			[2]*ast.Term{kUser, ast.InternedTerm(id&2 != 0)},
+			[2]*ast.Term{kMayTalkOutside, ast.InternedTerm(id&1 != 0)},
+		)
+	}
+	return f
+}
+
+// of returns the facet of a local bare JID.
+func (f *localFacets) of(bare string) localFacet {
+	var id uint32
+	if strings.Contains(bare, "@") {
+		id |= 2
+	}
+	l := strings.ToLower(bare)
+	if !f.blocked[l] && (!f.restricted || f.external[l]) {
+		id |= 1
+	}
+	return localFacet{id: id, term: f.terms[id]}
 }

@@ -33,8 +33,17 @@ muc:
   services: [conference.partner.test, "*.rooms.wild.test", muc.stranger.test]
   allowed_rooms: [lobby@conference.partner.test]
 audit_full: [secure.test, "*.wild.test", audited.stranger.test]
-blocked_users: [mallory@company.test]
+blocked_users: [mallory@company.test, Eve@Company.test]
+external_users: [alice@company.test, "group:eng", "group:missing"]
+groups:
+  eng: [Bob@company.test, eve@company.test]
 `
+
+// facetUsers are local users of every case facetData distinguishes:
+// listed external, in a group (other case), blocked (also in a group),
+// not listed, the server's own JID.
+var facetUsers = []string{"alice@company.test/a", "ALICE@company.test/a", "bob@company.test/b", "eve@company.test/e",
+	"mallory@company.test/m", "carol@company.test/c", "company.test"}
 
 // facetDomains are remote domains of every case facetData distinguishes.
 var facetDomains = []string{
@@ -121,11 +130,12 @@ func objectWithout(obj ast.Object, key string) ast.Object {
 }
 
 // TestRemoteFactsMatchRulesLookups: the shipped rules decide alike with
-// input.remote (the engine's lookup) and without it (their own lookups),
-// for every remote domain of facetData, both directions, sessions of every
-// authentication and stanzas of every kind, with content that the
-// partner settings judge (encryption, files, presence to strip, rooms).
-// Neither engine caches: each decision is evaluated.
+// input.remote and input.local (the engine's lookups) and without them
+// (their own lookups), for every remote domain and local user of
+// facetData, both directions, sessions of every authentication and
+// stanzas of every kind, with content that the partner settings judge
+// (encryption, files, presence to strip, rooms). Neither engine caches:
+// each decision is evaluated.
 func TestRemoteFactsMatchRulesLookups(t *testing.T) {
 	with := shippedEngine(t, facetData, Config{CacheSize: -1})
 	without := shippedEngine(t, facetData, Config{CacheSize: -1})
@@ -134,8 +144,11 @@ func TestRemoteFactsMatchRulesLookups(t *testing.T) {
 	if err := without.Reload(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if l := without.current.Load(); l.session.need&sessionRemoteBit != 0 || l.stanza.need&stanzaRemoteBit != 0 {
-		t.Fatal("the reference engine still gives input.remote")
+	if l := without.current.Load(); l.session.need&sessionRemoteBit != 0 || l.stanza.need&(stanzaRemoteBit|stanzaLocalBit) != 0 {
+		t.Fatal("the reference engine still gives input.remote or input.local")
+	}
+	if l := with.current.Load(); l.facets.local == nil || l.stanza.need&stanzaLocalBit == 0 {
+		t.Fatal("input.local is not given")
 	}
 	decisions := 0
 	for _, d := range facetDomains {
@@ -151,24 +164,26 @@ func TestRemoteFactsMatchRulesLookups(t *testing.T) {
 					decisions++
 				}
 			}
-			local, remote := jid("alice@company.test/a"), jid("bob@"+d+"/b")
-			room := jid("lobby@" + d + "/nick")
-			for _, st := range facetStanzas() {
-				in := st
-				in.Direction = dir
-				in.From, in.To = remote, local
-				if dir == Outbound {
-					in.From, in.To = local, remote
-					if in.Type == "groupchat" || in.Kind == "presence" {
-						in.To = room
+			remote, room := jid("bob@"+d+"/b"), jid("lobby@"+d+"/nick")
+			for _, user := range facetUsers {
+				local := jid(user)
+				for _, st := range facetStanzas() {
+					in := st
+					in.Direction = dir
+					in.From, in.To = remote, local
+					if dir == Outbound {
+						in.From, in.To = local, remote
+						if in.Type == "groupchat" || in.Kind == "presence" {
+							in.To = room
+						}
 					}
+					a, b := with.DecideStanza(ctx, &in), without.DecideStanza(ctx, &in)
+					a.Revision, b.Revision = "", ""
+					if !reflect.DeepEqual(a, b) {
+						t.Errorf("stanza %+v:\n with input.remote %+v\n without          %+v", in, a, b)
+					}
+					decisions++
 				}
-				a, b := with.DecideStanza(ctx, &in), without.DecideStanza(ctx, &in)
-				a.Revision, b.Revision = "", ""
-				if !reflect.DeepEqual(a, b) {
-					t.Errorf("stanza %+v:\n with input.remote %+v\n without          %+v", in, a, b)
-				}
-				decisions++
 			}
 		}
 	}

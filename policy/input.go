@@ -40,6 +40,7 @@ const (
 	lfToBare
 	lfToDomain
 	lfStanzaRemote   // what the data says of the remote domain (facet.go)
+	lfStanzaLocal    // what the data says of the local user (facet.go)
 	lfChildren       // content
 	lfBody           // content
 	lfSubject        // content
@@ -85,6 +86,7 @@ var stanzaSchema = func() []leafPath {
 		{[]string{"to", "bare"}, lfToBare},
 		{[]string{"to", "domain"}, lfToDomain},
 		{[]string{"remote"}, lfStanzaRemote},
+		{[]string{"local"}, lfStanzaLocal},
 		{[]string{"children"}, lfChildren},
 		{[]string{"body"}, lfBody},
 		{[]string{"subject"}, lfSubject},
@@ -206,6 +208,8 @@ func appendStanzaLeaf(key []byte, in *StanzaInput, l leaf, f *inputFacets) []byt
 		return appendString(key, in.To.Domain)
 	case lfStanzaRemote:
 		return binary.AppendUvarint(key, uint64(f.remote.id))
+	case lfStanzaLocal:
+		return append(key, byte(f.local.id))
 	case lfSession:
 		return appendBool(key, in.Session != nil)
 	}
@@ -279,6 +283,7 @@ var (
 	kHost           = ast.StringTerm("host")
 	kBodyIsFallback = ast.StringTerm("body_is_fallback")
 	kRemote         = ast.StringTerm("remote")
+	kLocal          = ast.StringTerm("local")
 )
 
 func str(s string) *ast.Term {
@@ -338,6 +343,7 @@ var sessionFieldBits = map[string]uint32{
 const (
 	sessionRemoteBit = 1 << 7
 	stanzaRemoteBit  = 1 << 15
+	stanzaLocalBit   = 1 << 16
 	stanzaSessionBit = 1 << 11 // input.session
 )
 
@@ -346,7 +352,7 @@ var stanzaFieldBits = map[string]uint32{
 	"from": 1 << 4, "to": 1 << 5, "children": 1 << 6, "body": 1 << 7,
 	"subject": 1 << 8, "thread": 1 << 9, "security_label": 1 << 10, "session": 1 << 11,
 	"encryption": 1 << 12, "file_transfer": 1 << 13, "body_is_fallback": 1 << 14,
-	"remote": 1 << 15,
+	"remote": 1 << 15, "local": 1 << 16,
 }
 
 const allFields = ^uint32(0)
@@ -361,7 +367,7 @@ func jidValue(j *JID) *ast.Term {
 
 // stanzaValue builds the stanza input document (see sessionValue).
 func stanzaValue(in *StanzaInput, need uint32, f *inputFacets) ast.Value {
-	pairs := make([][2]*ast.Term, 0, 16)
+	pairs := make([][2]*ast.Term, 0, 17)
 	if need&(1<<0) != 0 {
 		pairs = append(pairs, [2]*ast.Term{kDirection, str(string(in.Direction))})
 	}
@@ -429,6 +435,9 @@ func stanzaValue(in *StanzaInput, need uint32, f *inputFacets) ast.Value {
 	}
 	if need&(1<<15) != 0 {
 		pairs = append(pairs, [2]*ast.Term{kRemote, f.remote.value()})
+	}
+	if need&(1<<16) != 0 && f.local.term != nil { // absent: the data's user lists are not offered
+		pairs = append(pairs, [2]*ast.Term{kLocal, f.local.term})
 	}
 	return ast.NewObject(pairs...)
 }

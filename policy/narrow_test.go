@@ -96,11 +96,12 @@ audit_full: [secure.test]
 `
 
 // TestNarrowShippedRules: what the shipped rules' classes keep of the
-// narrowable leaves. An outbound stanza's key holds its sender (the local
-// user's rules) and not its recipient unless it goes to a room; an inbound
-// one its recipient only; neither holds the remote domain (input.remote
-// says what the data says of it, even with MUC services and audit_full in
-// the data). A session holds the time only for a partner under agreement,
+// narrowable leaves. A stanza's key holds its local user (the sender
+// outbound, the recipient inbound) only when the user's rules refuse it
+// (the reason names the user: input.local says what the data says of an
+// allowed one), and the recipient outbound only when it goes to a room;
+// none holds the remote domain (input.remote says what the data says of
+// it, even with MUC services and audit_full in the data). A session holds the time only for a partner under agreement,
 // the remote domain only where a refusal names it (not a partner; an
 // agreement that expires), and never the remote IP.
 func TestNarrowShippedRules(t *testing.T) {
@@ -112,17 +113,21 @@ func TestNarrowShippedRules(t *testing.T) {
 		keep []string
 	}{
 		{"outbound chat", StanzaInput{Direction: "outbound", Kind: "message", Type: "chat", From: jid("alice@company.test/a"), To: jid("bob@partner.test/b"), Body: "hi", Children: []Child{{"body", "jabber:client"}}},
-			[]string{"input.from.bare"}},
+			nil},
 		{"outbound presence", StanzaInput{Direction: "outbound", Kind: "presence", From: jid("alice@company.test/a"), To: jid("bob@partner.test")},
+			nil},
+		{"outbound presence, blocked user", StanzaInput{Direction: "outbound", Kind: "presence", From: jid("mallory@company.test/a"), To: jid("bob@partner.test")},
 			[]string{"input.from.bare"}},
 		{"inbound chat", StanzaInput{Direction: "inbound", Kind: "message", Type: "chat", From: jid("bob@partner.test/b"), To: jid("alice@company.test/a"), Body: "hi"},
-			[]string{"input.to.bare"}},
+			nil},
 		{"inbound iq", StanzaInput{Direction: "inbound", Kind: "iq", Type: "get", From: jid("x@a.wild.test/b"), To: jid("alice@company.test/a")},
+			nil},
+		{"inbound iq, user not listed external", StanzaInput{Direction: "inbound", Kind: "iq", Type: "get", From: jid("x@a.wild.test/b"), To: jid("dave@company.test/a")},
 			[]string{"input.to.bare"}},
 		{"outbound to a room service", StanzaInput{Direction: "outbound", Kind: "presence", From: jid("alice@company.test/a"), To: jid("room@conference.partner.test/nick")},
-			[]string{"input.from.bare", "input.to.bare"}},
+			[]string{"input.to.bare"}},
 		{"outbound groupchat", StanzaInput{Direction: "outbound", Kind: "message", Type: "groupchat", From: jid("alice@company.test/a"), To: jid("room@partner.test"), Body: "hi"},
-			[]string{"input.from.bare", "input.to.bare"}},
+			[]string{"input.to.bare"}},
 	}
 	for _, tt := range stanzas {
 		t.Run(tt.name, func(t *testing.T) {

@@ -97,6 +97,13 @@ default remote_given := false
 
 remote_given if input.remote
 
+# The same for the stanza's local user (the sender outbound, the
+# recipient inbound): input.local is {"user": the JID has a local part,
+# "may_talk_outside": user_may_talk_outside of it}.
+default local_given := false
+
+local_given if input.local
+
 is_partner(domain, direction) if count(allowing_entries(domain, direction)) > 0
 
 # The functions below come in two forms: of a domain and direction, and of

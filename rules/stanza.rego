@@ -76,11 +76,34 @@ remote_entries := input.remote.partner if common.remote_given
 remote_entries := common.partner_entries(remote_domain) if not common.remote_given
 
 # Per-user rules, for user JIDs (not the server's own domain JID), when
-# data has any (common.user_rules_configured).
+# data has any (common.user_rules_configured). What the data says of the
+# local user is given by the gateway (input.local: common.local_given),
+# else looked up here: then an allowed user's decision need not read the
+# JID (see common.remote_given).
 deny contains sprintf("%s may not communicate outside the organisation", [local_bare]) if {
 	common.user_rules_configured
+	local_user
+	not local_may_talk_outside
+}
+
+local_user if {
+	common.local_given
+	input.local.user
+}
+
+local_user if {
+	not common.local_given
 	contains(local_bare, "@")
-	not common.user_may_talk_outside(local_bare)
+}
+
+local_may_talk_outside if {
+	common.local_given
+	input.local.may_talk_outside
+}
+
+local_may_talk_outside if {
+	not common.local_given
+	common.user_may_talk_outside(local_bare)
 }
 
 # Confidential content stays inside: outbound messages only.

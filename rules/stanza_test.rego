@@ -141,3 +141,16 @@ test_gateway_facts_room if {
 	d.allow == false
 	contains(d.reason, "room secret@rooms.evil.test is not open")
 }
+
+# input.local, as the gateway gives it, is what the rules read of the local
+# user: not the user lists.
+test_gateway_facts_local_user if {
+	blocked := object.union(out, {"local": {"user": true, "may_talk_outside": false}})
+	d := decide(blocked) with data.xmppedge.blocked_users as ["someone-else@company.test"]
+	d.allow == false
+	contains(d.reason, "alice@company.test may not communicate outside")
+	allowed := object.union(out, {"local": {"user": true, "may_talk_outside": true}})
+	decide(allowed).allow with data.xmppedge.blocked_users as ["alice@company.test"]
+	server := object.union(out, {"local": {"user": false, "may_talk_outside": false}})
+	decide(server).allow with data.xmppedge.blocked_users as ["alice@company.test"]
+}
