@@ -257,22 +257,11 @@ func BenchmarkNewPair10kDomains(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			e.syncPrograms = true // warm-up: classes narrowed, programs built at once
-			for i := range 400 {  // every (domain, user) of the inputs below
+			measureNewKeys(b, ctx, e, 400, func(i int) StanzaInput { // every (domain, user) of the inputs below
 				warm := in(i)
 				warm.From = jid("warm-up@" + warm.From.Domain)
-				if d := e.DecideStanza(ctx, &warm); !d.Allow {
-					b.Fatalf("denied: %+v", d)
-				}
-			}
-			e.syncPrograms = false
-			inputs := make([]StanzaInput, b.N)
-			for i := range inputs {
-				inputs[i] = in(i)
-			}
-			before := e.Stats()
-			measure(b, func(i int) { e.DecideStanza(ctx, &inputs[i]) })
-			reportHitRate(b, e, before)
+				return warm
+			}, in)
 		})
 	}
 }
@@ -308,25 +297,9 @@ func BenchmarkNewPartnerDomain10kDomains(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			e.syncPrograms = true // warm-up: classes narrowed, programs built at once
-			for i := range 400 {
-				warm := in(fmt.Sprintf("partner%05d.test", i%100*97), i)
-				if d := e.DecideStanza(ctx, &warm); !d.Allow {
-					b.Fatalf("denied: %+v", d)
-				}
-			}
-			e.syncPrograms = false
-			inputs := make([]StanzaInput, b.N)
-			for i := range inputs {
-				inputs[i] = in(fmt.Sprintf("new%d.wild%03d.test", i, i%100), i)
-			}
-			before := e.Stats()
-			measure(b, func(i int) {
-				if d := e.DecideStanza(ctx, &inputs[i]); !d.Allow {
-					b.Fatalf("denied: %+v", d)
-				}
-			})
-			reportHitRate(b, e, before)
+			measureNewKeys(b, ctx, e, 400,
+				func(i int) StanzaInput { return in(fmt.Sprintf("partner%05d.test", i%100*97), i) },
+				func(i int) StanzaInput { return in(fmt.Sprintf("new%d.wild%03d.test", i, i%100), i) })
 		})
 	}
 }
@@ -367,29 +340,37 @@ func BenchmarkNewLocalUser10kUsers(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			e.syncPrograms = true // warm-up: classes narrowed at once
-			for i := range 200 {
-				if d := e.DecideStanza(ctx, ptr(in(9_000+i))); !d.Allow {
-					b.Fatalf("denied: %+v", d)
-				}
-			}
-			e.syncPrograms = false
-			inputs := make([]StanzaInput, b.N)
-			for i := range inputs {
-				inputs[i] = in(i % 9_000) // never a warm-up user
-			}
-			before := e.Stats()
-			measure(b, func(i int) {
-				if d := e.DecideStanza(ctx, &inputs[i]); !d.Allow {
-					b.Fatalf("denied: %+v", d)
-				}
-			})
-			reportHitRate(b, e, before)
+			measureNewKeys(b, ctx, e, 200,
+				func(i int) StanzaInput { return in(9_000 + i) },
+				func(i int) StanzaInput { return in(i % 9_000) }) // never a warm-up user
 		})
 	}
 }
 
-func ptr[T any](v T) *T { return &v }
+// measureNewKeys decides warm stanzas of warmUp(0..warm-1) first, classes
+// narrowed and programs built at once, then measures one decision each of
+// input(0..b.N-1), every one allowed.
+func measureNewKeys(b *testing.B, ctx context.Context, e *Engine, warm int, warmUp, input func(i int) StanzaInput) {
+	e.syncPrograms = true
+	for i := range warm {
+		w := warmUp(i)
+		if d := e.DecideStanza(ctx, &w); !d.Allow {
+			b.Fatalf("warm-up denied: %+v", d)
+		}
+	}
+	e.syncPrograms = false
+	inputs := make([]StanzaInput, b.N)
+	for i := range inputs {
+		inputs[i] = input(i)
+	}
+	before := e.Stats()
+	measure(b, func(i int) {
+		if d := e.DecideStanza(ctx, &inputs[i]); !d.Allow {
+			b.Fatalf("denied: %+v", d)
+		}
+	})
+	reportHitRate(b, e, before)
+}
 
 // BenchmarkKeyNarrowing: the cost of narrowing one key class (narrow.go):
 // a partial evaluation of the shipped stanza rules (10,000 partners, 50
