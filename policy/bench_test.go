@@ -252,10 +252,7 @@ func BenchmarkNewPair10kDomains(b *testing.B) {
 			e := benchEngine(b, 0)
 			ctx := testContext(b)
 			if mode == "full-key" {
-				e.noNarrowing = true
-				if err := e.Reload(ctx); err != nil {
-					b.Fatal(err)
-				}
+				reloadWith(b, ctx, e, func(e *Engine) { e.noNarrowing = true })
 			}
 			measureNewKeys(b, ctx, e, 400, func(i int) StanzaInput { // every (domain, user) of the inputs below
 				warm := in(i)
@@ -292,10 +289,7 @@ func BenchmarkNewPartnerDomain10kDomains(b *testing.B) {
 			e := benchEngine(b, 0)
 			ctx := testContext(b)
 			if mode == "lookup" {
-				e.noRemoteFacts = true
-				if err := e.Reload(ctx); err != nil {
-					b.Fatal(err)
-				}
+				reloadWith(b, ctx, e, func(e *Engine) { e.noRemoteFacts = true })
 			}
 			measureNewKeys(b, ctx, e, 400,
 				func(i int) StanzaInput { return in(fmt.Sprintf("partner%05d.test", i%100*97), i) },
@@ -335,15 +329,21 @@ func BenchmarkNewLocalUser10kUsers(b *testing.B) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 			defer cancel()
 			if mode == "lookup" {
-				e.noRemoteFacts = true
-				if err := e.Reload(ctx); err != nil {
-					b.Fatal(err)
-				}
+				reloadWith(b, ctx, e, func(e *Engine) { e.noRemoteFacts = true })
 			}
 			measureNewKeys(b, ctx, e, 200,
 				func(i int) StanzaInput { return in(9_000 + i) },
 				func(i int) StanzaInput { return in(i % 9_000) }) // never a warm-up user
 		})
+	}
+}
+
+// reloadWith sets a test knob of e and reloads its policy (the knobs
+// apply from the next load).
+func reloadWith(b *testing.B, ctx context.Context, e *Engine, knob func(*Engine)) {
+	knob(e)
+	if err := e.Reload(ctx); err != nil {
+		b.Fatal(err)
 	}
 }
 
