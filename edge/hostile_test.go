@@ -240,9 +240,9 @@ func hostileLimits(o *Options) {
 	o.Limits.StanzaBurst = 1 << 30
 }
 
-func hostileCert(t testing.TB, ca *certstest.CA, domain string) tls.Certificate {
+func hostileCert(t testing.TB, ca *certstest.CA, domains ...string) tls.Certificate {
 	t.Helper()
-	certPEM, keyPEM, err := ca.Issue(certstest.LeafOptions{DNSNames: []string{domain}})
+	certPEM, keyPEM, err := ca.Issue(certstest.LeafOptions{DNSNames: domains})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -2431,14 +2431,7 @@ func TestHostileAlikeDomainsAuditedApart(t *testing.T) {
 	eng := shippedRules(t, "partners:\n  - domain: \"*.partner.test\"\naudit_full: [b.partner.test]\n")
 	env := newTestEnv(t, func(o *Options) { o.Policy = eng })
 	domains := []string{"a.partner.test", "b.partner.test", "c.partner.test"}
-	certPEM, keyPEM, err := env.ca.Issue(certstest.LeafOptions{DNSNames: domains})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cert := hostileCert(t, env.ca, domains...)
 	p := dialPeer(t, env.outside)
 	p.open("a.partner.test", "company.test")
 	upgradeTLS(t, p, &cert)
