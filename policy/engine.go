@@ -67,7 +67,7 @@ type loaded struct {
 	shapes       shapeCache // content program shapes (content.go)
 	partners     []Partner  // data.xmppedge.partners (partners.go)
 	partnerOf    *domainMatcher[string]
-	facets       *remoteFacets // input.remote (facet.go)
+	facets       *facetTable // input.remote and input.local (facet.go)
 }
 
 // query is one prepared decision query.
@@ -80,7 +80,7 @@ type query[D any] struct {
 	content   []leaf // content leaves read: the stanza must have them empty to be cached
 	cacheable bool
 	cache     *decisionCache[D]
-	facets    *remoteFacets // the load's (facet.go)
+	facets    *facetTable // the load's (facet.go)
 
 	// Stanza only: content programs (see content.go), when the policy
 	// reads content and decisions are cacheable.
@@ -259,7 +259,7 @@ func (e *Engine) prepare(ctx context.Context, src *source) (*loaded, error) {
 	store := inmem.NewFromObjectWithOpts(src.data, inmem.OptRoundTripOnWrite(true), inmem.OptReturnASTValuesOnRead(true))
 	l := &loaded{revision: src.revision, digest: src.digest, builtins: newBuiltinSet(), partners: partnersOf(src.data)}
 	l.partnerOf = partnerMatcher(l.partners)
-	if l.facets, err = newRemoteFacets(src.data); err != nil {
+	if l.facets, err = newFacetTable(src.data); err != nil {
 		return nil, fmt.Errorf("policy data: %w", err)
 	}
 	l.session.facets, l.stanza.facets = l.facets, l.facets

@@ -41,8 +41,9 @@ import (
 // (TestRemoteFacetMatchesLookup); the rules fall back to those lookups
 // when the input has no remote (opa test, an input written by hand).
 
-// remoteFacets maps a domain to its facet.
-type remoteFacets struct {
+// facetTable is a load's facets: it maps a remote domain to its facet
+// (input.remote) and, through local, a local user to theirs (input.local).
+type facetTable struct {
 	partner  *domainMatcher[uint32]   // partner pattern → partner facet (index into partners)
 	muc      *domainMatcher[struct{}] // muc.services
 	audit    *domainMatcher[struct{}] // audit_full
@@ -75,11 +76,11 @@ var (
 	kAuditFull  = ast.StringTerm("audit_full")
 )
 
-// newRemoteFacets builds the facets of a normalised data document
+// newFacetTable builds the facets of a normalised data document
 // (normalizeData has checked the partner entries and put every domain in
 // A-label form).
-func newRemoteFacets(data map[string]any) (*remoteFacets, error) {
-	f := &remoteFacets{
+func newFacetTable(data map[string]any) (*facetTable, error) {
+	f := &facetTable{
 		partner:  newDomainMatcher[uint32](),
 		muc:      newDomainMatcher[struct{}](),
 		audit:    newDomainMatcher[struct{}](),
@@ -119,7 +120,7 @@ func newRemoteFacets(data map[string]any) (*remoteFacets, error) {
 // addPartners groups the partner entries by pattern, as
 // xmppedge.partners_for does, and gives each distinct list of entries
 // (without their domain patterns) one partner facet.
-func (f *remoteFacets) addPartners(list []any) error {
+func (f *facetTable) addPartners(list []any) error {
 	byPattern := map[string][]any{}
 	var order []string
 	for i, x := range list {
@@ -179,7 +180,7 @@ func addDomains(m *domainMatcher[struct{}], list any, name string) error {
 }
 
 // of returns the facet of domain.
-func (f *remoteFacets) of(domain string) remoteFacet {
+func (f *facetTable) of(domain string) remoteFacet {
 	var partner uint32
 	if v := f.partner.lookup(domain); len(v) > 0 {
 		partner = v[0]
@@ -208,7 +209,7 @@ type inputFacets struct {
 
 // sessionFacet returns the facet of a session's remote domain when the
 // rules read input.remote.
-func (f *remoteFacets) sessionFacet(in *SessionInput, need uint32) remoteFacet {
+func (f *facetTable) sessionFacet(in *SessionInput, need uint32) remoteFacet {
 	if need&sessionRemoteBit == 0 {
 		return remoteFacet{}
 	}
@@ -219,7 +220,7 @@ func (f *remoteFacets) sessionFacet(in *SessionInput, need uint32) remoteFacet {
 // recipient's outbound, the sender's otherwise, as the shipped rules'
 // remote_domain), of its session's and of its local user (the sender
 // outbound, the recipient otherwise), those the rules read.
-func (f *remoteFacets) stanzaFacets(in *StanzaInput, need uint32) inputFacets {
+func (f *facetTable) stanzaFacets(in *StanzaInput, need uint32) inputFacets {
 	var out inputFacets
 	if need&stanzaRemoteBit != 0 {
 		if in.Direction == Outbound {
