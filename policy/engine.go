@@ -64,9 +64,8 @@ type loaded struct {
 	needsContent bool
 	needsFacts   bool // payload facts: encryption, file_transfer, body_is_fallback
 	builtins     *builtinSet
-	shapes       shapeCache // content program shapes (content.go)
-	partners     []Partner  // data.xmppedge.partners (partners.go)
-	partnerOf    *domainMatcher[string]
+	shapes       shapeCache  // content program shapes (content.go)
+	partners     []Partner   // data.xmppedge.partners (partners.go)
 	facets       *facetTable // input.remote and input.local (facet.go)
 }
 
@@ -258,7 +257,6 @@ func (e *Engine) prepare(ctx context.Context, src *source) (*loaded, error) {
 	}
 	store := inmem.NewFromObjectWithOpts(src.data, inmem.OptRoundTripOnWrite(true), inmem.OptReturnASTValuesOnRead(true))
 	l := &loaded{revision: src.revision, digest: src.digest, builtins: newBuiltinSet(), partners: partnersOf(src.data)}
-	l.partnerOf = partnerMatcher(l.partners)
 	if l.facets, err = newFacetTable(src.data); err != nil {
 		return nil, fmt.Errorf("policy data: %w", err)
 	}

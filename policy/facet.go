@@ -44,12 +44,19 @@ import (
 // facetTable is a load's facets: it maps a remote domain to its facet
 // (input.remote) and, through local, a local user to theirs (input.local).
 type facetTable struct {
-	partner  *domainMatcher[uint32]   // partner pattern → partner facet (index into partners)
-	muc      *domainMatcher[struct{}] // muc.services
-	audit    *domainMatcher[struct{}] // audit_full
-	partners []*ast.Term              // distinct entry lists (without patterns); 0: none
-	terms    []*ast.Term              // the input.remote objects, by facet id (see facetID)
-	local    *localFacets             // input.local; nil: not offered
+	partner  *domainMatcher[partnerMatch] // partner patterns (also Engine.PartnerOf's)
+	muc      *domainMatcher[struct{}]     // muc.services
+	audit    *domainMatcher[struct{}]     // audit_full
+	partners []*ast.Term                  // distinct entry lists (without patterns); 0: none
+	terms    []*ast.Term                  // the input.remote objects, by facet id (see facetID)
+	local    *localFacets                 // input.local; nil: not offered
+}
+
+// partnerMatch is what a partner pattern maps to: itself, and its partner
+// facet (an index into facetTable.partners).
+type partnerMatch struct {
+	pattern string
+	facet   uint32
 }
 
 // remoteFacet is a domain's input.remote: its facet id and value.
@@ -81,7 +88,7 @@ var (
 // A-label form).
 func newFacetTable(data map[string]any) (*facetTable, error) {
 	f := &facetTable{
-		partner:  newDomainMatcher[uint32](),
+		partner:  newDomainMatcher[partnerMatch](),
 		muc:      newDomainMatcher[struct{}](),
 		audit:    newDomainMatcher[struct{}](),
 		partners: []*ast.Term{ast.ArrayTerm()},
@@ -158,7 +165,7 @@ func (f *facetTable) addPartners(list []any) error {
 			ids[string(canonical)] = id
 			f.partners = append(f.partners, ast.NewTerm(v))
 		}
-		if err := f.partner.add(p, id); err != nil {
+		if err := f.partner.add(p, partnerMatch{pattern: p, facet: id}); err != nil {
 			return fmt.Errorf("partner %s: %w", p, err)
 		}
 	}
@@ -183,7 +190,7 @@ func addDomains(m *domainMatcher[struct{}], list any, name string) error {
 func (f *facetTable) of(domain string) remoteFacet {
 	var partner uint32
 	if v := f.partner.lookup(domain); len(v) > 0 {
-		partner = v[0]
+		partner = v[0].facet
 	}
 	id := facetID(partner, f.muc.lookup(domain) != nil, f.audit.lookup(domain) != nil)
 	return remoteFacet{id: id, term: f.terms[id]}

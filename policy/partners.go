@@ -66,19 +66,10 @@ func (e *Engine) Partners() []Partner { return slices.Clone(e.current.Load().par
 // chat.partner.test), or "" when none does: a bounded name for metric
 // labels.
 func (e *Engine) PartnerOf(domain string) string {
-	if v := e.current.Load().partnerOf.lookup(domain); len(v) > 0 {
-		return v[0]
+	if v := e.current.Load().facets.partner.lookup(domain); len(v) > 0 {
+		return v[0].pattern
 	}
 	return ""
-}
-
-// partnerMatcher maps the partner patterns to themselves.
-func partnerMatcher(ps []Partner) *domainMatcher[string] {
-	m := newDomainMatcher[string]()
-	for _, p := range ps {
-		_ = m.add(p.Domain, p.Domain) // normalised on load
-	}
-	return m
 }
 
 // partnersOf reads the partner entries of a normalised data document.
