@@ -8,11 +8,14 @@
 // implementation; internal/audit/jsaudit is the replicated one (a NATS
 // JetStream stream), which encodes and chains records with [Chain], so
 // that its lines are byte for byte what Log writes. For each event the relay calls
-// [Log.Append], which gives the record its place in the chain and queues
-// it without waiting for the disk (under a microsecond of CPU), and in
-// sync mode then [Log.WaitDurable] before it relays the stanza.
+// [Log.Append], which gives the record its seq and queues it without
+// waiting for the disk (a lock and an append: under a microsecond), and
+// in sync mode then [Log.WaitDurable] before it relays the stanza.
 //
-// One writer goroutine does all I/O (group commit). The first record to
+// One writer goroutine encodes the queued records, chains them (each
+// hash covers the previous one, so this is sequential anyway) and does
+// all I/O (group commit): the relay's reader does not pay for encoding
+// and hashing. The first record to
 // reach an idle writer opens a batch; the batch is written with one
 // write() and one fsync at once (or, with Config.CommitInterval set, once
 // that much time, at most 2 ms, has passed since that record), and in any

@@ -178,3 +178,78 @@ func TestCloseWhileFailedReportsLostRecords(t *testing.T) {
 		t.Fatal("Close hangs while the disk fails")
 	}
 }
+
+// stalledFile's Sync waits until release is closed, saying on entered
+// that it has begun: a disk that stops answering.
+type stalledFile struct {
+	*os.File
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (f *stalledFile) Sync() error {
+	select {
+	case f.entered <- struct{}{}:
+	default:
+	}
+	<-f.release
+	return f.File.Sync()
+}
+
+// TestStalledDiskBoundsTheQueue: while the writer waits on a disk that
+// does not answer, Append queues records (not yet encoded) until their
+// estimated size reaches the bound, then refuses with ErrUnavailable
+// rather than let memory grow; when the disk answers, every accepted
+// record is written, in seq order, on an intact chain.
+func TestStalledDiskBoundsTheQueue(t *testing.T) {
+	entered, release := make(chan struct{}, 1), make(chan struct{})
+	cfg, _ := testConfig(t)
+	const bound, size = 1 << 20, 64 << 10
+	cfg.hooks = &testHooks{maxPending: bound, openFile: func(path string) (auditFile, error) {
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+		if err != nil {
+			return nil, err
+		}
+		return &stalledFile{File: f, entered: entered, release: release}, nil
+	}}
+	l := openLog(t, cfg)
+	defer func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	}()
+	if _, err := l.Append(stanzaRecord(0)); err != nil {
+		t.Fatal(err)
+	}
+	<-entered // the writer is in the first batch's fsync
+
+	big := strings.Repeat("a", size)
+	accepted, refused := 1, error(nil)
+	for i := 1; i <= 2*bound/size && refused == nil; i++ {
+		r := stanzaRecord(i)
+		r.Stanza = big
+		if _, err := l.Append(r); err != nil {
+			refused = err
+			break
+		}
+		accepted++
+	}
+	if refused == nil || !errors.Is(refused, ErrUnavailable) || !strings.Contains(refused.Error(), "wait for the disk") {
+		t.Fatalf("after %d records of 64 KiB behind a stalled disk: %v, want a refusal wrapping ErrUnavailable", accepted, refused)
+	}
+	if want := 1 + bound/(size+recordOverhead) + 1; accepted > want {
+		t.Errorf("%d records of 64 KiB accepted behind a stalled disk, want at most %d (a 1 MiB bound)", accepted, want)
+	}
+
+	close(release)
+	ctx := testContext(t)
+	if err := l.WaitDurable(ctx, uint64(accepted)); err != nil {
+		t.Fatal(err)
+	}
+	closeLog(t, l)
+	if res := mustVerify(t, []string{cfg.Path}, nil); res.Records != uint64(accepted) || res.LastSeq != uint64(accepted) {
+		t.Errorf("verified %d records up to seq %d, want the %d accepted", res.Records, res.LastSeq, accepted)
+	}
+}

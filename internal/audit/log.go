@@ -87,6 +87,7 @@ type Config struct {
 type testHooks struct {
 	openFile      func(path string) (auditFile, error)
 	retryInterval time.Duration
+	maxPending    int // replaces maxPendingBytes
 }
 
 // auditFile is what the writer needs of the current file; *os.File is one.
@@ -146,19 +147,22 @@ type Log struct {
 	async         bool
 	window        time.Duration
 	retryInterval time.Duration
+	maxPending    int // maxPendingBytes, but in tests
 	openFile      func(path string) (auditFile, error)
-
-	bodyBufs sync.Pool // *[]byte scratch for appendBody
 
 	// retentionMu makes retention runs (ApplyRetention) one at a time.
 	retentionMu sync.Mutex
 
-	// mu guards the chain head and the pending batch.
+	// mu guards the last seq given and the records appended but not yet
+	// encoded. Append only gives a record its seq and queues it; the
+	// writer encodes and chains the queue in seq order (takePending), so
+	// the appending goroutine (the relay's reader) does not pay for the
+	// encoding and the hash.
 	mu           sync.Mutex
-	chain        *Chain // the head: last seq and hash assigned
-	pending      []byte
+	seq          uint64   // the last seq given by Append
+	pending      []queued // appended, not yet encoded, in seq order
+	pendingBytes int      // their estimated encoded size (sizeHint)
 	pendingFirst uint64
-	pendingCount int
 	pendingSince time.Time
 	closing      bool
 
@@ -175,6 +179,8 @@ type Log struct {
 	records, batches, syncs, writeFailures, rotations atomic.Uint64
 
 	// Owned by the writer goroutine (and by Open before it starts).
+	chain         *Chain   // the head: last seq and hash encoded
+	spare         []queued // the previous queue, kept for its capacity
 	file          auditFile
 	fileSize      int64     // bytes in the current file that are written
 	syncedSize    int64     // bytes in the current file that are fsynced
@@ -191,6 +197,13 @@ type Log struct {
 	lastCommitEnd time.Time // when the last batch was written (and fsynced)
 	// rotateBlockedUntil postpones rotation after a failed rename.
 	rotateBlockedUntil time.Time
+}
+
+// queued is a record given its seq by Append, waiting for the writer to
+// encode it with the time of its Append.
+type queued struct {
+	r  *Record
+	at time.Time
 }
 
 type failureState struct {
@@ -212,19 +225,22 @@ func Open(cfg Config) (*Log, error) {
 		async:         cfg.Durability == DurabilityAsync,
 		window:        cfg.CommitInterval,
 		retryInterval: defaultRetryInterval,
+		maxPending:    maxPendingBytes,
 		openFile:      openAppend,
 		wake:          make(chan struct{}, 1),
 		done:          make(chan struct{}),
 		waitCh:        make(chan struct{}),
 	}
 	l.chain = newChain(cfg.Node, cfg.HMACKey)
-	l.bodyBufs.New = func() any { b := make([]byte, 0, 1024); return &b }
 	if h := cfg.hooks; h != nil {
 		if h.openFile != nil {
 			l.openFile = h.openFile
 		}
 		if h.retryInterval > 0 {
 			l.retryInterval = h.retryInterval
+		}
+		if h.maxPending > 0 {
+			l.maxPending = h.maxPending
 		}
 	}
 	dir := filepath.Dir(cfg.Path)
@@ -249,6 +265,7 @@ func Open(cfg Config) (*Log, error) {
 		f.Close()
 		return nil, fmt.Errorf("audit: syncing the folder %s: %w", dir, err)
 	}
+	l.seq = l.chain.seq
 	l.durable.Store(l.chain.seq)
 	go l.run()
 	if torn != nil {
@@ -315,34 +332,31 @@ func (c *Config) setDefaults() error {
 	return nil
 }
 
-// Append fills r's Seq, Time, Node, Prev and Hash, encodes it and queues
-// it for the writer. It does not wait for the disk (see WaitDurable). It
-// fails at once, accepting nothing, while the log cannot write (fail
-// closed) or after Close.
+// Append gives r the next seq and queues it for the writer, which fills
+// r's Seq, Time (this call's), Node, Prev and Hash when it encodes the
+// record, before the record is durable: r must not change after Append,
+// and its fields may be read once WaitDurable has returned nil (sync
+// mode) or after Close. Append does not wait for the disk (see
+// WaitDurable). It fails at once, accepting nothing, while the log cannot
+// write (fail closed) or after Close.
 func (l *Log) Append(r *Record) (uint64, error) {
 	if f := l.failure.Load(); f != nil {
 		return 0, fmt.Errorf("audit: record refused: %w: %w", ErrUnavailable, f.err)
 	}
-	r.Node = l.cfg.Node
-	bp := l.bodyBufs.Get().(*[]byte)
-	body := appendBody((*bp)[:0], r)
+	now, size := time.Now(), r.sizeHint()
 
 	l.mu.Lock()
 	if l.closing {
 		l.mu.Unlock()
-		l.bodyBufs.Put(bp)
 		return 0, fmt.Errorf("audit: record refused: %w", ErrClosed)
 	}
-	if len(l.pending) >= maxPendingBytes {
+	if l.pendingBytes >= l.maxPending {
 		l.mu.Unlock()
-		l.bodyBufs.Put(bp)
-		return 0, fmt.Errorf("audit: record refused: %w: %d MiB wait for the disk (is it too slow?)", ErrUnavailable, maxPendingBytes>>20)
+		return 0, fmt.Errorf("audit: record refused: %w: %d KiB wait for the disk (is it too slow?)", ErrUnavailable, l.maxPending>>10)
 	}
-	seq, wake := l.appendLocked(r, body, time.Now())
+	seq, wake := l.queueLocked(r, size, now)
 	l.mu.Unlock()
 
-	*bp = body
-	l.bodyBufs.Put(bp)
 	l.records.Add(1)
 	if wake {
 		select {
@@ -353,18 +367,18 @@ func (l *Log) Append(r *Record) (uint64, error) {
 	return seq, nil
 }
 
-// appendLocked chains and encodes one record into the pending batch. It
-// reports whether the writer needs a wake-up (first record of a batch, or
-// the batch is full).
-func (l *Log) appendLocked(r *Record, body []byte, now time.Time) (uint64, bool) {
+// queueLocked gives r the next seq and queues it. It reports whether the
+// writer needs a wake-up (first record of a batch, or the batch is full).
+func (l *Log) queueLocked(r *Record, size int, now time.Time) (uint64, bool) {
 	first := len(l.pending) == 0
+	l.seq++
 	if first {
-		l.pendingFirst = l.chain.seq + 1
+		l.pendingFirst = l.seq
 		l.pendingSince = now
 	}
-	l.pending = l.chain.appendEncoded(l.pending, r, body, now)
-	l.pendingCount++
-	return r.Seq, first || l.pendingCount == maxBatchRecords || len(l.pending) >= maxBatchBytes
+	l.pending = append(l.pending, queued{r: r, at: now})
+	l.pendingBytes += size
+	return l.seq, first || len(l.pending) == maxBatchRecords || l.pendingBytes >= maxBatchBytes
 }
 
 // WaitDurable waits until record seq is durable. In sync mode that is
@@ -418,7 +432,7 @@ func (l *Log) Healthy() error {
 func (l *Log) LastSeq() uint64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.chain.seq
+	return l.seq
 }
 
 // Stats returns the log's counters.

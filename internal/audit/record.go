@@ -58,9 +58,9 @@ const (
 // names and their order are the schema documented in the package comment;
 // empty members are left out, except seq, time, node, event, prev and hash.
 type Record struct {
-	Seq   uint64    `json:"seq"`   // set by Log.Append
-	Time  time.Time `json:"time"`  // set by Log.Append (UTC, nanoseconds)
-	Node  string    `json:"node"`  // set by Log.Append
+	Seq   uint64    `json:"seq"`   // set when chained (Log.Append returns it)
+	Time  time.Time `json:"time"`  // set when chained: when Log.Append ran (UTC, nanoseconds)
+	Node  string    `json:"node"`  // set when chained
 	Event string    `json:"event"` // session.open | session.auth | session.close | stanza | admin | log.recovered | log.resumed
 
 	Session   string `json:"session,omitempty"`   // session id
@@ -128,8 +128,21 @@ type Record struct {
 	AnchorPrev   string  `json:"anchor_prev,omitempty"`
 	DeletedFiles Strings `json:"deleted_files,omitempty"`
 
-	Prev string `json:"prev"` // set by Log.Append: the previous record's hash; "" starts a chain
-	Hash string `json:"hash"` // set by Log.Append
+	Prev string `json:"prev"` // set when chained (Log's writer, Chain.Next): the previous record's hash; "" starts a chain
+	Hash string `json:"hash"` // set when chained
+}
+
+// recordOverhead is what sizeHint counts for the members of a line that
+// are not the variable strings it adds: names, seq, time, the hashes.
+const recordOverhead = 512
+
+// sizeHint estimates r's encoded line (escaping aside) from its variable
+// strings: it is what a record queued in a Log holds until the writer
+// encodes it, and bounds that queue.
+func (r *Record) sizeHint() int {
+	return recordOverhead + len(r.Session) + len(r.RemoteAddr) + len(r.From) + len(r.To) +
+		len(r.FromSent) + len(r.ToSent) + len(r.ID) + len(r.Reason) + len(r.Stanza) +
+		len(r.FileTransfer) + len(r.Stripped) + len(r.Heads) + len(r.DeletedFiles)
 }
 
 // timeLayout is RFC 3339 with exactly nine fractional digits, so that a

@@ -30,7 +30,7 @@ func (l *Log) run() {
 		}
 
 		l.mu.Lock()
-		pendingBytes, pendingCount, since, closing := len(l.pending), l.pendingCount, l.pendingSince, l.closing
+		pendingBytes, pendingCount, since, closing := l.pendingBytes, len(l.pending), l.pendingSince, l.closing
 		l.mu.Unlock()
 		now := time.Now()
 		wait := time.Duration(-1) // -1: nothing is due; sleep until woken
@@ -131,19 +131,28 @@ func (l *Log) sleepFailed(timer *time.Timer) bool {
 	}
 }
 
-// takePending moves the pending batch into out.
+// takePending encodes the queued records, in seq order, onto out: the
+// chain's hashes are computed here, on the writer goroutine.
 func (l *Log) takePending() {
 	l.mu.Lock()
-	if len(l.out) == 0 {
-		l.out, l.pending = l.pending, l.out[:0]
-		l.outFirst, l.outSince = l.pendingFirst, l.pendingSince
-	} else {
-		l.out = append(l.out, l.pending...)
-		l.pending = l.pending[:0]
-	}
-	l.outLast = l.chain.seq
-	l.pendingCount = 0
+	recs := l.pending
+	l.pending = l.spare[:0]
+	first, since, last := l.pendingFirst, l.pendingSince, l.seq
+	l.pendingBytes = 0
 	l.mu.Unlock()
+	if len(recs) == 0 {
+		l.spare = recs
+		return
+	}
+	if len(l.out) == 0 {
+		l.outFirst, l.outSince = first, since
+	}
+	for _, q := range recs {
+		l.out = l.chain.Next(l.out, q.r, q.at)
+	}
+	l.outLast = last
+	clear(recs) // the records are not held once encoded
+	l.spare = recs
 }
 
 // writeOut writes the part of out not yet in the file, with one write().
