@@ -127,7 +127,8 @@ type inStanza struct {
 	pair       pairSnapshot // the authenticated pair it travels on
 
 	// policy
-	in       *policy.StanzaInput
+	in       *policy.StanzaInput // input, or nil before the policy stage
+	input    policy.StanzaInput  // in's storage
 	decision policy.StanzaDecision
 	verdict  string // allow | deny | would-deny: what the audit records
 

@@ -67,6 +67,8 @@ type inDeps struct {
 	// DialbackCertificate).
 	dialbackShortcut bool
 	posture          *postureWatch // the partners' postures (posture.go)
+	// stanzas recycles the *inStanza of each stanza handled (pipeline.go).
+	stanzas *sync.Pool
 }
 
 // inDeps is what the gateway gives its incoming sessions: made once, in
@@ -82,6 +84,7 @@ func (g *Gateway) inDeps() *inDeps {
 		noBidi:           func(leg Leg) bool { return !g.bidiOn(leg) },
 		posture:          g.posture,
 		dialbackShortcut: !g.opt.Outside.NoDialbackShortcut,
+		stanzas:          &sync.Pool{New: func() any { return new(inStanza) }},
 	}
 }
 

@@ -13,12 +13,19 @@ import (
 // the path (st.out, then its bounce) and is done where that is written or
 // dropped (router.go); a stanza the path ends without anything leaving it
 // (a stream error) is done here.
+//
+// The inStanza (with its policy input) is recycled once the path returns:
+// nothing keeps it (what leaves the path is st.out, an allocation of its
+// own; a policy copies what it keeps of its input).
 func (s *inSession) handleStanza(el *xmlstream.Element, t s2s.Ticket) error {
-	st := &inStanza{el: el, ns: s.peerNS, stream: s, leg: s.leg, session: s.id, log: s.log, ticket: t}
+	st := s.d.stanzas.Get().(*inStanza)
+	*st = inStanza{el: el, ns: s.peerNS, stream: s, leg: s.leg, session: s.id, log: s.log, ticket: t}
 	err := s.d.path.handle(s.d.ctx, st)
 	if st.out == nil {
 		t.Done()
 	}
+	*st = inStanza{}
+	s.d.stanzas.Put(st)
 	return err
 }
 

@@ -39,7 +39,8 @@ func policyStage(pol Policy, m *metrics.Metrics) stage[*inStanza] {
 // content and the payload facts only when the loaded policy reads them.
 func policyInput(st *inStanza, pol Policy) *policy.StanzaInput {
 	el := st.el
-	in := &policy.StanzaInput{
+	in := &st.input
+	*in = policy.StanzaInput{
 		Direction: direction(st.leg), Kind: el.Local, Type: el.Type, ID: el.ID,
 		From: policy.JIDOf(st.from, st.fromStr), To: policy.JIDOf(st.to, st.toStr), Session: st.pair.facts,
 	}

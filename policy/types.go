@@ -245,6 +245,9 @@ type Stats struct {
 // Decider is what those who ask a policy for decisions need of it: the relay
 // (edge.Policy) and a replay of recorded traffic (internal/replay).
 // *Engine implements it.
+//
+// An input is the caller's: the relay reuses it once the call has
+// returned, so a Decider copies what it keeps of it.
 type Decider interface {
 	DecideSession(ctx context.Context, in *SessionInput) SessionDecision
 	DecideStanza(ctx context.Context, in *StanzaInput) StanzaDecision
