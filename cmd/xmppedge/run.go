@@ -313,6 +313,7 @@ func run(ctx context.Context, cfg *config.Config, path string, stdout, stderr io
 	})
 	go n.watchAgreements(ctx, agreementsChanged)
 	go n.eng.Watch(ctx)
+	go returnMemoryWhenQuiet(ctx, log)
 	n.printSummary(stdout)
 
 	why := n.waitForSignals(ctx, hup)
