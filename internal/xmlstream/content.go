@@ -129,11 +129,11 @@ func (p *contentParser) startTag(inherited string) (ns string, selfClosing, ok b
 func (p *contentParser) startTagName(inherited string) (ns string, selfClosing, ok bool) {
 	p.i++ // '<'
 	start := p.i
-	for p.i < len(p.b) && !isSpace(p.b[p.i]) && p.b[p.i] != '>' && p.b[p.i] != '/' {
-		if p.b[p.i] == ':' {
-			return "", false, false
-		}
+	for p.i < len(p.b) && !tagNameEnd[p.b[p.i]] {
 		p.i++
+	}
+	if p.i < len(p.b) && p.b[p.i] == ':' {
+		return "", false, false
 	}
 	if p.i == start {
 		return "", false, false
@@ -141,7 +141,7 @@ func (p *contentParser) startTagName(inherited string) (ns string, selfClosing, 
 	p.name = internName(p.b[start:p.i])
 	ns = inherited
 	for {
-		for p.i < len(p.b) && isSpace(p.b[p.i]) {
+		for p.i < len(p.b) && isXMLSpace[p.b[p.i]] {
 			p.i++
 		}
 		switch {
@@ -156,11 +156,11 @@ func (p *contentParser) startTagName(inherited string) (ns string, selfClosing, 
 		}
 		// An attribute: name = quoted value.
 		as := p.i
-		for p.i < len(p.b) && p.b[p.i] != '=' && !isSpace(p.b[p.i]) {
+		for p.i < len(p.b) && !attrNameEnd[p.b[p.i]] {
 			p.i++
 		}
 		attr := p.b[as:p.i]
-		for p.i < len(p.b) && (isSpace(p.b[p.i]) || p.b[p.i] == '=') {
+		for p.i < len(p.b) && attrNameEnd[p.b[p.i]] {
 			p.i++
 		}
 		if p.i >= len(p.b) || (p.b[p.i] != '\'' && p.b[p.i] != '"') {
@@ -264,11 +264,10 @@ func (p *contentParser) endTag() bool {
 	return true
 }
 
-func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
 
 // decodedString is the character data b decoded, with one allocation.
 func decodedString(b []byte) string {
-	if bytes.IndexAny(b, "&\r") < 0 {
+	if !needsDecoding(b, decodeText) {
 		return string(b)
 	}
 	return string(appendDecoded(nil, b, decodeText))

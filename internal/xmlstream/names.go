@@ -17,6 +17,10 @@ var (
 	attrPlain  [256]bool  // attribute value bytes that need no further look
 	cdataPlain [256]bool  // CDATA section bytes that need no further look
 	isXMLSpace [256]bool  // S ::= (#x20 | #x9 | #xD | #xA)+
+
+	// For ParseContent, over bytes the scanner accepted already.
+	tagNameEnd  [256]bool // what ends an element name (or makes it prefixed): S > / :
+	attrNameEnd [256]bool // what ends an attribute name: S =
 )
 
 func init() {
@@ -51,7 +55,11 @@ func init() {
 	for _, c := range []byte{' ', '\t', '\r', '\n'} {
 		isXMLSpace[c] = true
 		cdataPlain[c] = true
+		tagNameEnd[c] = true
+		attrNameEnd[c] = true
 	}
+	tagNameEnd['>'], tagNameEnd['/'], tagNameEnd[':'] = true, true, true
+	attrNameEnd['='] = true
 }
 
 // isChar reports whether r is an XML 1.0 Char.
