@@ -16,7 +16,12 @@ import (
 // stanzaRecord is the audit record of a stanza, with what the policy
 // asked to keep.
 func stanzaRecord(st *relayed, sessionID string, arrival Leg, decision, reason, revision, keep, body string) *audit.Record {
-	r := &audit.Record{
+	return fillStanzaRecord(new(audit.Record), st, sessionID, arrival, decision, reason, revision, keep, body)
+}
+
+// fillStanzaRecord is stanzaRecord into r, a zeroed record.
+func fillStanzaRecord(r *audit.Record, st *relayed, sessionID string, arrival Leg, decision, reason, revision, keep, body string) *audit.Record {
+	*r = audit.Record{
 		Event: audit.EventStanza, Session: sessionID, Leg: arrival.String(), Direction: string(direction(arrival)),
 		From: st.from, To: st.to, Kind: st.kind, Type: st.typ, ID: st.id, Size: len(st.raw),
 		Decision: decision, Reason: reason, PolicyRevision: revision,
@@ -39,8 +44,10 @@ func stanzaRecord(st *relayed, sessionID string, arrival Leg, decision, reason, 
 // stanzaRecordOf is the audit record of a stanza that went through the
 // policy: the canonical addresses (and the ones sent, where they differ),
 // the payload facts and what was stripped.
-func stanzaRecordOf(st *inStanza, out *relayed, d *policy.StanzaDecision, decision, body string) *audit.Record {
-	r := stanzaRecord(out, st.session, st.leg, decision, d.Reason, d.Revision, d.Audit, body)
+//
+// r is the zeroed record to fill (recorder.newRecord).
+func stanzaRecordOf(r *audit.Record, st *inStanza, out *relayed, d *policy.StanzaDecision, decision, body string) *audit.Record {
+	fillStanzaRecord(r, out, st.session, st.leg, decision, d.Reason, d.Revision, d.Audit, body)
 	if st.el.From != out.from {
 		r.FromSent = st.el.From
 	}

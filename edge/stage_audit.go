@@ -27,7 +27,7 @@ func auditStage(rec recorder, router *Router) stage[*inStanza] {
 			if st.verdict == audit.DecisionAllow && d.Audit == policy.AuditNone && len(st.stripped) == 0 {
 				return next.handle(ctx, st)
 			}
-			seq, err := rec.record(stanzaRecordOf(st, out, d, st.verdict, st.in.Body))
+			seq, err := rec.give(stanzaRecordOf(rec.newRecord(), st, out, d, st.verdict, st.in.Body))
 			if err != nil {
 				st.log.Error("AUDIT LOG NOT WRITABLE: stanza refused", "from", out.from, "to", out.to, "err", err)
 				router.bounceUnaudited(out, st.leg.other(), stanza.InternalServerError, "the gateway cannot record this stanza; try again later")
@@ -49,6 +49,29 @@ type recorder struct {
 func (r recorder) record(rec *audit.Record) (uint64, error) {
 	start := time.Now()
 	seq, err := r.sink.Append(rec)
+	r.m.AuditRecord(time.Since(start), err)
+	return seq, err
+}
+
+// newRecord returns a zeroed record for give: the sink's own when it
+// recycles records (audit.Recycler, as the file log does), so that the
+// stanza path does not allocate one per stanza.
+func (r recorder) newRecord() *audit.Record {
+	if rc, ok := r.sink.(audit.Recycler); ok {
+		return rc.NewRecord()
+	}
+	return new(audit.Record)
+}
+
+// give is record for a record from newRecord, which is the sink's after
+// the call: the caller must not touch it, whether it failed or not.
+func (r recorder) give(rec *audit.Record) (uint64, error) {
+	rc, ok := r.sink.(audit.Recycler)
+	if !ok {
+		return r.record(rec)
+	}
+	start := time.Now()
+	seq, err := rc.Give(rec)
 	r.m.AuditRecord(time.Since(start), err)
 	return seq, err
 }

@@ -122,6 +122,18 @@ type Sink interface {
 
 var _ Sink = (*Log)(nil)
 
+// A Recycler is a Sink that can take records over, so that a busy relay
+// does not allocate one per stanza: NewRecord returns a zeroed record,
+// and Give is Append for such a record, which the sink reuses once it has
+// encoded it. After Give the record is the sink's, whether Give failed or
+// not: the caller must not read or change it.
+type Recycler interface {
+	NewRecord() *Record
+	Give(r *Record) (seq uint64, err error)
+}
+
+var _ Recycler = (*Log)(nil)
+
 // ErrUnavailable is wrapped by the errors of Append and WaitDurable when
 // the log cannot store records; the relay should refuse (bounce with
 // internal-server-error) rather than relay unaudited.
@@ -178,6 +190,8 @@ type Log struct {
 
 	records, batches, syncs, writeFailures, rotations atomic.Uint64
 
+	recycled sync.Pool // *Record: NewRecord's, back from the writer
+
 	// Owned by the writer goroutine (and by Open before it starts).
 	chain         *Chain   // the head: last seq and hash encoded
 	spare         []queued // the previous queue, kept for its capacity
@@ -202,8 +216,9 @@ type Log struct {
 // queued is a record given its seq by Append, waiting for the writer to
 // encode it with the time of its Append.
 type queued struct {
-	r  *Record
-	at time.Time
+	r       *Record
+	at      time.Time
+	recycle bool // given (Give): back to Log.recycled once encoded
 }
 
 type failureState struct {
@@ -339,22 +354,44 @@ func (c *Config) setDefaults() error {
 // mode) or after Close. Append does not wait for the disk (see
 // WaitDurable). It fails at once, accepting nothing, while the log cannot
 // write (fail closed) or after Close.
-func (l *Log) Append(r *Record) (uint64, error) {
+func (l *Log) Append(r *Record) (uint64, error) { return l.append(r, false) }
+
+// NewRecord returns a zeroed record for Give (Recycler).
+func (l *Log) NewRecord() *Record {
+	if r, ok := l.recycled.Get().(*Record); ok {
+		return r
+	}
+	return new(Record)
+}
+
+// Give is Append for a record from NewRecord, which the log reuses once
+// its writer has encoded it (Recycler): the caller must not touch r after
+// the call, whether it failed or not.
+func (l *Log) Give(r *Record) (uint64, error) { return l.append(r, true) }
+
+func (l *Log) append(r *Record, recycle bool) (uint64, error) {
+	refuse := func(err error) (uint64, error) {
+		if recycle {
+			*r = Record{}
+			l.recycled.Put(r)
+		}
+		return 0, err
+	}
 	if f := l.failure.Load(); f != nil {
-		return 0, fmt.Errorf("audit: record refused: %w: %w", ErrUnavailable, f.err)
+		return refuse(fmt.Errorf("audit: record refused: %w: %w", ErrUnavailable, f.err))
 	}
 	now, size := time.Now(), r.sizeHint()
 
 	l.mu.Lock()
 	if l.closing {
 		l.mu.Unlock()
-		return 0, fmt.Errorf("audit: record refused: %w", ErrClosed)
+		return refuse(fmt.Errorf("audit: record refused: %w", ErrClosed))
 	}
 	if l.pendingBytes >= l.maxPending {
 		l.mu.Unlock()
-		return 0, fmt.Errorf("audit: record refused: %w: %d KiB wait for the disk (is it too slow?)", ErrUnavailable, l.maxPending>>10)
+		return refuse(fmt.Errorf("audit: record refused: %w: %d KiB wait for the disk (is it too slow?)", ErrUnavailable, l.maxPending>>10))
 	}
-	seq, wake := l.queueLocked(r, size, now)
+	seq, wake := l.queueLocked(queued{r: r, at: now, recycle: recycle}, size)
 	l.mu.Unlock()
 
 	l.records.Add(1)
@@ -367,16 +404,16 @@ func (l *Log) Append(r *Record) (uint64, error) {
 	return seq, nil
 }
 
-// queueLocked gives r the next seq and queues it. It reports whether the
+// queueLocked gives q's record the next seq and queues it. It reports whether the
 // writer needs a wake-up (first record of a batch, or the batch is full).
-func (l *Log) queueLocked(r *Record, size int, now time.Time) (uint64, bool) {
+func (l *Log) queueLocked(q queued, size int) (uint64, bool) {
 	first := len(l.pending) == 0
 	l.seq++
 	if first {
 		l.pendingFirst = l.seq
-		l.pendingSince = now
+		l.pendingSince = q.at
 	}
-	l.pending = append(l.pending, queued{r: r, at: now})
+	l.pending = append(l.pending, q)
 	l.pendingBytes += size
 	return l.seq, first || len(l.pending) == maxBatchRecords || l.pendingBytes >= maxBatchBytes
 }

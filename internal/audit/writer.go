@@ -149,6 +149,10 @@ func (l *Log) takePending() {
 	}
 	for _, q := range recs {
 		l.out = l.chain.Next(l.out, q.r, q.at)
+		if q.recycle {
+			*q.r = Record{}
+			l.recycled.Put(q.r)
+		}
 	}
 	l.outLast = last
 	clear(recs) // the records are not held once encoded
