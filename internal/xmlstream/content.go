@@ -264,7 +264,6 @@ func (p *contentParser) endTag() bool {
 	return true
 }
 
-
 // decodedString is the character data b decoded, with one allocation.
 func decodedString(b []byte) string {
 	if !needsDecoding(b, decodeText) {
