@@ -77,7 +77,7 @@ func (g *Gateway) newStanzaPath() stanzaHandler {
 		addressingStage(g.m, r),
 		limitsStage(g.rates, g.limits, g.m, r),
 		policyStage(g.opt.Policy, g.m),
-		rewriteStage(g.limits),
+		rewriteStage(g.limits, g.router.buffers),
 		auditStage(g.rec, g.router),
 		routeStage(g.router, g.m),
 	)

@@ -44,11 +44,21 @@ type sinkServer struct {
 	ln    net.Listener
 	conf  *tls.Config
 	count chan int // the number of stanzas, each time want is reached
-	want  int
-	seen  func(id string) // called for every message, when set
+
+	mu   sync.Mutex // the fields below: set by the test while the sink reads
+	want int
+	seen func(id string)             // called for every message, when set
+	got  func(el *xmlstream.Element) // likewise, with the element (valid during the call)
 }
 
-func startSink(b *testing.B, conf *tls.Config) *sinkServer {
+// expect sets the number of messages after which count is sent.
+func (s *sinkServer) expect(n int) {
+	s.mu.Lock()
+	s.want = n
+	s.mu.Unlock()
+}
+
+func startSink(b testing.TB, conf *tls.Config) *sinkServer {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -86,11 +96,17 @@ func (s *sinkServer) serve(c net.Conn) {
 		case "result":
 			fmt.Fprintf(tc, "<db:result from='%s' to='%s' type='valid'/>", el.To, el.From)
 		case "message":
-			if s.seen != nil {
-				s.seen(el.ID)
+			s.mu.Lock()
+			seen, got, want := s.seen, s.got, s.want
+			s.mu.Unlock()
+			if seen != nil {
+				seen(el.ID)
+			}
+			if got != nil {
+				got(&el)
 			}
 			n++
-			if n == s.want {
+			if n == want {
 				s.count <- n
 				n = 0
 			}
@@ -137,7 +153,7 @@ func benchmarkRelay(b *testing.B, r *relayEnv) {
 		payload = append(payload, benchStanza(i)...)
 	}
 	per := len(payload) / 2000
-	sink.want = b.N
+	sink.expect(b.N)
 	b.SetBytes(int64(per))
 	b.ResetTimer()
 	go sendEach(p.conn, payload, per, b.N)
@@ -150,7 +166,7 @@ func benchmarkRelay(b *testing.B, r *relayEnv) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "stanzas/s")
 }
 
-func newRelayEnv(b *testing.B, durability string) *relayEnv {
+func newRelayEnv(b testing.TB, durability string) *relayEnv {
 	return newRelayEnvWith(b, func(dir string) audit.Sink {
 		alog, err := audit.Open(audit.Config{Path: filepath.Join(dir, "audit.jsonl"), Durability: durability, Node: "bench"})
 		if err != nil {
@@ -160,7 +176,7 @@ func newRelayEnv(b *testing.B, durability string) *relayEnv {
 	})
 }
 
-func newRelayEnvWith(b *testing.B, openSink func(dir string) audit.Sink) *relayEnv {
+func newRelayEnvWith(b testing.TB, openSink func(dir string) audit.Sink) *relayEnv {
 	dir := b.TempDir()
 	eng := shippedRules(b, "partners:\n  - domain: partner.test\n    direction: both\nconfidential:\n  keywords: [CONFIDENTIAL]\n")
 	alog := openSink(dir)
@@ -188,7 +204,7 @@ func newRelayEnvWith(b *testing.B, openSink func(dir string) audit.Sink) *relayE
 		b.Fatalf("dialback: %q", got)
 	}
 	// Warm up: the outgoing stream is set up by the first stanza.
-	sink.want = 1
+	sink.expect(1)
 	p.send(benchStanza(0))
 	<-sink.count
 	return &relayEnv{env: env, sink: sink, p: p}
@@ -220,7 +236,7 @@ func benchmarkRelayLatency(b *testing.B, durability string, gap time.Duration, m
 	got := make([]time.Duration, 0, n)
 	var mu sync.Mutex
 	done := make(chan struct{})
-	r.sink.seen = func(id string) {
+	seen := func(id string) {
 		var i int
 		if _, err := fmt.Sscanf(id, "m%08d", &i); err != nil || i >= n {
 			return
@@ -232,7 +248,10 @@ func benchmarkRelayLatency(b *testing.B, durability string, gap time.Duration, m
 		}
 		mu.Unlock()
 	}
-	r.sink.want = 1 << 62
+	r.sink.mu.Lock()
+	r.sink.seen = seen
+	r.sink.mu.Unlock()
+	r.sink.expect(1 << 62)
 	b.ResetTimer()
 	start := time.Now()
 	for i := 0; i < n; i++ {
@@ -294,7 +313,7 @@ func benchmarkRelayRawTLS(b *testing.B, xmlSink bool) {
 	var sinkAddr string
 	if xmlSink {
 		sink := startSink(b, serverConf)
-		sink.want = b.N
+		sink.expect(b.N)
 		sinkAddr = sink.ln.Addr().String()
 		go func() {
 			<-sink.count

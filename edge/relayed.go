@@ -2,6 +2,7 @@ package edge
 
 import (
 	"strings"
+	"sync"
 
 	"github.com/xmppedge/xmppedge/internal/s2s"
 	"github.com/xmppedge/xmppedge/internal/stanza"
@@ -25,6 +26,53 @@ type relayed struct {
 	// sending server then stops holding it). Exactly one relayed holds a
 	// given ticket: a bounce takes it over.
 	ticket s2s.Ticket
+	// buf is the pooled buffer raw is in (forwardBuffers), nil when raw
+	// is not pooled.
+	buf *[]byte
+}
+
+// maxPooledForward is the largest forward buffer kept for reuse.
+const maxPooledForward = 16 << 10
+
+// forwardBuffers recycles the buffers stanzas are forwarded from. A
+// buffer goes back only once the stream writer has flushed it
+// (outSession.writeBatch); a stanza bounced, dropped or moved to another
+// stream keeps its buffer, which the garbage collector takes.
+type forwardBuffers struct{ pool sync.Pool }
+
+// get returns an empty buffer of at least n bytes' capacity.
+func (f *forwardBuffers) get(n int) *[]byte {
+	if p, ok := f.pool.Get().(*[]byte); ok {
+		if cap(*p) >= n {
+			*p = (*p)[:0]
+			return p
+		}
+	}
+	b := make([]byte, 0, max(n, 512))
+	return &b
+}
+
+// adopt makes raw, appended to the buffer p came with, st's pooled raw;
+// when the append outgrew p (a new array), p is dropped instead.
+func (f *forwardBuffers) adopt(st *relayed, p *[]byte) {
+	if cap(st.raw) == 0 || cap(*p) == 0 || &st.raw[:1][0] != &(*p)[:1][0] {
+		return
+	}
+	*p = st.raw
+	st.buf = p
+}
+
+// release takes back st's buffer once it is written; st.raw is gone.
+func (f *forwardBuffers) release(st *relayed) {
+	p := st.buf
+	if p == nil {
+		return
+	}
+	st.buf, st.raw = nil, nil
+	if cap(*p) <= maxPooledForward {
+		*p = (*p)[:0]
+		f.pool.Put(p)
+	}
 }
 
 // newRelayed makes the stanza that goes on from el: from and to are the

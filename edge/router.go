@@ -30,6 +30,7 @@ type routeKey struct {
 type Router struct {
 	routerDeps
 	sessions *registry[routeKey, *outSession]
+	buffers  *forwardBuffers // what stanzas are forwarded from, back once flushed
 }
 
 // routerDeps are what the router and its outgoing streams use of the node.
@@ -74,7 +75,7 @@ type streamDialer interface {
 }
 
 func newRouter(deps routerDeps) *Router {
-	return &Router{routerDeps: deps, sessions: newRegistry[routeKey, *outSession]()}
+	return &Router{routerDeps: deps, sessions: newRegistry[routeKey, *outSession](), buffers: &forwardBuffers{}}
 }
 
 var (
@@ -772,6 +773,7 @@ func (s *outSession) writeBatch(batch []*relayed) error {
 		m.Stanza(dir, st.kind, metrics.OutcomeRelayed, metrics.None)
 		n += len(st.raw)
 		st.handled()
+		s.r.buffers.release(st) // flushed: nothing reads raw again
 	}
 	m.Bytes(s.key.leg.String(), metrics.BytesSent, n)
 	return nil

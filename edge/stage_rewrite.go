@@ -12,11 +12,16 @@ import (
 // forwardBytes) and builds the stanza that leaves the path. A stanza that
 // cannot be rewritten within the size limit is refused (policy-violation):
 // it is never forwarded in a form the policy did not judge.
-func rewriteStage(limits func() *Limits) stage[*inStanza] {
+//
+// The bytes go into a buffer of bufs when they are the stanza's own (with
+// canonical addresses at most); the router gives it back once written.
+func rewriteStage(limits func() *Limits, bufs *forwardBuffers) stage[*inStanza] {
 	return func(next stanzaHandler) stanzaHandler {
 		return handlerFunc[*inStanza](func(ctx context.Context, st *inStanza) error {
+			var p *[]byte
 			if d := &st.decision; d.Allow {
-				raw, err := forwardBytes(st, d.Strip, limits().MaxStanzaSize)
+				p = bufs.get(len(st.el.Raw) + 64)
+				raw, err := forwardBytes(st, d.Strip, limits().MaxStanzaSize, *p)
 				if err != nil {
 					st.log.Warn("stanza cannot be rewritten: refused", "kind", st.el.Local, "from", st.el.From, "to", st.el.To, "err", err)
 					d.Allow, st.verdict = false, audit.DecisionDeny
@@ -26,6 +31,9 @@ func rewriteStage(limits func() *Limits) stage[*inStanza] {
 			}
 			st.out = newRelayed(st.el, st.ns, st.fromStr, st.toStr, st.fromDomain, st.toDomain, st.raw)
 			st.out.ticket = st.ticket
+			if p != nil && st.raw != nil {
+				bufs.adopt(st.out, p)
+			}
 			return next.handle(ctx, st)
 		})
 	}
@@ -36,14 +44,17 @@ func rewriteStage(limits func() *Limits) stage[*inStanza] {
 // addresses when they differ from what was sent; a canonical
 // re-serialisation when the stanza has CDATA or the policy strips
 // children.
-func forwardBytes(st *inStanza, strip []policy.Child, maxSize int) ([]byte, error) {
+//
+// The stanza's own bytes are appended to dst (a buffer to reuse, or nil);
+// a re-serialisation is a buffer of its own.
+func forwardBytes(st *inStanza, strip []policy.Child, maxSize int, dst []byte) ([]byte, error) {
 	el := st.el
 	from, to := st.fromStr, st.toStr
 	if !el.HasCDATA && len(strip) == 0 {
 		if from == el.From && to == el.To {
-			return el.AppendForward(make([]byte, 0, len(el.Raw)), st.ns), nil
+			return el.AppendForward(dst, st.ns), nil
 		}
-		return el.AppendForwardAddressed(make([]byte, 0, len(el.Raw)+16), st.ns, from, to), nil
+		return el.AppendForwardAddressed(dst, st.ns, from, to), nil
 	}
 	n, err := st.node()
 	if err != nil {
@@ -51,7 +62,7 @@ func forwardBytes(st *inStanza, strip []policy.Child, maxSize int) ([]byte, erro
 	}
 	if !el.HasCDATA && !stripsAny(n, strip) {
 		// Nothing to remove: forwarded as it came, byte for byte.
-		return forwardBytes(st, nil, maxSize)
+		return forwardBytes(st, nil, maxSize, dst)
 	}
 	n.SetAttr("from", from)
 	n.SetAttr("to", to)
