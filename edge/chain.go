@@ -129,6 +129,7 @@ type inStanza struct {
 	// policy
 	in       *policy.StanzaInput // input, or nil before the policy stage
 	input    policy.StanzaInput  // in's storage
+	content  xmlstream.Content   // what the content parse found (FillContent's scratch)
 	decision policy.StanzaDecision
 	verdict  string // allow | deny | would-deny: what the audit records
 

@@ -18,15 +18,26 @@ import (
 // nothing keeps it (what leaves the path is st.out, an allocation of its
 // own; a policy copies what it keeps of its input).
 func (s *inSession) handleStanza(el *xmlstream.Element, t s2s.Ticket) error {
-	st := s.d.stanzas.Get().(*inStanza)
-	*st = inStanza{el: el, ns: s.peerNS, stream: s, leg: s.leg, session: s.id, log: s.log, ticket: t}
+	st := s.d.stanzas.Get().(*inStanza) // reset, or new
+	st.el, st.ns, st.stream, st.leg, st.session, st.log, st.ticket = el, s.peerNS, s, s.leg, s.id, s.log, t
 	err := s.d.path.handle(s.d.ctx, st)
 	if st.out == nil {
 		t.Done()
 	}
-	*st = inStanza{}
+	st.reset()
 	s.d.stanzas.Put(st)
 	return err
+}
+
+// reset empties st for the next stanza, keeping the arrays its policy
+// input's children and its content parse are appended to (nothing keeps
+// them: a policy copies what it keeps of its input).
+func (st *inStanza) reset() {
+	children, names := st.input.Children[:0], st.content.Children[:0]
+	clear(children[:cap(children)])
+	clear(names[:cap(names)])
+	*st = inStanza{}
+	st.input.Children, st.content.Children = children, names
 }
 
 // pairFor implements stanzaStream.

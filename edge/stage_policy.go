@@ -43,6 +43,7 @@ func policyInput(st *inStanza, pol Policy) *policy.StanzaInput {
 	*in = policy.StanzaInput{
 		Direction: direction(st.leg), Kind: el.Local, Type: el.Type, ID: el.ID,
 		From: policy.JIDOf(st.from, st.fromStr), To: policy.JIDOf(st.to, st.toStr), Session: st.pair.facts,
+		Children: in.Children[:0], // its array is kept from stanza to stanza (pipeline.go)
 	}
 	needContent, needFacts := pol.NeedsContent(), pol.NeedsPayloadFacts()
 	if !needContent && !needFacts {
@@ -78,5 +79,5 @@ func (st *inStanza) classify(children []xmlstream.Name, body string) {
 // names of its children (for the payload pre-check).
 func fillContent(in *policy.StanzaInput, st *inStanza) []xmlstream.Name {
 	st.contentDone = true
-	return policy.FillContent(in, st.el.Raw, st.ns, st.node)
+	return policy.FillContent(in, st.el.Raw, st.ns, st.node, &st.content)
 }

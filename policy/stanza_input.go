@@ -41,10 +41,15 @@ func JIDOf(j jidprep.JID, s string) JID {
 // header the stanza arrived under; tree parses the stanza (the caller may
 // cache it). Every body and subject is read (joined), not only the first.
 // It returns the names of the stanza's children (for the payload
-// pre-check, payload.Interesting).
-func FillContent(in *StanzaInput, raw []byte, ns map[string]string, tree func() (*xmlstream.Node, error)) []xmlstream.Name {
+// pre-check, payload.Interesting). scratch, when not nil, is parsed into
+// (its Children's array reused; the names returned are in it); in's
+// Children array is reused too.
+func FillContent(in *StanzaInput, raw []byte, ns map[string]string, tree func() (*xmlstream.Node, error), scratch *xmlstream.Content) []xmlstream.Name {
 	in.Children = in.Children[:0]
-	if c, ok := xmlstream.ParseContent(raw, ns); ok {
+	if scratch == nil {
+		scratch = new(xmlstream.Content)
+	}
+	if c := scratch; xmlstream.ParseContentInto(c, raw, ns) {
 		if cap(in.Children) < len(c.Children) {
 			in.Children = make([]Child, 0, len(c.Children))
 		}

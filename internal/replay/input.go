@@ -106,7 +106,7 @@ func fillFromStanza(in *policy.StanzaInput, raw []byte) bool {
 		return false
 	}
 	treeOf := func() (*xmlstream.Node, error) { return tree, nil }
-	children := policy.FillContent(in, raw, streamNamespaces, treeOf)
+	children := policy.FillContent(in, raw, streamNamespaces, treeOf, nil)
 	if payload.Interesting(children, in.Body) {
 		in.SetPayloadFacts(payload.Classify(tree, in.Body))
 	}

@@ -29,35 +29,43 @@ const SecurityLabelNS = "urn:xmpp:sec-label:0"
 // when Element.HasCDATA is set.) Where ok is true the result is exactly what ParseNode
 // gives (FuzzParseContent checks it).
 func ParseContent(raw []byte, header map[string]string) (c Content, ok bool) {
+	ok = ParseContentInto(&c, raw, header)
+	return c, ok
+}
+
+// ParseContentInto is ParseContent into c, whose Children's array it
+// reuses (the stanza path parses every stanza's content into one Content).
+func ParseContentInto(c *Content, raw []byte, header map[string]string) bool {
+	*c = Content{Children: c.Children[:0]}
 	p := contentParser{b: raw}
 	rootNS, selfClosing, ok := p.startTag(header[""])
 	if !ok {
-		return c, false
+		return false
 	}
 	if selfClosing {
-		return c, p.i == len(p.b)
+		return p.i == len(p.b)
 	}
 	thread := false
 	for {
 		// Character data directly inside the stanza is not content.
 		j := bytes.IndexByte(p.b[p.i:], '<')
 		if j < 0 {
-			return c, false
+			return false
 		}
 		p.i += j
 		if p.has("</") {
-			return c, p.endTag()
+			return p.endTag()
 		}
 		if p.has("<!") || p.has("<?") {
-			return c, false
+			return false
 		}
 		ns, self, ok := p.startTagName(rootNS)
 		if !ok {
-			return c, false
+			return false
 		}
 		name := Name{Space: ns, Local: p.name}
 		if name.Space == SecurityLabelNS {
-			return c, false
+			return false
 		}
 		if c.Children == nil {
 			c.Children = make([]Name, 0, 4) // one allocation for the usual few
@@ -82,7 +90,7 @@ func ParseContent(raw []byte, header map[string]string) (c Content, ok bool) {
 		}
 		text, ok := p.childContent(field != nil)
 		if !ok {
-			return c, false
+			return false
 		}
 		if field != nil {
 			*field = joinText(*field, text, field == &c.Thread)
