@@ -45,7 +45,7 @@ type memoryReturner struct {
 type memorySample struct {
 	at       time.Time
 	allocs   uint64 // bytes allocated since the process started
-	freeable uint64 // heap memory free or unreleased, in bytes
+	freeable uint64 // bytes a collection and FreeOSMemory would give back: free pages, garbage
 }
 
 // observe takes a sample and reports whether to return memory now.
@@ -70,10 +70,13 @@ func (m *memoryReturner) observe(s memorySample) bool {
 }
 
 // runtimeMemorySample reads the sample from runtime/metrics (no
-// stop-the-world, unlike runtime.ReadMemStats).
+// stop-the-world, unlike runtime.ReadMemStats). What a collection and
+// FreeOSMemory can give back is the free pages not yet released plus the
+// garbage: the heap's objects beyond what the last collection found live.
 func runtimeMemorySample(ms []metrics.Sample) memorySample {
 	metrics.Read(ms)
 	s := memorySample{at: time.Now()}
+	var objects, live uint64
 	for _, m := range ms {
 		if m.Value.Kind() != metrics.KindUint64 {
 			continue
@@ -81,21 +84,34 @@ func runtimeMemorySample(ms []metrics.Sample) memorySample {
 		switch m.Name {
 		case "/gc/heap/allocs:bytes":
 			s.allocs = m.Value.Uint64()
-		case "/memory/classes/heap/free:bytes", "/memory/classes/heap/unused:bytes":
+		case "/memory/classes/heap/free:bytes":
 			s.freeable += m.Value.Uint64()
+		case "/memory/classes/heap/objects:bytes":
+			objects = m.Value.Uint64()
+		case "/gc/heap/live:bytes":
+			live = m.Value.Uint64()
 		}
 	}
+	if objects > live {
+		s.freeable += objects - live
+	}
 	return s
+}
+
+// memoryMetrics are the runtime/metrics runtimeMemorySample reads.
+func memoryMetrics() []metrics.Sample {
+	return []metrics.Sample{
+		{Name: "/gc/heap/allocs:bytes"},
+		{Name: "/memory/classes/heap/free:bytes"},
+		{Name: "/memory/classes/heap/objects:bytes"},
+		{Name: "/gc/heap/live:bytes"},
+	}
 }
 
 // returnMemoryWhenQuiet samples the runtime every second until ctx ends,
 // and returns memory to the OS once per quiet spell.
 func returnMemoryWhenQuiet(ctx context.Context, log *slog.Logger) {
-	ms := []metrics.Sample{
-		{Name: "/gc/heap/allocs:bytes"},
-		{Name: "/memory/classes/heap/free:bytes"},
-		{Name: "/memory/classes/heap/unused:bytes"},
-	}
+	ms := memoryMetrics()
 	var m memoryReturner
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()

@@ -1,6 +1,9 @@
 package main
 
 import (
+	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
 	"testing"
 	"time"
 )
@@ -62,4 +65,38 @@ func TestMemoryReturnerOncePerQuietSpell(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRuntimeMemorySample reads the live runtime: every metric it asks for
+// exists (a name runtime/metrics does not know reads as KindBad, and the
+// sample would stay zero), and garbage made since the last collection
+// counts as freeable.
+func TestRuntimeMemorySample(t *testing.T) {
+	ms := memoryMetrics()
+	s := runtimeMemorySample(ms)
+	for _, m := range ms {
+		if m.Value.Kind() == metrics.KindBad {
+			t.Errorf("runtime/metrics has no %s", m.Name)
+		}
+	}
+	if s.allocs == 0 {
+		t.Error("no bytes allocated since the process started?")
+	}
+	// Garbage made with the collector off: the runtime counts it among
+	// the heap's objects, beyond what the last collection found live.
+	runtime.GC()
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	var keep [][]byte
+	for range 64 {
+		keep = append(keep, make([]byte, 1<<20))
+	}
+	keep = nil
+	after := runtimeMemorySample(ms)
+	if after.allocs < s.allocs+64<<20 {
+		t.Errorf("allocated %d bytes across 64 MiB of garbage", after.allocs-s.allocs)
+	}
+	if after.freeable < 32<<20 {
+		t.Errorf("%d MiB freeable after dropping 64 MiB, want at least 32", after.freeable>>20)
+	}
+	_ = keep
 }
