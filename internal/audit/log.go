@@ -285,10 +285,10 @@ func Open(cfg Config) (*Log, error) {
 	go l.run()
 	if torn != nil {
 		l.log.Error("audit: the last line of the audit file was torn (crash while writing?); cut it off and continuing the chain",
-			"file", cfg.Path, "offset", torn.offset, "bytes", torn.length, "sha256", torn.sum, "saved_as", torn.savedAs, "continues_after_seq", l.chain.seq)
+			"file", cfg.Path, "offset", torn.offset, "bytes", torn.length, "sha256", torn.sum, "saved_as", torn.savedAs, "continues_after_seq", l.seq)
 		rec := &Record{
 			Event:         EventLogRecovered,
-			Reason:        fmt.Sprintf("torn last line (crash while writing?): %d bytes at offset %d of %s cut off and saved to %s; the chain continues from seq %d", torn.length, torn.offset, filepath.Base(cfg.Path), filepath.Base(torn.savedAs), l.chain.seq),
+			Reason:        fmt.Sprintf("torn last line (crash while writing?): %d bytes at offset %d of %s cut off and saved to %s; the chain continues from seq %d", torn.length, torn.offset, filepath.Base(cfg.Path), filepath.Base(torn.savedAs), l.seq),
 			DroppedOffset: torn.offset,
 			DroppedBytes:  torn.length,
 			DroppedSHA256: torn.sum,
