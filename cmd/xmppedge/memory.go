@@ -28,7 +28,8 @@ const (
 	// quietRate is the allocation rate, bytes per second, below which the
 	// process counts as quiet (idle streams' keepalives, metrics scrapes).
 	quietRate = 256 << 10
-	// minFreeable is the least free heap memory worth a full collection.
+	// minFreeable is the least a full collection must be able to give
+	// back (free pages and garbage, runtimeMemorySample) to be worth it.
 	minFreeable = 8 << 20
 )
 

@@ -389,7 +389,7 @@ func (l *Log) append(r *Record, recycle bool) (uint64, error) {
 	}
 	if l.pendingBytes >= l.maxPending {
 		l.mu.Unlock()
-		return refuse(fmt.Errorf("audit: record refused: %w: %d KiB wait for the disk (is it too slow?)", ErrUnavailable, l.maxPending>>10))
+		return refuse(fmt.Errorf("audit: record refused: %w: %s of records wait for the disk (is it too slow?)", ErrUnavailable, sizeText(l.maxPending)))
 	}
 	seq, wake := l.queueLocked(queued{r: r, at: now, recycle: recycle}, size)
 	l.mu.Unlock()
@@ -402,6 +402,15 @@ func (l *Log) append(r *Record, recycle bool) (uint64, error) {
 		}
 	}
 	return seq, nil
+}
+
+// sizeText writes n bytes in MiB when it is a whole number of them, else
+// in KiB.
+func sizeText(n int) string {
+	if n%(1<<20) == 0 {
+		return fmt.Sprintf("%d MiB", n>>20)
+	}
+	return fmt.Sprintf("%d KiB", n>>10)
 }
 
 // queueLocked gives q's record the next seq and queues it. It reports whether the
