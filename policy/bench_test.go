@@ -390,3 +390,94 @@ func BenchmarkKeyNarrowing(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkFirstDecisionAfterReload10kDomains: each iteration reloads the
+// policy (10,000 partners, 50 content rules; not timed) after traffic of
+// a few key classes — sessions and stanzas, both directions, messages
+// with a ~400-byte body, presence, iq — and then measures the first
+// decision of each class for a new pair of JIDs and a partner domain not
+// seen before. "warm-up": the reload decided the old load's samples with
+// the new policy before making it active (warm.go); "cold": the path
+// before, each a full evaluation. reload-ms is the reload's duration,
+// warm-up included.
+func BenchmarkFirstDecisionAfterReload10kDomains(b *testing.B) {
+	body := strings.Repeat("An ordinary chat message about lunch plans. ", 9)
+	stanza := func(i int, dir Direction, kind, typ, text string) StanzaInput {
+		local, remote := jid(fmt.Sprintf("user%d@company.test/r", i%4)), jid(fmt.Sprintf("peer%d@partner%05d.test/r", i, i*7%10_000))
+		s := StanzaInput{Direction: dir, Kind: kind, Type: typ, ID: fmt.Sprint(i), From: remote, To: local, Body: text}
+		if text != "" {
+			s.Children = []Child{{"body", "jabber:client"}}
+		}
+		if dir == "outbound" {
+			s.From, s.To = local, remote
+		}
+		return s
+	}
+	stanzas := func(i int) []StanzaInput {
+		var out []StanzaInput
+		for _, dir := range []Direction{"inbound", "outbound"} {
+			out = append(out, stanza(i, dir, "message", "chat", body), stanza(i, dir, "message", "normal", body),
+				stanza(i, dir, "presence", "", ""), stanza(i, dir, "presence", "unavailable", ""), stanza(i, dir, "iq", "get", ""))
+		}
+		return out
+	}
+	session := func(i int, dir Direction, auth string) SessionInput {
+		return SessionInput{Direction: dir, LocalDomain: "company.test", RemoteDomain: fmt.Sprintf("partner%05d.test", i*7%10_000),
+			RemoteIP: "192.0.2.1", TLS: tls13, Auth: auth, Now: "2026-12-01T12:00:00Z"}
+	}
+	sessions := func(i int) []SessionInput {
+		return []SessionInput{session(i, "inbound", "dialback"), session(i, "inbound", "sasl_external"), session(i, "outbound", "dialback")}
+	}
+	for _, mode := range []string{"warm-up", "cold"} {
+		b.Run(mode, func(b *testing.B) {
+			e := benchEngine(b, 0)
+			e.noWarmUp = mode == "cold"
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+			defer cancel()
+			var first, reloads []time.Duration
+			next := 1_000
+			for range b.N {
+				for range 3 { // the traffic before the reload: classes narrowed in the background
+					next++
+					for _, in := range stanzas(next) {
+						e.DecideStanza(ctx, &in)
+					}
+					for _, in := range sessions(next) {
+						e.DecideSession(ctx, &in)
+					}
+					e.waitBackground()
+				}
+				start := time.Now()
+				if err := e.Reload(ctx); err != nil {
+					b.Fatal(err)
+				}
+				reloads = append(reloads, time.Since(start))
+				next++
+				for _, in := range stanzas(next) {
+					start := time.Now()
+					if d := e.DecideStanza(ctx, &in); !d.Allow {
+						b.Fatalf("denied: %+v %+v", in, d)
+					}
+					first = append(first, time.Since(start))
+				}
+				for _, in := range sessions(next) {
+					start := time.Now()
+					if d := e.DecideSession(ctx, &in); !d.Allow {
+						b.Fatalf("denied: %+v %+v", in, d)
+					}
+					first = append(first, time.Since(start))
+				}
+			}
+			if s := e.Stats(); s.Failures != 0 {
+				b.Fatalf("%d failures", s.Failures)
+			}
+			slices.Sort(first)
+			slices.Sort(reloads)
+			pct := func(d []time.Duration, p float64) float64 { return float64(d[int(float64(len(d)-1)*p)].Nanoseconds()) }
+			b.ReportMetric(pct(first, 0.50), "first-p50-ns")
+			b.ReportMetric(pct(first, 0.99), "first-p99-ns")
+			b.ReportMetric(pct(reloads, 0.50)/1e6, "reload-ms")
+			b.ReportMetric(float64(e.Stats().WarmedClasses)/float64(b.N), "warmed/reload")
+		})
+	}
+}

@@ -43,7 +43,7 @@ func TestDecideThroughCache(t *testing.T) {
 			var hits uint64
 			for i, c := range tt.calls {
 				evaluated := false
-				got, hit := decideThroughCache(e, cache, tt.cacheable, []byte("key"), func() (string, bool) {
+				got, hit := decideThroughCache(e, cache, tt.cacheable, true, []byte("key"), func() (string, bool) {
 					evaluated = true
 					return c.value, c.ok
 				})

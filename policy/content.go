@@ -65,7 +65,7 @@ func (e *Engine) decideContent(ctx context.Context, l *loaded, in *StanzaInput, 
 	p, ok := q.progs.get(key)
 	if !ok {
 		switch {
-		case e.syncPrograms:
+		case e.atOnce(l):
 			if b, err := e.buildProgram(ctx, l, in); err == nil {
 				e.storeProgram(l, key, b)
 				p = b
@@ -80,7 +80,9 @@ func (e *Engine) decideContent(ctx context.Context, l *loaded, in *StanzaInput, 
 	}
 	v := p.vector(in)
 	if d, ok := p.lookup(v); ok {
-		e.cacheHits.Add(1)
+		if !l.warming {
+			e.cacheHits.Add(1)
+		}
 		d.Cached = true
 		return d
 	}
@@ -113,17 +115,7 @@ func (e *Engine) startBuild(l *loaded, in *StanzaInput, key []byte) {
 	}
 	k := string(key)
 	q.progs.put([]byte(k), pendingProgram)
-	cp := *in // the caller may reuse *in: keep what the build reads
-	cp.Children = append([]Child(nil), in.Children...)
-	cp.FileTransfer = append([]FileTransfer(nil), in.FileTransfer...)
-	if in.SecurityLabel != nil {
-		sl := *in.SecurityLabel
-		cp.SecurityLabel = &sl
-	}
-	if in.Session != nil {
-		s := *in.Session
-		cp.Session = &s
-	}
+	cp := copyStanzaInput(in) // the caller may reuse *in: keep what the build reads
 	q.buildWG.Add(1)
 	go func() {
 		defer q.buildWG.Done()

@@ -40,6 +40,7 @@ type Engine struct {
 	syncPrograms  bool          // tests: build content programs and narrow key classes on the deciding goroutine
 	noNarrowing   bool          // tests and benchmarks: no key narrowing (from the next load)
 	noRemoteFacts bool          // tests: no input.remote nor input.local, the rules look up themselves (from the next load)
+	noWarmUp      bool          // tests and benchmarks: reloads do not warm the new policy up (warm.go)
 
 	hooksMu sync.Mutex
 	hooks   []func(revision string)
@@ -52,7 +53,7 @@ type Engine struct {
 	// partial evaluation at a time.
 	partialMu sync.Mutex
 
-	decisions, cacheHits, failures, reloads, reloadFailures, programs, narrowings atomic.Uint64
+	decisions, cacheHits, failures, reloads, reloadFailures, programs, narrowings, warmed atomic.Uint64
 }
 
 // loaded is one compiled policy with its prepared queries and caches.
@@ -67,6 +68,11 @@ type loaded struct {
 	shapes       shapeCache  // content program shapes (content.go)
 	partners     []Partner   // data.xmppedge.partners (partners.go)
 	facets       *facetTable // input.remote and input.local (facet.go)
+	warm         warmSamples // a sample input per key class narrowed, for the next load's warm-up (warm.go)
+	// warming is set while a reload warms this load up, before it is
+	// active (no other goroutine sees it then): classes are narrowed and
+	// programs built at once, failures are not counted.
+	warming bool
 }
 
 // query is one prepared decision query.
@@ -179,9 +185,13 @@ func (e *Engine) reload(ctx context.Context, force bool) (bool, error) {
 	if err != nil {
 		return fail(err)
 	}
+	warmStart := time.Now()
+	warmed := e.warmUp(ctx, old, l, warmBudget)
 	e.current.Store(l)
 	e.reloads.Add(1)
-	e.log.Info("policy reloaded", "revision", l.revision, "previous", old.revision, "needs_content", l.needsContent, "needs_payload_facts", l.needsFacts)
+	e.warmed.Add(uint64(warmed))
+	e.log.Info("policy reloaded", "revision", l.revision, "previous", old.revision, "needs_content", l.needsContent, "needs_payload_facts", l.needsFacts,
+		"warmed_classes", warmed, "warm_up", time.Since(warmStart).Round(time.Millisecond))
 	e.hooksMu.Lock()
 	hooks := append([]func(string){}, e.hooks...)
 	e.hooksMu.Unlock()
@@ -227,6 +237,7 @@ func (e *Engine) Stats() Stats {
 		ReloadFailures:  e.reloadFailures.Load(),
 		ContentPrograms: e.programs.Load(),
 		KeyNarrowings:   e.narrowings.Load(),
+		WarmedClasses:   e.warmed.Load(),
 	}
 }
 
@@ -419,36 +430,52 @@ func (e *Engine) eval(ctx context.Context, pq rego.PreparedEvalQuery, txn storag
 	return t, nil
 }
 
-// failure counts and logs a failed decision.
-func (e *Engine) failure(kind, revision string, err error, attrs ...any) string {
-	e.failures.Add(1)
+// failure counts and logs a failed decision of l (a warm-up's only at
+// Debug: it denied nothing).
+func (e *Engine) failure(kind string, l *loaded, err error, attrs ...any) string {
 	reason := "policy failure, failing closed: " + err.Error()
-	e.log.Warn("policy decision failed; denied (fail closed)", append([]any{"decision", kind, "revision", revision, "err", err}, attrs...)...)
+	attrs = append([]any{"decision", kind, "revision", l.revision, "err", err}, attrs...)
+	if l.warming {
+		e.log.Debug("policy warm-up decision failed; its class stays cold", attrs...)
+		return reason
+	}
+	e.failures.Add(1)
+	e.log.Warn("policy decision failed; denied (fail closed)", attrs...)
 	return reason
 }
+
+// atOnce reports whether l narrows classes and builds content programs
+// on the deciding goroutine (tests, and a warm-up).
+func (e *Engine) atOnce(l *loaded) bool { return e.syncPrograms || l.warming }
 
 // DecideSession decides whether a session may be established.
 func (e *Engine) DecideSession(ctx context.Context, in *SessionInput) SessionDecision {
 	e.decisions.Add(1)
-	l := e.current.Load()
+	return e.applySessionMode(e.decideSession(ctx, e.current.Load(), in), in)
+}
+
+// decideSession decides in with the loaded policy l (the active one, or
+// one a reload warms up).
+func (e *Engine) decideSession(ctx context.Context, l *loaded, in *SessionInput) SessionDecision {
 	q := &l.session
 	var keyBuf [256]byte
 	var key []byte
 	if q.cacheable {
-		key = e.sessionKey(q, in, keyBuf[:0])
+		key = e.sessionKey(l, in, keyBuf[:0])
 	}
-	d, hit := decideThroughCache(e, q.cache, q.cacheable, key, func() (SessionDecision, bool) {
+	d, hit := decideThroughCache(e, q.cache, q.cacheable, !l.warming, key, func() (SessionDecision, bool) {
 		return e.evalSession(ctx, l, in)
 	})
 	if hit {
 		d.Cached = true
 	}
-	return e.applySessionMode(d, in)
+	return d
 }
 
 // sessionKey appends the decision cache key of in: its leaves, narrowed
 // (narrow.go) once its class is.
-func (e *Engine) sessionKey(q *query[SessionDecision], in *SessionInput, key []byte) []byte {
+func (e *Engine) sessionKey(l *loaded, in *SessionInput, key []byte) []byte {
+	q := &l.session
 	pf := q.facets.sessionFacet(in, q.need)
 	n := q.narrow
 	if n == nil {
@@ -458,10 +485,12 @@ func (e *Engine) sessionKey(q *query[SessionDecision], in *SessionInput, key []b
 		return key
 	}
 	key = appendSessionClass(n, in, key, pf)
-	marker, narrow, start := n.classLeaves(key, e.syncPrograms)
+	atOnce := e.atOnce(l)
+	marker, narrow, start := n.classLeaves(key, atOnce)
 	if start {
-		e.startNarrowing(n, key, sessionValue(in, q.need, pf))
-		if e.syncPrograms { // narrowed already: the key of this decision too
+		l.warm.addSession(key, in)
+		e.startNarrowing(n, key, sessionValue(in, q.need, pf), atOnce)
+		if atOnce { // narrowed already: the key of this decision too
 			marker, narrow, _ = n.classLeaves(key, false)
 		}
 	}
@@ -476,7 +505,8 @@ func (e *Engine) sessionKey(q *query[SessionDecision], in *SessionInput, key []b
 // (the stanza has content) of its content program, which adds the content
 // keys. A narrowed key (narrow.go) always holds the content keys: they are
 // part of its class.
-func (e *Engine) stanzaKey(q *query[StanzaDecision], in *StanzaInput, key []byte, program bool) []byte {
+func (e *Engine) stanzaKey(l *loaded, in *StanzaInput, key []byte, program bool) []byte {
+	q := &l.stanza
 	f := q.facets.stanzaFacets(in, q.need)
 	n := q.narrow
 	if n == nil {
@@ -491,10 +521,12 @@ func (e *Engine) stanzaKey(q *query[StanzaDecision], in *StanzaInput, key []byte
 		return key
 	}
 	key = appendStanzaClass(q, in, key, &f)
-	marker, narrow, start := n.classLeaves(key, e.syncPrograms)
+	atOnce := e.atOnce(l)
+	marker, narrow, start := n.classLeaves(key, atOnce)
 	if start {
-		e.startNarrowing(n, key, stanzaValue(in, q.need&^textFieldBits, &f))
-		if e.syncPrograms { // narrowed already: the key of this decision too
+		l.warm.addStanza(key, in)
+		e.startNarrowing(n, key, stanzaValue(in, q.need&^textFieldBits, &f), atOnce)
+		if atOnce { // narrowed already: the key of this decision too
 			marker, narrow, _ = n.classLeaves(key, false)
 		}
 	}
@@ -526,13 +558,15 @@ func appendStanzaClass(q *query[StanzaDecision], in *StanzaInput, key []byte, f 
 }
 
 // decideThroughCache answers a decision from cache under key when
-// cacheable, counting the hit (hit is then true); otherwise, and on a
+// cacheable, counting the hit when count (hit is then true); otherwise, and on a
 // miss, it calls evaluate, whose decision is cached when cacheable and
 // evaluate reports no failure (ok).
-func decideThroughCache[D any](e *Engine, cache *decisionCache[D], cacheable bool, key []byte, evaluate func() (d D, ok bool)) (d D, hit bool) {
+func decideThroughCache[D any](e *Engine, cache *decisionCache[D], cacheable, count bool, key []byte, evaluate func() (d D, ok bool)) (d D, hit bool) {
 	if cacheable {
 		if d, ok := cache.get(key); ok {
-			e.cacheHits.Add(1)
+			if count {
+				e.cacheHits.Add(1)
+			}
 			return d, true
 		}
 	}
@@ -555,7 +589,7 @@ func (e *Engine) evalSession(ctx context.Context, l *loaded, in *SessionInput) (
 	}
 	if err != nil {
 		d = SessionDecision{Revision: l.revision} // nothing of a malformed decision is kept
-		d.Reason = e.failure("session", l.revision, err, "direction", in.Direction, "local", in.LocalDomain, "remote", in.RemoteDomain)
+		d.Reason = e.failure("session", l, err, "direction", in.Direction, "local", in.LocalDomain, "remote", in.RemoteDomain)
 		return d, false
 	}
 	return d, true
@@ -573,7 +607,12 @@ func (e *Engine) applySessionMode(d SessionDecision, in *SessionInput) SessionDe
 // DecideStanza decides whether a stanza may cross the edge.
 func (e *Engine) DecideStanza(ctx context.Context, in *StanzaInput) StanzaDecision {
 	e.decisions.Add(1)
-	l := e.current.Load()
+	return e.applyStanzaMode(e.decideStanza(ctx, e.current.Load(), in), in)
+}
+
+// decideStanza decides in with the loaded policy l (the active one, or
+// one a reload warms up).
+func (e *Engine) decideStanza(ctx context.Context, l *loaded, in *StanzaInput) StanzaDecision {
 	q := &l.stanza
 	var keyBuf [512]byte
 	var key []byte
@@ -587,18 +626,18 @@ func (e *Engine) DecideStanza(ctx context.Context, in *StanzaInput) StanzaDecisi
 		}
 	}
 	if !cacheable && q.progs != nil {
-		return e.applyStanzaMode(e.decideContent(ctx, l, in, e.stanzaKey(q, in, keyBuf[:0], true)), in)
+		return e.decideContent(ctx, l, in, e.stanzaKey(l, in, keyBuf[:0], true))
 	}
 	if cacheable {
-		key = e.stanzaKey(q, in, keyBuf[:0], false)
+		key = e.stanzaKey(l, in, keyBuf[:0], false)
 	}
-	d, hit := decideThroughCache(e, q.cache, cacheable, key, func() (StanzaDecision, bool) {
+	d, hit := decideThroughCache(e, q.cache, cacheable, !l.warming, key, func() (StanzaDecision, bool) {
 		return e.evalStanza(ctx, l, in)
 	})
 	if hit {
 		d.Cached = true
 	}
-	return e.applyStanzaMode(d, in)
+	return d
 }
 
 func (e *Engine) evalStanza(ctx context.Context, l *loaded, in *StanzaInput) (StanzaDecision, bool) {
@@ -613,7 +652,7 @@ func (e *Engine) evalStanza(ctx context.Context, l *loaded, in *StanzaInput) (St
 	}
 	if err != nil {
 		d = StanzaDecision{Revision: l.revision, Audit: AuditMeta}
-		d.Reason = e.failure("stanza", l.revision, err, "direction", in.Direction, "kind", in.Kind, "from", in.From.Full, "to", in.To.Full)
+		d.Reason = e.failure("stanza", l, err, "direction", in.Direction, "kind", in.Kind, "from", in.From.Full, "to", in.To.Full)
 		d.Error = DefaultStanzaError
 		return d, false
 	}

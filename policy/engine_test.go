@@ -237,20 +237,26 @@ func TestCachePerUser(t *testing.T) {
 	}
 }
 
+// TestCacheClearedOnReload: a reload answers with the new policy; with
+// the warm-up (warm.go) the new policy has decided the class already.
 func TestCacheClearedOnReload(t *testing.T) {
-	e, rules := newTestEngine(t, map[string]string{"session.rego": headerPolicy}, Config{})
-	ctx := testContext(t)
-	in := &SessionInput{RemoteDomain: "partner.test"}
-	e.DecideSession(ctx, in)
-	if d := e.DecideSession(ctx, in); !d.Allow || !d.Cached {
-		t.Fatalf("%+v", d)
-	}
-	writeFiles(t, rules, map[string]string{"session.rego": strings.Replace(headerPolicy, `{"partner.test"}`, `{"other.test"}`, 1)})
-	if err := e.Reload(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if d := e.DecideSession(ctx, in); d.Allow || d.Cached {
-		t.Fatalf("stale decision after reload: %+v", d)
+	for _, warm := range []bool{false, true} {
+		e, rules := newTestEngine(t, map[string]string{"session.rego": headerPolicy}, Config{})
+		e.noWarmUp = !warm
+		ctx := testContext(t)
+		in := &SessionInput{RemoteDomain: "partner.test"}
+		e.DecideSession(ctx, in)
+		if d := e.DecideSession(ctx, in); !d.Allow || !d.Cached {
+			t.Fatalf("%+v", d)
+		}
+		e.waitBackground()
+		writeFiles(t, rules, map[string]string{"session.rego": strings.Replace(headerPolicy, `{"partner.test"}`, `{"other.test"}`, 1)})
+		if err := e.Reload(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if d := e.DecideSession(ctx, in); d.Allow || d.Cached != warm || d.Revision != e.Revision() {
+			t.Fatalf("warm-up %v: stale decision after reload: %+v", warm, d)
+		}
 	}
 }
 

@@ -178,10 +178,11 @@ func seen(sightings *decisionCache[uint8], key []byte, times uint8) bool {
 // startNarrowing narrows the class of key from the input document known
 // (built by the caller without the text fields; its narrowable leaves are
 // removed here): in the background unless another narrowing of this query
-// is running (then the class is tried again later), or at once in tests.
-func (e *Engine) startNarrowing(n *narrowing, class []byte, known ast.Value) {
+// is running (then the class is tried again later), or at once (tests,
+// a reload's warm-up: Engine.atOnce).
+func (e *Engine) startNarrowing(n *narrowing, class []byte, known ast.Value, atOnce bool) {
 	timeout := max(e.cfg.Timeout, maxPEDuration)
-	if e.syncPrograms {
+	if atOnce {
 		e.narrowings.Add(1)
 		n.classes.put(class, n.narrowClass(context.Background(), withoutPaths(known, n.paths), timeout))
 		return

@@ -60,7 +60,7 @@ func narrowNow(t *testing.T, e *Engine, n *narrowing, key []byte, known ast.Valu
 		t.Fatal("the decision has no key narrowing")
 	}
 	e.syncPrograms = true
-	e.startNarrowing(n, key, known)
+	e.startNarrowing(n, key, known, true)
 	cls, ok := n.classes.get(key)
 	if !ok || cls.pending {
 		t.Fatal("class not narrowed")

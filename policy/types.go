@@ -240,6 +240,10 @@ type Stats struct {
 	// KeyNarrowings counts the partial evaluations that narrowed a class
 	// of decision keys (see the package documentation).
 	KeyNarrowings uint64
+	// WarmedClasses counts the sample inputs the reloads decided with the
+	// new policy before making it active (the key classes the old one
+	// had learnt; see the package documentation, Reload).
+	WarmedClasses uint64
 }
 
 // Decider is what those who ask a policy for decisions need of it: the relay
