@@ -75,6 +75,46 @@ func TestKeywordMatcherAgainstNaive(t *testing.T) {
 	}
 }
 
+// FuzzKeywordSets cross-checks a scan of two keyword sets (the keywords
+// separated by commas, the sets by "|") with strings.Contains on
+// lower-cased text: long texts, where the start state skips eight bytes
+// at a time, and non-ASCII ones.
+func FuzzKeywordSets(f *testing.F) {
+	f.Add("secret,plan|x", "An ordinary chat message about lunch plans, nothing SECRET.")
+	f.Add("abba,bab|zz", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaabba")
+	f.Add("ünter|größe", "0123456789 0123456789 ÜNTER")
+	f.Add("a|b", "")
+	f.Add("longer keyword|k", "ccccccckccccccccccccccccccccccccclonger keyworc longer keyword")
+	f.Fuzz(func(t *testing.T, keywords, text string) {
+		if len(keywords) > 256 {
+			return // a trie of 254 byte classes per state: keep each input quick
+		}
+		var sets [][]string
+		for _, set := range strings.SplitN(keywords, "|", 2) {
+			ks := strings.Split(set, ",")
+			if len(ks) > 16 {
+				ks = ks[:16]
+			}
+			sets = append(sets, ks)
+		}
+		m, err := newKeywordSets(sets)
+		if err != nil {
+			return // more than 254 distinct bytes, or too many states
+		}
+		var want uint64
+		for i, set := range sets {
+			for _, k := range set {
+				if strings.Contains(strings.ToLower(text), strings.ToLower(k)) {
+					want |= 1 << i
+				}
+			}
+		}
+		if got := m.scan(text); got != want {
+			t.Fatalf("sets %q, text %q: scan = %b, want %b", sets, text, got, want)
+		}
+	})
+}
+
 func TestPatternMatcher(t *testing.T) {
 	m, err := newPatternMatcher([]string{`\b(?:\d[ -]?){13,16}\b`, `(?i)project\s+x`})
 	if err != nil {
