@@ -13,9 +13,9 @@ const (
 
 var (
 	nameClass  [256]uint8 // ASCII name characters (':' is handled apart)
-	textPlain  [256]bool  // character data bytes that need no further look
-	attrPlain  [256]bool  // attribute value bytes that need no further look
-	cdataPlain [256]bool  // CDATA section bytes that need no further look
+	textPlain  [256]uint8 // character data bytes that need no further look (1)
+	attrPlain  [256]uint8 // attribute value bytes that need no further look (1)
+	cdataPlain [256]uint8 // CDATA section bytes that need no further look (1)
 	isXMLSpace [256]bool  // S ::= (#x20 | #x9 | #xD | #xA)+
 
 	// For ParseContent, over bytes the scanner accepted already.
@@ -39,22 +39,22 @@ func init() {
 		switch c {
 		case '<', '&', ']', '>':
 		default:
-			textPlain[c] = true
+			textPlain[c] = 1
 		}
 		switch c {
 		case '<', '&', '\'', '"':
 		default:
-			attrPlain[c] = true
+			attrPlain[c] = 1
 		}
 		switch c {
 		case ']', '>':
 		default:
-			cdataPlain[c] = true
+			cdataPlain[c] = 1
 		}
 	}
 	for _, c := range []byte{' ', '\t', '\r', '\n'} {
 		isXMLSpace[c] = true
-		cdataPlain[c] = true
+		cdataPlain[c] = 1
 		tagNameEnd[c] = true
 		attrNameEnd[c] = true
 	}
@@ -223,4 +223,20 @@ func knownType(b []byte) (string, bool) {
 		return "invalid", true
 	}
 	return "", false
+}
+
+// plainRun returns the index of the first byte of buf[i:end] that plain
+// does not mark, or end: eight bytes a step while all are marked (the
+// steps of a byte-at-a-time loop each wait for the previous compare).
+func plainRun(buf []byte, i, end int, plain *[256]uint8) int {
+	for ; i+8 <= end; i += 8 {
+		b := buf[i : i+8 : i+8]
+		if plain[b[0]]&plain[b[1]]&plain[b[2]]&plain[b[3]]&plain[b[4]]&plain[b[5]]&plain[b[6]]&plain[b[7]] == 0 {
+			break
+		}
+	}
+	for i < end && plain[buf[i]] != 0 {
+		i++
+	}
+	return i
 }

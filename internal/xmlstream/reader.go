@@ -931,10 +931,7 @@ func (r *Reader) text() error {
 			}
 			continue
 		}
-		i := r.pos
-		for i < r.end && textPlain[r.buf[i]] {
-			i++
-		}
+		i := plainRun(r.buf, r.pos, r.end, &textPlain)
 		if i > r.pos {
 			r.pos = i
 			brackets = 0
@@ -1000,10 +997,7 @@ func (r *Reader) cdataSection() error {
 			}
 			continue
 		}
-		i := r.pos
-		for i < r.end && cdataPlain[r.buf[i]] {
-			i++
-		}
+		i := plainRun(r.buf, r.pos, r.end, &cdataPlain)
 		if i > r.pos {
 			r.pos = i
 			brackets = 0
@@ -1044,10 +1038,7 @@ func (r *Reader) attrValue(quote byte) (rel, n int, flags uint8, err error) {
 			}
 			continue
 		}
-		i := r.pos
-		for i < r.end && attrPlain[r.buf[i]] {
-			i++
-		}
+		i := plainRun(r.buf, r.pos, r.end, &attrPlain)
 		r.pos = i
 		if r.pos >= r.end {
 			continue
