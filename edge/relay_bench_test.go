@@ -8,8 +8,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -425,6 +427,20 @@ func BenchmarkIdleSessionMemory(b *testing.B) {
 	// reader) is counted too, so the figure is an upper bound.
 	b.ReportMetric(float64(after.HeapInuse-before.HeapInuse)/sessions, "heap-bytes/session")
 	b.ReportMetric(float64(len(env.gw.Sessions())), "sessions")
+	// XMPPEDGE_HEAP_PROFILE=file writes the heap profile of this moment
+	// (with -memprofilerate 1, every object: go tool pprof
+	// -sample_index=inuse_space file), what -memprofile cannot: it is
+	// written after the sessions close.
+	if path := os.Getenv("XMPPEDGE_HEAP_PROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer f.Close()
+		if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
 
 // jetStreamSink starts three clustered NATS servers with JetStream on
