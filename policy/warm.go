@@ -2,6 +2,7 @@ package policy
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 )
@@ -18,13 +19,16 @@ import (
 // So a load keeps a sample input of each class it narrows (up to
 // maxWarmSamples per decision; the first decision that starts the class's
 // narrowing gives it), and a reload, before it makes the new policy
-// active, decides each of the old load's samples with the new one on the
+// active, decides the old load's samples with the new one on the
 // reloading goroutine: the class is narrowed at once, a stanza with text
 // gets its content program, and the decision is cached. The first new
 // pair of JIDs of a known class is then a cache hit from the first
 // stanza after the reload. The old policy keeps deciding meanwhile; the
-// warm-up stops at warmBudget, and a sample that the new policy puts in
-// another class (new data) warms that class instead.
+// warm-up takes the newest samples first and stops at warmBudget, and a
+// sample that the new policy puts in another class (new data) warms that
+// class instead. The new load keeps the samples it decided, and at most
+// maxInherited of them: the rest is room for the classes seen after the
+// reload, so that the oldest give way over reloads.
 //
 // A sample keeps the input's addresses, ids and facts, never its text: a
 // body, subject or thread is replaced by warmText, which gives the
@@ -40,6 +44,9 @@ import (
 const (
 	// maxWarmSamples bounds the samples a load keeps per decision.
 	maxWarmSamples = 512
+	// maxInherited is how many of them a reload warms up at most: the
+	// rest is room for classes seen after it.
+	maxInherited = maxWarmSamples * 3 / 4
 	// warmBudget bounds a reload's warm-up (a sample costs a partial
 	// evaluation, 1–4 ms with 10,000 partners, and for text one more
 	// for its content program).
@@ -125,29 +132,46 @@ func copyStanzaInput(in *StanzaInput) StanzaInput {
 	return cp
 }
 
-// warmUp decides the samples of old with l, which is not active yet, until
-// they are done, budget has passed or ctx ends, and returns how many it
-// decided.
+// warmUp decides the samples of old with l, which is not active yet,
+// newest first, until they are done, budget has passed or ctx ends, and
+// returns how many it decided. Only the newest maxInherited of each kind
+// are tried, and l keeps as its own samples those it decided (in their
+// order), so that an old class nobody uses any more gives way to new
+// ones: over reloads, the samples are the classes seen most recently.
 func (e *Engine) warmUp(ctx context.Context, old, l *loaded, budget time.Duration) int {
 	if old == nil || e.noWarmUp {
 		return 0
 	}
 	sessions, stanzas := old.warm.snapshot()
+	sessions, stanzas = sessions[max(0, len(sessions)-maxInherited):], stanzas[max(0, len(stanzas)-maxInherited):]
 	if len(sessions)+len(stanzas) == 0 {
 		return 0
 	}
 	deadline := time.Now().Add(budget)
 	l.warming = true
-	defer func() { l.warming = false }()
+	defer func() {
+		l.warming = false
+		l.warm.reverse() // decided newest first: back to oldest first
+	}()
 	n := 0
 	more := func() bool { return ctx.Err() == nil && time.Now().Before(deadline) }
-	for i := 0; i < len(sessions) && more(); i++ {
-		e.decideSession(ctx, l, &sessions[i])
-		n++
-	}
-	for i := 0; i < len(stanzas) && more(); i++ {
-		e.decideStanza(ctx, l, &stanzas[i])
-		n++
+	for i, j := len(sessions)-1, len(stanzas)-1; (i >= 0 || j >= 0) && more(); i, j = i-1, j-1 {
+		if i >= 0 {
+			e.decideSession(ctx, l, &sessions[i])
+			n++
+		}
+		if j >= 0 {
+			e.decideStanza(ctx, l, &stanzas[j])
+			n++
+		}
 	}
 	return n
+}
+
+// reverse reverses the order of the samples.
+func (w *warmSamples) reverse() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	slices.Reverse(w.sessions)
+	slices.Reverse(w.stanzas)
 }

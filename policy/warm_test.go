@@ -236,3 +236,49 @@ decision := {"allow": 1/zero == 1, "reason": "listed"} if input.remote_domain !=
 		t.Fatalf("failures %d, want 1", s.Failures)
 	}
 }
+
+// TestWarmUpKeepsTheNewest: a reload warms up the newest maxInherited
+// samples of the old load, newest first, and the new load keeps them in
+// their order, leaving room for new classes.
+func TestWarmUpKeepsTheNewest(t *testing.T) {
+	const perDomain = `package xmppedge.session
+
+default decision := {"allow": false, "reason": "not listed"}
+
+decision := {"allow": true, "reason": "listed"} if {
+	endswith(input.local_domain, ".test")
+	input.remote_domain != "evil.test"
+}
+`
+	e, _ := newTestEngine(t, map[string]string{"session.rego": perDomain}, Config{})
+	ctx := testContext(t)
+	old := &loaded{}
+	const n = maxInherited + 100
+	for i := range n { // a class per local domain (not a narrowable leaf)
+		old.warm.addSession(fmt.Appendf(nil, "class%d", i), &SessionInput{LocalDomain: fmt.Sprintf("d%d.test", i), RemoteDomain: "r.test"})
+	}
+	src, err := e.read(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := e.prepare(ctx, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := e.warmUp(ctx, old, l, time.Minute); got != maxInherited {
+		t.Fatalf("%d warmed, want %d", got, maxInherited)
+	}
+	kept, _ := l.warm.snapshot()
+	if len(kept) != maxInherited {
+		t.Fatalf("the new load keeps %d samples, want %d", len(kept), maxInherited)
+	}
+	for i, s := range kept {
+		if want := fmt.Sprintf("d%d.test", n-maxInherited+i); s.LocalDomain != want {
+			t.Fatalf("sample %d is %s, want %s (the newest, oldest first)", i, s.LocalDomain, want)
+		}
+	}
+	l.warm.addSession([]byte("new class"), &SessionInput{LocalDomain: "new.test"})
+	if kept, _ = l.warm.snapshot(); len(kept) != maxInherited+1 {
+		t.Fatalf("no room for a new class: %d samples", len(kept))
+	}
+}
