@@ -41,6 +41,7 @@ type Engine struct {
 	noNarrowing   bool          // tests and benchmarks: no key narrowing (from the next load)
 	noRemoteFacts bool          // tests: no input.remote nor input.local, the rules look up themselves (from the next load)
 	noWarmUp      bool          // tests and benchmarks: reloads do not warm the new policy up (warm.go)
+	warmBudget    time.Duration // bounds a reload's warm-up: defaultWarmBudget (tests: longer, for a slow machine)
 
 	hooksMu sync.Mutex
 	hooks   []func(revision string)
@@ -117,7 +118,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	e := &Engine{cfg: cfg, log: cfg.Logger.With("component", "policy"), watchInterval: time.Second}
+	e := &Engine{cfg: cfg, log: cfg.Logger.With("component", "policy"), watchInterval: time.Second, warmBudget: defaultWarmBudget}
 	switch {
 	case cfg.Bundle != nil && cfg.Rules != "":
 		return nil, errors.New("policy: rules and bundle are exclusive: configure one source")
@@ -186,7 +187,7 @@ func (e *Engine) reload(ctx context.Context, force bool) (bool, error) {
 		return fail(err)
 	}
 	warmStart := time.Now()
-	warmed := e.warmUp(ctx, old, l, warmBudget)
+	warmed := e.warmUp(ctx, old, l, e.warmBudget)
 	e.current.Store(l)
 	e.reloads.Add(1)
 	e.warmed.Add(uint64(warmed))

@@ -54,6 +54,7 @@ func newTestEngine(t testing.TB, files map[string]string, cfg Config) (*Engine, 
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
+	e.warmBudget = testTimeout // a reload warms every sample up, however slow the machine
 	t.Cleanup(e.waitBackground)
 	return e, rules
 }
@@ -92,6 +93,7 @@ func shippedEngine(t testing.TB, dataYAML string, cfg Config) *Engine {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
+	e.warmBudget = testTimeout // a reload warms every sample up, however slow the machine
 	t.Cleanup(e.waitBackground)
 	return e
 }

@@ -24,7 +24,7 @@ import (
 // gets its content program, and the decision is cached. The first new
 // pair of JIDs of a known class is then a cache hit from the first
 // stanza after the reload. The old policy keeps deciding meanwhile; the
-// warm-up takes the newest samples first and stops at warmBudget, and a
+// warm-up takes the newest samples first and stops at defaultWarmBudget, and a
 // sample that the new policy puts in another class (new data) warms that
 // class instead. The new load keeps the samples it decided, and at most
 // maxInherited of them: the rest is room for the classes seen after the
@@ -47,10 +47,10 @@ const (
 	// maxInherited is how many of them a reload warms up at most: the
 	// rest is room for classes seen after it.
 	maxInherited = maxWarmSamples * 3 / 4
-	// warmBudget bounds a reload's warm-up (a sample costs a partial
+	// defaultWarmBudget bounds a reload's warm-up (a sample costs a partial
 	// evaluation, 1–4 ms with 10,000 partners, and for text one more
 	// for its content program).
-	warmBudget = 3 * time.Second
+	defaultWarmBudget = 3 * time.Second
 	// warmText stands for a sample's text.
 	warmText = "."
 )
