@@ -7,6 +7,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/xmppedge/xmppedge/internal/bytescan"
 )
 
 // keywordMatcher finds any of a set of keywords in a text, ignoring case,
@@ -43,13 +45,13 @@ type keywordSets struct {
 	mask   []uint64   // state → the sets a keyword of which ends there
 	always uint64     // sets with an empty keyword: they always match
 	all    uint64     // sets that can match: the scan stops when all did
-	// leaves[b]: byte b leaves the start state (it may begin a keyword);
-	// leavesASCII also stops at every non-ASCII byte, for scan to lower
-	// the text. A text is mostly bytes that begin no keyword, and in the
-	// start state those are skipped in a loop whose steps do not wait
-	// for each other, where the automaton's steps each wait for the
+	// stays[b] is 1 when byte b keeps the automaton in its start state
+	// (it begins no keyword); staysASCII also is 0 for every non-ASCII
+	// byte, for scan to lower the text. A text is mostly bytes that begin
+	// no keyword, and in the start state those are skipped with
+	// bytescan.Run, where the automaton's steps each wait for the
 	// previous state.
-	leaves, leavesASCII [256]uint8 // 1 or 0
+	stays, staysASCII [256]uint8
 }
 
 const hasMask = 1 << 30
@@ -70,11 +72,11 @@ func newKeywordSets(sets [][]string) (*keywordSets, error) {
 	completeAutomaton(nodes, classes)
 	m.compileTable(nodes, classes)
 	for b := range 256 {
-		if m.delta[m.class[b]] != 0 {
-			m.leaves[b], m.leavesASCII[b] = 1, 1
-		}
-		if b >= utf8.RuneSelf {
-			m.leavesASCII[b] = 1
+		if m.delta[m.class[b]] == 0 {
+			m.stays[b] = 1
+			if b < utf8.RuneSelf {
+				m.staysASCII[b] = 1
+			}
 		}
 	}
 	return m, nil
@@ -196,11 +198,11 @@ func (m *keywordSets) scan(text string) uint64 {
 	if found == m.all {
 		return found
 	}
-	delta, class, stride, leaves := m.delta, &m.class, m.stride, &m.leavesASCII
+	delta, class, stride, stays := m.delta, &m.class, m.stride, &m.staysASCII
 	s := int32(0)
 	for i := 0; i < len(text); i++ {
 		if s == 0 {
-			if i = skipStart(text, i, leaves); i == len(text) {
+			if i = bytescan.Run(text, i, len(text), stays); i == len(text) {
 				break
 			}
 		}
@@ -221,27 +223,12 @@ func (m *keywordSets) scan(text string) uint64 {
 	return found
 }
 
-// skipStart returns the index of the first byte of text from i on that
-// leaves marks, or len(text): eight bytes a step while none is marked.
-func skipStart(text string, i int, leaves *[256]uint8) int {
-	for ; i+8 <= len(text); i += 8 {
-		t := text[i : i+8]
-		if leaves[t[0]]|leaves[t[1]]|leaves[t[2]]|leaves[t[3]]|leaves[t[4]]|leaves[t[5]]|leaves[t[6]]|leaves[t[7]] != 0 {
-			break
-		}
-	}
-	for i < len(text) && leaves[text[i]] == 0 {
-		i++
-	}
-	return i
-}
-
 func (m *keywordSets) scanLowered(text string) uint64 {
 	found := m.always
 	s := int32(0)
 	for i := 0; i < len(text); i++ {
 		if s == 0 {
-			if i = skipStart(text, i, &m.leaves); i == len(text) {
+			if i = bytescan.Run(text, i, len(text), &m.stays); i == len(text) {
 				break
 			}
 		}

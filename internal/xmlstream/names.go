@@ -224,19 +224,3 @@ func knownType(b []byte) (string, bool) {
 	}
 	return "", false
 }
-
-// plainRun returns the index of the first byte of buf[i:end] that plain
-// does not mark, or end: eight bytes a step while all are marked (the
-// steps of a byte-at-a-time loop each wait for the previous compare).
-func plainRun(buf []byte, i, end int, plain *[256]uint8) int {
-	for ; i+8 <= end; i += 8 {
-		b := buf[i : i+8 : i+8]
-		if plain[b[0]]&plain[b[1]]&plain[b[2]]&plain[b[3]]&plain[b[4]]&plain[b[5]]&plain[b[6]]&plain[b[7]] == 0 {
-			break
-		}
-	}
-	for i < end && plain[buf[i]] != 0 {
-		i++
-	}
-	return i
-}

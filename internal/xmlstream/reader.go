@@ -6,6 +6,8 @@ import (
 	"io"
 	"unicode/utf8"
 	"unsafe"
+
+	"github.com/xmppedge/xmppedge/internal/bytescan"
 )
 
 const (
@@ -931,7 +933,7 @@ func (r *Reader) text() error {
 			}
 			continue
 		}
-		i := plainRun(r.buf, r.pos, r.end, &textPlain)
+		i := bytescan.Run(r.buf, r.pos, r.end, &textPlain)
 		if i > r.pos {
 			r.pos = i
 			brackets = 0
@@ -997,7 +999,7 @@ func (r *Reader) cdataSection() error {
 			}
 			continue
 		}
-		i := plainRun(r.buf, r.pos, r.end, &cdataPlain)
+		i := bytescan.Run(r.buf, r.pos, r.end, &cdataPlain)
 		if i > r.pos {
 			r.pos = i
 			brackets = 0
@@ -1038,7 +1040,7 @@ func (r *Reader) attrValue(quote byte) (rel, n int, flags uint8, err error) {
 			}
 			continue
 		}
-		i := plainRun(r.buf, r.pos, r.end, &attrPlain)
+		i := bytescan.Run(r.buf, r.pos, r.end, &attrPlain)
 		r.pos = i
 		if r.pos >= r.end {
 			continue
