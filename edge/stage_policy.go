@@ -74,10 +74,15 @@ func (st *inStanza) classify(children []xmlstream.Name, body string) {
 	st.facts = payload.Classify(n, body)
 }
 
-// fillContent copies what a content policy reads from the stanza
-// (policy.FillContent, with the stanza's tree parsed once) and returns the
-// names of its children (for the payload pre-check).
+// fillContent copies what a content policy reads from the stanza into in
+// and returns the names of its children (for the payload pre-check): what
+// the scanner collected while reading the stanza (Element.ContentInto),
+// or else (a security label) policy.FillContent, with the stanza's tree
+// parsed once.
 func fillContent(in *policy.StanzaInput, st *inStanza) []xmlstream.Name {
 	st.contentDone = true
+	if st.el.ContentInto(&st.content) {
+		return policy.SetContent(in, &st.content)
+	}
 	return policy.FillContent(in, st.el.Raw, st.ns, st.node, &st.content)
 }

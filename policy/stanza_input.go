@@ -45,20 +45,13 @@ func JIDOf(j jidprep.JID, s string) JID {
 // (its Children's array reused; the names returned are in it); in's
 // Children array is reused too.
 func FillContent(in *StanzaInput, raw []byte, ns map[string]string, tree func() (*xmlstream.Node, error), scratch *xmlstream.Content) []xmlstream.Name {
-	in.Children = in.Children[:0]
 	if scratch == nil {
 		scratch = new(xmlstream.Content)
 	}
-	if c := scratch; xmlstream.ParseContentInto(c, raw, ns) {
-		if cap(in.Children) < len(c.Children) {
-			in.Children = make([]Child, 0, len(c.Children))
-		}
-		for _, ch := range c.Children {
-			in.Children = append(in.Children, Child{Name: ch.Local, Namespace: ch.Space})
-		}
-		in.Body, in.Subject, in.Thread = c.Body, c.Subject, c.Thread
-		return c.Children
+	if xmlstream.ParseContentInto(scratch, raw, ns) {
+		return SetContent(in, scratch)
 	}
+	in.Children = in.Children[:0]
 	n, err := tree()
 	if err != nil {
 		return nil
@@ -81,6 +74,21 @@ func FillContent(in *StanzaInput, raw []byte, ns map[string]string, tree func() 
 		}
 	}
 	return names
+}
+
+// SetContent copies c, a stanza's content as the scanner collected it
+// (xmlstream.Element.ContentInto) or ParseContent gave it, into in, whose
+// Children array it reuses, and returns c's child names.
+func SetContent(in *StanzaInput, c *xmlstream.Content) []xmlstream.Name {
+	in.Children = in.Children[:0]
+	if cap(in.Children) < len(c.Children) {
+		in.Children = make([]Child, 0, len(c.Children))
+	}
+	for _, ch := range c.Children {
+		in.Children = append(in.Children, Child{Name: ch.Local, Namespace: ch.Space})
+	}
+	in.Body, in.Subject, in.Thread = c.Body, c.Subject, c.Thread
+	return c.Children
 }
 
 // SetPayloadFacts copies the content scanner's findings into the input.

@@ -114,6 +114,8 @@ type Reader struct {
 	scratch     []byte
 	arena       []byte
 	dupSet      map[string]struct{}
+	col         collected // what Element.ContentInto reads (collect.go)
+	tagRef      nsRef     // the namespace of the start tag startTag just read
 
 	build *nodeBuilder // non-nil only inside ParseNode
 }
@@ -163,6 +165,7 @@ func (r *Reader) resetScratch() {
 	r.decls = r.decls[:0]
 	r.open = r.open[:0]
 	r.hdrPrefixes = r.hdrPrefixes[:0]
+	r.col.reset()
 }
 
 func (r *Reader) fail(err error) error {
@@ -624,7 +627,8 @@ func isTimeout(err error) bool {
 // memory accounting.
 func (r *Reader) HeldBytes() int {
 	n := cap(r.buf) + cap(r.arena) + cap(r.scratch) +
-		cap(r.attrs)*int(unsafe.Sizeof(attrSpan{})) + cap(r.decls)*int(unsafe.Sizeof(nsDecl{})) + cap(r.open)*int(unsafe.Sizeof(qname{}))
+		cap(r.attrs)*int(unsafe.Sizeof(attrSpan{})) + cap(r.decls)*int(unsafe.Sizeof(nsDecl{})) + cap(r.open)*int(unsafe.Sizeof(qname{})) +
+		cap(r.col.kids)*int(unsafe.Sizeof(collectedKid{})) + cap(r.col.texts)*int(unsafe.Sizeof(collectedText{}))
 	if r.dupSet != nil {
 		n++
 	}
@@ -644,6 +648,7 @@ func (r *Reader) Release() {
 	}
 	r.buf, r.arena, r.scratch = nil, nil, nil
 	r.start, r.pos, r.end = 0, 0, 0
+	r.col = collected{gen: r.col.gen + 1}
 	if len(r.open) == 0 && len(r.decls) == 0 {
 		r.attrs, r.decls, r.open, r.dupSet = nil, nil, nil, nil
 	}
@@ -693,8 +698,12 @@ func (r *Reader) element(top bool) (Element, error) {
 			return el, err
 		}
 		if r.buf[r.pos] != '<' {
+			rel := r.rel()
 			if err := r.text(); err != nil {
 				return el, err
+			}
+			if r.build == nil {
+				r.collectText(depth, rel, r.rel()-rel, false)
 			}
 			continue
 		}
@@ -720,10 +729,14 @@ func (r *Reader) element(top bool) (Element, error) {
 			if depth == 0 {
 				return el, restricted("comment, DTD or CDATA section outside an element")
 			}
+			rel := r.rel() + len("![CDATA[")
 			if err := r.cdataSection(); err != nil {
 				return el, err
 			}
 			el.HasCDATA = true
+			if r.build == nil {
+				r.collectText(depth, rel, r.rel()-len("]]>")-rel, true)
+			}
 		case '?':
 			return el, restricted("processing instruction")
 		default:
@@ -735,10 +748,13 @@ func (r *Reader) element(top bool) (Element, error) {
 			if err != nil {
 				return el, err
 			}
-			if depth == 1 {
+			switch {
+			case depth == 1:
 				if err := r.head(&el); err != nil {
 					return el, err
 				}
+			case depth == 2 && r.build == nil:
+				r.collectKid(r.tagRef)
 			}
 			if empty {
 				r.open = r.open[:len(r.open)-1]
@@ -757,6 +773,9 @@ func (r *Reader) element(top bool) (Element, error) {
 		return el, tooBig()
 	}
 	el.Raw = r.buf[r.elemStart:r.pos:r.pos]
+	if r.build == nil {
+		el.col, el.colGen = &r.col, r.col.gen
+	}
 	if len(r.hdrPrefixes) > 0 {
 		el.HeaderPrefixes = r.hdrPrefixes
 	}
@@ -1220,6 +1239,7 @@ func (r *Reader) startTag(depth int, header bool) (empty bool, err error) {
 		return false, notWellFormed("element named with xmlns")
 	}
 	ref := r.resolve(prefix)
+	r.tagRef = ref
 	if !header {
 		if ref.kind == nsNone && name.colon >= 0 {
 			return false, notWellFormed("undeclared namespace prefix")

@@ -86,6 +86,10 @@ type Element struct {
 	// Where the root's unprefixed from and to attributes are in Raw (zero
 	// when absent), for AppendForwardAddressed.
 	fromLoc, toLoc attrLoc
+	// The Reader's notes on the element's content (ContentInto), valid
+	// while col.gen == colGen.
+	col    *collected
+	colGen uint64
 }
 
 // attrLoc locates one attribute of the root start tag in Element.Raw: name

@@ -1,0 +1,190 @@
+package xmlstream
+
+import (
+	"errors"
+	"io"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+const collectHeader = "<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' xmlns:h='urn:header'>"
+
+// sameContent compares two Contents, an empty Children the same as none.
+func sameContent(a, b Content) bool {
+	if len(a.Children) == 0 && len(b.Children) == 0 {
+		a.Children, b.Children = nil, nil
+	}
+	return reflect.DeepEqual(a, b)
+}
+
+// readElements reads every element of collectHeader+body and calls f with
+// each while it is the Reader's latest.
+func readElements(t *testing.T, body string, f func(el *Element, h Header)) {
+	t.Helper()
+	r := NewReader(strings.NewReader(collectHeader+body), Limits{})
+	h, err := r.ReadHeader()
+	if err != nil {
+		t.Fatalf("header: %v", err)
+	}
+	for {
+		el, err := r.Next()
+		if err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, ErrStreamEnd) {
+				return
+			}
+			var se *StreamError
+			if errors.As(err, &se) {
+				return
+			}
+			t.Fatalf("Next: %v", err)
+		}
+		f(&el, h)
+	}
+}
+
+func TestCollectedContent(t *testing.T) {
+	tests := []struct {
+		name string
+		raw  string
+		want Content
+		ok   bool
+	}{
+		{"plain message", "<message to='a@b' from='c@d'><body>hi &amp; bye &#x263A;</body><active xmlns='http://jabber.org/protocol/chatstates'/></message>",
+			Content{Children: []Name{{NSServer, "body"}, {"http://jabber.org/protocol/chatstates", "active"}}, Body: "hi & bye ☺"}, true},
+		{"every body is seen", "<message><body xml:lang='en'>ok</body><body xml:lang='de'>CONFIDENTIAL</body></message>",
+			Content{Children: []Name{{NSServer, "body"}, {NSServer, "body"}}, Body: "ok\nCONFIDENTIAL"}, true},
+		{"nested markup inside body is skipped, text kept", "<message><body>a<b xmlns='x'>hidden</b>c</body></message>",
+			Content{Children: []Name{{NSServer, "body"}}, Body: "ac"}, true},
+		{"body in another namespace is not the body", "<message><body xmlns='urn:other'>x</body></message>",
+			Content{Children: []Name{{"urn:other", "body"}}}, true},
+		{"only the first thread", "<message xmlns='jabber:server'><subject>s</subject><thread/><thread>t2</thread></message>",
+			Content{Children: []Name{{NSServer, "subject"}, {NSServer, "thread"}, {NSServer, "thread"}}, Subject: "s"}, true},
+		{"line ends normalised", "<message><body>a\r\nb\rc</body></message>",
+			Content{Children: []Name{{NSServer, "body"}}, Body: "a\nb\nc"}, true},
+		{"empty stanza", "<presence/>", Content{}, true},
+		{"prefixed body in jabber:server", "<message xmlns:p='jabber:server'><p:body>x</p:body></message>",
+			Content{Children: []Name{{NSServer, "body"}}, Body: "x"}, true},
+		{"prefix from the stream header", "<message><h:x/><body>b</body></message>",
+			Content{Children: []Name{{"urn:header", "x"}, {NSServer, "body"}}, Body: "b"}, true},
+		{"body undeclared into no namespace", "<message><body xmlns=''>x</body></message>",
+			Content{Children: []Name{{"", "body"}}}, true},
+		{"cdata merged with the text around it", "<message><body>a<![CDATA[<b>&amp;\r\n]]>c</body></message>",
+			Content{Children: []Name{{NSServer, "body"}}, Body: "a<b>&amp;\nc"}, true},
+		{"cdata in a nested element is not the body's", "<message><body>a<x xmlns='u'><![CDATA[hidden]]></x></body></message>",
+			Content{Children: []Name{{NSServer, "body"}}, Body: "a"}, true},
+		{"cdata directly in the stanza is not content", "<message><![CDATA[<body>b</body>]]><body>y</body></message>",
+			Content{Children: []Name{{NSServer, "body"}}, Body: "y"}, true},
+		{"security label: the tree's", "<message><securitylabel xmlns='urn:xmpp:sec-label:0'/><body>x</body></message>", Content{}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n := 0
+			readElements(t, tt.raw, func(el *Element, h Header) {
+				n++
+				var got Content
+				ok := el.ContentInto(&got)
+				if ok != tt.ok {
+					t.Fatalf("ok = %v, want %v", ok, tt.ok)
+				}
+				if !ok {
+					return
+				}
+				if !sameContent(got, tt.want) {
+					t.Fatalf("got %+v\nwant %+v", got, tt.want)
+				}
+				node, err := ParseNode(el.Raw, h.Namespaces)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if ref := contentFromNode(node); !sameContent(got, ref) {
+					t.Fatalf("differs from ParseNode: %+v vs %+v", got, ref)
+				}
+			})
+			if n != 1 {
+				t.Fatalf("%d elements read, want 1", n)
+			}
+		})
+	}
+}
+
+// TestCollectedContentIsTheLatestElements: an Element's notes are gone once
+// the Reader has moved on or let its buffers go: ContentInto then declines,
+// and never answers with another element's content.
+func TestCollectedContentIsTheLatestElements(t *testing.T) {
+	r := NewReader(strings.NewReader(collectHeader+"<message><body>one</body></message><message><body>two</body></message>"), Limits{})
+	if _, err := r.ReadHeader(); err != nil {
+		t.Fatal(err)
+	}
+	first, err := r.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c Content
+	if !first.ContentInto(&c) || c.Body != "one" {
+		t.Fatalf("first: %+v", c)
+	}
+	second, err := r.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.ContentInto(&c) {
+		t.Fatalf("an earlier element's notes answered after Next: %+v", c)
+	}
+	if !second.ContentInto(&c) || c.Body != "two" {
+		t.Fatalf("second: %+v", c)
+	}
+	r.Release()
+	if second.ContentInto(&c) {
+		t.Fatalf("notes answered after Release: %+v", c)
+	}
+	if node, err := ParseNode([]byte("<message><body>x</body></message>"), testHeaderNS); err != nil || node == nil {
+		t.Fatalf("ParseNode: %v", err)
+	}
+	var zero Element
+	if zero.ContentInto(&c) {
+		t.Fatal("an Element without notes answered")
+	}
+}
+
+// FuzzCollectedContent: for every element the Reader accepts, the content
+// it collected while scanning is exactly what ParseNode's tree gives; it
+// declines only for a security label. The stanza path feeds the policy
+// from these notes, so the policy cannot see another body than the full
+// parser does.
+func FuzzCollectedContent(f *testing.F) {
+	for _, s := range []string{
+		"<message><body>hi</body></message>",
+		"<message><body>a<b>x</b>c</body><body>d</body><subject>s&lt;</subject></message>",
+		"<message xmlns='jabber:server'><thread>t</thread><x xmlns='u'><body>inner</body></x></message>",
+		"<message><body xmlns='jabber:client'>c</body></message>",
+		"<message xmlns:p='jabber:server'><p:body>x</p:body><h:subject xmlns:h='jabber:server'>y</h:subject></message>",
+		"<message><body>&#65;&#x42;\r\n</body></message>",
+		"<message><body>a<![CDATA[<b>x</b>]]>c\r</body></message>",
+		"<message><![CDATA[</message><body>x</body>]]><body>y</body></message>",
+		"<message><securitylabel xmlns='urn:xmpp:sec-label:0'/></message>",
+		"<iq type='get'><query xmlns='jabber:iq:version'/></iq><presence/>",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		readElements(t, s, func(el *Element, h Header) {
+			var got Content
+			ok := el.ContentInto(&got)
+			n, err := ParseNode(el.Raw, h.Namespaces)
+			if err != nil {
+				t.Fatalf("ParseNode rejects what Next accepted: %v", err)
+			}
+			hasLabel := false
+			for _, c := range n.Children {
+				hasLabel = hasLabel || c.Space == SecurityLabelNS
+			}
+			if ok == hasLabel {
+				t.Fatalf("ContentInto ok = %v with a security label %v; input %q", ok, hasLabel, el.Raw)
+			}
+			if ref := contentFromNode(n); ok && !sameContent(got, ref) {
+				t.Fatalf("collected %+v\nParseNode %+v\ninput %q", got, ref, el.Raw)
+			}
+		})
+	})
+}
