@@ -36,6 +36,7 @@ type StreamReceiver interface {
 	// Stanza handles a message, presence or iq (jabber:server). With
 	// stream management enabled, t.Done must be called once the stanza
 	// is handled (relayed, bounced or dropped); the zero Ticket otherwise.
+	// el is the Stream's, and valid only during the call.
 	Stanza(el *xmlstream.Element, t Ticket) error
 }
 
@@ -115,22 +116,34 @@ func (s *Stream) answerHeader() error {
 }
 
 // receiveElement reads (within the deadline Conn.Await set) and answers one
-// element.
+// element. The element is read into s.el, not a new one each time (a
+// pointer to it is handed on, so a local would be allocated for every
+// stanza), and emptied afterwards: an idle stream keeps nothing of its
+// read buffer.
 func (s *Stream) receiveElement(ctx context.Context) (Step, error) {
-	el, err := s.Conn.NextAwaited()
-	if err != nil {
+	el := &s.el
+	var err error
+	if *el, err = s.Conn.NextAwaited(); err != nil {
 		return Skip, err
 	}
+	step, err := s.answer(ctx, el)
+	*el = xmlstream.Element{}
+	return step, err
+}
+
+// answer hands one element to the Receiver (a stanza) or the Feature
+// that handles it.
+func (s *Stream) answer(ctx context.Context, el *xmlstream.Element) (Step, error) {
 	switch {
 	case el.Space == xmlstream.NSServer && (el.Local == "message" || el.Local == "presence" || el.Local == "iq"):
-		return Skip, s.recv.Stanza(&el, s.acks.ticket())
-	case stream.IsError(&el):
+		return Skip, s.recv.Stanza(el, s.acks.ticket())
+	case stream.IsError(el):
 		// The peer gives up: never answer a stream error with one.
 		return Skip, &EndError{Reason: stream.ParsePeerError(el.Raw, s.Conn.Peer().Namespaces).Condition}
 	}
 	for _, f := range s.features {
-		if f.Handles(&el) {
-			return f.Handle(ctx, s, &el)
+		if f.Handles(el) {
+			return f.Handle(ctx, s, el)
 		}
 	}
 	return Skip, &stream.Error{Condition: stream.UnsupportedStanzaType, Text: "unexpected element <" + el.Local + "> in namespace " + el.Space}

@@ -48,7 +48,8 @@ type Feature interface {
 	// Handles reports whether el is one of the elements the feature
 	// answers in the receiving role (offered or not).
 	Handles(el *xmlstream.Element) bool
-	// Handle answers el in the receiving role.
+	// Handle answers el in the receiving role. el is the Stream's, and
+	// valid only during the call.
 	Handle(ctx context.Context, s *Stream, el *xmlstream.Element) (Step, error)
 
 	// Initiate runs the initiating side, given the features the peer
@@ -93,6 +94,8 @@ type Stream struct {
 	auth         string
 
 	acks *Acks // stream management's counts (receiving, once enabled)
+
+	el xmlstream.Element // the element being answered (receiveElement)
 
 	mu       sync.Mutex
 	saslDone bool
