@@ -343,33 +343,8 @@ func internName(b []byte) string {
 // internNS returns the namespace an xmlns attribute's raw value declares,
 // without an allocation for the usual ones.
 func internNS(val []byte) string {
-	switch string(val) {
-	case NSServer:
-		return NSServer
-	case "http://jabber.org/protocol/chatstates":
-		return "http://jabber.org/protocol/chatstates"
-	case "urn:xmpp:receipts":
-		return "urn:xmpp:receipts"
-	case "urn:xmpp:chat-markers:0":
-		return "urn:xmpp:chat-markers:0"
-	case "urn:xmpp:sid:0":
-		return "urn:xmpp:sid:0"
-	case "urn:xmpp:hints":
-		return "urn:xmpp:hints"
-	case "urn:xmpp:eme:0":
-		return "urn:xmpp:eme:0"
-	case "urn:xmpp:delay":
-		return "urn:xmpp:delay"
-	case "jabber:x:oob":
-		return "jabber:x:oob"
-	case "http://jabber.org/protocol/caps":
-		return "http://jabber.org/protocol/caps"
-	case "http://jabber.org/protocol/xhtml-im":
-		return "http://jabber.org/protocol/xhtml-im"
-	case "eu.siacs.conversations.axolotl":
-		return "eu.siacs.conversations.axolotl"
-	case "urn:xmpp:omemo:2":
-		return "urn:xmpp:omemo:2"
+	if s, ok := knownNamespace(val); ok {
+		return s
 	}
 	return string(appendDecoded(nil, val, decodeAttr))
 }

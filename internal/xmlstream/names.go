@@ -183,6 +183,32 @@ func knownNamespace(b []byte) (string, bool) {
 		return NSErrors, true
 	case "urn:xmpp:sm:3":
 		return "urn:xmpp:sm:3", true
+	// The namespaces of the children stanzas usually carry (content
+	// policy, payload facts).
+	case "http://jabber.org/protocol/chatstates":
+		return "http://jabber.org/protocol/chatstates", true
+	case "urn:xmpp:receipts":
+		return "urn:xmpp:receipts", true
+	case "urn:xmpp:chat-markers:0":
+		return "urn:xmpp:chat-markers:0", true
+	case "urn:xmpp:sid:0":
+		return "urn:xmpp:sid:0", true
+	case "urn:xmpp:hints":
+		return "urn:xmpp:hints", true
+	case "urn:xmpp:eme:0":
+		return "urn:xmpp:eme:0", true
+	case "urn:xmpp:delay":
+		return "urn:xmpp:delay", true
+	case "jabber:x:oob":
+		return "jabber:x:oob", true
+	case "http://jabber.org/protocol/caps":
+		return "http://jabber.org/protocol/caps", true
+	case "http://jabber.org/protocol/xhtml-im":
+		return "http://jabber.org/protocol/xhtml-im", true
+	case "eu.siacs.conversations.axolotl":
+		return "eu.siacs.conversations.axolotl", true
+	case "urn:xmpp:omemo:2":
+		return "urn:xmpp:omemo:2", true
 	}
 	return "", false
 }
