@@ -3,6 +3,7 @@ package policy
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -392,14 +393,16 @@ func BenchmarkKeyNarrowing(b *testing.B) {
 }
 
 // BenchmarkFirstDecisionAfterReload10kDomains: each iteration reloads the
-// policy (10,000 partners, 50 content rules; not timed) after traffic of
+// policy, or restarts (a new engine), (10,000 partners, 50 content rules; not timed) after traffic of
 // a few key classes — sessions and stanzas, both directions, messages
 // with a ~400-byte body, presence, iq — and then measures the first
 // decision of each class for a new pair of JIDs and a partner domain not
 // seen before. "warm-up": the reload decided the old load's samples with
 // the new policy before making it active (warm.go); "cold": the path
-// before, each a full evaluation. reload-ms is the reload's duration,
-// warm-up included.
+// before, each a full evaluation. "restart": the engine saved its samples
+// (SaveSamples) and a new one started from them (Config.SampleFile,
+// warmfile.go); "cold-restart": a new one without. reload-ms is the
+// reload's (or the new engine's start's) duration, warm-up included.
 func BenchmarkFirstDecisionAfterReload10kDomains(b *testing.B) {
 	body := strings.Repeat("An ordinary chat message about lunch plans. ", 9)
 	stanza := func(i int, dir Direction, kind, typ, text string) StanzaInput {
@@ -428,9 +431,14 @@ func BenchmarkFirstDecisionAfterReload10kDomains(b *testing.B) {
 	sessions := func(i int) []SessionInput {
 		return []SessionInput{session(i, "inbound", "dialback"), session(i, "inbound", "sasl_external"), session(i, "outbound", "dialback")}
 	}
-	for _, mode := range []string{"warm-up", "cold"} {
+	for _, mode := range []string{"warm-up", "cold", "restart", "cold-restart"} {
 		b.Run(mode, func(b *testing.B) {
-			e := benchEngine(b, 0)
+			data := benchData()
+			cfg := Config{}
+			if mode == "restart" {
+				cfg.SampleFile = filepath.Join(b.TempDir(), "samples.json")
+			}
+			e := shippedEngine(b, data, cfg)
 			e.noWarmUp = mode == "cold"
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 			defer cancel()
@@ -448,8 +456,17 @@ func BenchmarkFirstDecisionAfterReload10kDomains(b *testing.B) {
 					e.waitBackground()
 				}
 				start := time.Now()
-				if err := e.Reload(ctx); err != nil {
-					b.Fatal(err)
+				switch mode {
+				case "restart", "cold-restart":
+					if err := e.SaveSamples(); err != nil {
+						b.Fatal(err)
+					}
+					start = time.Now()
+					e = shippedEngine(b, data, cfg)
+				default:
+					if err := e.Reload(ctx); err != nil {
+						b.Fatal(err)
+					}
 				}
 				reloads = append(reloads, time.Since(start))
 				next++
@@ -477,7 +494,11 @@ func BenchmarkFirstDecisionAfterReload10kDomains(b *testing.B) {
 			b.ReportMetric(pct(first, 0.50), "first-p50-ns")
 			b.ReportMetric(pct(first, 0.99), "first-p99-ns")
 			b.ReportMetric(pct(reloads, 0.50)/1e6, "reload-ms")
-			b.ReportMetric(float64(e.Stats().WarmedClasses)/float64(b.N), "warmed/reload")
+			warmed := float64(e.Stats().WarmedClasses) / float64(b.N) // a reload's count adds up
+			if strings.HasSuffix(mode, "restart") {
+				warmed = float64(e.Stats().WarmedClasses) // the last engine's
+			}
+			b.ReportMetric(warmed, "warmed/reload")
 		})
 	}
 }

@@ -225,10 +225,12 @@
 // samples with the new policy, narrowing their classes and building
 // their content programs on the reloading goroutine, and only then makes
 // it active (warm.go; bounded to 3 s, the old policy answering
-// meanwhile). A new pair of JIDs in a class the gateway had seen is then
-// a cache hit from the first stanza after the reload
-// (BenchmarkFirstDecisionAfterReload10kDomains); Stats().WarmedClasses
-// counts the samples decided.
+// meanwhile; Config.WarmBudget). A new pair of JIDs in a class the
+// gateway had seen is then a cache hit from the first stanza after the
+// reload (BenchmarkFirstDecisionAfterReload10kDomains); Stats().WarmedClasses
+// counts the samples decided. With Config.SampleFile the samples outlive
+// the process (warmfile.go): SaveSamples writes them, and New decides
+// them before its first load is active, so a restart starts warm too.
 //
 // # Bundles
 //

@@ -41,7 +41,7 @@ type Engine struct {
 	noNarrowing   bool          // tests and benchmarks: no key narrowing (from the next load)
 	noRemoteFacts bool          // tests: no input.remote nor input.local, the rules look up themselves (from the next load)
 	noWarmUp      bool          // tests and benchmarks: reloads do not warm the new policy up (warm.go)
-	warmBudget    time.Duration // bounds a reload's warm-up: defaultWarmBudget (tests: longer, for a slow machine)
+	warmBudget    time.Duration // bounds a warm-up: Config.WarmBudget
 
 	hooksMu sync.Mutex
 	hooks   []func(revision string)
@@ -115,10 +115,13 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	if cfg.CacheSize == 0 {
 		cfg.CacheSize = DefaultCacheSize
 	}
+	if cfg.WarmBudget <= 0 {
+		cfg.WarmBudget = defaultWarmBudget
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	e := &Engine{cfg: cfg, log: cfg.Logger.With("component", "policy"), watchInterval: time.Second, warmBudget: defaultWarmBudget}
+	e := &Engine{cfg: cfg, log: cfg.Logger.With("component", "policy"), watchInterval: time.Second, warmBudget: cfg.WarmBudget}
 	switch {
 	case cfg.Bundle != nil && cfg.Rules != "":
 		return nil, errors.New("policy: rules and bundle are exclusive: configure one source")
@@ -142,6 +145,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
+	e.warmFromFile(ctx, l)
 	e.current.Store(l)
 	e.log.Info("policy loaded", "revision", l.revision, "source", src.origin, "mode", cfg.Mode,
 		"needs_content", l.needsContent, "needs_payload_facts", l.needsFacts, "session_cacheable", l.session.cacheable, "stanza_cacheable", l.stanza.cacheable)

@@ -30,11 +30,14 @@ func writeFiles(t testing.TB, dir string, files map[string]string) {
 // mechanism itself with a policy that cannot finish.
 const testTimeout = 2 * time.Minute
 
-// withTestTimeout returns cfg with Timeout set to testTimeout unless the
-// test chose one.
+// withTestTimeout returns cfg with Timeout and WarmBudget set to
+// testTimeout unless the test chose them.
 func withTestTimeout(cfg Config) Config {
 	if cfg.Timeout == 0 {
 		cfg.Timeout = testTimeout
+	}
+	if cfg.WarmBudget == 0 {
+		cfg.WarmBudget = testTimeout // every sample warmed, however slow the machine (-race: 171 of 224 in 3 s once)
 	}
 	return cfg
 }
@@ -54,7 +57,6 @@ func newTestEngine(t testing.TB, files map[string]string, cfg Config) (*Engine, 
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	e.warmBudget = testTimeout // a reload warms every sample up, however slow the machine
 	t.Cleanup(e.waitBackground)
 	return e, rules
 }
@@ -93,7 +95,6 @@ func shippedEngine(t testing.TB, dataYAML string, cfg Config) *Engine {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	e.warmBudget = testTimeout // a reload warms every sample up, however slow the machine
 	t.Cleanup(e.waitBackground)
 	return e
 }

@@ -211,6 +211,16 @@ type Config struct {
 	// CacheSize bounds each decision cache; 0 means DefaultCacheSize, a
 	// negative value disables caching.
 	CacheSize int
+	// SampleFile keeps the warm-up samples across restarts (warmfile.go):
+	// New decides the samples it holds before the first load is active,
+	// SaveSamples writes the active policy's. They hold addresses, ids,
+	// stanza kinds and payload facts, never message text. "" (default):
+	// none; a start begins with cold caches.
+	SampleFile string
+	// WarmBudget bounds the warm-up of a reload, and of the first load
+	// from SampleFile: the newest samples first, until it is spent (the
+	// rest of the classes are learnt from traffic). 0 means 3s.
+	WarmBudget time.Duration
 }
 
 // BundleConfig names an OPA bundle served over HTTP(S).

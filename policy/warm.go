@@ -143,6 +143,12 @@ func (e *Engine) warmUp(ctx context.Context, old, l *loaded, budget time.Duratio
 		return 0
 	}
 	sessions, stanzas := old.warm.snapshot()
+	return e.warmWith(ctx, l, sessions, stanzas, budget)
+}
+
+// warmWith is warmUp with the samples given: those of the old load, or
+// at start those of the last run (warmfile.go).
+func (e *Engine) warmWith(ctx context.Context, l *loaded, sessions []SessionInput, stanzas []StanzaInput, budget time.Duration) int {
 	sessions, stanzas = sessions[max(0, len(sessions)-maxInherited):], stanzas[max(0, len(stanzas)-maxInherited):]
 	if len(sessions)+len(stanzas) == 0 {
 		return 0

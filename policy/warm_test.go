@@ -48,7 +48,6 @@ func TestReloadWarmUpMatchesFullEvaluation(t *testing.T) {
 			}
 			t.Cleanup(fast.waitBackground)
 			fast.noWarmUp = !warm
-			fast.warmBudget = testTimeout // every sample, however slow the machine (-race: 171 of 224 in 3 s once)
 			// Classes narrowed and programs built at once, before and
 			// after the reload: the hits then depend on the warm-up only.
 			fast.syncPrograms = true

@@ -156,7 +156,8 @@ func logLevel(name string) slog.Level {
 // newPolicyEngine loads the configured policy; a compile error is a
 // field error of policy.rules (or policy.bundle).
 func newPolicyEngine(ctx context.Context, cfg *config.Config, log *slog.Logger) (*policy.Engine, error) {
-	pc := policy.Config{Timeout: time.Duration(cfg.Policy.Timeout), Mode: cfg.Policy.Mode, Logger: log}
+	pc := policy.Config{Timeout: time.Duration(cfg.Policy.Timeout), Mode: cfg.Policy.Mode, Logger: log,
+		SampleFile: cfg.ResolvePath(cfg.Policy.WarmSamples)}
 	field := "policy.rules"
 	if b := cfg.Policy.Bundle; b != nil {
 		field = "policy.bundle"

@@ -306,6 +306,7 @@ func run(ctx context.Context, cfg *config.Config, path string, stdout, stderr io
 	n.eng.OnReload(func(rev string) {
 		n.m.PolicyRevision(rev)
 		n.gw.Recheck()
+		saveSamples(n.eng, log)
 		select {
 		case agreementsChanged <- struct{}{}:
 		default:
@@ -314,6 +315,7 @@ func run(ctx context.Context, cfg *config.Config, path string, stdout, stderr io
 	go n.watchAgreements(ctx, agreementsChanged)
 	go n.eng.Watch(ctx)
 	go returnMemoryWhenQuiet(ctx, log)
+	go saveSamplesEvery(ctx, n.eng, samplesEvery, log)
 	n.printSummary(stdout)
 
 	why := n.waitForSignals(ctx, hup)
@@ -324,6 +326,7 @@ func run(ctx context.Context, cfg *config.Config, path string, stdout, stderr io
 		log.Warn("shutdown did not finish in time: connections dropped", "err", err)
 		n.gw.Close()
 	}
+	saveSamples(n.eng, log)
 	log.Info("stopped")
 	return 0
 }

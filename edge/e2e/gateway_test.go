@@ -348,6 +348,7 @@ policy:
   rules: %s
   data: [partners.yaml]
   timeout: 2s # not the 50 ms default: on a shared CI machine under -race a decision may wait that long for a CPU
+  warm_samples: policy-samples.json
 audit:
   path: audit/audit.jsonl
   durability: sync

@@ -160,6 +160,20 @@ func TestGatewayPolicyAndAudit(t *testing.T) {
 	if len(gw.records("policy reloaded")) <= reloads {
 		t.Error("no 'policy reloaded' in the log")
 	}
+	// The reload saved the policy's warm-up samples: classes of real
+	// traffic, without a word of the messages.
+	samples, err := os.ReadFile(filepath.Join(gw.dir, "policy-samples.json"))
+	if err != nil {
+		t.Fatalf("no warm-up samples after the reload: %v", err)
+	}
+	if !bytes.Contains(samples, []byte(`"kind":"message"`)) || !bytes.Contains(samples, []byte(PartnerDomain)) {
+		t.Errorf("the warm-up samples hold no message with %s: %.300s", PartnerDomain, samples)
+	}
+	for _, text := range []string{"CONFIDENTIAL", "lunch at noon", "hello bob", "hi after"} {
+		if bytes.Contains(samples, []byte(text)) {
+			t.Errorf("the warm-up samples hold message text %q", text)
+		}
+	}
 
 	// Remove it again: its streams are cut at once, the partner's stay.
 	gw.setPartners(t, PartnerDomain)
@@ -367,6 +381,7 @@ func TestAuditSurvivesKill(t *testing.T) {
 	alice := testbed.StartClient(t, "alice@"+CompanyDomain, Password, CompanyIP+":5222")
 	bob := testbed.StartClient(t, "bob@"+PartnerDomain, Password, PartnerIP+":5222")
 	messageBothWays(t, alice, bob)
+	gw.setPartners(t, PartnerDomain) // a reload saves the policy's warm-up samples, which the restart below reads
 
 	const n = 10000
 	go func() {
@@ -429,6 +444,9 @@ func TestAuditSurvivesKill(t *testing.T) {
 	gw2 := runGateway(t, gw.dir, gatewayConfig(ca.file), nil)
 	if !strings.Contains(gw2.log(), "torn") {
 		t.Errorf("the restart did not report the torn tail:\n%s", tail(gw2.log(), 30))
+	}
+	if warmed := gw2.records("policy warmed up from the last run's samples"); len(warmed) != 1 || fmt.Sprint(warmed[0]["warmed_classes"]) == "0" {
+		t.Errorf("the restart did not warm the policy up from the saved samples: %v\n%s", warmed, tail(gw2.log(), 30))
 	}
 	messageBothWaysID(t, alice, bob, "after-restart")
 	gw2.stop()

@@ -190,6 +190,11 @@ func TestValidate(t *testing.T) {
 		{"bad log level", func(c *Config) { c.Log.Level = "trace" }, "log.level", "debug, info, warn, error"},
 		{"bad log format", func(c *Config) { c.Log.Format = "xml" }, "log.format", "text, json"},
 		{"log settings are case-insensitive", func(c *Config) { c.Log.Level, c.Log.Format = "WARN", "JSON" }, "", ""},
+		// policy
+		{"warm samples in the config's folder", func(c *Config) { c.Policy.WarmSamples = "policy-samples.json" }, "", ""},
+		{"warm samples, a file that exists", func(c *Config) { c.Policy.WarmSamples = "c.crt" }, "", ""},
+		{"warm samples named a folder", func(c *Config) { c.Policy.WarmSamples = "folder" }, "policy.warm_samples", "is a folder: name a file in it"},
+		{"warm samples in a missing folder", func(c *Config) { c.Policy.WarmSamples = "gone/samples.json" }, "policy.warm_samples", "does not exist: create it"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { checkValidate(t, tt.change, tt.field, tt.problem) })
