@@ -67,7 +67,9 @@ func (s *Stream) receiveStream(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		s.Conn.Await(timeout)
+		if s.Conn.Await(timeout) {
+			s.el = nil // an idle stream holds no element
+		}
 		step, err := s.receiveElement(ctx)
 		switch {
 		case err != nil:
@@ -118,10 +120,13 @@ func (s *Stream) answerHeader() error {
 // receiveElement reads (within the deadline Conn.Await set) and answers one
 // element. The element is read into s.el, not a new one each time (a
 // pointer to it is handed on, so a local would be allocated for every
-// stanza), and emptied afterwards: an idle stream keeps nothing of its
-// read buffer.
+// stanza), and emptied afterwards: it keeps nothing of the read buffer;
+// once the stream goes idle it is let go too.
 func (s *Stream) receiveElement(ctx context.Context) (Step, error) {
-	el := &s.el
+	if s.el == nil {
+		s.el = new(xmlstream.Element)
+	}
+	el := s.el
 	var err error
 	if *el, err = s.Conn.NextAwaited(); err != nil {
 		return Skip, err

@@ -95,7 +95,7 @@ type Stream struct {
 
 	acks *Acks // stream management's counts (receiving, once enabled)
 
-	el xmlstream.Element // the element being answered (receiveElement)
+	el *xmlstream.Element // the element being answered (receiveElement); nil while idle
 
 	mu       sync.Mutex
 	saslDone bool

@@ -396,7 +396,10 @@ const IdleAfter = 2 * time.Second
 // while the stream is idle (see xmlstream.Reader.Await), and once the
 // stream has been quiet for IdleAfter, no read buffer either, and it
 // waits on the socket itself, with a stack the runtime can shrink to half.
-func (s *Conn) Await(timeout time.Duration) {
+//
+// It reports whether the stream went idle meanwhile (its read buffer was
+// let go): the caller may then let go of its own per-element state too.
+func (s *Conn) Await(timeout time.Duration) (wentIdle bool) {
 	c := s.NetConn()
 	start := time.Now()
 	deadline := time.Time{}
@@ -409,15 +412,17 @@ func (s *Conn) Await(timeout time.Duration) {
 			// Something came (or the connection failed): the element is
 			// read within the whole timeout, counted from the start.
 			c.SetReadDeadline(deadline)
-			return
+			return false
 		}
 		// Idle: nothing is buffered above the socket (see awaitReadable),
 		// so the wait goes on there, in few frames of stack.
 		c.SetReadDeadline(deadline)
 		awaitReadable(c)
+		wentIdle = true
 	}
 	c.SetReadDeadline(deadline)
 	s.r.Await()
+	return wentIdle
 }
 
 // NextAwaited reads the next top-level element after Await, within the

@@ -104,7 +104,10 @@ func TestIdleWaitOnSocket(t *testing.T) {
 
 	got := make(chan string, 1)
 	go func() {
-		srv.Await(0)
+		if !srv.Await(0) {
+			got <- "Await did not report that the stream went idle"
+			return
+		}
 		el, err := srv.NextAwaited()
 		if err != nil {
 			got <- "error: " + err.Error()
@@ -134,7 +137,9 @@ func TestIdleWaitOnSocket(t *testing.T) {
 	// Nothing more: the caller's deadline ends the wait on the socket.
 	const timeout = 300 * time.Millisecond
 	start := time.Now()
-	srv.Await(timeout)
+	if !srv.Await(timeout) { // longer than the test's idle time: idle again
+		t.Error("Await did not report that the stream went idle before the caller's deadline")
+	}
 	_, err := srv.NextAwaited()
 	var ne net.Error
 	if !errors.As(err, &ne) || !ne.Timeout() {
@@ -162,5 +167,18 @@ func TestIdleWaitOnSocket(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the wait on the socket did not end when the peer closed")
+	}
+
+	// A stream with something to read does not go idle: the element is
+	// on the socket (written, on loopback) before the wait starts.
+	srv, cli, _ = tcpTLSPair(t)
+	if err := cli.SendWait(10*time.Second, []byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	if srv.Await(0) {
+		t.Error("Await reported idle with an element waiting")
+	}
+	if el, err := srv.NextAwaited(); err != nil || string(el.Raw) != msg {
+		t.Fatalf("busy stream: %q %v", el.Raw, err)
 	}
 }
