@@ -10,8 +10,12 @@
 // skipped; the stream's close tag ends the stream with ErrStreamEnd.
 // ParseNode turns one element's bytes into a small DOM for the rare
 // elements that need more than the head (stream features, STARTTLS, SASL,
-// dialback, content policy), keeping the order of mixed content;
-// ParseContent is the tree-free shortcut for the content policy. The
+// dialback, a security label), keeping the order of mixed content. What a
+// content policy reads (the children's names, the bodies, subjects and
+// thread) the Reader notes while it scans the element, as offsets into
+// Raw, and Element.ContentInto makes of them (collect.go), so the stanza
+// path reads each stanza's bytes once; ParseContent is the same from
+// bytes alone. The
 // scanner is hand-written, without encoding/xml, and on the common path
 // allocates nothing. The package also writes: escaped text and attribute
 // values, forwarded elements (AppendForward, AppendForwardAddressed) and
