@@ -31,14 +31,21 @@ func (s *inSession) handleStanza(el *xmlstream.Element, t s2s.Ticket) error {
 
 // reset empties st for the next stanza, keeping the arrays its policy
 // input's children and its content parse are appended to (nothing keeps
-// them: a policy copies what it keeps of its input).
+// them: a policy copies what it keeps of its input), unless a stanza with
+// more than maxPooledChildren children grew them: those go with it.
 func (st *inStanza) reset() {
 	children, names := st.input.Children[:0], st.content.Children[:0]
 	clear(children[:cap(children)])
 	clear(names[:cap(names)])
+	if cap(children) > maxPooledChildren || cap(names) > maxPooledChildren {
+		children, names = nil, nil
+	}
 	*st = inStanza{}
 	st.input.Children, st.content.Children = children, names
 }
+
+// maxPooledChildren bounds the children arrays a pooled inStanza keeps.
+const maxPooledChildren = 64
 
 // pairFor implements stanzaStream.
 func (s *inSession) pairFor(remote, local string) (p pairSnapshot, ok, anyAuthed bool) {

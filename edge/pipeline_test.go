@@ -6,6 +6,7 @@ import (
 
 	"github.com/xmppedge/xmppedge/internal/audit"
 	"github.com/xmppedge/xmppedge/internal/jid"
+	"github.com/xmppedge/xmppedge/internal/xmlstream"
 	"github.com/xmppedge/xmppedge/policy"
 )
 
@@ -89,6 +90,27 @@ func TestPolicyStrip(t *testing.T) {
 	for _, r := range env.aud.find("stanza", "allow") {
 		if r.ID == "p1" && r.Modified {
 			t.Fatalf("the untouched presence is recorded as modified: %+v", r)
+		}
+	}
+}
+
+// TestInStanzaResetBoundsItsArrays: a pooled inStanza keeps the children
+// arrays of an ordinary stanza for the next one, not those a stanza with
+// thousands of children grew.
+func TestInStanzaResetBoundsItsArrays(t *testing.T) {
+	for _, tt := range []struct {
+		children int
+		kept     bool
+	}{{3, true}, {maxPooledChildren, true}, {maxPooledChildren + 1, false}, {5000, false}} {
+		st := &inStanza{}
+		st.input.Children = make([]policy.Child, tt.children)
+		st.content.Children = make([]xmlstream.Name, tt.children)
+		st.reset()
+		if kept := cap(st.input.Children) > 0 && cap(st.content.Children) > 0; kept != tt.kept {
+			t.Errorf("%d children: arrays kept %v (caps %d, %d), want %v", tt.children, kept, cap(st.input.Children), cap(st.content.Children), tt.kept)
+		}
+		if len(st.input.Children) != 0 || len(st.content.Children) != 0 {
+			t.Errorf("%d children: not emptied", tt.children)
 		}
 	}
 }

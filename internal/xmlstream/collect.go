@@ -49,10 +49,20 @@ type collectedText struct {
 	cdata  bool
 }
 
+// maxKeptNotes bounds the notes' arrays kept from one element to the
+// next: a stanza with thousands of children (a peer's choice, up to the
+// size limit) must not leave its stream holding their table.
+const maxKeptNotes = 64
+
 func (c *collected) reset() {
 	c.gen++
-	c.kids = c.kids[:0]
-	c.texts = c.texts[:0]
+	c.kids, c.texts = c.kids[:0], c.texts[:0]
+	if cap(c.kids) > maxKeptNotes {
+		c.kids = nil
+	}
+	if cap(c.texts) > maxKeptNotes {
+		c.texts = nil
+	}
 	c.field, c.thread, c.label = fieldNone, false, false
 }
 

@@ -147,6 +147,30 @@ func TestCollectedContentIsTheLatestElements(t *testing.T) {
 	}
 }
 
+// TestCollectedContentManyChildren: a stanza with thousands of children
+// is noted whole, and its stream does not keep the table afterwards.
+func TestCollectedContentManyChildren(t *testing.T) {
+	big := "<message><body>b</body>" + strings.Repeat("<x xmlns='urn:x'/>", 3000) + "</message>"
+	r := NewReader(strings.NewReader(collectHeader+big+"<message><body>small</body></message>"), Limits{MaxElementSize: 1 << 20})
+	if _, err := r.ReadHeader(); err != nil {
+		t.Fatal(err)
+	}
+	el, err := r.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c Content
+	if !el.ContentInto(&c) || len(c.Children) != 3001 || c.Body != "b" || c.Children[3000] != (Name{"urn:x", "x"}) {
+		t.Fatalf("big stanza: %d children, body %q", len(c.Children), c.Body)
+	}
+	if el, err = r.Next(); err != nil || !el.ContentInto(&c) || c.Body != "small" {
+		t.Fatalf("small stanza: %+v %v", c, err)
+	}
+	if cap(r.col.kids) > maxKeptNotes || cap(r.col.texts) > maxKeptNotes {
+		t.Fatalf("the reader keeps the big stanza's notes: %d kids, %d texts", cap(r.col.kids), cap(r.col.texts))
+	}
+}
+
 // FuzzCollectedContent: for every element the Reader accepts, the content
 // it collected while scanning is exactly what ParseNode's tree gives; it
 // declines only for a security label. The stanza path feeds the policy
