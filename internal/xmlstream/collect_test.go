@@ -144,18 +144,7 @@ func TestCollectedContentManyChildren(t *testing.T) {
 // from these notes, so the policy cannot see another body than the full
 // parser does.
 func FuzzCollectedContent(f *testing.F) {
-	for _, s := range []string{
-		"<message><body>hi</body></message>",
-		"<message><body>a<b>x</b>c</body><body>d</body><subject>s&lt;</subject></message>",
-		"<message xmlns='jabber:server'><thread>t</thread><x xmlns='u'><body>inner</body></x></message>",
-		"<message><body xmlns='jabber:client'>c</body></message>",
-		"<message xmlns:p='jabber:server'><p:body>x</p:body><h:subject xmlns:h='jabber:server'>y</h:subject></message>",
-		"<message><body>&#65;&#x42;\r\n</body></message>",
-		"<message><body>a<![CDATA[<b>x</b>]]>c\r</body></message>",
-		"<message><![CDATA[</message><body>x</body>]]><body>y</body></message>",
-		"<message><securitylabel xmlns='urn:xmpp:sec-label:0'/></message>",
-		"<iq type='get'><query xmlns='jabber:iq:version'/></iq><presence/>",
-	} {
+	for _, s := range contentSeeds {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
