@@ -261,7 +261,10 @@ func TestACMERenewalSwapsCertificate(t *testing.T) {
 	cfg.RenewBefore = 2 * time.Hour // more than the validity: renew at the first check
 	cfg.CheckInterval = 300 * time.Millisecond
 
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	// Renewal takes ~1.5 s here; the bound leaves room for certmagic's
+	// retry after a failed attempt (a minute later: one CI run timed out
+	// at 90 s, without the logs that now come with a failure).
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	// At start no listener runs yet: certmagic answers TLS-ALPN-01 on
 	// the address itself.

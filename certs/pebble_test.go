@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -24,20 +25,30 @@ import (
 	"github.com/letsencrypt/pebble/v2/wfe"
 )
 
-// testLog is an io.Writer to t.Log that goes quiet when the test ends
-// (certmagic and Pebble may log from goroutines that outlive a test).
+// testLog is an io.Writer for the store's and certmagic's logs: to t.Log
+// with CERTS_TEST_VERBOSE set; else kept, the last testLogKept lines, and
+// written out only if the test fails, so that a failure in CI says what
+// the ACME exchange did. It goes quiet when the test ends (certmagic and
+// Pebble may log from goroutines that outlive a test).
 type testLog struct {
 	mu   sync.Mutex
 	t    testing.TB
 	done bool
+	kept []string // the last lines, oldest first
 }
+
+// testLogKept is how many lines a failing test shows.
+const testLogKept = 80
 
 func newTestLog(t testing.TB) *testLog {
 	w := &testLog{t: t}
 	t.Cleanup(func() {
 		w.mu.Lock()
+		defer w.mu.Unlock()
 		w.done = true
-		w.mu.Unlock()
+		if t.Failed() && len(w.kept) > 0 {
+			t.Logf("the last %d log lines:\n%s", len(w.kept), strings.Join(w.kept, ""))
+		}
 	})
 	return w
 }
@@ -45,8 +56,15 @@ func newTestLog(t testing.TB) *testLog {
 func (w *testLog) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if !w.done && os.Getenv("CERTS_TEST_VERBOSE") != "" {
+	switch {
+	case w.done:
+	case os.Getenv("CERTS_TEST_VERBOSE") != "":
 		w.t.Log(string(p))
+	default:
+		if len(w.kept) == testLogKept {
+			w.kept = append(w.kept[:0], w.kept[1:]...)
+		}
+		w.kept = append(w.kept, string(p))
 	}
 	return len(p), nil
 }
