@@ -83,8 +83,8 @@ type testEnv struct {
 	aud      *fakeAuditor
 }
 
-// fakePolicy refuses the domains in deny and the stanzas whose body
-// contains denyBody.
+// fakePolicy refuses the domains in deny and the stanzas whose body or
+// subject contains denyBody.
 type fakePolicy struct {
 	mu          sync.Mutex
 	deny        map[string]bool
@@ -115,7 +115,7 @@ func (p *fakePolicy) DecideSession(ctx context.Context, in *policy.SessionInput)
 func (p *fakePolicy) DecideStanza(ctx context.Context, in *policy.StanzaInput) policy.StanzaDecision {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.denyBody != "" && strings.Contains(in.Body, p.denyBody) {
+	if p.denyBody != "" && (strings.Contains(in.Body, p.denyBody) || strings.Contains(in.Subject, p.denyBody)) {
 		return policy.StanzaDecision{Allow: p.dryRun, WouldDeny: p.dryRun, Reason: "confidential content", Audit: policy.AuditFull, Revision: "r1"}
 	}
 	return policy.StanzaDecision{Allow: true, Audit: policy.AuditMeta, Revision: "r1", Strip: p.strip}

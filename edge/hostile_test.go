@@ -188,7 +188,7 @@ func (p *hostilePolicy) setRate(domain string, r *policy.Rate) {
 	}
 }
 
-// setDenyBody makes the fake policy refuse the stanzas whose body contains
+// setDenyBody makes the fake policy refuse the stanzas whose body (or subject) contains
 // word (through its lock: the gateway reads it concurrently).
 func (p *hostilePolicy) setDenyBody(word string) {
 	p.fakePolicy.mu.Lock()
@@ -1030,6 +1030,40 @@ func TestHostileCDATA(t *testing.T) {
 		expectStreamErrorApp(t, p, "policy-violation", "stanza-too-big")
 		h.finish(t, p)
 	})
+}
+
+// hostileSpelledContent: the word the policy refuses, in a body or
+// subject the receiver reads as one however it is spelled: the scanner's
+// notes (xmlstream.Element.ContentInto) must give the policy what
+// ParseNode gives, not only the plain spelling.
+var hostileSpelledContent = []struct{ name, inner string }{
+	{"a prefix bound to jabber:server on the body", "<j:body xmlns:j='jabber:server'>CONFIDENTIAL</j:body>"},
+	{"the default namespace declared again on the body", "<body xmlns='jabber:server'>CONFIDENTIAL</body>"},
+	{"a second body", "<body>fine</body><body xml:lang='de'>CONFIDENTIAL</body>"},
+	{"a subject", "<subject>CONFIDENTIAL</subject><body>fine</body>"},
+	{"a reference", "<body>CONFIDENTI&#x41;L</body>"},
+	{"text around markup inside the body", "<body>CONFI<x xmlns='urn:x'/>DENTIAL</body>"},
+	{"a prefixed body after a prefixed child", "<p:x xmlns:p='urn:x'/><s:body xmlns:s='jabber:server'>CONFIDENTIAL</s:body>"},
+}
+
+// Content in other spellings than the plain one: judged as the receiver
+// reads it, and refused; nothing reaches the internal server.
+func TestHostileSpelledContent(t *testing.T) {
+	h := newHostileEnv(t)
+	h.judge.setDenyBody("CONFIDENTIAL")
+	auths := []string{authSASL, authDialback}
+	for i, tt := range hostileSpelledContent {
+		t.Run(tt.name, func(t *testing.T) {
+			p := h.attacker(t, auths[i%2])
+			id := fmt.Sprintf("spelled-%d", i)
+			hostileWrite(p, hostileAddressed("message", hostileFrom, hostileTo, id, tt.inner))
+			h.expectBounce(t, h.authority.stanzas, id, "policy-violation", "modify", hostileTo, hostileFrom)
+			if recs := h.auditedAs(id); len(recs) != 2 || !strings.HasPrefix(recs[0], "deny ") || !strings.HasPrefix(recs[1], "bounced ") {
+				t.Fatalf("audit records %q, want the deny and the bounce", recs)
+			}
+			h.finish(t, p)
+		})
+	}
 }
 
 // The encoding (RFC 6120 §11.6): UTF-8 only, no byte order mark at the
