@@ -52,6 +52,8 @@ var contentCases = []struct {
 		want: Content{Children: []Name{{NSServer, "body"}}, Body: "a\nb\nc"}, fast: true},
 	{name: "greater-than in an attribute", raw: "<message><x xmlns='u' a='1>2'/><body>b</body></message>",
 		want: Content{Children: []Name{{"u", "x"}, {NSServer, "body"}}, Body: "b"}, fast: true},
+	{name: "jabber:server declared with a reference", raw: "<message><body xmlns='jabber&#58;server'>x</body><thread xmlns='jabber&#x3A;server'>t</thread></message>",
+		want: Content{Children: []Name{{NSServer, "body"}, {NSServer, "thread"}}, Body: "x", Thread: "t"}, fast: true},
 	{name: "body undeclared into no namespace", raw: "<message><body xmlns=''>x</body></message>",
 		want: Content{Children: []Name{{"", "body"}}}, fast: true},
 	{name: "empty stanza", raw: "<presence/>", want: Content{}, fast: true},

@@ -115,7 +115,6 @@ type Reader struct {
 	arena       []byte
 	dupSet      map[string]struct{}
 	col         collected // what Element.ContentInto reads (collect.go)
-	tagRef      nsRef     // the namespace of the start tag startTag just read
 
 	build *nodeBuilder // non-nil only inside ParseNode
 }
@@ -372,7 +371,7 @@ func (r *Reader) readHeader() (Header, error) {
 		}
 		break
 	}
-	empty, err := r.startTag(1, true)
+	empty, _, err := r.startTag(1, true)
 	if err != nil {
 		return h, err
 	}
@@ -744,7 +743,7 @@ func (r *Reader) element(top bool) (Element, error) {
 			if depth > r.lim.MaxDepth {
 				return el, &StreamError{Condition: CondPolicyViolation, Text: "element nesting too deep"}
 			}
-			empty, err := r.startTag(depth, false)
+			empty, ref, err := r.startTag(depth, false)
 			if err != nil {
 				return el, err
 			}
@@ -754,7 +753,7 @@ func (r *Reader) element(top bool) (Element, error) {
 					return el, err
 				}
 			case depth == 2 && r.build == nil:
-				r.collectKid(r.tagRef)
+				r.collectKid(ref)
 			}
 			if empty {
 				r.open = r.open[:len(r.open)-1]
@@ -1171,18 +1170,19 @@ func (r *Reader) reference() error {
 }
 
 // startTag scans a start tag after '<'. It leaves the tag's attributes in
-// r.attrs, pushes its name on r.open and its declarations on r.decls.
-func (r *Reader) startTag(depth int, header bool) (empty bool, err error) {
+// r.attrs, pushes its name on r.open and its declarations on r.decls, and
+// returns where its namespace resolved to.
+func (r *Reader) startTag(depth int, header bool) (empty bool, ref nsRef, err error) {
 	name, err := r.scanName()
 	if err != nil {
-		return false, err
+		return false, nsRef{}, err
 	}
 	r.open = append(r.open, name)
 	r.attrs = r.attrs[:0]
 	for {
 		sp, err := r.skipSpace()
 		if err != nil {
-			return false, err
+			return false, nsRef{}, err
 		}
 		c := r.buf[r.pos]
 		if c == '>' {
@@ -1192,57 +1192,56 @@ func (r *Reader) startTag(depth int, header bool) (empty bool, err error) {
 		if c == '/' {
 			r.pos++
 			if err := r.need(); err != nil {
-				return false, err
+				return false, nsRef{}, err
 			}
 			if r.buf[r.pos] != '>' {
-				return false, notWellFormed("malformed empty-element tag")
+				return false, nsRef{}, notWellFormed("malformed empty-element tag")
 			}
 			r.pos++
 			empty = true
 			break
 		}
 		if !sp {
-			return false, notWellFormed("missing whitespace before attribute")
+			return false, nsRef{}, notWellFormed("missing whitespace before attribute")
 		}
 		an, err := r.scanName()
 		if err != nil {
-			return false, err
+			return false, nsRef{}, err
 		}
 		if err := r.expectEq(); err != nil {
-			return false, err
+			return false, nsRef{}, err
 		}
 		q := r.buf[r.pos]
 		if q != '\'' && q != '"' {
-			return false, notWellFormed("unquoted attribute value")
+			return false, nsRef{}, notWellFormed("unquoted attribute value")
 		}
 		r.pos++
 		vrel, vlen, flags, err := r.attrValue(q)
 		if err != nil {
-			return false, err
+			return false, nsRef{}, err
 		}
 		if len(r.attrs) == maxAttrsPerTag {
-			return false, &StreamError{Condition: CondPolicyViolation, Text: "too many attributes"}
+			return false, nsRef{}, &StreamError{Condition: CondPolicyViolation, Text: "too many attributes"}
 		}
 		r.attrs = append(r.attrs, attrSpan{name: an, valRel: vrel, valLen: vlen, flags: flags})
 	}
 	// From here on there is no fill: byte slices of the tag stay valid.
 	if err := r.declare(depth); err != nil {
-		return false, err
+		return false, nsRef{}, err
 	}
 	if err := r.checkDuplicates(); err != nil {
-		return false, err
+		return false, nsRef{}, err
 	}
 	nb := r.bytesAt(name.rel, name.n)
 	prefix := prefixPart(nb, name.colon)
 	if string(prefix) == "xmlns" || string(localPart(nb, name.colon)) == "xmlns" {
 		// encoding/xml leaves an element named xmlns in no namespace.
-		return false, notWellFormed("element named with xmlns")
+		return false, nsRef{}, notWellFormed("element named with xmlns")
 	}
-	ref := r.resolve(prefix)
-	r.tagRef = ref
+	ref = r.resolve(prefix)
 	if !header {
 		if ref.kind == nsNone && name.colon >= 0 {
-			return false, notWellFormed("undeclared namespace prefix")
+			return false, nsRef{}, notWellFormed("undeclared namespace prefix")
 		}
 		r.noteHeaderUse(ref, name.colon >= 0)
 	}
@@ -1253,7 +1252,7 @@ func (r *Reader) startTag(depth int, header bool) (empty bool, err error) {
 		}
 		ar := r.resolve(r.bytesAt(a.name.rel, a.name.colon))
 		if ar.kind == nsNone {
-			return false, notWellFormed("undeclared namespace prefix")
+			return false, nsRef{}, notWellFormed("undeclared namespace prefix")
 		}
 		if !header {
 			r.noteHeaderUse(ar, true)
@@ -1262,7 +1261,7 @@ func (r *Reader) startTag(depth int, header bool) (empty bool, err error) {
 	if r.build != nil {
 		r.build.start(r, nb, name.colon, ref)
 	}
-	return empty, nil
+	return empty, ref, nil
 }
 
 // declare records the namespace declarations of the current tag.
