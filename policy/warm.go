@@ -83,12 +83,17 @@ func (w *warmSamples) addStanza(class []byte, in *StanzaInput) {
 		return
 	}
 	cp := copyStanzaInput(in)
-	for _, text := range []*string{&cp.Body, &cp.Subject, &cp.Thread} {
+	dropText(&cp)
+	w.stanzas = append(w.stanzas, cp)
+}
+
+// dropText replaces each text of in that is not empty with warmText.
+func dropText(in *StanzaInput) {
+	for _, text := range []*string{&in.Body, &in.Subject, &in.Thread} {
 		if *text != "" {
 			*text = warmText
 		}
 	}
-	w.stanzas = append(w.stanzas, cp)
 }
 
 // first records class and reports whether it is new and there is room

@@ -108,11 +108,7 @@ func readSampleFile(path string) (sessions []SessionInput, stanzas []StanzaInput
 	sessions = doc.Sessions[max(0, len(doc.Sessions)-maxWarmSamples):]
 	stanzas = doc.Stanzas[max(0, len(doc.Stanzas)-maxWarmSamples):]
 	for i := range stanzas {
-		for _, text := range []*string{&stanzas[i].Body, &stanzas[i].Subject, &stanzas[i].Thread} {
-			if *text != "" {
-				*text = warmText
-			}
-		}
+		dropText(&stanzas[i])
 	}
 	return sessions, stanzas, nil
 }
