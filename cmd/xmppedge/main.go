@@ -154,10 +154,15 @@ func logLevel(name string) slog.Level {
 }
 
 // newPolicyEngine loads the configured policy; a compile error is a
-// field error of policy.rules (or policy.bundle).
-func newPolicyEngine(ctx context.Context, cfg *config.Config, log *slog.Logger) (*policy.Engine, error) {
-	pc := policy.Config{Timeout: time.Duration(cfg.Policy.Timeout), Mode: cfg.Policy.Mode, Logger: log,
-		SampleFile: cfg.ResolvePath(cfg.Policy.WarmSamples)}
+// field error of policy.rules (or policy.bundle). With serving (run), the
+// engine keeps its warm-up samples in policy.warm_samples and starts from
+// them; the commands that only ask the policy (check, partners, probe)
+// neither read nor write them.
+func newPolicyEngine(ctx context.Context, cfg *config.Config, log *slog.Logger, serving bool) (*policy.Engine, error) {
+	pc := policy.Config{Timeout: time.Duration(cfg.Policy.Timeout), Mode: cfg.Policy.Mode, Logger: log}
+	if serving {
+		pc.SampleFile = cfg.ResolvePath(cfg.Policy.WarmSamples)
+	}
 	field := "policy.rules"
 	if b := cfg.Policy.Bundle; b != nil {
 		field = "policy.bundle"

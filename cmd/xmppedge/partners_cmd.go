@@ -58,7 +58,7 @@ func partnersCommand(ctx context.Context, args []string, stdout, stderr io.Write
 		printConfigError(stderr, *path, err)
 		return 1
 	}
-	eng, err := newPolicyEngine(ctx, cfg, slog.New(slog.DiscardHandler))
+	eng, err := newPolicyEngine(ctx, cfg, slog.New(slog.DiscardHandler), false)
 	if err != nil {
 		printConfigError(stderr, *path, err)
 		return 1

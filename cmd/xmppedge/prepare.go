@@ -83,7 +83,7 @@ func prepare(ctx context.Context, cfg *config.Config, log *slog.Logger, obtain b
 		add("metrics", err)
 	}
 	add("dialback.secret_file", checkDialbackSecret(cfg))
-	st.eng, err = newPolicyEngine(ctx, cfg, log)
+	st.eng, err = newPolicyEngine(ctx, cfg, log, obtain)
 	add("policy.rules", err)
 
 	obtain = obtain && len(fe) == 0

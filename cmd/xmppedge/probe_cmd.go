@@ -403,7 +403,7 @@ func probePolicy(ctx context.Context, s probeSettings, rep *probeReport) {
 		rep.add(probeSkip, "policy", "", "skipped (no -config with a policy)")
 		return
 	}
-	eng, err := newPolicyEngine(ctx, s.cfg, slog.New(slog.DiscardHandler))
+	eng, err := newPolicyEngine(ctx, s.cfg, slog.New(slog.DiscardHandler), false)
 	if err != nil {
 		rep.add(probeFail, "policy", "", "the policy of -config does not load: %v", err)
 		return
