@@ -20,14 +20,15 @@ type Content struct {
 const SecurityLabelNS = "urn:xmpp:sec-label:0"
 
 // ParseContent extracts Content from the raw bytes of a stanza that
-// Reader.Next accepted, without building a tree: it is the stanza path's
-// fast way to feed content rules. It resolves only default namespaces;
-// when the stanza has a shape it does not handle (a namespace prefix, a
-// security label, a CDATA section, anything unexpected) it returns ok
-// false, and the caller uses ParseNode. (A CDATA section always starts
-// with "<!", where ParseContent stops; the caller may skip it outright
-// when Element.HasCDATA is set.) Where ok is true the result is exactly what ParseNode
-// gives (FuzzParseContent checks it).
+// Reader.Next accepted, without building a tree and without the Reader's
+// notes (Element.ContentInto, which the stanza path uses): the way for
+// bytes read back later, as policy replay does. It resolves only default
+// namespaces; when the stanza has a shape it does not handle (a namespace
+// prefix, a security label, a CDATA section, anything unexpected) it
+// returns ok false, and the caller uses ParseNode. (A CDATA section always
+// starts with "<!", where ParseContent stops; the caller may skip it
+// outright when Element.HasCDATA is set.) Where ok is true the result is
+// exactly what ParseNode gives (FuzzParseContent checks it).
 func ParseContent(raw []byte, header map[string]string) (c Content, ok bool) {
 	ok = ParseContentInto(&c, raw, header)
 	return c, ok
