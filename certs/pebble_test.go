@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,8 +29,11 @@ import (
 // testLog is an io.Writer for the store's and certmagic's logs: to t.Log
 // with CERTS_TEST_VERBOSE set; else kept, the last testLogKept lines, and
 // written out only if the test fails, so that a failure in CI says what
-// the ACME exchange did. It goes quiet when the test ends (certmagic and
-// Pebble may log from goroutines that outlive a test).
+// the ACME exchange did. CI shows only the head of a long failure, so the
+// dump is a digest: the last testLogShown lines without the debug lines
+// of HTTP requests, each cut to testLogLineMax bytes. It goes quiet when
+// the test ends (certmagic and Pebble may log from goroutines that
+// outlive a test).
 type testLog struct {
 	mu   sync.Mutex
 	t    testing.TB
@@ -37,8 +41,11 @@ type testLog struct {
 	kept []string // the last lines, oldest first
 }
 
-// testLogKept is how many lines a failing test shows.
-const testLogKept = 80
+const (
+	testLogKept    = 400 // lines kept
+	testLogShown   = 30  // lines a failing test shows
+	testLogLineMax = 300 // bytes shown of each
+)
 
 func newTestLog(t testing.TB) *testLog {
 	w := &testLog{t: t}
@@ -47,10 +54,29 @@ func newTestLog(t testing.TB) *testLog {
 		defer w.mu.Unlock()
 		w.done = true
 		if t.Failed() && len(w.kept) > 0 {
-			t.Logf("the last %d log lines:\n%s", len(w.kept), strings.Join(w.kept, ""))
+			t.Logf("the last log lines (of %d kept; debug HTTP requests left out; CERTS_TEST_VERBOSE=1 logs all):\n%s",
+				len(w.kept), strings.Join(logDigest(w.kept, testLogShown, testLogLineMax), "\n"))
 		}
 	})
 	return w
+}
+
+// logDigest returns the last n of lines that are not debug HTTP
+// requests, each cut to max bytes.
+func logDigest(lines []string, n, max int) []string {
+	var out []string
+	for i := len(lines) - 1; i >= 0 && len(out) < n; i-- {
+		l := strings.TrimRight(lines[i], "\n")
+		if strings.Contains(l, "level=DEBUG") && strings.Contains(l, `msg="http request"`) {
+			continue
+		}
+		if len(l) > max {
+			l = l[:max] + "…"
+		}
+		out = append(out, l)
+	}
+	slices.Reverse(out)
+	return out
 }
 
 func (w *testLog) Write(p []byte) (int, error) {
@@ -169,3 +195,25 @@ func freePort(t *testing.T) int {
 }
 
 func loopback(port int) string { return fmt.Sprintf("127.0.0.1:%d", port) }
+
+func TestLogDigest(t *testing.T) {
+	lines := []string{
+		"time=1 level=INFO msg=\"obtaining certificate\"\n",
+		"time=2 level=DEBUG msg=\"http request\" url=x\n",
+		"time=3 level=DEBUG msg=\"created CSR\"\n",
+		"time=4 level=ERROR msg=\"could not get certificate from issuer\" error=" + strings.Repeat("x", 20) + "\n",
+	}
+	tests := []struct {
+		n, max int
+		want   []string
+	}{
+		{10, 100, []string{`time=1 level=INFO msg="obtaining certificate"`, `time=3 level=DEBUG msg="created CSR"`, strings.TrimSuffix(lines[3], "\n")}},
+		{2, 100, []string{`time=3 level=DEBUG msg="created CSR"`, strings.TrimSuffix(lines[3], "\n")}},
+		{1, 20, []string{`time=4 level=ERROR m…`}},
+	}
+	for _, tt := range tests {
+		if got := logDigest(lines, tt.n, tt.max); !slices.Equal(got, tt.want) {
+			t.Errorf("logDigest(n=%d, max=%d) = %q, want %q", tt.n, tt.max, got, tt.want)
+		}
+	}
+}
