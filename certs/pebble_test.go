@@ -3,11 +3,14 @@ package certs
 import (
 	"context"
 	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/pem"
 	"fmt"
 	"io"
 	"log"
 	"log/slog"
+	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -21,9 +24,11 @@ import (
 	"time"
 
 	"github.com/letsencrypt/pebble/v2/ca"
+	"github.com/letsencrypt/pebble/v2/core"
 	"github.com/letsencrypt/pebble/v2/db"
 	"github.com/letsencrypt/pebble/v2/va"
 	"github.com/letsencrypt/pebble/v2/wfe"
+	"github.com/mholt/acmez/v3/acme"
 )
 
 // testLog is an io.Writer for the store's and certmagic's logs: to t.Log
@@ -214,6 +219,37 @@ func TestLogDigest(t *testing.T) {
 	for _, tt := range tests {
 		if got := logDigest(lines, tt.n, tt.max); !slices.Equal(got, tt.want) {
 			t.Errorf("logDigest(n=%d, max=%d) = %q, want %q", tt.n, tt.max, got, tt.want)
+		}
+	}
+}
+
+// TestPebbleFindsTheCertificateARIReplaces guards the test bed's Pebble:
+// a renewal's order names the certificate it replaces (ACME ARI), and
+// Pebble must find it by the serial it issued. Pebble before v2.10.3 took
+// the serial's DER bytes as they came, so for a serial whose first byte
+// has the high bit set (one certificate in 256: DER adds a zero byte)
+// the order was refused, certmagic's next two attempts (1 and 3 minutes
+// later) sent the same, and TestACMERenewalSwapsCertificate timed out.
+func TestPebbleFindsTheCertificateARIReplaces(t *testing.T) {
+	for _, serial := range []string{"0102", "80", "ff00", "7fffffffffffff", "80ffeeddccbbaa"} {
+		n, _ := new(big.Int).SetString(serial, 16)
+		leaf := &x509.Certificate{SerialNumber: n, AuthorityKeyId: []byte{1, 2, 3}}
+		id, err := acme.ARIUniqueIdentifier(leaf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, sent, _ := strings.Cut(id, ".")
+		der, err := base64.RawURLEncoding.DecodeString(sent)
+		if err != nil {
+			t.Fatal(err)
+		}
+		certID, err := core.NewCertID(der, leaf.AuthorityKeyId)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Pebble's CA files an issued certificate under this key.
+		if issued := hex.EncodeToString(n.Bytes()); certID.SerialHex() != issued {
+			t.Errorf("serial %s: Pebble looks up %s for the certificate it filed as %s", serial, certID.SerialHex(), issued)
 		}
 	}
 }
