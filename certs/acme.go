@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/certmagic"
@@ -80,7 +81,10 @@ type ACMEConfig struct {
 	TLSALPNListen string
 	// RenewBefore, when set, renews a certificate once less than this is
 	// left of its validity, in addition to certmagic's own schedule (ACME
-	// Renewal Information, else the last third of the validity).
+	// Renewal Information, else the last third of the validity). If a
+	// certificate fresh from the CA already has less than this left, it
+	// is logged as a warning and RenewBefore is not applied any more
+	// (certmagic's schedule stays): else every check would order again.
 	RenewBefore time.Duration
 	// CheckInterval is how often renewal and expiry are checked; 0 means
 	// certmagic's default (10 minutes).
@@ -96,6 +100,9 @@ type acmeManager struct {
 	renewBefore   time.Duration
 	checkInterval time.Duration
 	log           *slog.Logger
+	// renewBeforeOff is set when a fresh certificate was already within
+	// renewBefore: the CA's certificates are shorter than renewBefore.
+	renewBeforeOff atomic.Bool
 
 	httpServer *http.Server
 	httpDone   chan struct{}
@@ -473,7 +480,7 @@ func (m *acmeManager) maintain(s *Store) {
 // left, and serves the new one.
 func (m *acmeManager) renewIfDue(ctx context.Context, domain string) {
 	old := m.current(domain)
-	if old == nil || time.Until(old.Leaf.NotAfter) >= m.renewBefore {
+	if old == nil || m.renewBeforeOff.Load() || time.Until(old.Leaf.NotAfter) >= m.renewBefore {
 		return
 	}
 	oldCached := m.cachedByLeaf(domain, old.Leaf)
@@ -497,6 +504,11 @@ func (m *acmeManager) renewIfDue(ctx context.Context, domain string) {
 		m.cache.Remove([]string{oldCached})
 	}
 	log.Info("certificate renewed", slog.Time("not_after", fresh.Leaf.NotAfter))
+	if left := time.Until(fresh.Leaf.NotAfter); left < m.renewBefore {
+		m.renewBeforeOff.Store(true)
+		log.Warn("tls.acme.renew_before is longer than the CA's certificates last, so it is not applied any more (else every check would order again): certmagic renews at its own time; set renew_before below the validity",
+			slog.Duration("renew_before", m.renewBefore), slog.Duration("fresh_certificate_left", left.Round(time.Second)))
+	}
 }
 
 // cachedByLeaf returns the certmagic cache hash of the cached certificate

@@ -310,6 +310,21 @@ func TestACMERenewalSwapsCertificate(t *testing.T) {
 	if n := tb.pebble.orders.Load(); n < 2 {
 		t.Errorf("Pebble saw %d orders, want at least 2", n)
 	}
+
+	// The fresh certificate (1 h) is within renew_before (2 h) too: the
+	// store says so and orders no more at every check.
+	for !store.acme.renewBeforeOff.Load() {
+		select {
+		case <-ctx.Done():
+			t.Fatal("renew_before longer than the certificates was not noticed")
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	before := tb.pebble.orders.Load()
+	store.acme.renewIfDue(ctx, "company.test")
+	if n := tb.pebble.orders.Load(); n != before {
+		t.Errorf("a check after the warning ordered again: %d orders, was %d", n, before)
+	}
 }
 
 func TestNewACMEStoreConfigErrors(t *testing.T) {
