@@ -81,10 +81,10 @@ type ACMEConfig struct {
 	TLSALPNListen string
 	// RenewBefore, when set, renews a certificate once less than this is
 	// left of its validity, in addition to certmagic's own schedule (ACME
-	// Renewal Information, else the last third of the validity). If a
-	// certificate fresh from the CA already has less than this left, it
-	// is logged as a warning and RenewBefore is not applied any more
-	// (certmagic's schedule stays): else every check would order again.
+	// Renewal Information, else the last third of the validity). It is
+	// not applied to a certificate whose whole validity is not longer
+	// (each check would order again, a CA's rate limit within the hour):
+	// that is logged as a warning, once, and certmagic's schedule stays.
 	RenewBefore time.Duration
 	// CheckInterval is how often renewal and expiry are checked; 0 means
 	// certmagic's default (10 minutes).
@@ -100,9 +100,9 @@ type acmeManager struct {
 	renewBefore   time.Duration
 	checkInterval time.Duration
 	log           *slog.Logger
-	// renewBeforeOff is set when a fresh certificate was already within
-	// renewBefore: the CA's certificates are shorter than renewBefore.
-	renewBeforeOff atomic.Bool
+	// renewBeforeWarned is set once the warning that a certificate's
+	// validity is not longer than renewBefore was logged.
+	renewBeforeWarned atomic.Bool
 
 	httpServer *http.Server
 	httpDone   chan struct{}
@@ -480,11 +480,18 @@ func (m *acmeManager) maintain(s *Store) {
 // left, and serves the new one.
 func (m *acmeManager) renewIfDue(ctx context.Context, domain string) {
 	old := m.current(domain)
-	if old == nil || m.renewBeforeOff.Load() || time.Until(old.Leaf.NotAfter) >= m.renewBefore {
+	if old == nil || time.Until(old.Leaf.NotAfter) >= m.renewBefore {
+		return
+	}
+	log := m.log.With(slog.String("domain", domain))
+	if validity := old.Leaf.NotAfter.Sub(old.Leaf.NotBefore); validity <= m.renewBefore {
+		if !m.renewBeforeWarned.Swap(true) {
+			log.Warn("tls.acme.renew_before is not applied: the CA's certificates are valid no longer than it, so every check would order again; certmagic renews at its own time (set renew_before below the validity)",
+				slog.Duration("renew_before", m.renewBefore), slog.Duration("validity", validity))
+		}
 		return
 	}
 	oldCached := m.cachedByLeaf(domain, old.Leaf)
-	log := m.log.With(slog.String("domain", domain))
 	log.Info("renewing certificate: less than renew_before is left",
 		slog.Time("not_after", old.Leaf.NotAfter), slog.Duration("renew_before", m.renewBefore))
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
@@ -504,11 +511,6 @@ func (m *acmeManager) renewIfDue(ctx context.Context, domain string) {
 		m.cache.Remove([]string{oldCached})
 	}
 	log.Info("certificate renewed", slog.Time("not_after", fresh.Leaf.NotAfter))
-	if left := time.Until(fresh.Leaf.NotAfter); left < m.renewBefore {
-		m.renewBeforeOff.Store(true)
-		log.Warn("tls.acme.renew_before is longer than the CA's certificates last, so it is not applied any more (else every check would order again): certmagic renews at its own time; set renew_before below the validity",
-			slog.Duration("renew_before", m.renewBefore), slog.Duration("fresh_certificate_left", left.Round(time.Second)))
-	}
 }
 
 // cachedByLeaf returns the certmagic cache hash of the cached certificate

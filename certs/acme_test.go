@@ -258,7 +258,8 @@ func TestACMERenewalSwapsCertificate(t *testing.T) {
 	tb := newACMETestbed(t, time.Hour)
 	cfg := tb.config(t.TempDir())
 	cfg.TLSALPNListen = loopback(tb.tlsPort)
-	cfg.RenewBefore = 2 * time.Hour // more than the validity: renew at the first check
+	// Pebble's certificates are valid 1 h less 1 s: due 4 s after issue.
+	cfg.RenewBefore = time.Hour - 5*time.Second
 	cfg.CheckInterval = 300 * time.Millisecond
 
 	// Renewal takes ~1.5 s here; the bound leaves room for certmagic's
@@ -310,20 +311,36 @@ func TestACMERenewalSwapsCertificate(t *testing.T) {
 	if n := tb.pebble.orders.Load(); n < 2 {
 		t.Errorf("Pebble saw %d orders, want at least 2", n)
 	}
+}
 
-	// The fresh certificate (1 h) is within renew_before (2 h) too: the
-	// store says so and orders no more at every check.
-	for !store.acme.renewBeforeOff.Load() {
+// TestACMERenewBeforeLongerThanValidity: a renew_before the CA's
+// certificates cannot outlast is warned about and not applied; otherwise
+// every check would order a certificate.
+func TestACMERenewBeforeLongerThanValidity(t *testing.T) {
+	tb := newACMETestbed(t, time.Hour)
+	cfg := tb.config(t.TempDir())
+	cfg.TLSALPNListen = loopback(tb.tlsPort)
+	cfg.RenewBefore = 2 * time.Hour
+	cfg.CheckInterval = 100 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	store, err := NewACMEStore(ctx, []string{"company.test"}, cfg, nil, testLogger(t))
+	if err != nil {
+		t.Fatalf("NewACMEStore: %v", err)
+	}
+	defer store.Close()
+	startDirectTLS(t, cfg.TLSALPNListen, store)
+
+	for !store.acme.renewBeforeWarned.Load() {
 		select {
 		case <-ctx.Done():
-			t.Fatal("renew_before longer than the certificates was not noticed")
-		case <-time.After(50 * time.Millisecond):
+			t.Fatal("no warning that renew_before is longer than the certificates")
+		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	before := tb.pebble.orders.Load()
-	store.acme.renewIfDue(ctx, "company.test")
-	if n := tb.pebble.orders.Load(); n != before {
-		t.Errorf("a check after the warning ordered again: %d orders, was %d", n, before)
+	store.acme.renewIfDue(ctx, "company.test") // a check, run here to the end
+	if n := tb.pebble.orders.Load(); n != 1 {
+		t.Errorf("Pebble saw %d orders, want only the first one", n)
 	}
 }
 
