@@ -287,13 +287,9 @@ func TestACMERenewalSwapsCertificate(t *testing.T) {
 	oldSerial := old.ConnectionState().PeerCertificates[0].SerialNumber.String()
 	echo(t, old, "before")
 
-	for serial(store.Certificate("company.test")) == oldSerial {
-		select {
-		case <-ctx.Done():
-			t.Fatal("the certificate was not renewed")
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	waitUntil(ctx, t, "the certificate was not renewed", func() bool {
+		return serial(store.Certificate("company.test")) != oldSerial
+	})
 	if ln.validation.Load() == 0 {
 		t.Error("the renewal was not validated through the direct-TLS listener")
 	}
@@ -331,16 +327,23 @@ func TestACMERenewBeforeLongerThanValidity(t *testing.T) {
 	defer store.Close()
 	startDirectTLS(t, cfg.TLSALPNListen, store)
 
-	for !store.acme.renewBeforeWarned.Load() {
-		select {
-		case <-ctx.Done():
-			t.Fatal("no warning that renew_before is longer than the certificates")
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	waitUntil(ctx, t, "no warning that renew_before is longer than the certificates", store.acme.renewBeforeWarned.Load)
 	store.acme.renewIfDue(ctx, "company.test") // a check, run here to the end
 	if n := tb.pebble.orders.Load(); n != 1 {
 		t.Errorf("Pebble saw %d orders, want only the first one", n)
+	}
+}
+
+// waitUntil polls done until it holds, failing the test with failure
+// when ctx ends first.
+func waitUntil(ctx context.Context, t *testing.T, failure string, done func() bool) {
+	t.Helper()
+	for !done() {
+		select {
+		case <-ctx.Done():
+			t.Fatal(failure)
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
 }
 
