@@ -263,8 +263,8 @@ func TestACMERenewalSwapsCertificate(t *testing.T) {
 	cfg.CheckInterval = 300 * time.Millisecond
 
 	// Renewal takes ~1.5 s here; the bound leaves room for certmagic's
-	// retry a minute after a failed attempt. (Two CI runs timed out, at
-	// 90 s and at 180 s, when the order was refused twice: Pebble before
+	// retry a minute after a failed attempt. (Two runs timed out, a fresh
+	// clone's at 90 s and CI's at 180 s, when the order was refused twice: Pebble before
 	// v2.10.3 could not find one certificate in 256 by the serial the
 	// renewal's ARI "replaces" names; TestPebbleFindsTheCertificateARIReplaces.)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)

@@ -228,8 +228,9 @@ func TestLogDigest(t *testing.T) {
 // Pebble must find it by the serial it issued. Pebble before v2.10.3 took
 // the serial's DER bytes as they came, so for a serial whose first byte
 // has the high bit set (one certificate in 256: DER adds a zero byte)
-// the order was refused, certmagic's next two attempts (1 and 3 minutes
-// later) sent the same, and TestACMERenewalSwapsCertificate timed out.
+// the order was refused, certmagic's retry a minute later named it again,
+// only its third attempt (3 minutes in) left it out, and
+// TestACMERenewalSwapsCertificate timed out.
 func TestPebbleFindsTheCertificateARIReplaces(t *testing.T) {
 	for _, serial := range []string{"0102", "80", "ff00", "7fffffffffffff", "80ffeeddccbbaa"} {
 		n, _ := new(big.Int).SetString(serial, 16)
